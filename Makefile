@@ -1,0 +1,56 @@
+# Every target creates .venv and installs the project into it if needed, so a fresh clone needs
+# nothing but `make demo` or `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+PY := $(VENV)/bin/python
+HFT := $(VENV)/bin/hft
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: help install demo test check lint format types pytest bench clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "make: Python 3.11 or newer is needed (found $$($(PYTHON) --version 2>&1)); set PYTHON=/path/to/python3.11"; exit 2; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the project with its dev tools
+
+demo: $(STAMP) ## run the suite in paper-trading mode on the bundled recording
+	$(HFT) doctor --config configs/paper.toml
+	@$(HFT) up --config configs/paper.toml; rc=$$?; \
+	if [ $$rc -eq 2 ]; then \
+	  echo "demo: the services are not built yet; the checks above are what exists today"; \
+	else exit $$rc; fi
+
+test: check pytest ## lint, types and the whole test suite
+
+check: lint types ## ruff and mypy only
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP) ## rewrite sources with ruff's formatter and fixes
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+types: $(STAMP)
+	$(VENV)/bin/mypy
+
+pytest: $(STAMP)
+	$(VENV)/bin/pytest
+
+bench: $(STAMP) ## run the benchmarks and print their figures
+	@echo "bench: no benchmark is built yet (the first comes with libshm)"
+
+clean: ## remove the virtual environment and caches
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

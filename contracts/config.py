@@ -1,0 +1,297 @@
+"""The deployment configuration: one TOML file, a section per service, validated at start-up.
+
+Every model is frozen, strict (no silent coercion of ``"8765"`` into ``8765``) and forbids unknown
+keys, so a typo stops the service with a message naming the file, the key, what was expected and
+what was found. Relative paths are resolved against the directory of the config file, so a
+deployment behaves the same whatever the working directory (systemd starts services in ``/``).
+
+Secrets never live here: see :mod:`contracts.credentials`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
+from pydantic.types import Strict
+
+from contracts.errors import UserError
+
+__all__ = [
+    "AgentConfig",
+    "CtpMdConfig",
+    "CtpTradeConfig",
+    "DeploymentConfig",
+    "EngineConfig",
+    "MdRecorderConfig",
+    "MonitorConfig",
+    "ReplayConfig",
+    "RiskConfig",
+    "SimConfig",
+    "SuiteConfig",
+    "format_validation_error",
+    "load_config",
+    "parse_config",
+]
+
+
+def _resolve(path: Path, info: ValidationInfo) -> Path:
+    base = (info.context or {}).get("base_dir")
+    path = path.expanduser()
+    if base is not None and not path.is_absolute():
+        path = (Path(base) / path).resolve()
+    return path
+
+
+# A path written as a TOML string; relative paths are taken from the config file's directory.
+ConfigPath = Annotated[Path, Strict(False), AfterValidator(_resolve)]
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$", min_length=1, max_length=64)]
+Instrument = Annotated[str, Field(pattern=r"^[A-Za-z]{1,3}[0-9]{3,4}$")]
+CtpFront = Annotated[str, Field(pattern=r"^(tcp|ssl)://[^\s:]+:[0-9]{1,5}$")]
+ZmqEndpoint = Annotated[str, Field(pattern=r"^(tcp://[^\s:]+:[0-9]{1,5}|ipc://\S+)$")]
+Port = Annotated[int, Field(ge=0, le=65535)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class SuiteConfig(_Section):
+    """What the deployment is and where its data lives."""
+
+    name: Name
+    mode: Literal["live", "paper", "replay"]
+    journal_dir: ConfigPath
+    """Recordings (one tick journal per trading day) and the engine's event journal."""
+    shm_dir: ConfigPath = Path("/dev/shm/hft")
+    """The live channel: tick ring and snapshot table, in memory."""
+    credentials_file: ConfigPath | None = None
+    """A TOML file with secrets (mode 0600, outside the repository); the environment wins."""
+
+
+class CtpMdConfig(_Section):
+    fronts: Annotated[list[CtpFront], Field(min_length=1)]
+    broker_id: str = Field(min_length=1)
+    user_id: str = Field(min_length=1)
+    flow_dir: ConfigPath
+    connect_timeout_s: float = Field(10.0, gt=0)
+
+
+class SimConfig(_Section):
+    seed: int = 1
+    interval_ms: int = Field(500, gt=0)
+
+
+class ReplayConfig(_Section):
+    recording: ConfigPath
+    """A recorded tick journal directory, or a directory of them (one per trading day)."""
+    pace: float | Literal["max"] = 1.0
+    shift_to_now: bool = False
+    loop: bool = False
+
+    @model_validator(mode="after")
+    def _positive_pace(self) -> ReplayConfig:
+        if isinstance(self.pace, float) and self.pace <= 0:
+            raise ValueError('pace must be a positive speed-up factor or "max"')
+        return self
+
+
+class MdRecorderConfig(_Section):
+    source: Literal["ctp", "sim", "replay"]
+    instruments: list[Instrument] = Field(default_factory=list)
+    instruments_file: ConfigPath | None = None
+    segment_mb: int = Field(64, ge=1, le=4096)
+    ctp: CtpMdConfig | None = None
+    sim: SimConfig | None = None
+    replay: ReplayConfig | None = None
+
+    @model_validator(mode="after")
+    def _source_section(self) -> MdRecorderConfig:
+        if getattr(self, self.source) is None:
+            section = f"[md_recorder.{self.source}]"
+            raise ValueError(f"source = {self.source!r} needs a {section} section")
+        if self.source != "replay" and not self.instruments and self.instruments_file is None:
+            raise ValueError("give instruments = [...] or instruments_file = PATH")
+        return self
+
+
+class AgentConfig(_Section):
+    name: Name
+    strategy: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    """``module:Class`` of a strategy importable by the engine."""
+    instruments: Annotated[list[Instrument], Field(min_length=1)]
+    capital: float = Field(gt=0)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class RiskConfig(_Section):
+    max_order_volume: int = Field(10, ge=1)
+    max_orders_per_second: int = Field(20, ge=1)
+    max_daily_loss: float = Field(50_000.0, gt=0)
+
+
+class CtpTradeConfig(_Section):
+    fronts: Annotated[list[CtpFront], Field(min_length=1)]
+    broker_id: str = Field(min_length=1)
+    user_id: str = Field(min_length=1)
+    app_id: str = Field(min_length=1)
+    flow_dir: ConfigPath
+
+
+class EngineConfig(_Section):
+    adapter: Literal["ctp", "paper"]
+    command_endpoint: ZmqEndpoint = "tcp://127.0.0.1:5560"
+    agents: list[AgentConfig] = Field(default_factory=list)
+    risk: RiskConfig = Field(default_factory=RiskConfig)
+    ctp: CtpTradeConfig | None = None
+
+    @model_validator(mode="after")
+    def _adapter_section(self) -> EngineConfig:
+        if self.adapter == "ctp" and self.ctp is None:
+            raise ValueError("adapter = 'ctp' needs an [engine.ctp] section")
+        names = [a.name for a in self.agents]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"agent names must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+
+class MonitorConfig(_Section):
+    host: str = "127.0.0.1"
+    port: Port = 8765
+    """WebSocket endpoint and web dashboard."""
+    zmq_pub: ZmqEndpoint = "tcp://127.0.0.1:5570"
+
+
+class DeploymentConfig(_Section):
+    suite: SuiteConfig
+    md_recorder: MdRecorderConfig
+    engine: EngineConfig
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
+
+    @model_validator(mode="after")
+    def _mode_fits(self) -> DeploymentConfig:
+        mode, source, adapter = self.suite.mode, self.md_recorder.source, self.engine.adapter
+        if mode == "live" and (source != "ctp" or adapter != "ctp"):
+            raise ValueError(
+                "mode 'live' needs md_recorder.source = 'ctp' and engine.adapter = 'ctp'"
+            )
+        if mode in ("paper", "replay") and adapter != "paper":
+            raise ValueError(f"mode {mode!r} needs engine.adapter = 'paper'")
+        if mode == "replay" and source != "replay":
+            raise ValueError("mode 'replay' needs md_recorder.source = 'replay'")
+        if mode == "paper" and source == "replay":
+            raise ValueError("mode 'paper' takes live or simulated data; use mode = 'replay'")
+        return self
+
+    @property
+    def uses_ctp(self) -> bool:
+        """True if any service will load openctp-ctp (and so needs the zh_CN.GB18030 locale)."""
+        return self.md_recorder.source == "ctp" or self.engine.adapter == "ctp"
+
+
+def parse_config(data: dict[str, Any], source: str, base_dir: Path) -> DeploymentConfig:
+    """Validate an already-parsed TOML document; ``source`` names it in error messages."""
+    try:
+        return DeploymentConfig.model_validate(data, context={"base_dir": base_dir})
+    except ValidationError as exc:
+        raise UserError(format_validation_error(exc, source)) from None
+
+
+def load_config(path: str | Path) -> DeploymentConfig:
+    """Read and validate a deployment file, or raise :class:`UserError` with one clear message."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(
+            f"{path}: no such config file; pass --config with a deployment file such as "
+            "configs/paper.toml"
+        ) from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a directory; pass --config with a .toml file") from None
+    except PermissionError:
+        raise UserError(f"{path}: permission denied; make the config file readable") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8 text; save the config file as UTF-8") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{path}: invalid TOML: {exc}") from None
+    return parse_config(data, str(path), path.resolve().parent)
+
+
+# --- error messages ---------------------------------------------------------------------------
+
+_PYDANTIC_PREFIXES = ("Input should be ", "Value error, ")
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The model class that owns the key at ``loc`` (for suggesting known keys)."""
+    model: type[BaseModel] | None = DeploymentConfig
+    for part in loc[:-1]:
+        if isinstance(part, int) or model is None:
+            continue
+        field = model.model_fields.get(part)
+        model = _section_type(field.annotation) if field is not None else None
+    return model
+
+
+def _section_type(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _section_type(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _describe_one(err: Any) -> str:
+    loc = tuple(err["loc"])
+    key = _key_path(loc)
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        model = _model_at(loc)
+        known = sorted(model.model_fields) if model else []
+        hint = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        suggestion = f"did you mean {hint[0]!r}? " if hint else ""
+        return f"{key}: unknown key; {suggestion}expected one of: {', '.join(known)}"
+    if kind == "missing":
+        return f"{key}: required value missing"
+    msg = err["msg"]
+    for prefix in _PYDANTIC_PREFIXES:
+        msg = msg.removeprefix(prefix)
+    if kind == "string_pattern_mismatch":
+        msg = f"a string matching {err['ctx']['pattern']}"
+    found = err.get("input")
+    if isinstance(found, dict):
+        return f"{key}: {msg}"
+    return f"{key}: expected {msg}, found {found!r} ({type(found).__name__})"
+
+
+def format_validation_error(exc: ValidationError, source: str) -> str:
+    """One line per problem, each naming the file and the key path; no traceback."""
+    lines = [f"{source}: {_describe_one(err)}" for err in exc.errors()]
+    return "\n".join(dict.fromkeys(lines))

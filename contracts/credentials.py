@@ -1,0 +1,97 @@
+"""Secrets: CTP password and auth code, monitor tokens.
+
+They come from environment variables or from the credentials file that the config names, never from
+the config itself or the repository; the environment wins over the file. Every loaded secret is
+registered with the log redactor, so it cannot reach a log line even by accident.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, SecretStr
+
+from contracts.errors import UserError
+from contracts.logs import register_secret
+
+__all__ = ["ENV_VARS", "Credentials", "load_credentials"]
+
+# field -> environment variable
+ENV_VARS: dict[str, str] = {
+    "ctp_password": "HFT_CTP_PASSWORD",
+    "ctp_auth_code": "HFT_CTP_AUTH_CODE",
+    "monitor_token": "HFT_MONITOR_TOKEN",
+    "monitor_admin_token": "HFT_MONITOR_ADMIN_TOKEN",
+}
+
+
+class Credentials(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ctp_password: SecretStr | None = None
+    ctp_auth_code: SecretStr | None = None
+    monitor_token: SecretStr | None = None
+    monitor_admin_token: SecretStr | None = None
+
+    def require(self, field: str) -> str:
+        """The secret's value, or a :class:`UserError` that says where to put it."""
+        value: SecretStr | None = getattr(self, field)
+        if value is None or not value.get_secret_value():
+            raise UserError(
+                f"secret {field!r} is not set; export {ENV_VARS[field]}=... or put "
+                f'{field} = "..." in the credentials file named by suite.credentials_file'
+            )
+        return value.get_secret_value()
+
+
+def _read_file(path: Path) -> dict[str, str]:
+    try:
+        mode = path.stat().st_mode
+        data = tomllib.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        raise UserError(
+            f"{path}: credentials file not found; create it or unset suite.credentials_file"
+        ) from None
+    except PermissionError:
+        raise UserError(
+            f"{path}: permission denied reading the credentials file; "
+            "it should be readable by the service user only (chmod 600)"
+        ) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        # The parser's message may quote the offending line, which may hold a secret.
+        raise UserError(
+            f"{path}: the credentials file is not valid TOML; expected lines of "
+            'the form key = "value"'
+        ) from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise UserError(
+            f"{path}: the credentials file is readable by other users; run chmod 600 {path}"
+        )
+    unknown = sorted(set(data) - set(ENV_VARS))
+    if unknown:
+        raise UserError(
+            f"{path}: unknown key {unknown[0]!r} in the credentials file; "
+            f"expected some of: {', '.join(ENV_VARS)}"
+        )
+    wrong = sorted(k for k, v in data.items() if not isinstance(v, str))
+    if wrong:
+        raise UserError(f"{path}: {wrong[0]}: expected a string in the credentials file")
+    return data
+
+
+def load_credentials(
+    credentials_file: Path | None, environ: Mapping[str, str] | None = None
+) -> Credentials:
+    """Merge the credentials file (if any) with the environment, which takes precedence."""
+    env = os.environ if environ is None else environ
+    values: dict[str, str] = dict(_read_file(credentials_file)) if credentials_file else {}
+    for field, var in ENV_VARS.items():
+        if env.get(var):
+            values[field] = env[var]
+    for value in values.values():
+        register_secret(value)
+    return Credentials.model_validate(values)

@@ -1,0 +1,208 @@
+"""The ``hft`` command: one subcommand per job, each importing its service only when run.
+
+This is the composition root: the only module that knows every service. Services themselves never
+import each other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import textwrap
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from contracts.config import load_config
+from contracts.errors import UserError
+from contracts.logs import LEVELS, configure
+
+__all__ = ["main"]
+
+EXIT_NOT_BUILT = 2
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    summary: str
+    example: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int] | None
+    """None: the subcommand is planned but not built yet; it says so and exits 2."""
+    planned_in: str = ""
+
+
+def _config_argument(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    parser.add_argument(
+        "--config",
+        "-c",
+        required=required,
+        metavar="FILE",
+        help="deployment file (TOML), for example configs/paper.toml",
+    )
+
+
+def _run_doctor(args: argparse.Namespace) -> int:
+    from services.tools.doctor import run_doctor
+
+    return run_doctor(args.config)
+
+
+def _add_doctor(parser: argparse.ArgumentParser) -> None:
+    _config_argument(parser, required=False)
+
+
+def _add_service(parser: argparse.ArgumentParser) -> None:
+    _config_argument(parser)
+
+
+def _add_path(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="arguments (not built yet)")
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command(
+        "md-recorder",
+        "record market data (CTP, simulated or replayed) into the tick journal",
+        "hft md-recorder --config configs/paper.toml",
+        _add_service,
+        None,
+        "md_recorder",
+    ),
+    Command(
+        "engine",
+        "run strategy agents through the risk gate to CTP or the paper simulator",
+        "hft engine --config configs/paper.toml",
+        _add_service,
+        None,
+        "engine core",
+    ),
+    Command(
+        "monitor",
+        "serve positions, orders and PnL over WebSocket and ZMQ, and the dashboard",
+        "hft monitor --config configs/paper.toml",
+        _add_service,
+        None,
+        "monitor",
+    ),
+    Command(
+        "up",
+        "start every service of a deployment in the foreground (for demos and rehearsals)",
+        "hft up --config configs/paper.toml",
+        _add_service,
+        None,
+        "operations",
+    ),
+    Command(
+        "import",
+        "import tick files (CTP CSV, vn.py CSV, any CSV with a mapping) into a journal",
+        "hft import --format ctp-csv IF2101_20210104.csv.gz --out var/recordings",
+        _add_path,
+        None,
+        "md_recorder",
+    ),
+    Command(
+        "journal",
+        "inspect, verify and print journals (info, verify, cat, export)",
+        "hft journal verify var/recordings/20210104",
+        _add_path,
+        None,
+        "libshm",
+    ),
+    Command(
+        "backtest",
+        "run a strategy over a recorded journal in-process, as fast as the machine allows",
+        "hft backtest --config configs/paper.toml --recording var/recordings/20210104",
+        _add_path,
+        None,
+        "backtest and research",
+    ),
+    Command(
+        "doctor",
+        "check that this machine can run the suite; one line per check, with the fix",
+        "hft doctor --config configs/paper.toml",
+        _add_doctor,
+        _run_doctor,
+    ),
+    Command(
+        "bench",
+        "run a benchmark and print its figures",
+        "hft bench journal",
+        _add_path,
+        None,
+        "libshm",
+    ),
+)
+
+
+def _not_built(spec: Command, args: argparse.Namespace) -> int:
+    # The deployment file is still validated, exactly as the finished service will do it.
+    if getattr(args, "config", None):
+        load_config(args.config)
+    print(
+        f"hft {spec.name}: not built yet (it comes with the {spec.planned_in} work); "
+        "nothing was started",
+        file=sys.stderr,
+    )
+    return EXIT_NOT_BUILT
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hft",
+        description=(
+            "Live trading daemon suite for Chinese futures over CTP: md_recorder, engine, monitor."
+        ),
+        epilog=textwrap.dedent(
+            """\
+            examples:
+              hft doctor --config configs/paper.toml   check this machine and a deployment
+              hft up --config configs/paper.toml       run the paper-trading suite
+              hft COMMAND --help                       help on one command
+            """
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    for command in COMMANDS:
+        status = "" if command.run is not None else " [not built yet]"
+        child = sub.add_parser(
+            command.name,
+            help=command.summary + status,
+            description=command.summary[0].upper() + command.summary[1:] + "." + status,
+            epilog=f"example:\n  {command.example}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        child.add_argument(
+            "--log-level",
+            choices=LEVELS,
+            default="info",
+            help="lowest level of log line to print (default: info)",
+        )
+        command.add_arguments(child)
+        child.set_defaults(command_spec=command)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``hft`` console script; returns the process exit code."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    spec: Command | None = getattr(args, "command_spec", None)
+    if spec is None:
+        parser.print_help()
+        return 2
+    configure(service=spec.name, level=args.log_level)
+    try:
+        if spec.run is None:
+            return _not_built(spec, args)
+        return spec.run(args)
+    except UserError as err:
+        print(f"hft {spec.name}: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""engine: strategy agents, risk gate, adapters, position ledger and event journal."""

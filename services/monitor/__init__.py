@@ -1,0 +1,1 @@
+"""monitor: positions, orders, trades and PnL over WebSocket and ZMQ, and the dashboard."""

@@ -1,0 +1,1 @@
+"""One-shot commands of ``hft``: doctor, journal, import, bench."""

@@ -1,0 +1,204 @@
+"""``hft doctor``: can this machine run the suite? One line per check, each failure with its fix."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from contracts.config import DeploymentConfig, load_config
+from contracts.credentials import load_credentials
+from contracts.errors import UserError
+from contracts.logs import get_logger
+
+__all__ = ["Check", "check_locale", "check_port", "check_space", "run_doctor"]
+
+CTP_LOCALE = "zh_CN.GB18030"
+LOCALE_FIX = (
+    "as root: apt-get install -y locales && localedef -i zh_CN -f GB18030 zh_CN.GB18030; "
+    "without root: localedef --no-archive -i zh_CN -f GB18030 "
+    "~/.local/share/locale/zh_CN.GB18030 && export LOCPATH=~/.local/share/locale"
+)
+MIB = 1 << 20
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    required: bool = True
+
+    def line(self) -> str:
+        mark = "ok  " if self.ok else ("FAIL" if self.required else "warn")
+        text = f"{mark}  {self.name}: {self.detail}"
+        return text + (f" -- fix: {self.fix}" if not self.ok and self.fix else "")
+
+
+def check_python() -> Check:
+    version = ".".join(map(str, sys.version_info[:3]))
+    ok = sys.version_info >= (3, 11)
+    return Check("python", ok, version, "install Python 3.11 or newer")
+
+
+def check_locale(name: str = CTP_LOCALE, required: bool = True) -> Check:
+    """Probe the locale in a child process: openctp-ctp aborts the whole process without it."""
+    probe = f"import locale; locale.setlocale(locale.LC_ALL, {name!r})"
+    found = (
+        subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, timeout=30, check=False
+        ).returncode
+        == 0
+    )
+    why = "" if required else " (needed only when a service uses CTP)"
+    detail = "installed" if found else f"missing: openctp-ctp aborts the process at import{why}"
+    return Check(f"locale {name}", found, detail, LOCALE_FIX, required)
+
+
+def check_ctp_library(required: bool) -> Check:
+    probe = (
+        "import openctp_ctp.thostmduserapi as m, sys; "
+        "sys.stderr.write(m.CThostFtdcMdApi.GetApiVersion())"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, timeout=60, check=False, text=True
+    )
+    if done.returncode == 0:
+        return Check("openctp-ctp", True, f"loads, API {done.stderr.strip()}", required=required)
+    return Check(
+        "openctp-ctp",
+        False,
+        f"does not load (exit {done.returncode})",
+        "pip install openctp-ctp==6.7.11.0 inside the project's environment (make install)",
+        required,
+    )
+
+
+def _existing_ancestor(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists():
+        path = path.parent
+    return path
+
+
+def check_space(label: str, path: Path, need_mib: int, want_mib: int) -> Check:
+    """Fail under ``need_mib`` free or without write access; warn under ``want_mib``."""
+    where = _existing_ancestor(path)
+    free = shutil.disk_usage(where).free // MIB
+    if not os.access(where, os.W_OK):
+        return Check(label, False, f"{where} is not writable", f"grant write access to {where}")
+    if free < need_mib:
+        return Check(
+            label,
+            False,
+            f"{free} MiB free at {where}, needs {need_mib}",
+            f"free space on the file system of {where} or point the config elsewhere",
+        )
+    if free < want_mib:
+        return Check(
+            label,
+            False,
+            f"{free} MiB free at {where}, {want_mib} advised",
+            "free space before a whole trading day",
+            required=False,
+        )
+    return Check(label, True, f"{free} MiB free at {where}")
+
+
+def check_port(label: str, host: str, port: int) -> Check:
+    if port == 0:
+        return Check(label, True, f"{host}: any free port (0)")
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            return Check(
+                label,
+                False,
+                f"{host}:{port} cannot be bound ({exc.strerror})",
+                f"stop what holds port {port} (ss -ltnp 'sport = :{port}') "
+                "or choose another port in the config",
+            )
+    return Check(label, True, f"{host}:{port} free")
+
+
+def check_endpoint(label: str, endpoint: str) -> Check:
+    if endpoint.startswith("tcp://"):
+        host, _, port = endpoint[len("tcp://") :].rpartition(":")
+        return check_port(label, host.strip("[]"), int(port))
+    path = Path(endpoint[len("ipc://") :])
+    parent = _existing_ancestor(path.parent)
+    if not os.access(parent, os.W_OK):
+        return Check(label, False, f"{parent} is not writable", f"grant write access to {parent}")
+    return Check(label, True, f"{endpoint} can be created")
+
+
+def _config_checks(config: DeploymentConfig) -> list[Check]:
+    suite = config.suite
+    checks = [
+        check_space("journal space", suite.journal_dir, need_mib=256, want_mib=4096),
+        check_space("shared memory", suite.shm_dir, need_mib=256, want_mib=2048),
+        check_port("monitor port", config.monitor.host, config.monitor.port),
+        check_endpoint("monitor zmq", config.monitor.zmq_pub),
+        check_endpoint("engine commands", config.engine.command_endpoint),
+    ]
+    try:
+        credentials = load_credentials(suite.credentials_file)
+    except UserError as err:
+        return [*checks, Check("credentials", False, str(err))]
+    needed = []
+    if config.uses_ctp:
+        needed.append("ctp_password")
+    if config.engine.adapter == "ctp":
+        needed.append("ctp_auth_code")
+    for field in needed:
+        try:
+            credentials.require(field)
+            checks.append(Check(f"secret {field}", True, "set"))
+        except UserError as err:
+            checks.append(Check(f"secret {field}", False, "not set", str(err).split("; ", 1)[1]))
+    return checks
+
+
+def run_doctor(config_path: str | None) -> int:
+    """Print every check; return 1 if a required one failed, else 0."""
+    log = get_logger()
+    checks = [check_python()]
+    config: DeploymentConfig | None = None
+    config_check: Check | None = None
+    if config_path is not None:
+        try:
+            config = load_config(config_path)
+            config_check = Check("config", True, f"{config_path} is valid")
+            log.debug("config_loaded", path=config_path, config=config.model_dump(mode="json"))
+        except UserError as err:
+            config_check = Check(
+                "config", False, str(err).replace("\n", "; "), "edit the file as the message says"
+            )
+    uses_ctp = config.uses_ctp if config is not None else False
+    locale_check = check_locale(required=uses_ctp)
+    checks.append(locale_check)
+    if locale_check.ok:
+        checks.append(check_ctp_library(required=uses_ctp))
+    if config_check is not None:
+        checks.append(config_check)
+    if config is not None:
+        checks.extend(_config_checks(config))
+    else:
+        checks.append(check_space("shared memory", Path("/dev/shm"), 256, 2048))
+    for check in checks:
+        print(check.line())
+    if config_path is None:
+        print("note  no --config given: journal, port and secret checks were skipped")
+    failed = [c.name for c in checks if not c.ok and c.required]
+    print(
+        f"doctor: {len(checks) - len(failed)} of {len(checks)} checks passed"
+        + (f"; failed: {', '.join(failed)}" if failed else "")
+    )
+    return 1 if failed else 0

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from services.tools.doctor import check_locale, check_port, check_space
+from tests.helpers import CONFIGS, PAPER_CONFIG, run_hft, write_config
+
+
+def _hidden_locales(tmp_path: Path) -> dict[str, str]:
+    # An empty LOCPATH makes glibc look only there, so the locale is missing for that process
+    # even on a machine (like CI) where it is installed.
+    empty = tmp_path / "no-locales"
+    empty.mkdir()
+    return {"LOCPATH": str(empty)}
+
+
+def test_doctor_passes_on_the_paper_config() -> None:
+    done = run_hft("doctor", "--config", str(CONFIGS / "paper.toml"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ok    config:" in done.stdout
+    assert "checks passed" in done.stdout.splitlines()[-1]
+
+
+def test_missing_locale_is_explained_with_the_fix(tmp_path: Path) -> None:
+    text = (CONFIGS / "live-ctp.example.toml").read_text("utf-8")
+    text = text.replace('credentials_file = "/etc/hft/credentials.toml"\n', "")
+    config = write_config(tmp_path, text)
+    done = run_hft("doctor", "--config", str(config), env=_hidden_locales(tmp_path))
+    assert done.returncode == 1
+    line = next(x for x in done.stdout.splitlines() if "zh_CN.GB18030" in x)
+    assert line.startswith("FAIL")
+    assert "openctp-ctp aborts the process" in line
+    assert "localedef -i zh_CN -f GB18030 zh_CN.GB18030" in line
+    assert "failed: locale zh_CN.GB18030" in done.stdout
+
+
+def test_missing_locale_only_warns_without_ctp(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    done = run_hft("doctor", "--config", str(config), env=_hidden_locales(tmp_path))
+    assert done.returncode == 0, done.stdout
+    assert any(x.startswith("warn  locale") for x in done.stdout.splitlines())
+
+
+def test_port_in_use_fails_with_the_fix(tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        config = write_config(tmp_path, PAPER_CONFIG.replace("port = 0", f"port = {port}"))
+        done = run_hft("doctor", "--config", str(config))
+    assert done.returncode == 1
+    line = next(x for x in done.stdout.splitlines() if "monitor port" in x)
+    assert line.startswith("FAIL")
+    assert f"ss -ltnp 'sport = :{port}'" in line
+
+
+def test_invalid_config_is_a_failed_check(tmp_path: Path) -> None:
+    config = write_config(tmp_path, PAPER_CONFIG.replace("seed = 1", "seed = 1\nsead = 2"))
+    done = run_hft("doctor", "--config", str(config))
+    assert done.returncode == 1
+    assert "FAIL  config:" in done.stdout
+    assert "md_recorder.sim.sead: unknown key" in done.stdout
+
+
+def test_without_config_skips_config_checks() -> None:
+    done = run_hft("doctor")
+    assert "no --config given" in done.stdout
+
+
+def test_check_locale_unit() -> None:
+    missing = check_locale("xx_XX.NOPE", required=True)
+    assert not missing.ok
+    assert missing.line().startswith("FAIL")
+    assert "localedef" in missing.line()
+
+
+def test_check_space_unwritable_and_short(tmp_path: Path) -> None:
+    ok = check_space("x", tmp_path / "deep" / "er", need_mib=1, want_mib=1)
+    assert ok.ok
+    short = check_space("x", tmp_path, need_mib=1 << 40, want_mib=1 << 41)
+    assert not short.ok
+    assert short.required
+
+
+def test_check_port_zero_is_any_port() -> None:
+    assert check_port("p", "127.0.0.1", 0).ok

@@ -1,0 +1,383 @@
+"""Readers of a journal, in any number and any process: read, tail, bulk-read as numpy."""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, NamedTuple
+
+import numpy as np
+
+from libshm.errors import CorruptJournal, JournalError, NotAJournal, Overrun, WriterGone
+from libshm.layout import (
+    FRAME_HEADER,
+    FRAME_HEADER_SIZE,
+    HEAD,
+    HEAD_MAGIC,
+    HEAD_SIZE,
+    LENGTH_MASK,
+    ROLL_PAYLOAD,
+    SEGMENT_HEADER_SIZE,
+    STATE_CLOSED,
+    TYPE_FIXED,
+    TYPE_ROLL,
+    checksum32,
+    segment_name,
+)
+from libshm.record import TICK_DTYPE, TICK_LAYOUT_ID, Tick, decode_tick
+from libshm.segment import SegmentInfo, list_segments, map_segment, read_segment_info
+
+__all__ = ["TICK_FRAME_DTYPE", "Frame", "JournalReader", "WaitPolicy", "frame_dtype"]
+
+_unpack_header = FRAME_HEADER.unpack_from
+_tuple_new = tuple.__new__
+
+
+class Frame(NamedTuple):
+    seq: int
+    time_ns: int
+    type: int
+    payload: memoryview
+
+
+def frame_dtype(payload: np.dtype[np.void]) -> np.dtype[np.void]:
+    """numpy dtype of a whole fixed frame (header, then ``payload``), for zero-copy bulk reads."""
+    return np.dtype(
+        [
+            ("commit", "<u8"),
+            ("seq", "<u8"),
+            ("time_ns", "<i8"),
+            ("type", "<u2"),
+            ("flags", "<u2"),
+            ("payload_len", "<u4"),
+            ("payload", payload),
+        ]
+    )
+
+
+TICK_FRAME_DTYPE: Final = frame_dtype(TICK_DTYPE)
+
+
+@dataclass(frozen=True)
+class WaitPolicy:
+    """How a tailing reader waits: spin, then sleep with back-off, checking the writer now and then.
+
+    Spinning keeps the hop from writer to reader at a few µs while frames flow; sleeping keeps an
+    idle reader off the CPU.
+    """
+
+    spin_ns: int = 200_000
+    min_sleep_ns: int = 20_000
+    max_sleep_ns: int = 2_000_000
+    check_writer_ns: int = 250_000_000
+    heartbeat_timeout_ns: int | None = None
+    """Declare the writer gone when its heartbeat is older than this (None: PID check only)."""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a killed child that nobody has reaped yet still answers kill(0)
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+class JournalReader:
+    """Reads a journal in order, checking that sequence numbers are contiguous.
+
+    Start at the beginning (default), at a sequence number (``from_seq``), at the first frame
+    written at or after a time (``from_time_ns``), or at the live end (``live=True``).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        from_seq: int | None = None,
+        from_time_ns: int | None = None,
+        live: bool = False,
+        archive_dir: str | Path | None = None,
+        verify: bool = False,
+        wait: WaitPolicy | None = None,
+    ) -> None:
+        if sum(x is not None and x is not False for x in (from_seq, from_time_ns, live)) > 1:
+            raise ValueError("give at most one of from_seq, from_time_ns, live")
+        self.path = Path(path)
+        self.archive_dir = Path(archive_dir) if archive_dir is not None else None
+        self.verify = verify
+        self.policy = wait or WaitPolicy()
+        self.ended = False
+        self._head = self._map_head()
+        self._mm: mmap.mmap | None = None
+        self._mv = memoryview(b"")
+        indices = self._available()
+        if not indices:
+            raise NotAJournal(f"{self.path}: journal has no segment yet")
+        if live:
+            current = struct.unpack_from("<Q", self._head, 24)[0] if self._head else indices[-1]
+            self._open(current if current in indices else indices[-1])
+            self._skip(lambda seq, t: True)
+        elif from_seq is not None:
+            self._open(self._segment_for(indices, lambda info, _: info.first_seq <= from_seq))
+            if self._seq > from_seq:
+                raise Overrun(str(self.path), from_seq, self._seq)
+            self._skip(lambda seq, t: seq < from_seq)
+            if self._seq != from_seq:
+                raise JournalError(
+                    f"{self.path}: sequence {from_seq} is beyond the end (next is {self._seq})"
+                )
+        elif from_time_ns is not None:
+            self._open(self._segment_for(indices, lambda _, t: t is not None and t <= from_time_ns))
+            self._skip(lambda seq, t: t < from_time_ns)
+        else:
+            self._open(indices[0])
+
+    # -- files -----------------------------------------------------------------------------
+
+    def _map_head(self) -> mmap.mmap | None:
+        path = self.path / "head"
+        if not self.path.is_dir():
+            what = "no such journal directory" if not self.path.exists() else "not a directory"
+            raise NotAJournal(f"{self.path}: {what}; a journal is a directory of segments")
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return None  # an archive or a copied recording: segments only
+        except PermissionError:
+            raise NotAJournal(f"{path}: permission denied; grant read access") from None
+        try:
+            head = mmap.mmap(fd, HEAD_SIZE, prot=mmap.PROT_READ)
+        finally:
+            os.close(fd)
+        if head[:8] != HEAD_MAGIC:
+            raise NotAJournal(f"{path}: not a journal head block")
+        return head
+
+    def _available(self) -> list[int]:
+        found = set(list_segments(self.path))
+        if self.archive_dir is not None and self.archive_dir.is_dir():
+            found.update(list_segments(self.archive_dir))
+        return sorted(found)
+
+    def _segment_path(self, index: int) -> Path | None:
+        for directory in (self.path, self.archive_dir):
+            if directory is not None and (directory / segment_name(index)).exists():
+                return directory / segment_name(index)
+        return None
+
+    def _segment_for(
+        self, indices: list[int], fits: Callable[[SegmentInfo, int | None], bool]
+    ) -> int:
+        """The newest segment for which ``fits(info, first_frame_time)`` holds, else the oldest."""
+        chosen = indices[0]
+        for index in indices:
+            path = self._segment_path(index)
+            if path is None:
+                continue
+            info = read_segment_info(path)
+            if fits(info, self._first_time(path)):
+                chosen = index
+            else:
+                break
+        return chosen
+
+    @staticmethod
+    def _first_time(path: Path) -> int | None:
+        with open(path, "rb") as f:
+            raw = f.read(SEGMENT_HEADER_SIZE + FRAME_HEADER_SIZE)[SEGMENT_HEADER_SIZE:]
+        if len(raw) < FRAME_HEADER_SIZE:
+            return None
+        commit, _, time_ns, ftype, _, _ = FRAME_HEADER.unpack(raw)
+        return None if commit == 0 or ftype == TYPE_ROLL else int(time_ns)
+
+    def _open(self, index: int) -> None:
+        path = self._segment_path(index)
+        if path is None:
+            raise NotAJournal(f"{self.path}: segment {index} is missing")
+        mapping, info = map_segment(path, writable=False)
+        self._mv = memoryview(mapping)  # the old mapping lives while frames still refer to it
+        self._mm = mapping
+        self._info: SegmentInfo = info
+        self._index = index
+        self._off = SEGMENT_HEADER_SIZE
+        self._seq = info.first_seq
+
+    def _skip(self, keep_going: Callable[[int, int], bool]) -> None:
+        while True:
+            off = self._off
+            commit, seq, time_ns, ftype, _, _ = _unpack_header(self._mv, off)
+            if commit == 0:
+                return
+            if ftype == TYPE_ROLL:
+                self._follow_roll(off)
+                continue
+            if not keep_going(seq, time_ns):
+                return
+            self._off = off + (commit & LENGTH_MASK)
+            self._seq = seq + 1
+
+    def _follow_roll(self, off: int) -> None:
+        next_index = ROLL_PAYLOAD.unpack_from(self._mv, off + FRAME_HEADER_SIZE)[0]
+        if self._segment_path(next_index) is None:
+            present = self._available()
+            later = [i for i in present if i > next_index]
+            if not later:
+                raise CorruptJournal(
+                    str(self._info.path), off, f"rolls to segment {next_index}, which is missing"
+                )
+            resume = read_segment_info(self._segment_path(later[0]) or Path()).first_seq
+            raise Overrun(str(self.path), self._seq, resume)
+        self._open(next_index)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    @property
+    def next_seq(self) -> int:
+        """Sequence number of the next frame this reader will return."""
+        return self._seq
+
+    def read(self) -> Frame | None:
+        """The next committed frame, or None if the writer has not committed one yet."""
+        off = self._off
+        commit, seq, time_ns, ftype, _, plen = _unpack_header(self._mv, off)
+        if commit == 0:
+            return None
+        if seq != self._seq:
+            raise CorruptJournal(
+                str(self._info.path), off, f"sequence {seq} where {self._seq} was expected"
+            )
+        if ftype == TYPE_ROLL:
+            self._follow_roll(off)
+            return self.read()
+        start = off + FRAME_HEADER_SIZE
+        if self.verify and checksum32(self._mv[off + 8 : start + plen]) & LENGTH_MASK != (
+            commit >> 32
+        ):
+            raise CorruptJournal(str(self._info.path), off, f"checksum mismatch in frame {seq}")
+        self._off = off + (commit & LENGTH_MASK)
+        self._seq = seq + 1
+        return _tuple_new(Frame, (seq, time_ns, ftype, self._mv[start : start + plen]))  # type: ignore[no-any-return]
+
+    def read_tick(self) -> Tick | None:
+        """The next frame decoded as a tick, or None if none is committed yet."""
+        frame = self.read()
+        return None if frame is None else decode_tick(frame.payload)
+
+    def read_array(self, max_frames: int = 65_536) -> np.ndarray:
+        """Up to ``max_frames`` committed fixed frames as a zero-copy numpy view (one segment).
+
+        Fields: ``seq``, ``time_ns``, ... and ``payload`` (for tick journals, a ``TICK_DTYPE``
+        record). Returns an empty array when nothing new is committed.
+        """
+        info = self._info
+        if not info.frame_size:
+            raise TypeError("read_array needs a journal of fixed-size frames")
+        dtype = TICK_FRAME_DTYPE if info.layout.layout_id == TICK_LAYOUT_ID else frame_dtype(
+            np.dtype((np.void, info.layout.payload_size))
+        )
+        while True:
+            room = (info.segment_size - self._off) // info.frame_size
+            count = min(max_frames, room)
+            frames = np.frombuffer(self._mm, dtype=dtype, count=count, offset=self._off)  # type: ignore[call-overload]
+            good = (frames["commit"] != 0) & (frames["type"] == TYPE_FIXED)
+            n = int(good.argmin()) if not good.all() else count
+            if n == 0:
+                commit, _, _, ftype, _, _ = _unpack_header(self._mv, self._off)
+                if commit == 0:
+                    return frames[:0]
+                if ftype != TYPE_ROLL:
+                    raise CorruptJournal(str(info.path), self._off, f"frame of type {ftype}")
+                self._follow_roll(self._off)
+                info = self._info
+                continue
+            batch = frames[:n]
+            seqs = batch["seq"]
+            if int(seqs[0]) != self._seq or int(seqs[-1]) != self._seq + n - 1:
+                raise CorruptJournal(str(info.path), self._off, "sequence gap in a bulk read")
+            self._off += n * info.frame_size
+            self._seq += n
+            return batch
+
+    # -- waiting ---------------------------------------------------------------------------
+
+    def writer_state(self) -> str:
+        """'open', 'closed' (cleanly; the journal is complete) or 'gone' (died without closing)."""
+        if self._head is None:
+            return "closed"
+        (_, _, state, pid, heartbeat, *_rest) = HEAD.unpack_from(self._head, 0)
+        if state == STATE_CLOSED:
+            return "closed"
+        if pid == 0 or not _pid_alive(pid):
+            return "gone"
+        limit = self.policy.heartbeat_timeout_ns
+        if limit is not None and time.time_ns() - heartbeat > limit:
+            return "gone"
+        return "open"
+
+    def wait(self, timeout_s: float | None = None) -> Frame | None:
+        """The next frame, waiting for it; None at the end of a closed journal or on timeout.
+
+        Raises :class:`WriterGone` if the writer died; the reader stays usable, so a caller can
+        wait for a successor writer and call again.
+        """
+        frame = self.read()
+        if frame is not None:
+            return frame
+        policy = self.policy
+        now = time.monotonic_ns()
+        spin_until = now + policy.spin_ns
+        deadline = None if timeout_s is None else now + int(timeout_s * 1e9)
+        next_check = now + policy.check_writer_ns
+        sleep_ns = policy.min_sleep_ns
+        while True:
+            frame = self.read()
+            if frame is not None:
+                return frame
+            now = time.monotonic_ns()
+            if now < spin_until:
+                continue
+            if now >= next_check:
+                next_check = now + policy.check_writer_ns
+                state = self.writer_state()
+                if state != "open":
+                    frame = self.read()  # the last frames before the writer stopped
+                    if frame is not None:
+                        return frame
+                    if state == "closed":
+                        self.ended = True
+                        return None
+                    raise WriterGone(
+                        f"{self.path}: the writer died without closing the journal; "
+                        "restart it (it recovers the journal) and read on"
+                    )
+            if deadline is not None and now >= deadline:
+                return None
+            time.sleep(sleep_ns / 1e9)
+            sleep_ns = min(sleep_ns * 2, policy.max_sleep_ns)
+
+    def tail(self) -> Iterator[Frame]:
+        """Every frame from the current position until the journal is closed."""
+        while True:
+            frame = self.wait()
+            if frame is None:
+                if self.ended:
+                    return
+                continue
+            yield frame
+
+    def close(self) -> None:
+        """Drop the mappings (they are unmapped once no returned frame refers to them)."""
+        self._mv = memoryview(b"")
+        self._mm = None
+        self._head = None

@@ -1,0 +1,250 @@
+"""Segment files: create (fully, then rename into place), map, list, archive."""
+
+from __future__ import annotations
+
+import errno
+import mmap
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from libshm.errors import CorruptJournal, JournalFull, NotAJournal, UnsupportedVersion
+from libshm.layout import (
+    FORMAT_VERSION,
+    FRAME_HEADER,
+    FRAME_HEADER_SIZE,
+    ROLL_PAYLOAD,
+    TYPE_ROLL,
+    LENGTH_MASK,
+    Layout,
+    MIN_SEGMENT_SIZE,
+    SEGMENT_HEADER,
+    SEGMENT_HEADER_SIZE,
+    SEGMENT_MAGIC,
+    SEGMENT_SUFFIX,
+    checksum32,
+    frame_size,
+    segment_name,
+)
+
+__all__ = [
+    "SegmentInfo",
+    "archive_segment",
+    "create_segment",
+    "list_segments",
+    "map_segment",
+    "read_segment_info",
+    "scan_segment",
+    "Scan",
+]
+
+_SPACE_ERRORS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+
+
+@dataclass(frozen=True)
+class SegmentInfo:
+    path: Path
+    index: int
+    first_seq: int
+    layout: Layout
+    frame_size: int
+    segment_size: int
+    created_ns: int
+
+
+def list_segments(directory: Path) -> list[int]:
+    """Indices of the segment files in ``directory``, ascending."""
+    out = []
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        raise NotAJournal(f"{directory}: no such journal directory") from None
+    except NotADirectoryError:
+        raise NotAJournal(f"{directory}: not a directory; a journal is a directory") from None
+    except PermissionError:
+        raise NotAJournal(f"{directory}: permission denied; grant read access") from None
+    for name in names:
+        stem, dot, suffix = name.partition(".")
+        if dot and "." + suffix == SEGMENT_SUFFIX and stem.isdigit() and len(stem) == 10:
+            out.append(int(stem))
+    out.sort()
+    return out
+
+
+def _parse_header(path: Path, raw: bytes, file_size: int) -> SegmentInfo:
+    if len(raw) < SEGMENT_HEADER_SIZE:
+        raise CorruptJournal(str(path), 0, f"segment shorter than its header ({len(raw)} bytes)")
+    (magic, version, header_size, layout_id, layout_version, frame_size, index, first_seq,
+     segment_size, created_ns, checksum, _) = SEGMENT_HEADER.unpack_from(raw)  # fmt: skip
+    if magic != SEGMENT_MAGIC:
+        raise NotAJournal(f"{path}: not a journal segment (bad magic {magic!r})")
+    if version > FORMAT_VERSION:
+        raise UnsupportedVersion(
+            f"{path}: journal format version {version} is newer than this program's "
+            f"({FORMAT_VERSION}); upgrade hft to read it"
+        )
+    if checksum32(raw[:56]) & LENGTH_MASK != checksum:
+        raise CorruptJournal(str(path), 0, "segment header checksum mismatch")
+    if header_size != SEGMENT_HEADER_SIZE or segment_size != file_size:
+        raise CorruptJournal(
+            str(path), 0,
+            f"segment size {file_size} differs from its header's {segment_size} (truncated?)",
+        )  # fmt: skip
+    payload_size = frame_size - 32 if frame_size else 0
+    return SegmentInfo(
+        path, index, first_seq, Layout(layout_id, layout_version, payload_size), frame_size,
+        segment_size, created_ns,
+    )  # fmt: skip
+
+
+def read_segment_info(path: Path) -> SegmentInfo:
+    """Read and check a segment's header without mapping the file."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(SEGMENT_HEADER_SIZE)
+            size = os.fstat(f.fileno()).st_size
+    except PermissionError:
+        raise NotAJournal(f"{path}: permission denied; grant read access") from None
+    return _parse_header(path, raw, size)
+
+
+def create_segment(
+    directory: Path,
+    index: int,
+    first_seq: int,
+    segment_size: int,
+    layout: Layout,
+    frame_size: int,
+    created_ns: int,
+) -> Path:
+    """Write a new, zero-filled, fully allocated segment and rename it into place."""
+    if segment_size < MIN_SEGMENT_SIZE or segment_size % 4096:
+        raise ValueError("segment size must be a multiple of 4096")
+    final = directory / segment_name(index)
+    tmp = directory / f".{segment_name(index)}.tmp"
+    header = bytearray(SEGMENT_HEADER_SIZE)
+    SEGMENT_HEADER.pack_into(
+        header, 0, SEGMENT_MAGIC, FORMAT_VERSION, SEGMENT_HEADER_SIZE, layout.layout_id,
+        layout.version, frame_size, index, first_seq, segment_size, created_ns, 0, 0,
+    )  # fmt: skip
+    header[56:60] = (checksum32(bytes(header[:56])) & LENGTH_MASK).to_bytes(4, "little")
+    try:
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            # Allocate every block now: a write into an mmap'd hole on a full disk is a SIGBUS
+            # that kills the process; an error here is one we can report.
+            os.posix_fallocate(fd, 0, segment_size)
+            os.pwrite(fd, bytes(header), 0)
+        finally:
+            os.close(fd)
+        os.rename(tmp, final)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.errno in _SPACE_ERRORS:
+            raise JournalFull(
+                f"{final}: cannot allocate a {segment_size >> 20} MiB segment "
+                f"({exc.strerror}); free space there or point the journal elsewhere; "
+                "every frame committed before is intact"
+            ) from None
+        raise JournalFull(f"{final}: cannot create segment: {exc.strerror}") from None
+    return final
+
+
+def map_segment(path: Path, writable: bool) -> tuple[mmap.mmap, SegmentInfo]:
+    """Map a whole segment file; the returned mapping stays valid even if the file is deleted."""
+    flags = os.O_RDWR if writable else os.O_RDONLY
+    try:
+        fd = os.open(path, flags)
+    except PermissionError:
+        access = "write" if writable else "read"
+        raise NotAJournal(f"{path}: permission denied; grant {access} access") from None
+    try:
+        size = os.fstat(fd).st_size
+        raw = os.pread(fd, SEGMENT_HEADER_SIZE, 0)
+        info = _parse_header(path, raw, size)
+        prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
+        mapping = mmap.mmap(fd, size, mmap.MAP_SHARED, prot)
+    finally:
+        os.close(fd)
+    return mapping, info
+
+
+def archive_segment(directory: Path, archive: Path, index: int) -> Path:
+    """Copy a sealed segment to ``archive`` under the same name (temporary name, then rename)."""
+    archive.mkdir(parents=True, exist_ok=True)
+    name = segment_name(index)
+    final = archive / name
+    if final.exists():
+        return final
+    tmp = archive / f".{name}.tmp"
+    try:
+        shutil.copyfile(directory / name, tmp)
+        os.rename(tmp, final)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise JournalFull(f"{final}: cannot archive segment: {exc.strerror}") from None
+    return final
+
+
+@dataclass(frozen=True)
+class Scan:
+    """What a full check of one segment found."""
+
+    end: int
+    """Offset just past the last good frame (where the next frame goes)."""
+    next_seq: int
+    frames: int
+    """Data frames (roll frames not counted)."""
+    first_time_ns: int | None
+    last_time_ns: int | None
+    roll_to: int | None
+    """Index of the next segment, if the segment ends with a roll frame."""
+    problem: str | None
+    """Why the scan stopped before a zero commit word (a torn or corrupt frame), if it did."""
+    tail_dirty: bool
+    """Non-zero bytes after ``end`` (what a crashed writer left; recovery zeroes them)."""
+
+
+def scan_segment(buffer: mmap.mmap | memoryview | bytes, info: SegmentInfo) -> Scan:
+    """Walk every frame from the start, checking length, sequence and checksum."""
+    size = info.segment_size
+    off = SEGMENT_HEADER_SIZE
+    seq = info.first_seq
+    frames = 0
+    first_time = last_time = roll_to = None
+    problem = None
+    view = memoryview(buffer)
+    try:
+        while off + FRAME_HEADER_SIZE <= size:
+            commit, fseq, time_ns, ftype, _, plen = FRAME_HEADER.unpack_from(view, off)
+            if commit == 0:
+                break
+            flen = commit & LENGTH_MASK
+            if flen != frame_size(plen) or off + flen > size:
+                problem = f"bad frame length {flen} for a {plen}-byte payload"
+                break
+            if fseq != seq:
+                problem = f"sequence {fseq} where {seq} was expected"
+                break
+            data_end = off + FRAME_HEADER_SIZE + plen
+            if checksum32(view[off + 8 : data_end]) & LENGTH_MASK != commit >> 32:
+                problem = f"checksum mismatch in frame {fseq}"
+                break
+            if ftype == TYPE_ROLL:
+                roll_to = ROLL_PAYLOAD.unpack_from(view, off + FRAME_HEADER_SIZE)[0]
+                break
+            frames += 1
+            if first_time is None:
+                first_time = time_ns
+            last_time = time_ns
+            off += flen
+            seq += 1
+        tail = np.frombuffer(view, dtype=np.uint8, count=size - off, offset=off)
+        tail_dirty = roll_to is None and bool(tail.any())
+        del tail
+    finally:
+        view.release()
+    return Scan(off, seq, frames, first_time, last_time, roll_to, problem, tail_dirty)

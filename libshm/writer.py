@@ -1,0 +1,361 @@
+"""The one writer of a journal: append frames, roll segments, recover after a crash."""
+
+from __future__ import annotations
+
+import fcntl
+import mmap
+import os
+import platform
+import struct
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Final
+
+from libshm.errors import CorruptJournal, JournalError, NotAJournal, WriterLocked
+from libshm.layout import (
+    COMMIT,
+    FORMAT_VERSION,
+    FRAME_BODY_HEADER,
+    FRAME_HEADER_SIZE,
+    FREE_FORM,
+    HEAD,
+    HEAD_HEARTBEAT,
+    HEAD_MAGIC,
+    HEAD_SEGMENTS,
+    HEAD_SIZE,
+    HEAD_STATE_PID,
+    LENGTH_MASK,
+    ROLL_FRAME_SIZE,
+    ROLL_PAYLOAD,
+    SEGMENT_HEADER_SIZE,
+    STATE_CLOSED,
+    STATE_OPEN,
+    TYPE_BYTES,
+    TYPE_FIXED,
+    TYPE_ROLL,
+    Layout,
+    checksum32,
+    frame_size,
+    segment_name,
+)
+from libshm.record import TICK_LAYOUT_ID, Tick, pack_args
+from libshm.segment import (
+    SegmentInfo,
+    archive_segment,
+    create_segment,
+    list_segments,
+    map_segment,
+    scan_segment,
+)
+
+__all__ = ["DEFAULT_SEGMENT_SIZE", "JournalWriter"]
+
+DEFAULT_SEGMENT_SIZE: Final = 64 << 20
+_STRONG_ORDERING: Final = ("x86_64", "amd64", "i386", "i686")
+_ZERO_CHUNK: Final = bytes(1 << 20)
+
+
+def _check_architecture() -> None:
+    machine = platform.machine().lower()
+    if machine not in _STRONG_ORDERING and os.environ.get("HFT_ALLOW_WEAK_ORDERING") != "1":
+        raise JournalError(
+            f"journals rely on x86-64 store ordering and this machine is {machine}; see "
+            "docs/journal-format.md (memory ordering) before setting HFT_ALLOW_WEAK_ORDERING=1"
+        )
+
+
+def _lock(directory: Path) -> int:
+    path = directory / "writer.lock"
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except PermissionError:
+        raise NotAJournal(f"{directory}: permission denied; the writer needs write access") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        os.close(fd)
+        raise WriterLocked(str(directory), int(text) if text.isdigit() else None) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+class JournalWriter:
+    """Appends frames to a journal directory; exactly one per journal, enforced by a lock.
+
+    ``ring_segments=0`` keeps every segment (a recording); ``N`` keeps the N newest and deletes
+    older ones, copying each to ``archive_dir`` first if given. ``clock`` stamps segments, the
+    heartbeat and roll frames; frame times are given by the caller.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        layout: Layout = FREE_FORM,
+        segment_size: int = DEFAULT_SEGMENT_SIZE,
+        ring_segments: int = 0,
+        archive_dir: str | Path | None = None,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        _check_architecture()
+        if ring_segments == 1 or ring_segments < 0:
+            raise ValueError("ring_segments must be 0 (keep all) or at least 2")
+        self.path = Path(path)
+        self.layout = layout
+        self.ring_segments = ring_segments
+        self.archive_dir = Path(archive_dir) if archive_dir is not None else None
+        self._segment_size = segment_size
+        self._clock = clock
+        self._fixed_len = frame_size(layout.payload_size) if layout.layout_id else 0
+        self._payload_len = layout.payload_size
+        self._fixed = (
+            struct.Struct("<QqHHI" + layout.payload_format) if layout.payload_format else None
+        )
+        self._is_tick = layout.layout_id == TICK_LAYOUT_ID
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise NotAJournal(f"{self.path}: cannot create journal directory: {exc.strerror}") \
+                from None
+        self._lock_fd = _lock(self.path)
+        self._mm: mmap.mmap | None = None
+        self._head: mmap.mmap | None = None
+        try:
+            self._attach()
+        except BaseException:
+            self._release()
+            raise
+
+    # -- set-up and recovery ---------------------------------------------------------------
+
+    def _attach(self) -> None:
+        now = self._clock()
+        self._head = self._map_head(now)
+        indices = list_segments(self.path)
+        if not indices:
+            self._create(0, first_seq=0, now=now)
+            self._open(0, SEGMENT_HEADER_SIZE, 0)
+        else:
+            self._recover(indices, now)
+        self._oldest = list_segments(self.path)[0]
+        HEAD_STATE_PID.pack_into(self._head, 10, STATE_OPEN, os.getpid())
+        HEAD_HEARTBEAT.pack_into(self._head, 16, now)
+        HEAD_SEGMENTS.pack_into(self._head, 24, self._index, self._oldest)
+        struct.pack_into("<q", self._head, 56, now)
+
+    def _map_head(self, now: int) -> mmap.mmap:
+        path = self.path / "head"
+        if not path.exists():
+            block = bytearray(HEAD_SIZE)
+            HEAD.pack_into(
+                block, 0, HEAD_MAGIC, FORMAT_VERSION, STATE_OPEN, 0, now, 0, 0,
+                self.ring_segments, self._segment_size >> 10, self.layout.layout_id,
+                self.layout.version, now,
+            )  # fmt: skip
+            tmp = self.path / ".head.tmp"
+            tmp.write_bytes(block)
+            os.rename(tmp, path)
+        fd = os.open(path, os.O_RDWR)
+        try:
+            head = mmap.mmap(fd, HEAD_SIZE)
+        finally:
+            os.close(fd)
+        if head[:8] != HEAD_MAGIC:
+            head.close()
+            raise NotAJournal(f"{path}: not a journal head block")
+        stored_layout = struct.unpack_from("<II", head, 48)
+        if stored_layout != (self.layout.layout_id, self.layout.version):
+            head.close()
+            raise JournalError(
+                f"{self.path}: journal holds layout {stored_layout[0]} v{stored_layout[1]}, "
+                f"this writer writes layout {self.layout.layout_id} v{self.layout.version}; "
+                "use another directory"
+            )
+        return head
+
+    def _recover(self, indices: list[int], now: int) -> None:
+        index = indices[-1]
+        mapping, info = map_segment(self.path / segment_name(index), writable=True)
+        scan = scan_segment(mapping, info)
+        mapping.close()
+        if scan.roll_to is not None:
+            # Crashed after the roll frame, before the next segment was visible: impossible with
+            # the create-then-roll order, unless the file was removed; recreate it.
+            self._create(scan.roll_to, scan.next_seq, now)
+            index, scan_end, next_seq = scan.roll_to, SEGMENT_HEADER_SIZE, scan.next_seq
+        else:
+            scan_end, next_seq = scan.end, scan.next_seq
+        self._open(index, scan_end, next_seq)
+        if scan.tail_dirty or scan.problem:
+            self._zero_tail()
+        if scan_end == SEGMENT_HEADER_SIZE and len(indices) > 1 and index == indices[-1]:
+            self._complete_previous_roll(indices[-2], info)
+
+    def _complete_previous_roll(self, previous: int, current: SegmentInfo) -> None:
+        mapping, info = map_segment(self.path / segment_name(previous), writable=True)
+        try:
+            scan = scan_segment(mapping, info)
+            if scan.roll_to is not None:
+                return
+            if scan.next_seq != current.first_seq or scan.problem:
+                raise CorruptJournal(
+                    str(info.path), scan.end,
+                    f"segment ends at sequence {scan.next_seq} but the next one starts at "
+                    f"{current.first_seq}; run `hft journal verify`",
+                )  # fmt: skip
+            self._write_roll(mapping, scan.end, current.first_seq, current.index)
+        finally:
+            mapping.close()
+
+    def _create(self, index: int, first_seq: int, now: int) -> None:
+        create_segment(
+            self.path, index, first_seq, self._segment_size, self.layout, self._fixed_len, now
+        )
+
+    def _open(self, index: int, offset: int, next_seq: int) -> None:
+        mapping, info = map_segment(self.path / segment_name(index), writable=True)
+        if self._mm is not None:
+            self._mv.release()
+            self._mm.close()
+        self._mm = mapping
+        self._mv = memoryview(mapping)
+        self._index = index
+        self._off = offset
+        self._seq = next_seq
+        self._limit = info.segment_size - ROLL_FRAME_SIZE
+
+    def _zero_tail(self) -> None:
+        assert self._mm is not None
+        off, size = self._off, len(self._mm)
+        while off < size:
+            n = min(len(_ZERO_CHUNK), size - off)
+            self._mm[off : off + n] = _ZERO_CHUNK[:n]
+            off += n
+
+    # -- appending -------------------------------------------------------------------------
+
+    @property
+    def next_seq(self) -> int:
+        """Sequence number the next appended frame will get."""
+        return self._seq
+
+    def append(self, payload: bytes | bytearray | memoryview, time_ns: int) -> int:
+        """Append a free-form payload; returns its sequence number."""
+        plen = len(payload)
+        flen = frame_size(plen)
+        if flen > self._limit - SEGMENT_HEADER_SIZE:
+            raise ValueError(f"payload of {plen} bytes does not fit in a segment")
+        off = self._off
+        if off + flen > self._limit:
+            self._roll()
+            off = self._off
+        mv = self._mv
+        seq = self._seq
+        data_start = off + FRAME_HEADER_SIZE
+        FRAME_BODY_HEADER.pack_into(mv, off + 8, seq, time_ns, TYPE_BYTES, 0, plen)
+        mv[data_start : data_start + plen] = payload
+        checksum = checksum32(mv[off + 8 : data_start + plen]) & LENGTH_MASK
+        COMMIT.pack_into(mv, off, flen | (checksum << 32))
+        self._off = off + flen
+        self._seq = seq + 1
+        return seq
+
+    def append_record(self, time_ns: int, *fields: object) -> int:
+        """Append one fixed-layout record given as the values of its ``struct`` format."""
+        if self._fixed is None:
+            raise TypeError("this journal has no fixed layout; use append()")
+        off = self._off
+        end = off + self._fixed_len
+        if end > self._limit:
+            self._roll()
+            off = self._off
+            end = off + self._fixed_len
+        mv = self._mv
+        seq = self._seq
+        self._fixed.pack_into(mv, off + 8, seq, time_ns, TYPE_FIXED, 0, self._payload_len, *fields)
+        checksum = checksum32(mv[off + 8 : end]) & LENGTH_MASK
+        COMMIT.pack_into(mv, off, self._fixed_len | (checksum << 32))
+        self._off = end
+        self._seq = seq + 1
+        return seq
+
+    def append_tick(self, tick: Tick, time_ns: int) -> int:
+        """Append a tick record (the journal's layout must be the tick layout)."""
+        if not self._is_tick:
+            raise TypeError("this journal does not hold tick records")
+        return self.append_record(time_ns, *pack_args(tick))
+
+    # -- segments --------------------------------------------------------------------------
+
+    def _write_roll(self, mapping: mmap.mmap, off: int, seq: int, next_index: int) -> None:
+        now = self._clock()
+        body = FRAME_BODY_HEADER.pack(seq, now, TYPE_ROLL, 0, ROLL_PAYLOAD.size)
+        body += ROLL_PAYLOAD.pack(next_index)
+        mapping[off + 8 : off + ROLL_FRAME_SIZE] = body
+        COMMIT.pack_into(mapping, off, ROLL_FRAME_SIZE | (checksum32(body) & LENGTH_MASK) << 32)
+
+    def _roll(self) -> None:
+        assert self._mm is not None and self._head is not None
+        now = self._clock()
+        nxt = self._index + 1
+        self._retire(nxt)
+        self._create(nxt, self._seq, now)
+        self._write_roll(self._mm, self._off, self._seq, nxt)
+        self._open(nxt, SEGMENT_HEADER_SIZE, self._seq)
+        HEAD_SEGMENTS.pack_into(self._head, 24, nxt, self._oldest)
+        HEAD_HEARTBEAT.pack_into(self._head, 16, now)
+
+    def _retire(self, new_index: int) -> None:
+        """Ring: before segment ``new_index`` exists, drop segments beyond the N newest."""
+        if not self.ring_segments:
+            return
+        while self._oldest <= new_index - self.ring_segments:
+            if self.archive_dir is not None:
+                archive_segment(self.path, self.archive_dir, self._oldest)
+            (self.path / segment_name(self._oldest)).unlink(missing_ok=True)
+            self._oldest += 1
+
+    # -- life ------------------------------------------------------------------------------
+
+    def heartbeat(self, now_ns: int | None = None) -> None:
+        """Tell readers the writer lives; call it from the service loop while idle."""
+        assert self._head is not None
+        HEAD_HEARTBEAT.pack_into(self._head, 16, self._clock() if now_ns is None else now_ns)
+
+    def sync(self) -> None:
+        """Flush committed frames to the file system (for recordings on disk)."""
+        if self._mm is not None:
+            self._mm.flush()
+
+    def close(self) -> None:
+        """Mark the journal closed (readers see its end) and release the writer lock."""
+        if self._head is not None and not self._head.closed:
+            HEAD_STATE_PID.pack_into(self._head, 10, STATE_CLOSED, 0)
+        self._release()
+
+    def _release(self) -> None:
+        if self._mm is not None:
+            self._mv.release()
+            self._mm.close()
+            self._mm = None
+        if self._head is not None:
+            self._head.close()
+            self._head = None
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+    def __enter__(self) -> JournalWriter:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()

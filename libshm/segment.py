@@ -153,7 +153,9 @@ def create_segment(
     return final
 
 
-def map_segment(path: Path, writable: bool) -> tuple[mmap.mmap, SegmentInfo]:
+def map_segment(
+    path: Path, writable: bool, populate: bool = False
+) -> tuple[mmap.mmap, SegmentInfo]:
     """Map a whole segment file; the returned mapping stays valid even if the file is deleted."""
     flags = os.O_RDWR if writable else os.O_RDONLY
     try:
@@ -166,7 +168,8 @@ def map_segment(path: Path, writable: bool) -> tuple[mmap.mmap, SegmentInfo]:
         raw = os.pread(fd, SEGMENT_HEADER_SIZE, 0)
         info = _parse_header(path, raw, size)
         prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
-        mapping = mmap.mmap(fd, size, mmap.MAP_SHARED, prot)
+        flags = mmap.MAP_SHARED | (mmap.MAP_POPULATE if populate else 0)
+        mapping = mmap.mmap(fd, size, flags, prot)
     finally:
         os.close(fd)
     return mapping, info

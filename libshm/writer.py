@@ -13,6 +13,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final
 
+import numpy as np
+
 from libshm.errors import CorruptJournal, JournalError, NotAJournal, WriterLocked
 from libshm.layout import (
     COMMIT,
@@ -40,7 +42,8 @@ from libshm.layout import (
     frame_size,
     segment_name,
 )
-from libshm.record import TICK_LAYOUT_ID, Tick, pack_args
+from libshm.record import _ENCODED as _NAMES
+from libshm.record import TICK_LAYOUT_ID, TICK_SIZE, Tick, pack_args
 from libshm.segment import (
     SegmentInfo,
     archive_segment,
@@ -55,6 +58,7 @@ __all__ = ["DEFAULT_SEGMENT_SIZE", "JournalWriter"]
 DEFAULT_SEGMENT_SIZE: Final = 64 << 20
 _STRONG_ORDERING: Final = ("x86_64", "amd64", "i386", "i686")
 _ZERO_CHUNK: Final = bytes(1 << 20)
+TICK_FRAME_SIZE: Final = frame_size(TICK_SIZE)
 
 
 def _check_architecture() -> None:
@@ -88,7 +92,9 @@ class JournalWriter:
 
     ``ring_segments=0`` keeps every segment (a recording); ``N`` keeps the N newest and deletes
     older ones, copying each to ``archive_dir`` first if given. ``clock`` stamps segments, the
-    heartbeat and roll frames; frame times are given by the caller.
+    heartbeat and roll frames; frame times are given by the caller. ``prefault`` maps each new
+    segment with every page in place, moving the page-fault cost (about 7 µs per 4 KiB page on
+    tmpfs) from appends to the rollover.
     """
 
     def __init__(
@@ -100,6 +106,7 @@ class JournalWriter:
         ring_segments: int = 0,
         archive_dir: str | Path | None = None,
         clock: Callable[[], int] = time.time_ns,
+        prefault: bool = False,
     ) -> None:
         _check_architecture()
         if ring_segments == 1 or ring_segments < 0:
@@ -116,6 +123,11 @@ class JournalWriter:
             struct.Struct("<QqHHI" + layout.payload_format) if layout.payload_format else None
         )
         self._is_tick = layout.layout_id == TICK_LAYOUT_ID
+        self._frame_dtype = np.dtype(
+            [("commit", "<u8"), ("seq", "<u8"), ("time_ns", "<i8"), ("type", "<u2"),
+             ("flags", "<u2"), ("payload_len", "<u4"), ("payload", "V", layout.payload_size)]
+        ) if layout.payload_size else None  # fmt: skip
+        self._prefault = prefault
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -217,7 +229,9 @@ class JournalWriter:
         )
 
     def _open(self, index: int, offset: int, next_seq: int) -> None:
-        mapping, info = map_segment(self.path / segment_name(index), writable=True)
+        mapping, info = map_segment(
+            self.path / segment_name(index), writable=True, populate=self._prefault
+        )
         if self._mm is not None:
             self._mv.release()
             self._mm.close()
@@ -285,9 +299,70 @@ class JournalWriter:
 
     def append_tick(self, tick: Tick, time_ns: int) -> int:
         """Append a tick record (the journal's layout must be the tick layout)."""
+        # append_record inlined: this is the recorder's per-tick path.
         if not self._is_tick:
             raise TypeError("this journal does not hold tick records")
-        return self.append_record(time_ns, *pack_args(tick))
+        off = self._off
+        end = off + TICK_FRAME_SIZE
+        if end > self._limit:
+            self._roll()
+            off = self._off
+            end = off + TICK_FRAME_SIZE
+        mv = self._mv
+        seq = self._seq
+        try:
+            names = (_NAMES[tick[0]], _NAMES[tick[1]])
+        except KeyError:
+            names = pack_args(tick)[:2]  # encodes, checks and caches the names
+        self._fixed.pack_into(  # type: ignore[union-attr]
+            mv, off + 8, seq, time_ns, TYPE_FIXED, 0, TICK_SIZE, *names, *tick[2:]
+        )
+        checksum = checksum32(mv[off + 8 : end]) & LENGTH_MASK
+        COMMIT.pack_into(mv, off, TICK_FRAME_SIZE | (checksum << 32))
+        self._off = end
+        self._seq = seq + 1
+        return seq
+
+    def append_array(self, records: np.ndarray, time_ns: np.ndarray | int) -> int:
+        """Append many fixed records at once (a numpy array of the layout's dtype, such as
+        ``TICK_DTYPE``); returns the sequence number of the first. For bulk writers (replay,
+        import): headers and payloads are copied vectorised, then each frame's checksum is
+        computed and the commit words are stored in order, after every payload.
+        """
+        if self._fixed is None:
+            raise TypeError("this journal has no fixed layout; use append()")
+        if records.dtype.itemsize != self._payload_len:
+            raise TypeError(f"records of {records.dtype.itemsize} bytes; layout needs "
+                            f"{self._payload_len}")
+        first = self._seq
+        times = np.broadcast_to(np.asarray(time_ns, dtype=np.int64), (len(records),))
+        flen = self._fixed_len
+        done = 0
+        while done < len(records):
+            room = (self._limit - self._off) // flen
+            if room <= 0:
+                self._roll()
+                continue
+            k = min(room, len(records) - done)
+            base, seq = self._off, self._seq
+            frames = np.frombuffer(self._mm, dtype=self._frame_dtype, count=k, offset=base)  # type: ignore[call-overload]
+            frames["seq"] = np.arange(seq, seq + k, dtype=np.uint64)
+            frames["time_ns"] = times[done : done + k]
+            frames["type"] = TYPE_FIXED
+            frames["flags"] = 0
+            frames["payload_len"] = self._payload_len
+            frames["payload"] = records[done : done + k].view(self._frame_dtype["payload"])
+            mv = self._mv
+            commits = [
+                flen | ((checksum32(mv[o + 8 : o + flen]) & LENGTH_MASK) << 32)
+                for o in range(base, base + k * flen, flen)
+            ]
+            frames["commit"] = commits  # stored in ascending order, after all payloads
+            del frames
+            self._off = base + k * flen
+            self._seq = seq + k
+            done += k
+        return first
 
     # -- segments --------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple
 
 import numpy as np
 
@@ -29,6 +29,7 @@ from libshm.layout import (
     checksum32,
     segment_name,
 )
+from libshm.process import pid_alive
 from libshm.record import TICK_DTYPE, TICK_LAYOUT_ID, Tick, decode_tick
 from libshm.segment import SegmentInfo, list_segments, map_segment, read_segment_info
 
@@ -79,20 +80,6 @@ class WaitPolicy:
     """Declare the writer gone when its heartbeat is older than this (None: PID check only)."""
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a killed child that nobody has reaped yet still answers kill(0)
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except (FileNotFoundError, IndexError):
-        return False
-
-
 class JournalReader:
     """Reads a journal in order, checking that sequence numbers are contiguous.
 
@@ -124,6 +111,7 @@ class JournalReader:
         indices = self._available()
         if not indices:
             raise NotAJournal(f"{self.path}: journal has no segment yet")
+        self._pending: Callable[[int, int], bool] | None = None
         if live:
             current = struct.unpack_from("<Q", self._head, 24)[0] if self._head else indices[-1]
             self._open(current if current in indices else indices[-1])
@@ -132,14 +120,10 @@ class JournalReader:
             self._open(self._segment_for(indices, lambda info, _: info.first_seq <= from_seq))
             if self._seq > from_seq:
                 raise Overrun(str(self.path), from_seq, self._seq)
-            self._skip(lambda seq, t: seq < from_seq)
-            if self._seq != from_seq:
-                raise JournalError(
-                    f"{self.path}: sequence {from_seq} is beyond the end (next is {self._seq})"
-                )
+            self._start_at(lambda seq, t: seq < from_seq)
         elif from_time_ns is not None:
             self._open(self._segment_for(indices, lambda _, t: t is not None and t <= from_time_ns))
-            self._skip(lambda seq, t: t < from_time_ns)
+            self._start_at(lambda seq, t: t < from_time_ns)
         else:
             self._open(indices[0])
 
@@ -213,17 +197,24 @@ class JournalReader:
         self._off = SEGMENT_HEADER_SIZE
         self._seq = info.first_seq
 
-    def _skip(self, keep_going: Callable[[int, int], bool]) -> None:
+    def _start_at(self, before_start: Callable[[int, int], bool]) -> None:
+        """Skip committed frames for which ``before_start(seq, time)`` holds; if the journal
+        ends first, keep skipping such frames as they arrive."""
+        if not self._skip(before_start):
+            self._pending = before_start
+
+    def _skip(self, keep_going: Callable[[int, int], bool]) -> bool:
+        """Skip frames while ``keep_going``; False if the committed frames ran out first."""
         while True:
             off = self._off
             commit, seq, time_ns, ftype, _, _ = _unpack_header(self._mv, off)
             if commit == 0:
-                return
+                return False
             if ftype == TYPE_ROLL:
                 self._follow_roll(off)
                 continue
             if not keep_going(seq, time_ns):
-                return
+                return True
             self._off = off + (commit & LENGTH_MASK)
             self._seq = seq + 1
 
@@ -267,7 +258,11 @@ class JournalReader:
             raise CorruptJournal(str(self._info.path), off, f"checksum mismatch in frame {seq}")
         self._off = off + (commit & LENGTH_MASK)
         self._seq = seq + 1
-        return _tuple_new(Frame, (seq, time_ns, ftype, self._mv[start : start + plen]))  # type: ignore[no-any-return]
+        if self._pending is not None:
+            if self._pending(seq, time_ns):
+                return self.read()
+            self._pending = None
+        return _tuple_new(Frame, (seq, time_ns, ftype, self._mv[start : start + plen]))
 
     def read_tick(self) -> Tick | None:
         """The next frame decoded as a tick, or None if none is committed yet."""
@@ -280,22 +275,29 @@ class JournalReader:
         Fields: ``seq``, ``time_ns``, ... and ``payload`` (for tick journals, a ``TICK_DTYPE``
         record). Returns an empty array when nothing new is committed.
         """
+        if self._pending is not None:
+            if not self._skip(self._pending):
+                return np.empty(0, dtype=TICK_FRAME_DTYPE)
+            self._pending = None
         info = self._info
         if not info.frame_size:
             raise TypeError("read_array needs a journal of fixed-size frames")
-        dtype = TICK_FRAME_DTYPE if info.layout.layout_id == TICK_LAYOUT_ID else frame_dtype(
-            np.dtype((np.void, info.layout.payload_size))
+        dtype = (
+            TICK_FRAME_DTYPE
+            if info.layout.layout_id == TICK_LAYOUT_ID
+            else frame_dtype(np.dtype((np.void, info.layout.payload_size)))
         )
         while True:
             room = (info.segment_size - self._off) // info.frame_size
             count = min(max_frames, room)
-            frames = np.frombuffer(self._mm, dtype=dtype, count=count, offset=self._off)  # type: ignore[call-overload]
+            frames: Any = np.frombuffer(self._mv, dtype=dtype, count=count, offset=self._off)
             good = (frames["commit"] != 0) & (frames["type"] == TYPE_FIXED)
             n = int(good.argmin()) if not good.all() else count
             if n == 0:
                 commit, _, _, ftype, _, _ = _unpack_header(self._mv, self._off)
                 if commit == 0:
-                    return frames[:0]
+                    empty: np.ndarray = frames[:0]
+                    return empty
                 if ftype != TYPE_ROLL:
                     raise CorruptJournal(str(info.path), self._off, f"frame of type {ftype}")
                 self._follow_roll(self._off)
@@ -307,7 +309,8 @@ class JournalReader:
                 raise CorruptJournal(str(info.path), self._off, "sequence gap in a bulk read")
             self._off += n * info.frame_size
             self._seq += n
-            return batch
+            result: np.ndarray = batch
+            return result
 
     # -- waiting ---------------------------------------------------------------------------
 
@@ -318,7 +321,7 @@ class JournalReader:
         (_, _, state, pid, heartbeat, *_rest) = HEAD.unpack_from(self._head, 0)
         if state == STATE_CLOSED:
             return "closed"
-        if pid == 0 or not _pid_alive(pid):
+        if pid == 0 or not pid_alive(pid):
             return "gone"
         limit = self.policy.heartbeat_timeout_ns
         if limit is not None and time.time_ns() - heartbeat > limit:

@@ -15,15 +15,15 @@ import numpy as np
 from libshm.layout import Layout
 
 __all__ = [
+    "FLAG_AUCTION",
+    "FLAG_OUTSIDE_HOURS",
+    "FLAG_SYNTHETIC",
     "TICK_DTYPE",
     "TICK_LAYOUT",
     "TICK_LAYOUT_ID",
     "TICK_LAYOUT_VERSION",
     "TICK_SIZE",
     "TICK_STRUCT",
-    "FLAG_AUCTION",
-    "FLAG_OUTSIDE_HOURS",
-    "FLAG_SYNTHETIC",
     "Tick",
     "decode_tick",
     "encode_tick",
@@ -182,12 +182,12 @@ _new_tick = tuple.__new__
 def decode_tick(buffer: bytes | bytearray | memoryview, offset: int = 0) -> Tick:
     """Read one record at ``offset`` of ``buffer``."""
     values = TICK_STRUCT.unpack_from(buffer, offset)
-    return _new_tick(Tick, (_text(values[0]), _text(values[1]), *values[2:]))  # type: ignore[no-any-return]
+    return _new_tick(Tick, (_text(values[0]), _text(values[1]), *values[2:]))
 
 
 def tick_from_row(row: np.void) -> Tick:
     """A :class:`Tick` from one element of a ``TICK_DTYPE`` array."""
-    return Tick(
+    values: list[object] = [
         _text(bytes(row["instrument"])),
         _text(bytes(row["exchange"])),
         int(row["trading_day"]),
@@ -203,4 +203,5 @@ def tick_from_row(row: np.void) -> Tick:
         *(float(x) for x in row["ask_price"]),
         *(int(x) for x in row["bid_volume"]),
         *(int(x) for x in row["ask_volume"]),
-    )
+    ]
+    return Tick._make(values)

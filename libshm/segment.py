@@ -16,21 +16,22 @@ from libshm.layout import (
     FORMAT_VERSION,
     FRAME_HEADER,
     FRAME_HEADER_SIZE,
-    ROLL_PAYLOAD,
-    TYPE_ROLL,
     LENGTH_MASK,
-    Layout,
     MIN_SEGMENT_SIZE,
+    ROLL_PAYLOAD,
     SEGMENT_HEADER,
     SEGMENT_HEADER_SIZE,
     SEGMENT_MAGIC,
     SEGMENT_SUFFIX,
+    TYPE_ROLL,
+    Layout,
     checksum32,
     frame_size,
     segment_name,
 )
 
 __all__ = [
+    "Scan",
     "SegmentInfo",
     "archive_segment",
     "create_segment",
@@ -38,7 +39,6 @@ __all__ = [
     "map_segment",
     "read_segment_info",
     "scan_segment",
-    "Scan",
 ]
 
 _SPACE_ERRORS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
@@ -111,7 +111,7 @@ def read_segment_info(path: Path) -> SegmentInfo:
     return _parse_header(path, raw, size)
 
 
-def create_segment(
+def create_segment(  # noqa: PLR0917
     directory: Path,
     index: int,
     first_seq: int,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import mmap
 import os
 import platform
@@ -11,11 +10,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 
-from libshm.errors import CorruptJournal, JournalError, NotAJournal, WriterLocked
+from libshm.errors import CorruptJournal, JournalError, NotAJournal
 from libshm.layout import (
     COMMIT,
     FORMAT_VERSION,
@@ -42,6 +41,7 @@ from libshm.layout import (
     frame_size,
     segment_name,
 )
+from libshm.process import acquire_writer_lock
 from libshm.record import _ENCODED as _NAMES
 from libshm.record import TICK_LAYOUT_ID, TICK_SIZE, Tick, pack_args
 from libshm.segment import (
@@ -68,23 +68,6 @@ def _check_architecture() -> None:
             f"journals rely on x86-64 store ordering and this machine is {machine}; see "
             "docs/journal-format.md (memory ordering) before setting HFT_ALLOW_WEAK_ORDERING=1"
         )
-
-
-def _lock(directory: Path) -> int:
-    path = directory / "writer.lock"
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except PermissionError:
-        raise NotAJournal(f"{directory}: permission denied; the writer needs write access") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-        os.close(fd)
-        raise WriterLocked(str(directory), int(text) if text.isdigit() else None) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd
 
 
 class JournalWriter:
@@ -131,11 +114,14 @@ class JournalWriter:
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise NotAJournal(f"{self.path}: cannot create journal directory: {exc.strerror}") \
-                from None
-        self._lock_fd = _lock(self.path)
+            raise NotAJournal(
+                f"{self.path}: cannot create journal directory: {exc.strerror}"
+            ) from None
+        self._lock_fd = acquire_writer_lock(self.path / "writer.lock", str(self.path))
         self._mm: mmap.mmap | None = None
+        self._mv = memoryview(b"")
         self._head: mmap.mmap | None = None
+        self._index = self._off = self._seq = self._limit = self._oldest = 0
         try:
             self._attach()
         except BaseException:
@@ -311,7 +297,7 @@ class JournalWriter:
         mv = self._mv
         seq = self._seq
         try:
-            names = (_NAMES[tick[0]], _NAMES[tick[1]])
+            names: tuple[object, ...] = (_NAMES[tick[0]], _NAMES[tick[1]])
         except KeyError:
             names = pack_args(tick)[:2]  # encodes, checks and caches the names
         self._fixed.pack_into(  # type: ignore[union-attr]
@@ -329,11 +315,12 @@ class JournalWriter:
         import): headers and payloads are copied vectorised, then each frame's checksum is
         computed and the commit words are stored in order, after every payload.
         """
-        if self._fixed is None:
+        if self._fixed is None or self._frame_dtype is None:
             raise TypeError("this journal has no fixed layout; use append()")
         if records.dtype.itemsize != self._payload_len:
-            raise TypeError(f"records of {records.dtype.itemsize} bytes; layout needs "
-                            f"{self._payload_len}")
+            raise TypeError(
+                f"records of {records.dtype.itemsize} bytes; layout needs {self._payload_len}"
+            )
         first = self._seq
         times = np.broadcast_to(np.asarray(time_ns, dtype=np.int64), (len(records),))
         flen = self._fixed_len
@@ -345,13 +332,15 @@ class JournalWriter:
                 continue
             k = min(room, len(records) - done)
             base, seq = self._off, self._seq
-            frames = np.frombuffer(self._mm, dtype=self._frame_dtype, count=k, offset=base)  # type: ignore[call-overload]
+            frames: Any = np.frombuffer(  # structured: numpy's stubs cannot type the fields
+                self._mv, dtype=self._frame_dtype, count=k, offset=base
+            )
             frames["seq"] = np.arange(seq, seq + k, dtype=np.uint64)
             frames["time_ns"] = times[done : done + k]
             frames["type"] = TYPE_FIXED
             frames["flags"] = 0
             frames["payload_len"] = self._payload_len
-            frames["payload"] = records[done : done + k].view(self._frame_dtype["payload"])
+            frames["payload"] = records[done : done + k].view(frames.dtype["payload"])
             mv = self._mv
             commits = [
                 flen | ((checksum32(mv[o + 8 : o + flen]) & LENGTH_MASK) << 32)

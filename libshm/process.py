@@ -1,0 +1,47 @@
+"""Is the process that wrote a journal or table still alive?"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+from libshm.errors import NotAJournal, WriterLocked
+
+
+def pid_alive(pid: int) -> bool:
+    """True if ``pid`` runs and is not a zombie (a killed child nobody reaped yet)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, owned by another user
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def acquire_writer_lock(lock_path: Path, owner: str) -> int:
+    """Hold an exclusive ``flock`` on ``lock_path`` for this process's life; return its fd.
+
+    The kernel releases it however the process dies, so a successor can always take over. A
+    second writer gets :class:`WriterLocked` naming the holder's PID (written into the file).
+    """
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise NotAJournal(f"{owner}: cannot open {lock_path.name}: {exc.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        os.close(fd)
+        raise WriterLocked(owner, int(text) if text.isdigit() else None) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd

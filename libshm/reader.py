@@ -13,7 +13,7 @@ from typing import Any, Final, NamedTuple
 
 import numpy as np
 
-from libshm.errors import CorruptJournal, JournalError, NotAJournal, Overrun, WriterGone
+from libshm.errors import CorruptJournal, NotAJournal, Overrun, WriterGone
 from libshm.layout import (
     FRAME_HEADER,
     FRAME_HEADER_SIZE,
@@ -26,6 +26,7 @@ from libshm.layout import (
     STATE_CLOSED,
     TYPE_FIXED,
     TYPE_ROLL,
+    Layout,
     checksum32,
     segment_name,
 )
@@ -232,6 +233,11 @@ class JournalReader:
         self._open(next_index)
 
     # -- reading ---------------------------------------------------------------------------
+
+    @property
+    def layout(self) -> Layout:
+        """What the fixed frames of the current segment hold."""
+        return self._info.layout
 
     @property
     def next_seq(self) -> int:

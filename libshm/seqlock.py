@@ -18,6 +18,7 @@ from __future__ import annotations
 import mmap
 import os
 import struct
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import Final
@@ -40,6 +41,7 @@ SLOT_SIZE: Final = 320
 SEQ: Final = struct.Struct("<Q")
 RECORD_OFFSET: Final = 16
 COUNT_OFFSET: Final = 16
+_SPINS: Final = 64
 PID_OFFSET: Final = 20
 HEARTBEAT_OFFSET: Final = 24
 
@@ -200,7 +202,7 @@ def _check_header(path: Path, mm: mmap.mmap) -> None:
 class SnapshotReader:
     """Reads the latest tick of any instrument, never a torn one."""
 
-    def __init__(self, path: str | Path, retries: int = 10_000) -> None:
+    def __init__(self, path: str | Path, busy_timeout_s: float = 0.5) -> None:
         self.path = Path(path)
         try:
             fd = os.open(self.path, os.O_RDONLY)
@@ -212,7 +214,7 @@ class SnapshotReader:
             os.close(fd)
         _check_header(self.path, self._mm)
         self._mv = memoryview(self._mm)
-        self.retries = retries
+        self.busy_timeout_ns = int(busy_timeout_s * 1e9)
         self.capacity = struct.unpack_from("<I", self._mm, 12)[0]
         self._slots = _slots_offset(self.capacity)
         self._index: dict[str, int] = {}
@@ -241,20 +243,35 @@ class SnapshotReader:
         off = self._slots + slot * SLOT_SIZE
         mv = self._mv
         start, end = off + RECORD_OFFSET, off + RECORD_OFFSET + TICK_SIZE
-        for _ in range(self.retries):
+        spins = 0
+        deadline = 0
+        while True:
             before = SEQ.unpack_from(mv, off)[0]
-            if before & 1:
+            if not before & 1:
+                record = mv[start:end].tobytes()
+                if SEQ.unpack_from(mv, off)[0] == before:
+                    return record if before else None
+            # A write takes about a microsecond; longer means the writer was descheduled
+            # mid-write (yield to it) or died mid-write (find out, do not wait forever).
+            spins += 1
+            if spins < _SPINS:
                 continue
-            record = mv[start:end].tobytes()
-            if SEQ.unpack_from(mv, off)[0] == before:
-                return record if before else None
+            now = time.monotonic_ns()
+            if not deadline:
+                deadline = now + self.busy_timeout_ns
+            elif now > deadline:
+                break
+            os.sched_yield()
         pid = struct.unpack_from("<I", self._mm, PID_OFFSET)[0]
         if pid == 0 or not pid_alive(pid):
             raise WriterGone(
                 f"{self.path}: slot {slot} was left mid-write by a writer that died; restart "
                 "md_recorder (it rebuilds the table)"
             )
-        raise SnapshotBusy(f"{self.path}: slot {slot} stayed busy for {self.retries} retries")
+        raise SnapshotBusy(
+            f"{self.path}: slot {slot} stayed mid-write for {self.busy_timeout_ns / 1e9:g} s "
+            "while its writer lives; is md_recorder stopped (SIGSTOP) or starved of CPU?"
+        )
 
     def read(self, instrument: str) -> Tick | None:
         """The latest tick of ``instrument``, or None if it has none yet."""

@@ -48,6 +48,18 @@ def _run_doctor(args: argparse.Namespace) -> int:
     return run_doctor(args.config)
 
 
+def _add_journal(parser: argparse.ArgumentParser) -> None:
+    from services.tools.journal import add_arguments
+
+    add_arguments(parser)
+
+
+def _run_journal(args: argparse.Namespace) -> int:
+    from services.tools.journal import run
+
+    return run(args)
+
+
 def _add_doctor(parser: argparse.ArgumentParser) -> None:
     _config_argument(parser, required=False)
 
@@ -103,11 +115,10 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command(
         "journal",
-        "inspect, verify and print journals (info, verify, cat, export)",
+        "inspect, verify and print journals (info, verify, cat)",
         "hft journal verify var/recordings/20210104",
-        _add_path,
-        None,
-        "libshm",
+        _add_journal,
+        _run_journal,
     ),
     Command(
         "backtest",

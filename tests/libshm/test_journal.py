@@ -1,4 +1,4 @@
-"""The journal in one process: framing, rollover, recovery, start positions, retention, bad input."""
+"""The journal in one process: framing, rollover, recovery, start points, retention, bad input."""
 
 from __future__ import annotations
 
@@ -107,9 +107,7 @@ def test_any_appends_and_any_cut_read_back_the_committed_prefix(
         with JournalWriter(path, segment_size=SMALL) as w:
             assert w.next_seq == survivors
             w.append(b"after", 0)
-        assert [p for _, p in read_all(path, verify=True)] == [
-            *payloads[:survivors], b"after"
-        ]
+        assert [p for _, p in read_all(path, verify=True)] == [*payloads[:survivors], b"after"]
 
 
 def test_recovery_continues_the_sequence(tmp_path: Path) -> None:

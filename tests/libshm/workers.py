@@ -24,14 +24,14 @@ BASE_TIME = 1_609_722_600_000_000_000  # 2021-01-04 01:10 UTC
 def make_tick(i: int) -> Tick:
     """A tick whose every field is derived from ``i``."""
     price = 1000.0 + (i % 5000) * 0.2
-    return Tick(
-        INSTRUMENTS[i % 3], "CFFEX", 20210104, i & 7, BASE_TIME + i * 500_000_000,
+    return Tick._make(
+        (INSTRUMENTS[i % 3], "CFFEX", 20210104, i & 7, BASE_TIME + i * 500_000_000,
         BASE_TIME + i * 500_000_000 + 123, price, price - 1, price + 1, price - 2, math.nan,
         price - 3, price - 4, math.nan, price * 1.1, price * 0.9, price, i, price * i,
         float(i % 100_000), 90_000.0,
         *(price - k * 0.2 for k in range(1, 6)), *(price + k * 0.2 for k in range(1, 6)),
         *(i % 97 + k for k in range(5)), *(i % 89 + k for k in range(5)),
-    )  # fmt: skip
+    ))  # fmt: skip
 
 
 def frame_time(seq: int) -> int:
@@ -46,6 +46,9 @@ def consistent(tick: Tick) -> bool:
 def write(args: argparse.Namespace) -> None:
     """Append ticks ``start .. start+count-1`` (continuing the journal's sequence) then close."""
     with JournalWriter(args.path, layout=TICK_LAYOUT, segment_size=args.segment) as writer:
+        if args.wait_go:
+            print("ready", flush=True)
+            sys.stdin.readline()
         for _ in range(args.count):
             seq = writer.next_seq
             writer.append_tick(make_tick(seq), frame_time(seq))
@@ -140,6 +143,7 @@ def main() -> None:
     p.add_argument("--segment", type=int, default=1 << 20)
     p.add_argument("--pause-every", type=int, default=0)
     p.add_argument("--hold", type=float, default=0.0)
+    p.add_argument("--wait-go", action="store_true", help="open, say ready, write after a line")
     p.set_defaults(run=write)
     p = sub.add_parser("write-forever")
     p.add_argument("path", type=Path)
@@ -165,4 +169,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -1,0 +1,138 @@
+"""Whole-journal checks and summaries: what ``hft journal verify`` and ``info`` report."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from libshm.errors import JournalError
+from libshm.layout import HEAD, HEAD_MAGIC, HEAD_SIZE, STATE_CLOSED, STATE_OPEN, segment_name
+from libshm.process import pid_alive
+from libshm.reader import JournalReader
+from libshm.record import TICK_LAYOUT_ID
+from libshm.segment import SegmentInfo, list_segments, map_segment, scan_segment
+
+__all__ = ["JournalReport", "inspect_journal"]
+
+
+@dataclass
+class JournalReport:
+    path: Path
+    segments: list[SegmentInfo] = field(default_factory=list)
+    frames: int = 0
+    first_seq: int | None = None
+    last_seq: int | None = None
+    first_time_ns: int | None = None
+    last_time_ns: int | None = None
+    writer: str = "none"
+    ring_segments: int = 0
+    instruments: Counter[str] = field(default_factory=Counter)
+    problems: list[str] = field(default_factory=list)
+    """Damage to committed data: ``verify`` fails."""
+    notes: list[str] = field(default_factory=list)
+    """What a crashed writer left and its successor repairs: ``verify`` still passes."""
+
+    @property
+    def intact(self) -> bool:
+        return not self.problems
+
+
+def _writer_state(path: Path, report: JournalReport) -> None:
+    head = path / "head"
+    if not head.exists():
+        report.writer = "none (no head block: a copy or an archive)"
+        return
+    with open(head, "rb") as f:
+        raw = f.read(HEAD_SIZE)
+    if len(raw) < HEAD.size or raw[:8] != HEAD_MAGIC:
+        report.problems.append(f"{head}: not a journal head block")
+        return
+    _, _, state, pid, _, _, _, ring, *_ = HEAD.unpack_from(raw)
+    report.ring_segments = ring
+    if state == STATE_CLOSED:
+        report.writer = "closed"
+    elif state == STATE_OPEN and pid and pid_alive(pid):
+        report.writer = f"open (pid {pid})"
+    else:
+        report.writer = f"gone (pid {pid} died without closing)"
+
+
+def inspect_journal(path: str | Path, count_instruments: bool = True) -> JournalReport:
+    """Check every committed frame of every segment; summarise what the journal holds.
+
+    Raises :class:`JournalError` only when ``path`` is not a journal at all.
+    """
+    path = Path(path)
+    report = JournalReport(path)
+    indices = list_segments(path)
+    if not indices:
+        raise JournalError(f"{path}: no segment files; not a journal (or an empty one)")
+    _writer_state(path, report)
+    expected_seq: int | None = None
+    for position, index in enumerate(indices):
+        seg = path / segment_name(index)
+        last = position == len(indices) - 1
+        if position and index != indices[position - 1] + 1:
+            report.problems.append(f"{seg}: segment(s) missing before it (after {position - 1})")
+        try:
+            mapping, info = map_segment(seg, writable=False)
+        except JournalError as exc:
+            report.problems.append(str(exc))
+            break
+        report.segments.append(info)
+        try:
+            if expected_seq is not None and info.first_seq != expected_seq:
+                report.problems.append(
+                    f"{seg}: offset 0: starts at sequence {info.first_seq}, {expected_seq} expected"
+                )
+            scan = scan_segment(mapping, info)
+        finally:
+            mapping.close()
+        report.frames += scan.frames
+        if scan.frames:
+            report.first_seq = info.first_seq if report.first_seq is None else report.first_seq
+            report.last_seq = scan.next_seq - 1
+            if report.first_time_ns is None:
+                report.first_time_ns = scan.first_time_ns
+            report.last_time_ns = scan.last_time_ns
+        expected_seq = scan.next_seq
+        if scan.problem:  # a committed frame that does not check out: damage, never a crash
+            report.problems.append(f"{seg}: offset {scan.end}: {scan.problem}")
+        elif scan.roll_to is not None and scan.roll_to != index + 1:
+            report.problems.append(f"{seg}: offset {scan.end}: rolls to segment {scan.roll_to}")
+        elif not last and scan.roll_to is None:
+            nxt = indices[position + 1]
+            if position + 1 == len(indices) - 1 and _is_empty(path / segment_name(nxt)):
+                report.notes.append(
+                    f"{seg}: offset {scan.end}: rollover interrupted by a crash; the next "
+                    "writer completes it"
+                )
+            else:
+                report.problems.append(f"{seg}: offset {scan.end}: ends without a roll frame")
+        elif last and scan.tail_dirty:
+            report.notes.append(
+                f"{seg}: offset {scan.end}: an uncommitted frame after the last one (a writer "
+                "died mid-write); the next writer discards it"
+            )
+    if count_instruments and report.intact and report.segments:
+        _count_instruments(path, report)
+    return report
+
+
+def _is_empty(seg: Path) -> bool:
+    mapping, info = map_segment(seg, writable=False)
+    try:
+        return scan_segment(mapping, info).frames == 0
+    finally:
+        mapping.close()
+
+
+def _count_instruments(path: Path, report: JournalReport) -> None:
+    if report.segments[0].layout.layout_id != TICK_LAYOUT_ID:
+        return
+    reader = JournalReader(path)
+    while len(batch := reader.read_array()):
+        names = batch["payload"]["instrument"]
+        for name, n in Counter(names.tolist()).items():
+            report.instruments[name.rstrip(b"\0").decode("ascii", "replace")] += n

@@ -49,8 +49,8 @@ types: $(STAMP)
 pytest: $(STAMP)
 	$(VENV)/bin/pytest
 
-bench: $(STAMP) ## run the benchmarks and print their figures
-	@echo "bench: no benchmark is built yet (the first comes with libshm)"
+bench: $(STAMP) ## run the benchmarks and print their figures (see docs/BENCHMARKS.md)
+	$(HFT) bench journal
 
 clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -9,8 +9,9 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
+import msgspec
 import numpy as np
 
 from libshm.errors import CorruptJournal, NotAJournal, Overrun, WriterGone
@@ -37,10 +38,13 @@ from libshm.segment import SegmentInfo, list_segments, map_segment, read_segment
 __all__ = ["TICK_FRAME_DTYPE", "Frame", "JournalReader", "WaitPolicy", "frame_dtype"]
 
 _unpack_header = FRAME_HEADER.unpack_from
-_tuple_new = tuple.__new__
+_unpack_start = struct.Struct("<QQq").unpack_from  # commit, seq, time
 
 
-class Frame(NamedTuple):
+class Frame(msgspec.Struct, frozen=True, gc=False):
+    """One frame: its sequence number, write time, type, and payload (a view into the journal's
+    mapping, valid as long as it is referenced; copy it with ``bytes()`` to keep it apart)."""
+
     seq: int
     time_ns: int
     type: int
@@ -268,7 +272,7 @@ class JournalReader:
             if self._pending(seq, time_ns):
                 return self.read()
             self._pending = None
-        return _tuple_new(Frame, (seq, time_ns, ftype, self._mv[start : start + plen]))
+        return Frame(seq, time_ns, ftype, self._mv[start : start + plen])
 
     def read_tick(self) -> Tick | None:
         """The next frame decoded as a tick, or None if none is committed yet."""
@@ -376,9 +380,41 @@ class JournalReader:
             sleep_ns = min(sleep_ns * 2, policy.max_sleep_ns)
 
     def tail(self) -> Iterator[Frame]:
-        """Every frame from the current position until the journal is closed."""
+        """Every frame from the current position until the journal is closed.
+
+        The fast path reads committed frames with its state in local variables; it falls back
+        to :meth:`wait` at the live end, at a roll frame, and for checked or filtered reads.
+        If the consumer stops early, the reader's position is just after the last frame given.
+        """
+        unpack = _unpack_header
         while True:
-            frame = self.wait()
+            if self.verify or self._pending is not None:
+                frame = self.wait()
+            else:
+                mv, off, expected = self._mv, self._off, self._seq
+                size = self._info.frame_size
+                try:
+                    if size:  # fixed frames: the commit word's length alone tells data frames
+                        plen = size - FRAME_HEADER_SIZE
+                        while True:
+                            commit, seq, time_ns = _unpack_start(mv, off)
+                            if commit & LENGTH_MASK != size or seq != expected:
+                                break  # the live end, a roll frame, or an error read() reports
+                            start = off + FRAME_HEADER_SIZE
+                            off = start + plen
+                            expected = seq + 1
+                            yield Frame(seq, time_ns, TYPE_FIXED, mv[start:off])
+                    while True:
+                        commit, seq, time_ns, ftype, _, plen = unpack(mv, off)
+                        if commit == 0 or ftype == TYPE_ROLL or seq != expected:
+                            break
+                        start = off + FRAME_HEADER_SIZE
+                        off += commit & LENGTH_MASK
+                        expected = seq + 1
+                        yield Frame(seq, time_ns, ftype, mv[start : start + plen])
+                finally:
+                    self._off, self._seq = off, expected
+                frame = self.wait()
             if frame is None:
                 if self.ended:
                     return

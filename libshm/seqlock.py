@@ -28,6 +28,7 @@ import numpy as np
 from libshm.errors import JournalError, NotAJournal, WriterGone
 from libshm.process import acquire_writer_lock, pid_alive
 from libshm.reader import JournalReader
+from libshm.record import _ENCODED as _NAMES
 from libshm.record import TICK_SIZE, TICK_STRUCT, Tick, decode_tick, pack_args
 
 __all__ = ["SnapshotBusy", "SnapshotReader", "SnapshotWriter"]
@@ -128,9 +129,13 @@ class SnapshotWriter:
             slot = self.slot_of(tick[0], tick[1])
         off = self._slots + slot * SLOT_SIZE
         mv = self._mv
+        try:
+            names: tuple[object, ...] = (_NAMES[tick[0]], _NAMES[tick[1]])
+        except KeyError:
+            names = pack_args(tick)[:2]  # encodes, checks and caches the names
         seq = SEQ.unpack_from(mv, off)[0]
         SEQ.pack_into(mv, off, seq + 1)
-        TICK_STRUCT.pack_into(mv, off + RECORD_OFFSET, *pack_args(tick))
+        TICK_STRUCT.pack_into(mv, off + RECORD_OFFSET, *names, *tick[2:])
         SEQ.pack_into(mv, off, seq + 2)
 
     def write_record(self, slot: int, record: bytes | memoryview) -> None:

@@ -60,6 +60,22 @@ def _run_journal(args: argparse.Namespace) -> int:
     return run(args)
 
 
+BENCHMARKS = ("journal",)
+
+
+def _add_bench(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", choices=BENCHMARKS, help="which benchmark")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="its options (NAME --help)")
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    import importlib
+
+    module = importlib.import_module(f"bench.{args.name}")
+    result: int = module.run(args.args)
+    return result
+
+
 def _add_doctor(parser: argparse.ArgumentParser) -> None:
     _config_argument(parser, required=False)
 
@@ -137,11 +153,10 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command(
         "bench",
-        "run a benchmark and print its figures",
-        "hft bench journal",
-        _add_path,
-        None,
-        "libshm",
+        "run a benchmark and print its figures (median of several runs)",
+        "hft bench journal --runs 5",
+        _add_bench,
+        _run_bench,
     ),
 )
 

@@ -1,0 +1,261 @@
+"""``hft bench journal``: append, tail-read, writer-to-reader hop and snapshot figures.
+
+Each figure is the median of ``--runs`` runs. The hop is measured across two processes with
+CLOCK_MONOTONIC (one clock for the whole machine): the writer stamps each frame right after its
+commit, the reader right after reading it, and the difference per sequence number is the hop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import multiprocessing as mp
+import os
+import statistics
+import tempfile
+import time
+import timeit
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from libshm import TICK_DTYPE, TICK_LAYOUT, JournalReader, JournalWriter, Tick, WaitPolicy
+from libshm.record import encode_tick
+from libshm.seqlock import SnapshotReader, SnapshotWriter
+
+SEGMENT = 64 << 20
+
+
+def sample_tick(i: int = 0) -> Tick:
+    price = 5230.0 + (i % 100) * 0.2
+    return Tick(
+        "IF2101", "CFFEX", 20210104, 0, 1_609_723_800_000_000_000 + i * 500_000_000,
+        1_609_723_800_000_000_000 + i * 500_000_000 + 2_000_000, price, 5230.0, 5240.0, 5220.0,
+        math.nan, 5227.0, 5216.2, math.nan, 5737.8, 4694.6, 5231.5, 1000 + i, 1.5e9 + i,
+        90_751.0, 90_826.0, price - 0.2, price - 0.4, price - 0.6, price - 0.8, price - 1.0,
+        price + 0.2, price + 0.4, price + 0.6, price + 0.8, price + 1.0, 3, 5, 7, 9, 11, 2, 4, 6,
+        8, 10,
+    )  # fmt: skip
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def bench_append(root: Path, n: int, runs: int) -> dict[str, float]:
+    tick = sample_tick()
+    records = np.frombuffer(encode_tick(tick) * 4096, dtype=TICK_DTYPE)
+    per_tick: list[float] = []
+    batch: list[float] = []
+    per_tick_prefault: list[float] = []
+    for run in range(runs):
+        for prefault, out in ((False, per_tick), (True, per_tick_prefault)):
+            with JournalWriter(root / f"a{run}{prefault}", layout=TICK_LAYOUT,
+                               segment_size=SEGMENT, prefault=prefault) as w:  # fmt: skip
+                append, now = w.append_tick, time.time_ns
+                start = time.perf_counter()
+                for _ in range(n):
+                    append(tick, now())
+                out.append(n / (time.perf_counter() - start))
+        with JournalWriter(root / f"b{run}", layout=TICK_LAYOUT, segment_size=SEGMENT) as w:
+            start = time.perf_counter()
+            for _ in range(n // len(records)):
+                w.append_array(records, time.time_ns())
+            batch.append((n // len(records)) * len(records) / (time.perf_counter() - start))
+    return {
+        "append per tick (ticks/s)": _median(per_tick),
+        "append per tick, prefaulted segment (ticks/s)": _median(per_tick_prefault),
+        "append batch of 4096 (ticks/s)": _median(batch),
+    }
+
+
+def _read_child(path: str, mode: str, conn: Connection) -> None:
+    reader = JournalReader(path)
+    start = time.perf_counter()
+    count = 0
+    if mode == "frames":
+        read = reader.read
+        while read() is not None:
+            count += 1
+    elif mode == "tail":
+        for _ in reader.tail():
+            count += 1
+    elif mode == "ticks":
+        read_tick = reader.read_tick
+        while read_tick() is not None:
+            count += 1
+    else:
+        while len(batch := reader.read_array()):
+            count += len(batch)
+    conn.send(count / (time.perf_counter() - start))
+
+
+def bench_read(root: Path, n: int, runs: int) -> dict[str, float]:
+    path = root / "read"
+    records = np.frombuffer(encode_tick(sample_tick()) * 4096, dtype=TICK_DTYPE)
+    with JournalWriter(path, layout=TICK_LAYOUT, segment_size=SEGMENT) as w:
+        for _ in range(n // len(records)):
+            w.append_array(records, time.time_ns())
+    out: dict[str, float] = {}
+    ctx = mp.get_context("spawn")
+    for mode, label in (
+        ("tail", "tail read in another process, frames (ticks/s)"),
+        ("frames", "read() loop in another process, frames (ticks/s)"),
+        ("ticks", "tail read in another process, decoded Tick objects (ticks/s)"),
+        ("array", "bulk read in another process, numpy views (ticks/s)"),
+    ):
+        rates = []
+        for _ in range(runs):
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_read_child, args=(str(path), mode, child))
+            proc.start()
+            rates.append(parent.recv())
+            proc.join()
+        out[label] = _median(rates)
+    return out
+
+
+def _hop_writer(path: str, count: int, rate: int, burst: int, conn: Connection) -> None:
+    """Write ``count`` ticks at ``rate``/s in bursts of ``burst`` (1: evenly spaced, the writer
+    spinning between ticks; more: the writer sleeps between bursts, as a feed arrives)."""
+    tick = sample_tick()
+    stamps = np.zeros(count, dtype=np.int64)
+    period = 1_000_000_000 * burst // rate
+    mono = time.monotonic_ns
+    with JournalWriter(path, layout=TICK_LAYOUT, segment_size=SEGMENT) as w:
+        conn.send("ready")
+        conn.recv()
+        due = mono()
+        for first in range(0, count, burst):
+            wait = due - mono()
+            if wait > 200_000:
+                time.sleep((wait - 150_000) / 1e9)
+            while mono() < due:
+                pass
+            for i in range(first, min(first + burst, count)):
+                w.append_tick(tick, due)
+                stamps[i] = mono()
+            due += period
+    conn.send(stamps.tobytes())
+
+
+def _hop_reader(path: str, count: int, conn: Connection) -> None:
+    reader = JournalReader(path, live=True, wait=WaitPolicy(spin_ns=5_000_000))
+    stamps = np.zeros(count, dtype=np.int64)
+    mono = time.monotonic_ns
+    conn.send("ready")
+    received = 0
+    while received < count:
+        frame = reader.wait(timeout_s=10)
+        if frame is None:
+            break
+        stamps[frame.seq] = mono()
+        received += 1
+    conn.send(stamps.tobytes())
+
+
+def bench_hop(root: Path, seconds: float, rate: int, runs: int) -> dict[str, float]:
+    count = int(seconds * rate)
+    ctx = mp.get_context("spawn")
+    results: dict[str, list[float]] = {}
+    for burst, how in ((20, "bursts of 20 every 1 ms"), (1, "evenly spaced")):
+        for run in range(runs):
+            path = str(root / f"hop{burst}-{run}")
+            wp, wc = ctx.Pipe()
+            rp, rc = ctx.Pipe()
+            writer = ctx.Process(target=_hop_writer, args=(path, count, rate, burst, wc))
+            writer.start()
+            assert wp.recv() == "ready"
+            reader = ctx.Process(target=_hop_reader, args=(path, count, rc))
+            reader.start()
+            assert rp.recv() == "ready"
+            wp.send("go")
+            written = np.frombuffer(wp.recv(), dtype=np.int64)
+            read = np.frombuffer(rp.recv(), dtype=np.int64)
+            writer.join()
+            reader.join()
+            hop = (read - written)[read > 0] / 1000.0  # µs
+            for name, value in (
+                ("p50", np.percentile(hop, 50)),
+                ("p99", np.percentile(hop, 99)),
+                ("p99.9", np.percentile(hop, 99.9)),
+                ("max", hop.max()),
+                ("frames received (%)", 100.0 * len(hop) / count),
+            ):
+                label = f"hop to another process, {rate:,}/s {how}, {name}"
+                unit = "" if "%" in name else " (µs)"
+                results.setdefault(label + unit, []).append(float(value))
+    return {k: _median(v) for k, v in results.items()}
+
+
+def bench_snapshot(root: Path, runs: int) -> dict[str, float]:
+    path = root / "snap"
+    tick = sample_tick()
+    record = encode_tick(tick)
+    out: dict[str, float] = {}
+    with SnapshotWriter(path) as table:
+        table.write(tick)
+        slot = table.slot_of("IF2101")
+        reader = SnapshotReader(path)
+        cases: list[tuple[str, Callable[[], Any]]] = [
+            ("snapshot write, Tick (µs)", lambda: table.write(tick)),
+            ("snapshot write, encoded record (µs)", lambda: table.write_record(slot, record)),
+            ("snapshot read, encoded record (µs)", lambda: reader.read_record(slot)),
+            ("snapshot read, decoded Tick (µs)", lambda: reader.read("IF2101")),
+        ]
+        for label, call in cases:
+            n = 200_000
+            times = timeit.repeat(call, number=n, repeat=max(runs, 3))
+            out[label] = _median([t / n * 1e6 for t in times])
+    return out
+
+
+TARGETS = {
+    "append batch of 4096 (ticks/s)": ">= 1,000,000",
+    "append per tick (ticks/s)": ">= 1,000,000",
+    "tail read in another process, frames (ticks/s)": ">= 1,500,000",
+    "hop to another process, 20,000/s bursts of 20 every 1 ms, p50 (µs)": "<= 5",
+    "hop to another process, 20,000/s bursts of 20 every 1 ms, p99 (µs)": "<= 30",
+    "hop to another process, 20,000/s evenly spaced, p50 (µs)": "<= 5",
+    "hop to another process, 20,000/s evenly spaced, p99 (µs)": "<= 30",
+    "snapshot write, Tick (µs)": "<= 1",
+    "snapshot write, encoded record (µs)": "<= 1",
+    "snapshot read, encoded record (µs)": "<= 1",
+    "snapshot read, decoded Tick (µs)": "<= 1",
+}
+
+
+def run(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="hft bench journal",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--runs", type=int, default=5, help="runs per figure (median)")
+    parser.add_argument("--ticks", type=int, default=1_000_000, help="ticks per append run")
+    parser.add_argument("--hop-seconds", type=float, default=5.0)
+    parser.add_argument("--hop-rate", type=int, default=20_000, help="ticks/s for the hop")
+    parser.add_argument("--dir", type=Path, default=Path("/dev/shm"),
+                        help="where to put the journals (default /dev/shm)")  # fmt: skip
+    args = parser.parse_args(argv)
+    print(f"hft bench journal: {os.cpu_count()} cores, runs={args.runs}, journals in {args.dir}")
+    with tempfile.TemporaryDirectory(dir=args.dir, prefix="hft-bench-") as tmp:
+        root = Path(tmp)
+        figures: dict[str, float] = {}
+        parts: list[Callable[[], dict[str, float]]] = [
+            lambda: bench_append(root, args.ticks, args.runs),
+            lambda: bench_read(root, 2 * args.ticks, args.runs),
+            lambda: bench_hop(root, args.hop_seconds, args.hop_rate, min(args.runs, 3)),
+            lambda: bench_snapshot(root, args.runs),
+        ]
+        for part in parts:
+            for label, value in part().items():
+                figures[label] = value
+                target = TARGETS.get(label, "")
+                shown = f"{value:,.0f}" if value >= 1000 else f"{value:.2f}"
+                print(f"  {label:<72} {shown:>12}  {('target ' + target) if target else ''}",
+                      flush=True)  # fmt: skip
+    return 0

@@ -6,6 +6,7 @@ import errno
 import mmap
 import os
 import shutil
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from libshm.layout import (
 __all__ = [
     "Scan",
     "SegmentInfo",
+    "archive_sealed",
     "archive_segment",
     "create_segment",
     "list_segments",
@@ -251,3 +253,26 @@ def scan_segment(buffer: mmap.mmap | memoryview | bytes, info: SegmentInfo) -> S
     finally:
         view.release()
     return Scan(off, seq, frames, first_time, last_time, roll_to, problem, tail_dirty)
+
+
+def archive_sealed(directory: Path, archive: Path) -> list[int]:
+    """Copy every sealed segment (older than the writer's current one) not yet in ``archive``.
+
+    Safe to run from another thread or process while the writer appends: sealed segments no
+    longer change. Returns the indices copied. The writer of a ring archives any segment this
+    has not reached yet before deleting it, so nothing is lost if this runs late or never.
+    """
+    current = struct.unpack_from("<Q", (directory / "head").read_bytes(), 24)[0]
+    done = set(list_segments(archive)) if archive.is_dir() else set()
+    copied = []
+    for index in list_segments(directory):
+        if index >= current or index in done:
+            continue
+        try:
+            archive_segment(directory, archive, index)
+        except JournalFull:
+            if (directory / segment_name(index)).exists():
+                raise
+            continue  # deleted by the ring meanwhile (after the writer archived it)
+        copied.append(index)
+    return copied

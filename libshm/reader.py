@@ -216,25 +216,26 @@ class JournalReader:
             if commit == 0:
                 return False
             if ftype == TYPE_ROLL:
-                self._follow_roll(off)
+                if not self._follow_roll(off):
+                    return False
                 continue
             if not keep_going(seq, time_ns):
                 return True
             self._off = off + (commit & LENGTH_MASK)
             self._seq = seq + 1
 
-    def _follow_roll(self, off: int) -> None:
+    def _follow_roll(self, off: int) -> bool:
+        """Open the segment a roll frame names; False if it is not there (yet): the end of
+        what is available, as at the end of an archive copied while the writer went on."""
         next_index = ROLL_PAYLOAD.unpack_from(self._mv, off + FRAME_HEADER_SIZE)[0]
         if self._segment_path(next_index) is None:
-            present = self._available()
-            later = [i for i in present if i > next_index]
+            later = [i for i in self._available() if i > next_index]
             if not later:
-                raise CorruptJournal(
-                    str(self._info.path), off, f"rolls to segment {next_index}, which is missing"
-                )
+                return False
             resume = read_segment_info(self._segment_path(later[0]) or Path()).first_seq
             raise Overrun(str(self.path), self._seq, resume)
         self._open(next_index)
+        return True
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -259,8 +260,7 @@ class JournalReader:
                 str(self._info.path), off, f"sequence {seq} where {self._seq} was expected"
             )
         if ftype == TYPE_ROLL:
-            self._follow_roll(off)
-            return self.read()
+            return self.read() if self._follow_roll(off) else None
         start = off + FRAME_HEADER_SIZE
         if self.verify and checksum32(self._mv[off + 8 : start + plen]) & LENGTH_MASK != (
             commit >> 32
@@ -310,7 +310,9 @@ class JournalReader:
                     return empty
                 if ftype != TYPE_ROLL:
                     raise CorruptJournal(str(info.path), self._off, f"frame of type {ftype}")
-                self._follow_roll(self._off)
+                if not self._follow_roll(self._off):
+                    empty_end: np.ndarray = frames[:0]
+                    return empty_end
                 info = self._info
                 continue
             batch = frames[:n]

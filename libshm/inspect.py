@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from libshm.errors import JournalError
-from libshm.layout import HEAD, HEAD_MAGIC, HEAD_SIZE, STATE_CLOSED, STATE_OPEN, segment_name
-from libshm.process import pid_alive
+from libshm.layout import HEAD, HEAD_MAGIC, HEAD_SIZE, segment_name
+from libshm.process import writer_state
 from libshm.reader import JournalReader
 from libshm.record import TICK_LAYOUT_ID
 from libshm.segment import SegmentInfo, list_segments, map_segment, scan_segment
@@ -48,14 +48,13 @@ def _writer_state(path: Path, report: JournalReport) -> None:
     if len(raw) < HEAD.size or raw[:8] != HEAD_MAGIC:
         report.problems.append(f"{head}: not a journal head block")
         return
-    _, _, state, pid, _, _, _, ring, *_ = HEAD.unpack_from(raw)
-    report.ring_segments = ring
-    if state == STATE_CLOSED:
-        report.writer = "closed"
-    elif state == STATE_OPEN and pid and pid_alive(pid):
-        report.writer = f"open (pid {pid})"
-    else:
-        report.writer = f"gone (pid {pid} died without closing)"
+    report.ring_segments = HEAD.unpack_from(raw)[7]
+    state, pid = writer_state(raw)
+    report.writer = {
+        "closed": "closed",
+        "open": f"open (pid {pid})",
+        "gone": f"gone (pid {pid} died without closing)",
+    }[state]
 
 
 def inspect_journal(path: str | Path, count_instruments: bool = True) -> JournalReport:

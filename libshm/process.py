@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import fcntl
+import mmap
 import os
+import time
 from pathlib import Path
 
 from libshm.errors import NotAJournal, WriterLocked
+from libshm.layout import HEAD, STATE_CLOSED, STATE_OPEN
 
 
 def pid_alive(pid: int) -> bool:
@@ -45,3 +48,21 @@ def acquire_writer_lock(lock_path: Path, owner: str) -> int:
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
+
+
+def writer_state(
+    head: bytes | mmap.mmap, heartbeat_timeout_ns: int | None = None
+) -> tuple[str, int]:
+    """What a journal's head block says of its writer, and the writer's PID.
+
+    'closed': closed cleanly, no more frames will come; 'open': attached and alive (and, with
+    ``heartbeat_timeout_ns``, heard from recently); 'gone': died without closing.
+    """
+    _, _, state, pid, heartbeat, *_ = HEAD.unpack_from(head, 0)
+    if state == STATE_CLOSED:
+        return "closed", pid
+    if state != STATE_OPEN or not pid_alive(pid):
+        return "gone", pid
+    if heartbeat_timeout_ns is not None and time.time_ns() - heartbeat > heartbeat_timeout_ns:
+        return "gone", pid
+    return "open", pid

@@ -18,20 +18,18 @@ from libshm.errors import CorruptJournal, NotAJournal, Overrun, WriterGone
 from libshm.layout import (
     FRAME_HEADER,
     FRAME_HEADER_SIZE,
-    HEAD,
     HEAD_MAGIC,
     HEAD_SIZE,
     LENGTH_MASK,
     ROLL_PAYLOAD,
     SEGMENT_HEADER_SIZE,
-    STATE_CLOSED,
     TYPE_FIXED,
     TYPE_ROLL,
     Layout,
     checksum32,
     segment_name,
 )
-from libshm.process import pid_alive
+from libshm.process import writer_state
 from libshm.record import TICK_DTYPE, TICK_LAYOUT_ID, Tick, decode_tick
 from libshm.segment import SegmentInfo, list_segments, map_segment, read_segment_info
 
@@ -330,15 +328,7 @@ class JournalReader:
         """'open', 'closed' (cleanly; the journal is complete) or 'gone' (died without closing)."""
         if self._head is None:
             return "closed"
-        (_, _, state, pid, heartbeat, *_rest) = HEAD.unpack_from(self._head, 0)
-        if state == STATE_CLOSED:
-            return "closed"
-        if pid == 0 or not pid_alive(pid):
-            return "gone"
-        limit = self.policy.heartbeat_timeout_ns
-        if limit is not None and time.time_ns() - heartbeat > limit:
-            return "gone"
-        return "open"
+        return writer_state(self._head, self.policy.heartbeat_timeout_ns)[0]
 
     def wait(self, timeout_s: float | None = None) -> Frame | None:
         """The next frame, waiting for it; None at the end of a closed journal or on timeout.

@@ -12,6 +12,7 @@ from typing import Final, NamedTuple
 
 import numpy as np
 
+from libshm import accel
 from libshm.layout import Layout
 
 __all__ = [
@@ -142,7 +143,8 @@ assert TICK_DTYPE.itemsize == TICK_SIZE
 # Instrument and exchange names repeat endlessly; converting them once per name keeps the codec
 # close to the cost of struct alone.
 _DECODED: dict[bytes, str] = {}
-_ENCODED: dict[str, bytes] = {}
+_ENCODED: dict[str, bytes] = {}  # instrument names, at most 32 bytes
+_ENCODED_EXCHANGE: dict[str, bytes] = {}  # exchange names, at most 8 bytes
 _CACHE_LIMIT: Final = 100_000
 
 
@@ -155,25 +157,42 @@ def _text(raw: bytes) -> str:
     return text
 
 
-def _raw(text: str) -> bytes:
-    raw = _ENCODED.get(text)
+def _raw(text: str, cache: dict[str, bytes], field: str, limit: int) -> bytes:
+    raw = cache.get(text)
     if raw is None:
+        if not isinstance(text, str):
+            raise TypeError(f"tick field '{field}': expected str, found {type(text).__name__}")
+        if not text.isascii():
+            raise ValueError(f"tick field '{field}': {text!r} is not ASCII")
         raw = text.encode("ascii")
-        if len(raw) > 32:
-            raise ValueError(f"instrument or exchange name longer than 32 bytes: {text!r}")
-        if len(_ENCODED) < _CACHE_LIMIT:
-            _ENCODED[text] = raw
+        if len(raw) > limit:
+            raise ValueError(f"tick field '{field}': {text!r} is longer than {limit} bytes")
+        if len(cache) < _CACHE_LIMIT:
+            cache[text] = raw
     return raw
 
 
 def pack_args(tick: Tick) -> tuple[object, ...]:
-    """The values ``TICK_STRUCT`` packs for ``tick`` (names as bytes), for framing codecs."""
-    return (_raw(tick[0]), _raw(tick[1]), *tick[2:])
+    """The values ``TICK_STRUCT`` packs for ``tick`` (names as bytes), for framing codecs.
+
+    The per-tick paths look names up in ``_ENCODED`` and ``_ENCODED_EXCHANGE`` first and call
+    this on a miss, which checks the name and caches it.
+    """
+    return (
+        _raw(tick[0], _ENCODED, "instrument", 32),
+        _raw(tick[1], _ENCODED_EXCHANGE, "exchange", 8),
+        *tick[2:],
+    )
 
 
 def encode_tick(tick: Tick) -> bytes:
     """The 304-byte record of ``tick``."""
-    return TICK_STRUCT.pack(_raw(tick[0]), _raw(tick[1]), *tick[2:])
+    fast = accel.FAST
+    if fast is not None:
+        out = bytearray(TICK_SIZE)
+        fast.pack_tick(out, 0, tick)
+        return bytes(out)
+    return TICK_STRUCT.pack(*pack_args(tick))
 
 
 _new_tick = tuple.__new__
@@ -181,6 +200,9 @@ _new_tick = tuple.__new__
 
 def decode_tick(buffer: bytes | bytearray | memoryview, offset: int = 0) -> Tick:
     """Read one record at ``offset`` of ``buffer``."""
+    fast = accel.FAST
+    if fast is not None:
+        return fast.unpack_tick(buffer, offset, Tick)  # type: ignore[no-any-return]
     values = TICK_STRUCT.unpack_from(buffer, offset)
     return _new_tick(Tick, (_text(values[0]), _text(values[1]), *values[2:]))
 

@@ -25,10 +25,12 @@ from typing import Final
 
 import numpy as np
 
+from libshm import accel
 from libshm.errors import JournalError, NotAJournal, WriterGone
 from libshm.process import acquire_writer_lock, pid_alive
 from libshm.reader import JournalReader
 from libshm.record import _ENCODED as _NAMES
+from libshm.record import _ENCODED_EXCHANGE as _EXCHANGES
 from libshm.record import TICK_SIZE, TICK_STRUCT, Tick, decode_tick, pack_args
 
 __all__ = ["SnapshotBusy", "SnapshotReader", "SnapshotWriter"]
@@ -82,6 +84,7 @@ class SnapshotWriter:
         finally:
             os.close(fd)
         self._mv = memoryview(self._mm)
+        self._fast = accel.FAST
         _check_header(self.path, self._mm)
         self.capacity, count = struct.unpack_from("<II", self._mm, 12)
         self._slots = _slots_offset(self.capacity)
@@ -129,8 +132,11 @@ class SnapshotWriter:
             slot = self.slot_of(tick[0], tick[1])
         off = self._slots + slot * SLOT_SIZE
         mv = self._mv
+        if self._fast is not None:  # the same protocol in C, with release ordering
+            self._fast.snapshot_write(mv, off, tick)
+            return
         try:
-            names: tuple[object, ...] = (_NAMES[tick[0]], _NAMES[tick[1]])
+            names: tuple[object, ...] = (_NAMES[tick[0]], _EXCHANGES[tick[1]])
         except KeyError:
             names = pack_args(tick)[:2]  # encodes, checks and caches the names
         seq = SEQ.unpack_from(mv, off)[0]
@@ -219,6 +225,7 @@ class SnapshotReader:
             os.close(fd)
         _check_header(self.path, self._mm)
         self._mv = memoryview(self._mm)
+        self._fast = accel.FAST
         self.busy_timeout_ns = int(busy_timeout_s * 1e9)
         self.capacity = struct.unpack_from("<I", self._mm, 12)[0]
         self._slots = _slots_offset(self.capacity)
@@ -283,6 +290,11 @@ class SnapshotReader:
         slot = self.slot_of(instrument)
         if slot is None:
             return None
+        fast = self._fast
+        if fast is not None:  # one C call copies, checks and decodes; retry as read_record does
+            result = fast.snapshot_read(self._mv, self._slots + slot * SLOT_SIZE, Tick)
+            if result is not False:
+                return result  # type: ignore[no-any-return]
         record = self.read_record(slot)
         return None if record is None else decode_tick(record)
 

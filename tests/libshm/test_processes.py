@@ -25,10 +25,13 @@ TIMEOUT = 120
 
 
 @contextmanager
-def worker(*args: str) -> Iterator[subprocess.Popen[str]]:
-    """Start ``tests.libshm.workers`` in a child process; kill it on the way out."""
+def worker(*args: str, pure: bool = False) -> Iterator[subprocess.Popen[str]]:
+    """Start ``tests.libshm.workers`` in a child process; kill it on the way out. ``pure``: the
+    child runs the pure-Python paths instead of the C fast path."""
+    env = {**os.environ, "HFT_PURE_PYTHON": "1" if pure else "0"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.libshm.workers", *args],
+        env=env,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -70,12 +73,16 @@ def committed(path: Path) -> list[int]:
 
 
 def test_sigkill_at_random_moments_loses_no_committed_frame(tmp_path: Path) -> None:
-    """50 writers killed mid-write with 8 KiB segments (a rollover every 24 frames)."""
+    """50 writers killed mid-write with 8 KiB segments (a rollover every 24 frames): half of
+    them prepare the next segment in a background thread, and half of each half run the
+    pure-Python paths instead of the C fast path."""
     path = tmp_path / "j"
     rng = random.Random(20210104)
     seen = 0
-    for _ in range(50):
-        with worker("write-forever", str(path), "--segment", "8192") as proc:
+    for i in range(50):
+        args = ("write-forever", str(path), "--segment", "8192")
+        ahead = ("--prepare-ahead",) if i % 2 == 0 else ()
+        with worker(*args, *ahead, pure=i % 4 >= 2) as proc:
             line = ready(proc)
             assert int(line.split()[1]) >= seen  # the successor goes on after every frame seen
             time.sleep(rng.uniform(0.002, 0.03))
@@ -99,7 +106,7 @@ def test_four_tailing_readers_and_late_joiners_see_the_same_stream(tmp_path: Pat
     count = 20_000
     with worker(
         "write", str(path), "--count", str(count), "--segment", str(1 << 16),
-        "--pause-every", "500", "--wait-go",
+        "--pause-every", "500", "--wait-go", "--prepare-ahead",
     ) as writer:  # fmt: skip
         ready(writer)  # the journal exists and is open: readers can attach
         readers = [worker("read", str(path)) for _ in range(4)]

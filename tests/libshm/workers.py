@@ -45,7 +45,9 @@ def consistent(tick: Tick) -> bool:
 
 def write(args: argparse.Namespace) -> None:
     """Append ticks ``start .. start+count-1`` (continuing the journal's sequence) then close."""
-    with JournalWriter(args.path, layout=TICK_LAYOUT, segment_size=args.segment) as writer:
+    with JournalWriter(
+        args.path, layout=TICK_LAYOUT, segment_size=args.segment, prepare_ahead=args.prepare_ahead
+    ) as writer:
         if args.wait_go:
             print("ready", flush=True)
             sys.stdin.readline()
@@ -60,7 +62,9 @@ def write(args: argparse.Namespace) -> None:
 
 def write_forever(args: argparse.Namespace) -> None:
     """Append until killed, recovering whatever a killed predecessor left."""
-    writer = JournalWriter(args.path, layout=TICK_LAYOUT, segment_size=args.segment)
+    writer = JournalWriter(
+        args.path, layout=TICK_LAYOUT, segment_size=args.segment, prepare_ahead=args.prepare_ahead
+    )
     print("ready", writer.next_seq, flush=True)
     while True:
         for _ in range(5):
@@ -141,6 +145,7 @@ def main() -> None:
     p.add_argument("path", type=Path)
     p.add_argument("--count", type=int, required=True)
     p.add_argument("--segment", type=int, default=1 << 20)
+    p.add_argument("--prepare-ahead", action="store_true", default=None)
     p.add_argument("--pause-every", type=int, default=0)
     p.add_argument("--hold", type=float, default=0.0)
     p.add_argument("--wait-go", action="store_true", help="open, say ready, write after a line")
@@ -148,6 +153,7 @@ def main() -> None:
     p = sub.add_parser("write-forever")
     p.add_argument("path", type=Path)
     p.add_argument("--segment", type=int, default=8192)
+    p.add_argument("--prepare-ahead", action="store_true", default=None)
     p.set_defaults(run=write_forever)
     p = sub.add_parser("read")
     p.add_argument("path", type=Path)

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from libshm import TICK_DTYPE, TICK_LAYOUT, JournalReader, JournalWriter, Tick, WaitPolicy
+from libshm import TICK_DTYPE, TICK_LAYOUT, JournalReader, JournalWriter, Tick, WaitPolicy, accel
 from libshm.record import encode_tick
 from libshm.seqlock import SnapshotReader, SnapshotWriter
 
@@ -51,15 +51,21 @@ def bench_append(root: Path, n: int, runs: int) -> dict[str, float]:
     per_tick: list[float] = []
     batch: list[float] = []
     per_tick_inline: list[float] = []
+    per_tick_pure: list[float] = []
+    fast = accel.FAST
     for run in range(runs):
-        for ahead, out in ((True, per_tick), (False, per_tick_inline)):
-            with JournalWriter(root / f"a{run}{ahead}", layout=TICK_LAYOUT,
+        for ahead, impl, out in (
+            (True, fast, per_tick), (False, fast, per_tick_inline), (True, None, per_tick_pure)
+        ):  # fmt: skip
+            accel.FAST = impl
+            with JournalWriter(root / f"a{run}{ahead}{impl is None}", layout=TICK_LAYOUT,
                                segment_size=SEGMENT, prepare_ahead=ahead) as w:  # fmt: skip
                 append, now = w.append_tick, time.time_ns
                 start = time.perf_counter()
                 for _ in range(n):
                     append(tick, now())
                 out.append(n / (time.perf_counter() - start))
+            accel.FAST = fast
         with JournalWriter(root / f"b{run}", layout=TICK_LAYOUT, segment_size=SEGMENT) as w:
             start = time.perf_counter()
             for _ in range(n // len(records)):
@@ -68,6 +74,7 @@ def bench_append(root: Path, n: int, runs: int) -> dict[str, float]:
     return {
         "append per tick (ticks/s)": _median(per_tick),
         "append per tick, next segment not prepared ahead (ticks/s)": _median(per_tick_inline),
+        "append per tick, pure-Python reference path (ticks/s)": _median(per_tick_pure),
         "append batch of 4096 (ticks/s)": _median(batch),
     }
 
@@ -156,13 +163,10 @@ def _hop_reader(path: str, count: int, cpu: int | None, conn: Connection) -> Non
     stamps = np.zeros(count, dtype=np.int64)
     mono = time.monotonic_ns
     conn.send("ready")
-    received = 0
-    while received < count:
-        frame = reader.wait(timeout_s=10)
-        if frame is None:
-            break
+    for received, frame in enumerate(reader.tail(), 1):  # spins at the live end, then backs off
         stamps[frame.seq] = mono()
-        received += 1
+        if received == count:
+            break
     conn.send(stamps.tobytes())
 
 
@@ -217,10 +221,23 @@ def bench_snapshot(root: Path, runs: int) -> dict[str, float]:
             ("snapshot read, encoded record (µs)", lambda: reader.read_record(slot)),
             ("snapshot read, decoded Tick (µs)", lambda: reader.read("IF2101")),
         ]
+        fast = accel.FAST
+        accel.FAST = None
+        pure_table = SnapshotWriter(root / "snap-pure")
+        pure_reader = SnapshotReader(root / "snap-pure")
+        accel.FAST = fast
+        pure_table.write(tick)
+        cases += [
+            ("snapshot write, Tick, pure-Python reference (µs)", lambda: pure_table.write(tick)),
+            ("snapshot read, decoded Tick, pure-Python reference (µs)",
+             lambda: pure_reader.read("IF2101")),
+        ]  # fmt: skip
         for label, call in cases:
             n = 200_000
             times = timeit.repeat(call, number=n, repeat=max(runs, 3))
             out[label] = _median([t / n * 1e6 for t in times])
+        pure_reader.close()
+        pure_table.close()
     return out
 
 
@@ -265,7 +282,10 @@ def run(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, default=Path("/dev/shm"),
                         help="where to put the journals (default /dev/shm)")  # fmt: skip
     args = parser.parse_args(argv)
-    print(f"hft bench journal: {os.cpu_count()} cores, runs={args.runs}, journals in {args.dir}")
+    print(
+        f"hft bench journal: {os.cpu_count()} cores, runs={args.runs}, journals in {args.dir}, "
+        f"{accel.describe()}"
+    )
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="hft-bench-") as tmp:
         root = Path(tmp)
         figures: dict[str, float] = {}

@@ -22,11 +22,11 @@ from tests.libshm.test_record import _same, ticks
 from tests.libshm.workers import frame_time, make_tick
 
 fast = accel.BUILT
-needs_c = pytest.mark.skipif(
+
+
+pytestmark = pytest.mark.skipif(
     fast is None, reason="libshm._fastpath is not built (no C compiler at install)"
 )
-
-pytestmark = needs_c
 
 
 def py_encode(tick: Tick) -> bytes:

@@ -247,14 +247,21 @@ def _key_path(loc: tuple[int | str, ...]) -> str:
     return out or "(top level)"
 
 
-def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+def _model_at(
+    loc: tuple[int | str, ...], root: type[BaseModel] | None = None
+) -> type[BaseModel] | None:
     """The model class that owns the key at ``loc`` (for suggesting known keys)."""
-    model: type[BaseModel] | None = DeploymentConfig
+    model: type[BaseModel] | None = root or DeploymentConfig
+    skip_key = False
     for part in loc[:-1]:
         if isinstance(part, int) or model is None:
             continue
+        if skip_key:  # the key of a table of sections, such as a session's name
+            skip_key = False
+            continue
         field = model.model_fields.get(part)
         model = _section_type(field.annotation) if field is not None else None
+        skip_key = field is not None and getattr(field.annotation, "__origin__", None) is dict
     return model
 
 
@@ -268,12 +275,12 @@ def _section_type(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def _describe_one(err: Any) -> str:
+def _describe_one(err: Any, root: type[BaseModel] | None = None) -> str:
     loc = tuple(err["loc"])
     key = _key_path(loc)
     kind = err["type"]
     if kind == "extra_forbidden":
-        model = _model_at(loc)
+        model = _model_at(loc, root)
         known = sorted(model.model_fields) if model else []
         hint = difflib.get_close_matches(str(loc[-1]), known, n=1)
         suggestion = f"did you mean {hint[0]!r}? " if hint else ""
@@ -291,7 +298,10 @@ def _describe_one(err: Any) -> str:
     return f"{key}: expected {msg}, found {found!r} ({type(found).__name__})"
 
 
-def format_validation_error(exc: ValidationError, source: str) -> str:
-    """One line per problem, each naming the file and the key path; no traceback."""
-    lines = [f"{source}: {_describe_one(err)}" for err in exc.errors()]
+def format_validation_error(
+    exc: ValidationError, source: str, root: type[BaseModel] | None = None
+) -> str:
+    """One line per problem, each naming the file and the key path; no traceback. ``root``:
+    the model of the whole file (default: the deployment config)."""
+    lines = [f"{source}: {_describe_one(err, root)}" for err in exc.errors()]
     return "\n".join(dict.fromkeys(lines))

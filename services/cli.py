@@ -60,6 +60,18 @@ def _run_journal(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _add_import(parser: argparse.ArgumentParser) -> None:
+    from services.tools.import_ticks import add_arguments
+
+    add_arguments(parser)
+
+
+def _run_import(args: argparse.Namespace) -> int:
+    from services.tools.import_ticks import run
+
+    return run(args)
+
+
 BENCHMARKS = ("journal",)
 
 
@@ -124,10 +136,9 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "import",
         "import tick files (CTP CSV, vn.py CSV, any CSV with a mapping) into a journal",
-        "hft import --format ctp-csv IF2101_20210104.csv.gz --out var/recordings",
-        _add_path,
-        None,
-        "md_recorder",
+        "hft import --format ctp-csv data/market/IF2101_20210104.csv.gz --out var/recordings",
+        _add_import,
+        _run_import,
     ),
     Command(
         "journal",

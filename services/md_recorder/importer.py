@@ -1,0 +1,231 @@
+"""``hft import``: tick files into recordings, through the recorder's normaliser and filters.
+
+Each input row becomes a raw CTP tick (``CTP_FIELDS`` order) and goes through the same
+``Normaliser`` and ``TickFilter`` as live data. Ticks are grouped by trading day and written to
+``OUT/YYYYMMDD`` (one journal per trading day, as the recorder writes them) in exchange-time order;
+ticks sharing a time keep their order in the files. Bad rows are counted and the first few are
+reported with file and line; ``strict`` stops at the first and writes nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Final
+
+import numpy as np
+
+from contracts.calendar import Calendar
+from contracts.errors import UserError
+from libshm import TICK_DTYPE, TICK_LAYOUT, JournalError, JournalWriter, encode_tick
+from libshm.layout import SEGMENT_HEADER_SIZE
+from libshm.segment import list_segments
+from libshm.writer import TICK_FRAME_SIZE
+from services.md_recorder.filters import TickFilter
+from services.md_recorder.normalise import CTP_FIELDS, Drop, Normaliser, RawTick
+
+__all__ = ["FORMATS", "ImportReport", "import_files"]
+
+FORMATS: Final = ("ctp-csv", "vnpy-csv")
+BAD_ROWS_SHOWN: Final = 5
+MIB: Final = 1 << 20
+VNPY_COLUMNS: Final = ("symbol", "date", "time", "lastPrice", "bidPrice1", "askPrice1")
+
+
+@dataclass
+class ImportReport:
+    rows: int = 0
+    written: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)
+    bad_rows: list[str] = field(default_factory=list)
+    bad_count: int = 0
+    days: dict[int, int] = field(default_factory=dict)
+    journals: list[Path] = field(default_factory=list)
+    unknown_products: set[str] = field(default_factory=set)
+
+    def summary(self) -> str:
+        drops = ", ".join(f"{k} {v:,}" for k, v in sorted(self.dropped.items())) or "none"
+        days = ", ".join(f"{d} ({n:,})" for d, n in sorted(self.days.items())) or "none"
+        return (
+            f"{self.rows:,} rows read, {self.written:,} ticks written, dropped: {drops}; "
+            f"trading days: {days}"
+        )
+
+
+class BadInput(UserError):
+    """A file that cannot be imported at all (wrong format, missing columns, unreadable)."""
+
+
+def _open_text(path: Path) -> IO[str]:
+    try:
+        if path.suffix == ".gz":
+            return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
+        return path.open(encoding="utf-8", newline="")
+    except FileNotFoundError:
+        raise BadInput(f"{path}: no such file") from None
+    except PermissionError:
+        raise BadInput(f"{path}: permission denied") from None
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def _header(path: Path, reader: Iterator[list[str]], needed: tuple[str, ...]) -> list[str]:
+    try:
+        header = [h.strip() for h in next(reader)]
+    except StopIteration:
+        raise BadInput(f"{path}: empty file") from None
+    missing = [c for c in needed if c not in header]
+    if missing:
+        raise BadInput(
+            f"{path}: missing columns {', '.join(missing)}; is this the right --format? "
+            f"(found: {', '.join(header[:8])}{', ...' if len(header) > 8 else ''})"
+        )
+    return header
+
+
+def read_ctp_csv(path: Path) -> Iterator[tuple[int, RawTick | str]]:
+    """(line, raw tick) per row of a CSV whose columns are CTP field names, any order; a
+    row that cannot be split into the columns gives (line, message)."""
+    with _open_text(path) as text:
+        reader = csv.reader(text)
+        header = _header(path, reader, CTP_FIELDS)
+        index = [header.index(name) for name in CTP_FIELDS]
+        width = len(header)
+        for row in reader:
+            if len(row) != width:
+                yield reader.line_num, f"{len(row)} columns, expected {width}"
+                continue
+            yield reader.line_num, tuple(row[i] for i in index)
+
+
+def read_vnpy_csv(path: Path) -> Iterator[tuple[int, RawTick | str]]:
+    """vn.py's CSV tick export (``symbol,date,time,lastPrice,...``): level 1 only; columns it
+    lacks (cumulative volume, limits) become absent."""
+    with _open_text(path) as text:
+        reader = csv.reader(text)
+        header = _header(path, reader, VNPY_COLUMNS)
+        col = {name: i for i, name in enumerate(header)}
+        width = len(header)
+
+        def get(row: list[str], name: str, default: str = "0") -> str:
+            i = col.get(name)
+            return row[i] if i is not None else default
+
+        for row in reader:
+            if len(row) != width:
+                yield reader.line_num, f"{len(row)} columns, expected {width}"
+                continue
+            clock, _, fraction = get(row, "time").partition(".")
+            millis = str(round(float("0." + fraction) * 1000)) if fraction.isdigit() else "0"
+            date = get(row, "date")
+            raw = [""] * len(CTP_FIELDS)
+            raw[0], raw[1], raw[2], raw[3] = date, date, clock.zfill(8), millis
+            raw[4], raw[5] = get(row, "symbol"), get(row, "exchange", "")
+            values = {
+                "LastPrice": "lastPrice", "Volume": "volume", "OpenInterest": "openInterest",
+                "UpperLimitPrice": "upperLimit", "LowerLimitPrice": "lowerLimit",
+                "OpenPrice": "openPrice", "HighestPrice": "highPrice", "LowestPrice": "lowPrice",
+                "PreClosePrice": "preClosePrice",
+            }  # fmt: skip
+            for k in range(1, 6):
+                for side, vn in (("Bid", "bid"), ("Ask", "ask")):
+                    values[f"{side}Price{k}"] = f"{vn}Price{k}"
+                    values[f"{side}Volume{k}"] = f"{vn}Volume{k}"
+            for i, name in enumerate(CTP_FIELDS[6:], 6):
+                # a column the file lacks: volumes 0, anything else absent
+                missing = "0" if "Volume" in name else "nan"
+                source = values.get(name)
+                raw[i] = get(row, source, missing) if source else missing
+            yield reader.line_num, tuple(raw)
+
+
+READERS: Final[dict[str, Callable[[Path], Iterator[tuple[int, RawTick | str]]]]] = {
+    "ctp-csv": read_ctp_csv,
+    "vnpy-csv": read_vnpy_csv,
+}
+
+
+def import_files(  # noqa: PLR0917
+    paths: list[Path],
+    fmt: str,
+    out: Path,
+    calendar: Calendar,
+    strict: bool = False,
+    append: bool = False,
+    progress: Callable[[int], object] | None = None,
+) -> ImportReport:
+    """Import ``paths`` into ``out/YYYYMMDD`` journals; see the module docstring."""
+    read = READERS[fmt]
+    report = ImportReport()
+    normaliser = Normaliser(calendar)
+    filters = TickFilter(check_local_time=False)  # files carry no receive time
+    by_day: dict[int, list[bytes]] = defaultdict(list)
+    times: dict[int, list[int]] = defaultdict(list)
+    for path in paths:
+        for line, raw in read(path):
+            report.rows += 1
+            if progress is not None and report.rows % 10_000 == 0:
+                progress(10_000)
+            if isinstance(raw, str):
+                _bad(report, path, line, raw, strict)
+                continue
+            result = normaliser.normalise(raw, 0)
+            if isinstance(result, Drop):
+                filters.count(result)
+                _bad(report, path, line, f"{result}: {_brief(raw)}", strict)
+                continue
+            tick, phase = result
+            tick = tick._replace(local_time_ns=tick[4])
+            if filters.check(tick, phase) is not None:
+                continue
+            by_day[tick[2]].append(encode_tick(tick))
+            times[tick[2]].append(tick[4])
+    report.dropped.update(filters.dropped)
+    report.unknown_products = normaliser.unknown_products
+    for day in sorted(by_day):
+        order = np.argsort(np.asarray(times[day], dtype=np.int64), kind="stable")
+        records = np.frombuffer(b"".join(by_day[day]), dtype=TICK_DTYPE)[order]
+        journal = out / str(day)
+        _write(journal, records, append)
+        report.days[day] = len(records)
+        report.written += len(records)
+        report.journals.append(journal)
+    return report
+
+
+def _brief(raw: RawTick) -> str:
+    return f"{raw[4]} {raw[0]} {raw[2]}.{raw[3]}"
+
+
+def _bad(report: ImportReport, path: Path, line: int, message: str, strict: bool) -> None:
+    report.bad_count += 1
+    if len(report.bad_rows) < BAD_ROWS_SHOWN:
+        report.bad_rows.append(f"{path}:{line}: {message}")
+    if strict:
+        raise BadInput(f"{path}:{line}: {message} (--strict stops at the first bad row)")
+
+
+def _write(journal: Path, records: np.ndarray, append: bool) -> None:
+    if journal.exists() and not append:
+        try:
+            exists = bool(list_segments(journal))
+        except JournalError:
+            exists = True
+        if exists:
+            raise BadInput(
+                f"{journal}: a recording of this trading day already exists; remove it, or "
+                "pass --append to add to it"
+            )
+    # One segment holds a typical single-instrument day; big imports roll over 64 MiB segments.
+    need = len(records) * TICK_FRAME_SIZE + SEGMENT_HEADER_SIZE + 4096
+    segment = min(max((need + MIB - 1) // MIB * MIB, MIB), 64 * MIB)
+    try:
+        with JournalWriter(journal, layout=TICK_LAYOUT, segment_size=segment) as writer:
+            writer.append_array(records, records["exchange_time_ns"])
+    except JournalError as exc:
+        raise BadInput(str(exc)) from None

@@ -1,0 +1,208 @@
+"""CTP depth-market-data values to the libshm tick record: dates, times and absent prices.
+
+A core with no I/O: it takes the raw values of one ``CThostFtdcDepthMarketDataField`` (in
+``CTP_FIELDS`` order, as the CTP source copies them off the API thread or an import reads them
+from a file) and the local receive time, and returns a ``Tick`` or the reason it cannot make one.
+
+Rules (docs/md_recorder.md has the reasoning and the real-feed facts behind them):
+
+- Exchange time is China time (UTC+8) from the calendar date of the tick, ``UpdateTime`` and
+  ``UpdateMillisec``. The calendar date of a day-session tick is its trading day. A night tick
+  (18:00 and later, or before 06:00 after midnight) belongs to the evening of the weekday before
+  its trading day: on DCE ``ActionDay`` is the trading day at night, so the evening is computed;
+  elsewhere ``ActionDay`` is the calendar date and is used when present.
+- A night tick whose ``TradingDay`` is not after its evening (CZCE sends the calendar date) gets
+  the evening's next weekday as its trading day.
+- CZCE sends no milliseconds: ticks sharing a second keep their arrival order (the journal's
+  sequence), and nothing here reorders them.
+- A price that is not a positive finite number below 1e300 (CTP's DBL_MAX, 0 for "unset") is
+  absent (NaN); a depth level without a price has volume 0.
+- ``AveragePrice`` is turnover / volume; SHFE, DCE, INE and CFFEX include the contract multiplier
+  in it, so an average above twice the last price is divided by the multiplier.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import math
+from typing import Final
+
+from contracts.calendar import Calendar, Phase, next_weekday, previous_weekday
+from libshm import Tick
+from libshm.record import FLAG_AUCTION
+
+__all__ = ["CTP_FIELDS", "Drop", "Normaliser", "RawTick"]
+
+CTP_FIELDS: Final = (
+    "TradingDay", "ActionDay", "UpdateTime", "UpdateMillisec", "InstrumentID", "ExchangeID",
+    "LastPrice", "PreSettlementPrice", "PreClosePrice", "PreOpenInterest", "OpenPrice",
+    "HighestPrice", "LowestPrice", "Volume", "Turnover", "OpenInterest", "ClosePrice",
+    "SettlementPrice", "UpperLimitPrice", "LowerLimitPrice", "AveragePrice",
+    "BidPrice1", "BidVolume1", "AskPrice1", "AskVolume1",
+    "BidPrice2", "BidVolume2", "AskPrice2", "AskVolume2",
+    "BidPrice3", "BidVolume3", "AskPrice3", "AskVolume3",
+    "BidPrice4", "BidVolume4", "AskPrice4", "AskVolume4",
+    "BidPrice5", "BidVolume5", "AskPrice5", "AskVolume5",
+)  # fmt: skip
+"""The fields of ``CThostFtdcDepthMarketDataField`` the recorder reads, in the order of a raw
+tick (also the column order of the CTP CSV files)."""
+
+RawTick = tuple[object, ...]
+
+CHINA: Final = dt.timezone(dt.timedelta(hours=8))
+NIGHT_FROM: Final = 18 * 3600
+NIGHT_UNTIL: Final = 6 * 3600
+NAN: Final = math.nan
+ABSENT_ABOVE: Final = 1e300
+_ONE_DAY: Final = dt.timedelta(days=1)
+
+
+class Drop(enum.StrEnum):
+    """Why a tick was not recorded; every drop is counted under one of these."""
+
+    MALFORMED = "malformed"
+    IMPOSSIBLE_TIME = "impossible_time"
+    OUTSIDE_HOURS = "outside_hours"
+    DUPLICATE = "duplicate"
+    VOLUME_BACKWARDS = "volume_backwards"
+    CROSSED_BOOK = "crossed_book"
+    OUTSIDE_LIMITS = "outside_limits"
+
+
+def _price(value: float) -> float:
+    return value if 0.0 < value < ABSENT_ABOVE else NAN
+
+
+class Normaliser:
+    """Raw CTP values -> ``Tick`` plus the tick's trading phase (for the filters)."""
+
+    def __init__(self, calendar: Calendar) -> None:
+        self.calendar = calendar
+        self._dates: dict[object, dt.date | None] = {}
+        self._times: dict[object, int | None] = {}
+        self._midnights: dict[dt.date, int] = {}
+        self.unknown_products: set[str] = set()
+
+    # -- parsing with caches: a day has few distinct dates and at most 86,400 times ---------
+
+    def _date(self, value: object) -> dt.date | None:
+        try:
+            return self._dates[value]
+        except KeyError:
+            pass
+        text = str(value).strip()
+        try:
+            day = dt.date(int(text[:4]), int(text[4:6]), int(text[6:8])) if len(text) == 8 else None
+        except ValueError:
+            day = None
+        if len(self._dates) < 10_000:
+            self._dates[value] = day
+        return day
+
+    def _seconds(self, value: object) -> int | None:
+        try:
+            return self._times[value]
+        except KeyError:
+            pass
+        text = str(value).strip()
+        seconds: int | None = None
+        if len(text) == 8 and text[2] == ":" and text[5] == ":":
+            try:
+                h, m, s = int(text[:2]), int(text[3:5]), int(text[6:8])
+            except ValueError:
+                pass
+            else:
+                if 0 <= h < 24 and 0 <= m < 60 and 0 <= s < 60:
+                    seconds = h * 3600 + m * 60 + s
+        if len(self._times) < 100_000:
+            self._times[value] = seconds
+        return seconds
+
+    def _midnight_ns(self, day: dt.date) -> int:
+        ns = self._midnights.get(day)
+        if ns is None:
+            midnight = dt.datetime(day.year, day.month, day.day, tzinfo=CHINA)
+            ns = int(midnight.timestamp()) * 1_000_000_000
+            self._midnights[day] = ns
+        return ns
+
+    # -- the record ------------------------------------------------------------------------
+
+    def normalise(self, raw: RawTick, local_time_ns: int) -> tuple[Tick, Phase | None] | Drop:
+        """The tick of ``raw`` and its phase (None: product not in the calendar), or a drop."""
+        try:
+            instrument = str(raw[4]).strip()
+            exchange = str(raw[5]).strip()
+            trading = self._date(raw[0])
+            seconds = self._seconds(raw[2])
+            millis = int(raw[3])  # type: ignore[call-overload]
+        except (TypeError, ValueError, IndexError):
+            return Drop.MALFORMED
+        if not instrument or len(raw) != len(CTP_FIELDS):
+            return Drop.MALFORMED
+        if trading is None or seconds is None or not 0 <= millis < 1000:
+            return Drop.IMPOSSIBLE_TIME
+        product = self.calendar.product(instrument)
+        if product is None:
+            self.unknown_products.add(instrument)
+        elif not exchange:
+            exchange = product.exchange  # CTP leaves ExchangeID empty on some fronts
+        day, trading = self._calendar_date(raw[1], exchange, trading, seconds)
+        exchange_ns = self._midnight_ns(day) + seconds * 1_000_000_000 + millis * 1_000_000
+        phase = None
+        if product is not None:
+            phase = Phase(self.calendar.phase_table(product)[seconds])
+        try:
+            tick = self._tick(raw, instrument, exchange, trading, phase, exchange_ns, local_time_ns)
+        except (TypeError, ValueError, OverflowError):
+            return Drop.MALFORMED
+        if product is not None and tick[16] > 2 * tick[6]:  # average includes the multiplier
+            tick = tick._replace(average=tick[16] / product.multiplier)
+        return tick, phase
+
+    def _calendar_date(
+        self, action: object, exchange: str, trading: dt.date, seconds: int
+    ) -> tuple[dt.date, dt.date]:
+        """(calendar date of the tick, corrected trading day)."""
+        if NIGHT_UNTIL <= seconds < NIGHT_FROM:
+            return trading, trading
+        after_midnight = seconds < NIGHT_UNTIL
+        action_day = None if exchange == "DCE" else self._date(action)
+        if action_day is not None:
+            evening = action_day - _ONE_DAY if after_midnight else action_day
+        else:
+            evening = previous_weekday(trading)
+        if trading <= evening:  # CZCE: TradingDay is the calendar date at night
+            trading = next_weekday(evening)
+        return (evening + _ONE_DAY if after_midnight else evening), trading
+
+    @staticmethod
+    def _tick(  # noqa: PLR0917
+        raw: RawTick,
+        instrument: str,
+        exchange: str,
+        trading: dt.date,
+        phase: Phase | None,
+        exchange_ns: int,
+        local_ns: int,
+    ) -> Tick:
+        f = float
+        v: list[float] = [f(x) for x in raw[6:]]  # type: ignore[arg-type]
+        # raw[6:]: last, pre_settlement, pre_close, pre_oi, open, high, low, volume, turnover,
+        # oi, close, settlement, upper, lower, average, then (bid, bidvol, ask, askvol) x 5
+        bids = [_price(v[15 + 4 * k]) for k in range(5)]
+        asks = [_price(v[17 + 4 * k]) for k in range(5)]
+        bid_volumes = [0 if math.isnan(bids[k]) else int(v[16 + 4 * k]) for k in range(5)]
+        ask_volumes = [0 if math.isnan(asks[k]) else int(v[18 + 4 * k]) for k in range(5)]
+        open_interest, pre_open_interest = v[9], v[3]
+        return Tick._make((
+            instrument, exchange, trading.year * 10_000 + trading.month * 100 + trading.day,
+            FLAG_AUCTION if phase == Phase.AUCTION else 0, exchange_ns, local_ns,
+            _price(v[0]), _price(v[4]), _price(v[5]), _price(v[6]), _price(v[10]), _price(v[2]),
+            _price(v[1]), _price(v[11]), _price(v[12]), _price(v[13]), _price(v[14]),
+            int(v[7]), v[8] if math.isfinite(v[8]) and v[8] < ABSENT_ABOVE else NAN,
+            open_interest if 0 <= open_interest < ABSENT_ABOVE else NAN,
+            pre_open_interest if 0 < pre_open_interest < ABSENT_ABOVE else NAN,
+            *bids, *asks, *bid_volumes, *ask_volumes,
+        ))  # fmt: skip

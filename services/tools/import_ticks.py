@@ -1,0 +1,58 @@
+"""``hft import``: the command-line shell around ``services.md_recorder.importer``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from contracts.calendar import DEFAULT_CALENDAR, load_calendar
+from services.md_recorder.importer import FORMATS, import_files
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="input files (or .gz)")
+    parser.add_argument("--format", "-f", required=True, choices=FORMATS, help="input format")
+    parser.add_argument(
+        "--out", "-o", required=True, type=Path, metavar="DIR",
+        help="recordings directory: ticks go to DIR/YYYYMMDD, one journal per trading day",
+    )  # fmt: skip
+    parser.add_argument(
+        "--calendar", type=Path, default=DEFAULT_CALENDAR, metavar="FILE",
+        help="sessions and products (default: configs/calendar.toml)",
+    )  # fmt: skip
+    parser.add_argument("--strict", action="store_true", help="stop at the first bad row")
+    parser.add_argument(
+        "--append", action="store_true", help="add to a trading day that is already recorded"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    calendar = load_calendar(args.calendar)
+    bar = None
+    if sys.stderr.isatty():
+        bar = tqdm(unit=" rows", unit_scale=True, file=sys.stderr, desc="import")
+    try:
+        report = import_files(
+            args.files, args.format, args.out, calendar, strict=args.strict,
+            append=args.append, progress=bar.update if bar is not None else None,
+        )  # fmt: skip
+    finally:
+        if bar is not None:
+            bar.close()
+    for line in report.bad_rows:
+        print(f"bad row: {line}", file=sys.stderr)
+    if report.bad_count > len(report.bad_rows):
+        print(f"... and {report.bad_count - len(report.bad_rows):,} more bad rows", file=sys.stderr)
+    print(report.summary())
+    for journal in report.journals:
+        print(f"wrote {journal}")
+    unknown = sorted(report.unknown_products)
+    if unknown:
+        print(
+            f"note: not in {args.calendar} (no trading-hours filter): {', '.join(unknown[:10])}",
+            file=sys.stderr,
+        )
+    return 0

@@ -1,0 +1,194 @@
+"""``hft import`` as a user runs it: every bundled real file round-trips through the journal and
+``hft journal cat``; bad files and bad rows get clear messages."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import gzip
+import io
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+
+from services.md_recorder.normalise import CHINA, CTP_FIELDS
+from tests.helpers import ROOT, run_hft
+
+MARKET = ROOT / "data" / "market"
+CTP_FILES = sorted(p.name for p in MARKET.glob("*.csv.gz") if "vnpy" not in p.name)
+
+
+def cat(journal: Path) -> list[dict[str, str]]:
+    done = run_hft("journal", "cat", str(journal), "--format", "csv")
+    assert done.returncode == 0, done.stderr
+    return list(csv.DictReader(io.StringIO(done.stdout)))
+
+
+def source_rows(name: str) -> list[dict[str, str]]:
+    with gzip.open(MARKET / name, "rt", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def price(text: str) -> float:
+    value = float(text) if text else math.nan
+    return value if 0 < value < 1e300 else math.nan
+
+
+def same_price(a: float, b: float) -> bool:
+    return (math.isnan(a) and math.isnan(b)) or a == b
+
+
+def in_hours(row: dict[str, str]) -> bool:
+    return row["UpdateTime"] <= "15:00:00"  # the bundled files are day sessions
+
+
+@pytest.mark.parametrize("name", CTP_FILES)
+def test_ctp_csv_round_trips(tmp_path: Path, name: str) -> None:
+    done = run_hft("import", "--format", "ctp-csv", str(MARKET / name), "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    source = [r for r in source_rows(name) if in_hours(r)]
+    day = source[0]["TradingDay"]
+    assert f"wrote {tmp_path / day}" in done.stdout
+    got = cat(tmp_path / day)
+    assert len(got) == len(source)
+    for want, row in zip(source, got, strict=True):
+        assert row["instrument"] == want["InstrumentID"]
+        assert row["trading_day"] == want["TradingDay"]
+        expected = dt.datetime.strptime(
+            f"{want['ActionDay']} {want['UpdateTime']}", "%Y%m%d %H:%M:%S"
+        ).replace(tzinfo=CHINA) + dt.timedelta(milliseconds=int(want["UpdateMillisec"]))
+        assert int(row["exchange_time_ns"]) == int(expected.timestamp()) * 10**9 + int(
+            want["UpdateMillisec"]
+        ) * 10**6
+        assert row["volume"] == want["Volume"]
+        assert float(row["turnover"]) == float(want["Turnover"])
+        for ours, theirs in (
+            ("last", "LastPrice"), ("high", "HighestPrice"), ("upper_limit", "UpperLimitPrice"),
+            *((f"bid_price{k}", f"BidPrice{k}") for k in range(1, 6)),
+            *((f"ask_price{k}", f"AskPrice{k}") for k in range(1, 6)),
+        ):  # fmt: skip
+            assert same_price(price(row[ours]), price(want[theirs])), (ours, row, want)
+        for k in range(1, 6):
+            for side in ("bid", "ask"):
+                volume = int(want[f"{side.title()}Volume{k}"])
+                present = not math.isnan(price(want[f"{side.title()}Price{k}"]))
+                assert int(row[f"{side}_volume{k}"]) == (volume if present else 0)
+
+
+def test_vnpy_csv_round_trips(tmp_path: Path) -> None:
+    name = "RM705-2017-03-20.vnpy.csv.gz"
+    done = run_hft("import", "-f", "vnpy-csv", str(MARKET / name), "-o", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    # RM trades 09:00-10:15, 10:30-11:30, 13:30-15:00; the file has one tick half a second
+    # before each reopening (10:29:59.5, 13:29:59.5), in the break, which the filter drops
+    breaks = (("10:15:00.999", "10:30:00"), ("11:30:00.999", "13:30:00"))
+    source = [
+        r for r in source_rows(name)
+        if r["time"] <= "15:00:00.999" and not any(a < r["time"] < b for a, b in breaks)
+    ]  # fmt: skip
+    assert len(source) == 16_977
+    got = cat(tmp_path / "20170320")
+    assert len(got) == len(source)
+    for want, row in zip(source, got, strict=True):
+        assert (row["instrument"], row["exchange"]) == ("RM705", "CZCE")
+        clock, _, fraction = want["time"].partition(".")
+        expected = dt.datetime.strptime(f"{want['date']} {clock}", "%Y%m%d %H:%M:%S").replace(
+            tzinfo=CHINA
+        ) + dt.timedelta(milliseconds=round(float("0." + (fraction or "0")) * 1000))
+        assert row["exchange_time"] == expected.isoformat(timespec="milliseconds")
+        assert float(row["last"]) == float(want["lastPrice"])
+        assert float(row["bid_price1"]) == float(want["bidPrice1"])
+        assert float(row["ask_price1"]) == float(want["askPrice1"])
+        assert int(row["bid_volume1"]) == int(float(want["bidVolume1"]))
+        assert int(row["ask_volume1"]) == int(float(want["askVolume1"]))
+        assert row["turnover"] == "" and row["open_interest"] == ""  # not in this format
+
+
+def test_czce_ticks_sharing_a_second_keep_their_order(tmp_path: Path) -> None:
+    """CZCE sends no milliseconds: several ticks in one second stay in arrival order."""
+    rows = source_rows("IF2101_20210104.csv.gz")[100:106]
+    src = tmp_path / "rm.csv"
+    with src.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CTP_FIELDS)
+        writer.writeheader()
+        for i, row in enumerate(rows):
+            row.update(InstrumentID="RM105", ExchangeID="CZCE", UpdateTime="10:00:00")
+            row.update(UpdateMillisec="0", Volume=str(1000 + i))
+            writer.writerow(row)
+    done = run_hft("import", "-f", "ctp-csv", str(src), "-o", str(tmp_path / "rec"))
+    assert done.returncode == 0, done.stderr
+    got = cat(tmp_path / "rec" / "20210104")
+    assert [r["volume"] for r in got] == [str(1000 + i) for i in range(6)]
+    assert len({r["exchange_time_ns"] for r in got}) == 1
+
+
+def test_bad_rows_are_counted_and_shown_with_line_numbers(tmp_path: Path) -> None:
+    text = gzip.open(MARKET / "cu1909_20190916.csv.gz", "rt").read().splitlines()
+    fields = text[3].split(",")
+    fields[2] = "25:01:33"  # an impossible time
+    text[3] = ",".join(fields)
+    text[7] = ",".join(text[7].split(",")[:10])  # a cut row
+    text[9] = text[9].replace("47", "4x7", 1) if "47" in text[9] else text[9]
+    src = tmp_path / "cu.csv"
+    src.write_text("\n".join(text) + "\n")
+    done = run_hft("import", "-f", "ctp-csv", str(src), "-o", str(tmp_path / "rec"))
+    assert done.returncode == 0, done.stderr
+    assert f"bad row: {src}:4: impossible_time" in done.stderr
+    assert f"bad row: {src}:8: 10 columns, expected 41" in done.stderr
+    assert f"bad row: {src}:10: malformed" in done.stderr
+    assert "200 rows read, 197 ticks written" in done.stdout
+    assert "Traceback" not in done.stderr
+    strict = run_hft("import", "-f", "ctp-csv", str(src), "-o", str(tmp_path / "s"), "--strict")
+    assert strict.returncode == 2
+    assert strict.stderr.strip().splitlines() == [
+        f"hft import: error: {src}:4: impossible_time: cu1909 20190916 25:01:33.500 "
+        "(--strict stops at the first bad row)"
+    ]
+    assert not (tmp_path / "s").exists()
+
+
+def test_existing_day_needs_append(tmp_path: Path) -> None:
+    src = str(MARKET / "cu1909_20190916.csv.gz")
+    assert run_hft("import", "-f", "ctp-csv", src, "-o", str(tmp_path)).returncode == 0
+    again = run_hft("import", "-f", "ctp-csv", src, "-o", str(tmp_path))
+    assert again.returncode == 2
+    assert "already exists; remove it, or pass --append" in again.stderr
+    appended = run_hft("import", "-f", "ctp-csv", src, "-o", str(tmp_path), "--append")
+    assert appended.returncode == 0, appended.stderr
+    assert len(cat(tmp_path / "20190916")) == 400
+
+
+@pytest.mark.parametrize(
+    ("fmt", "name", "message"),
+    [
+        ("vnpy-csv", "cu1909_20190916.csv.gz", "missing columns symbol, date, time, lastPrice"),
+        ("ctp-csv", "RM705-2017-03-20.vnpy.csv.gz", "is this the right --format?"),
+        ("ctp-csv", "nope.csv", "no such file"),
+    ],
+)
+def test_wrong_file_is_one_clear_line(tmp_path: Path, fmt: str, name: str, message: str) -> None:
+    done = run_hft("import", "-f", fmt, str(MARKET / name), "-o", str(tmp_path))
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], done.stderr
+    assert lines[0].startswith("hft import: error: ")
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    done = run_hft("import", "-f", "ctp-csv", str(empty), "-o", str(tmp_path / "rec"))
+    assert done.returncode == 2
+    assert "empty file" in done.stderr
+
+
+def test_unknown_product_is_noted(tmp_path: Path) -> None:
+    text = gzip.open(MARKET / "cu1909_20190916.csv.gz", "rt").read().replace("cu1909", "zz1909")
+    src = tmp_path / "zz.csv"
+    src.write_text(text)
+    done = run_hft("import", "-f", "ctp-csv", str(src), "-o", str(tmp_path / "rec"))
+    assert done.returncode == 0, done.stderr
+    assert "(no trading-hours filter): zz1909" in done.stderr
+    shutil.rmtree(tmp_path / "rec")

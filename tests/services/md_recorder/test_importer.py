@@ -31,6 +31,11 @@ def source_rows(name: str) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+def gunzip(name: str) -> str:
+    with gzip.open(MARKET / name, "rt") as f:
+        return f.read()
+
+
 def price(text: str) -> float:
     value = float(text) if text else math.nan
     return value if 0 < value < 1e300 else math.nan
@@ -59,9 +64,10 @@ def test_ctp_csv_round_trips(tmp_path: Path, name: str) -> None:
         expected = dt.datetime.strptime(
             f"{want['ActionDay']} {want['UpdateTime']}", "%Y%m%d %H:%M:%S"
         ).replace(tzinfo=CHINA) + dt.timedelta(milliseconds=int(want["UpdateMillisec"]))
-        assert int(row["exchange_time_ns"]) == int(expected.timestamp()) * 10**9 + int(
-            want["UpdateMillisec"]
-        ) * 10**6
+        assert (
+            int(row["exchange_time_ns"])
+            == int(expected.timestamp()) * 10**9 + int(want["UpdateMillisec"]) * 10**6
+        )
         assert row["volume"] == want["Volume"]
         assert float(row["turnover"]) == float(want["Turnover"])
         for ours, theirs in (
@@ -125,7 +131,7 @@ def test_czce_ticks_sharing_a_second_keep_their_order(tmp_path: Path) -> None:
 
 
 def test_bad_rows_are_counted_and_shown_with_line_numbers(tmp_path: Path) -> None:
-    text = gzip.open(MARKET / "cu1909_20190916.csv.gz", "rt").read().splitlines()
+    text = gunzip("cu1909_20190916.csv.gz").splitlines()
     fields = text[3].split(",")
     fields[2] = "25:01:33"  # an impossible time
     text[3] = ",".join(fields)
@@ -185,7 +191,7 @@ def test_empty_file(tmp_path: Path) -> None:
 
 
 def test_unknown_product_is_noted(tmp_path: Path) -> None:
-    text = gzip.open(MARKET / "cu1909_20190916.csv.gz", "rt").read().replace("cu1909", "zz1909")
+    text = gunzip("cu1909_20190916.csv.gz").replace("cu1909", "zz1909")
     src = tmp_path / "zz.csv"
     src.write_text(text)
     done = run_hft("import", "-f", "ctp-csv", str(src), "-o", str(tmp_path / "rec"))

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from contracts.calendar import Phase, load_calendar
-from libshm import Tick
+from libshm import Tick, encode_tick
 from libshm.record import FLAG_AUCTION
 from services.md_recorder.normalise import CHINA, CTP_FIELDS, Drop, Normaliser, RawTick
 from tests.helpers import ROOT
@@ -183,7 +183,7 @@ def test_ctp_struct_values_normalise_like_csv_text() -> None:
 
 
 def _same(a: Tick, b: Tick) -> bool:
-    return all(x == y or (x != x and y != y) for x, y in zip(a, b, strict=True))
+    return encode_tick(a) == encode_tick(b)  # NaN-safe: compares the bytes
 
 
 def test_data_files_are_bundled() -> None:

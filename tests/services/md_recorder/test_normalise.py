@@ -21,7 +21,7 @@ MARKET = ROOT / "data" / "market"
 CAL = load_calendar()
 
 
-def rows(name: str) -> list[RawTick]:
+def rows(name: str) -> list[tuple[str, ...]]:
     with gzip.open(MARKET / name, "rt", newline="") as f:
         reader = csv.reader(f)
         assert tuple(next(reader)) == CTP_FIELDS

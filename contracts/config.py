@@ -112,6 +112,8 @@ class MdRecorderConfig(_Section):
     instruments: list[Instrument] = Field(default_factory=list)
     instruments_file: ConfigPath | None = None
     segment_mb: int = Field(64, ge=1, le=4096)
+    calendar_file: ConfigPath | None = None
+    """Sessions and products; default: the shipped configs/calendar.toml."""
     ctp: CtpMdConfig | None = None
     sim: SimConfig | None = None
     replay: ReplayConfig | None = None

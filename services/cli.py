@@ -60,6 +60,12 @@ def _run_journal(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _run_md_recorder(args: argparse.Namespace) -> int:
+    from services.md_recorder.service import run_md_recorder
+
+    return run_md_recorder(load_config(args.config))
+
+
 def _add_import(parser: argparse.ArgumentParser) -> None:
     from services.tools.import_ticks import add_arguments
 
@@ -104,10 +110,9 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "md-recorder",
         "record market data (CTP, simulated or replayed) into the tick journal",
-        "hft md-recorder --config configs/paper.toml",
+        "hft md-recorder --config configs/live-ctp.example.toml",
         _add_service,
-        None,
-        "md_recorder",
+        _run_md_recorder,
     ),
     Command(
         "engine",

@@ -1,0 +1,113 @@
+"""The recorder: raw ticks from any source -> normaliser -> filters -> journal and snapshot table.
+
+One journal per trading day (``ROOT/YYYYMMDD``, every segment kept: it is the live channel the
+engine tails and the recording replay and backtests read later), and one snapshot table with the
+latest tick of every instrument. Sources call :meth:`Recorder.record` from the service's thread.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Final
+
+from contracts.calendar import Calendar
+from libshm import TICK_LAYOUT, JournalWriter, Tick
+from libshm.seqlock import SnapshotWriter
+from services.md_recorder.filters import TickFilter
+from services.md_recorder.normalise import Drop, Normaliser, RawTick
+
+__all__ = ["Recorder"]
+
+MIB: Final = 1 << 20
+
+
+class Recorder:
+    """Owns the day's journal writer and the snapshot table; counts everything it sees."""
+
+    def __init__(
+        self,
+        calendar: Calendar,
+        recordings: Path,
+        snapshot_path: Path | None,
+        *,
+        segment_mb: int = 64,
+        check_local_time: bool = True,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.normaliser = Normaliser(calendar)
+        self.filters = TickFilter(check_local_time=check_local_time)
+        self.recordings = recordings
+        self.segment_size = segment_mb * MIB
+        self._clock = clock
+        self._writer: JournalWriter | None = None
+        self._day = 0
+        self._snapshot = (
+            SnapshotWriter(snapshot_path, capacity=4096) if snapshot_path is not None else None
+        )
+        self.last: dict[str, Tick] = {}
+        self.lag_ns: dict[str, int] = {}
+
+    @property
+    def journal(self) -> Path | None:
+        """The journal being written (the current trading day), if any."""
+        return None if self._writer is None else self._writer.path
+
+    def record(self, raw: RawTick, local_ns: int) -> Tick | Drop:
+        """Normalise, filter and, if kept, append ``raw``; the tick or the counted reason."""
+        result = self.normaliser.normalise(raw, local_ns)
+        if isinstance(result, Drop):
+            return self.filters.count(result)
+        tick, phase = result
+        reason = self.filters.check(tick, phase)
+        if reason is not None:
+            return reason
+        self.write(tick)
+        return tick
+
+    def write(self, tick: Tick) -> None:
+        """Append an already normalised and filtered tick (replay and the simulator)."""
+        if tick[2] != self._day:
+            self._open_day(tick[2])
+        assert self._writer is not None
+        self._writer.append_tick(tick, tick[5])
+        if self._snapshot is not None:
+            self._snapshot.write(tick)
+        self.last[tick[0]] = tick
+        self.lag_ns[tick[0]] = tick[5] - tick[4]
+
+    def _open_day(self, day: int) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self._writer = JournalWriter(
+            self.recordings / str(day), layout=TICK_LAYOUT, segment_size=self.segment_size,
+            clock=self._clock,
+        )  # fmt: skip
+        self._day = day
+
+    def heartbeat(self) -> None:
+        """Tell readers the writer lives (call while idle)."""
+        now = self._clock()
+        if self._writer is not None:
+            self._writer.heartbeat(now)
+        if self._snapshot is not None:
+            self._snapshot.heartbeat(now)
+
+    def metrics(self) -> dict[str, Any]:
+        """Counts for logs and the monitor: kept, drops by reason, lag, last tick time."""
+        lags = sorted(self.lag_ns.values())
+        return {
+            **self.filters.summary(),
+            "instruments": len(self.last),
+            "lag_ms_median": lags[len(lags) // 2] / 1e6 if lags else None,
+            "journal": str(self.journal) if self.journal else None,
+        }
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self._snapshot is not None:
+            self._snapshot.close()
+            self._snapshot = None

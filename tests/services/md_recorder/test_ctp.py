@@ -1,0 +1,214 @@
+"""The CTP source with the real openctp-ctp library: real ``CThostFtdcDepthMarketDataField``
+objects built from the bundled real rows, and a real ``MdApi`` against fronts on 127.0.0.1 that
+do not answer (no CTP front can run here)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from contracts.logs import get_logger
+from libshm import JournalReader, Tick, decode_tick, encode_tick
+from services.md_recorder.normalise import CTP_FIELDS
+from services.md_recorder.recorder import Recorder
+from services.tools.doctor import check_locale
+from tests.helpers import ROOT, run_hft
+from tests.services.md_recorder.test_normalise import CAL, CU_ROWS, IF_ROWS
+
+if not check_locale().ok:  # importing openctp-ctp without it aborts the process
+    pytest.skip("no zh_CN.GB18030 locale (.ci/run installs it)", allow_module_level=True)
+
+from openctp_ctp import mdapi
+
+from services.md_recorder.ctp import CtpMdSource, raw_from_field
+
+RECEIVED = 1_700_000_000 * 10**9  # a fixed receive time after every bundled tick
+
+
+def field_of(row: tuple[str, ...]) -> Any:
+    """A real CTP struct filled from one CSV row, typed as CTP types it."""
+    field = mdapi.CThostFtdcDepthMarketDataField()
+    for i, name in enumerate(CTP_FIELDS):
+        value: object = row[i]
+        if i >= 6:
+            value = int(row[i]) if "Volume" in name else float(row[i])
+        elif name == "UpdateMillisec":
+            value = int(row[i])
+        setattr(field, name, value)
+    return field
+
+
+def ticks_in(journal: Path) -> list[Tick]:
+    return [decode_tick(f.payload) for f in iter(JournalReader(journal).read, None)]
+
+
+def make_source(tmp_path: Path, fronts: list[str] | None = None) -> CtpMdSource:
+    return CtpMdSource(
+        fronts or ["tcp://127.0.0.1:1"], "9999", "user", "secret", ["IF2101"], tmp_path / "flow",
+        log=get_logger(), clock=lambda: RECEIVED,
+    )  # fmt: skip
+
+
+def test_raw_from_field_reads_every_field() -> None:
+    field = field_of(CU_ROWS[126])
+    raw = raw_from_field(field)
+    assert len(raw) == len(CTP_FIELDS)
+    assert raw[4] == "cu1909" and raw[2] == "14:39:27" and raw[3] == 500
+    assert raw[CTP_FIELDS.index("BidPrice5")] == 1.7976931348623157e308
+
+
+def test_real_structs_through_the_spi_into_the_journal(tmp_path: Path) -> None:
+    """Every real IF2101 row as a CTP struct, handed to the SPI as the API thread does (from
+    another thread): the journal holds the same records as `hft import` of the same file."""
+    source = make_source(tmp_path)
+    recorder = Recorder(CAL, tmp_path / "live", tmp_path / "snapshot")
+    fields = [field_of(row) for row in IF_ROWS]
+
+    def feed() -> None:  # as CTP's API thread does
+        for field in fields:
+            source.spi.OnRtnDepthMarketData(field)
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    handled = 0
+    deadline = time.monotonic() + 60
+    while handled < len(fields) and time.monotonic() < deadline:
+        handled += source.poll(0.05, recorder.record)
+    feeder.join()
+    recorder.close()
+    assert handled == len(fields)
+    imported = run_hft(
+        "import", "-f", "ctp-csv", str(ROOT / "data/market/IF2101_20210104.csv.gz"),
+        "-o", str(tmp_path / "imported"),
+    )  # fmt: skip
+    assert imported.returncode == 0, imported.stderr
+    live = ticks_in(tmp_path / "live/20210104")
+    want = ticks_in(tmp_path / "imported/20210104")
+    assert len(live) == len(want) == len(IF_ROWS) - 2  # the two post-close ticks dropped
+    for got, expected in zip(live, want, strict=True):
+        assert got.local_time_ns == RECEIVED
+        assert encode_tick(got._replace(local_time_ns=0)) == encode_tick(
+            expected._replace(local_time_ns=0)
+        )
+    assert recorder.filters.summary() == {"kept": len(live), "outside_hours": 2}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port  # closed again: nothing listens there
+
+
+CTP_CONFIG = """\
+[suite]
+name = "ctp-test"
+mode = "paper"
+journal_dir = "journal"
+shm_dir = "shm"
+
+[md_recorder]
+source = "ctp"
+instruments = ["IF2101", "cu2102"]
+
+[md_recorder.ctp]
+fronts = ["tcp://127.0.0.1:{port}"]
+broker_id = "9999"
+user_id = "000001"
+flow_dir = "flow"
+connect_timeout_s = {timeout}
+
+[engine]
+adapter = "paper"
+command_endpoint = "tcp://127.0.0.1:0"
+
+[monitor]
+port = 0
+zmq_pub = "tcp://127.0.0.1:0"
+"""
+
+
+def run_recorder(
+    tmp_path: Path, port: int, timeout: float, seconds: float
+) -> tuple[int, list[dict[str, Any]]]:
+    config = tmp_path / "deploy.toml"
+    config.write_text(CTP_CONFIG.format(port=port, timeout=timeout))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HFT_")}
+    env["HFT_CTP_PASSWORD"] = "not-a-real-password"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "md-recorder", "--config", str(config)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env,
+    )  # fmt: skip
+    try:
+        time.sleep(seconds)
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""  # still alive
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert "not-a-real-password" not in err
+    return proc.returncode, lines
+
+
+def test_closed_port_is_reported_and_retried_with_backoff(tmp_path: Path) -> None:
+    code, lines = run_recorder(tmp_path, free_port(), timeout=0.5, seconds=6.0)
+    assert code == 0
+    events = [line["event"] for line in lines]
+    assert events[0] == "md_recorder_started"
+    assert events[-1] == "md_recorder_stopped"
+    failures = [line for line in lines if line["event"] == "ctp_md_not_connected"]
+    assert len(failures) >= 3
+    assert [f["retry_in_s"] for f in failures[:3]] == [1.0, 2.0, 4.0]
+    assert all(f["level"] == "warning" and "hint" in f for f in failures)
+    attempts = [line["attempt"] for line in lines if line["event"] == "ctp_md_connecting"]
+    assert attempts[:3] == [1, 2, 3]
+
+
+@pytest.fixture
+def accept_then_close() -> Iterator[int]:
+    """A TCP server on 127.0.0.1 that accepts every connection and closes it at once."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            conn.close()
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join()
+    server.close()
+
+
+def test_front_that_drops_the_connection_is_reported(
+    tmp_path: Path, accept_then_close: int
+) -> None:
+    code, lines = run_recorder(tmp_path, accept_then_close, timeout=30, seconds=5.0)
+    assert code == 0
+    drops = [line for line in lines if line["event"] == "ctp_md_disconnected"]
+    assert drops, [line["event"] for line in lines]
+    assert drops[0]["reason"] == "0x1001"
+    assert drops[0]["level"] == "warning"

@@ -78,7 +78,7 @@ def _run_import(args: argparse.Namespace) -> int:
     return run(args)
 
 
-BENCHMARKS = ("journal",)
+BENCHMARKS = ("journal", "md_recorder")
 
 
 def _add_bench(parser: argparse.ArgumentParser) -> None:

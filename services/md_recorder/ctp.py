@@ -15,9 +15,11 @@ tries the next front, waiting 1, 2, 4 ... up to 60 s between rounds, and says so
 
 from __future__ import annotations
 
+import ctypes
 import enum
 import operator
 import queue
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,10 +31,73 @@ from openctp_ctp import mdapi
 from contracts.errors import UserError
 from services.md_recorder.normalise import CTP_FIELDS, RawTick
 
-__all__ = ["CtpMdSource", "Event", "MdSpi", "raw_from_field"]
+__all__ = [
+    "LAYOUT_MATCHES",
+    "CtpMdSource",
+    "Event",
+    "MdSpi",
+    "raw_from_attributes",
+    "raw_from_field",
+    "raw_from_memory",
+]
 
-raw_from_field: Callable[[Any], RawTick] = operator.attrgetter(*CTP_FIELDS)
-"""The raw tick of a ``CThostFtdcDepthMarketDataField`` (one C-level call for 41 fields)."""
+raw_from_attributes: Callable[[Any], RawTick] = operator.attrgetter(*CTP_FIELDS)
+"""The raw tick of a ``CThostFtdcDepthMarketDataField`` through its 41 SWIG attributes (about
+250 ns each): the reference for :func:`raw_from_memory`."""
+
+# The C layout of CThostFtdcDepthMarketDataField (ThostFtdcUserApiStruct.h, API 6.7.x) with the
+# platform's alignment: TradingDay, reserve1, ExchangeID, reserve2, 7 prices, Volume, Turnover,
+# OpenInterest, 4 prices, PreDelta, CurrDelta, UpdateTime, UpdateMillisec, 5 x (bid price,
+# bid volume, ask price, ask volume), AveragePrice, ActionDay, InstrumentID, ExchangeInstID,
+# BandingUpperPrice, BandingLowerPrice. Checked against the attributes when this module loads.
+_LAYOUT: Final = struct.Struct("@9s31s9s31s7di2d4d2d9si" + "didi" * 5 + "d9s81s81s2d")
+_NUMBER_INDEX: Final = (*range(4, 18), 42, *range(22, 42))  # CTP_FIELDS[6:] in the layout
+_NUMBERS: Final[Callable[[tuple[Any, ...]], tuple[Any, ...]]] = operator.itemgetter(*_NUMBER_INDEX)
+_NAMES: dict[bytes, str] = {}
+
+
+def _text(raw: bytes) -> str:
+    text = _NAMES.get(raw)
+    if text is None:
+        text = raw.split(b"\0", 1)[0].decode("ascii", "replace")
+        if len(_NAMES) < 100_000:
+            _NAMES[raw] = text
+    return text
+
+
+def raw_from_memory(field: Any) -> RawTick:
+    """The raw tick of a ``CThostFtdcDepthMarketDataField`` read in one copy of its memory
+    (about 1.5 µs instead of 10 µs); same values as :func:`raw_from_attributes`."""
+    v = _LAYOUT.unpack(ctypes.string_at(int(field.this), _LAYOUT.size))
+    return (_text(v[0]), _text(v[43]), _text(v[20]), v[21], _text(v[44]), _text(v[2]), *_NUMBERS(v))
+
+
+def _layout_matches() -> bool:
+    """Fill every field with a distinct value through SWIG and read it back from memory."""
+    field = mdapi.CThostFtdcDepthMarketDataField()
+    for i, name in enumerate(CTP_FIELDS):
+        if name in ("TradingDay", "ActionDay"):
+            setattr(field, name, f"2020{i:04d}")
+        elif name == "UpdateTime":
+            setattr(field, name, "12:34:56")
+        elif name in ("InstrumentID", "ExchangeID"):
+            setattr(field, name, f"X{i}")
+        elif name == "UpdateMillisec" or "Volume" in name:
+            setattr(field, name, 1000 + i)
+        else:
+            setattr(field, name, 0.5 + i)
+    try:
+        return raw_from_memory(field) == raw_from_attributes(field)
+    except (struct.error, ValueError, TypeError):
+        return False
+
+
+LAYOUT_MATCHES: Final = _layout_matches()
+raw_from_field: Callable[[Any], RawTick] = (
+    raw_from_memory if LAYOUT_MATCHES else raw_from_attributes
+)
+"""What the SPI uses: the memory read when this library's layout was verified, else the
+attributes (slower, always right)."""
 
 MAX_BACKOFF_S: Final = 60.0
 

@@ -26,7 +26,8 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import math
-from typing import Final
+from math import isfinite, isnan
+from typing import Any, Final
 
 from contracts.calendar import Calendar, Phase, next_weekday, previous_weekday
 from libshm import Tick
@@ -68,10 +69,6 @@ class Drop(enum.StrEnum):
     VOLUME_BACKWARDS = "volume_backwards"
     CROSSED_BOOK = "crossed_book"
     OUTSIDE_LIMITS = "outside_limits"
-
-
-def _price(value: float) -> float:
-    return value if 0.0 < value < ABSENT_ABOVE else NAN
 
 
 class Normaliser:
@@ -151,14 +148,16 @@ class Normaliser:
         day, trading = self._calendar_date(raw[1], exchange, trading, seconds)
         exchange_ns = self._midnight_ns(day) + seconds * 1_000_000_000 + millis * 1_000_000
         phase = None
+        multiplier = 0
         if product is not None:
-            phase = Phase(self.calendar.phase_table(product)[seconds])
+            phase = _PHASES[self.calendar.phase_table(product)[seconds]]
+            multiplier = product.multiplier
         try:
-            tick = self._tick(raw, instrument, exchange, trading, phase, exchange_ns, local_time_ns)
+            tick = _tick(
+                raw, instrument, exchange, trading, phase, exchange_ns, local_time_ns, multiplier
+            )
         except (TypeError, ValueError, OverflowError):
             return Drop.MALFORMED
-        if product is not None and tick[16] > 2 * tick[6]:  # average includes the multiplier
-            tick = tick._replace(average=tick[16] / product.multiplier)
         return tick, phase
 
     def _calendar_date(
@@ -177,32 +176,41 @@ class Normaliser:
             trading = next_weekday(evening)
         return (evening + _ONE_DAY if after_midnight else evening), trading
 
-    @staticmethod
-    def _tick(  # noqa: PLR0917
-        raw: RawTick,
-        instrument: str,
-        exchange: str,
-        trading: dt.date,
-        phase: Phase | None,
-        exchange_ns: int,
-        local_ns: int,
-    ) -> Tick:
-        f = float
-        v: list[float] = [f(x) for x in raw[6:]]  # type: ignore[arg-type]
-        # raw[6:]: last, pre_settlement, pre_close, pre_oi, open, high, low, volume, turnover,
-        # oi, close, settlement, upper, lower, average, then (bid, bidvol, ask, askvol) x 5
-        bids = [_price(v[15 + 4 * k]) for k in range(5)]
-        asks = [_price(v[17 + 4 * k]) for k in range(5)]
-        bid_volumes = [0 if math.isnan(bids[k]) else int(v[16 + 4 * k]) for k in range(5)]
-        ask_volumes = [0 if math.isnan(asks[k]) else int(v[18 + 4 * k]) for k in range(5)]
-        open_interest, pre_open_interest = v[9], v[3]
-        return Tick._make((
+
+_PHASES: Final = tuple(Phase)
+_new_tick = tuple.__new__
+
+
+def _tick(  # noqa: PLR0917
+    raw: RawTick,
+    instrument: str,
+    exchange: str,
+    trading: dt.date,
+    phase: Phase | None,
+    exchange_ns: int,
+    local_ns: int,
+    multiplier: int,
+) -> Tick:
+    # raw[6:]: last, pre_settlement, pre_close, pre_oi, open, high, low, volume, turnover, oi,
+    # close, settlement, upper, lower, average, then (bid, bid volume, ask, ask volume) x 5
+    nums: Any = raw[6:]
+    if type(nums[0]) is not float:  # text from a file; the CTP source hands floats and ints
+        nums = [float(x) for x in nums]
+    p = [x if 0.0 < x < ABSENT_ABOVE else NAN for x in nums]
+    bids, asks = p[15::4], p[17::4]
+    bid_volumes = [0 if isnan(b) else int(v) for b, v in zip(bids, nums[16::4], strict=True)]
+    ask_volumes = [0 if isnan(a) else int(v) for a, v in zip(asks, nums[18::4], strict=True)]
+    average = p[14]
+    if multiplier and average > 2 * p[0]:  # turnover / volume including the multiplier
+        average /= multiplier
+    turnover, open_interest = nums[8], nums[9]
+    return _new_tick(
+        Tick, (
             instrument, exchange, trading.year * 10_000 + trading.month * 100 + trading.day,
-            FLAG_AUCTION if phase == Phase.AUCTION else 0, exchange_ns, local_ns,
-            _price(v[0]), _price(v[4]), _price(v[5]), _price(v[6]), _price(v[10]), _price(v[2]),
-            _price(v[1]), _price(v[11]), _price(v[12]), _price(v[13]), _price(v[14]),
-            int(v[7]), v[8] if math.isfinite(v[8]) and v[8] < ABSENT_ABOVE else NAN,
-            open_interest if 0 <= open_interest < ABSENT_ABOVE else NAN,
-            pre_open_interest if 0 < pre_open_interest < ABSENT_ABOVE else NAN,
+            FLAG_AUCTION if phase is Phase.AUCTION else 0, exchange_ns, local_ns,
+            p[0], p[4], p[5], p[6], p[10], p[2], p[1], p[11], p[12], p[13], average,
+            int(nums[7]), turnover if isfinite(turnover) and turnover < ABSENT_ABOVE else NAN,
+            open_interest if 0 <= open_interest < ABSENT_ABOVE else NAN, p[3],
             *bids, *asks, *bid_volumes, *ask_volumes,
-        ))  # fmt: skip
+        ),
+    )  # fmt: skip

@@ -31,7 +31,13 @@ if not check_locale().ok:  # importing openctp-ctp without it aborts the process
 
 from openctp_ctp import mdapi
 
-from services.md_recorder.ctp import CtpMdSource, raw_from_field
+from services.md_recorder.ctp import (
+    LAYOUT_MATCHES,
+    CtpMdSource,
+    raw_from_attributes,
+    raw_from_field,
+    raw_from_memory,
+)
 
 RECEIVED = 1_700_000_000 * 10**9  # a fixed receive time after every bundled tick
 
@@ -58,6 +64,14 @@ def make_source(tmp_path: Path, fronts: list[str] | None = None) -> CtpMdSource:
         fronts or ["tcp://127.0.0.1:1"], "9999", "user", "secret", ["IF2101"], tmp_path / "flow",
         log=get_logger(), clock=lambda: RECEIVED,
     )  # fmt: skip
+
+
+def test_struct_memory_read_matches_the_attributes_on_every_real_row() -> None:
+    assert LAYOUT_MATCHES  # this library version's layout is the one the fast read assumes
+    assert raw_from_field is raw_from_memory
+    for row in IF_ROWS[::50] + CU_ROWS:
+        field = field_of(row)
+        assert raw_from_memory(field) == raw_from_attributes(field)
 
 
 def test_raw_from_field_reads_every_field() -> None:

@@ -91,6 +91,11 @@ class CtpMdConfig(_Section):
 class SimConfig(_Section):
     seed: int = 1
     interval_ms: int = Field(500, gt=0)
+    start_day: Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$")] | None = None
+    """First trading day simulated (its night session first); default: today, or the next
+    weekday at a weekend."""
+    pace: float | Literal["max"] = 1.0
+    """1.0: one snapshot per interval in real time; N: N times faster; "max": no waiting."""
 
 
 class ReplayConfig(_Section):

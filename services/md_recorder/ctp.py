@@ -307,6 +307,10 @@ class CtpMdSource:
             chunk = names[start : start + 500]
             self._api.SubscribeMarketData(chunk, len(chunk))
 
+    def describe(self) -> dict[str, object]:
+        """Connection state for the metrics log line."""
+        return {"source": "ctp", **vars(self.state)}
+
     def stop(self) -> None:
         self._started = False
         self._release()

@@ -7,18 +7,22 @@ Every ``METRICS_EVERY_S`` the service logs its counts (kept, drops by reason, la
 
 from __future__ import annotations
 
+import datetime as dt
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from contracts.calendar import DEFAULT_CALENDAR, load_calendar
-from contracts.config import DeploymentConfig
+from contracts.calendar import DEFAULT_CALENDAR, Calendar, load_calendar, next_weekday
+from contracts.config import DeploymentConfig, SimConfig
 from contracts.credentials import load_credentials
 from contracts.errors import UserError
 from contracts.logs import get_logger
+from services.md_recorder.normalise import CHINA, RawTick
 from services.md_recorder.recorder import Recorder
+from services.md_recorder.sim import SimMarket
 from services.tools.doctor import check_locale
 
 if TYPE_CHECKING:
@@ -27,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["run_md_recorder"]
 
 METRICS_EVERY_S: Final = 10.0
+MAX_GAP_NS: Final = 60 * 1_000_000_000
 
 
 def instruments_of(config: DeploymentConfig) -> list[str]:
@@ -51,6 +56,75 @@ def instruments_of(config: DeploymentConfig) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+class Source(Protocol):
+    def start(self) -> None: ...
+    def poll(self, timeout_s: float, on_tick: Callable[[RawTick, int], object]) -> int: ...
+    def describe(self) -> dict[str, object]: ...
+    def stop(self) -> None: ...
+
+
+class SimSource:
+    """Paces ``SimMarket`` against the wall clock; receive time is the wall clock."""
+
+    def __init__(self, calendar: Calendar, instruments: list[str], config: SimConfig) -> None:
+        if config.start_day is not None:
+            day = dt.date.fromisoformat(config.start_day)
+        else:
+            day = dt.datetime.now(CHINA).date()
+            day = day if day.weekday() < 5 else next_weekday(day)
+        unknown = [name for name in instruments if calendar.product(name) is None]
+        if unknown:
+            raise UserError(
+                f"md_recorder.sim: no product in the calendar for {', '.join(unknown)}; the "
+                "simulated market needs each product's tick size and sessions"
+            )
+        self.market = SimMarket(
+            calendar, instruments, day, seed=config.seed, interval_ms=config.interval_ms
+        )
+        self.pace = config.pace
+        self._ticks = self.market.ticks()
+        self._due: tuple[int, list[RawTick]] | None = None
+        self._sim0 = self._wall0 = 0
+        self.emitted = 0
+
+    def start(self) -> None:
+        self._due = next(self._ticks)
+        self._sim0, self._wall0 = self._due[0], time.monotonic_ns()
+
+    def poll(self, timeout_s: float, on_tick: Callable[[RawTick, int], object]) -> int:
+        end = time.monotonic_ns() + int(timeout_s * 1e9)
+        count = 0
+        while self._due is not None:
+            at, raws = self._due
+            if self.pace != "max":
+                wait_until = self._wall0 + int((at - self._sim0) / self.pace)
+                now = time.monotonic_ns()
+                if wait_until - now > MAX_GAP_NS:  # between sessions: do not wait it out
+                    self._sim0, self._wall0 = at, now
+                    wait_until = now
+                if wait_until > end:
+                    time.sleep(max(0.0, (end - now) / 1e9))
+                    break
+                if wait_until > now:
+                    time.sleep((wait_until - now) / 1e9)
+            received = time.time_ns()
+            for raw in raws:
+                on_tick(raw, received)
+            count += len(raws)
+            self._due = next(self._ticks)
+            if time.monotonic_ns() >= end:
+                break
+        self.emitted += count
+        return count
+
+    def describe(self) -> dict[str, object]:
+        day = str(self.market.trading_day)
+        return {"source": "sim", "trading_day": day, "emitted": self.emitted}
+
+    def stop(self) -> None:
+        self._due = None
+
+
 class _Stop:
     def __init__(self) -> None:
         self.requested = False
@@ -66,12 +140,17 @@ def run_md_recorder(config: DeploymentConfig) -> int:
     md = config.md_recorder
     calendar = load_calendar(md.calendar_file or DEFAULT_CALENDAR)
     instruments = instruments_of(config)
-    if md.source != "ctp":
+    source: Source
+    if md.source == "ctp":
+        source = _ctp_source(config, instruments, log)
+    elif md.source == "sim":
+        assert md.sim is not None  # the config model requires the section
+        source = SimSource(calendar, instruments, md.sim)
+    else:
         raise UserError(
-            f"md_recorder source {md.source!r} is not built yet (it comes with the md_recorder "
-            'work); use source = "ctp", or import recordings with `hft import`'
+            "md_recorder source 'replay' is not built yet (it comes with the md_recorder work); "
+            'use source = "ctp" or "sim", or import recordings with `hft import`'
         )
-    source = _ctp_source(config, instruments, log)
     shm = config.suite.shm_dir
     try:
         shm.mkdir(parents=True, exist_ok=True)
@@ -80,7 +159,10 @@ def run_md_recorder(config: DeploymentConfig) -> int:
             f"{shm}: cannot create the shared-memory directory: {exc.strerror}"
         ) from None
     recordings = config.suite.journal_dir / "recordings"
-    recorder = Recorder(calendar, recordings, shm / "snapshot", segment_mb=md.segment_mb)
+    recorder = Recorder(
+        calendar, recordings, shm / "snapshot", segment_mb=md.segment_mb,
+        check_local_time=md.source == "ctp",  # simulated times are not the wall clock's
+    )  # fmt: skip
     stop = _Stop()
     log.info("md_recorder_started", source=md.source, instruments=len(instruments))
     next_metrics = time.monotonic() + METRICS_EVERY_S
@@ -91,11 +173,12 @@ def run_md_recorder(config: DeploymentConfig) -> int:
             recorder.heartbeat()
             if time.monotonic() >= next_metrics:
                 next_metrics += METRICS_EVERY_S
-                log.info("md_recorder_metrics", **recorder.metrics(), **vars(source.state))
+                log.info("md_recorder_metrics", **recorder.metrics(), **source.describe())
     finally:
         source.stop()
+        final = recorder.metrics()
         recorder.close()
-    log.info("md_recorder_stopped", **recorder.metrics())
+    log.info("md_recorder_stopped", **final, **source.describe())
     return 0
 
 

@@ -132,8 +132,8 @@ def test_four_tailing_readers_and_late_joiners_see_the_same_stream(tmp_path: Pat
         finally:
             for cm in [*readers, *late_cms]:
                 cm.__exit__(None, None, None)
-    assert {r["count"] for r in results} == {count}
-    assert len({r["sha"] for r in results}) == 1
+    assert {r["count"] for r in results} == {count}, results
+    assert len({r["sha"] for r in results}) == 1, results
     # the finished journal, replayed, hashes exactly as the live readers saw it
     replay = hashlib.sha256()
     suffix = {7777: hashlib.sha256(), 12_345: hashlib.sha256()}
@@ -143,10 +143,10 @@ def test_four_tailing_readers_and_late_joiners_see_the_same_stream(tmp_path: Pat
             digest.update(frame.seq.to_bytes(8, "little"))
             digest.update(frame.payload)
     assert results[0]["sha"] == replay.hexdigest()
-    assert late_results[0]["first"] == 7777
-    assert late_results[0]["sha"] == suffix[7777].hexdigest()
-    assert late_results[1]["first"] == 12_345
-    assert late_results[1]["sha"] == suffix[12_345].hexdigest()
+    assert late_results[0]["first"] == 7777, late_results
+    assert late_results[0]["sha"] == suffix[7777].hexdigest(), late_results
+    assert late_results[1]["first"] == 12_345, late_results
+    assert late_results[1]["sha"] == suffix[12_345].hexdigest(), late_results
 
 
 def test_reader_sees_the_writer_die_instead_of_waiting(tmp_path: Path) -> None:

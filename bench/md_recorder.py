@@ -6,6 +6,8 @@
   time from the callback's start to the commit, per tick, in one thread (the wake-up of the service
   thread by the queue is not included).
 - import: ``hft import`` of the three bundled IF2101 days (84,347 rows), rows per second.
+- replay: a recorded day of about 1,000,000 ticks published at maximum pace into a new live
+  journal and the snapshot table (journal opening included).
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ import numpy as np
 
 from contracts.calendar import load_calendar
 from contracts.logs import get_logger
+from libshm import TICK_LAYOUT, JournalReader, JournalWriter
 from services.md_recorder.importer import import_files
 from services.md_recorder.normalise import CTP_FIELDS
 from services.md_recorder.recorder import Recorder
+from services.md_recorder.replay import ReplaySource
 from services.tools.doctor import check_locale
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "market"
@@ -95,6 +99,38 @@ def bench_import(root: Path, runs: int) -> dict[str, float]:
     return {"import ctp-csv, 3 IF2101 days (rows/s)": statistics.median(rates)}
 
 
+def bench_replay(root: Path, runs: int) -> dict[str, float]:
+    """Replay one recorded day of 1,000,000 ticks (the bundled IF2101 day repeated, each copy
+    later than the one before) at maximum pace into a new live journal and the snapshot table."""
+    calendar = load_calendar()
+    imported = root / "imported"
+    import_files(IF_DAYS[:1], "ctp-csv", imported, calendar)
+    day: Any = JournalReader(imported / "20210104").read_array(100_000)["payload"].copy()
+    recording = root / "replay-source" / "20210104"
+    with JournalWriter(recording, layout=TICK_LAYOUT) as writer:
+        copies, span = 0, int(day["exchange_time_ns"][-1] - day["exchange_time_ns"][0]) + 1
+        while copies * len(day) < 1_000_000:
+            shifted = day.copy()
+            shifted["exchange_time_ns"] += copies * span
+            shifted["local_time_ns"] += copies * span
+            writer.append_array(shifted, shifted["local_time_ns"])
+            copies += 1
+    total = copies * len(day)
+    rates = []
+    for run in range(runs):
+        source = ReplaySource(recording, pace="max")
+        recorder = Recorder(calendar, root / f"replayed{run}", root / f"replay-snap{run}")
+        start = time.perf_counter()
+        source.start()
+        published = 0
+        while not source.finished:
+            published += source.poll(1.0, recorder.write_array)
+        recorder.close()
+        assert published == total
+        rates.append(published / (time.perf_counter() - start))
+    return {f"replay at maximum pace, {total:,} ticks (ticks/s)": statistics.median(rates)}
+
+
 def run(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hft bench md_recorder", description=__doc__)
     parser.add_argument("--runs", type=int, default=5, help="runs per figure (median)")
@@ -109,6 +145,7 @@ def run(argv: list[str] | None = None) -> int:
         else:
             print("  (CTP struct figures skipped: no zh_CN.GB18030 locale)")
         results.update(bench_import(root, args.runs))
+        results.update(bench_replay(root, args.runs))
     for label, value in results.items():
         shown = f"{value:,.0f}" if value >= 1000 else f"{value:.2f}"
         print(f"  {label:<60} {shown:>12}")

@@ -12,8 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
+import numpy as np
+
 from contracts.calendar import Calendar
 from libshm import TICK_LAYOUT, JournalWriter, Tick
+from libshm.record import tick_from_row
 from libshm.seqlock import SnapshotWriter
 from services.md_recorder.filters import TickFilter
 from services.md_recorder.normalise import Drop, Normaliser, RawTick
@@ -76,6 +79,28 @@ class Recorder:
             self._snapshot.write(tick)
         self.last[tick[0]] = tick
         self.lag_ns[tick[0]] = tick[5] - tick[4]
+
+    def write_array(self, records: np.ndarray) -> int:
+        """Append a batch of ``TICK_DTYPE`` records (replay): one ``append_array`` per trading
+        day in the batch, then the latest record of each instrument into the snapshot table."""
+        rec: Any = records
+        days = rec["trading_day"]
+        for day in np.unique(days) if days[0] != days[-1] else days[:1]:
+            part = rec[days == day] if days[0] != days[-1] else rec
+            if int(day) != self._day:
+                self._open_day(int(day))
+            assert self._writer is not None
+            self._writer.append_array(part, part["local_time_ns"])
+        names = rec["instrument"]
+        if self._snapshot is not None:
+            reverse = names[::-1]
+            _, last_of = np.unique(reverse, return_index=True)
+            for i in len(rec) - 1 - last_of:
+                tick = tick_from_row(rec[i])
+                self._snapshot.write(tick)
+                self.last[tick[0]] = tick
+        self.filters.kept += len(rec)
+        return len(rec)
 
     def _open_day(self, day: int) -> None:
         if self._writer is not None:

@@ -1,4 +1,6 @@
-"""``hft md-recorder``: wires a source to the recorder and runs until SIGTERM or SIGINT.
+"""``hft md-recorder``: wires a source to the recorder and runs until SIGTERM or SIGINT (or, for
+a replay without ``loop``, until the recording is published; the journal is then closed, so
+readers see its end).
 
 Files: ticks go to ``suite.journal_dir/recordings/YYYYMMDD`` (one journal per trading day, the
 live channel and the recording at once); the snapshot table is ``suite.shm_dir/snapshot``.
@@ -22,6 +24,7 @@ from contracts.errors import UserError
 from contracts.logs import get_logger
 from services.md_recorder.normalise import CHINA, RawTick
 from services.md_recorder.recorder import Recorder
+from services.md_recorder.replay import ReplaySource
 from services.md_recorder.sim import SimMarket
 from services.tools.doctor import check_locale
 
@@ -139,18 +142,20 @@ def run_md_recorder(config: DeploymentConfig) -> int:
     log = get_logger()
     md = config.md_recorder
     calendar = load_calendar(md.calendar_file or DEFAULT_CALENDAR)
-    instruments = instruments_of(config)
-    source: Source
+    instruments = instruments_of(config) if md.source != "replay" or md.instruments else []
+    source: Source | ReplaySource
     if md.source == "ctp":
         source = _ctp_source(config, instruments, log)
     elif md.source == "sim":
         assert md.sim is not None  # the config model requires the section
         source = SimSource(calendar, instruments, md.sim)
     else:
-        raise UserError(
-            "md_recorder source 'replay' is not built yet (it comes with the md_recorder work); "
-            'use source = "ctp" or "sim", or import recordings with `hft import`'
-        )
+        replay = md.replay
+        assert replay is not None  # the config model requires the section
+        source = ReplaySource(
+            replay.recording, pace=replay.pace, shift_to_now=replay.shift_to_now,
+            loop=replay.loop, instruments=instruments or None,
+        )  # fmt: skip
     shm = config.suite.shm_dir
     try:
         shm.mkdir(parents=True, exist_ok=True)
@@ -169,7 +174,13 @@ def run_md_recorder(config: DeploymentConfig) -> int:
     try:
         source.start()
         while not stop.requested:
-            source.poll(0.2, recorder.record)
+            if isinstance(source, ReplaySource):
+                source.poll(0.2, recorder.write_array)
+                if source.finished:
+                    log.info("md_recorder_replay_finished", **source.describe())
+                    break
+            else:
+                source.poll(0.2, recorder.record)
             recorder.heartbeat()
             if time.monotonic() >= next_metrics:
                 next_metrics += METRICS_EVERY_S

@@ -16,7 +16,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Final
+from typing import IO, Any, Final
 
 import numpy as np
 
@@ -31,7 +31,7 @@ from services.md_recorder.normalise import CTP_FIELDS, Drop, Normaliser, RawTick
 
 __all__ = ["FORMATS", "ImportReport", "import_files"]
 
-FORMATS: Final = ("ctp-csv", "vnpy-csv")
+FORMATS: Final = ("ctp-csv", "vnpy-csv", "parquet")
 BAD_ROWS_SHOWN: Final = 5
 MIB: Final = 1 << 20
 VNPY_COLUMNS: Final = ("symbol", "date", "time", "lastPrice", "bidPrice1", "askPrice1")
@@ -160,6 +160,8 @@ def import_files(  # noqa: PLR0917
     progress: Callable[[int], object] | None = None,
 ) -> ImportReport:
     """Import ``paths`` into ``out/YYYYMMDD`` journals; see the module docstring."""
+    if fmt == "parquet":
+        return _import_parquet(paths, out, append)
     read = READERS[fmt]
     report = ImportReport()
     normaliser = Normaliser(calendar)
@@ -194,6 +196,40 @@ def import_files(  # noqa: PLR0917
         _write(journal, records, append)
         report.days[day] = len(records)
         report.written += len(records)
+        report.journals.append(journal)
+    return report
+
+
+def _import_parquet(paths: list[Path], out: Path, append: bool) -> ImportReport:
+    """Parquet written by ``hft journal export``: already normalised records, written back
+    as they are (no normaliser, no filters), grouped by trading day in time order."""
+    import pyarrow as pa  # noqa: PLC0415 - heavy; only this format needs it
+    import pyarrow.parquet as pq  # noqa: PLC0415
+
+    from services.md_recorder.tables import table_to_records  # noqa: PLC0415
+
+    report = ImportReport()
+    parts = []
+    for path in paths:
+        if not path.exists():
+            raise BadInput(f"{path}: no such file")
+        try:
+            parts.append(table_to_records(pq.read_table(path)))
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise BadInput(f"{path}: not a readable Parquet file: {exc}") from None
+        except ValueError as exc:
+            raise BadInput(
+                f"{path}: {exc}; import --format parquet reads what `hft journal export` writes"
+            ) from None
+    records: Any = np.concatenate(parts) if parts else np.empty(0, dtype=TICK_DTYPE)
+    report.rows = len(records)
+    for day in np.unique(records["trading_day"]):
+        part = records[records["trading_day"] == day]
+        part = part[np.argsort(part["exchange_time_ns"], kind="stable")]
+        journal = out / str(int(day))
+        _write(journal, part, append)
+        report.days[int(day)] = len(part)
+        report.written += len(part)
         report.journals.append(journal)
     return report
 

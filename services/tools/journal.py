@@ -11,8 +11,10 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
+import numpy as np
+
 from contracts.errors import UserError
-from libshm import JournalError, JournalReader, Tick, decode_tick
+from libshm import TICK_DTYPE, JournalError, JournalReader, Tick, decode_tick
 from libshm.inspect import JournalReport, inspect_journal
 from libshm.layout import TYPE_FIXED, segment_name
 from libshm.record import TICK_LAYOUT_ID
@@ -36,12 +38,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     cat.add_argument("--from", dest="start", metavar="T", help="exchange time, ISO 8601")
     cat.add_argument("--to", dest="end", metavar="T", help="exchange time, ISO 8601 (exclusive)")
     cat.add_argument("--format", choices=("csv", "jsonl"), default="csv")
+    export = sub.add_parser(
+        "export", help="write the ticks as a Parquet or CSV file for pandas, polars, DuckDB"
+    )
+    export.add_argument("path", type=Path, help="tick journal directory")
+    export.add_argument("--out", "-o", type=Path, required=True, metavar="FILE", help="output")
+    export.add_argument("--format", choices=("parquet", "csv"), default="parquet")
+    export.add_argument("--instrument", action="append", help="only this instrument (repeatable)")
+    export.add_argument("--from", dest="start", metavar="T", help="exchange time, ISO 8601")
+    export.add_argument("--to", dest="end", metavar="T", help="exchange time, ISO 8601 (exclusive)")
     parser.epilog = (
         "examples:\n"
         "  hft journal info var/recordings/20210104\n"
         "  hft journal verify var/recordings/20210104\n"
         "  hft journal cat var/recordings/20210104 --instrument IF2101 \\\n"
         "      --from 2021-01-04T09:30 --to 2021-01-04T10:00 --format jsonl\n"
+        "  hft journal export var/recordings/20210104 -o IF2101_20210104.parquet\n"
         "\ntimes without an offset are China time (UTC+8), as the exchanges keep them"
     )
 
@@ -52,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
             return _info(args.path, args.json)
         if args.action == "verify":
             return _verify(args.path)
+        if args.action == "export":
+            return _export(args)
         return _cat(args, sys.stdout)
     except JournalError as exc:
         raise UserError(str(exc), exit_code=1) from None
@@ -190,4 +204,41 @@ def _cat(args: argparse.Namespace, out: TextIO) -> int:
             writer = csv.DictWriter(out, fieldnames=list(row), lineterminator="\n")
             writer.writeheader()
         writer.writerow({k: "" if v is None else v for k, v in row.items()})
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    """All tick records (filtered) in one Arrow table, written as Parquet or CSV."""
+    import pyarrow.csv  # noqa: PLC0415 - heavy; only this subcommand needs it
+    import pyarrow.parquet  # noqa: PLC0415
+
+    from services.md_recorder.tables import records_to_table  # noqa: PLC0415
+
+    reader = JournalReader(args.path, verify=True)
+    if reader.layout.layout_id != TICK_LAYOUT_ID:
+        raise UserError(f"{args.path}: not a tick journal; export writes tick records only")
+    start = _parse_time(args.start) if args.start else None
+    end = _parse_time(args.end) if args.end else None
+    wanted = np.array([n.encode() for n in args.instrument or ()], dtype="S32")
+    parts = []
+    while len(frames := reader.read_array()):
+        records: Any = frames["payload"]
+        keep = np.ones(len(records), dtype=bool)
+        if len(wanted):
+            keep &= np.isin(records["instrument"], wanted)
+        if start is not None:
+            keep &= records["exchange_time_ns"] >= start
+        if end is not None:
+            keep &= records["exchange_time_ns"] < end
+        parts.append(records[keep].copy())
+    records = np.concatenate(parts) if parts else np.empty(0, dtype=TICK_DTYPE)
+    table = records_to_table(records)
+    try:
+        if args.format == "parquet":
+            pyarrow.parquet.write_table(table, args.out, compression="zstd")
+        else:
+            pyarrow.csv.write_csv(table, args.out)
+    except OSError as exc:
+        raise UserError(f"{args.out}: cannot write: {exc}") from None
+    print(f"wrote {len(records):,} ticks to {args.out}")
     return 0

@@ -9,9 +9,12 @@ reported with file and line; ``strict`` stops at the first and writes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import datetime as dt
 import gzip
 import io
+import tomllib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -19,8 +22,10 @@ from pathlib import Path
 from typing import IO, Any, Final
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from contracts.calendar import Calendar
+from contracts.config import format_validation_error
 from contracts.errors import UserError
 from libshm import TICK_DTYPE, TICK_LAYOUT, JournalError, JournalWriter, encode_tick
 from libshm.layout import SEGMENT_HEADER_SIZE
@@ -31,7 +36,7 @@ from services.md_recorder.normalise import CTP_FIELDS, Drop, Normaliser, RawTick
 
 __all__ = ["FORMATS", "ImportReport", "import_files"]
 
-FORMATS: Final = ("ctp-csv", "vnpy-csv", "parquet")
+FORMATS: Final = ("ctp-csv", "vnpy-csv", "csv", "parquet")
 BAD_ROWS_SHOWN: Final = 5
 MIB: Final = 1 << 20
 VNPY_COLUMNS: Final = ("symbol", "date", "time", "lastPrice", "bidPrice1", "askPrice1")
@@ -149,6 +154,135 @@ READERS: Final[dict[str, Callable[[Path], Iterator[tuple[int, RawTick | str]]]]]
     "vnpy-csv": read_vnpy_csv,
 }
 
+# Tick fields a mapping can name, and the CTP field each one fills.
+MAPPABLE: Final = {
+    "last": "LastPrice", "open": "OpenPrice", "high": "HighestPrice", "low": "LowestPrice",
+    "close": "ClosePrice", "pre_close": "PreClosePrice", "pre_settlement": "PreSettlementPrice",
+    "settlement": "SettlementPrice", "upper_limit": "UpperLimitPrice",
+    "lower_limit": "LowerLimitPrice", "average": "AveragePrice", "volume": "Volume",
+    "turnover": "Turnover", "open_interest": "OpenInterest",
+    "pre_open_interest": "PreOpenInterest",
+    **{f"{side}_{kind}{k}": f"{side.title()}{kind.title()}{k}"
+       for side in ("bid", "ask") for kind in ("price", "volume") for k in range(1, 6)},
+}  # fmt: skip
+PRICES: Final = {name for name in MAPPABLE if "volume" not in name and name != "open_interest"}
+
+
+class MappingColumns(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    instrument: str | None = None
+    exchange: str | None = None
+    trading_day: str | None = None
+    date: str | None = None
+    time: str | None = None
+    datetime: str | None = None
+    values: dict[str, str] = Field(default_factory=dict)
+    """tick field -> column, for the fields in ``MAPPABLE``."""
+
+
+class MappingFormat(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    date: str = "%Y%m%d"
+    time: str = "%H:%M:%S"
+    datetime: str = "%Y-%m-%d %H:%M:%S.%f"
+    price_scale: float = Field(1.0, gt=0)
+    delimiter: str = Field(",", min_length=1, max_length=1)
+
+
+class Mapping(BaseModel):
+    """``--mapping FILE.toml``: which column of a vendor's CSV is which tick field."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    columns: MappingColumns
+    format: MappingFormat = Field(default_factory=MappingFormat)
+    instrument: str | None = None
+    """A constant instrument id, for files of one instrument without an instrument column."""
+    exchange: str | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> Mapping:
+        unknown = sorted(set(self.columns.values) - set(MAPPABLE))
+        if unknown:
+            raise ValueError(
+                f"columns.values: unknown tick fields {', '.join(unknown)}; known: "
+                f"{', '.join(MAPPABLE)}"
+            )
+        cols = self.columns
+        if cols.datetime is None and (cols.date is None or cols.time is None):
+            raise ValueError("columns: give datetime, or both date and time")
+        if self.columns.instrument is None and self.instrument is None:
+            raise ValueError("give columns.instrument or a constant instrument")
+        if "last" not in self.columns.values:
+            raise ValueError("columns.values: last (the last price) is required")
+        return self
+
+
+def load_mapping(path: Path) -> Mapping:
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BadInput(f"{path}: no such mapping file") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise BadInput(f"{path}: cannot read the mapping: {exc}") from None
+    try:
+        return Mapping.model_validate(raw)
+    except ValidationError as exc:
+        raise BadInput(format_validation_error(exc, str(path), Mapping)) from None
+
+
+def read_mapped_csv(path: Path, mapping: Mapping) -> Iterator[tuple[int, RawTick | str]]:
+    """Rows of any CSV, through ``mapping``, as raw CTP ticks."""
+    cols, fmt = mapping.columns, mapping.format
+    needed = tuple(
+        c for c in (cols.instrument, cols.exchange, cols.trading_day, cols.date, cols.time,
+                    cols.datetime, *cols.values.values()) if c is not None
+    )  # fmt: skip
+    scale = fmt.price_scale
+    instrument, exchange = mapping.instrument or "", mapping.exchange or ""
+    with _open_text(path) as text:
+        reader = csv.reader(text, delimiter=fmt.delimiter)
+        header = _header(path, reader, needed)
+        col = {name: i for i, name in enumerate(header)}
+        width = len(header)
+        for row in reader:
+            if len(row) != width:
+                yield reader.line_num, f"{len(row)} columns, expected {width}"
+                continue
+            try:
+                if cols.datetime is not None:
+                    stamp = dt.datetime.strptime(row[col[cols.datetime]].strip(), fmt.datetime)
+                else:
+                    day = dt.datetime.strptime(row[col[cols.date or ""]].strip(), fmt.date).date()
+                    clock = dt.datetime.strptime(row[col[cols.time or ""]].strip(), fmt.time)
+                    stamp = dt.datetime.combine(day, clock.time())
+            except ValueError as exc:
+                yield reader.line_num, f"impossible_time: {exc}"
+                continue
+            date = stamp.strftime("%Y%m%d")
+            raw = ["nan"] * len(CTP_FIELDS)
+            raw[0] = row[col[cols.trading_day]].strip() if cols.trading_day else date
+            raw[1], raw[2] = date, stamp.strftime("%H:%M:%S")
+            raw[3] = str(stamp.microsecond // 1000)
+            raw[4] = row[col[cols.instrument]].strip() if cols.instrument else instrument
+            raw[5] = row[col[cols.exchange]].strip() if cols.exchange else exchange
+            for i in _VOLUMES:  # a volume the file lacks is 0; any other value absent
+                raw[i] = "0"
+            for name, column in cols.values.items():
+                value = row[col[column]].strip()
+                if name in PRICES and scale != 1.0 and value:
+                    # a value that is not a number stays as it is: the normaliser reports it
+                    with contextlib.suppress(ValueError):
+                        value = repr(float(value) / scale)
+                raw[_INDEX[MAPPABLE[name]]] = value or ("0" if "volume" in name else "nan")
+            yield reader.line_num, tuple(raw)
+
+
+_INDEX: Final = {name: i for i, name in enumerate(CTP_FIELDS)}
+_VOLUMES: Final = [i for i, name in enumerate(CTP_FIELDS) if "Volume" in name]
+
 
 def import_files(  # noqa: PLR0917
     paths: list[Path],
@@ -158,11 +292,21 @@ def import_files(  # noqa: PLR0917
     strict: bool = False,
     append: bool = False,
     progress: Callable[[int], object] | None = None,
+    mapping: Mapping | None = None,
 ) -> ImportReport:
     """Import ``paths`` into ``out/YYYYMMDD`` journals; see the module docstring."""
     if fmt == "parquet":
         return _import_parquet(paths, out, append)
-    read = READERS[fmt]
+    read: Callable[[Path], Iterator[tuple[int, RawTick | str]]]
+    if fmt == "csv":
+        if mapping is None:
+            raise BadInput("--format csv needs --mapping FILE.toml (see docs/import-mapping.md)")
+        chosen = mapping
+
+        def read(path: Path) -> Iterator[tuple[int, RawTick | str]]:
+            return read_mapped_csv(path, chosen)
+    else:
+        read = READERS[fmt]
     report = ImportReport()
     normaliser = Normaliser(calendar)
     filters = TickFilter(check_local_time=False)  # files carry no receive time

@@ -9,7 +9,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from contracts.calendar import DEFAULT_CALENDAR, load_calendar
-from services.md_recorder.importer import FORMATS, import_files
+from services.md_recorder.importer import FORMATS, import_files, load_mapping
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,6 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--calendar", type=Path, default=DEFAULT_CALENDAR, metavar="FILE",
         help="sessions and products (default: configs/calendar.toml)",
     )  # fmt: skip
+    parser.add_argument(
+        "--mapping", type=Path, metavar="FILE",
+        help="--format csv: which column is which field (TOML; docs/import-mapping.md)",
+    )  # fmt: skip
     parser.add_argument("--strict", action="store_true", help="stop at the first bad row")
     parser.add_argument(
         "--append", action="store_true", help="add to a trading day that is already recorded"
@@ -31,6 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     calendar = load_calendar(args.calendar)
+    mapping = load_mapping(args.mapping) if args.mapping is not None else None
     bar = None
     if sys.stderr.isatty():
         bar = tqdm(unit=" rows", unit_scale=True, file=sys.stderr, desc="import")
@@ -38,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
         report = import_files(
             args.files, args.format, args.out, calendar, strict=args.strict,
             append=args.append, progress=bar.update if bar is not None else None,
+            mapping=mapping,
         )  # fmt: skip
     finally:
         if bar is not None:

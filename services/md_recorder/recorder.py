@@ -7,6 +7,7 @@ latest tick of every instrument. Sources call :meth:`Recorder.record` from the s
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +23,13 @@ from services.md_recorder.filters import TickFilter
 from services.md_recorder.normalise import Drop, Normaliser, RawTick
 
 __all__ = ["Recorder"]
+
+CHINA: Final = dt.timezone(dt.timedelta(hours=8))
+
+
+def _iso(ns: int) -> str:
+    return dt.datetime.fromtimestamp(ns / 1e9, CHINA).isoformat(timespec="milliseconds")
+
 
 MIB: Final = 1 << 20
 
@@ -51,6 +59,8 @@ class Recorder:
         )
         self.last: dict[str, Tick] = {}
         self.lag_ns: dict[str, int] = {}
+        self._metrics_at = self._clock()
+        self._metrics_kept = 0
 
     @property
     def journal(self) -> Path | None:
@@ -120,12 +130,19 @@ class Recorder:
             self._snapshot.heartbeat(now)
 
     def metrics(self) -> dict[str, Any]:
-        """Counts for logs and the monitor: kept, drops by reason, lag, last tick time."""
+        """Counts for logs and the monitor: kept, drops by reason, rate, lag, last tick time."""
         lags = sorted(self.lag_ns.values())
+        now, kept = self._clock(), self.filters.kept
+        elapsed = (now - self._metrics_at) / 1e9 if self._metrics_at else 0.0
+        rate = (kept - self._metrics_kept) / elapsed if elapsed > 0 else None
+        self._metrics_at, self._metrics_kept = now, kept
+        newest = max((t[4] for t in self.last.values()), default=None)
         return {
             **self.filters.summary(),
+            "ticks_per_s": None if rate is None else round(rate, 1),
             "instruments": len(self.last),
             "lag_ms_median": lags[len(lags) // 2] / 1e6 if lags else None,
+            "last_tick": None if newest is None else _iso(newest),
             "journal": str(self.journal) if self.journal else None,
         }
 

@@ -107,7 +107,8 @@ def test_md_recorder_runs_the_simulated_market(tmp_path: Path) -> None:
     stopped = lines[-1]
     assert stopped["event"] == "md_recorder_stopped"
     assert stopped["kept"] > 100
-    assert set(stopped) >= {"kept", "instruments", "trading_day", "emitted"}
+    assert set(stopped) >= {"kept", "instruments", "trading_day", "emitted", "ticks_per_s"}
+    assert stopped["last_tick"].startswith("2021-01-0")
     days = sorted((tmp_path / "journal/recordings").iterdir())
     assert days[0].name == "20210105"
     ticks = []

@@ -24,11 +24,20 @@ $(STAMP): pyproject.toml setup.py libshm/_ext/fastpath.c
 
 install: $(STAMP) ## create .venv and install the project with its dev tools
 
-demo: $(STAMP) ## run the suite in paper-trading mode on the bundled recording
+RECORDING := var/recordings/20210104
+
+# The bundled real day (data/market), imported as md_recorder records: configs/replay.toml reads it.
+$(RECORDING)/head: data/market/IF2101_20210104.csv.gz | $(STAMP)
+	rm -rf $(RECORDING)
+	$(HFT) import --format ctp-csv $< --out var/recordings
+
+demo: $(STAMP) $(RECORDING)/head ## run the suite in paper-trading mode on the bundled recording
 	$(HFT) doctor --config configs/paper.toml
+	$(HFT) journal info $(RECORDING)
 	@$(HFT) up --config configs/paper.toml; rc=$$?; \
 	if [ $$rc -eq 2 ]; then \
-	  echo "demo: the services are not built yet; the checks above are what exists today"; \
+	  echo "demo: engine, monitor and the dashboard are not built yet; the recording above is"; \
+	  echo "demo: ready: hft md-recorder --config configs/replay.toml replays it"; \
 	else exit $$rc; fi
 
 test: check pytest ## lint, types and the whole test suite

@@ -57,7 +57,13 @@ def ready(proc: subprocess.Popen[str]) -> str:
 
 
 def result(proc: subprocess.Popen[str]) -> dict[str, object]:
-    out, err = proc.communicate(timeout=TIMEOUT)
+    # Read through the same text wrappers as ready(): communicate() reads the raw pipes and
+    # would miss a result line already buffered by ready()'s readline (a fast reader prints
+    # "ready" and its result in one write).
+    assert proc.stdout is not None and proc.stderr is not None
+    out = proc.stdout.read()
+    err = proc.stderr.read()
+    proc.wait(timeout=TIMEOUT)
     assert proc.returncode == 0, err
     return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
 

@@ -30,6 +30,7 @@ __all__ = [
     "next_weekday",
     "previous_weekday",
     "product_code",
+    "window_seconds",
 ]
 
 DEFAULT_CALENDAR: Final = Path(__file__).resolve().parent.parent / "configs" / "calendar.toml"
@@ -85,7 +86,8 @@ class Phase(enum.IntEnum):
     OPEN = 2
 
 
-def _bounds(window: str) -> tuple[int, int]:
+def window_seconds(window: str) -> tuple[int, int]:
+    """(start, end) of an ``"HH:MM-HH:MM"`` window in seconds since midnight."""
     start, end = window.split("-")
     return _minute(start) * 60, _minute(end) * 60
 
@@ -100,11 +102,11 @@ def _phase_table(session: Session) -> bytes:
     (the closing snapshot is stamped 15:00:00.x); an auction window is [start, end)."""
     table = bytearray(DAY_SECONDS)
     for window in session.auctions:
-        start, end = _bounds(window)
+        start, end = window_seconds(window)
         for sec in _seconds(start, end):
             table[sec] = Phase.AUCTION
     for window in session.sections:
-        start, end = _bounds(window)
+        start, end = window_seconds(window)
         for sec in _seconds(start, end + 1):
             table[sec] = Phase.OPEN
     return bytes(table)
@@ -162,7 +164,8 @@ class Calendar:
         return Phase(self._tables[product.session][second_of_day % DAY_SECONDS])
 
     def has_night(self, product: Product) -> bool:
-        return any(_bounds(w)[0] >= 18 * 3600 for w in self.data.sessions[product.session].sections)
+        sections = self.data.sessions[product.session].sections
+        return any(window_seconds(w)[0] >= 18 * 3600 for w in sections)
 
 
 def load_calendar(path: str | Path = DEFAULT_CALENDAR) -> Calendar:

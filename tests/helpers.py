@@ -10,6 +10,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "configs"
+MARKET = ROOT / "data" / "market"
 
 
 def run_hft(
@@ -27,6 +28,15 @@ def run_hft(
         cwd=ROOT,
         check=False,
     )
+
+
+def import_market(out: Path, *names: str) -> Path:
+    """``hft import`` of bundled CTP CSV files (``data/market``) into ``out``, one journal per
+    trading day, as a user runs it."""
+    files = [str(MARKET / name) for name in names]
+    done = run_hft("import", "-f", "ctp-csv", *files, "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    return out
 
 
 PAPER_CONFIG = """\

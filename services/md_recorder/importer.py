@@ -40,6 +40,14 @@ FORMATS: Final = ("ctp-csv", "vnpy-csv", "csv", "parquet")
 BAD_ROWS_SHOWN: Final = 5
 MIB: Final = 1 << 20
 VNPY_COLUMNS: Final = ("symbol", "date", "time", "lastPrice", "bidPrice1", "askPrice1")
+# CTP field -> vn.py column, for the columns vn.py's export may have
+VNPY_FIELDS: Final = {
+    "LastPrice": "lastPrice", "Volume": "volume", "OpenInterest": "openInterest",
+    "UpperLimitPrice": "upperLimit", "LowerLimitPrice": "lowerLimit", "OpenPrice": "openPrice",
+    "HighestPrice": "highPrice", "LowestPrice": "lowPrice", "PreClosePrice": "preClosePrice",
+    **{f"{side}{kind}{k}": f"{side.lower()}{kind}{k}"
+       for side in ("Bid", "Ask") for kind in ("Price", "Volume") for k in range(1, 6)},
+}  # fmt: skip
 
 
 @dataclass
@@ -131,20 +139,10 @@ def read_vnpy_csv(path: Path) -> Iterator[tuple[int, RawTick | str]]:
             raw = [""] * len(CTP_FIELDS)
             raw[0], raw[1], raw[2], raw[3] = date, date, clock.zfill(8), millis
             raw[4], raw[5] = get(row, "symbol"), get(row, "exchange", "")
-            values = {
-                "LastPrice": "lastPrice", "Volume": "volume", "OpenInterest": "openInterest",
-                "UpperLimitPrice": "upperLimit", "LowerLimitPrice": "lowerLimit",
-                "OpenPrice": "openPrice", "HighestPrice": "highPrice", "LowestPrice": "lowPrice",
-                "PreClosePrice": "preClosePrice",
-            }  # fmt: skip
-            for k in range(1, 6):
-                for side, vn in (("Bid", "bid"), ("Ask", "ask")):
-                    values[f"{side}Price{k}"] = f"{vn}Price{k}"
-                    values[f"{side}Volume{k}"] = f"{vn}Volume{k}"
             for i, name in enumerate(CTP_FIELDS[6:], 6):
                 # a column the file lacks: volumes 0, anything else absent
                 missing = "0" if "Volume" in name else "nan"
-                source = values.get(name)
+                source = VNPY_FIELDS.get(name)
                 raw[i] = get(row, source, missing) if source else missing
             yield reader.line_num, tuple(raw)
 

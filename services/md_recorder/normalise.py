@@ -30,10 +30,11 @@ from math import isfinite, isnan
 from typing import Any, Final
 
 from contracts.calendar import Calendar, Phase, next_weekday, previous_weekday
+from contracts.clock import CHINA
 from libshm import Tick
 from libshm.record import FLAG_AUCTION
 
-__all__ = ["CTP_FIELDS", "Drop", "Normaliser", "RawTick"]
+__all__ = ["CHINA", "CTP_FIELDS", "Drop", "Normaliser", "RawTick"]
 
 CTP_FIELDS: Final = (
     "TradingDay", "ActionDay", "UpdateTime", "UpdateMillisec", "InstrumentID", "ExchangeID",
@@ -51,7 +52,6 @@ tick (also the column order of the CTP CSV files)."""
 
 RawTick = tuple[object, ...]
 
-CHINA: Final = dt.timezone(dt.timedelta(hours=8))
 NIGHT_FROM: Final = 18 * 3600
 NIGHT_UNTIL: Final = 6 * 3600
 NAN: Final = math.nan

@@ -7,7 +7,6 @@ latest tick of every instrument. Sources call :meth:`Recorder.record` from the s
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any, Final
 import numpy as np
 
 from contracts.calendar import Calendar
+from contracts.clock import china_iso
 from libshm import TICK_LAYOUT, JournalWriter, Tick
 from libshm.record import tick_from_row
 from libshm.seqlock import SnapshotWriter
@@ -23,12 +23,6 @@ from services.md_recorder.filters import TickFilter
 from services.md_recorder.normalise import Drop, Normaliser, RawTick
 
 __all__ = ["Recorder"]
-
-CHINA: Final = dt.timezone(dt.timedelta(hours=8))
-
-
-def _iso(ns: int) -> str:
-    return dt.datetime.fromtimestamp(ns / 1e9, CHINA).isoformat(timespec="milliseconds")
 
 
 MIB: Final = 1 << 20
@@ -95,8 +89,9 @@ class Recorder:
         day in the batch, then the latest record of each instrument into the snapshot table."""
         rec: Any = records
         days = rec["trading_day"]
-        for day in np.unique(days) if days[0] != days[-1] else days[:1]:
-            part = rec[days == day] if days[0] != days[-1] else rec
+        unique = np.unique(days)
+        for day in unique:
+            part = rec if len(unique) == 1 else rec[days == day]
             if int(day) != self._day:
                 self._open_day(int(day))
             assert self._writer is not None
@@ -142,7 +137,7 @@ class Recorder:
             "ticks_per_s": None if rate is None else round(rate, 1),
             "instruments": len(self.last),
             "lag_ms_median": lags[len(lags) // 2] / 1e6 if lags else None,
-            "last_tick": None if newest is None else _iso(newest),
+            "last_tick": None if newest is None else china_iso(newest),
             "journal": str(self.journal) if self.journal else None,
         }
 

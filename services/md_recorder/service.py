@@ -18,11 +18,12 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from contracts.calendar import DEFAULT_CALENDAR, Calendar, load_calendar, next_weekday
+from contracts.clock import CHINA
 from contracts.config import DeploymentConfig, SimConfig
 from contracts.credentials import load_credentials
 from contracts.errors import UserError
 from contracts.logs import get_logger
-from services.md_recorder.normalise import CHINA, RawTick
+from services.md_recorder.normalise import RawTick
 from services.md_recorder.recorder import Recorder
 from services.md_recorder.replay import ReplaySource
 from services.md_recorder.sim import SimMarket
@@ -52,7 +53,7 @@ def instruments_of(config: DeploymentConfig) -> list[str]:
             for line in text.splitlines()
             if line.split("#", 1)[0].strip()
         ]
-    if not names:
+    if not names and md.source != "replay":  # a replay without a list publishes every instrument
         raise UserError(
             "md_recorder: no instruments; set md_recorder.instruments or instruments_file"
         )
@@ -142,7 +143,7 @@ def run_md_recorder(config: DeploymentConfig) -> int:
     log = get_logger()
     md = config.md_recorder
     calendar = load_calendar(md.calendar_file or DEFAULT_CALENDAR)
-    instruments = instruments_of(config) if md.source != "replay" or md.instruments else []
+    instruments = instruments_of(config)
     source: Source | ReplaySource
     if md.source == "ctp":
         source = _ctp_source(config, instruments, log)

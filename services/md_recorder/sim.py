@@ -17,9 +17,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
 
-from contracts.calendar import DAY_SECONDS, Calendar, Phase, Product, next_weekday
+from contracts.calendar import (
+    DAY_SECONDS,
+    Calendar,
+    Phase,
+    Product,
+    next_weekday,
+    window_seconds,
+)
 from contracts.calendar import previous_weekday as _previous_weekday
-from services.md_recorder.normalise import CHINA, RawTick
+from contracts.clock import CHINA
+from services.md_recorder.normalise import RawTick
 
 __all__ = ["SimMarket"]
 
@@ -112,8 +120,7 @@ class SimMarket:
         windows: set[tuple[dt.date, int, int]] = set()
         for book in self._books:
             for section in self.calendar.data.sessions[book.product.session].sections:
-                first, last = section.split("-")
-                start, end = _seconds(first), _seconds(last)
+                start, end = window_seconds(section)
                 if start >= NIGHT_FROM:
                     if end > start:
                         windows.add((evening, start, end))
@@ -169,8 +176,3 @@ class SimMarket:
 def _decimals(tick: float) -> int:
     text = repr(tick)
     return len(text.split(".")[1].rstrip("0")) if "." in text else 0
-
-
-def _seconds(hhmm: str) -> int:
-    hours, minutes = hhmm.split(":")
-    return int(hours) * 3600 + int(minutes) * 60

@@ -7,12 +7,13 @@ import csv
 import json
 import math
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
 
+from contracts.clock import CHINA, china_iso
 from contracts.errors import UserError
 from libshm import TICK_DTYPE, JournalError, JournalReader, Tick, decode_tick
 from libshm.inspect import JournalReport, inspect_journal
@@ -20,9 +21,6 @@ from libshm.layout import TYPE_FIXED, segment_name
 from libshm.record import TICK_LAYOUT_ID
 
 __all__ = ["add_arguments", "run"]
-
-# Exchange time: China has kept UTC+8 without daylight saving since 1991.
-CHINA = timezone(timedelta(hours=8), "CST")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -77,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
 def _iso(ns: int | None) -> str:
     if ns is None:
         return "-"
-    return datetime.fromtimestamp(ns / 1e9, CHINA).isoformat(timespec="milliseconds")
+    return china_iso(ns)
 
 
 def _parse_time(text: str) -> int:

@@ -23,7 +23,7 @@ from libshm import JournalReader, Tick, decode_tick, encode_tick
 from services.md_recorder.normalise import CTP_FIELDS
 from services.md_recorder.recorder import Recorder
 from services.tools.doctor import check_locale
-from tests.helpers import ROOT, run_hft
+from tests.helpers import ROOT, import_market
 from tests.services.md_recorder.test_normalise import CAL, CU_ROWS, IF_ROWS
 
 if not check_locale().ok:  # importing openctp-ctp without it aborts the process
@@ -102,11 +102,7 @@ def test_real_structs_through_the_spi_into_the_journal(tmp_path: Path) -> None:
     feeder.join()
     recorder.close()
     assert handled == len(fields)
-    imported = run_hft(
-        "import", "-f", "ctp-csv", str(ROOT / "data/market/IF2101_20210104.csv.gz"),
-        "-o", str(tmp_path / "imported"),
-    )  # fmt: skip
-    assert imported.returncode == 0, imported.stderr
+    import_market(tmp_path / "imported", "IF2101_20210104.csv.gz")
     live = ticks_in(tmp_path / "live/20210104")
     want = ticks_in(tmp_path / "imported/20210104")
     assert len(live) == len(want) == len(IF_ROWS) - 2  # the two post-close ticks dropped

@@ -14,7 +14,7 @@ from contracts.errors import UserError
 from libshm import TICK_LAYOUT, JournalReader, JournalWriter
 from services.md_recorder.recorder import Recorder
 from services.md_recorder.replay import ReplaySource
-from tests.helpers import ROOT, run_hft
+from tests.helpers import ROOT, import_market, run_hft
 from tests.services.md_recorder.test_normalise import CAL
 
 SECOND = 1_000_000_000
@@ -24,10 +24,7 @@ SECOND = 1_000_000_000
 def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The bundled IF2101 day and the cu1909 hour, imported as the recorder writes them."""
     out = tmp_path_factory.mktemp("recordings")
-    for name in ("IF2101_20210104.csv.gz", "cu1909_20190916.csv.gz"):
-        done = run_hft("import", "-f", "ctp-csv", str(ROOT / "data/market" / name), "-o", str(out))
-        assert done.returncode == 0, done.stderr
-    return out
+    return import_market(out, "IF2101_20210104.csv.gz", "cu1909_20190916.csv.gz")
 
 
 def records(journal: Path) -> Any:
@@ -82,11 +79,13 @@ def test_shift_to_now_and_loop_keep_time_moving_forward(recording: Path, tmp_pat
     assert np.array_equal(got["last"][lap : 2 * lap], original["last"])
 
 
-def test_paced_replay_takes_the_recording_time_divided_by_pace(tmp_path: Path) -> None:
+def test_paced_replay_takes_the_recording_time_divided_by_pace(
+    recording: Path, tmp_path: Path
+) -> None:
     """40 ticks 500 ms apart, then a 90-minute break, then 40 more: at pace 20 that is about
     2 s, the break is not waited out."""
     src = tmp_path / "src" / "20210104"
-    base = records(_import_day(tmp_path))[:80].copy()
+    base = records(recording / "20210104")[:80].copy()
     base["exchange_time_ns"] = [
         1_609_723_800 * SECOND + i * SECOND // 2 + (5400 * SECOND if i >= 40 else 0)
         for i in range(80)
@@ -99,13 +98,6 @@ def test_paced_replay_takes_the_recording_time_divided_by_pace(tmp_path: Path) -
     elapsed = time.monotonic() - start
     assert source.published == 80
     assert 1.5 < elapsed < 6.0
-
-
-def _import_day(tmp_path: Path) -> Path:
-    out = tmp_path / "imported"
-    day = ROOT / "data/market/IF2101_20210104.csv.gz"
-    assert run_hft("import", "-f", "ctp-csv", str(day), "-o", str(out)).returncode == 0
-    return out / "20210104"
 
 
 def test_instrument_filter(recording: Path, tmp_path: Path) -> None:

@@ -11,16 +11,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from libshm import JournalReader, decode_tick
-from tests.helpers import ROOT, run_hft
+from tests.helpers import import_market, run_hft
 
 
 @pytest.fixture(scope="module")
 def day(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("rec")
-    for name in ("cu1909_20190916.csv.gz", "IF2101_20210104.csv.gz"):
-        done = run_hft("import", "-f", "ctp-csv", str(ROOT / "data/market" / name), "-o", str(out))
-        assert done.returncode == 0, done.stderr
-    return out
+    return import_market(out, "cu1909_20190916.csv.gz", "IF2101_20210104.csv.gz")
 
 
 def test_parquet_export_holds_every_field(day: Path, tmp_path: Path) -> None:

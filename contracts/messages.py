@@ -1,0 +1,256 @@
+"""The engine's messages: every command, order intent, risk decision, order update, trade and
+state change, defined once (docs/engine.md, "Messages and the engine journal").
+
+Each is a frozen ``msgspec.Struct`` tagged with its class name and encoded as a msgpack array
+(``array_like``: small and fast). The engine appends one message per frame to its journal before it
+acts on it; the monitor decodes the same frames. ``ticks`` in every message is the engine's position
+in the day's tick journal when the message was made (the sequence number of the next tick to
+dispatch), which is what lets recovery interleave ticks and messages exactly as they happened.
+``time_ns`` is the engine's time: the time of the input that caused the message (a tick's receive
+time, or the wall-clock time an external input arrived), never read again during recovery.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+import msgspec
+
+__all__ = [
+    "SCOPES",
+    "AgentStarted",
+    "AgentStopped",
+    "CancelAll",
+    "CancelRefused",
+    "CancelRequested",
+    "Command",
+    "CommandAck",
+    "DayOpened",
+    "DayRolled",
+    "EngineMessage",
+    "Flatten",
+    "Halt",
+    "Holding",
+    "OrderAccepted",
+    "OrderCancelled",
+    "OrderRejected",
+    "OrderRequested",
+    "Reduce",
+    "Resume",
+    "RiskRefused",
+    "StateChanged",
+    "TimerFired",
+    "Trade",
+    "decode",
+    "encode",
+]
+
+Scope = Literal["agent", "instrument", "account", "global"]
+SCOPES: Final = ("agent", "instrument", "account", "global")
+
+
+class _Message(msgspec.Struct, frozen=True, tag=True, array_like=True, gc=False):
+    ticks: int
+    time_ns: int
+
+
+# -- the trading day -----------------------------------------------------------------------------
+
+
+class Holding(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """One agent's position in one instrument carried into a trading day (all of it yesterday's)."""
+
+    agent: str
+    instrument: str
+    long: int
+    short: int
+    long_cost: float  # sum of open price x volume of the long side (its average times volume)
+    short_cost: float
+    settlement: float  # the price it was marked to at the roll
+
+
+class DayOpened(_Message, frozen=True):
+    """First message of a day's engine journal: what the previous day handed over."""
+
+    trading_day: int
+    holdings: list[Holding]
+    cash: dict[str, float]  # per agent: capital plus realised PnL minus fees of earlier days
+
+
+class DayRolled(_Message, frozen=True):
+    """The trading day ended; positions are marked to these settlement prices."""
+
+    trading_day: int
+    next_day: int
+    settlements: dict[str, float]
+
+
+# -- agents ---------------------------------------------------------------------------------------
+
+
+class AgentStarted(_Message, frozen=True):
+    agent: str
+
+
+class AgentStopped(_Message, frozen=True):
+    agent: str
+    error: str  # empty for a clean stop; the traceback text when the agent raised
+
+
+class TimerFired(_Message, frozen=True):
+    """The periodic timer, an external input in live trading (journaled so recovery repeats it)."""
+
+
+# -- orders ---------------------------------------------------------------------------------------
+
+
+class OrderRequested(_Message, frozen=True):
+    """An order that passed the risk gate, journaled before it is sent."""
+
+    order_id: str
+    agent: str
+    instrument: str
+    exchange: str
+    direction: Literal["buy", "sell"]
+    offset: Literal["open", "close", "close_today", "close_yesterday"]
+    price: float
+    volume: int
+    kind: Literal["limit", "market", "fak", "fok"]
+
+
+class RiskRefused(_Message, frozen=True):
+    """An order the risk gate refused; it never left the engine."""
+
+    order_id: str
+    agent: str
+    instrument: str
+    direction: str
+    offset: str
+    price: float
+    volume: int
+    kind: str
+    code: str
+    text: str
+
+
+class CancelRequested(_Message, frozen=True):
+    order_id: str
+    agent: str
+    protective: bool = False  # from a halt, flatten or a stopped agent: may use the reserve
+
+
+class CancelRefused(_Message, frozen=True):
+    """A cancel refused by the risk gate (``code``) or by the exchange (``code`` = EXCHANGE)."""
+
+    order_id: str
+    agent: str
+    code: str
+    text: str
+
+
+class OrderAccepted(_Message, frozen=True):
+    order_id: str
+    exchange_order_id: str
+
+
+class OrderRejected(_Message, frozen=True):
+    order_id: str
+    code: str
+    text: str
+
+
+class OrderCancelled(_Message, frozen=True):
+    """Cancelled by request, or the rest of a FAK/FOK the exchange did not fill."""
+
+    order_id: str
+    text: str
+
+
+class Trade(_Message, frozen=True):
+    order_id: str
+    trade_id: str
+    price: float
+    volume: int
+    fee: float
+
+
+# -- commands and states --------------------------------------------------------------------------
+
+
+class Command(_Message, frozen=True):
+    """An operator's command; ``target`` names the agent, instrument or account ("" for global)."""
+
+    scope: Scope
+    target: str
+    requester: str
+    command_id: str
+
+
+class Halt(Command, frozen=True):
+    pass
+
+
+class Reduce(Command, frozen=True):
+    """Only orders that reduce a position are let through."""
+
+
+class Resume(Command, frozen=True):
+    pass
+
+
+class CancelAll(Command, frozen=True):
+    pass
+
+
+class Flatten(Command, frozen=True):
+    """Cancel every order in scope and close every position in scope at the opposite best."""
+
+
+class CommandAck(_Message, frozen=True):
+    command_id: str
+    ok: bool
+    text: str
+
+
+class StateChanged(_Message, frozen=True):
+    scope: Scope
+    target: str
+    state: Literal["active", "reducing", "halted"]
+    reason: str
+
+
+EngineMessage = (
+    DayOpened
+    | DayRolled
+    | AgentStarted
+    | AgentStopped
+    | TimerFired
+    | OrderRequested
+    | RiskRefused
+    | CancelRequested
+    | CancelRefused
+    | OrderAccepted
+    | OrderRejected
+    | OrderCancelled
+    | Trade
+    | Halt
+    | Reduce
+    | Resume
+    | CancelAll
+    | Flatten
+    | CommandAck
+    | StateChanged
+)
+
+_encoder: Final = msgspec.msgpack.Encoder()
+_decoder: Final = msgspec.msgpack.Decoder(EngineMessage)
+
+
+def encode(message: EngineMessage) -> bytes:
+    return _encoder.encode(message)
+
+
+def decode(data: bytes | memoryview) -> EngineMessage:
+    """Raises ``msgspec.DecodeError`` (or ``ValidationError``) for bytes that are not a message."""
+    result: EngineMessage = _decoder.decode(data)
+    return result

@@ -1,0 +1,166 @@
+"""Ledger: positions and cash reconcile with the trades at every step; fees, margin, the roll."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.engine.ledger import Ledger, Rates, Spec
+from services.engine.offsets import Offset, plan
+
+RATES = Rates(
+    margin_rate=0.1, open_per_lot=1.5, open_rate=0.00005, close_per_lot=1.5,
+    close_rate=0.00005, close_today_per_lot=3.0, close_today_rate=0.00023,
+)  # fmt: skip
+CU = Spec("cu2102", "SHFE", 5, 10.0, RATES)
+IF = Spec("IF2101", "CFFEX", 300, 0.2, RATES)
+CAPITAL = 1_000_000.0
+
+
+def test_open_close_realises_against_the_average_and_charges_fees() -> None:
+    ledger = Ledger()
+    account = ledger.open_account("a", CAPITAL)
+    line = ledger.line("a", CU)
+    ledger.fill(line, "buy", "open", 50_000.0, 1, fee=0.0)
+    ledger.fill(line, "buy", "open", 50_100.0, 1, fee=0.0)
+    assert line.long_average == pytest.approx(50_050.0)
+    fee = ledger.fee(line, "sell", "close_today", 50_200.0, 1)
+    assert fee == pytest.approx(3.0 + 0.00023 * 50_200.0 * 5)
+    realised = ledger.fill(line, "sell", "close_today", 50_200.0, 1, fee=fee)
+    assert realised == pytest.approx((50_200.0 - 50_050.0) * 5)
+    assert line.position.long_today == 1 and line.long_average == pytest.approx(50_050.0)
+    ledger.mark("cu2102", 50_000.0)
+    assert line.unrealised() == pytest.approx((50_000.0 - 50_050.0) * 5)
+    assert line.margin() == pytest.approx(50_000.0 * 5 * 0.1)
+    assert account.equity() == pytest.approx(CAPITAL + realised + line.unrealised() - fee)
+
+
+def test_a_plain_close_on_cffex_takes_yesterday_first_and_charges_close_today_for_the_rest() -> (
+    None
+):
+    ledger = Ledger()
+    ledger.open_account("a", CAPITAL)
+    line = ledger.line("a", IF)
+    ledger.fill(line, "sell", "open", 5000.0, 1, fee=0.0)
+    ledger.roll({"IF2101": 5010.0})
+    ledger.fill(line, "sell", "open", 5020.0, 1, fee=0.0)
+    p = line.position
+    assert (p.short_yesterday, p.short_today) == (1, 1)
+    fee = ledger.fee(line, "buy", "close", 5000.0, 2)
+    turnover = 5000.0 * 300
+    assert fee == pytest.approx((1.5 + 0.00005 * turnover) + (3.0 + 0.00023 * turnover))
+    realised = ledger.fill(line, "buy", "close", 5000.0, 2, fee=fee, frozen=False)
+    # yesterday's lot against the settlement 5010, today's against its open 5020
+    assert realised == pytest.approx((5010.0 - 5000.0) * 300 + (5020.0 - 5000.0) * 300)
+
+
+def test_the_roll_marks_to_settlement_moves_pnl_to_cash_and_keeps_the_average_open_price() -> None:
+    ledger = Ledger()
+    account = ledger.open_account("a", CAPITAL)
+    line = ledger.line("a", CU)
+    ledger.fill(line, "buy", "open", 50_000.0, 2, fee=10.0)
+    ledger.mark("cu2102", 50_300.0)
+    ledger.roll({"cu2102": 50_200.0})
+    assert account.cash == pytest.approx(CAPITAL + 200.0 * 2 * 5 - 10.0)
+    assert (line.position.long_today, line.position.long_yesterday) == (0, 2)
+    assert line.long_average == pytest.approx(50_000.0)  # what was paid, for the user
+    assert line.unrealised() == 0.0  # the basis is now the settlement
+    assert account.day_pnl() == 0.0
+
+
+def test_frozen_volume_is_released_by_the_fill_of_its_close() -> None:
+    ledger = Ledger()
+    ledger.open_account("a", CAPITAL)
+    line = ledger.line("a", IF)
+    ledger.fill(line, "buy", "open", 5000.0, 3, fee=0.0)
+    ledger.roll({})
+    ledger.fill(line, "buy", "open", 5000.0, 1, fee=0.0)
+    ledger.freeze(line, "sell", "close", 4)
+    p = line.position
+    assert (p.frozen_long_yesterday, p.frozen_long_today) == (3, 1)
+    assert plan(p, "sell", 1, "CFFEX") == [plan(p, "sell", 1, "CFFEX")[0]]
+    assert plan(p, "sell", 1, "CFFEX")[0].offset == Offset.OPEN  # nothing left to close
+    ledger.fill(line, "sell", "close", 5000.0, 2, fee=0.0)
+    assert (p.frozen_long_yesterday, p.frozen_long_today) == (1, 1)
+    ledger.freeze(line, "sell", "close", 2, sign=-1)  # the rest was cancelled
+    assert (p.frozen_long_yesterday, p.frozen_long_today) == (0, 0)
+    assert (p.long_yesterday, p.long_today) == (1, 1)
+
+
+# -- the reconciliation property -----------------------------------------------------------------
+
+step = st.one_of(
+    st.tuples(st.just("trade"), st.sampled_from([CU, IF]), st.sampled_from(["buy", "sell"]),
+              st.integers(1, 6), st.integers(-30, 30), st.booleans()),
+    st.tuples(st.just("cancel"), st.sampled_from([CU, IF]), st.sampled_from(["buy", "sell"]),
+              st.integers(1, 6), st.integers(-30, 30), st.booleans()),
+    st.tuples(st.just("mark"), st.sampled_from([CU, IF]), st.just("buy"), st.just(0),
+              st.integers(-30, 30), st.booleans()),
+    st.tuples(st.just("roll"), st.sampled_from([CU, IF]), st.just("buy"), st.just(0),
+              st.integers(-30, 30), st.booleans()),
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(step, max_size=60))
+def test_positions_and_cash_reconcile_with_the_trades_at_every_step(
+    steps: list[tuple[str, Spec, str, int, int, bool]],
+) -> None:
+    ledger = Ledger()
+    account = ledger.open_account("a", CAPITAL)
+    base = {"cu2102": 50_000.0, "IF2101": 5000.0}
+    for spec in (CU, IF):
+        ledger.line("a", spec)
+        ledger.mark(spec.instrument, base[spec.instrument])
+    trades: list[tuple[Spec, str, str, float, int, float]] = []
+    for kind, spec, direction, volume, move, today_first in steps:
+        price = base[spec.instrument] + move * spec.price_tick
+        line = ledger.line("a", spec)
+        if kind in {"trade", "cancel"}:
+            # freeze every leg as the engine does when it sends the order, then fill or cancel
+            legs = plan(line.position, direction, volume, spec.exchange, today_first=today_first)
+            for leg in legs:
+                ledger.freeze(line, direction, leg.offset, leg.volume)
+            for leg in legs:
+                if kind == "cancel":
+                    ledger.freeze(line, direction, leg.offset, leg.volume, sign=-1)
+                    continue
+                fee = ledger.fee(line, direction, leg.offset, price, leg.volume)
+                ledger.fill(line, direction, leg.offset, price, leg.volume, fee=fee)
+                trades.append((spec, direction, leg.offset, price, leg.volume, fee))
+        elif kind == "mark":
+            ledger.mark(spec.instrument, price)
+        else:
+            ledger.roll({spec.instrument: price})
+        _check(ledger, account, trades)
+
+
+def _check(ledger: Ledger, account: object, trades: list[tuple[Spec, str, str, float, int, float]]
+           ) -> None:  # fmt: skip
+    expected_equity = CAPITAL
+    for spec in (CU, IF):
+        mine = [t for t in trades if t[0] is spec]
+        long = sum(v for _, d, o, _, v, _ in mine if d == "buy" and o == "open") - sum(
+            v for _, d, o, _, v, _ in mine if d == "sell" and o != "open"
+        )
+        short = sum(v for _, d, o, _, v, _ in mine if d == "sell" and o == "open") - sum(
+            v for _, d, o, _, v, _ in mine if d == "buy" and o != "open"
+        )
+        line = ledger.line("a", spec)
+        p = line.position
+        assert (p.long, p.short) == (long, short)
+        assert min(p.long_today, p.long_yesterday, p.short_today, p.short_yesterday) >= 0
+        assert p.frozen_long_today == p.frozen_long_yesterday == 0
+        assert p.frozen_short_today == p.frozen_short_yesterday == 0
+        flows = sum((p_ if d == "sell" else -p_) * v for _, d, _, p_, v, _ in mine)
+        fees = sum(f for *_, f in mine)
+        assert not math.isnan(line.mark)
+        expected_equity += (flows + (long - short) * line.mark) * spec.multiplier - fees
+        if long:
+            opens = [(p_, v) for _, d, o, p_, v, _ in mine if d == "buy" and o == "open"]
+            lo, hi = min(x for x, _ in opens), max(x for x, _ in opens)
+            assert lo - 1e-6 <= line.long_average <= hi + 1e-6
+    assert account.equity() == pytest.approx(expected_equity, rel=1e-12, abs=1e-6)  # type: ignore[attr-defined]

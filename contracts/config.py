@@ -30,12 +30,14 @@ from contracts.errors import UserError
 
 __all__ = [
     "AgentConfig",
+    "AgentRiskConfig",
     "CtpMdConfig",
     "CtpTradeConfig",
     "DeploymentConfig",
     "EngineConfig",
     "MdRecorderConfig",
     "MonitorConfig",
+    "ProductRates",
     "ReplayConfig",
     "RiskConfig",
     "SimConfig",
@@ -140,12 +142,80 @@ class AgentConfig(_Section):
     instruments: Annotated[list[Instrument], Field(min_length=1)]
     capital: float = Field(gt=0)
     params: dict[str, Any] = Field(default_factory=dict)
+    risk: AgentRiskConfig = Field(default_factory=lambda: AgentRiskConfig())
+    """This agent's own limits where they differ from ``[engine.risk]``."""
+
+
+class AgentRiskConfig(_Section):
+    """Per-agent overrides of the agent-scoped limits of ``[engine.risk]``."""
+
+    max_order_volume: int | None = Field(None, ge=1)
+    max_orders_per_second: int | None = Field(None, ge=1)
+    max_position: int | None = Field(None, ge=0)
+    max_net_position: int | None = Field(None, ge=0)
+    max_margin_ratio: float | None = Field(None, gt=0, le=1)
+    max_daily_loss: float | None = Field(None, gt=0)
 
 
 class RiskConfig(_Section):
+    """The pre-trade risk gate's limits (docs/engine.md, "Risk gate"). Agent-scoped limits apply
+    to each agent unless its ``risk`` table overrides them."""
+
     max_order_volume: int = Field(10, ge=1)
+    """Lots per order (agent)."""
     max_orders_per_second: int = Field(20, ge=1)
+    """Orders in any one-second window (agent)."""
+    account_orders_per_second: int = Field(50, ge=1)
+    """Orders in any one-second window (account)."""
+    max_position: int = Field(20, ge=0)
+    """Lots per side (long, short) per instrument, counting pending opens (agent)."""
+    max_net_position: int = Field(20, ge=0)
+    """|long - short| per instrument, counting pending opens (agent)."""
+    max_margin_ratio: float = Field(0.8, gt=0, le=1)
+    """Margin in use after an opening order, as a share of the agent's capital (agent)."""
+    account_max_margin: float | None = Field(None, gt=0)
+    """Margin in use after an opening order, all agents together; none: no account limit."""
     max_daily_loss: float = Field(50_000.0, gt=0)
+    """Realised plus mark-to-market minus fees below -max_daily_loss: the agent may only reduce."""
+    account_max_daily_loss: float | None = Field(None, gt=0)
+    """The same for all agents together: the account may only reduce."""
+    cancel_limit: int = Field(400, ge=1)
+    """Cancels per instrument per trading day for the account (the exchange's threshold)."""
+    cancel_reserve: int = Field(20, ge=0)
+    """Of cancel_limit, kept for protective cancels (halt, flatten, a stopped agent)."""
+    max_cancel_ratio: float = Field(0.95, gt=0)
+    """Cancels / orders per agent per day, once it has sent cancel_ratio_min_orders orders."""
+    cancel_ratio_min_orders: int = Field(50, ge=0)
+    price_band: float = Field(0.03, gt=0)
+    """A limit price more than this share away from the last price is refused."""
+    duplicate_window_ms: int = Field(100, ge=0)
+    """The same agent, instrument, side, price and volume again within this window is refused."""
+    self_trade: bool = True
+    """Refuse an order that would cross a resting order of the same account."""
+    trading_hours: bool = True
+    """Refuse orders outside the product's sessions and auctions (configs/calendar.toml)."""
+
+    @model_validator(mode="after")
+    def _reserve_below_limit(self) -> RiskConfig:
+        if self.cancel_reserve >= self.cancel_limit:
+            raise ValueError("cancel_reserve must be smaller than cancel_limit")
+        return self
+
+
+class ProductRates(_Section):
+    """A product's fees and margin as the broker charges them (``[engine.products.CODE]``, or
+    ``[engine.products.default]`` for every product without its own table)."""
+
+    margin_rate: float = Field(ge=0, le=1)
+    open_per_lot: float = Field(0.0, ge=0)
+    open_rate: float = Field(0.0, ge=0)
+    """Of the turnover: price x volume x multiplier."""
+    close_per_lot: float = Field(0.0, ge=0)
+    close_rate: float = Field(0.0, ge=0)
+    close_today_per_lot: float = Field(0.0, ge=0)
+    close_today_rate: float = Field(0.0, ge=0)
+    close_today_first: bool = False
+    """Close today's lots before yesterday's (SHFE/INE, where the two are separate orders)."""
 
 
 class CtpTradeConfig(_Section):
@@ -161,6 +231,12 @@ class EngineConfig(_Section):
     command_endpoint: ZmqEndpoint = "tcp://127.0.0.1:5560"
     agents: list[AgentConfig] = Field(default_factory=list)
     risk: RiskConfig = Field(default_factory=RiskConfig)
+    products: dict[str, ProductRates] = Field(default_factory=dict)
+    """Fees and margin per product code; "default" for the rest."""
+    timer_ms: int = Field(1000, ge=10)
+    """Period of the agents' ``on_timer``."""
+    start_at: Literal["beginning", "live"] = "beginning"
+    """Where a fresh engine starts in the day's tick journal (a restart continues its journal)."""
     ctp: CtpTradeConfig | None = None
 
     @model_validator(mode="after")

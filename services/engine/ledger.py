@@ -147,6 +147,7 @@ class Ledger:
     def __init__(self) -> None:
         self.accounts: dict[str, Account] = {}
         self.specs: dict[str, Spec] = {}
+        self.marks: dict[str, float] = {}
 
     def open_account(self, agent: str, capital: float, cash: float | None = None) -> Account:
         account = Account(capital, capital if cash is None else cash)
@@ -157,7 +158,9 @@ class Ledger:
         lines = self.accounts[agent].lines
         found = lines.get(spec.instrument)
         if found is None:
-            found = lines[spec.instrument] = Line(spec)
+            found = lines[spec.instrument] = Line(
+                spec, mark=self.marks.get(spec.instrument, math.nan)
+            )
             self.specs[spec.instrument] = spec
         return found
 
@@ -168,6 +171,7 @@ class Ledger:
     def mark(self, instrument: str, price: float) -> None:
         if math.isnan(price):
             return
+        self.marks[instrument] = price
         for account in self.accounts.values():
             line = account.lines.get(instrument)
             if line is not None:
@@ -260,7 +264,7 @@ class Ledger:
             for instrument, line in account.lines.items():
                 price = settlements.get(instrument, line.mark)
                 if not math.isnan(price):
-                    line.mark = price
+                    line.mark = self.marks[instrument] = price
                 account.cash += line.realised + line.unrealised() - line.fees
                 line.realised = line.fees = 0.0
                 p = line.position

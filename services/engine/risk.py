@@ -1,0 +1,353 @@
+"""The pre-trade risk gate: a core with no I/O (docs/engine.md, "Risk gate").
+
+Every order and every cancel is checked before it leaves the engine. A check returns ``None``
+(let through) or a ``(code, text)`` refusal. The gate's counters (order rate, cancels per
+instrument, orders and cancels per agent, recent orders for the duplicate guard) move only through
+:meth:`RiskGate.order_sent` and :meth:`RiskGate.cancel_sent`, which the engine calls when it
+applies the journaled ``OrderRequested`` and ``CancelRequested``: so recovery rebuilds them exactly.
+States (active, reducing, halted) are kept per agent, instrument, account and globally.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Final
+
+from contracts.config import RiskConfig
+from services.engine.ledger import Account, Ledger, Line, Spec
+from services.engine.orders import Order
+
+__all__ = ["ACTIVE", "HALTED", "REDUCING", "Quote", "Refusal", "RiskGate", "RiskLimits"]
+
+ACTIVE: Final = "active"
+REDUCING: Final = "reducing"
+HALTED: Final = "halted"
+_RANK: Final = {ACTIVE: 0, REDUCING: 1, HALTED: 2}
+
+Refusal = tuple[str, str]
+NS: Final = 1_000_000_000
+DAY_S: Final = 86_400
+CHINA_OFFSET_S: Final = 8 * 3600
+
+
+@dataclass
+class Quote:
+    """What the gate knows of an instrument's market: updated by the engine on every tick."""
+
+    last: float = math.nan
+    upper: float = math.nan
+    lower: float = math.nan
+    bid: float = math.nan
+    ask: float = math.nan
+    exchange_time_ns: int = 0
+    local_time_ns: int = 0
+
+    def exchange_now(self, now_ns: int) -> int:
+        """The exchange's clock now, from the last tick's time and the time since it arrived."""
+        return self.exchange_time_ns + max(0, now_ns - self.local_time_ns)
+
+
+@dataclass(frozen=True)
+class RiskLimits:
+    """An agent's limits: the config's, with the agent's overrides applied."""
+
+    max_order_volume: int
+    max_orders_per_second: int
+    max_position: int
+    max_net_position: int
+    max_margin_ratio: float
+    max_daily_loss: float
+
+    @classmethod
+    def from_config(
+        cls, risk: RiskConfig, overrides: dict[str, object] | None = None
+    ) -> RiskLimits:
+        values = {name: getattr(risk, name) for name in cls.__dataclass_fields__}
+        values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        return cls(**values)
+
+
+@dataclass
+class _AgentCounters:
+    sent: deque[int] = field(default_factory=deque)  # times of orders in the last second
+    orders: int = 0  # today
+    cancels: int = 0  # today, not protective
+    recent: dict[tuple[str, str, float, int], int] = field(default_factory=dict)
+
+
+class RiskGate:
+    """Checks orders and cancels; keeps the counters and the states of every scope."""
+
+    def __init__(self, config: RiskConfig, ledger: Ledger) -> None:
+        self.config = config
+        self.ledger = ledger
+        self.limits: dict[str, RiskLimits] = {}
+        self.states: dict[tuple[str, str], str] = {}
+        self._agents: dict[str, _AgentCounters] = {}
+        self._account_sent: deque[int] = deque()
+        self._cancels: dict[str, int] = {}  # per instrument, today, the account's
+        self._window = config.duplicate_window_ms * 1_000_000
+
+    def add_agent(self, agent: str, limits: RiskLimits) -> None:
+        self.limits[agent] = limits
+        self._agents[agent] = _AgentCounters()
+
+    # -- states --------------------------------------------------------------------------------
+
+    def state(self, scope: str, target: str) -> str:
+        return self.states.get((scope, target), ACTIVE)
+
+    def set_state(self, scope: str, target: str, state: str) -> bool:
+        """Set a scope's state; True if it changed."""
+        key = (scope, target)
+        if self.states.get(key, ACTIVE) == state:
+            return False
+        if state == ACTIVE:
+            del self.states[key]
+        else:
+            self.states[key] = state
+        return True
+
+    def effective(self, agent: str, instrument: str) -> str:
+        """The strictest state of the global, account, agent and instrument scopes."""
+        states = self.states
+        if not states:
+            return ACTIVE
+        worst = ACTIVE
+        for key in (("global", ""), ("account", ""), ("agent", agent), ("instrument", instrument)):
+            found = states.get(key)
+            if found is not None and _RANK[found] > _RANK[worst]:
+                worst = found
+        return worst
+
+    # -- orders --------------------------------------------------------------------------------
+
+    def check_order(
+        self,
+        order: Order,
+        spec: Spec,
+        quote: Quote | None,
+        *,
+        pending_open: tuple[int, int],
+        working: Iterable[Order],
+        now_ns: int,
+        phases: bytes = b"",
+    ) -> Refusal | None:
+        """``pending_open``: lots of (buy, sell) opening orders of this agent and instrument still
+        working; ``working``: the account's working orders in this instrument (every agent)."""
+        cfg = self.config
+        agent = order.agent
+        limits = self.limits[agent]
+        opening = order.offset == "open"
+
+        state = self.effective(agent, order.instrument)
+        if state == HALTED:
+            return "HALTED", f"{agent}/{order.instrument}: trading is halted"
+        if state == REDUCING and opening:
+            return "REDUCING_ONLY", f"{agent}/{order.instrument}: only reducing orders are allowed"
+
+        if order.volume > limits.max_order_volume:
+            return "MAX_ORDER_VOLUME", (
+                f"{order.volume} lots exceeds the limit of {limits.max_order_volume} per order"
+            )
+
+        if cfg.trading_hours and phases and quote is not None and quote.exchange_time_ns:
+            second = (quote.exchange_now(now_ns) // NS + CHINA_OFFSET_S) % DAY_S
+            if not phases[second]:
+                return "TRADING_HOURS", f"{order.instrument} is not trading now"
+
+        if order.kind != "market":
+            price = order.price
+            ticks = price / spec.price_tick
+            if not math.isfinite(price) or price <= 0 or abs(ticks - round(ticks)) > 1e-6:
+                return "PRICE_TICK", f"price {price} is not on the {spec.price_tick} tick grid"
+            if quote is not None:
+                if price > quote.upper or price < quote.lower:
+                    return "PRICE_LIMIT", (
+                        f"price {price} is outside today's limits {quote.lower}..{quote.upper}"
+                    )
+                last = quote.last
+                if not math.isnan(last) and abs(price - last) > cfg.price_band * last:
+                    return "PRICE_BAND", (
+                        f"price {price} is more than {cfg.price_band:.1%} away from the last "
+                        f"price {last}"
+                    )
+
+        counters = self._agents[agent]
+        horizon = now_ns - NS
+        sent = counters.sent
+        while sent and sent[0] <= horizon:
+            sent.popleft()
+        if len(sent) >= limits.max_orders_per_second:
+            return "ORDER_RATE", (
+                f"{agent} sent {len(sent)} orders in the last second "
+                f"(limit {limits.max_orders_per_second})"
+            )
+        account_sent = self._account_sent
+        while account_sent and account_sent[0] <= horizon:
+            account_sent.popleft()
+        if len(account_sent) >= cfg.account_orders_per_second:
+            return "ORDER_RATE", (
+                f"the account sent {len(account_sent)} orders in the last second "
+                f"(limit {cfg.account_orders_per_second})"
+            )
+
+        if self._window:
+            key = (order.instrument, order.direction, order.price, order.volume)
+            before = counters.recent.get(key)
+            if before is not None and now_ns - before < self._window:
+                return "DUPLICATE", (
+                    f"the same order ({order.direction} {order.volume} {order.instrument} @ "
+                    f"{order.price}) was sent {(now_ns - before) / 1e6:.0f} ms ago"
+                )
+
+        if opening:
+            account = self.ledger.accounts[agent]
+            line = account.lines.get(order.instrument)
+            refusal = self._check_exposure(
+                order, spec, quote, account=account, line=line, pending_open=pending_open,
+                limits=limits,
+            )  # fmt: skip
+            if refusal is not None:
+                return refusal
+
+        if cfg.self_trade:
+            buy = order.direction == "buy"
+            price = order.price
+            for other in working:
+                if other.direction == order.direction or not other.active:
+                    continue
+                crosses = price >= other.price if buy else price <= other.price
+                if crosses or order.kind == "market":
+                    return "SELF_TRADE", (
+                        f"would cross the account's own resting order {other.order_id} "
+                        f"({other.direction} @ {other.price})"
+                    )
+        return None
+
+    def _check_exposure(
+        self,
+        order: Order,
+        spec: Spec,
+        quote: Quote | None,
+        *,
+        account: Account,
+        line: Line | None,
+        pending_open: tuple[int, int],
+        limits: RiskLimits,
+    ) -> Refusal | None:
+        long = short = 0
+        if line is not None:
+            long, short = line.position.long, line.position.short
+        long += pending_open[0]
+        short += pending_open[1]
+        if order.direction == "buy":
+            long += order.volume
+            side, after = "long", long
+        else:
+            short += order.volume
+            side, after = "short", short
+        if after > limits.max_position:
+            return "MAX_POSITION", (
+                f"{side} {order.instrument} would reach {after} lots (limit {limits.max_position})"
+            )
+        if abs(long - short) > limits.max_net_position:
+            return "MAX_POSITION", (
+                f"net {order.instrument} would reach {long - short} lots "
+                f"(limit {limits.max_net_position})"
+            )
+        rate = spec.rates.margin_rate
+        if rate:
+            price = order.price
+            if order.kind == "market" and quote is not None:
+                price = quote.upper if order.direction == "buy" else quote.lower
+            extra = price * order.volume * spec.multiplier * rate
+            used = account.margin() + extra
+            allowed = account.capital * limits.max_margin_ratio
+            if used > allowed:
+                return "MAX_MARGIN", (
+                    f"margin would reach {used:,.0f} ({used / account.capital:.0%} of capital; "
+                    f"limit {limits.max_margin_ratio:.0%})"
+                )
+            limit = self.config.account_max_margin
+            if limit is not None:
+                total = sum(a.margin() for a in self.ledger.accounts.values()) + extra
+                if total > limit:
+                    return "MAX_MARGIN", (
+                        f"the account's margin would reach {total:,.0f} (limit {limit:,.0f})"
+                    )
+        return None
+
+    def loss_breached(self, agent: str) -> bool:
+        """The agent's day PnL is below its daily-loss limit (it must move to reducing)."""
+        return self.ledger.accounts[agent].day_pnl() < -self.limits[agent].max_daily_loss
+
+    def account_loss_breached(self) -> bool:
+        limit = self.config.account_max_daily_loss
+        if limit is None:
+            return False
+        return sum(a.day_pnl() for a in self.ledger.accounts.values()) < -limit
+
+    def order_sent(self, order: Order, now_ns: int) -> None:
+        """Count an order that left (applied from the journaled ``OrderRequested``)."""
+        counters = self._agents[order.agent]
+        counters.sent.append(now_ns)
+        counters.orders += 1
+        self._account_sent.append(now_ns)
+        if self._window:
+            recent = counters.recent
+            if len(recent) > 256:  # forget what is out of the window
+                horizon = now_ns - self._window
+                for key in [k for k, t in recent.items() if t < horizon]:
+                    del recent[key]
+            recent[(order.instrument, order.direction, order.price, order.volume)] = now_ns
+
+    # -- cancels -------------------------------------------------------------------------------
+
+    def check_cancel(self, order: Order, protective: bool) -> Refusal | None:
+        """A cancel of ``order``; ``protective`` (halt, flatten, a stopped agent) may use the
+        reserve and is never refused for the ratio or a halted state."""
+        cfg = self.config
+        if not protective and self.effective(order.agent, order.instrument) == HALTED:
+            return "HALTED", f"{order.agent}/{order.instrument}: trading is halted"
+        used = self._cancels.get(order.instrument, 0)
+        limit = cfg.cancel_limit if protective else cfg.cancel_limit - cfg.cancel_reserve
+        if used >= limit:
+            kept = "" if protective else f", {cfg.cancel_reserve} kept for protective cancels"
+            return "CANCEL_BUDGET", (
+                f"{used} cancels on {order.instrument} today (limit {cfg.cancel_limit}{kept})"
+            )
+        if not protective:
+            counters = self._agents[order.agent]
+            if (
+                counters.orders >= cfg.cancel_ratio_min_orders
+                and counters.cancels + 1 > cfg.max_cancel_ratio * counters.orders
+            ):
+                return "ORDER_CANCEL_RATIO", (
+                    f"{order.agent} would cancel {counters.cancels + 1} of {counters.orders} "
+                    f"orders today (limit {cfg.max_cancel_ratio:.0%})"
+                )
+        return None
+
+    def cancel_sent(self, order: Order, protective: bool) -> None:
+        """Count a cancel that left; FAK and FOK orders are never counted."""
+        if order.kind in ("fak", "fok"):
+            return
+        self._cancels[order.instrument] = self._cancels.get(order.instrument, 0) + 1
+        if not protective:
+            self._agents[order.agent].cancels += 1
+
+    def cancels_used(self, instrument: str) -> int:
+        return self._cancels.get(instrument, 0)
+
+    # -- the trading day -----------------------------------------------------------------------
+
+    def new_day(self) -> None:
+        """Daily counters start again (rate windows and states carry on)."""
+        self._cancels.clear()
+        for counters in self._agents.values():
+            counters.orders = counters.cancels = 0
+            counters.recent.clear()

@@ -135,17 +135,6 @@ class MdRecorderConfig(_Section):
         return self
 
 
-class AgentConfig(_Section):
-    name: Name
-    strategy: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
-    """``module:Class`` of a strategy importable by the engine."""
-    instruments: Annotated[list[Instrument], Field(min_length=1)]
-    capital: float = Field(gt=0)
-    params: dict[str, Any] = Field(default_factory=dict)
-    risk: AgentRiskConfig = Field(default_factory=lambda: AgentRiskConfig())
-    """This agent's own limits where they differ from ``[engine.risk]``."""
-
-
 class AgentRiskConfig(_Section):
     """Per-agent overrides of the agent-scoped limits of ``[engine.risk]``."""
 
@@ -155,6 +144,17 @@ class AgentRiskConfig(_Section):
     max_net_position: int | None = Field(None, ge=0)
     max_margin_ratio: float | None = Field(None, gt=0, le=1)
     max_daily_loss: float | None = Field(None, gt=0)
+
+
+class AgentConfig(_Section):
+    name: Name
+    strategy: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    """``module:Class`` of a strategy importable by the engine."""
+    instruments: Annotated[list[Instrument], Field(min_length=1)]
+    capital: float = Field(gt=0)
+    params: dict[str, Any] = Field(default_factory=dict)
+    risk: AgentRiskConfig = Field(default_factory=AgentRiskConfig)
+    """This agent's own limits where they differ from ``[engine.risk]``."""
 
 
 class RiskConfig(_Section):

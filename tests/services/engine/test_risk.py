@@ -44,8 +44,10 @@ def order(direction: str = "buy", price: float = 5000.0, volume: int = 1, *, age
     return Order(f"{agent}-1-{next(_ids)}", agent, "IF2101", direction, offset, price, volume, kind)
 
 
-def check(gate: RiskGate, o: Order, *, now: int = T0, q: Quote | None = None,
-          working: list[Order] | None = None, pending: tuple[int, int] = (0, 0)) -> str | None:  # fmt: skip
+def check(
+    gate: RiskGate, o: Order, *, now: int = T0, q: Quote | None = None,
+    working: list[Order] | None = None, pending: tuple[int, int] = (0, 0),
+) -> str | None:  # fmt: skip
     refusal = gate.check_order(
         o, IF, q or quote(), pending_open=pending, working=working or [], now_ns=now,
         phases=IF_PHASES,
@@ -59,7 +61,8 @@ def test_a_plain_order_passes() -> None:
 
 def test_states_halt_and_reducing_per_scope() -> None:
     gate = make_gate()
-    for scope, target in (("global", ""), ("account", ""), ("agent", "a"), ("instrument", "IF2101")):
+    scopes = (("global", ""), ("account", ""), ("agent", "a"), ("instrument", "IF2101"))
+    for scope, target in scopes:
         gate.set_state(scope, target, HALTED)
         assert check(gate, order()) == "HALTED"
         assert check(gate, order(offset="close")) == "HALTED"

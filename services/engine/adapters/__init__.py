@@ -1,0 +1,1 @@
+"""Adapters: where the engine's orders go (the paper simulator, the CTP trading front)."""

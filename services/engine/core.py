@@ -1,0 +1,813 @@
+"""The engine core: agents, risk gate, order book, ledger and adapter wired by messages.
+
+No I/O of its own: the live loop (``services/engine/service.py``), a backtest or a test feeds it
+ticks (:meth:`Engine.on_tick`), adapter events (:meth:`Engine.adapter_event`), timer calls and
+commands, and gives it a ``journal`` function to append encoded messages to. Every state change is
+a message from ``contracts.messages`` that is journaled *before* it is applied, and applying a
+message is the only way state changes.
+
+Recovery (:meth:`Engine.recover`) runs the same code again over the day's ticks with the journal
+as the expected output: each message the engine would journal is compared with the next journaled
+one instead; external inputs (timer calls, commands, the events of an adapter that is not
+deterministic) are fed from the journal at the tick position they arrived at. When the journal is
+used up the engine is exactly where it stopped, and carries on live. A journaled order is never
+sent again to a real exchange; a deterministic adapter (the paper simulator) is fed again, which
+rebuilds it.
+"""
+
+from __future__ import annotations
+
+import math
+import traceback
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal, Protocol
+
+import msgspec
+import structlog
+
+from contracts import messages as m
+from libshm import Tick
+from services.engine.ledger import Ledger, Line, Spec
+from services.engine.offsets import Leg, Offset, plan
+from services.engine.orders import Event, InvalidTransition, Order, OrderIds, Overfill, State
+from services.engine.risk import ACTIVE, HALTED, REDUCING, Quote, RiskGate, RiskLimits
+from services.engine.strategy import AccountView, OrderView, PositionView, Strategy, TradeView
+
+__all__ = ["Adapter", "AdapterEvent", "AgentHandle", "Engine", "RecoveryDiverged"]
+
+AdapterEvent = tuple[Any, ...]
+"""("accepted", order_id, exchange_order_id) | ("rejected", order_id, code, text) |
+("cancelled", order_id, text) | ("cancel_refused", order_id, text) |
+("trade", order_id, trade_id, price, volume)"""
+
+
+class Adapter(Protocol):
+    """Where orders go: the CTP trading adapter or the paper simulator."""
+
+    deterministic: bool
+    """True if its events follow only from the ticks and orders it is given (a simulator in this
+    process): recovery feeds it again instead of reading its events from the journal."""
+
+    def submit(self, order: Order, now_ns: int) -> None: ...
+
+    def cancel(self, order: Order, now_ns: int) -> None: ...
+
+    def on_tick(self, tick: Tick, now_ns: int) -> None: ...
+
+    def events(self) -> list[AdapterEvent]:
+        """Events produced since the last call (the engine calls this after every input)."""
+        ...
+
+
+class RecoveryDiverged(Exception):
+    """Re-running the day did not produce what the journal holds: an agent is not deterministic
+    or the inputs changed. The engine does not trade on a state it cannot trust."""
+
+
+_EXTERNAL = (m.TimerFired, m.Halt, m.Reduce, m.Resume, m.CancelAll, m.Flatten, m.DayRolled)
+_ADAPTER = (m.OrderAccepted, m.OrderRejected, m.OrderCancelled, m.Trade)
+_STATE_OF: Final[dict[type, Literal["active", "reducing", "halted"]]] = {
+    m.Halt: HALTED, m.Reduce: REDUCING, m.Resume: ACTIVE,
+}  # fmt: skip
+
+
+@dataclass
+class AgentHandle:
+    """The engine side of one agent: what its ``Strategy`` calls into."""
+
+    engine: Engine
+    name: str
+    instruments: tuple[str, ...]
+    capital: float
+    limits: RiskLimits
+    params: dict[str, Any]
+    factory: Callable[[AgentHandle, dict[str, Any]], Strategy]
+    log: Any
+    strategy: Strategy | None = None
+    running: bool = False
+    orders: dict[str, Order] = field(default_factory=dict)  # working orders
+
+    @property
+    def now(self) -> int:
+        return self.engine.now
+
+    def send(  # noqa: PLR0917 (the strategy API's order of arguments)
+        self, instrument: str, direction: str, price: float, volume: int, offset: str, kind: str
+    ) -> list[str]:
+        return self.engine.send(
+            self, instrument, direction, price, volume, offset=offset, kind=kind
+        )
+
+    def cancel(self, order_id: str) -> None:
+        self.engine.cancel(self, order_id)
+
+    def cancel_all(self, instrument: str | None = None) -> None:
+        for order in list(self.orders.values()):
+            if instrument is None or order.instrument == instrument:
+                self.engine.cancel(self, order.order_id)
+
+    def position(self, instrument: str) -> PositionView:
+        account = self.engine.ledger.accounts[self.name]
+        line = account.lines.get(instrument)
+        if line is None:
+            return PositionView(instrument, 0, 0, 0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        p = line.position
+        return PositionView(
+            instrument, p.long, p.short, p.long_today, p.long_yesterday, p.short_today,
+            p.short_yesterday, line.long_average, line.short_average, line.realised,
+            line.unrealised(), line.fees, line.margin(),
+        )  # fmt: skip
+
+    def account(self) -> AccountView:
+        a = self.engine.ledger.accounts[self.name]
+        margin = a.margin()
+        equity = a.equity()
+        state = self.engine.gate.state("agent", self.name)
+        return AccountView(a.capital, a.cash, a.realised(), a.unrealised(), a.fees(), margin,
+                           equity, equity - margin, state)  # fmt: skip
+
+    def open_orders(self, instrument: str | None = None) -> list[OrderView]:
+        return [
+            _view(o)
+            for o in self.orders.values()
+            if instrument is None or o.instrument == instrument
+        ]
+
+    def snapshot(self, instrument: str) -> Tick | None:
+        return self.engine.latest.get(instrument)
+
+
+def _view(order: Order) -> OrderView:
+    return OrderView(
+        order.order_id, order.instrument, order.direction, order.offset, order.price,
+        order.volume, order.kind, order.state.value, order.filled, order.average_fill_price,
+        order.reason,
+    )  # fmt: skip
+
+
+class Engine:
+    """One trading day of one account's agents."""
+
+    def __init__(
+        self,
+        *,
+        specs: Mapping[str, Spec],
+        gate_config: Any,
+        adapter: Adapter,
+        journal: Callable[[bytes, int], object] | None = None,
+        phases: Mapping[str, bytes] | None = None,
+        log: Any = None,
+    ) -> None:
+        self.specs = dict(specs)
+        self.phases = dict(phases or {})
+        self.adapter = adapter
+        self.ledger = Ledger()
+        self.gate = RiskGate(gate_config, self.ledger)
+        self.ids = OrderIds()
+        self.log = log or structlog.get_logger("engine")
+        self.agents: dict[str, AgentHandle] = {}
+        self.by_instrument: dict[str, list[AgentHandle]] = {}
+        self.orders: dict[str, Order] = {}  # every order of the day that left the gate
+        self.working: dict[str, dict[str, Order]] = {}  # per instrument, every agent's
+        self.quotes: dict[str, Quote] = {}
+        self.latest: dict[str, Tick] = {}
+        self.trading_day = 0
+        self.now = 0
+        self.ticks = 0  # sequence number of the next tick to dispatch
+        self.sent = 0  # orders handed to the adapter by this process
+        self.day_open = False
+        self._journal = journal
+        self._expect: deque[m.EngineMessage] = deque()
+        self._ack = m.CommandAck(0, 0, "", False, "")
+        self._apply_of: dict[type, Callable[[Any], None]] = {
+            m.DayOpened: self._apply_day_opened, m.DayRolled: self._apply_day_rolled,
+            m.AgentStarted: self._apply_agent_started, m.AgentStopped: self._apply_agent_stopped,
+            m.TimerFired: self._apply_timer, m.OrderRequested: self._apply_requested,
+            m.RiskRefused: self._apply_refused, m.CancelRequested: self._apply_cancel_requested,
+            m.CancelRefused: self._apply_cancel_refused, m.OrderAccepted: self._apply_accepted,
+            m.OrderRejected: self._apply_rejected, m.OrderCancelled: self._apply_cancelled,
+            m.Trade: self._apply_trade, m.Halt: self._apply_command, m.Reduce: self._apply_command,
+            m.Resume: self._apply_command, m.CancelAll: self._apply_command,
+            m.Flatten: self._apply_command, m.CommandAck: _ignore,
+            m.StateChanged: self._apply_state,
+        }  # fmt: skip
+
+    # -- set-up --------------------------------------------------------------------------------
+
+    def add_agent(  # noqa: PLR0917
+        self,
+        name: str,
+        factory: Callable[[AgentHandle, dict[str, Any]], Strategy],
+        instruments: Iterable[str],
+        capital: float,
+        limits: RiskLimits,
+        params: dict[str, Any] | None = None,
+    ) -> AgentHandle:
+        instruments = tuple(instruments)
+        unknown = [i for i in instruments if i not in self.specs]
+        if unknown:
+            raise ValueError(f"agent {name}: no product facts for {', '.join(unknown)}")
+        handle = AgentHandle(self, name, instruments, capital, limits, dict(params or {}), factory,
+                             self.log.bind(agent=name))  # fmt: skip
+        self.agents[name] = handle
+        self.gate.add_agent(name, limits)
+        for instrument in instruments:
+            self.by_instrument.setdefault(instrument, []).append(handle)
+        return handle
+
+    def open_day(
+        self, trading_day: int, now_ns: int, first_tick: int = 0,
+        holdings: Iterable[m.Holding] = (), cash: Mapping[str, float] | None = None,
+    ) -> None:  # fmt: skip
+        """Start the trading day: the previous day's holdings and cash, then every agent."""
+        self.now = now_ns
+        self.ticks = first_tick
+        cash = dict(cash or {})
+        for name, handle in self.agents.items():
+            cash.setdefault(name, handle.capital)
+        self._emit(m.DayOpened(self.ticks, now_ns, trading_day, list(holdings), cash))
+        for name in self.agents:
+            self._emit(m.AgentStarted(self.ticks, now_ns, name))
+        self._pump()
+
+    def recover(self, journal: Iterable[m.EngineMessage], next_tick: Callable[[], tuple[int, Tick]]
+                ) -> int:  # fmt: skip
+        """Rebuild the day from its journal (see the module doc); ``next_tick`` gives the day's
+        ticks in order as (sequence number, tick). Returns how many messages were replayed."""
+        self._expect = deque(journal)
+        total = len(self._expect)
+        if not total:
+            return 0
+        first = self._expect[0]
+        if not isinstance(first, m.DayOpened):
+            raise RecoveryDiverged(f"the journal starts with {type(first).__name__}, not DayOpened")
+        self.open_day(first.trading_day, first.time_ns, first.ticks, first.holdings, first.cash)
+        while self._expect:
+            head = self._expect[0]
+            if self.ticks < head.ticks:
+                seq, tick = next_tick()
+                self.on_tick(tick, seq)
+                continue
+            self._feed(head)
+            if self._expect and self._expect[0] is head:
+                raise RecoveryDiverged(
+                    f"at tick {self.ticks} the journal holds {head!r}, which the engine did not "
+                    "produce again"
+                )
+        return total
+
+    @property
+    def recovering(self) -> bool:
+        return bool(self._expect)
+
+    def _feed(self, msg: m.EngineMessage) -> None:
+        """Give a journaled external input to the engine through its live entry point."""
+        if isinstance(msg, m.TimerFired):
+            self.on_timer(msg.time_ns)
+        elif isinstance(msg, m.Command):
+            self.command(msg)
+        elif isinstance(msg, m.DayRolled):
+            self.roll_day(msg.time_ns, msg.next_day, msg.settlements)
+        elif not self.adapter.deterministic and isinstance(msg, _ADAPTER):
+            self.now = msg.time_ns
+            self._adapter_message(msg)
+        elif (
+            not self.adapter.deterministic
+            and isinstance(msg, m.CancelRefused)
+            and msg.code == "EXCHANGE"
+        ):
+            self.now = msg.time_ns
+            self._emit(msg)
+        self._pump()
+
+    # -- inputs --------------------------------------------------------------------------------
+
+    def on_tick(self, tick: Tick, seq: int) -> None:
+        """A tick committed to the day's tick journal at ``seq``."""
+        self.ticks = seq + 1
+        self.now = now = tick.local_time_ns
+        instrument = tick.instrument
+        self.latest[instrument] = tick
+        quote = self.quotes.get(instrument)
+        if quote is None:
+            quote = self.quotes[instrument] = Quote()
+        quote.last = last = tick.last
+        quote.upper = tick.upper_limit
+        quote.lower = tick.lower_limit
+        quote.bid = tick.bid_price1
+        quote.ask = tick.ask_price1
+        quote.exchange_time_ns = tick.exchange_time_ns
+        quote.local_time_ns = now
+        self.ledger.mark(instrument, last)
+        self.adapter.on_tick(tick, now)
+        self._pump()
+        handles = self.by_instrument.get(instrument)
+        if handles is None:
+            return
+        for handle in handles:
+            self._check_loss(handle)
+        for handle in handles:
+            if handle.running:
+                self._call(handle, handle.strategy.on_tick, tick)  # type: ignore[union-attr]
+        self._pump()
+
+    def on_timer(self, now_ns: int) -> None:
+        self.now = now_ns
+        self._emit(m.TimerFired(self.ticks, now_ns))
+        self._pump()
+
+    def adapter_event(self, event: AdapterEvent, now_ns: int) -> None:
+        """An event of an adapter that runs on its own (CTP), with the time it arrived."""
+        self.now = now_ns
+        self._event(event)
+        self._pump()
+
+    def command(self, cmd: m.Command) -> m.CommandAck:
+        """An operator's command (its ``ticks`` and ``time_ns`` are set here)."""
+        if self._expect:  # recovery: the journaled command as it was
+            self.now = cmd.time_ns
+        else:
+            cmd = msgspec.structs.replace(cmd, ticks=self.ticks, time_ns=self.now)
+        self._emit(cmd)  # type: ignore[arg-type]
+        ack = self._ack
+        self._pump()
+        return ack
+
+    def roll_day(self, now_ns: int, next_day: int, settlements: Mapping[str, float]) -> None:
+        """End of the trading day: working orders expire, positions are marked to settlement."""
+        self.now = now_ns
+        for order in list(self.orders.values()):
+            if order.active:
+                self._emit(m.OrderCancelled(self.ticks, now_ns, order.order_id,
+                                            "expired at the end of the trading day"))  # fmt: skip
+        self._emit(m.DayRolled(self.ticks, now_ns, self.trading_day, next_day, dict(settlements)))
+
+    def holdings(self) -> tuple[list[m.Holding], dict[str, float]]:
+        """What this day hands to the next (after :meth:`roll_day`)."""
+        out = []
+        for name, account in self.ledger.accounts.items():
+            for instrument, line in account.lines.items():
+                p = line.position
+                if p.long or p.short:
+                    out.append(m.Holding(name, instrument, p.long, p.short, line.long_open_cost,
+                                         line.short_open_cost, line.mark))  # fmt: skip
+        cash = {name: a.cash for name, a in self.ledger.accounts.items()}
+        return out, cash
+
+    def stop(self) -> None:
+        """Stop every agent (``on_stop``), without cancelling: orders stay at the exchange."""
+        for handle in self.agents.values():
+            if handle.running and handle.strategy is not None:
+                try:
+                    handle.strategy.on_stop()
+                except Exception:
+                    handle.log.exception("agent_on_stop_failed")
+                handle.running = False
+
+    # -- agents' actions -----------------------------------------------------------------------
+
+    def send(
+        self, handle: AgentHandle, instrument: str, direction: str, price: float, volume: int,
+        *, offset: str, kind: str,
+    ) -> list[str]:  # fmt: skip
+        if not handle.running:
+            return []
+        spec = self.specs.get(instrument)
+        if direction not in ("buy", "sell"):
+            raise ValueError(f"direction must be 'buy' or 'sell', not {direction!r}")
+        if kind not in ("limit", "market", "fak", "fok"):
+            raise ValueError(f"type must be limit, market, fak or fok, not {kind!r}")
+        if not isinstance(volume, int) or volume <= 0:
+            raise ValueError(f"volume must be a positive whole number of lots, not {volume!r}")
+        if spec is None:
+            text = f"no product facts for {instrument}"
+            return [self._refuse(handle, instrument, direction, "open", price, volume, kind,
+                                 "UNKNOWN_INSTRUMENT", text)]  # fmt: skip
+        if offset == "open":
+            legs = [Leg(Offset.OPEN, volume)]
+        elif offset in ("auto", "close"):
+            legs = plan(self.ledger.position(handle.name, instrument), direction, volume,
+                        spec.exchange, today_first=spec.close_today_first,
+                        open_rest=offset == "auto")  # fmt: skip
+            if not legs:
+                text = f"no {instrument} position to close"
+                return [self._refuse(handle, instrument, direction, "close", price, volume, kind,
+                                     "NOTHING_TO_CLOSE", text)]  # fmt: skip
+        else:
+            raise ValueError(f"offset must be auto, open or close, not {offset!r}")
+        return [self._send_leg(handle, spec, direction, price, leg, kind) for leg in legs]
+
+    def _send_leg(  # noqa: PLR0917
+        self, handle: AgentHandle, spec: Spec, direction: str, price: float, leg: Leg, kind: str
+    ) -> str:
+        instrument = spec.instrument
+        order_id = self.ids.issue(handle.name, self.trading_day)
+        order = Order(order_id, handle.name, instrument, direction, leg.offset.value, price,
+                      leg.volume, kind)  # fmt: skip
+        working = self.working.get(instrument)
+        pending = _pending_opens(handle.orders.values(), instrument)
+        refusal = self.gate.check_order(
+            order, spec, self.quotes.get(instrument), pending_open=pending,
+            working=working.values() if working else (), now_ns=self.now,
+            phases=self.phases.get(instrument, b""),
+        )  # fmt: skip
+        if refusal is not None:
+            self._emit(m.RiskRefused(self.ticks, self.now, order_id, handle.name, instrument,
+                                     direction, leg.offset.value, price, leg.volume, kind,
+                                     *refusal))  # fmt: skip
+            return order_id
+        fresh = self._emit(m.OrderRequested(
+            self.ticks, self.now, order_id, handle.name, instrument, spec.exchange,
+            direction, leg.offset.value, price, leg.volume, kind,  # type: ignore[arg-type]
+        ))  # fmt: skip
+        if fresh or self.adapter.deterministic:
+            self.sent += fresh
+            self.adapter.submit(self.orders[order_id], self.now)
+        return order_id
+
+    def _refuse(  # noqa: PLR0917 (the fields of RiskRefused)
+        self, handle: AgentHandle, instrument: str, direction: str, offset: str, price: float,
+        volume: int, kind: str, code: str, text: str,
+    ) -> str:  # fmt: skip
+        order_id = self.ids.issue(handle.name, self.trading_day)
+        self._emit(m.RiskRefused(self.ticks, self.now, order_id, handle.name, instrument,
+                                 direction, offset, price, volume, kind, code, text))  # fmt: skip
+        return order_id
+
+    def cancel(self, handle: AgentHandle | None, order_id: str, protective: bool = False) -> None:
+        order = self.orders.get(order_id)
+        if order is None or (handle is not None and order.agent != handle.name):
+            self.log.warning("cancel_unknown_order", order_id=order_id)
+            return
+        if not order.active or order.state is State.PENDING_CANCEL:
+            return
+        refusal = self.gate.check_cancel(order, protective)
+        if refusal is not None:
+            self._emit(m.CancelRefused(self.ticks, self.now, order_id, order.agent, *refusal))
+            return
+        fresh = self._emit(m.CancelRequested(self.ticks, self.now, order_id, order.agent,
+                                             protective))  # fmt: skip
+        if fresh or self.adapter.deterministic:
+            self.adapter.cancel(order, self.now)
+
+    # -- journal -------------------------------------------------------------------------------
+
+    def _emit(self, msg: m.EngineMessage) -> bool:
+        """Journal ``msg`` (or, in recovery, check it against the journal), then apply it.
+        Returns True if it was journaled now (False: it was already in the journal)."""
+        expect = self._expect
+        if expect:
+            want = expect.popleft()
+            if want != msg:
+                raise RecoveryDiverged(
+                    f"at tick {self.ticks} the journal holds {want!r} but the engine produced "
+                    f"{msg!r}; an agent is not deterministic, or the tick journal or the "
+                    "configuration changed since the journal was written"
+                )
+            fresh = False
+        else:
+            if self._journal is not None:
+                self._journal(m.encode(msg), msg.time_ns)
+            fresh = True
+        self._apply_of[type(msg)](msg)
+        return fresh
+
+    def _pump(self) -> None:
+        """Handle what the adapter produced (it may produce more as orders go out)."""
+        events = self.adapter.events()
+        while events:
+            for event in events:
+                self._event(event)
+            events = self.adapter.events()
+
+    def _event(self, event: AdapterEvent) -> None:
+        kind, order_id = event[0], event[1]
+        order = self.orders.get(order_id)
+        if order is None:
+            self.log.warning("adapter_event_for_unknown_order", event=kind, order_id=order_id)
+            return
+        t, now = self.ticks, self.now
+        if kind == "trade":
+            _, _, trade_id, price, volume = event
+            if trade_id in order.trade_ids:
+                self.log.info("duplicate_trade_ignored", order_id=order_id, trade_id=trade_id)
+                return
+            if volume > order.remaining:
+                self.log.error("overfill_refused", order_id=order_id, trade_id=trade_id,
+                               volume=volume, remaining=order.remaining)  # fmt: skip
+                return
+            line = self.ledger.line(order.agent, self.specs[order.instrument])
+            fee = self.ledger.fee(line, order.direction, order.offset, price, volume)
+            self._emit(m.Trade(t, now, order_id, trade_id, price, volume, fee))
+        elif kind == "accepted":
+            self._emit(m.OrderAccepted(t, now, order_id, event[2]))
+        elif kind == "rejected":
+            self._emit(m.OrderRejected(t, now, order_id, event[2], event[3]))
+        elif kind == "cancelled":
+            self._emit(m.OrderCancelled(t, now, order_id, event[2]))
+        elif kind == "cancel_refused":
+            self._emit(m.CancelRefused(t, now, order_id, order.agent, "EXCHANGE", event[2]))
+        else:
+            raise ValueError(f"unknown adapter event {event!r}")
+
+    def _adapter_message(self, msg: m.EngineMessage) -> None:
+        """A journaled event of a non-deterministic adapter, re-applied in recovery."""
+        self._emit(msg)
+
+    # -- applying messages ---------------------------------------------------------------------
+
+    def _apply_day_opened(self, msg: m.DayOpened) -> None:
+        self.trading_day = msg.trading_day
+        self.day_open = True
+        self.gate.new_day()
+        for name, handle in self.agents.items():
+            self.ledger.open_account(name, handle.capital, msg.cash.get(name, handle.capital))
+        for h in msg.holdings:
+            spec = self.specs.get(h.instrument)
+            if spec is None or h.agent not in self.ledger.accounts:
+                self.log.warning("holding_without_agent_or_product", agent=h.agent,
+                                 instrument=h.instrument)  # fmt: skip
+                continue
+            line = self.ledger.line(h.agent, spec)
+            line.position.long_yesterday, line.position.short_yesterday = h.long, h.short
+            line.long_open_cost, line.short_open_cost = h.long_cost, h.short_cost
+            line.long_yesterday_cost = h.long * h.settlement
+            line.short_yesterday_cost = h.short * h.settlement
+            line.mark = h.settlement
+
+    def _apply_day_rolled(self, msg: m.DayRolled) -> None:
+        self.ledger.roll(msg.settlements)
+        self.day_open = False
+
+    def _apply_agent_started(self, msg: m.AgentStarted) -> None:
+        handle = self.agents[msg.agent]
+        try:
+            handle.strategy = handle.factory(handle, handle.params)
+        except Exception:
+            handle.log.exception("agent_create_failed")
+            self._emit(m.AgentStopped(self.ticks, self.now, handle.name, traceback.format_exc()))
+            return
+        handle.running = True
+        self._call(handle, handle.strategy.on_start)
+
+    def _apply_agent_stopped(self, msg: m.AgentStopped) -> None:
+        handle = self.agents[msg.agent]
+        was_running = handle.running
+        handle.running = False
+        if was_running and handle.strategy is not None:
+            try:
+                handle.strategy.on_stop()
+            except Exception:
+                handle.log.exception("agent_on_stop_failed")
+        for order_id in list(handle.orders):
+            self.cancel(None, order_id, protective=True)
+
+    def _apply_timer(self, msg: m.TimerFired) -> None:
+        for handle in self.agents.values():
+            if handle.running:
+                self._call(handle, handle.strategy.on_timer, msg.time_ns)  # type: ignore[union-attr]
+
+    def _apply_requested(self, msg: m.OrderRequested) -> None:
+        order = Order(msg.order_id, msg.agent, msg.instrument, msg.direction, msg.offset,
+                      msg.price, msg.volume, msg.kind)  # fmt: skip
+        order.apply(Event.SUBMIT)
+        self.ids.seen(msg.order_id)
+        self.orders[msg.order_id] = order
+        self.working.setdefault(msg.instrument, {})[msg.order_id] = order
+        handle = self.agents[msg.agent]
+        handle.orders[msg.order_id] = order
+        line = self.ledger.line(msg.agent, self.specs[msg.instrument])
+        self.ledger.freeze(line, msg.direction, msg.offset, msg.volume)
+        self.gate.order_sent(order, msg.time_ns)
+        self._notify(handle, order)
+
+    def _apply_refused(self, msg: m.RiskRefused) -> None:
+        self.ids.seen(msg.order_id)
+        handle = self.agents[msg.agent]
+        handle.log.info("order_refused", order_id=msg.order_id, code=msg.code, text=msg.text)
+        view = OrderView(msg.order_id, msg.instrument, msg.direction, msg.offset, msg.price,
+                         msg.volume, msg.kind, State.REJECTED.value, 0, 0.0,
+                         f"{msg.code}: {msg.text}")  # fmt: skip
+        if handle.running:
+            self._call(handle, handle.strategy.on_order, view)  # type: ignore[union-attr]
+
+    def _apply_cancel_requested(self, msg: m.CancelRequested) -> None:
+        order = self.orders[msg.order_id]
+        self.gate.cancel_sent(order, msg.protective)
+        if self._move(order, Event.CANCEL_REQUEST):
+            self._notify(self.agents[order.agent], order)
+
+    def _apply_cancel_refused(self, msg: m.CancelRefused) -> None:
+        order = self.orders.get(msg.order_id)
+        if order is None:
+            return
+        if msg.code == "EXCHANGE":
+            if order.state is State.PENDING_CANCEL:
+                self._move(order, Event.CANCEL_REFUSED, reason=f"cancel refused: {msg.text}")
+        else:
+            order.reason = f"cancel refused: {msg.code}: {msg.text}"
+        self._notify(self.agents[order.agent], order)
+
+    def _apply_accepted(self, msg: m.OrderAccepted) -> None:
+        order = self.orders[msg.order_id]
+        if self._move(order, Event.ACCEPT):
+            self._notify(self.agents[order.agent], order)
+
+    def _apply_rejected(self, msg: m.OrderRejected) -> None:
+        order = self.orders[msg.order_id]
+        if self._move(order, Event.REJECT, reason=f"{msg.code}: {msg.text}"):
+            self._finish(order)
+
+    def _apply_cancelled(self, msg: m.OrderCancelled) -> None:
+        order = self.orders[msg.order_id]
+        if self._move(order, Event.CANCELLED, reason=msg.text):
+            self._finish(order)
+
+    def _apply_trade(self, msg: m.Trade) -> None:
+        order = self.orders[msg.order_id]
+        try:
+            order.apply(Event.FILL, trade_id=msg.trade_id, volume=msg.volume, price=msg.price)
+        except (InvalidTransition, Overfill) as exc:
+            self.log.error("trade_not_applied", order_id=order.order_id, error=str(exc))
+            return
+        spec = self.specs[order.instrument]
+        line = self.ledger.line(order.agent, spec)
+        self.ledger.fill(line, order.direction, order.offset, msg.price, msg.volume, fee=msg.fee)
+        handle = self.agents[order.agent]
+        if not order.active:
+            self._finish(order)
+        else:
+            self._notify(handle, order)
+        if handle.running:
+            trade = TradeView(
+                order.order_id, msg.trade_id, order.instrument, order.direction, order.offset,
+                msg.price, msg.volume, msg.fee, msg.time_ns,
+            )  # fmt: skip
+            self._call(handle, handle.strategy.on_trade, trade)  # type: ignore[union-attr]
+        self._check_loss(handle)
+
+    def _apply_command(self, cmd: m.Command) -> None:
+        targets = self._targets(cmd)
+        text = ""
+        ok = True
+        if isinstance(cmd, (m.Halt, m.Reduce, m.Resume)):
+            if cmd.scope == "agent" and cmd.target not in self.agents:
+                ok, text = False, f"no agent named {cmd.target!r}"
+            else:
+                state = _STATE_OF[type(cmd)]
+                if self.gate.state(cmd.scope, cmd.target) != state:
+                    self._emit(m.StateChanged(self.ticks, self.now, cmd.scope, cmd.target, state,
+                                              f"command by {cmd.requester}"))  # fmt: skip
+                text = f"{cmd.scope} {cmd.target or ''} is {state}".replace("  ", " ")
+        elif isinstance(cmd, m.CancelAll):
+            n = 0
+            for order in targets:
+                self.cancel(None, order.order_id, protective=True)
+                n += 1
+            text = f"{n} cancel(s) sent"
+        elif isinstance(cmd, m.Flatten):
+            # only closing orders from now on in this scope, even if it was halted
+            if self.gate.state(cmd.scope, cmd.target) != REDUCING:
+                self._emit(m.StateChanged(self.ticks, self.now, cmd.scope, cmd.target, REDUCING,
+                                          f"flatten by {cmd.requester}"))  # fmt: skip
+            n = 0
+            for order in targets:
+                self.cancel(None, order.order_id, protective=True)
+            for name, instrument, direction, volume in self._positions_in(cmd):
+                n += self._close_out(name, instrument, direction, volume)
+            text = f"{len(targets)} cancel(s) and {n} closing order(s) sent"
+        self._ack = m.CommandAck(self.ticks, self.now, cmd.command_id, ok, text)
+        self._emit(self._ack)
+
+    def _apply_state(self, msg: m.StateChanged) -> None:
+        self.gate.set_state(msg.scope, msg.target, msg.state)
+        self.log.warning("state_changed", scope=msg.scope, target=msg.target, state=msg.state,
+                         reason=msg.reason)  # fmt: skip
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _move(self, order: Order, event: Event, reason: str = "") -> bool:
+        try:
+            return order.apply(event, reason=reason)
+        except InvalidTransition as exc:
+            self.log.error("order_event_not_applied", order_id=order.order_id, error=str(exc))
+            return False
+
+    def _finish(self, order: Order) -> None:
+        """A terminal state: release what it froze and forget it from the working sets."""
+        if order.offset != "open" and order.remaining:
+            line = self.ledger.line(order.agent, self.specs[order.instrument])
+            self.ledger.freeze(line, order.direction, order.offset, order.remaining, sign=-1)
+        working = self.working.get(order.instrument)
+        if working is not None:
+            working.pop(order.order_id, None)
+        handle = self.agents[order.agent]
+        handle.orders.pop(order.order_id, None)
+        self._notify(handle, order)
+
+    def _notify(self, handle: AgentHandle, order: Order) -> None:
+        if handle.running:
+            self._call(handle, handle.strategy.on_order, _view(order))  # type: ignore[union-attr]
+
+    def _call(self, handle: AgentHandle, fn: Callable[..., object], *args: object) -> None:
+        """Run an agent's callback; an exception stops that agent (its orders are cancelled)
+        and the others go on."""
+        try:
+            fn(*args)
+        except Exception:
+            error = traceback.format_exc()
+            handle.log.error("agent_failed", error=error)
+            if handle.running:
+                self._emit(m.AgentStopped(self.ticks, self.now, handle.name, error))
+
+    def _check_loss(self, handle: AgentHandle) -> None:
+        gate = self.gate
+        if gate.state("agent", handle.name) == ACTIVE and gate.loss_breached(handle.name):
+            pnl = self.ledger.accounts[handle.name].day_pnl()
+            self._emit(m.StateChanged(self.ticks, self.now, "agent", handle.name, REDUCING,
+                                      f"DAILY_LOSS: day PnL {pnl:,.0f} below "
+                                      f"-{handle.limits.max_daily_loss:,.0f}"))  # fmt: skip
+        if gate.state("account", "") == ACTIVE and gate.account_loss_breached():
+            text = "DAILY_LOSS: the account's day PnL is below its limit"
+            self._emit(m.StateChanged(self.ticks, self.now, "account", "", REDUCING, text))
+
+    def _targets(self, cmd: m.Command) -> list[Order]:
+        """Working orders in the command's scope."""
+        out = []
+        for order in self.orders.values():
+            if not order.active:
+                continue
+            if (
+                cmd.scope in ("global", "account")
+                or (cmd.scope == "agent" and order.agent == cmd.target)
+                or (cmd.scope == "instrument" and order.instrument == cmd.target)
+            ):
+                out.append(order)
+        return out
+
+    def _positions_in(self, cmd: m.Command) -> list[tuple[str, str, str, int]]:
+        out = []
+        for name, account in self.ledger.accounts.items():
+            if cmd.scope == "agent" and name != cmd.target:
+                continue
+            for instrument, line in account.lines.items():
+                if cmd.scope == "instrument" and instrument != cmd.target:
+                    continue
+                long_free = sum(line.position.closable("long"))
+                short_free = sum(line.position.closable("short"))
+                if long_free:
+                    out.append((name, instrument, "sell", long_free))
+                if short_free:
+                    out.append((name, instrument, "buy", short_free))
+        return out
+
+    def _close_out(self, agent: str, instrument: str, direction: str, volume: int) -> int:
+        """Closing orders for a flatten: FAK at the opposite best, 5 ticks through it."""
+        quote = self.quotes.get(instrument)
+        spec = self.specs[instrument]
+        if quote is None:
+            return 0
+        best = quote.ask if direction == "buy" else quote.bid
+        if math.isnan(best):
+            best = quote.last
+        if math.isnan(best):
+            return 0
+        step = 5 * spec.price_tick * (1 if direction == "buy" else -1)
+        price = round((best + step) / spec.price_tick) * spec.price_tick
+        if not math.isnan(quote.upper):
+            price = min(max(price, quote.lower), quote.upper)
+        price = float(f"{price:.10g}")
+        handle = self.agents[agent]
+        legs = plan(self.ledger.position(agent, instrument), direction, volume, spec.exchange,
+                    today_first=spec.close_today_first, open_rest=False)  # fmt: skip
+        max_volume = handle.limits.max_order_volume
+        n = 0
+        for leg in legs:
+            left = leg.volume
+            while left:
+                take = min(left, max_volume)
+                self._send_leg(handle, spec, direction, price, Leg(leg.offset, take), "fak")
+                left -= take
+                n += 1
+        return n
+
+
+def _pending_opens(orders: Iterable[Order], instrument: str) -> tuple[int, int]:
+    buy = sell = 0
+    for o in orders:
+        if o.instrument == instrument and o.offset == "open":
+            if o.direction == "buy":
+                buy += o.remaining
+            else:
+                sell += o.remaining
+    return buy, sell
+
+
+def _ignore(_: object) -> None:
+    pass
+
+
+def line_of(engine: Engine, agent: str, instrument: str) -> Line | None:
+    return engine.ledger.accounts[agent].lines.get(instrument)

@@ -1,0 +1,199 @@
+"""The strategy API: what a user's agent subclasses (docs/strategies.md).
+
+An agent reacts to ``on_tick``, ``on_order``, ``on_trade`` and ``on_timer`` and acts through
+``buy`` / ``sell`` / ``short`` / ``cover`` / ``send_order`` / ``cancel`` / ``cancel_all``. It sees
+only its own position, account and orders, plus the latest tick of any instrument. Every order goes
+through the engine's risk gate; a refused order still gets an id and comes back to ``on_order`` as
+``rejected`` with the gate's code in ``reason``.
+
+Agents must be deterministic functions of what the engine gives them (ticks, order updates,
+trades, timer calls and ``now``): after a crash the engine rebuilds an agent by running it again
+over the day's journal, and refuses to trade if the agent then decides differently. Use
+``self.now``, never the wall clock, and seed any randomness from ``self.params``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+import msgspec
+
+from libshm import Tick
+
+if TYPE_CHECKING:
+    from structlog.typing import FilteringBoundLogger
+
+    from services.engine.core import AgentHandle
+
+__all__ = ["AccountView", "OrderView", "PositionView", "Strategy", "TradeView"]
+
+OrderType = Literal["limit", "market", "fak", "fok"]
+
+
+class OrderView(msgspec.Struct, frozen=True, gc=False):
+    """An order as the agent sees it: a snapshot taken when the update happened."""
+
+    order_id: str
+    instrument: str
+    direction: str  # "buy" | "sell"
+    offset: str  # "open" | "close" | "close_today" | "close_yesterday"
+    price: float
+    volume: int
+    kind: str
+    state: str  # see services.engine.orders.State
+    filled: int
+    average_price: float
+    reason: str  # refusal or rejection: "CODE: text"
+
+    @property
+    def active(self) -> bool:
+        return self.state not in ("filled", "cancelled", "rejected")
+
+
+class TradeView(msgspec.Struct, frozen=True, gc=False):
+    order_id: str
+    trade_id: str
+    instrument: str
+    direction: str
+    offset: str
+    price: float
+    volume: int
+    fee: float
+    time_ns: int
+
+
+class PositionView(msgspec.Struct, frozen=True, gc=False):
+    instrument: str
+    long: int
+    short: int
+    long_today: int
+    long_yesterday: int
+    short_today: int
+    short_yesterday: int
+    long_average: float
+    short_average: float
+    realised: float
+    unrealised: float
+    fees: float
+    margin: float
+
+    @property
+    def net(self) -> int:
+        return self.long - self.short
+
+
+class AccountView(msgspec.Struct, frozen=True, gc=False):
+    capital: float
+    cash: float  # at the start of the trading day
+    realised: float
+    unrealised: float
+    fees: float
+    margin: float
+    equity: float
+    available: float
+    state: str  # "active" | "reducing" | "halted"
+
+    @property
+    def day_pnl(self) -> float:
+        return self.realised + self.unrealised - self.fees
+
+
+class Strategy:
+    """Base class of an agent. Override the ``on_*`` methods you need."""
+
+    def __init__(self, handle: AgentHandle, params: dict[str, Any]) -> None:
+        self._h = handle
+        self.name: str = handle.name
+        self.instruments: tuple[str, ...] = handle.instruments
+        self.params = params
+        self.log: FilteringBoundLogger = handle.log
+
+    # -- callbacks -----------------------------------------------------------------------------
+
+    def on_start(self) -> None:
+        """Called once before the first tick (and again after a restart, during recovery)."""
+
+    def on_tick(self, tick: Tick) -> None:
+        """A tick of one of this agent's instruments."""
+
+    def on_order(self, order: OrderView) -> None:
+        """An order of this agent changed state (including a refusal by the risk gate)."""
+
+    def on_trade(self, trade: TradeView) -> None:
+        """A fill of one of this agent's orders (after ``on_order`` of the same update)."""
+
+    def on_timer(self, now_ns: int) -> None:
+        """Called every ``engine.timer_ms``."""
+
+    def on_stop(self) -> None:
+        """Called when the agent stops (the engine stops, or the agent raised)."""
+
+    # -- actions -------------------------------------------------------------------------------
+
+    def buy(
+        self, instrument: str, price: float, volume: int, type: OrderType = "limit"
+    ) -> list[str]:
+        """Open long."""
+        return self._h.send(instrument, "buy", price, volume, "open", type)
+
+    def sell(
+        self, instrument: str, price: float, volume: int, type: OrderType = "limit"
+    ) -> list[str]:
+        """Close long (close-today and close-yesterday chosen for SHFE and INE)."""
+        return self._h.send(instrument, "sell", price, volume, "close", type)
+
+    def short(
+        self, instrument: str, price: float, volume: int, type: OrderType = "limit"
+    ) -> list[str]:
+        """Open short."""
+        return self._h.send(instrument, "sell", price, volume, "open", type)
+
+    def cover(
+        self, instrument: str, price: float, volume: int, type: OrderType = "limit"
+    ) -> list[str]:
+        """Close short."""
+        return self._h.send(instrument, "buy", price, volume, "close", type)
+
+    def send_order(  # noqa: PLR0917 (positional like vn.py's, for users)
+        self,
+        instrument: str,
+        direction: Literal["buy", "sell"],
+        price: float,
+        volume: int,
+        offset: Literal["auto", "open", "close"] = "auto",
+        type: OrderType = "limit",
+    ) -> list[str]:
+        """Send an order; ``offset="auto"`` closes the opposite side first and opens the rest.
+        Returns the ids of the orders it became (one per open/close leg)."""
+        return self._h.send(instrument, direction, price, volume, offset, type)
+
+    def cancel(self, order_id: str) -> None:
+        self._h.cancel(order_id)
+
+    def cancel_all(self, instrument: str | None = None) -> None:
+        self._h.cancel_all(instrument)
+
+    # -- views ---------------------------------------------------------------------------------
+
+    @property
+    def now(self) -> int:
+        """The engine's time (ns since the epoch): the time of what is being handled."""
+        return self._h.now
+
+    def position(self, instrument: str) -> PositionView:
+        return self._h.position(instrument)
+
+    @property
+    def account(self) -> AccountView:
+        return self._h.account()
+
+    def open_orders(self, instrument: str | None = None) -> list[OrderView]:
+        return self._h.open_orders(instrument)
+
+    def snapshot(self, instrument: str) -> Tick | None:
+        """The latest tick of any instrument the engine has seen today."""
+        return self._h.snapshot(instrument)
+
+    def price_tick(self, instrument: str) -> float:
+        """The instrument's minimum price step (configs/calendar.toml)."""
+        return self._h.engine.specs[instrument].price_tick

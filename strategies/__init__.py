@@ -1,0 +1,1 @@
+"""Example agents. Reference one from a deployment file as ``strategies.quoter:Quoter``."""

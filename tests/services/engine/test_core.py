@@ -1,0 +1,324 @@
+"""The engine core on the real IF2101 day: agents, gate, paper fills, journal, exact recovery."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from contracts import messages as m
+from contracts.calendar import load_calendar
+from contracts.config import ProductRates, RiskConfig
+from libshm import JournalReader, Tick, decode_tick
+from services.engine.adapters.paper import PaperBroker
+from services.engine.core import Engine, RecoveryDiverged
+from services.engine.products import specs_for
+from services.engine.risk import RiskLimits
+from services.engine.strategy import OrderView, Strategy, TradeView
+from strategies.follower import Follower
+from strategies.quoter import Quoter
+from tests.helpers import import_market
+
+RATES = {
+    "IF": ProductRates(margin_rate=0.12, open_rate=0.000023, close_rate=0.000023,
+                       close_today_rate=0.000345),
+    "default": ProductRates(margin_rate=0.1, open_per_lot=1.0, close_per_lot=1.0,
+                            close_today_per_lot=2.0),
+}  # fmt: skip
+DAY = 20210104
+RISK = RiskConfig(max_position=5, max_net_position=5, cancel_limit=5000, cancel_reserve=20,
+                  max_cancel_ratio=2.0, duplicate_window_ms=0, max_daily_loss=1e9)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def ticks(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[int, Tick]]:
+    out = import_market(tmp_path_factory.mktemp("rec"), "IF2101_20210104.csv.gz")
+    reader = JournalReader(out / str(DAY))
+    found = []
+    while (frame := reader.read()) is not None:
+        found.append((frame.seq, decode_tick(frame.payload)))
+    return found
+
+
+AgentSpec = tuple[str, Callable[..., Strategy], dict[str, Any]]
+DEFAULT_AGENTS: list[AgentSpec] = [
+    ("mm", Quoter, {"spread_ticks": 1, "size": 1, "max_position": 3}),
+    ("trend", Follower, {"fast": 10, "slow": 60, "size": 2}),
+]
+
+
+def make_engine(journal: list[m.EngineMessage], agents: list[AgentSpec] | None = None,
+                risk: RiskConfig = RISK) -> Engine:  # fmt: skip
+    specs, phases = specs_for(["IF2101", "cu2102"], load_calendar(), RATES)
+    engine = Engine(specs=specs, gate_config=risk, adapter=PaperBroker(),
+                    journal=lambda data, _t: journal.append(m.decode(data)), phases=phases)  # fmt: skip
+    for name, cls, params in agents or DEFAULT_AGENTS:
+        engine.add_agent(name, cls, ["IF2101"], 1_000_000.0, RiskLimits.from_config(risk), params)
+    return engine
+
+
+def run(engine: Engine, ticks: list[tuple[int, Tick]], *, timer_every: int = 50) -> None:
+    for i, (seq, tick) in enumerate(ticks):
+        engine.on_tick(tick, seq)
+        if i % timer_every == timer_every - 1:
+            engine.on_timer(tick.local_time_ns + 1)
+
+
+def state(engine: Engine) -> dict[str, Any]:
+    """Everything that must be the same after a recovery."""
+    out: dict[str, Any] = {"ticks": engine.ticks, "sent_ids": engine.ids._next}
+    for name, account in engine.ledger.accounts.items():
+        out[name] = (round(account.cash, 6), round(account.realised(), 6),
+                     round(account.unrealised(), 6), round(account.fees(), 6))  # fmt: skip
+        for instrument, line in account.lines.items():
+            out[(name, instrument)] = (line.position, round(line.long_open_cost, 6),
+                                       round(line.short_open_cost, 6))  # fmt: skip
+    out["orders"] = {
+        oid: (o.state, o.filled, round(o.fill_cost, 6), sorted(o.trade_ids))
+        for oid, o in engine.orders.items()
+    }
+    out["risk"] = (dict(engine.gate.states), dict(engine.gate._cancels))
+    return out
+
+
+def test_agents_trade_the_real_day_through_the_gate_and_the_ledger_reconciles(
+    ticks: list[tuple[int, Tick]],
+) -> None:
+    journal: list[m.EngineMessage] = []
+    engine = make_engine(journal)
+    engine.open_day(DAY, ticks[0][1].local_time_ns)
+    run(engine, ticks)
+    kinds = {type(x).__name__ for x in journal}
+    assert {"DayOpened", "AgentStarted", "OrderRequested", "OrderAccepted", "Trade",
+            "CancelRequested", "OrderCancelled", "TimerFired"} <= kinds  # fmt: skip
+    trades = [x for x in journal if isinstance(x, m.Trade)]
+    assert len(trades) > 20
+    # positions and cash reconcile with the journaled trades
+    requested = {x.order_id: x for x in journal if isinstance(x, m.OrderRequested)}
+    for name, account in engine.ledger.accounts.items():
+        mine = [t for t in trades if requested[t.order_id].agent == name]
+        net = sum(t.volume if requested[t.order_id].direction == "buy" else -t.volume for t in mine)
+        line = account.lines["IF2101"]
+        assert line.position.net == net
+        flows = sum((t.price if requested[t.order_id].direction == "sell" else -t.price) * t.volume
+                    for t in mine) * 300  # fmt: skip
+        fees = sum(t.fee for t in mine)
+        assert fees > 0
+        equity = 1_000_000.0 + flows - fees + net * line.mark * 300
+        assert account.equity() == pytest.approx(equity, abs=1e-6)
+    # every order is in a state of the table, and no id was issued twice
+    ids = [x.order_id for x in journal if isinstance(x, (m.OrderRequested, m.RiskRefused))]
+    assert len(ids) == len(set(ids))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_recovery_from_any_point_of_the_journal_ends_exactly_like_an_uninterrupted_run(
+    ticks: list[tuple[int, Tick]],
+    seed: int,
+) -> None:
+    day = ticks[:6000]
+    full: list[m.EngineMessage] = []
+    engine = make_engine(full)
+    engine.open_day(DAY, day[0][1].local_time_ns)
+    run(engine, day)
+    expected = state(engine)
+
+    cut = random.Random(seed).randrange(1, len(full))  # a crash after any journaled message
+    journal = full[:cut]
+    again = make_engine(journal)
+    source: Iterator[tuple[int, Tick]] = iter(day)
+    replayed = again.recover(list(journal), lambda: next(source))
+    assert replayed == cut
+    # nothing journaled was sent again; what the rest of an interrupted tick sent is new
+    assert again.sent == sum(isinstance(x, m.OrderRequested) for x in journal[cut:])
+    # carry on live with the ticks after the recovered position (and the same timer calls)
+    rest = [(i, st) for i, st in enumerate(day) if st[0] >= again.ticks]
+    for i, (seq, tick) in rest:
+        if i == rest[0][0] and seq != again.ticks:
+            break
+        again.on_tick(tick, seq)
+        if i % 50 == 49:
+            again.on_timer(tick.local_time_ns + 1)
+    assert journal == full  # the same messages, none twice
+    assert state(again) == expected
+
+
+def test_a_diverging_agent_stops_recovery(ticks: list[tuple[int, Tick]]) -> None:
+    day = ticks[:3000]
+    full: list[m.EngineMessage] = []
+    engine = make_engine(full)
+    engine.open_day(DAY, day[0][1].local_time_ns)
+    run(engine, day)
+    other = make_engine([], [("mm", Quoter, {"spread_ticks": 3}), DEFAULT_AGENTS[1]])
+    source = iter(day)
+    with pytest.raises(RecoveryDiverged, match="not deterministic"):
+        other.recover(list(full), lambda: next(source))
+
+
+class Boom(Strategy):
+    def on_tick(self, tick: Tick) -> None:
+        if not self.open_orders() and self.position("IF2101").net == 0:
+            self.buy("IF2101", tick.bid_price1, 1)
+        if self.position("IF2101").net == 0 and len(self.open_orders()) == 1:
+            self.seen = getattr(self, "seen", 0) + 1
+            if self.seen == 5:
+                raise RuntimeError("boom")
+
+
+def test_an_agent_that_raises_is_stopped_its_orders_cancelled_and_the_others_go_on(
+    ticks: list[tuple[int, Tick]],
+) -> None:
+    journal: list[m.EngineMessage] = []
+    engine = make_engine(journal, [("boom", Boom, {}), DEFAULT_AGENTS[0]])
+    engine.open_day(DAY, ticks[0][1].local_time_ns)
+    run(engine, ticks[:3000])
+    stopped = [x for x in journal if isinstance(x, m.AgentStopped)]
+    assert len(stopped) == 1 and stopped[0].agent == "boom"
+    assert "RuntimeError: boom" in stopped[0].error
+    at = journal.index(stopped[0])
+    cancels = [x for x in journal[at:] if isinstance(x, m.CancelRequested) and x.agent == "boom"]
+    assert cancels and all(c.protective for c in cancels)
+    assert not engine.agents["boom"].orders or all(
+        o.state.value == "pending_cancel" for o in engine.agents["boom"].orders.values()
+    )
+    later = [x for x in journal[at:] if isinstance(x, m.OrderRequested)]
+    assert later and all(x.agent == "mm" for x in later)
+
+
+class Crosser(Strategy):
+    """Rests a bid, then tries to sell into it from another agent of the same account."""
+
+    def on_order(self, order: OrderView) -> None:
+        self.last = order
+
+    def on_tick(self, tick: Tick) -> None:
+        if getattr(self, "done", False):
+            return
+        self.done = True
+        self.ids = self.send_order("IF2101", self.params["side"], self.params["price"], 1)
+
+
+def test_self_trade_across_two_agents_is_refused_and_reaches_on_order(
+    ticks: list[tuple[int, Tick]],
+) -> None:
+    journal: list[m.EngineMessage] = []
+    first = ticks[100][1]
+    bid = round(first.bid_price1 - 2.0, 1)
+    engine = make_engine(journal, [("bidder", Crosser, {"side": "buy", "price": bid}),
+                                   ("seller", Crosser, {"side": "sell", "price": bid})])  # fmt: skip
+    engine.open_day(DAY, first.local_time_ns)
+    engine.on_tick(first, 100)
+    refused = [x for x in journal if isinstance(x, m.RiskRefused)]
+    assert [(x.agent, x.code) for x in refused] == [("seller", "SELF_TRADE")]
+    seller = engine.agents["seller"].strategy
+    assert seller.last.state == "rejected" and seller.last.reason.startswith("SELF_TRADE")  # type: ignore[union-attr]
+
+
+def test_commands_halt_resume_cancel_all_and_flatten(ticks: list[tuple[int, Tick]]) -> None:
+    journal: list[m.EngineMessage] = []
+    engine = make_engine(journal)
+    engine.open_day(DAY, ticks[0][1].local_time_ns)
+    run(engine, ticks[:2000])
+    ack = engine.command(m.Halt(0, 0, "agent", "mm", "ops", "c1"))
+    assert ack.ok and ack.command_id == "c1"
+    halted_at = len(journal)
+    before = len([x for x in journal if isinstance(x, m.OrderRequested) and x.agent == "mm"])
+    run(engine, ticks[2000:2400])
+    refused = [x for x in journal[halted_at:] if isinstance(x, m.RiskRefused) and x.agent == "mm"]
+    assert refused and {x.code for x in refused} == {"HALTED"}
+    after = len([x for x in journal if isinstance(x, m.OrderRequested) and x.agent == "mm"])
+    assert after == before
+    assert engine.command(m.Resume(0, 0, "agent", "mm", "ops", "c2")).ok
+    bad = engine.command(m.Halt(0, 0, "agent", "nobody", "ops", "c3"))
+    assert not bad.ok and "nobody" in bad.text
+    run(engine, ticks[2400:2600])
+    ack = engine.command(m.CancelAll(0, 0, "account", "", "ops", "c4"))
+    assert ack.ok
+    assert all(o.state.value in ("pending_cancel", "cancelled", "filled", "rejected")
+               for o in engine.orders.values())  # fmt: skip
+    engine.command(m.Flatten(0, 0, "account", "", "ops", "c5"))
+    run(engine, ticks[2600:2700])
+    for account in engine.ledger.accounts.values():
+        assert account.lines["IF2101"].position.net == 0
+    assert engine.gate.state("account", "") == "reducing"
+
+
+def test_daily_loss_moves_the_agent_to_reducing(ticks: list[tuple[int, Tick]]) -> None:
+    journal: list[m.EngineMessage] = []
+    risk = RiskConfig(max_daily_loss=1.0, duplicate_window_ms=0, cancel_limit=5000,
+                      max_cancel_ratio=2.0)  # fmt: skip
+    engine = make_engine(journal, [DEFAULT_AGENTS[1]], risk=risk)
+    engine.open_day(DAY, ticks[0][1].local_time_ns)
+    run(engine, ticks)
+    changed = [x for x in journal if isinstance(x, m.StateChanged)]
+    assert changed and changed[0].state == "reducing" and "DAILY_LOSS" in changed[0].reason
+    at = journal.index(changed[0])
+    opens = [x for x in journal[at:] if isinstance(x, m.OrderRequested) and x.offset == "open"]
+    assert not opens
+
+
+class NightCu(Strategy):
+    """Buys in the night session, sells the next trading day."""
+
+    def on_tick(self, tick: Tick) -> None:
+        if self.params["action"] == "buy":
+            self.buy("cu2102", tick.ask_price1, 2)
+        else:
+            self.trades: list[TradeView] = []
+            self.ids = self.sell("cu2102", tick.bid_price1, 3)
+
+    def on_trade(self, trade: TradeView) -> None:
+        getattr(self, "trades", []).append(trade)
+
+
+def _cu_tick(day: int, when_ns: int, price: float) -> Tick:
+    values: list[Any] = ["cu2102", "SHFE", day, 0, when_ns, when_ns, price, price, price, price,
+                         float("nan"), price, price, float("nan"), price * 1.08, price * 0.92,
+                         price, 10, price * 50.0, 1000.0, 1000.0]  # fmt: skip
+    nan = float("nan")
+    values += [price - 10, nan, nan, nan, nan, price + 10, nan, nan, nan, nan]
+    values += [5, 0, 0, 0, 0, 5, 0, 0, 0, 0]
+    return Tick(*values)
+
+
+def test_shfe_close_today_and_yesterday_across_the_roll_with_a_night_position() -> None:
+    cu_rates = {"default": RATES["default"]}
+    specs, phases = specs_for(["cu2102"], load_calendar(), cu_rates)
+    journal: list[m.EngineMessage] = []
+
+    def engine_with(action: str) -> Engine:
+        engine = Engine(specs=specs, gate_config=RISK, adapter=PaperBroker(), phases=phases,
+                        journal=lambda d, _t: journal.append(m.decode(d)))  # fmt: skip
+        engine.add_agent("cu", NightCu, ["cu2102"], 1_000_000.0, RiskLimits.from_config(RISK),
+                         {"action": action})  # fmt: skip
+        return engine
+
+    # Monday 2021-01-04 21:30 China time: the night session of trading day 20210105
+    night = 1_609_767_000 * 1_000_000_000
+    monday = engine_with("buy")
+    monday.open_day(20210105, night)
+    monday.on_tick(_cu_tick(20210105, night, 50_000.0), 0)
+    line = monday.ledger.accounts["cu"].lines["cu2102"]
+    assert (line.position.long_today, line.position.long_yesterday) == (2, 0)
+    # still today's in Tuesday's day session (same trading day): one more lot today
+    monday.roll_day(night + 3600 * 10**9, 20210106, {"cu2102": 50_100.0})
+    holdings, cash = monday.holdings()
+    assert [(h.long, h.settlement) for h in holdings] == [(2, 50_100.0)]
+
+    # Tuesday night (trading day 20210106): buy 2 today, then sell 3: close 2 yesterday + 1 today
+    tuesday_night = night + 86_400 * 10**9
+    tuesday = engine_with("buy")
+    tuesday.open_day(20210106, tuesday_night, 0, holdings, cash)
+    tuesday.on_tick(_cu_tick(20210106, tuesday_night, 50_200.0), 0)
+    line = tuesday.ledger.accounts["cu"].lines["cu2102"]
+    assert (line.position.long_yesterday, line.position.long_today) == (2, 2)
+    tuesday.agents["cu"].strategy.params["action"] = "sell"  # type: ignore[union-attr]
+    tuesday.on_tick(_cu_tick(20210106, tuesday_night + 10**9, 50_200.0), 1)
+    legs = [(x.offset, x.volume) for x in journal
+            if isinstance(x, m.OrderRequested) and x.direction == "sell"]  # fmt: skip
+    assert legs == [("close_yesterday", 2), ("close_today", 1)]
+    assert (line.position.long_yesterday, line.position.long_today) == (0, 1)
+    # yesterday's lots realise against the settlement, today's against their open price
+    assert line.realised == pytest.approx((50_190.0 - 50_100.0) * 2 * 5 + (50_190.0 - 50_210.0) * 5)

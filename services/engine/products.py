@@ -39,15 +39,7 @@ def specs_for(
             product.exchange,
             product.multiplier,
             product.price_tick,
-            Rates(
-                found.margin_rate,
-                found.open_per_lot,
-                found.open_rate,
-                found.close_per_lot,
-                found.close_rate,
-                found.close_today_per_lot,
-                found.close_today_rate,
-            ),  # fmt: skip
+            Rates(**found.model_dump(exclude={"close_today_first"})),
             found.close_today_first,
         )
         phases[instrument] = calendar.phase_table(product)

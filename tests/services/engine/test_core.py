@@ -52,8 +52,10 @@ DEFAULT_AGENTS: list[AgentSpec] = [
 def make_engine(journal: list[m.EngineMessage], agents: list[AgentSpec] | None = None,
                 risk: RiskConfig = RISK) -> Engine:  # fmt: skip
     specs, phases = specs_for(["IF2101", "cu2102"], load_calendar(), RATES)
-    engine = Engine(specs=specs, gate_config=risk, adapter=PaperBroker(),
-                    journal=lambda data, _t: journal.append(m.decode(data)), phases=phases)  # fmt: skip
+    engine = Engine(
+        specs=specs, gate_config=risk, adapter=PaperBroker(), phases=phases,
+        journal=lambda data, _t: journal.append(m.decode(data)),
+    )  # fmt: skip
     for name, cls, params in agents or DEFAULT_AGENTS:
         engine.add_agent(name, cls, ["IF2101"], 1_000_000.0, RiskLimits.from_config(risk), params)
     return engine
@@ -206,8 +208,11 @@ def test_self_trade_across_two_agents_is_refused_and_reaches_on_order(
     journal: list[m.EngineMessage] = []
     first = ticks[100][1]
     bid = round(first.bid_price1 - 2.0, 1)
-    engine = make_engine(journal, [("bidder", Crosser, {"side": "buy", "price": bid}),
-                                   ("seller", Crosser, {"side": "sell", "price": bid})])  # fmt: skip
+    agents: list[AgentSpec] = [
+        ("bidder", Crosser, {"side": "buy", "price": bid}),
+        ("seller", Crosser, {"side": "sell", "price": bid}),
+    ]
+    engine = make_engine(journal, agents)
     engine.open_day(DAY, first.local_time_ns)
     engine.on_tick(first, 100)
     refused = [x for x in journal if isinstance(x, m.RiskRefused)]

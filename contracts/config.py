@@ -235,6 +235,8 @@ class EngineConfig(_Section):
     """Fees and margin per product code; "default" for the rest."""
     timer_ms: int = Field(1000, ge=10)
     """Period of the agents' ``on_timer``."""
+    strategy_paths: list[ConfigPath] = Field(default_factory=list)
+    """Directories searched first for the agents' strategy modules (your own strategies)."""
     start_at: Literal["beginning", "live"] = "beginning"
     """Where a fresh engine starts in the day's tick journal (a restart continues its journal)."""
     ctp: CtpTradeConfig | None = None

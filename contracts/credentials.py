@@ -26,6 +26,7 @@ ENV_VARS: dict[str, str] = {
     "ctp_auth_code": "HFT_CTP_AUTH_CODE",
     "monitor_token": "HFT_MONITOR_TOKEN",
     "monitor_admin_token": "HFT_MONITOR_ADMIN_TOKEN",
+    "engine_token": "HFT_ENGINE_TOKEN",
 }
 
 
@@ -36,6 +37,8 @@ class Credentials(BaseModel):
     ctp_auth_code: SecretStr | None = None
     monitor_token: SecretStr | None = None
     monitor_admin_token: SecretStr | None = None
+    engine_token: SecretStr | None = None
+    """Authenticates commands to the engine's command socket."""
 
     def require(self, field: str) -> str:
         """The secret's value, or a :class:`UserError` that says where to put it."""

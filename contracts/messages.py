@@ -25,6 +25,9 @@ __all__ = [
     "CancelRequested",
     "Command",
     "CommandAck",
+    "CommandReply",
+    "CommandRequest",
+    "DayClosed",
     "DayOpened",
     "DayRolled",
     "EngineMessage",
@@ -83,6 +86,14 @@ class DayRolled(_Message, frozen=True):
     trading_day: int
     next_day: int
     settlements: dict[str, float]
+
+
+class DayClosed(_Message, frozen=True):
+    """Last message of a day's journal: what the next trading day opens with."""
+
+    trading_day: int
+    holdings: list[Holding]
+    cash: dict[str, float]
 
 
 # -- agents ---------------------------------------------------------------------------------------
@@ -222,6 +233,7 @@ class StateChanged(_Message, frozen=True):
 EngineMessage = (
     DayOpened
     | DayRolled
+    | DayClosed
     | AgentStarted
     | AgentStopped
     | TimerFired
@@ -248,6 +260,24 @@ _decoder: Final = msgspec.msgpack.Decoder(EngineMessage)
 
 def encode(message: EngineMessage) -> bytes:
     return _encoder.encode(message)
+
+
+class CommandRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A command as it arrives on the engine's command socket (JSON)."""
+
+    token: str
+    action: Literal["halt", "reduce", "resume", "cancel_all", "flatten", "status"]
+    scope: Scope = "account"
+    target: str = ""
+    requester: str = "cli"
+    command_id: str = ""
+
+
+class CommandReply(msgspec.Struct, frozen=True):
+    ok: bool
+    text: str
+    command_id: str = ""
+    status: dict[str, object] | None = None
 
 
 def decode(data: bytes | memoryview) -> EngineMessage:

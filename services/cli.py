@@ -66,6 +66,25 @@ def _run_md_recorder(args: argparse.Namespace) -> int:
     return run_md_recorder(load_config(args.config))
 
 
+def _run_engine(args: argparse.Namespace) -> int:
+    from services.engine.service import run_engine
+
+    return run_engine(load_config(args.config))
+
+
+def _add_command(parser: argparse.ArgumentParser) -> None:
+    from services.engine.command import add_arguments
+
+    _config_argument(parser)
+    add_arguments(parser)
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    from services.engine.command import run
+
+    return run(load_config(args.config), args)
+
+
 def _add_import(parser: argparse.ArgumentParser) -> None:
     from services.tools.import_ticks import add_arguments
 
@@ -119,8 +138,14 @@ COMMANDS: tuple[Command, ...] = (
         "run strategy agents through the risk gate to CTP or the paper simulator",
         "hft engine --config configs/paper.toml",
         _add_service,
-        None,
-        "engine core",
+        _run_engine,
+    ),
+    Command(
+        "command",
+        "send a command to a running engine: halt, reduce, resume, cancel_all, flatten, status",
+        "hft command --config configs/paper.toml halt --agent mm-if",
+        _add_command,
+        _run_command,
     ),
     Command(
         "monitor",

@@ -183,6 +183,7 @@ class Engine:
         self._ack = m.CommandAck(0, 0, "", False, "")
         self._apply_of: dict[type, Callable[[Any], None]] = {
             m.DayOpened: self._apply_day_opened, m.DayRolled: self._apply_day_rolled,
+            m.DayClosed: _ignore,
             m.AgentStarted: self._apply_agent_started, m.AgentStopped: self._apply_agent_stopped,
             m.TimerFired: self._apply_timer, m.OrderRequested: self._apply_requested,
             m.RiskRefused: self._apply_refused, m.CancelRequested: self._apply_cancel_requested,
@@ -343,6 +344,8 @@ class Engine:
                 self._emit(m.OrderCancelled(self.ticks, now_ns, order.order_id,
                                             "expired at the end of the trading day"))  # fmt: skip
         self._emit(m.DayRolled(self.ticks, now_ns, self.trading_day, next_day, dict(settlements)))
+        holdings, cash = self.holdings()
+        self._emit(m.DayClosed(self.ticks, now_ns, self.trading_day, holdings, cash))
 
     def holdings(self) -> tuple[list[m.Holding], dict[str, float]]:
         """What this day hands to the next (after :meth:`roll_day`)."""

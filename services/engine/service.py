@@ -1,0 +1,384 @@
+"""``hft engine``: the live loop. One thread tails the day's tick journal, feeds the engine core,
+handles adapter events and timers, and answers commands on an authenticated ZMQ socket.
+
+Files: ticks are read from ``suite.journal_dir/recordings/YYYYMMDD`` (what the md_recorder
+writes); the engine's journal is ``suite.journal_dir/engine/YYYYMMDD``, one per trading day,
+opening with ``DayOpened`` and, once the day has rolled, closing with ``DayClosed``. A restarted
+engine recovers the day from its journal before it trades (docs/engine.md, "Recovery").
+
+Commands (``hft command``, the monitor) are JSON ``CommandRequest`` objects on a ZMQ REP socket
+bound to ``engine.command_endpoint``; each carries the engine token (``HFT_ENGINE_TOKEN`` or
+``engine_token`` in the credentials file) and gets one ``CommandReply``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import importlib
+import math
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any, Final
+
+import msgspec
+import zmq
+
+from contracts import messages as m
+from contracts.calendar import DEFAULT_CALENDAR, load_calendar
+from contracts.config import DeploymentConfig
+from contracts.credentials import load_credentials
+from contracts.errors import UserError
+from contracts.logs import get_logger
+from libshm import FREE_FORM, JournalReader, JournalWriter, NotAJournal, Tick, decode_tick
+from libshm.errors import WriterLocked
+from services.engine.adapters.paper import PaperBroker
+from services.engine.core import Adapter, Engine, RecoveryDiverged
+from services.engine.products import specs_for
+from services.engine.risk import RiskLimits
+from services.engine.strategy import Strategy
+
+__all__ = ["load_strategy", "read_journal", "run_engine"]
+
+JOURNAL_SEGMENT: Final = 16 << 20
+SPIN_NS: Final = 2_000_000  # keep spinning this long after the last input, then back off
+MAX_IDLE_S: Final = 0.001
+STATUS_EVERY_S: Final = 10.0
+
+
+def load_strategy(ref: str, agent: str) -> type[Strategy]:
+    """``module:Class`` -> the class, or a ``UserError`` that says what is wrong."""
+    module_name, _, class_name = ref.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise UserError(
+            f"agent {agent}: cannot import strategy module {module_name!r}: "
+            f"{type(exc).__name__}: {exc}; check engine.agents.strategy and PYTHONPATH"
+        ) from None
+    cls = getattr(module, class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, Strategy)):
+        raise UserError(
+            f"agent {agent}: {ref!r} is not a Strategy subclass (services.engine.strategy.Strategy)"
+        )
+    return cls
+
+
+def read_journal(path: Path) -> list[m.EngineMessage]:
+    """Every committed message of an engine journal, in order."""
+    reader = JournalReader(path)
+    out = []
+    while (frame := reader.read()) is not None:
+        try:
+            out.append(m.decode(frame.payload))
+        except msgspec.DecodeError as exc:
+            raise UserError(
+                f"{path}: frame {frame.seq} is not an engine message ({exc}); the journal is "
+                "damaged: move it aside to start the day from its last good state"
+            ) from None
+    reader.close()
+    return out
+
+
+def _days(root: Path) -> list[int]:
+    if not root.is_dir():
+        return []
+    return sorted(int(p.name) for p in root.iterdir() if p.name.isdigit() and len(p.name) == 8)
+
+
+class _Stop:
+    def __init__(self) -> None:
+        self.requested = False
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.requested = True
+
+
+class EngineService:
+    """Wires the engine core to files, the clock and the command socket."""
+
+    def __init__(self, config: DeploymentConfig, *, adapter_factory: Callable[[], Adapter]) -> None:
+        self.config = config
+        self.log = get_logger(service="engine")
+        ec = config.engine
+        calendar = load_calendar(config.md_recorder.calendar_file or DEFAULT_CALENDAR)
+        instruments = list(dict.fromkeys(i for a in ec.agents for i in a.instruments))
+        self.specs, self.phases = specs_for(instruments, calendar, ec.products)
+        for directory in reversed(ec.strategy_paths):
+            if str(directory) not in sys.path:
+                sys.path.insert(0, str(directory))
+        self.classes = {a.name: load_strategy(a.strategy, a.name) for a in ec.agents}
+        self.adapter_factory = adapter_factory
+        self.recordings = config.suite.journal_dir / "recordings"
+        self.root = config.suite.journal_dir / "engine"
+        credentials = load_credentials(config.suite.credentials_file)
+        token = credentials.engine_token
+        self.token = token.get_secret_value() if token is not None else ""
+        self.token_file: Path | None = None
+        self.stop = _Stop()
+        self.engine: Engine | None = None
+        self._last_tick_wall = time.monotonic_ns()
+
+    # -- set-up --------------------------------------------------------------------------------
+
+    def _token(self) -> str:
+        """The command token; without one configured, a random one in a 0600 file beside the
+        journal (for paper trading and demos: ``hft command`` reads it from there)."""
+        if self.token:
+            return self.token
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / "command.token"
+        token = uuid.uuid4().hex
+        path.touch(mode=0o600)
+        path.chmod(0o600)
+        path.write_text(token + "\n", encoding="utf-8")
+        self.token_file = path
+        return token
+
+    def _bind(self, ctx: zmq.Context[Any]) -> zmq.Socket[Any]:
+        endpoint = self.config.engine.command_endpoint
+        sock: zmq.Socket[Any] = ctx.socket(zmq.REP)
+        sock.setsockopt(zmq.LINGER, 0)
+        try:
+            sock.bind(endpoint)
+        except zmq.ZMQError as exc:
+            sock.close()
+            raise UserError(
+                f"engine.command_endpoint {endpoint}: cannot bind ({exc.strerror}); another "
+                "engine may be running, or choose a free port"
+            ) from None
+        self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "command.endpoint").write_text(self.endpoint + "\n", encoding="utf-8")
+        return sock
+
+    def _new_engine(self, writer: JournalWriter) -> Engine:
+        ec = self.config.engine
+        engine = Engine(specs=self.specs, gate_config=ec.risk, adapter=self.adapter_factory(),
+                        journal=writer.append, phases=self.phases, log=self.log)  # fmt: skip
+        for agent in ec.agents:
+            limits = RiskLimits.from_config(ec.risk, agent.risk.model_dump())
+            engine.add_agent(agent.name, self.classes[agent.name], agent.instruments,
+                             agent.capital, limits, agent.params)  # fmt: skip
+        return engine
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        ctx: zmq.Context[Any] = zmq.Context()
+        sock = self._bind(ctx)
+        token = self._token()
+        self.log.info("engine_started", command_endpoint=self.endpoint, agents=list(self.classes),
+                      token_file=str(self.token_file) if self.token_file else None)  # fmt: skip
+        try:
+            day, holdings, cash = self._first_day()
+            while day is not None and not self.stop.requested:
+                day, holdings, cash = self._run_day(day, holdings, cash, sock, token)
+        finally:
+            sock.close()
+            ctx.term()
+        self.log.info("engine_stopped")
+        return 0
+
+    def _first_day(self) -> tuple[int | None, list[m.Holding], dict[str, float]]:
+        """The trading day to run and what it opens with: the newest recording's day, with the
+        holdings of the newest engine day before it that closed."""
+        while not self.stop.requested:
+            days = _days(self.recordings)
+            if days:
+                break
+            self.log.info("waiting_for_recording", directory=str(self.recordings))
+            time.sleep(1.0)
+        else:
+            return None, [], {}
+        day = days[-1]
+        for earlier in reversed(_days(self.root)):
+            if earlier >= day:
+                continue
+            messages = read_journal(self.root / str(earlier))
+            if messages and isinstance(messages[-1], m.DayClosed):
+                return day, messages[-1].holdings, messages[-1].cash
+            self.log.warning("previous_day_not_closed", day=earlier,
+                             hint="its positions are not carried over; roll it first")  # fmt: skip
+            break
+        return day, [], {}
+
+    def _run_day(
+        self, day: int, holdings: list[m.Holding], cash: dict[str, float],
+        sock: zmq.Socket[Any], token: str,
+    ) -> tuple[int | None, list[m.Holding], dict[str, float]]:  # fmt: skip
+        path = self.root / str(day)
+        try:
+            writer = JournalWriter(path, layout=FREE_FORM, segment_size=JOURNAL_SEGMENT)
+        except WriterLocked:
+            raise UserError(
+                f"{path}: another engine is writing this journal; stop it first"
+            ) from None
+        try:
+            existing = read_journal(path)
+            if existing and isinstance(existing[-1], m.DayClosed):
+                self.log.info("day_already_closed", day=day)
+                return None, [], {}
+            ticks = self._open_ticks(day, existing)
+            engine = self.engine = self._new_engine(writer)
+
+            def next_tick() -> tuple[int, Tick]:
+                while True:
+                    frame = ticks.wait(timeout_s=1.0)
+                    if frame is not None:
+                        return frame.seq, decode_tick(frame.payload)
+                    if ticks.ended:
+                        raise UserError(
+                            f"{self.recordings / str(day)}: the recording ends before the "
+                            "engine journal's last tick; the recording was replaced or cut"
+                        )
+
+            if existing:
+                t0 = time.perf_counter()
+                try:
+                    n = engine.recover(existing, next_tick)
+                except RecoveryDiverged as exc:
+                    raise UserError(f"{path}: recovery stopped: {exc}") from None
+                self.log.info("recovered", day=day, messages=n, ticks=engine.ticks,
+                              seconds=round(time.perf_counter() - t0, 3))  # fmt: skip
+            else:
+                engine.open_day(day, time.time_ns(), ticks.next_seq, holdings, cash)
+                self.log.info("day_opened", day=day, first_tick=ticks.next_seq,
+                              holdings=len(holdings))  # fmt: skip
+            return self._loop(engine, ticks, sock, token, day)
+        finally:
+            if self.engine is not None:
+                self.engine.stop()
+            writer.close()
+
+    def _open_ticks(self, day: int, existing: list[m.EngineMessage]) -> JournalReader:
+        path = self.recordings / str(day)
+        try:
+            if existing and isinstance(existing[0], m.DayOpened):
+                return JournalReader(path, from_seq=existing[0].ticks)
+            if self.config.engine.start_at == "live":
+                return JournalReader(path, live=True)
+            return JournalReader(path)
+        except NotAJournal as exc:
+            raise UserError(f"{path}: cannot read the day's ticks: {exc}") from None
+
+    def _loop(self, engine: Engine, ticks: JournalReader, sock: zmq.Socket[Any], token: str,
+              day: int) -> tuple[int | None, list[m.Holding], dict[str, float]]:  # fmt: skip
+        timer_ns = self.config.engine.timer_ms * 1_000_000
+        next_timer = time.monotonic_ns() + timer_ns
+        next_status = time.monotonic() + STATUS_EVERY_S
+        idle_since = time.monotonic_ns()
+        sleep_s = 0.00005
+        check_end = time.monotonic() + 0.5
+        read = ticks.read
+        stop = self.stop
+        poll = sock.poll
+        while not stop.requested:
+            frame = read()
+            if frame is not None:
+                engine.on_tick(decode_tick(frame.payload), frame.seq)
+                self._last_tick_wall = idle_since = time.monotonic_ns()
+                continue
+            now = time.monotonic_ns()
+            if poll(0):
+                self._command(engine, sock, token)
+                idle_since = now
+            if now >= next_timer:
+                engine.on_timer(self._engine_now(engine))
+                next_timer = now + timer_ns
+            if time.monotonic() >= next_status:
+                next_status = time.monotonic() + STATUS_EVERY_S
+                self._status(engine, day)
+            if time.monotonic() >= check_end:
+                check_end = time.monotonic() + 0.5
+                if self._day_ended(ticks, day):
+                    frame = read()  # what was committed just before the close
+                    if frame is not None:
+                        engine.on_tick(decode_tick(frame.payload), frame.seq)
+                        continue
+                    return self._roll(engine, day)
+            if now - idle_since > SPIN_NS:
+                time.sleep(sleep_s)
+        return None, [], {}
+
+    def _day_ended(self, ticks: JournalReader, day: int) -> bool:
+        """The day's recording is closed and a newer trading day is being recorded."""
+        if ticks.writer_state() != "closed":
+            return False
+        return any(d > day for d in _days(self.recordings))
+
+    def _roll(self, engine: Engine, day: int
+              ) -> tuple[int | None, list[m.Holding], dict[str, float]]:  # fmt: skip
+        settlements = {}
+        for instrument, tick in engine.latest.items():
+            price = tick.settlement if not math.isnan(tick.settlement) else tick.last
+            if not math.isnan(price):
+                settlements[instrument] = price
+        newer = [d for d in _days(self.recordings) if d > day]
+        engine.roll_day(self._engine_now(engine), newer[0], settlements)
+        holdings, cash = engine.holdings()
+        self.log.info("day_rolled", day=day, next_day=newer[0], holdings=len(holdings))
+        return newer[0], holdings, cash
+
+    def _engine_now(self, engine: Engine) -> int:
+        """Engine time for an external input: the last tick's time plus the wall time since."""
+        if not engine.now:
+            return time.time_ns()
+        return engine.now + max(0, time.monotonic_ns() - self._last_tick_wall)
+
+    def _command(self, engine: Engine, sock: zmq.Socket[Any], token: str) -> None:
+        raw = sock.recv()
+        try:
+            req = msgspec.json.decode(raw, type=m.CommandRequest)
+        except msgspec.DecodeError as exc:
+            sock.send(msgspec.json.encode(m.CommandReply(False, f"bad request: {exc}")))
+            return
+        if not hmac.compare_digest(req.token.encode(), token.encode()):
+            self.log.warning("command_refused_bad_token", requester=req.requester)
+            sock.send(msgspec.json.encode(m.CommandReply(False, "bad token", req.command_id)))
+            return
+        if req.action == "status":
+            status = self._status(engine, engine.trading_day)
+            sock.send(msgspec.json.encode(m.CommandReply(True, "ok", req.command_id, status)))
+            return
+        kinds: dict[str, type[m.Command]] = {
+            "halt": m.Halt, "reduce": m.Reduce, "resume": m.Resume, "cancel_all": m.CancelAll,
+            "flatten": m.Flatten,
+        }  # fmt: skip
+        command_id = req.command_id or uuid.uuid4().hex[:12]
+        engine.now = self._engine_now(engine)
+        cmd = kinds[req.action](0, 0, req.scope, req.target, req.requester, command_id)
+        ack = engine.command(cmd)
+        self.log.info("command", action=req.action, scope=req.scope, target=req.target,
+                      requester=req.requester, ok=ack.ok, text=ack.text)  # fmt: skip
+        sock.send(msgspec.json.encode(m.CommandReply(ack.ok, ack.text, command_id)))
+
+    def _status(self, engine: Engine, day: int) -> dict[str, object]:
+        agents = {}
+        for name, handle in engine.agents.items():
+            view = handle.account()
+            agents[name] = {"running": handle.running, "state": view.state,
+                            "day_pnl": round(view.day_pnl, 2), "margin": round(view.margin, 2),
+                            "working_orders": len(handle.orders)}  # fmt: skip
+        status: dict[str, object] = {"trading_day": day, "ticks": engine.ticks,
+                                     "orders": len(engine.orders), "agents": agents}  # fmt: skip
+        self.log.info("engine_status", **status)
+        return status
+
+
+def run_engine(config: DeploymentConfig) -> int:
+    """Run until SIGTERM or SIGINT."""
+    if config.engine.adapter == "ctp":
+        raise UserError(
+            "engine.adapter = 'ctp': the CTP trading adapter is not built yet; "
+            "use adapter = 'paper'"
+        )
+    if not config.engine.agents:
+        raise UserError("engine: no agents; add [[engine.agents]] tables to the deployment file")
+    return EngineService(config, adapter_factory=PaperBroker).run()

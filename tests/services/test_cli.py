@@ -19,6 +19,7 @@ def test_required_subcommands_exist() -> None:
     assert set(NAMES) == {
         "md-recorder",
         "engine",
+        "command",
         "monitor",
         "up",
         "import",

@@ -1,0 +1,215 @@
+"""``hft engine`` as a real process on the real IF2101 day: commands over ZMQ, SIGKILL recovery."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from contracts import messages as m
+from contracts.config import load_config
+from libshm import JournalReader, NotAJournal
+from services.engine.command import send_command
+from services.engine.service import read_journal
+from tests.helpers import ROOT, import_market, run_hft, write_config
+
+DAY = 20210104
+TICKS_IN_DAY = 27_953  # rows of the bundled file kept by the normaliser and filters
+
+CONFIG = """\
+[suite]
+name = "engine-test"
+mode = "replay"
+journal_dir = "journal"
+shm_dir = "shm"
+
+[md_recorder]
+source = "replay"
+
+[md_recorder.replay]
+recording = "journal/recordings/20210104"
+
+[engine]
+adapter = "paper"
+command_endpoint = "tcp://127.0.0.1:0"
+timer_ms = 600000
+
+[engine.risk]
+max_daily_loss = 1e9
+cancel_limit = 20000
+max_cancel_ratio = 5.0
+duplicate_window_ms = 0
+max_position = 5
+max_net_position = 5
+
+[engine.products.default]
+margin_rate = 0.12
+open_rate = 0.000023
+close_rate = 0.000023
+close_today_rate = 0.000345
+
+[[engine.agents]]
+name = "mm"
+strategy = "strategies.quoter:Quoter"
+instruments = ["IF2101"]
+capital = 1000000.0
+params = { spread_ticks = 1, max_position = 3 }
+
+[[engine.agents]]
+name = "trend"
+strategy = "strategies.follower:Follower"
+instruments = ["IF2101"]
+capital = 1000000.0
+params = { fast = 10, slow = 60, size = 2 }
+"""
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return import_market(tmp_path_factory.mktemp("rec"), "IF2101_20210104.csv.gz")
+
+
+def deployment(tmp_path: Path, recording: Path) -> Path:
+    (tmp_path / "journal").mkdir()
+    (tmp_path / "journal" / "recordings").symlink_to(recording)
+    return write_config(tmp_path, CONFIG)
+
+
+def start(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HFT_")}
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "engine", "--config", str(config),
+             "--log-level", "warning"],
+            cwd=ROOT, stdout=out, stderr=out, env=env,
+        )  # fmt: skip
+
+
+def frames(path: Path) -> int:
+    try:
+        reader = JournalReader(path)
+    except NotAJournal:
+        return 0
+    n = 0
+    while reader.read() is not None:
+        n += 1
+    return n
+
+
+def wait_day_done(config: Path, proc: subprocess.Popen[bytes], timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    cfg = load_config(config)
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the engine exited"
+        try:
+            reply = send_command(cfg, {"action": "status"}, timeout_s=2.0)
+        except Exception:
+            time.sleep(0.2)
+            continue
+        if reply.status and reply.status["ticks"] == TICKS_IN_DAY:
+            return
+        time.sleep(0.2)
+    raise AssertionError("the engine did not reach the end of the day")
+
+
+def outcome(journal: list[m.EngineMessage]) -> dict[str, Any]:
+    """Positions, orders and PnL as the journal tells them."""
+    requests = {x.order_id: x for x in journal if isinstance(x, m.OrderRequested)}
+    final: dict[str, str] = {}
+    for x in journal:
+        if isinstance(x, (m.OrderAccepted, m.OrderRejected, m.OrderCancelled, m.Trade)):
+            final[x.order_id] = type(x).__name__
+    net: Counter[str] = Counter()
+    cash: Counter[str] = Counter()
+    for t in (x for x in journal if isinstance(x, m.Trade)):
+        r = requests[t.order_id]
+        sign = 1 if r.direction == "buy" else -1
+        net[r.agent] += sign * t.volume
+        cash[r.agent] += round(-sign * t.price * t.volume * 300 - t.fee, 6)
+    return {
+        "orders": sorted((r.order_id, r.direction, r.offset, r.price, r.volume)
+                         for r in requests.values()),  # fmt: skip
+        "final": final,
+        "trades": sorted((x.order_id, x.trade_id, x.price, x.volume, x.fee)
+                         for x in journal if isinstance(x, m.Trade)),  # fmt: skip
+        "net": dict(net),
+        "cash": dict(cash),
+        "refused": sorted((x.order_id, x.code) for x in journal if isinstance(x, m.RiskRefused)),
+    }
+
+
+def test_commands_over_zmq_need_the_token(tmp_path: Path, recording: Path) -> None:
+    config = deployment(tmp_path, recording)
+    proc = start(config, tmp_path / "engine.log")
+    try:
+        wait_day_done(config, proc)
+        halt = run_hft("command", "--config", str(config), "halt", "--agent", "mm")
+        assert halt.returncode == 0 and halt.stdout.strip() == "ok: agent mm is halted"
+        unknown = run_hft("command", "--config", str(config), "resume", "--agent", "ghost")
+        assert unknown.returncode == 1 and "no agent named 'ghost'" in unknown.stdout
+        bad = run_hft("command", "--config", str(config), "halt", env={"HFT_ENGINE_TOKEN": "x"})
+        assert bad.returncode == 1 and bad.stdout.strip() == "refused: bad token"
+        flat = run_hft("command", "--config", str(config), "flatten", "--instrument", "IF2101")
+        assert flat.returncode == 0 and "closing order" in flat.stdout
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    journal = read_journal(tmp_path / "journal" / "engine" / str(DAY))
+    acks = [x for x in journal if isinstance(x, m.CommandAck)]
+    assert [a.ok for a in acks] == [True, False, True]  # the bad token never reached the engine
+    changed = [(x.scope, x.target, x.state) for x in journal if isinstance(x, m.StateChanged)]
+    assert ("agent", "mm", "halted") in changed and ("instrument", "IF2101", "reducing") in changed
+
+
+def test_an_engine_killed_and_restarted_ends_like_an_uninterrupted_run(
+    tmp_path: Path, recording: Path
+) -> None:
+    calm = tmp_path / "calm"
+    calm.mkdir()
+    config = deployment(calm, recording)
+    proc = start(config, calm / "engine.log")
+    try:
+        wait_day_done(config, proc)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    expected = outcome(read_journal(calm / "journal" / "engine" / str(DAY)))
+    assert len(expected["trades"]) > 50
+
+    crashy = tmp_path / "crashy"
+    crashy.mkdir()
+    config = deployment(crashy, recording)
+    journal = crashy / "journal" / "engine" / str(DAY)
+    rng = random.Random(5)
+    kills = []
+    total = sum(1 for _ in read_journal(calm / "journal" / "engine" / str(DAY)))
+    for _ in range(3):
+        target = frames(journal) + rng.randrange(200, max(201, total // 4))
+        proc = start(config, crashy / "engine.log")
+        deadline = time.monotonic() + 60
+        while frames(journal) < target and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        kills.append(frames(journal))
+    assert kills == sorted(kills) and kills[-1] < total  # each kill landed inside the day
+    proc = start(config, crashy / "engine.log")
+    try:
+        wait_day_done(config, proc)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    messages = read_journal(journal)
+    got = outcome(messages)
+    assert got == expected
+    ids = [x.order_id for x in messages if isinstance(x, m.OrderRequested)]
+    assert len(ids) == len(set(ids))  # no order was sent twice
+    assert "Traceback" not in (crashy / "engine.log").read_text()

@@ -141,6 +141,7 @@ class JournalWriter:
         self._is_tick = layout.layout_id == TICK_LAYOUT_ID
         self._fast = accel.FAST
         self._fast_append = self._fast.append_tick if self._fast and self._is_tick else None
+        self._fast_bytes = getattr(self._fast, "append_bytes", None) if self._fast else None
         self._frame_dtype = np.dtype(
             [("commit", "<u8"), ("seq", "<u8"), ("time_ns", "<i8"), ("type", "<u2"),
              ("flags", "<u2"), ("payload_len", "<u4"), ("payload", "V", layout.payload_size)]
@@ -298,11 +299,15 @@ class JournalWriter:
             off = self._off
         mv = self._mv
         seq = self._seq
-        data_start = off + FRAME_HEADER_SIZE
-        FRAME_BODY_HEADER.pack_into(mv, off + 8, seq, time_ns, TYPE_BYTES, 0, plen)
-        mv[data_start : data_start + plen] = payload
-        checksum = checksum32(mv[off + 8 : data_start + plen]) & LENGTH_MASK
-        COMMIT.pack_into(mv, off, flen | (checksum << 32))
+        fast = self._fast_bytes
+        if fast is not None:  # the same bytes in C: header, payload, checksum, commit
+            fast(mv, off, seq, time_ns, payload)
+        else:
+            data_start = off + FRAME_HEADER_SIZE
+            FRAME_BODY_HEADER.pack_into(mv, off + 8, seq, time_ns, TYPE_BYTES, 0, plen)
+            mv[data_start : data_start + plen] = payload
+            checksum = checksum32(mv[off + 8 : data_start + plen]) & LENGTH_MASK
+            COMMIT.pack_into(mv, off, flen | (checksum << 32))
         self._off = off + flen
         self._seq = seq + 1
         return seq

@@ -362,6 +362,54 @@ fp_append_tick(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(append_bytes_doc,
+             "append_bytes(buffer, offset, seq, time_ns, payload) -> None\n\n"
+             "Write a free-form frame (header, payload, checksum) at offset and commit it "
+             "with a release store.");
+
+static PyObject *
+fp_append_bytes(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    CHECK_NARGS("append_bytes", 5);
+    Py_ssize_t off;
+    uint64_t seq;
+    long long time_ns;
+    Py_buffer view, payload;
+    if (parse_ssize(args[1], &off) < 0 || parse_u64(args[2], &seq) < 0)
+        return NULL;
+    time_ns = PyLong_AsLongLong(args[3]);
+    if (time_ns == -1 && PyErr_Occurred())
+        return NULL;
+    if (PyObject_GetBuffer(args[4], &payload, PyBUF_SIMPLE) < 0)
+        return NULL;
+    Py_ssize_t plen = payload.len;
+    if (plen > 0xFFFFFFF0) {
+        PyBuffer_Release(&payload);
+        PyErr_SetString(PyExc_ValueError, "payload too large");
+        return NULL;
+    }
+    Py_ssize_t flen = (FRAME_HEADER_SIZE + plen + 7) & ~(Py_ssize_t)7;
+    if (get_region(args[0], off, flen, 1, &view) < 0) {
+        PyBuffer_Release(&payload);
+        return NULL;
+    }
+    char *frame = (char *)view.buf + off;
+    if (misaligned(frame, &view)) {
+        PyBuffer_Release(&payload);
+        return NULL;
+    }
+    put_u64(frame + 8, seq);
+    put_u64(frame + 16, (uint64_t)time_ns);
+    put_u32(frame + 24, 2); /* type u16 = TYPE_BYTES, flags u16 = 0 */
+    put_u32(frame + 28, (uint32_t)plen);
+    memcpy(frame + FRAME_HEADER_SIZE, payload.buf, (size_t)plen);
+    uint64_t checksum = XXH3_64bits(frame + 8, (size_t)(FRAME_HEADER_SIZE - 8 + plen)) & 0xFFFFFFFFu;
+    __atomic_store_n((uint64_t *)frame, (uint64_t)flen | (checksum << 32), __ATOMIC_RELEASE);
+    PyBuffer_Release(&view);
+    PyBuffer_Release(&payload);
+    Py_RETURN_NONE;
+}
+
 PyDoc_STRVAR(commit_frames_doc,
              "commit_frames(buffer, offset, count, frame_len) -> None\n\n"
              "Store the commit words of count consecutive frames of frame_len bytes whose "
@@ -504,6 +552,8 @@ static PyMethodDef methods[] = {
      unpack_tick_doc},
     {"append_tick", (PyCFunction)(void (*)(void))fp_append_tick, METH_FASTCALL,
      append_tick_doc},
+    {"append_bytes", (PyCFunction)(void (*)(void))fp_append_bytes, METH_FASTCALL,
+     append_bytes_doc},
     {"commit_frames", (PyCFunction)(void (*)(void))fp_commit_frames, METH_FASTCALL,
      commit_frames_doc},
     {"snapshot_write", (PyCFunction)(void (*)(void))fp_snapshot_write, METH_FASTCALL,

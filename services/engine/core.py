@@ -30,7 +30,7 @@ import structlog
 from contracts import messages as m
 from libshm import Tick
 from services.engine.ledger import Ledger, Line, Spec
-from services.engine.offsets import Leg, Offset, plan
+from services.engine.offsets import plan
 from services.engine.orders import Event, InvalidTransition, Order, OrderIds, Overfill, State
 from services.engine.risk import ACTIVE, HALTED, REDUCING, Quote, RiskGate, RiskLimits
 from services.engine.strategy import AccountView, OrderView, PositionView, Strategy, TradeView
@@ -87,6 +87,9 @@ class AgentHandle:
     log: Any
     strategy: Strategy | None = None
     running: bool = False
+    wants_orders: bool = True  # the strategy overrides on_order (else no views are built)
+    wants_trades: bool = True
+    wants_timer: bool = True
     orders: dict[str, Order] = field(default_factory=dict)  # working orders
 
     @property
@@ -308,7 +311,9 @@ class Engine:
         if handles is None:
             return
         for handle in handles:
-            self._check_loss(handle)
+            line = self.ledger.accounts[handle.name].lines.get(instrument)
+            if line is not None and (line.position.long or line.position.short):
+                self._check_loss(handle)  # its mark-to-market moved
         for handle in handles:
             if handle.running:
                 self._call(handle, handle.strategy.on_tick, tick)  # type: ignore[union-attr]
@@ -389,8 +394,8 @@ class Engine:
             return [self._refuse(handle, instrument, direction, "open", price, volume, kind,
                                  "UNKNOWN_INSTRUMENT", text)]  # fmt: skip
         if offset == "open":
-            legs = [Leg(Offset.OPEN, volume)]
-        elif offset in ("auto", "close"):
+            return [self._send_leg(handle, spec, direction, price, "open", volume, kind)]
+        if offset in ("auto", "close"):
             legs = plan(self.ledger.position(handle.name, instrument), direction, volume,
                         spec.exchange, today_first=spec.close_today_first,
                         open_rest=offset == "auto")  # fmt: skip
@@ -400,15 +405,18 @@ class Engine:
                                      "NOTHING_TO_CLOSE", text)]  # fmt: skip
         else:
             raise ValueError(f"offset must be auto, open or close, not {offset!r}")
-        return [self._send_leg(handle, spec, direction, price, leg, kind) for leg in legs]
+        return [
+            self._send_leg(handle, spec, direction, price, leg.offset.value, leg.volume, kind)
+            for leg in legs
+        ]
 
     def _send_leg(  # noqa: PLR0917
-        self, handle: AgentHandle, spec: Spec, direction: str, price: float, leg: Leg, kind: str
-    ) -> str:
+        self, handle: AgentHandle, spec: Spec, direction: str, price: float, offset: str,
+        volume: int, kind: str,
+    ) -> str:  # fmt: skip
         instrument = spec.instrument
         order_id = self.ids.issue(handle.name, self.trading_day)
-        order = Order(order_id, handle.name, instrument, direction, leg.offset.value, price,
-                      leg.volume, kind)  # fmt: skip
+        order = Order(order_id, handle.name, instrument, direction, offset, price, volume, kind)
         working = self.working.get(instrument)
         pending = _pending_opens(handle.orders.values(), instrument)
         refusal = self.gate.check_order(
@@ -416,18 +424,21 @@ class Engine:
             working=working.values() if working else (), now_ns=self.now,
             phases=self.phases.get(instrument, b""),
         )  # fmt: skip
+        now = self.now
         if refusal is not None:
-            self._emit(m.RiskRefused(self.ticks, self.now, order_id, handle.name, instrument,
-                                     direction, leg.offset.value, price, leg.volume, kind,
-                                     *refusal))  # fmt: skip
+            self._emit(m.RiskRefused(self.ticks, now, order_id, handle.name, instrument,
+                                     direction, offset, price, volume, kind, *refusal))  # fmt: skip
             return order_id
-        fresh = self._emit(m.OrderRequested(
-            self.ticks, self.now, order_id, handle.name, instrument, spec.exchange,
-            direction, leg.offset.value, price, leg.volume, kind,  # type: ignore[arg-type]
+        fresh = self._record(m.OrderRequested(
+            self.ticks, now, order_id, handle.name, instrument, spec.exchange,
+            direction, offset, price, volume, kind,  # type: ignore[arg-type]
         ))  # fmt: skip
+        # journaled: now it may leave (the book-keeping below is what applying it means)
         if fresh or self.adapter.deterministic:
             self.sent += fresh
-            self.adapter.submit(self.orders[order_id], self.now)
+            self.adapter.submit(order, now)
+        self._register(order, handle, spec, now)
+        self._notify(handle, order)
         return order_id
 
     def _refuse(  # noqa: PLR0917 (the fields of RiskRefused)
@@ -460,6 +471,12 @@ class Engine:
     def _emit(self, msg: m.EngineMessage) -> bool:
         """Journal ``msg`` (or, in recovery, check it against the journal), then apply it.
         Returns True if it was journaled now (False: it was already in the journal)."""
+        fresh = self._record(msg)
+        self._apply_of[type(msg)](msg)
+        return fresh
+
+    def _record(self, msg: m.EngineMessage) -> bool:
+        """The journal half of :meth:`_emit`."""
         expect = self._expect
         if expect:
             want = expect.popleft()
@@ -474,7 +491,6 @@ class Engine:
             if self._journal is not None:
                 self._journal(m.encode(msg), msg.time_ns)
             fresh = True
-        self._apply_of[type(msg)](msg)
         return fresh
 
     def _pump(self) -> None:
@@ -552,6 +568,10 @@ class Engine:
             handle.log.exception("agent_create_failed")
             self._emit(m.AgentStopped(self.ticks, self.now, handle.name, traceback.format_exc()))
             return
+        cls = type(handle.strategy)
+        handle.wants_orders = cls.on_order is not Strategy.on_order
+        handle.wants_trades = cls.on_trade is not Strategy.on_trade
+        handle.wants_timer = cls.on_timer is not Strategy.on_timer
         handle.running = True
         self._call(handle, handle.strategy.on_start)
 
@@ -569,22 +589,30 @@ class Engine:
 
     def _apply_timer(self, msg: m.TimerFired) -> None:
         for handle in self.agents.values():
-            if handle.running:
+            if handle.running and handle.wants_timer:
                 self._call(handle, handle.strategy.on_timer, msg.time_ns)  # type: ignore[union-attr]
 
     def _apply_requested(self, msg: m.OrderRequested) -> None:
         order = Order(msg.order_id, msg.agent, msg.instrument, msg.direction, msg.offset,
                       msg.price, msg.volume, msg.kind)  # fmt: skip
-        order.apply(Event.SUBMIT)
         self.ids.seen(msg.order_id)
-        self.orders[msg.order_id] = order
-        self.working.setdefault(msg.instrument, {})[msg.order_id] = order
-        handle = self.agents[msg.agent]
-        handle.orders[msg.order_id] = order
-        line = self.ledger.line(msg.agent, self.specs[msg.instrument])
-        self.ledger.freeze(line, msg.direction, msg.offset, msg.volume)
-        self.gate.order_sent(order, msg.time_ns)
-        self._notify(handle, order)
+        self._register(order, self.agents[msg.agent], self.specs[msg.instrument], msg.time_ns)
+
+    def _register(self, order: Order, handle: AgentHandle, spec: Spec, now_ns: int) -> None:
+        """Applying an ``OrderRequested``: the order is pending submit, its closes frozen, and
+        the gate counts it."""
+        order.apply(Event.SUBMIT)
+        order_id = order.order_id
+        self.orders[order_id] = order
+        working = self.working.get(order.instrument)
+        if working is None:
+            working = self.working[order.instrument] = {}
+        working[order_id] = order
+        handle.orders[order_id] = order
+        if order.offset != "open":
+            line = self.ledger.line(order.agent, spec)
+            self.ledger.freeze(line, order.direction, order.offset, order.volume)
+        self.gate.order_sent(order, now_ns)
 
     def _apply_refused(self, msg: m.RiskRefused) -> None:
         self.ids.seen(msg.order_id)
@@ -643,7 +671,7 @@ class Engine:
             self._finish(order)
         else:
             self._notify(handle, order)
-        if handle.running:
+        if handle.running and handle.wants_trades:
             trade = TradeView(
                 order.order_id, msg.trade_id, order.instrument, order.direction, order.offset,
                 msg.price, msg.volume, msg.fee, msg.time_ns,
@@ -711,7 +739,7 @@ class Engine:
         self._notify(handle, order)
 
     def _notify(self, handle: AgentHandle, order: Order) -> None:
-        if handle.running:
+        if handle.running and handle.wants_orders:
             self._call(handle, handle.strategy.on_order, _view(order))  # type: ignore[union-attr]
 
     def _call(self, handle: AgentHandle, fn: Callable[..., object], *args: object) -> None:
@@ -791,7 +819,7 @@ class Engine:
             left = leg.volume
             while left:
                 take = min(left, max_volume)
-                self._send_leg(handle, spec, direction, price, Leg(leg.offset, take), "fak")
+                self._send_leg(handle, spec, direction, price, leg.offset.value, take, "fak")
                 left -= take
                 n += 1
         return n

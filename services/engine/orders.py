@@ -86,7 +86,7 @@ class Overfill(ValueError):
     """A fill beyond the order's volume; nothing is applied."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Order:
     """One order as the engine knows it."""
 
@@ -153,7 +153,7 @@ class Order:
                 target = State.PARTIALLY_FILLED
         if reason:
             self.reason = reason
-        self.state = State(target)
+        self.state = target if target.__class__ is State else State(target)
         return True
 
 

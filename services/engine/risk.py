@@ -18,7 +18,9 @@ from typing import Final
 
 from contracts.config import RiskConfig
 from services.engine.ledger import Account, Ledger, Line, Spec
-from services.engine.orders import Order
+from services.engine.orders import TERMINAL, Order
+
+_isfinite = math.isfinite
 
 __all__ = ["ACTIVE", "HALTED", "REDUCING", "Quote", "Refusal", "RiskGate", "RiskLimits"]
 
@@ -90,6 +92,12 @@ class RiskGate:
         self._account_sent: deque[int] = deque()
         self._cancels: dict[str, int] = {}  # per instrument, today, the account's
         self._window = config.duplicate_window_ms * 1_000_000
+        # the config's values as plain attributes: read on every check
+        self._trading_hours = config.trading_hours
+        self._band = config.price_band
+        self._account_rate = config.account_orders_per_second
+        self._self_trade = config.self_trade
+        self._account_margin = config.account_max_margin
 
     def add_agent(self, agent: str, limits: RiskLimits) -> None:
         self.limits[agent] = limits
@@ -138,31 +146,33 @@ class RiskGate:
     ) -> Refusal | None:
         """``pending_open``: lots of (buy, sell) opening orders of this agent and instrument still
         working; ``working``: the account's working orders in this instrument (every agent)."""
-        cfg = self.config
         agent = order.agent
         limits = self.limits[agent]
         opening = order.offset == "open"
 
-        state = self.effective(agent, order.instrument)
-        if state == HALTED:
-            return "HALTED", f"{agent}/{order.instrument}: trading is halted"
-        if state == REDUCING and opening:
-            return "REDUCING_ONLY", f"{agent}/{order.instrument}: only reducing orders are allowed"
+        if self.states:
+            state = self.effective(agent, order.instrument)
+            if state == HALTED:
+                return "HALTED", f"{agent}/{order.instrument}: trading is halted"
+            if state == REDUCING and opening:
+                text = f"{agent}/{order.instrument}: only reducing orders are allowed"
+                return "REDUCING_ONLY", text
 
         if order.volume > limits.max_order_volume:
             return "MAX_ORDER_VOLUME", (
                 f"{order.volume} lots exceeds the limit of {limits.max_order_volume} per order"
             )
 
-        if cfg.trading_hours and phases and quote is not None and quote.exchange_time_ns:
-            second = (quote.exchange_now(now_ns) // NS + CHINA_OFFSET_S) % DAY_S
-            if not phases[second]:
+        if self._trading_hours and phases and quote is not None and quote.exchange_time_ns:
+            elapsed = now_ns - quote.local_time_ns
+            exchange_now = quote.exchange_time_ns + (elapsed if elapsed > 0 else 0)
+            if not phases[(exchange_now // NS + CHINA_OFFSET_S) % DAY_S]:
                 return "TRADING_HOURS", f"{order.instrument} is not trading now"
 
         if order.kind != "market":
             price = order.price
             ticks = price / spec.price_tick
-            if not math.isfinite(price) or price <= 0 or abs(ticks - round(ticks)) > 1e-6:
+            if not price > 0 or not _isfinite(price) or abs(ticks - round(ticks)) > 1e-6:
                 return "PRICE_TICK", f"price {price} is not on the {spec.price_tick} tick grid"
             if quote is not None:
                 if price > quote.upper or price < quote.lower:
@@ -170,9 +180,9 @@ class RiskGate:
                         f"price {price} is outside today's limits {quote.lower}..{quote.upper}"
                     )
                 last = quote.last
-                if not math.isnan(last) and abs(price - last) > cfg.price_band * last:
+                if abs(price - last) > self._band * last:  # False while last is NaN
                     return "PRICE_BAND", (
-                        f"price {price} is more than {cfg.price_band:.1%} away from the last "
+                        f"price {price} is more than {self._band:.1%} away from the last "
                         f"price {last}"
                     )
 
@@ -189,10 +199,10 @@ class RiskGate:
         account_sent = self._account_sent
         while account_sent and account_sent[0] <= horizon:
             account_sent.popleft()
-        if len(account_sent) >= cfg.account_orders_per_second:
+        if len(account_sent) >= self._account_rate:
             return "ORDER_RATE", (
                 f"the account sent {len(account_sent)} orders in the last second "
-                f"(limit {cfg.account_orders_per_second})"
+                f"(limit {self._account_rate})"
             )
 
         if self._window:
@@ -207,18 +217,15 @@ class RiskGate:
         if opening:
             account = self.ledger.accounts[agent]
             line = account.lines.get(order.instrument)
-            refusal = self._check_exposure(
-                order, spec, quote, account=account, line=line, pending_open=pending_open,
-                limits=limits,
-            )  # fmt: skip
+            refusal = self._check_exposure(order, spec, quote, account, line, pending_open, limits)
             if refusal is not None:
                 return refusal
 
-        if cfg.self_trade:
+        if self._self_trade and working:
             buy = order.direction == "buy"
             price = order.price
             for other in working:
-                if other.direction == order.direction or not other.active:
+                if other.direction == order.direction or other.state in TERMINAL:
                     continue
                 crosses = price >= other.price if buy else price <= other.price
                 if crosses or order.kind == "market":
@@ -228,12 +235,11 @@ class RiskGate:
                     )
         return None
 
-    def _check_exposure(
+    def _check_exposure(  # noqa: PLR0917 (positional: on every opening order)
         self,
         order: Order,
         spec: Spec,
         quote: Quote | None,
-        *,
         account: Account,
         line: Line | None,
         pending_open: tuple[int, int],
@@ -265,14 +271,17 @@ class RiskGate:
             if order.kind == "market" and quote is not None:
                 price = quote.upper if order.direction == "buy" else quote.lower
             extra = price * order.volume * spec.multiplier * rate
-            used = account.margin() + extra
+            used = extra
+            for held in account.lines.values():
+                if held.position.long or held.position.short:
+                    used += held.margin()
             allowed = account.capital * limits.max_margin_ratio
             if used > allowed:
                 return "MAX_MARGIN", (
                     f"margin would reach {used:,.0f} ({used / account.capital:.0%} of capital; "
                     f"limit {limits.max_margin_ratio:.0%})"
                 )
-            limit = self.config.account_max_margin
+            limit = self._account_margin
             if limit is not None:
                 total = sum(a.margin() for a in self.ledger.accounts.values()) + extra
                 if total > limit:

@@ -45,9 +45,11 @@ from services.engine.strategy import Strategy
 __all__ = ["load_strategy", "read_journal", "run_engine"]
 
 JOURNAL_SEGMENT: Final = 16 << 20
-SPIN_NS: Final = 2_000_000  # keep spinning this long after the last input, then back off
-MAX_IDLE_S: Final = 0.001
-STATUS_EVERY_S: Final = 10.0
+SPIN_NS: Final = 2_000_000  # keep spinning this long after the last input, then nap
+IDLE_SLEEP_S: Final = 0.00005
+HOUSEKEEPING_NS: Final = 1_000_000  # commands and timers are looked at every millisecond
+END_CHECK_NS: Final = 500_000_000
+STATUS_EVERY_NS: Final = 10_000_000_000
 
 
 def load_strategy(ref: str, agent: str) -> type[Strategy]:
@@ -270,41 +272,47 @@ class EngineService:
 
     def _loop(self, engine: Engine, ticks: JournalReader, sock: zmq.Socket[Any], token: str,
               day: int) -> tuple[int | None, list[m.Holding], dict[str, float]]:  # fmt: skip
+        """Ticks first: the idle path only reads the journal and the clock; commands, timers,
+        the status line and the end of the day are looked at every ``HOUSEKEEPING_NS``."""
         timer_ns = self.config.engine.timer_ms * 1_000_000
-        next_timer = time.monotonic_ns() + timer_ns
-        next_status = time.monotonic() + STATUS_EVERY_S
-        idle_since = time.monotonic_ns()
-        sleep_s = 0.00005
-        check_end = time.monotonic() + 0.5
+        clock = time.monotonic_ns
+        next_timer = clock() + timer_ns
+        next_status = clock() + STATUS_EVERY_NS
+        next_end_check = clock() + END_CHECK_NS
+        next_housekeeping = idle_since = clock()
         read = ticks.read
         stop = self.stop
         poll = sock.poll
+        on_tick = engine.on_tick
         while not stop.requested:
             frame = read()
             if frame is not None:
-                engine.on_tick(decode_tick(frame.payload), frame.seq)
-                self._last_tick_wall = idle_since = time.monotonic_ns()
+                on_tick(decode_tick(frame.payload), frame.seq)
+                self._last_tick_wall = idle_since = clock()
                 continue
-            now = time.monotonic_ns()
-            if poll(0):
+            now = clock()
+            if now < next_housekeeping:
+                if now - idle_since > SPIN_NS:
+                    time.sleep(IDLE_SLEEP_S)
+                continue
+            next_housekeeping = now + HOUSEKEEPING_NS
+            while poll(0):
                 self._command(engine, sock, token)
                 idle_since = now
             if now >= next_timer:
                 engine.on_timer(self._engine_now(engine))
                 next_timer = now + timer_ns
-            if time.monotonic() >= next_status:
-                next_status = time.monotonic() + STATUS_EVERY_S
+            if now >= next_status:
+                next_status = now + STATUS_EVERY_NS
                 self._status(engine, day)
-            if time.monotonic() >= check_end:
-                check_end = time.monotonic() + 0.5
+            if now >= next_end_check:
+                next_end_check = now + END_CHECK_NS
                 if self._day_ended(ticks, day):
                     frame = read()  # what was committed just before the close
                     if frame is not None:
-                        engine.on_tick(decode_tick(frame.payload), frame.seq)
+                        on_tick(decode_tick(frame.payload), frame.seq)
                         continue
                     return self._roll(engine, day)
-            if now - idle_since > SPIN_NS:
-                time.sleep(sleep_s)
         return None, [], {}
 
     def _day_ended(self, ticks: JournalReader, day: int) -> bool:

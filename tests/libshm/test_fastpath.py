@@ -138,6 +138,24 @@ def test_c_and_pure_writers_write_identical_journals(
     assert c == py
 
 
+def test_c_and_pure_free_form_appends_write_identical_journals(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    payloads = [bytes(range(i % 251)) * (1 + i % 3) for i in range(300)]  # lengths 0..750
+
+    def write(path: Path) -> None:
+        with JournalWriter(path, segment_size=8192, clock=lambda: 42) as w:
+            for i, payload in enumerate(payloads):
+                w.append(payload, frame_time(i))
+
+    write(tmp_path / "c")
+    monkeypatch.setattr(accel, "FAST", None)
+    write(tmp_path / "py")
+    c, py = journal_bytes(tmp_path / "c"), journal_bytes(tmp_path / "py")
+    assert len(c) > 5
+    assert c == py
+
+
 def test_a_bad_tick_leaves_the_journal_untouched(tmp_path: Path) -> None:
     path = tmp_path / "j"
     with JournalWriter(path, layout=TICK_LAYOUT, segment_size=8192) as w:

@@ -68,9 +68,9 @@ def run(engine: Engine, ticks: list[tuple[int, Tick]], *, timer_every: int = 50)
             engine.on_timer(tick.local_time_ns + 1)
 
 
-def state(engine: Engine) -> dict[str, Any]:
+def state(engine: Engine) -> dict[object, Any]:
     """Everything that must be the same after a recovery."""
-    out: dict[str, Any] = {"ticks": engine.ticks, "sent_ids": engine.ids._next}
+    out: dict[object, Any] = {"ticks": engine.ticks, "sent_ids": engine.ids._next}
     for name, account in engine.ledger.accounts.items():
         out[name] = (round(account.cash, 6), round(account.realised(), 6),
                      round(account.unrealised(), 6), round(account.fees(), 6))  # fmt: skip

@@ -128,18 +128,22 @@ def outcome(journal: list[m.EngineMessage]) -> dict[str, Any]:
         if isinstance(x, (m.OrderAccepted, m.OrderRejected, m.OrderCancelled, m.Trade)):
             final[x.order_id] = type(x).__name__
     net: Counter[str] = Counter()
-    cash: Counter[str] = Counter()
+    cash: dict[str, float] = {}
     for t in (x for x in journal if isinstance(x, m.Trade)):
         r = requests[t.order_id]
         sign = 1 if r.direction == "buy" else -1
         net[r.agent] += sign * t.volume
-        cash[r.agent] += round(-sign * t.price * t.volume * 300 - t.fee, 6)
+        cash[r.agent] = round(cash.get(r.agent, 0.0) - sign * t.price * t.volume * 300 - t.fee, 6)
     return {
-        "orders": sorted((r.order_id, r.direction, r.offset, r.price, r.volume)
-                         for r in requests.values()),  # fmt: skip
+        "orders": sorted(
+            (r.order_id, r.direction, r.offset, r.price, r.volume) for r in requests.values()
+        ),
         "final": final,
-        "trades": sorted((x.order_id, x.trade_id, x.price, x.volume, x.fee)
-                         for x in journal if isinstance(x, m.Trade)),  # fmt: skip
+        "trades": sorted(
+            (x.order_id, x.trade_id, x.price, x.volume, x.fee)
+            for x in journal
+            if isinstance(x, m.Trade)
+        ),
         "net": dict(net),
         "cash": dict(cash),
         "refused": sorted((x.order_id, x.code) for x in journal if isinstance(x, m.RiskRefused)),

@@ -60,6 +60,8 @@ pytest: $(STAMP)
 
 bench: $(STAMP) ## run the benchmarks and print their figures (see docs/BENCHMARKS.md)
 	$(HFT) bench journal
+	$(HFT) bench md_recorder
+	$(HFT) bench engine
 
 clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build libshm/_fastpath.*.so

@@ -316,7 +316,10 @@ class Engine:
                 self._check_loss(handle)  # its mark-to-market moved
         for handle in handles:
             if handle.running:
-                self._call(handle, handle.strategy.on_tick, tick)  # type: ignore[union-attr]
+                try:
+                    handle.strategy.on_tick(tick)  # type: ignore[union-attr]
+                except Exception:
+                    self._failed(handle)
         self._pump()
 
     def on_timer(self, now_ns: int) -> None:
@@ -748,10 +751,14 @@ class Engine:
         try:
             fn(*args)
         except Exception:
-            error = traceback.format_exc()
-            handle.log.error("agent_failed", error=error)
-            if handle.running:
-                self._emit(m.AgentStopped(self.ticks, self.now, handle.name, error))
+            self._failed(handle)
+
+    def _failed(self, handle: AgentHandle) -> None:
+        """The agent raised (called from inside the ``except``): log it and stop it."""
+        error = traceback.format_exc()
+        handle.log.error("agent_failed", error=error)
+        if handle.running:
+            self._emit(m.AgentStopped(self.ticks, self.now, handle.name, error))
 
     def _check_loss(self, handle: AgentHandle) -> None:
         gate = self.gate

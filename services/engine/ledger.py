@@ -148,8 +148,13 @@ class Ledger:
         self.accounts: dict[str, Account] = {}
         self.specs: dict[str, Spec] = {}
         self.marks: dict[str, float] = {}
+        self._holders: dict[str, list[Line]] = {}  # every agent's line of an instrument
 
     def open_account(self, agent: str, capital: float, cash: float | None = None) -> Account:
+        old = self.accounts.get(agent)
+        if old is not None:  # a reopened account: forget its old lines
+            for instrument, line in old.lines.items():
+                self._holders[instrument].remove(line)
         account = Account(capital, capital if cash is None else cash)
         self.accounts[agent] = account
         return account
@@ -162,6 +167,7 @@ class Ledger:
                 spec, mark=self.marks.get(spec.instrument, math.nan)
             )
             self.specs[spec.instrument] = spec
+            self._holders.setdefault(spec.instrument, []).append(found)
         return found
 
     def position(self, agent: str, instrument: str) -> Position:
@@ -172,10 +178,8 @@ class Ledger:
         if math.isnan(price):
             return
         self.marks[instrument] = price
-        for account in self.accounts.values():
-            line = account.lines.get(instrument)
-            if line is not None:
-                line.mark = price
+        for line in self._holders.get(instrument, ()):
+            line.mark = price
 
     # -- pending closes ------------------------------------------------------------------------
 

@@ -40,7 +40,10 @@ class PaperBroker:
     _order_seq: int = 0
 
     def events(self) -> list[AdapterEvent]:
-        out, self._events = self._events, []
+        out = self._events
+        if not out:
+            return out  # empty: the engine only iterates it
+        self._events = []
         return out
 
     def submit(self, order: Order, now_ns: int) -> None:

@@ -14,6 +14,7 @@ from typing import Any, Final
 import msgspec
 import numpy as np
 
+from libshm import accel
 from libshm.errors import CorruptJournal, NotAJournal, Overrun, WriterGone
 from libshm.layout import (
     FRAME_HEADER,
@@ -30,8 +31,10 @@ from libshm.layout import (
     segment_name,
 )
 from libshm.process import writer_state
-from libshm.record import TICK_DTYPE, TICK_LAYOUT_ID, Tick, decode_tick
+from libshm.record import TICK_DTYPE, TICK_LAYOUT_ID, TICK_SIZE, Tick, decode_tick
 from libshm.segment import SegmentInfo, list_segments, map_segment, read_segment_info
+
+_TICK_FRAME_SIZE: Final = FRAME_HEADER_SIZE + ((TICK_SIZE + 7) & ~7)
 
 __all__ = ["TICK_FRAME_DTYPE", "Frame", "JournalReader", "WaitPolicy", "frame_dtype"]
 
@@ -197,6 +200,8 @@ class JournalReader:
         self._mm = mapping
         self._info: SegmentInfo = info
         self._index = index
+        tick_segment = info.layout.layout_id == TICK_LAYOUT_ID
+        self._fast_next = getattr(accel.FAST, "next_tick", None) if tick_segment else None
         self._off = SEGMENT_HEADER_SIZE
         self._seq = info.first_seq
 
@@ -271,6 +276,21 @@ class JournalReader:
                 return self.read()
             self._pending = None
         return Frame(seq, time_ns, ftype, self._mv[start : start + plen])
+
+    def next_tick(self) -> tuple[int, Tick] | None:
+        """The next frame as (sequence number, tick), or None if none is committed yet: what a
+        live loop calls. With the C fast path a plain tick frame is checked and decoded in one
+        call; anything else (a roll, a checked or filtered read) goes through :meth:`read`."""
+        fast = self._fast_next
+        if fast is not None and self._pending is None and not self.verify:
+            got = fast(self._mv, self._off, self._seq, Tick)
+            if got is not None:
+                seq = self._seq
+                self._off += _TICK_FRAME_SIZE
+                self._seq = seq + 1
+                return seq, got[1]
+        frame = self.read()
+        return None if frame is None else (frame.seq, decode_tick(frame.payload))
 
     def read_tick(self) -> Tick | None:
         """The next frame decoded as a tick, or None if none is committed yet."""

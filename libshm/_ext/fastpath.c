@@ -410,6 +410,56 @@ fp_append_bytes(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(next_tick_doc,
+             "next_tick(buffer, offset, seq, cls) -> (time_ns, tick) | None\n\n"
+             "The tick frame at offset if it is committed (acquire load of its commit word) "
+             "and is a tick frame with sequence number seq; None otherwise (not yet written, "
+             "a roll frame, or something read() must look at).");
+
+static PyObject *
+fp_next_tick(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    CHECK_NARGS("next_tick", 4);
+    Py_ssize_t off;
+    uint64_t seq;
+    Py_buffer view;
+    if (check_tick_type(args[3]) < 0 || parse_ssize(args[1], &off) < 0 ||
+        parse_u64(args[2], &seq) < 0)
+        return NULL;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    if (off < 0 || view.len - off < TICK_FRAME_SIZE) { /* the segment's end: a roll frame */
+        PyBuffer_Release(&view);
+        Py_RETURN_NONE;
+    }
+    const char *frame = (const char *)view.buf + off;
+    if (misaligned((char *)frame, &view))
+        return NULL;
+    uint64_t commit = __atomic_load_n((const uint64_t *)frame, __ATOMIC_ACQUIRE);
+    uint64_t fseq, ftime;
+    uint32_t ftype;
+    memcpy(&fseq, frame + 8, 8);
+    memcpy(&ftime, frame + 16, 8);
+    memcpy(&ftype, frame + 24, 4);
+    if ((commit & 0xFFFFFFFFu) != TICK_FRAME_SIZE || fseq != seq || (ftype & 0xFFFF) != TYPE_FIXED) {
+        PyBuffer_Release(&view);
+        Py_RETURN_NONE;
+    }
+    PyObject *tick = unpack_tick_from(frame + FRAME_HEADER_SIZE, (PyTypeObject *)args[3]);
+    PyBuffer_Release(&view);
+    if (tick == NULL)
+        return NULL;
+    PyObject *t = PyLong_FromLongLong((long long)ftime);
+    if (t == NULL) {
+        Py_DECREF(tick);
+        return NULL;
+    }
+    PyObject *out = PyTuple_Pack(2, t, tick);
+    Py_DECREF(t);
+    Py_DECREF(tick);
+    return out;
+}
+
 PyDoc_STRVAR(commit_frames_doc,
              "commit_frames(buffer, offset, count, frame_len) -> None\n\n"
              "Store the commit words of count consecutive frames of frame_len bytes whose "
@@ -554,6 +604,7 @@ static PyMethodDef methods[] = {
      append_tick_doc},
     {"append_bytes", (PyCFunction)(void (*)(void))fp_append_bytes, METH_FASTCALL,
      append_bytes_doc},
+    {"next_tick", (PyCFunction)(void (*)(void))fp_next_tick, METH_FASTCALL, next_tick_doc},
     {"commit_frames", (PyCFunction)(void (*)(void))fp_commit_frames, METH_FASTCALL,
      commit_frames_doc},
     {"snapshot_write", (PyCFunction)(void (*)(void))fp_snapshot_write, METH_FASTCALL,

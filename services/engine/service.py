@@ -280,14 +280,14 @@ class EngineService:
         next_status = clock() + STATUS_EVERY_NS
         next_end_check = clock() + END_CHECK_NS
         next_housekeeping = idle_since = clock()
-        read = ticks.read
+        read = ticks.next_tick
         stop = self.stop
         poll = sock.poll
         on_tick = engine.on_tick
         while not stop.requested:
-            frame = read()
-            if frame is not None:
-                on_tick(decode_tick(frame.payload), frame.seq)
+            item = read()
+            if item is not None:
+                on_tick(item[1], item[0])
                 self._last_tick_wall = idle_since = clock()
                 continue
             now = clock()
@@ -308,9 +308,9 @@ class EngineService:
             if now >= next_end_check:
                 next_end_check = now + END_CHECK_NS
                 if self._day_ended(ticks, day):
-                    frame = read()  # what was committed just before the close
-                    if frame is not None:
-                        on_tick(decode_tick(frame.payload), frame.seq)
+                    item = read()  # what was committed just before the close
+                    if item is not None:
+                        on_tick(item[1], item[0])
                         continue
                     return self._roll(engine, day)
         return None, [], {}

@@ -156,6 +156,26 @@ def test_c_and_pure_free_form_appends_write_identical_journals(
     assert c == py
 
 
+@pytest.mark.parametrize("impl", ["c", "python"])
+def test_next_tick_reads_what_read_and_decode_read_across_rolls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, impl: str
+) -> None:
+    write_journal(tmp_path / "j", 200, batch=False)  # 9 segments: 8 rolls
+    if impl == "python":
+        monkeypatch.setattr(accel, "FAST", None)
+    reader = JournalReader(tmp_path / "j")
+    assert (reader._fast_next is not None) == (impl == "c")
+    got = []
+    while (item := reader.next_tick()) is not None:
+        got.append(item)
+    assert [(s, py_encode(t)) for s, t in got] == [(i, py_encode(make_tick(i))) for i in range(200)]
+    assert reader.next_tick() is None  # the live end: nothing more, nothing skipped
+    with JournalWriter(tmp_path / "j", layout=TICK_LAYOUT, segment_size=8192) as w:
+        w.append_tick(make_tick(200), frame_time(200))
+    item = reader.next_tick()
+    assert item is not None and (item[0], py_encode(item[1])) == (200, py_encode(make_tick(200)))
+
+
 def test_a_bad_tick_leaves_the_journal_untouched(tmp_path: Path) -> None:
     path = tmp_path / "j"
     with JournalWriter(path, layout=TICK_LAYOUT, segment_size=8192) as w:

@@ -17,7 +17,6 @@ from typing import Final, Literal
 import msgspec
 
 __all__ = [
-    "SCOPES",
     "AgentStarted",
     "AgentStopped",
     "CancelAll",
@@ -49,7 +48,6 @@ __all__ = [
 ]
 
 Scope = Literal["agent", "instrument", "account", "global"]
-SCOPES: Final = ("agent", "instrument", "account", "global")
 
 
 class _Message(msgspec.Struct, frozen=True, tag=True, array_like=True, gc=False):

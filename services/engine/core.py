@@ -29,7 +29,7 @@ import structlog
 
 from contracts import messages as m
 from libshm import Tick
-from services.engine.ledger import Ledger, Line, Spec
+from services.engine.ledger import Ledger, Spec
 from services.engine.offsets import plan
 from services.engine.orders import Event, InvalidTransition, Order, OrderIds, Overfill, State
 from services.engine.risk import ACTIVE, HALTED, REDUCING, Quote, RiskGate, RiskLimits
@@ -180,7 +180,6 @@ class Engine:
         self.now = 0
         self.ticks = 0  # sequence number of the next tick to dispatch
         self.sent = 0  # orders handed to the adapter by this process
-        self.day_open = False
         self._journal = journal
         self._expect: deque[m.EngineMessage] = deque()
         self._ack = m.CommandAck(0, 0, "", False, "")
@@ -262,10 +261,6 @@ class Engine:
                 )
         return total
 
-    @property
-    def recovering(self) -> bool:
-        return bool(self._expect)
-
     def _feed(self, msg: m.EngineMessage) -> None:
         """Give a journaled external input to the engine through its live entry point."""
         if isinstance(msg, m.TimerFired):
@@ -274,14 +269,10 @@ class Engine:
             self.command(msg)
         elif isinstance(msg, m.DayRolled):
             self.roll_day(msg.time_ns, msg.next_day, msg.settlements)
-        elif not self.adapter.deterministic and isinstance(msg, _ADAPTER):
-            self.now = msg.time_ns
-            self._adapter_message(msg)
-        elif (
-            not self.adapter.deterministic
-            and isinstance(msg, m.CancelRefused)
-            and msg.code == "EXCHANGE"
-        ):
+        elif not self.adapter.deterministic and (
+            isinstance(msg, _ADAPTER)
+            or (isinstance(msg, m.CancelRefused) and msg.code == "EXCHANGE")
+        ):  # an event of an adapter that runs on its own, as it arrived
             self.now = msg.time_ns
             self._emit(msg)
         self._pump()
@@ -534,15 +525,10 @@ class Engine:
         else:
             raise ValueError(f"unknown adapter event {event!r}")
 
-    def _adapter_message(self, msg: m.EngineMessage) -> None:
-        """A journaled event of a non-deterministic adapter, re-applied in recovery."""
-        self._emit(msg)
-
     # -- applying messages ---------------------------------------------------------------------
 
     def _apply_day_opened(self, msg: m.DayOpened) -> None:
         self.trading_day = msg.trading_day
-        self.day_open = True
         self.gate.new_day()
         for name, handle in self.agents.items():
             self.ledger.open_account(name, handle.capital, msg.cash.get(name, handle.capital))
@@ -561,7 +547,6 @@ class Engine:
 
     def _apply_day_rolled(self, msg: m.DayRolled) -> None:
         self.ledger.roll(msg.settlements)
-        self.day_open = False
 
     def _apply_agent_started(self, msg: m.AgentStarted) -> None:
         handle = self.agents[msg.agent]
@@ -832,6 +817,12 @@ class Engine:
         return n
 
 
+def _from_adapter(msg: m.EngineMessage) -> bool:
+    return isinstance(msg, _ADAPTER) or (
+        isinstance(msg, m.CancelRefused) and msg.code == "EXCHANGE"
+    )
+
+
 def _pending_opens(orders: Iterable[Order], instrument: str) -> tuple[int, int]:
     buy = sell = 0
     for o in orders:
@@ -845,7 +836,3 @@ def _pending_opens(orders: Iterable[Order], instrument: str) -> tuple[int, int]:
 
 def _ignore(_: object) -> None:
     pass
-
-
-def line_of(engine: Engine, agent: str, instrument: str) -> Line | None:
-    return engine.ledger.accounts[agent].lines.get(instrument)

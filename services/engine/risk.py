@@ -47,10 +47,6 @@ class Quote:
     exchange_time_ns: int = 0
     local_time_ns: int = 0
 
-    def exchange_now(self, now_ns: int) -> int:
-        """The exchange's clock now, from the last tick's time and the time since it arrived."""
-        return self.exchange_time_ns + max(0, now_ns - self.local_time_ns)
-
 
 @dataclass(frozen=True)
 class RiskLimits:
@@ -164,6 +160,7 @@ class RiskGate:
             )
 
         if self._trading_hours and phases and quote is not None and quote.exchange_time_ns:
+            # the exchange's clock: the last tick's exchange time plus the time since it arrived
             elapsed = now_ns - quote.local_time_ns
             exchange_now = quote.exchange_time_ns + (elapsed if elapsed > 0 else 0)
             if not phases[(exchange_now // NS + CHINA_OFFSET_S) % DAY_S]:

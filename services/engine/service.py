@@ -16,13 +16,11 @@ from __future__ import annotations
 import hmac
 import importlib
 import math
-import signal
 import sys
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
 from typing import Any, Final
 
 import msgspec
@@ -41,6 +39,7 @@ from services.engine.core import Adapter, Engine, RecoveryDiverged
 from services.engine.products import specs_for
 from services.engine.risk import RiskLimits
 from services.engine.strategy import Strategy
+from services.tools.stop import StopSignals
 
 __all__ = ["load_strategy", "read_journal", "run_engine"]
 
@@ -92,16 +91,6 @@ def _days(root: Path) -> list[int]:
     return sorted(int(p.name) for p in root.iterdir() if p.name.isdigit() and len(p.name) == 8)
 
 
-class _Stop:
-    def __init__(self) -> None:
-        self.requested = False
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._handle)
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        self.requested = True
-
-
 class EngineService:
     """Wires the engine core to files, the clock and the command socket."""
 
@@ -123,7 +112,7 @@ class EngineService:
         token = credentials.engine_token
         self.token = token.get_secret_value() if token is not None else ""
         self.token_file: Path | None = None
-        self.stop = _Stop()
+        self.stop = StopSignals()
         self.engine: Engine | None = None
         self._last_tick_wall = time.monotonic_ns()
 

@@ -10,11 +10,9 @@ Every ``METRICS_EVERY_S`` the service logs its counts (kept, drops by reason, la
 from __future__ import annotations
 
 import datetime as dt
-import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from contracts.calendar import DEFAULT_CALENDAR, Calendar, load_calendar, next_weekday
@@ -28,6 +26,7 @@ from services.md_recorder.recorder import Recorder
 from services.md_recorder.replay import ReplaySource
 from services.md_recorder.sim import SimMarket
 from services.tools.doctor import check_locale
+from services.tools.stop import StopSignals
 
 if TYPE_CHECKING:
     from services.md_recorder.ctp import CtpMdSource
@@ -129,16 +128,6 @@ class SimSource:
         self._due = None
 
 
-class _Stop:
-    def __init__(self) -> None:
-        self.requested = False
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._handle)
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        self.requested = True
-
-
 def run_md_recorder(config: DeploymentConfig) -> int:
     log = get_logger()
     md = config.md_recorder
@@ -169,7 +158,7 @@ def run_md_recorder(config: DeploymentConfig) -> int:
         calendar, recordings, shm / "snapshot", segment_mb=md.segment_mb,
         check_local_time=md.source == "ctp",  # simulated times are not the wall clock's
     )  # fmt: skip
-    stop = _Stop()
+    stop = StopSignals()
     log.info("md_recorder_started", source=md.source, instruments=len(instruments))
     next_metrics = time.monotonic() + METRICS_EVERY_S
     try:

@@ -15,11 +15,10 @@ import math
 from dataclasses import dataclass, field
 
 from libshm import Tick
+from services.engine.core import AdapterEvent
 from services.engine.orders import Order
 
 __all__ = ["PaperBroker"]
-
-AdapterEvent = tuple[object, ...]
 
 
 @dataclass

@@ -120,6 +120,16 @@ def wait_day_done(config: Path, proc: subprocess.Popen[bytes], timeout_s: float 
     raise AssertionError("the engine did not reach the end of the day")
 
 
+def run_to_end_of_day(config: Path, log: Path) -> None:
+    """Start ``hft engine``, let it trade the whole day, stop it with SIGTERM (exit 0)."""
+    proc = start(config, log)
+    try:
+        wait_day_done(config, proc)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+
+
 def outcome(journal: list[m.EngineMessage]) -> dict[str, Any]:
     """Positions, orders and PnL as the journal tells them."""
     requests = {x.order_id: x for x in journal if isinstance(x, m.OrderRequested)}
@@ -178,14 +188,9 @@ def test_an_engine_killed_and_restarted_ends_like_an_uninterrupted_run(
 ) -> None:
     calm = tmp_path / "calm"
     calm.mkdir()
-    config = deployment(calm, recording)
-    proc = start(config, calm / "engine.log")
-    try:
-        wait_day_done(config, proc)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
-    expected = outcome(read_journal(calm / "journal" / "engine" / str(DAY)))
+    run_to_end_of_day(deployment(calm, recording), calm / "engine.log")
+    calm_journal = read_journal(calm / "journal" / "engine" / str(DAY))
+    expected = outcome(calm_journal)
     assert len(expected["trades"]) > 50
 
     crashy = tmp_path / "crashy"
@@ -194,7 +199,7 @@ def test_an_engine_killed_and_restarted_ends_like_an_uninterrupted_run(
     journal = crashy / "journal" / "engine" / str(DAY)
     rng = random.Random(5)
     kills = []
-    total = sum(1 for _ in read_journal(calm / "journal" / "engine" / str(DAY)))
+    total = len(calm_journal)
     for _ in range(3):
         target = frames(journal) + rng.randrange(200, max(201, total // 4))
         proc = start(config, crashy / "engine.log")
@@ -205,12 +210,7 @@ def test_an_engine_killed_and_restarted_ends_like_an_uninterrupted_run(
         proc.wait(timeout=30)
         kills.append(frames(journal))
     assert kills == sorted(kills) and kills[-1] < total  # each kill landed inside the day
-    proc = start(config, crashy / "engine.log")
-    try:
-        wait_day_done(config, proc)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
+    run_to_end_of_day(config, crashy / "engine.log")
     messages = read_journal(journal)
     got = outcome(messages)
     assert got == expected

@@ -31,11 +31,11 @@ import numpy as np
 from contracts.calendar import load_calendar
 from contracts.config import RiskConfig, parse_config
 from contracts.logs import configure
-from libshm import TICK_LAYOUT, JournalReader, JournalWriter, decode_tick
+from libshm import TICK_LAYOUT, JournalReader, JournalWriter, book_tick, decode_tick
 from services.engine.adapters.paper import PaperBroker
 from services.engine.ledger import Ledger, Rates, Spec
 from services.engine.orders import Order, State
-from services.engine.risk import Quote, RiskGate, RiskLimits
+from services.engine.risk import RiskGate, RiskLimits
 from services.engine.service import EngineService
 from services.engine.strategy import Strategy
 from services.md_recorder.importer import import_files
@@ -188,7 +188,8 @@ def bench_risk_gate(runs: int, calls: int = 200_000) -> dict[str, float]:
     ledger.fill(ledger.line("a", spec), "buy", "open", 5000.0, 2)
     ledger.mark("IF2101", 5000.0)
     t0 = 1_609_725_600 * 10**9  # 10:00 China time, in IF's hours
-    quote = Quote(5000.0, 5500.0, 4500.0, 4999.8, 5000.2, t0, t0)
+    quote = book_tick("IF2101", "CFFEX", 20210104, t0, last=5000.0, bid=4999.8, ask=5000.2,
+                      upper=5500.0, lower=4500.0)  # fmt: skip
     working = []
     for i, (side, price) in enumerate([("buy", 4998.0), ("buy", 4997.0), ("sell", 5003.0),
                                        ("sell", 5004.0)]):  # fmt: skip

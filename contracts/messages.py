@@ -17,6 +17,7 @@ from typing import Final, Literal
 import msgspec
 
 __all__ = [
+    "ENCODER",
     "AgentStarted",
     "AgentStopped",
     "CancelAll",
@@ -252,12 +253,12 @@ EngineMessage = (
     | StateChanged
 )
 
-_encoder: Final = msgspec.msgpack.Encoder()
+ENCODER: Final = msgspec.msgpack.Encoder()  # encode(message) -> bytes, for hot paths
 _decoder: Final = msgspec.msgpack.Decoder(EngineMessage)
 
 
 def encode(message: EngineMessage) -> bytes:
-    return _encoder.encode(message)
+    return ENCODER.encode(message)
 
 
 class CommandRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

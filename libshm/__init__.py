@@ -17,7 +17,7 @@ from libshm.errors import (
 )
 from libshm.layout import FREE_FORM, Layout
 from libshm.reader import TICK_FRAME_DTYPE, Frame, JournalReader, WaitPolicy
-from libshm.record import TICK_DTYPE, TICK_LAYOUT, Tick, decode_tick, encode_tick
+from libshm.record import TICK_DTYPE, TICK_LAYOUT, Tick, book_tick, decode_tick, encode_tick
 from libshm.writer import JournalWriter
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "WaitPolicy",
     "WriterGone",
     "WriterLocked",
+    "book_tick",
     "decode_tick",
     "encode_tick",
 ]

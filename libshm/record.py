@@ -26,6 +26,7 @@ __all__ = [
     "TICK_SIZE",
     "TICK_STRUCT",
     "Tick",
+    "book_tick",
     "decode_tick",
     "encode_tick",
     "pack_args",
@@ -205,6 +206,29 @@ def decode_tick(buffer: bytes | bytearray | memoryview, offset: int = 0) -> Tick
         return fast.unpack_tick(buffer, offset, Tick)  # type: ignore[no-any-return]
     values = TICK_STRUCT.unpack_from(buffer, offset)
     return _new_tick(Tick, (_text(values[0]), _text(values[1]), *values[2:]))
+
+
+def book_tick(
+    instrument: str,
+    exchange: str,
+    trading_day: int,
+    time_ns: int,
+    *,
+    last: float,
+    bid: float,
+    ask: float,
+    upper: float,
+    lower: float,
+    depth: int = 5,
+) -> Tick:
+    """A tick with a last price, the day's limits and one level of ``depth`` lots each side
+    (the rest NaN or zero): for tests, benchmarks and synthetic markets."""
+    nan = NAN
+    return Tick(
+        instrument, exchange, trading_day, 0, time_ns, time_ns, last, nan, nan, nan, nan, nan,
+        nan, nan, upper, lower, nan, 0, 0.0, 0.0, 0.0, bid, nan, nan, nan, nan, ask, nan, nan,
+        nan, nan, depth, 0, 0, 0, 0, depth, 0, 0, 0, 0,
+    )  # fmt: skip
 
 
 def tick_from_row(row: np.void) -> Tick:

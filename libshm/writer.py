@@ -290,7 +290,7 @@ class JournalWriter:
     def append(self, payload: bytes | bytearray | memoryview, time_ns: int) -> int:
         """Append a free-form payload; returns its sequence number."""
         plen = len(payload)
-        flen = frame_size(plen)
+        flen = (FRAME_HEADER_SIZE + plen + 7) & ~7  # frame_size(plen), inline: the order path
         if flen > self._limit - SEGMENT_HEADER_SIZE:
             raise ValueError(f"payload of {plen} bytes does not fit in a segment")
         off = self._off

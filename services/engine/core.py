@@ -22,6 +22,7 @@ import traceback
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Final, Literal, Protocol
 
 import msgspec
@@ -32,7 +33,7 @@ from libshm import Tick
 from services.engine.ledger import Ledger, Spec
 from services.engine.offsets import plan
 from services.engine.orders import Event, InvalidTransition, Order, OrderIds, Overfill, State
-from services.engine.risk import ACTIVE, HALTED, REDUCING, Quote, RiskGate, RiskLimits
+from services.engine.risk import ACTIVE, HALTED, REDUCING, RiskGate, RiskLimits
 from services.engine.strategy import AccountView, OrderView, PositionView, Strategy, TradeView
 
 __all__ = ["Adapter", "AdapterEvent", "AgentHandle", "Engine", "RecoveryDiverged"]
@@ -66,6 +67,10 @@ class RecoveryDiverged(Exception):
     or the inputs changed. The engine does not trade on a state it cannot trust."""
 
 
+_encode = m.ENCODER.encode
+_WARM_ID: Final = "warm-0-0"  # never issued: ids are AGENT-DAY-N with N from 1
+_DIRECTIONS: Final = frozenset({"buy", "sell"})
+_KINDS: Final = frozenset({"limit", "market", "fak", "fok"})
 _EXTERNAL = (m.TimerFired, m.Halt, m.Reduce, m.Resume, m.CancelAll, m.Flatten, m.DayRolled)
 _ADAPTER = (m.OrderAccepted, m.OrderRejected, m.OrderCancelled, m.Trade)
 _STATE_OF: Final[dict[type, Literal["active", "reducing", "halted"]]] = {
@@ -92,16 +97,16 @@ class AgentHandle:
     wants_timer: bool = True
     orders: dict[str, Order] = field(default_factory=dict)  # working orders
 
+    def __post_init__(self) -> None:
+        # send(instrument, direction, price, volume, offset, kind): the engine's, bound to this
+        # agent (one call from the strategy to the engine on the order path)
+        self.send: Callable[[str, str, float, int, str, str], list[str]] = partial(
+            self.engine.send, self
+        )
+
     @property
     def now(self) -> int:
         return self.engine.now
-
-    def send(  # noqa: PLR0917 (the strategy API's order of arguments)
-        self, instrument: str, direction: str, price: float, volume: int, offset: str, kind: str
-    ) -> list[str]:
-        return self.engine.send(
-            self, instrument, direction, price, volume, offset=offset, kind=kind
-        )
 
     def cancel(self, order_id: str) -> None:
         self.engine.cancel(self, order_id)
@@ -174,7 +179,6 @@ class Engine:
         self.by_instrument: dict[str, list[AgentHandle]] = {}
         self.orders: dict[str, Order] = {}  # every order of the day that left the gate
         self.working: dict[str, dict[str, Order]] = {}  # per instrument, every agent's
-        self.quotes: dict[str, Quote] = {}
         self.latest: dict[str, Tick] = {}
         self.trading_day = 0
         self.now = 0
@@ -284,27 +288,18 @@ class Engine:
         self.ticks = seq + 1
         self.now = now = tick.local_time_ns
         instrument = tick.instrument
-        self.latest[instrument] = tick
-        quote = self.quotes.get(instrument)
-        if quote is None:
-            quote = self.quotes[instrument] = Quote()
-        quote.last = last = tick.last
-        quote.upper = tick.upper_limit
-        quote.lower = tick.lower_limit
-        quote.bid = tick.bid_price1
-        quote.ask = tick.ask_price1
-        quote.exchange_time_ns = tick.exchange_time_ns
-        quote.local_time_ns = now
-        self.ledger.mark(instrument, last)
+        self.latest[instrument] = tick  # also the risk gate's quote
+        held = self.ledger.mark(instrument, tick.last)
         self.adapter.on_tick(tick, now)
         self._pump()
         handles = self.by_instrument.get(instrument)
         if handles is None:
             return
-        for handle in handles:
-            line = self.ledger.accounts[handle.name].lines.get(instrument)
-            if line is not None and (line.position.long or line.position.short):
-                self._check_loss(handle)  # its mark-to-market moved
+        if held:  # someone's mark-to-market moved
+            for handle in handles:
+                line = self.ledger.accounts[handle.name].lines.get(instrument)
+                if line is not None and (line.position.long or line.position.short):
+                    self._check_loss(handle)
         for handle in handles:
             if handle.running:
                 try:
@@ -370,16 +365,16 @@ class Engine:
 
     # -- agents' actions -----------------------------------------------------------------------
 
-    def send(
+    def send(  # noqa: PLR0917 (an agent's order, positional: on the order path)
         self, handle: AgentHandle, instrument: str, direction: str, price: float, volume: int,
-        *, offset: str, kind: str,
+        offset: str, kind: str,
     ) -> list[str]:  # fmt: skip
         if not handle.running:
             return []
         spec = self.specs.get(instrument)
-        if direction not in ("buy", "sell"):
+        if direction not in _DIRECTIONS:
             raise ValueError(f"direction must be 'buy' or 'sell', not {direction!r}")
-        if kind not in ("limit", "market", "fak", "fok"):
+        if kind not in _KINDS:
             raise ValueError(f"type must be limit, market, fak or fok, not {kind!r}")
         if not isinstance(volume, int) or volume <= 0:
             raise ValueError(f"volume must be a positive whole number of lots, not {volume!r}")
@@ -414,7 +409,7 @@ class Engine:
         working = self.working.get(instrument)
         pending = _pending_opens(handle.orders.values(), instrument)
         refusal = self.gate.check_order(
-            order, spec, self.quotes.get(instrument), pending_open=pending,
+            order, spec, self.latest.get(instrument), pending_open=pending,
             working=working.values() if working else (), now_ns=self.now,
             phases=self.phases.get(instrument, b""),
         )  # fmt: skip
@@ -434,6 +429,46 @@ class Engine:
         self._register(order, handle, spec, now)
         self._notify(handle, order)
         return order_id
+
+    def warm(self) -> bool:
+        """Run one agent's order path dry: build an order, check it at the risk gate and encode
+        its ``OrderRequested``, then drop it. Nothing is sent, journaled, counted or issued (the
+        gate's check only reads, besides forgetting order times that are out of its window).
+        Called while the market is quiet, it keeps the path's code and data in the CPU caches
+        (docs/engine.md, "Keeping the order path warm"). Returns False if there is nothing to
+        warm yet (no running agent with a priced instrument)."""
+        for handle in self.agents.values():
+            if not handle.running:
+                continue
+            for instrument in handle.instruments:
+                tick = self.latest.get(instrument)
+                spec = self.specs[instrument]
+                if tick is None or math.isnan(tick.last):
+                    continue
+                order = Order(_WARM_ID, handle.name, instrument, "buy", "open", tick.last, 1)
+                working = self.working.get(instrument)
+                self.gate.check_order(
+                    order, spec, tick, pending_open=_pending_opens(handle.orders.values(),
+                    instrument), working=working.values() if working else (), now_ns=self.now,
+                    phases=self.phases.get(instrument, b""),
+                )  # fmt: skip
+                _encode(
+                    m.OrderRequested(
+                        self.ticks,
+                        self.now,
+                        _WARM_ID,
+                        handle.name,
+                        instrument,
+                        spec.exchange,
+                        "buy",
+                        "open",
+                        tick.last,
+                        1,
+                        "limit",
+                    )
+                )
+                return True
+        return False
 
     def _refuse(  # noqa: PLR0917 (the fields of RiskRefused)
         self, handle: AgentHandle, instrument: str, direction: str, offset: str, price: float,
@@ -483,7 +518,7 @@ class Engine:
             fresh = False
         else:
             if self._journal is not None:
-                self._journal(m.encode(msg), msg.time_ns)
+                self._journal(_encode(msg), msg.time_ns)
             fresh = True
         return fresh
 
@@ -788,19 +823,19 @@ class Engine:
 
     def _close_out(self, agent: str, instrument: str, direction: str, volume: int) -> int:
         """Closing orders for a flatten: FAK at the opposite best, 5 ticks through it."""
-        quote = self.quotes.get(instrument)
+        tick = self.latest.get(instrument)
         spec = self.specs[instrument]
-        if quote is None:
+        if tick is None:
             return 0
-        best = quote.ask if direction == "buy" else quote.bid
+        best = tick.ask_price1 if direction == "buy" else tick.bid_price1
         if math.isnan(best):
-            best = quote.last
+            best = tick.last
         if math.isnan(best):
             return 0
         step = 5 * spec.price_tick * (1 if direction == "buy" else -1)
         price = round((best + step) / spec.price_tick) * spec.price_tick
-        if not math.isnan(quote.upper):
-            price = min(max(price, quote.lower), quote.upper)
+        if not math.isnan(tick.upper_limit):
+            price = min(max(price, tick.lower_limit), tick.upper_limit)
         price = float(f"{price:.10g}")
         handle = self.agents[agent]
         legs = plan(self.ledger.position(agent, instrument), direction, volume, spec.exchange,

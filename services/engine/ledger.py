@@ -19,6 +19,8 @@ from services.engine.offsets import CLOSE_TODAY_EXCHANGES, Offset, Position
 
 __all__ = ["Account", "Ledger", "Line", "Rates", "Spec"]
 
+_isnan = math.isnan
+
 
 @dataclass(frozen=True)
 class Rates:
@@ -43,6 +45,10 @@ class Spec:
     price_tick: float
     rates: Rates = Rates()
     close_today_first: bool = False  # the offset preference: close today's lots before yesterday's
+    margin_factor: float = field(init=False)  # margin per lot and point of price
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "margin_factor", self.multiplier * self.rates.margin_rate)
 
     @property
     def splits_close_today(self) -> bool:
@@ -100,14 +106,16 @@ class Line:
         return (value_long + value_short) * m
 
     def margin(self) -> float:
-        p = self.position
-        if math.isnan(self.mark):  # no price yet: margin on the cost basis
+        mark = self.mark
+        if _isnan(mark):  # no price yet: margin on the cost basis
             cost = (
                 self.long_today_cost + self.long_yesterday_cost
                 + self.short_today_cost + self.short_yesterday_cost
             )  # fmt: skip
-            return cost * self.spec.multiplier * self.spec.rates.margin_rate
-        return (p.long + p.short) * self.mark * self.spec.multiplier * self.spec.rates.margin_rate
+            return cost * self.spec.margin_factor
+        p = self.position
+        lots = p.long_today + p.long_yesterday + p.short_today + p.short_yesterday
+        return lots * mark * self.spec.margin_factor if lots else 0.0
 
 
 @dataclass
@@ -174,12 +182,19 @@ class Ledger:
         line = self.accounts[agent].lines.get(instrument)
         return line.position if line is not None else Position()
 
-    def mark(self, instrument: str, price: float) -> None:
-        if math.isnan(price):
-            return
+    def mark(self, instrument: str, price: float) -> bool:
+        """Mark ``instrument``'s lines to ``price``; True if one of them holds a position (its
+        mark-to-market moved)."""
+        if _isnan(price):  # no price
+            return False
         self.marks[instrument] = price
+        held = False
         for line in self._holders.get(instrument, ()):
             line.mark = price
+            if not held:
+                p = line.position
+                held = bool(p.long_today or p.long_yesterday or p.short_today or p.short_yesterday)
+        return held
 
     # -- pending closes ------------------------------------------------------------------------
 

@@ -163,12 +163,16 @@ class OrderIds:
 
     def __init__(self) -> None:
         self._next: dict[tuple[str, int], int] = {}
+        self._prefix: dict[tuple[str, int], str] = {}
 
     def issue(self, agent: str, trading_day: int) -> str:
         key = (agent, trading_day)
         n = self._next.get(key, 1)
         self._next[key] = n + 1
-        return f"{agent}-{trading_day}-{n}"
+        prefix = self._prefix.get(key)
+        if prefix is None:
+            prefix = self._prefix[key] = f"{agent}-{trading_day}-"
+        return prefix + str(n)
 
     def seen(self, order_id: str) -> None:
         """Account for an id issued earlier (recovery)."""

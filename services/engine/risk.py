@@ -13,14 +13,14 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Final
+from dataclasses import dataclass
+from typing import Final, Protocol
 
 from contracts.config import RiskConfig
-from services.engine.ledger import Account, Ledger, Line, Spec
+from services.engine.ledger import Ledger, Spec
 from services.engine.orders import TERMINAL, Order
 
-_isfinite = math.isfinite
+_INF: Final = math.inf
 
 __all__ = ["ACTIVE", "HALTED", "REDUCING", "Quote", "Refusal", "RiskGate", "RiskLimits"]
 
@@ -35,17 +35,19 @@ DAY_S: Final = 86_400
 CHINA_OFFSET_S: Final = 8 * 3600
 
 
-@dataclass
-class Quote:
-    """What the gate knows of an instrument's market: updated by the engine on every tick."""
+class Quote(Protocol):
+    """What the gate reads of an instrument's market: the latest tick (a ``libshm.Tick``)."""
 
-    last: float = math.nan
-    upper: float = math.nan
-    lower: float = math.nan
-    bid: float = math.nan
-    ask: float = math.nan
-    exchange_time_ns: int = 0
-    local_time_ns: int = 0
+    @property
+    def last(self) -> float: ...
+    @property
+    def upper_limit(self) -> float: ...
+    @property
+    def lower_limit(self) -> float: ...
+    @property
+    def exchange_time_ns(self) -> int: ...
+    @property
+    def local_time_ns(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -68,12 +70,17 @@ class RiskLimits:
         return cls(**values)
 
 
-@dataclass
 class _AgentCounters:
-    sent: deque[int] = field(default_factory=deque)  # times of orders in the last second
-    orders: int = 0  # today
-    cancels: int = 0  # today, not protective
-    recent: dict[tuple[str, str, float, int], int] = field(default_factory=dict)
+    """One agent's limits and counters: what every check reads, one lookup away."""
+
+    __slots__ = ("cancels", "limits", "orders", "recent", "sent")
+
+    def __init__(self, limits: RiskLimits) -> None:
+        self.limits = limits
+        self.sent: deque[int] = deque()  # times of orders in the last second
+        self.orders = 0  # today
+        self.cancels = 0  # today, not protective
+        self.recent: dict[tuple[str, str, float, int], int] = {}
 
 
 class RiskGate:
@@ -97,7 +104,7 @@ class RiskGate:
 
     def add_agent(self, agent: str, limits: RiskLimits) -> None:
         self.limits[agent] = limits
-        self._agents[agent] = _AgentCounters()
+        self._agents[agent] = _AgentCounters(limits)
 
     # -- states --------------------------------------------------------------------------------
 
@@ -143,38 +150,43 @@ class RiskGate:
         """``pending_open``: lots of (buy, sell) opening orders of this agent and instrument still
         working; ``working``: the account's working orders in this instrument (every agent)."""
         agent = order.agent
-        limits = self.limits[agent]
+        instrument = order.instrument
+        direction = order.direction
+        volume = order.volume
+        price = order.price
+        counters = self._agents[agent]
+        limits = counters.limits
         opening = order.offset == "open"
 
         if self.states:
-            state = self.effective(agent, order.instrument)
+            state = self.effective(agent, instrument)
             if state == HALTED:
-                return "HALTED", f"{agent}/{order.instrument}: trading is halted"
+                return "HALTED", f"{agent}/{instrument}: trading is halted"
             if state == REDUCING and opening:
-                text = f"{agent}/{order.instrument}: only reducing orders are allowed"
-                return "REDUCING_ONLY", text
+                return "REDUCING_ONLY", f"{agent}/{instrument}: only reducing orders are allowed"
 
-        if order.volume > limits.max_order_volume:
+        if volume > limits.max_order_volume:
             return "MAX_ORDER_VOLUME", (
-                f"{order.volume} lots exceeds the limit of {limits.max_order_volume} per order"
+                f"{volume} lots exceeds the limit of {limits.max_order_volume} per order"
             )
 
-        if self._trading_hours and phases and quote is not None and quote.exchange_time_ns:
+        if quote is not None and phases and self._trading_hours and quote.exchange_time_ns:
             # the exchange's clock: the last tick's exchange time plus the time since it arrived
             elapsed = now_ns - quote.local_time_ns
             exchange_now = quote.exchange_time_ns + (elapsed if elapsed > 0 else 0)
             if not phases[(exchange_now // NS + CHINA_OFFSET_S) % DAY_S]:
-                return "TRADING_HOURS", f"{order.instrument} is not trading now"
+                return "TRADING_HOURS", f"{instrument} is not trading now"
 
-        if order.kind != "market":
-            price = order.price
+        market = order.kind == "market"
+        if not market:
             ticks = price / spec.price_tick
-            if not price > 0 or not _isfinite(price) or abs(ticks - round(ticks)) > 1e-6:
+            if not 0.0 < price < _INF or abs(ticks - round(ticks)) > 1e-6:  # NaN fails too
                 return "PRICE_TICK", f"price {price} is not on the {spec.price_tick} tick grid"
             if quote is not None:
-                if price > quote.upper or price < quote.lower:
+                if price > quote.upper_limit or price < quote.lower_limit:
                     return "PRICE_LIMIT", (
-                        f"price {price} is outside today's limits {quote.lower}..{quote.upper}"
+                        f"price {price} is outside today's limits "
+                        f"{quote.lower_limit}..{quote.upper_limit}"
                     )
                 last = quote.last
                 if abs(price - last) > self._band * last:  # False while last is NaN
@@ -183,7 +195,6 @@ class RiskGate:
                         f"price {last}"
                     )
 
-        counters = self._agents[agent]
         horizon = now_ns - NS
         sent = counters.sent
         while sent and sent[0] <= horizon:
@@ -203,29 +214,24 @@ class RiskGate:
             )
 
         if self._window:
-            key = (order.instrument, order.direction, order.price, order.volume)
-            before = counters.recent.get(key)
+            before = counters.recent.get((instrument, direction, price, volume))
             if before is not None and now_ns - before < self._window:
                 return "DUPLICATE", (
-                    f"the same order ({order.direction} {order.volume} {order.instrument} @ "
-                    f"{order.price}) was sent {(now_ns - before) / 1e6:.0f} ms ago"
+                    f"the same order ({direction} {volume} {instrument} @ {price}) was sent "
+                    f"{(now_ns - before) / 1e6:.0f} ms ago"
                 )
 
+        buy = direction == "buy"
         if opening:
-            account = self.ledger.accounts[agent]
-            line = account.lines.get(order.instrument)
-            refusal = self._check_exposure(order, spec, quote, account, line, pending_open, limits)
+            refusal = self._check_exposure(order, spec, quote, pending_open, limits, buy)
             if refusal is not None:
                 return refusal
 
-        if self._self_trade and working:
-            buy = order.direction == "buy"
-            price = order.price
+        if working and self._self_trade:
             for other in working:
-                if other.direction == order.direction or other.state in TERMINAL:
+                if other.direction == direction or other.state in TERMINAL:
                     continue
-                crosses = price >= other.price if buy else price <= other.price
-                if crosses or order.kind == "market":
+                if market or (price >= other.price if buy else price <= other.price):
                     return "SELF_TRADE", (
                         f"would cross the account's own resting order {other.order_id} "
                         f"({other.direction} @ {other.price})"
@@ -237,21 +243,23 @@ class RiskGate:
         order: Order,
         spec: Spec,
         quote: Quote | None,
-        account: Account,
-        line: Line | None,
         pending_open: tuple[int, int],
         limits: RiskLimits,
+        buy: bool,
     ) -> Refusal | None:
-        long = short = 0
+        account = self.ledger.accounts[order.agent]
+        line = account.lines.get(order.instrument)
+        long, short = pending_open
         if line is not None:
-            long, short = line.position.long, line.position.short
-        long += pending_open[0]
-        short += pending_open[1]
-        if order.direction == "buy":
-            long += order.volume
+            p = line.position
+            long += p.long_today + p.long_yesterday
+            short += p.short_today + p.short_yesterday
+        volume = order.volume
+        if buy:
+            long += volume
             side, after = "long", long
         else:
-            short += order.volume
+            short += volume
             side, after = "short", short
         if after > limits.max_position:
             return "MAX_POSITION", (
@@ -266,12 +274,11 @@ class RiskGate:
         if rate:
             price = order.price
             if order.kind == "market" and quote is not None:
-                price = quote.upper if order.direction == "buy" else quote.lower
-            extra = price * order.volume * spec.multiplier * rate
+                price = quote.upper_limit if buy else quote.lower_limit
+            extra = price * volume * spec.multiplier * rate
             used = extra
             for held in account.lines.values():
-                if held.position.long or held.position.short:
-                    used += held.margin()
+                used += held.margin()
             allowed = account.capital * limits.max_margin_ratio
             if used > allowed:
                 return "MAX_MARGIN", (

@@ -49,6 +49,7 @@ IDLE_SLEEP_S: Final = 0.00005
 HOUSEKEEPING_NS: Final = 1_000_000  # commands and timers are looked at every millisecond
 END_CHECK_NS: Final = 500_000_000
 STATUS_EVERY_NS: Final = 10_000_000_000
+NEVER: Final = 2**63
 
 
 def load_strategy(ref: str, agent: str) -> type[Strategy]:
@@ -269,10 +270,13 @@ class EngineService:
         next_status = clock() + STATUS_EVERY_NS
         next_end_check = clock() + END_CHECK_NS
         next_housekeeping = idle_since = clock()
+        warm_ns = self.config.engine.warm_us * 1_000
+        next_warm = idle_since + warm_ns if warm_ns else NEVER
         read = ticks.next_tick
         stop = self.stop
         poll = sock.poll
         on_tick = engine.on_tick
+        warm = engine.warm
         while not stop.requested:
             item = read()
             if item is not None:
@@ -281,7 +285,10 @@ class EngineService:
                 continue
             now = clock()
             if now < next_housekeeping:
-                if now - idle_since > SPIN_NS:
+                if now >= next_warm:  # quiet: run the order path dry (Engine.warm)
+                    warm()
+                    next_warm = now + warm_ns
+                elif now - idle_since > SPIN_NS:
                     time.sleep(IDLE_SLEEP_S)
                 continue
             next_housekeeping = now + HOUSEKEEPING_NS

@@ -103,6 +103,7 @@ class Strategy:
 
     def __init__(self, handle: AgentHandle, params: dict[str, Any]) -> None:
         self._h = handle
+        self._send = handle.send
         self.name: str = handle.name
         self.instruments: tuple[str, ...] = handle.instruments
         self.params = params
@@ -134,25 +135,25 @@ class Strategy:
         self, instrument: str, price: float, volume: int, type: OrderType = "limit"
     ) -> list[str]:
         """Open long."""
-        return self._h.send(instrument, "buy", price, volume, "open", type)
+        return self._send(instrument, "buy", price, volume, "open", type)
 
     def sell(
         self, instrument: str, price: float, volume: int, type: OrderType = "limit"
     ) -> list[str]:
         """Close long (close-today and close-yesterday chosen for SHFE and INE)."""
-        return self._h.send(instrument, "sell", price, volume, "close", type)
+        return self._send(instrument, "sell", price, volume, "close", type)
 
     def short(
         self, instrument: str, price: float, volume: int, type: OrderType = "limit"
     ) -> list[str]:
         """Open short."""
-        return self._h.send(instrument, "sell", price, volume, "open", type)
+        return self._send(instrument, "sell", price, volume, "open", type)
 
     def cover(
         self, instrument: str, price: float, volume: int, type: OrderType = "limit"
     ) -> list[str]:
         """Close short."""
-        return self._h.send(instrument, "buy", price, volume, "close", type)
+        return self._send(instrument, "buy", price, volume, "close", type)
 
     def send_order(  # noqa: PLR0917 (positional like vn.py's, for users)
         self,
@@ -165,7 +166,7 @@ class Strategy:
     ) -> list[str]:
         """Send an order; ``offset="auto"`` closes the opposite side first and opens the rest.
         Returns the ids of the orders it became (one per open/close leg)."""
-        return self._h.send(instrument, direction, price, volume, offset, type)
+        return self._send(instrument, direction, price, volume, offset, type)
 
     def cancel(self, order_id: str) -> None:
         self._h.cancel(order_id)

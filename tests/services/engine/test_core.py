@@ -11,7 +11,7 @@ import pytest
 from contracts import messages as m
 from contracts.calendar import load_calendar
 from contracts.config import ProductRates, RiskConfig
-from libshm import JournalReader, Tick, decode_tick
+from libshm import JournalReader, Tick, book_tick, decode_tick
 from services.engine.adapters.paper import PaperBroker
 from services.engine.core import Engine, RecoveryDiverged
 from services.engine.products import specs_for
@@ -113,6 +113,29 @@ def test_agents_trade_the_real_day_through_the_gate_and_the_ledger_reconciles(
     # every order is in a state of the table, and no id was issued twice
     ids = [x.order_id for x in journal if isinstance(x, (m.OrderRequested, m.RiskRefused))]
     assert len(ids) == len(set(ids))
+
+
+def test_warming_the_order_path_changes_nothing(ticks: list[tuple[int, Tick]]) -> None:
+    day = ticks[:6000]
+    plain: list[m.EngineMessage] = []
+    engine = make_engine(plain)
+    assert not engine.warm()  # no agent running yet: nothing to warm
+    engine.open_day(DAY, day[0][1].local_time_ns)
+    run(engine, day)
+
+    warmed: list[m.EngineMessage] = []
+    other = make_engine(warmed)
+    other.open_day(DAY, day[0][1].local_time_ns)
+    calls = 0
+    for i, (seq, tick) in enumerate(day):
+        other.on_tick(tick, seq)
+        calls += other.warm() + other.warm()  # between every two ticks, as a quiet market would
+        if i % 50 == 49:
+            other.on_timer(tick.local_time_ns + 1)
+    assert calls == 2 * len(day)
+    assert warmed == plain  # not one message more, less or different
+    assert state(other) == state(engine)
+    assert other.sent == engine.sent
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -279,13 +302,8 @@ class NightCu(Strategy):
 
 
 def _cu_tick(day: int, when_ns: int, price: float) -> Tick:
-    values: list[Any] = ["cu2102", "SHFE", day, 0, when_ns, when_ns, price, price, price, price,
-                         float("nan"), price, price, float("nan"), price * 1.08, price * 0.92,
-                         price, 10, price * 50.0, 1000.0, 1000.0]  # fmt: skip
-    nan = float("nan")
-    values += [price - 10, nan, nan, nan, nan, price + 10, nan, nan, nan, nan]
-    values += [5, 0, 0, 0, 0, 5, 0, 0, 0, 0]
-    return Tick(*values)
+    return book_tick("cu2102", "SHFE", day, when_ns, last=price, bid=price - 10, ask=price + 10,
+                     upper=price * 1.08, lower=price * 0.92)  # fmt: skip
 
 
 def test_shfe_close_today_and_yesterday_across_the_roll_with_a_night_position() -> None:

@@ -8,9 +8,10 @@ import pytest
 
 from contracts.calendar import load_calendar
 from contracts.config import RiskConfig
+from libshm import Tick, book_tick
 from services.engine.ledger import Ledger, Rates, Spec
 from services.engine.orders import Order, State
-from services.engine.risk import HALTED, REDUCING, Quote, RiskGate, RiskLimits
+from services.engine.risk import HALTED, REDUCING, RiskGate, RiskLimits
 
 SEC = 1_000_000_000
 MS = 1_000_000
@@ -21,9 +22,9 @@ CALENDAR = load_calendar()
 IF_PHASES = CALENDAR.phase_table(CALENDAR.product("IF2101"))  # type: ignore[arg-type]
 
 
-def quote(last: float = 5000.0) -> Quote:
-    return Quote(last=last, upper=5500.0, lower=4500.0, bid=last - 0.2, ask=last + 0.2,
-                 exchange_time_ns=T0, local_time_ns=T0)  # fmt: skip
+def quote(last: float = 5000.0) -> Tick:
+    return book_tick("IF2101", "CFFEX", 20210104, T0, last=last, bid=last - 0.2, ask=last + 0.2,
+                     upper=5500.0, lower=4500.0)  # fmt: skip
 
 
 def make_gate(**risk: object) -> RiskGate:
@@ -45,7 +46,7 @@ def order(direction: str = "buy", price: float = 5000.0, volume: int = 1, *, age
 
 
 def check(
-    gate: RiskGate, o: Order, *, now: int = T0, q: Quote | None = None,
+    gate: RiskGate, o: Order, *, now: int = T0, q: Tick | None = None,
     working: list[Order] | None = None, pending: tuple[int, int] = (0, 0),
 ) -> str | None:  # fmt: skip
     refusal = gate.check_order(

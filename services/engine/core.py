@@ -403,25 +403,15 @@ class Engine:
         self, handle: AgentHandle, spec: Spec, direction: str, price: float, offset: str,
         volume: int, kind: str,
     ) -> str:  # fmt: skip
-        instrument = spec.instrument
         order_id = self.ids.issue(handle.name, self.trading_day)
-        order = Order(order_id, handle.name, instrument, direction, offset, price, volume, kind)
-        working = self.working.get(instrument)
-        pending = _pending_opens(handle.orders.values(), instrument)
-        refusal = self.gate.check_order(
-            order, spec, self.latest.get(instrument), pending_open=pending,
-            working=working.values() if working else (), now_ns=self.now,
-            phases=self.phases.get(instrument, b""),
-        )  # fmt: skip
-        now = self.now
-        if refusal is not None:
-            self._emit(m.RiskRefused(self.ticks, now, order_id, handle.name, instrument,
-                                     direction, offset, price, volume, kind, *refusal))  # fmt: skip
+        order = Order(order_id, handle.name, spec.instrument, direction, offset, price, volume,
+                      kind)  # fmt: skip
+        msg = self._check(order, handle, spec)
+        if type(msg) is m.RiskRefused:
+            self._emit(msg)
             return order_id
-        fresh = self._record(m.OrderRequested(
-            self.ticks, now, order_id, handle.name, instrument, spec.exchange,
-            direction, offset, price, volume, kind,  # type: ignore[arg-type]
-        ))  # fmt: skip
+        now = self.now
+        fresh = self._record(msg)
         # journaled: now it may leave (the book-keeping below is what applying it means)
         if fresh or self.adapter.deterministic:
             self.sent += fresh
@@ -429,6 +419,29 @@ class Engine:
         self._register(order, handle, spec, now)
         self._notify(handle, order)
         return order_id
+
+    def _check(
+        self, order: Order, handle: AgentHandle, spec: Spec
+    ) -> m.OrderRequested | m.RiskRefused:
+        """The risk gate's verdict on a new order, as the message to journal: the order path up
+        to the journal (``warm`` runs it dry)."""
+        instrument = order.instrument
+        working = self.working.get(instrument)
+        refusal = self.gate.check_order(
+            order, spec, self.latest.get(instrument),
+            pending_open=_pending_opens(handle.orders.values(), instrument),
+            working=working.values() if working else (), now_ns=self.now,
+            phases=self.phases.get(instrument, b""),
+        )  # fmt: skip
+        if refusal is not None:
+            return m.RiskRefused(self.ticks, self.now, order.order_id, handle.name, instrument,
+                                 order.direction, order.offset, order.price, order.volume,
+                                 order.kind, *refusal)  # fmt: skip
+        return m.OrderRequested(
+            self.ticks, self.now, order.order_id, handle.name, instrument, spec.exchange,
+            order.direction, order.offset, order.price, order.volume,  # type: ignore[arg-type]
+            order.kind,  # type: ignore[arg-type]
+        )  # fmt: skip
 
     def warm(self) -> bool:
         """Run one agent's order path dry: build an order, check it at the risk gate and encode
@@ -446,27 +459,7 @@ class Engine:
                 if tick is None or math.isnan(tick.last):
                     continue
                 order = Order(_WARM_ID, handle.name, instrument, "buy", "open", tick.last, 1)
-                working = self.working.get(instrument)
-                self.gate.check_order(
-                    order, spec, tick, pending_open=_pending_opens(handle.orders.values(),
-                    instrument), working=working.values() if working else (), now_ns=self.now,
-                    phases=self.phases.get(instrument, b""),
-                )  # fmt: skip
-                _encode(
-                    m.OrderRequested(
-                        self.ticks,
-                        self.now,
-                        _WARM_ID,
-                        handle.name,
-                        instrument,
-                        spec.exchange,
-                        "buy",
-                        "open",
-                        tick.last,
-                        1,
-                        "limit",
-                    )
-                )
+                _encode(self._check(order, handle, spec))
                 return True
         return False
 

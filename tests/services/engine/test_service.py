@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import random
 import signal
 import subprocess
 import sys
 import time
+import weakref
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ from contracts import messages as m
 from contracts.config import load_config
 from libshm import JournalReader, NotAJournal
 from services.engine.command import send_command
-from services.engine.service import read_journal
+from services.engine.service import _collector_off_the_tick_path, read_journal
 from tests.helpers import ROOT, import_market, run_hft, write_config
 
 DAY = 20210104
@@ -217,3 +219,24 @@ def test_an_engine_killed_and_restarted_ends_like_an_uninterrupted_run(
     ids = [x.order_id for x in messages if isinstance(x, m.OrderRequested)]
     assert len(ids) == len(set(ids))  # no order was sent twice
     assert "Traceback" not in (crashy / "engine.log").read_text()
+
+
+def test_the_collector_is_off_the_tick_path_and_the_idle_loop_still_frees_cycles() -> None:
+    class Node:
+        other: Any = None
+
+    was = gc.isenabled()
+    try:
+        young = _collector_off_the_tick_path()
+        assert not gc.isenabled()  # no collection can start in the middle of a tick
+        a, b = Node(), Node()
+        a.other, b.other = b, a  # a cycle: reference counting alone never frees it
+        gone = weakref.ref(a)
+        del a, b
+        assert gone() is not None
+        young()  # what the idle loop runs
+        assert gone() is None
+    finally:
+        gc.unfreeze()
+        if was:
+            gc.enable()

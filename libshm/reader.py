@@ -284,6 +284,8 @@ class JournalReader:
         fast = self._fast_next
         if fast is not None and self._pending is None and not self.verify:
             got = fast(self._mv, self._off, self._seq, Tick)
+            if got is False:  # nothing committed yet
+                return None
             if got is not None:
                 seq = self._seq
                 self._off += _TICK_FRAME_SIZE

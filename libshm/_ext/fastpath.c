@@ -411,10 +411,11 @@ fp_append_bytes(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
 }
 
 PyDoc_STRVAR(next_tick_doc,
-             "next_tick(buffer, offset, seq, cls) -> (time_ns, tick) | None\n\n"
+             "next_tick(buffer, offset, seq, cls) -> (time_ns, tick) | False | None\n\n"
              "The tick frame at offset if it is committed (acquire load of its commit word) "
-             "and is a tick frame with sequence number seq; None otherwise (not yet written, "
-             "a roll frame, or something read() must look at).");
+             "and is a tick frame with sequence number seq; False if nothing is committed "
+             "there yet; None for anything read() must look at (a roll frame, the segment's "
+             "end, another kind of frame).");
 
 static PyObject *
 fp_next_tick(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
@@ -436,6 +437,10 @@ fp_next_tick(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     if (misaligned((char *)frame, &view))
         return NULL;
     uint64_t commit = __atomic_load_n((const uint64_t *)frame, __ATOMIC_ACQUIRE);
+    if (commit == 0) { /* nothing committed here yet: the idle case, answered without read() */
+        PyBuffer_Release(&view);
+        Py_RETURN_FALSE;
+    }
     uint64_t fseq, ftime;
     uint32_t ftype;
     memcpy(&fseq, frame + 8, 8);

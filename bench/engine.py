@@ -234,8 +234,8 @@ def run(argv: list[str] | None = None) -> int:
         "--every", type=int, default=20, help="order on every N-th tick (20: 1,000 orders/s)"
     )
     parser.add_argument(
-        "--warm-us", type=int, default=100,
-        help="engine.warm_us: run the order path dry this often while quiet (0: never; 100)",
+        "--warm-us", type=int, default=50,
+        help="engine.warm_us: run the order path dry this often while quiet (0: never; 50)",
     )  # fmt: skip
     parser.add_argument("--dir", default="/dev/shm", help="where the journals go")
     args = parser.parse_args(argv)

@@ -239,7 +239,7 @@ class EngineConfig(_Section):
     """Directories searched first for the agents' strategy modules (your own strategies)."""
     start_at: Literal["beginning", "live"] = "beginning"
     """Where a fresh engine starts in the day's tick journal (a restart continues its journal)."""
-    warm_us: int = Field(100, ge=0)
+    warm_us: int = Field(50, ge=0)
     """While no input arrives, run the order path dry every this many microseconds, so that it
     stays in the CPU caches (0: never)."""
     ctp: CtpTradeConfig | None = None

@@ -136,7 +136,7 @@ class RiskGate:
 
     # -- orders --------------------------------------------------------------------------------
 
-    def check_order(
+    def check_order(  # noqa: PLR0915 (one straight path: every check of an order)
         self,
         order: Order,
         spec: Spec,
@@ -222,12 +222,52 @@ class RiskGate:
                 )
 
         buy = direction == "buy"
-        if opening:
-            refusal = self._check_exposure(order, spec, quote, pending_open, limits, buy)
-            if refusal is not None:
-                return refusal
+        if opening:  # position and margin (inline: this is on every opening order)
+            account = self.ledger.accounts[agent]
+            line = account.lines.get(instrument)
+            long, short = pending_open
+            if line is not None:
+                p = line.position
+                long += p.long_today + p.long_yesterday
+                short += p.short_today + p.short_yesterday
+            if buy:
+                long += volume
+            else:
+                short += volume
+            after = long if buy else short
+            if after > limits.max_position:
+                side = "long" if buy else "short"
+                return "MAX_POSITION", (
+                    f"{side} {instrument} would reach {after} lots (limit {limits.max_position})"
+                )
+            if abs(long - short) > limits.max_net_position:
+                return "MAX_POSITION", (
+                    f"net {instrument} would reach {long - short} lots "
+                    f"(limit {limits.max_net_position})"
+                )
+            factor = spec.margin_factor
+            if factor:
+                if market and quote is not None:
+                    price = quote.upper_limit if buy else quote.lower_limit
+                extra = price * volume * factor
+                used = extra
+                for held in account.lines.values():
+                    used += held.margin()
+                if used > account.capital * limits.max_margin_ratio:
+                    return "MAX_MARGIN", (
+                        f"margin would reach {used:,.0f} ({used / account.capital:.0%} of "
+                        f"capital; limit {limits.max_margin_ratio:.0%})"
+                    )
+                limit = self._account_margin
+                if limit is not None:
+                    total = sum(a.margin() for a in self.ledger.accounts.values()) + extra
+                    if total > limit:
+                        return "MAX_MARGIN", (
+                            f"the account's margin would reach {total:,.0f} (limit {limit:,.0f})"
+                        )
 
         if working and self._self_trade:
+            price = order.price
             for other in working:
                 if other.direction == direction or other.state in TERMINAL:
                     continue
@@ -235,62 +275,6 @@ class RiskGate:
                     return "SELF_TRADE", (
                         f"would cross the account's own resting order {other.order_id} "
                         f"({other.direction} @ {other.price})"
-                    )
-        return None
-
-    def _check_exposure(  # noqa: PLR0917 (positional: on every opening order)
-        self,
-        order: Order,
-        spec: Spec,
-        quote: Quote | None,
-        pending_open: tuple[int, int],
-        limits: RiskLimits,
-        buy: bool,
-    ) -> Refusal | None:
-        account = self.ledger.accounts[order.agent]
-        line = account.lines.get(order.instrument)
-        long, short = pending_open
-        if line is not None:
-            p = line.position
-            long += p.long_today + p.long_yesterday
-            short += p.short_today + p.short_yesterday
-        volume = order.volume
-        if buy:
-            long += volume
-            side, after = "long", long
-        else:
-            short += volume
-            side, after = "short", short
-        if after > limits.max_position:
-            return "MAX_POSITION", (
-                f"{side} {order.instrument} would reach {after} lots (limit {limits.max_position})"
-            )
-        if abs(long - short) > limits.max_net_position:
-            return "MAX_POSITION", (
-                f"net {order.instrument} would reach {long - short} lots "
-                f"(limit {limits.max_net_position})"
-            )
-        rate = spec.rates.margin_rate
-        if rate:
-            price = order.price
-            if order.kind == "market" and quote is not None:
-                price = quote.upper_limit if buy else quote.lower_limit
-            extra = price * volume * spec.multiplier * rate
-            used = extra
-            for held in account.lines.values():
-                used += held.margin()
-            allowed = account.capital * limits.max_margin_ratio
-            if used > allowed:
-                return "MAX_MARGIN", (
-                    f"margin would reach {used:,.0f} ({used / account.capital:.0%} of capital; "
-                    f"limit {limits.max_margin_ratio:.0%})"
-                )
-            limit = self._account_margin
-            if limit is not None:
-                total = sum(a.margin() for a in self.ledger.accounts.values()) + extra
-                if total > limit:
-                    return "MAX_MARGIN", (
-                        f"the account's margin would reach {total:,.0f} (limit {limit:,.0f})"
                     )
         return None
 

@@ -10,7 +10,7 @@
   the engine journal) and reaches the adapter, which takes the time. Figure: adapter time minus
   the tick's stamp, p50/p99/p99.9 per run, median of the runs. The duplicate-order guard is off
   (orders repeat prices within its window) and the order-rate limits are raised; every other
-  rule runs.
+  rule runs. ``--warm-us`` sets ``engine.warm_us`` (0: the order path is not kept warm).
 - risk gate: ``RiskGate.check_order`` on an opening limit order with two agents, a quote, four
   resting orders of the account and a position; median of per-call times.
 """

@@ -1,0 +1,291 @@
+"""One instrument at the simulated exchange: the market as its snapshots show it, and the
+simulated orders matched against it (docs/paper.md). A core with no I/O.
+
+Outputs are plain tuples, in the order they happen:
+``("fill", order_id, price, volume)``, ``("cancelled", order_id, text)``,
+``("rejected", order_id, code, text)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from libshm import Tick
+from services.engine.ledger import Spec
+from services.engine.orders import Order
+from services.engine.paper.queues import QueueModel
+
+__all__ = ["REFUSALS", "Exchange", "Resting"]
+
+Output = tuple[object, ...]
+
+NS = 1_000_000_000
+DAY_S = 86_400
+CHINA_OFFSET_S = 8 * 3600
+EPS = 1e-9
+
+# CTP's ErrorID and ErrorMsg for what the simulated front and exchange refuse (docs/paper.md)
+REFUSALS: dict[str, tuple[str, str]] = {
+    "position": ("30", "CTP:平仓量超过持仓量"),
+    "funds": ("31", "CTP:资金不足"),
+    "close_today": ("50", "CTP:平今仓位不足"),
+    "close_yesterday": ("51", "CTP:平昨仓位不足"),
+    "tick": ("15", "CTP:报单字段有误"),
+    "limits": ("91", "CTP:交易所返回错误: 价格超出涨跌停板"),
+    "hours": ("91", "CTP:交易所返回错误: 非交易时段"),
+    "cancel": ("26", "CTP:报单已全成交或已撤销，不能再撤"),
+}
+
+
+@dataclass(slots=True)
+class Resting:
+    """A simulated order working at the exchange."""
+
+    order: Order
+    left: int
+    ahead: float | None  # market volume in front of it; None until its level has been seen
+
+
+def _levels(tick: Tick, side: str) -> list[tuple[float, int]]:
+    """Displayed (price, volume) levels of ``side`` ("bid" or "ask"), best first."""
+    if side == "bid":
+        prices, volumes = tick[21:26], tick[31:36]
+    else:
+        prices, volumes = tick[26:31], tick[36:41]
+    out = []
+    for price, volume in zip(prices, volumes, strict=True):
+        if math.isnan(price) or volume <= 0:
+            break
+        out.append((price, volume))
+    return out
+
+
+def _shown(tick: Tick, side: str, price: float) -> int | None:
+    """Volume displayed at ``price`` on ``side``: 0 if the price is within the displayed depth
+    but not a level (or better than the best), None if it is beyond the displayed depth."""
+    levels = _levels(tick, side)
+    for level, volume in levels:
+        if abs(level - price) < EPS:
+            return volume
+    if not levels:
+        return None
+    worst = levels[-1][0]
+    beyond = price > worst + EPS if side == "ask" else price < worst - EPS
+    return None if beyond else 0
+
+
+@dataclass
+class Exchange:
+    """The exchange's view of one instrument: the latest snapshot, what simulated orders took
+    from it since, and the simulated orders resting, in time priority."""
+
+    spec: Spec
+    queue: QueueModel
+    phases: bytes = b""  # the calendar's per-second table; empty: no hours check
+    tick: Tick | None = None
+    resting: dict[str, Resting] = field(default_factory=dict)
+    _taken: dict[tuple[str, float], int] = field(default_factory=dict)
+
+    # -- orders --------------------------------------------------------------------------------
+
+    def check(self, order: Order, now_ns: int) -> tuple[str, str] | None:
+        """The exchange's refusal of an arriving order: (code, text), or None."""
+        tick = self.tick
+        if self.phases and tick is not None:
+            elapsed = max(0, now_ns - tick.local_time_ns)
+            second = ((tick.exchange_time_ns + elapsed) // NS + CHINA_OFFSET_S) % DAY_S
+            if not self.phases[second]:
+                return REFUSALS["hours"]
+        if order.kind == "market":
+            return None
+        ticks = order.price / self.spec.price_tick
+        if not 0.0 < order.price < math.inf or abs(ticks - round(ticks)) > 1e-6:
+            return REFUSALS["tick"]
+        if tick is not None and (order.price > tick.upper_limit + EPS
+                                 or order.price < tick.lower_limit - EPS):  # fmt: skip
+            return REFUSALS["limits"]
+        return None
+
+    def arrive(self, order: Order, now_ns: int) -> list[Output]:
+        """An order reaches the exchange: refused, matched against the book, and its rest
+        resting, cancelled (FAK, market) or the whole order cancelled (FOK)."""
+        refusal = self.check(order, now_ns)
+        if refusal is not None:
+            return [("rejected", order.order_id, *refusal)]
+        out: list[Output] = []
+        buy = order.direction == "buy"
+        tick = self.tick
+        limit = order.price
+        if order.kind == "market":
+            limit = math.inf if buy else -math.inf
+            if tick is not None:
+                limit = tick.upper_limit if buy else tick.lower_limit
+        left = order.volume
+        if tick is not None:
+            side = "ask" if buy else "bid"
+            takes: list[tuple[float, int]] = []
+            for price, shown in _levels(tick, side):
+                if (price > limit + EPS) if buy else (price < limit - EPS):
+                    break
+                free = shown - self._taken.get((side, price), 0)
+                if free > 0:
+                    takes.append((price, min(free, left - sum(v for _, v in takes))))
+                if sum(v for _, v in takes) >= left:
+                    break
+            total = sum(v for _, v in takes)
+            if order.kind == "fok" and total < order.volume:
+                return [("cancelled", order.order_id, "FOK: not filled whole")]
+            for price, volume in takes:
+                if volume <= 0:
+                    continue
+                self._taken[(side, price)] = self._taken.get((side, price), 0) + volume
+                out.append(("fill", order.order_id, price, volume))
+                left -= volume
+        if not left:
+            return out
+        if order.kind != "limit":
+            out.append(("cancelled", order.order_id, f"{order.kind.upper()}: rest cancelled"))
+            return out
+        ahead = None
+        if tick is not None:
+            queued = _shown(tick, "bid" if buy else "ask", order.price)
+            ahead = None if queued is None else float(queued)
+        self.resting[order.order_id] = Resting(order, left, ahead)
+        return out
+
+    def cancel(self, order_id: str) -> list[Output]:
+        resting = self.resting.pop(order_id, None)
+        if resting is None:
+            return []
+        return [("cancelled", order_id, "cancelled")]
+
+    # -- the market ----------------------------------------------------------------------------
+
+    def on_tick(self, tick: Tick) -> list[Output]:
+        """A new snapshot: what traded and what was cancelled since the last one moves the
+        resting orders in their queues and fills them (docs/paper.md)."""
+        prev, self.tick = self.tick, tick
+        self._taken.clear()
+        if prev is None or not self.resting:
+            if prev is None:
+                self._place(tick)
+            return []
+        traded = tick.volume - prev.volume
+        if traded < 0 or tick.trading_day != prev.trading_day:
+            traded = 0  # a new day's cumulative volume
+        multiplier = self.spec.multiplier
+        vwap = (tick.turnover - prev.turnover) / (traded * multiplier) if traded else math.nan
+        budget = traded  # lots the interval's trades can fill, across the simulated orders
+        out: list[Output] = []
+        own_filled: dict[tuple[str, float], int] = {}  # by our earlier orders at a price
+        for order_id, resting in list(self.resting.items()):
+            order = resting.order
+            buy = order.direction == "buy"
+            price = order.price
+            side = "bid" if buy else "ask"
+            fill = 0
+            # traded or quoted through the order: everything at its price went
+            through_trades = traded > 0 and (
+                (tick.last < price - EPS or vwap < price - EPS) if buy
+                else (tick.last > price + EPS or vwap > price + EPS)
+            )  # fmt: skip
+            if through_trades:
+                fill = min(resting.left, budget)
+                budget -= fill
+            crossing = self._crossing(tick, buy, price)
+            if fill < resting.left and crossing:
+                more = min(resting.left - fill, crossing)
+                self._take(tick, buy, price, more)
+                fill += more
+            if not fill and not through_trades:
+                fill = self._queue(resting, prev, tick, traded, vwap, own_filled, budget)
+                budget -= fill
+                own_filled[(side, price)] = own_filled.get((side, price), 0) + fill
+            if fill:
+                out.append(("fill", order_id, price, fill))
+                resting.left -= fill
+                if not resting.left:
+                    del self.resting[order_id]
+        self._place(tick)
+        return out
+
+    def _crossing(self, tick: Tick, buy: bool, price: float) -> int:
+        """Volume of the opposite side displayed at or through the order's price (the market
+        would have traded with the order)."""
+        side = "ask" if buy else "bid"
+        total = 0
+        for level, shown in _levels(tick, side):
+            if (level > price + EPS) if buy else (level < price - EPS):
+                break
+            total += shown - self._taken.get((side, level), 0)
+        return max(0, total)
+
+    def _take(self, tick: Tick, buy: bool, price: float, volume: int) -> None:
+        side = "ask" if buy else "bid"
+        for level, shown in _levels(tick, side):
+            if volume <= 0 or ((level > price + EPS) if buy else (level < price - EPS)):
+                break
+            free = shown - self._taken.get((side, level), 0)
+            use = min(free, volume)
+            if use > 0:
+                self._taken[(side, level)] = self._taken.get((side, level), 0) + use
+                volume -= use
+
+    def _queue(  # noqa: PLR0917
+        self, resting: Resting, prev: Tick, tick: Tick, traded: int, vwap: float,
+        own_filled: dict[tuple[str, float], int], budget: int,
+    ) -> int:  # fmt: skip
+        """Advance ``resting`` by the volume traded and cancelled at its price; the lots that
+        reach it fill it."""
+        if resting.ahead is None:
+            return 0  # its level has not been seen yet: its place in the queue is unknown
+        order = resting.order
+        buy = order.direction == "buy"
+        price = order.price
+        at_price = _traded_at(price, prev.last, tick.last, traded, vwap)
+        ahead_before = resting.ahead
+        used = min(at_price, ahead_before)
+        side = "bid" if buy else "ask"
+        reached = at_price - used - own_filled.get((side, price), 0)
+        fill = max(0, min(resting.left, int(reached + EPS), budget))
+        ahead = ahead_before - used
+        before = _shown(prev, side, price)
+        after = _shown(tick, side, price)
+        if before is not None and after is not None:
+            cancelled = before - after - at_price
+            if cancelled > 0 and ahead > 0:
+                behind = max(0.0, before - ahead_before)
+                ahead -= self.queue.cancelled_ahead(ahead, behind, cancelled)
+        if after is not None:
+            ahead = min(ahead, float(after))  # never more in front than is displayed there
+        resting.ahead = max(0.0, ahead)
+        return fill
+
+    def _place(self, tick: Tick) -> None:
+        """Orders whose level had not been seen: the displayed volume is ahead of them."""
+        for resting in self.resting.values():
+            if resting.ahead is None:
+                side = "bid" if resting.order.direction == "buy" else "ask"
+                shown = _shown(tick, side, resting.order.price)
+                if shown is not None:
+                    resting.ahead = float(shown)
+
+
+def _traded_at(price: float, last0: float, last1: float, traded: int, vwap: float) -> float:
+    """Lots of the interval's ``traded`` volume estimated to have traded at ``price``, from the
+    two last prices and the interval's average price (docs/paper.md)."""
+    if traded <= 0 or math.isnan(last0) or math.isnan(last1):
+        return 0.0
+    at0, at1 = abs(last0 - price) < EPS, abs(last1 - price) < EPS
+    if at0 and at1:
+        return float(traded)
+    if not (at0 or at1):
+        return 0.0
+    other = last1 if at0 else last0
+    if math.isnan(vwap):
+        return float(traded)
+    share = (other - vwap) / (other - price)  # n_p p + n_q q = vwap (n_p + n_q)
+    estimate = float(traded) * min(1.0, max(0.0, share))
+    # the last trade of the interval was at last1: at least one lot traded there
+    return max(estimate, 1.0) if at1 else estimate

@@ -23,6 +23,7 @@ import multiprocessing as mp
 import statistics
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +33,9 @@ from contracts.calendar import load_calendar
 from contracts.config import RiskConfig, parse_config
 from contracts.logs import configure
 from libshm import TICK_LAYOUT, JournalReader, JournalWriter, book_tick, decode_tick
-from services.engine.adapters.paper import PaperBroker
 from services.engine.ledger import Ledger, Rates, Spec
 from services.engine.orders import Order, State
+from services.engine.paper.broker import PaperBroker
 from services.engine.risk import RiskGate, RiskLimits
 from services.engine.service import EngineService
 from services.engine.strategy import Strategy
@@ -67,8 +68,11 @@ class Pinger(Strategy):
 class _Timed(PaperBroker):
     """The paper broker, taking the time an order reaches it."""
 
-    def __init__(self, service: list[EngineService], samples: list[int], count: int) -> None:
-        super().__init__()
+    def __init__(
+        self, specs: Mapping[str, Spec], phases: Mapping[str, bytes],
+        service: list[EngineService], samples: list[int], count: int,
+    ) -> None:  # fmt: skip
+        super().__init__(specs, phases)
         self._service = service
         self._samples = samples
         self._count = count
@@ -155,8 +159,11 @@ def bench_tick_to_order(  # noqa: PLR0917
         samples: list[int] = []
         holder: list[EngineService] = []
 
-        def timed(holder: list[EngineService] = holder, samples: list[int] = samples) -> _Timed:
-            return _Timed(holder, samples, orders)
+        def timed(
+            specs: Mapping[str, Spec], phases: Mapping[str, bytes],
+            holder: list[EngineService] = holder, samples: list[int] = samples,
+        ) -> _Timed:  # fmt: skip
+            return _Timed(specs, phases, holder, samples, orders)
 
         service = EngineService(_config(base, every, warm_us), adapter_factory=timed)
         holder.append(service)

@@ -37,6 +37,7 @@ __all__ = [
     "EngineConfig",
     "MdRecorderConfig",
     "MonitorConfig",
+    "PaperConfig",
     "ProductRates",
     "ReplayConfig",
     "RiskConfig",
@@ -218,6 +219,23 @@ class ProductRates(_Section):
     """Close today's lots before yesterday's (SHFE/INE, where the two are separate orders)."""
 
 
+class PaperConfig(_Section):
+    """The paper simulator (``[engine.paper]``, docs/paper.md)."""
+
+    queue: Literal["conservative", "probabilistic"] = "conservative"
+    """How much of the volume cancelled at a resting order's price was ahead of it."""
+    cancel_share: float = Field(0.0, ge=0, le=1)
+    """The conservative model's share of cancellations ahead of the order."""
+    entry_latency_us: float = Field(1000.0, ge=0)
+    """From the engine's submit to the exchange."""
+    cancel_latency_us: float = Field(1000.0, ge=0)
+    ack_latency_us: float = Field(500.0, ge=0)
+    """From the exchange's event (acceptance, fill, cancel, refusal) to the engine."""
+    latency: Literal["constant", "exponential"] = "constant"
+    """``exponential``: each latency drawn with the configured value as its mean."""
+    seed: int = 1
+
+
 class CtpTradeConfig(_Section):
     fronts: Annotated[list[CtpFront], Field(min_length=1)]
     broker_id: str = Field(min_length=1)
@@ -239,6 +257,8 @@ class EngineConfig(_Section):
     """Directories searched first for the agents' strategy modules (your own strategies)."""
     start_at: Literal["beginning", "live"] = "beginning"
     """Where a fresh engine starts in the day's tick journal (a restart continues its journal)."""
+    paper: PaperConfig = Field(default_factory=PaperConfig)
+    """The paper simulator, when ``adapter = "paper"``."""
     warm_us: int = Field(50, ge=0)
     """While no input arrives, run the order path dry every this many microseconds, so that it
     stays in the CPU caches (0: never)."""

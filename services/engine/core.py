@@ -57,8 +57,13 @@ class Adapter(Protocol):
 
     def on_tick(self, tick: Tick, now_ns: int) -> None: ...
 
-    def events(self) -> list[AdapterEvent]:
-        """Events produced since the last call (the engine calls this after every input)."""
+    def open_day(self, trading_day: int, holdings: Iterable[m.Holding], cash: float) -> None:
+        """The trading day starts with these holdings (every agent's) and the account's cash."""
+        ...
+
+    def events(self, now_ns: int) -> list[AdapterEvent]:
+        """Events that have reached the engine by ``now_ns`` and were not returned before (the
+        engine calls this after every input, with the input's time)."""
         ...
 
 
@@ -517,11 +522,11 @@ class Engine:
 
     def _pump(self) -> None:
         """Handle what the adapter produced (it may produce more as orders go out)."""
-        events = self.adapter.events()
+        events = self.adapter.events(self.now)
         while events:
             for event in events:
                 self._event(event)
-            events = self.adapter.events()
+            events = self.adapter.events(self.now)
 
     def _event(self, event: AdapterEvent) -> None:
         kind, order_id = event[0], event[1]
@@ -560,18 +565,14 @@ class Engine:
         self.gate.new_day()
         for name, handle in self.agents.items():
             self.ledger.open_account(name, handle.capital, msg.cash.get(name, handle.capital))
+        self.adapter.open_day(msg.trading_day, msg.holdings, sum(msg.cash.values()))
         for h in msg.holdings:
             spec = self.specs.get(h.instrument)
             if spec is None or h.agent not in self.ledger.accounts:
                 self.log.warning("holding_without_agent_or_product", agent=h.agent,
                                  instrument=h.instrument)  # fmt: skip
                 continue
-            line = self.ledger.line(h.agent, spec)
-            line.position.long_yesterday, line.position.short_yesterday = h.long, h.short
-            line.long_open_cost, line.short_open_cost = h.long_cost, h.short_cost
-            line.long_yesterday_cost = h.long * h.settlement
-            line.short_yesterday_cost = h.short * h.settlement
-            line.mark = h.settlement
+            self.ledger.carry(h.agent, spec, h)
 
     def _apply_day_rolled(self, msg: m.DayRolled) -> None:
         self.ledger.roll(msg.settlements)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from contracts.messages import Holding
 from services.engine.offsets import CLOSE_TODAY_EXCHANGES, Offset, Position
 
 __all__ = ["Account", "Ledger", "Line", "Rates", "Spec"]
@@ -177,6 +178,20 @@ class Ledger:
             self.specs[spec.instrument] = spec
             self._holders.setdefault(spec.instrument, []).append(found)
         return found
+
+    def carry(self, agent: str, spec: Spec, holding: Holding) -> Line:
+        """Add a position carried in from the previous day (all of it yesterday's, marked to the
+        settlement it was rolled at) to ``agent``'s line."""
+        line = self.line(agent, spec)
+        p = line.position
+        p.long_yesterday += holding.long
+        p.short_yesterday += holding.short
+        line.long_open_cost += holding.long_cost
+        line.short_open_cost += holding.short_cost
+        line.long_yesterday_cost += holding.long * holding.settlement
+        line.short_yesterday_cost += holding.short * holding.settlement
+        line.mark = holding.settlement
+        return line
 
     def position(self, agent: str, instrument: str) -> Position:
         line = self.accounts[agent].lines.get(instrument)

@@ -20,7 +20,7 @@ import math
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any, Final
@@ -36,8 +36,9 @@ from contracts.errors import UserError
 from contracts.logs import get_logger
 from libshm import FREE_FORM, JournalReader, JournalWriter, NotAJournal, Tick, decode_tick
 from libshm.errors import WriterLocked
-from services.engine.adapters.paper import PaperBroker
 from services.engine.core import Adapter, Engine, RecoveryDiverged
+from services.engine.ledger import Spec
+from services.engine.paper.broker import PaperBroker
 from services.engine.products import specs_for
 from services.engine.risk import RiskLimits
 from services.engine.strategy import Strategy
@@ -53,6 +54,9 @@ END_CHECK_NS: Final = 500_000_000
 STATUS_EVERY_NS: Final = 10_000_000_000
 GC_YOUNG: Final = 2_000  # young objects the idle loop lets pile up before it collects them
 NEVER: Final = 2**63
+
+AdapterFactory = Callable[[Mapping[str, Spec], Mapping[str, bytes]], Adapter]
+"""Builds the day's adapter from the instruments' specs and trading-phase tables."""
 
 
 def load_strategy(ref: str, agent: str) -> type[Strategy]:
@@ -113,7 +117,9 @@ def _collector_off_the_tick_path() -> Callable[[], object]:
 class EngineService:
     """Wires the engine core to files, the clock and the command socket."""
 
-    def __init__(self, config: DeploymentConfig, *, adapter_factory: Callable[[], Adapter]) -> None:
+    def __init__(
+        self, config: DeploymentConfig, *, adapter_factory: AdapterFactory | None = None
+    ) -> None:
         self.config = config
         self.log = get_logger(service="engine")
         ec = config.engine
@@ -124,7 +130,9 @@ class EngineService:
             if str(directory) not in sys.path:
                 sys.path.insert(0, str(directory))
         self.classes = {a.name: load_strategy(a.strategy, a.name) for a in ec.agents}
-        self.adapter_factory = adapter_factory
+        self.adapter_factory: AdapterFactory = adapter_factory or (
+            lambda specs, phases: PaperBroker(specs, phases, config.engine.paper)
+        )
         self.recordings = config.suite.journal_dir / "recordings"
         self.root = config.suite.journal_dir / "engine"
         credentials = load_credentials(config.suite.credentials_file)
@@ -170,7 +178,8 @@ class EngineService:
 
     def _new_engine(self, writer: JournalWriter) -> Engine:
         ec = self.config.engine
-        engine = Engine(specs=self.specs, gate_config=ec.risk, adapter=self.adapter_factory(),
+        adapter = self.adapter_factory(self.specs, self.phases)
+        engine = Engine(specs=self.specs, gate_config=ec.risk, adapter=adapter,
                         journal=writer.append, phases=self.phases, log=self.log)  # fmt: skip
         for agent in ec.agents:
             limits = RiskLimits.from_config(ec.risk, agent.risk.model_dump())
@@ -410,4 +419,4 @@ def run_engine(config: DeploymentConfig) -> int:
         )
     if not config.engine.agents:
         raise UserError("engine: no agents; add [[engine.agents]] tables to the deployment file")
-    return EngineService(config, adapter_factory=PaperBroker).run()
+    return EngineService(config).run()

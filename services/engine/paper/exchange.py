@@ -35,6 +35,7 @@ REFUSALS: dict[str, tuple[str, str]] = {
     "limits": ("91", "CTP:交易所返回错误: 价格超出涨跌停板"),
     "hours": ("91", "CTP:交易所返回错误: 非交易时段"),
     "cancel": ("26", "CTP:报单已全成交或已撤销，不能再撤"),
+    "cancel_unknown": ("25", "CTP:撤单找不到相应报单"),
 }
 
 

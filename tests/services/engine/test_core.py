@@ -10,10 +10,10 @@ import pytest
 
 from contracts import messages as m
 from contracts.calendar import load_calendar
-from contracts.config import ProductRates, RiskConfig
+from contracts.config import PaperConfig, ProductRates, RiskConfig
 from libshm import JournalReader, Tick, book_tick, decode_tick
-from services.engine.adapters.paper import PaperBroker
 from services.engine.core import Engine, RecoveryDiverged
+from services.engine.paper.broker import PaperBroker
 from services.engine.products import specs_for
 from services.engine.risk import RiskLimits
 from services.engine.strategy import OrderView, Strategy, TradeView
@@ -42,6 +42,7 @@ def ticks(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[int, Tick]]:
     return found
 
 
+INSTANT = PaperConfig(entry_latency_us=0, cancel_latency_us=0, ack_latency_us=0)
 AgentSpec = tuple[str, Callable[..., Strategy], dict[str, Any]]
 DEFAULT_AGENTS: list[AgentSpec] = [
     ("mm", Quoter, {"spread_ticks": 1, "size": 1, "max_position": 3}),
@@ -53,7 +54,7 @@ def make_engine(journal: list[m.EngineMessage], agents: list[AgentSpec] | None =
                 risk: RiskConfig = RISK) -> Engine:  # fmt: skip
     specs, phases = specs_for(["IF2101", "cu2102"], load_calendar(), RATES)
     engine = Engine(
-        specs=specs, gate_config=risk, adapter=PaperBroker(), phases=phases,
+        specs=specs, gate_config=risk, adapter=PaperBroker(specs, phases, INSTANT), phases=phases,
         journal=lambda data, _t: journal.append(m.decode(data)),
     )  # fmt: skip
     for name, cls, params in agents or DEFAULT_AGENTS:
@@ -312,7 +313,8 @@ def test_shfe_close_today_and_yesterday_across_the_roll_with_a_night_position() 
     journal: list[m.EngineMessage] = []
 
     def engine_with(action: str) -> Engine:
-        engine = Engine(specs=specs, gate_config=RISK, adapter=PaperBroker(), phases=phases,
+        engine = Engine(specs=specs, gate_config=RISK, adapter=PaperBroker(specs, phases, INSTANT),
+                        phases=phases,
                         journal=lambda d, _t: journal.append(m.decode(d)))  # fmt: skip
         engine.add_agent("cu", NightCu, ["cu2102"], 1_000_000.0, RiskLimits.from_config(RISK),
                          {"action": action})  # fmt: skip

@@ -1,0 +1,174 @@
+"""``PaperBroker``: the paper simulator as an engine adapter (docs/paper.md).
+
+Orders and cancels reach the simulated front and exchange after the entry and cancel latencies;
+what the exchange does reaches the engine after the acknowledgement latency. The clock is the
+engine's (``now`` of every call), so the simulator is deterministic for a given seed and input,
+and the engine rebuilds it after a crash by feeding it again.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Iterable, Mapping
+from typing import cast
+
+from contracts.config import PaperConfig
+from contracts.messages import Holding
+from libshm import Tick
+from services.engine.ledger import Spec
+from services.engine.orders import Order
+from services.engine.paper.exchange import REFUSALS, Exchange
+from services.engine.paper.front import Front
+from services.engine.paper.latency import Latency
+from services.engine.paper.queues import make_queue_model
+
+__all__ = ["PaperBroker"]
+
+AdapterEvent = tuple[object, ...]
+
+
+class PaperBroker:
+    """The adapter. ``deterministic``: recovery feeds it again to rebuild it."""
+
+    deterministic = True
+
+    def __init__(
+        self,
+        specs: Mapping[str, Spec],
+        phases: Mapping[str, bytes] | None = None,
+        config: PaperConfig | None = None,
+    ) -> None:
+        config = config or PaperConfig()
+        self.config = config
+        self.specs = dict(specs)
+        self.phases = dict(phases or {})
+        queue = make_queue_model(config.queue, cancel_share=config.cancel_share, seed=config.seed)
+        self.exchanges = {
+            instrument: Exchange(spec, queue, self.phases.get(instrument, b""))
+            for instrument, spec in self.specs.items()
+        }
+        self.front = Front(self.specs)
+        self.latency = Latency(
+            entry_us=config.entry_latency_us, cancel_us=config.cancel_latency_us,
+            ack_us=config.ack_latency_us, kind=config.latency, seed=config.seed + 1,
+        )  # fmt: skip
+        self._arrivals: list[tuple[int, int, str, Order]] = []  # (due, seq, "order"|"cancel", .)
+        self._out: list[tuple[int, int, AdapterEvent]] = []  # (deliver at, seq, event)
+        self._seq = 0
+        self._orders: dict[str, Order] = {}  # at the exchange, still working
+        self._filled: dict[str, int] = {}
+        self._trades = 0
+        self._exchange_ids = 0
+
+    # -- the engine's calls ----------------------------------------------------------------------
+
+    def open_day(self, trading_day: int, holdings: Iterable[Holding], cash: float) -> None:
+        self.front.open_day(holdings, cash)
+
+    def submit(self, order: Order, now_ns: int) -> None:
+        self._schedule(now_ns + self.latency.entry(), "order", order)
+        self._arrive_until(now_ns)
+
+    def cancel(self, order: Order, now_ns: int) -> None:
+        self._schedule(now_ns + self.latency.cancel(), "cancel", order)
+        self._arrive_until(now_ns)
+
+    def on_tick(self, tick: Tick, now_ns: int) -> None:
+        """A new snapshot: what reached the exchange before it meets the previous book; then
+        the snapshot moves the resting orders and fills them."""
+        self._arrive_until(now_ns - 1)
+        exchange = self.exchanges.get(tick.instrument)
+        if exchange is None:
+            return
+        if not math.isnan(tick.last):
+            self.front.mark(tick.instrument, tick.last)
+        for output in exchange.on_tick(tick):
+            self._apply(output, now_ns)
+        self._arrive_until(now_ns)
+
+    def events(self, now_ns: int) -> list[AdapterEvent]:
+        """What the engine hears of by ``now_ns``, in the order it happened."""
+        self._arrive_until(now_ns)
+        out = self._out
+        if not out or out[0][0] > now_ns:
+            return []
+        due = []
+        while out and out[0][0] <= now_ns:
+            due.append(heapq.heappop(out)[2])
+        return due
+
+    def pending(self) -> int:
+        """Orders, cancels and events still travelling (a backtest drains them at its end)."""
+        return len(self._arrivals) + len(self._out)
+
+    # -- inside ----------------------------------------------------------------------------------
+
+    def _schedule(self, due: int, kind: str, order: Order) -> None:
+        self._seq += 1
+        heapq.heappush(self._arrivals, (due, self._seq, kind, order))
+
+    def _emit(self, at_ns: int, event: AdapterEvent) -> None:
+        self._seq += 1
+        heapq.heappush(self._out, (at_ns + self.latency.ack(), self._seq, event))
+
+    def _arrive_until(self, now_ns: int) -> None:
+        arrivals = self._arrivals
+        while arrivals and arrivals[0][0] <= now_ns:
+            due, _, kind, order = heapq.heappop(arrivals)
+            if kind == "order":
+                self._arrive(order, due)
+            else:
+                self._cancel(order, due)
+
+    def _arrive(self, order: Order, at_ns: int) -> None:
+        exchange = self.exchanges.get(order.instrument)
+        if exchange is None:
+            self._emit(at_ns, ("rejected", order.order_id, "16", "CTP:找不到合约"))
+            return
+        limit = order.price
+        if order.kind == "market" and exchange.tick is not None:
+            buy = order.direction == "buy"
+            limit = exchange.tick.upper_limit if buy else exchange.tick.lower_limit
+        refusal = self.front.check(order, limit) or exchange.check(order, at_ns)
+        if refusal is not None:
+            self._emit(at_ns, ("rejected", order.order_id, *refusal))
+            return
+        self._exchange_ids += 1
+        self._emit(at_ns, ("accepted", order.order_id, f"E{self._exchange_ids}"))
+        self.front.accept(order, limit)
+        self._orders[order.order_id] = order
+        self._filled[order.order_id] = 0
+        for output in exchange.arrive(order, at_ns):
+            self._apply(output, at_ns)
+
+    def _cancel(self, order: Order, at_ns: int) -> None:
+        if order.order_id not in self._orders:
+            known = order.order_id in self._filled
+            code, text = REFUSALS["cancel" if known else "cancel_unknown"]
+            self._emit(at_ns, ("cancel_refused", order.order_id, f"{text} ({code})"))
+            return
+        for output in self.exchanges[order.instrument].cancel(order.order_id):
+            self._apply(output, at_ns)
+
+    def _apply(self, output: tuple[object, ...], at_ns: int) -> None:
+        kind, order_id = output[0], str(output[1])
+        order = self._orders.get(order_id)
+        if order is None:
+            return
+        if kind == "fill":
+            price, volume = cast(float, output[2]), cast(int, output[3])
+            self.front.fill(order, price, volume)
+            self._filled[order_id] += volume
+            self._trades += 1
+            self._emit(at_ns, ("trade", order_id, f"P{self._trades}", price, volume))
+            if self._filled[order_id] >= order.volume:
+                del self._orders[order_id]
+        elif kind == "cancelled":
+            self.front.release(order, order.volume - self._filled[order_id])
+            del self._orders[order_id]
+            self._emit(at_ns, ("cancelled", order_id, output[2]))
+        elif kind == "rejected":
+            self.front.release(order, order.volume)
+            del self._orders[order_id]
+            self._emit(at_ns, ("rejected", order_id, output[2], output[3]))

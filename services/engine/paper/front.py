@@ -1,0 +1,118 @@
+"""The simulated CTP front's view of the account (docs/paper.md, "Refusals", "Fees and margin").
+
+One investor account for all agents: positions per instrument split into today and yesterday with
+pending closes frozen, the margin and fees of pending opens frozen, and every fill, computed with
+the engine's own ledger code and product rates so the two agree. A core with no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+
+from contracts.messages import Holding
+from services.engine.ledger import Ledger, Spec
+from services.engine.offsets import Offset
+from services.engine.orders import Order
+from services.engine.paper.exchange import REFUSALS
+
+__all__ = ["Front"]
+
+ACCOUNT = "account"
+
+
+class Front:
+    def __init__(self, specs: Mapping[str, Spec]) -> None:
+        self.specs = dict(specs)
+        self.ledger = Ledger()
+        self.ledger.open_account(ACCOUNT, 0.0)
+        self._frozen: dict[str, tuple[float, int]] = {}  # open order -> (money per lot, lots)
+
+    def open_day(self, holdings: Iterable[Holding], cash: float) -> None:
+        """The account at the start of the day: every agent's carried positions, summed."""
+        self.ledger = Ledger()
+        self.ledger.open_account(ACCOUNT, cash)
+        self._frozen.clear()
+        for holding in holdings:
+            spec = self.specs.get(holding.instrument)
+            if spec is not None:
+                self.ledger.carry(ACCOUNT, spec, holding)
+
+    def mark(self, instrument: str, price: float) -> None:
+        self.ledger.mark(instrument, price)
+
+    def available(self) -> float:
+        """Equity minus the margin of positions and what pending opens froze."""
+        account = self.ledger.accounts[ACCOUNT]
+        frozen = sum(per_lot * lots for per_lot, lots in self._frozen.values())
+        return account.equity() - account.margin() - frozen
+
+    def check(self, order: Order, limit_price: float) -> tuple[str, str] | None:
+        """The front's refusal of ``order`` (CTP code, text), or None; ``limit_price`` is the
+        price margin is frozen at (a market order's limit price)."""
+        spec = self.specs[order.instrument]
+        line = self.ledger.line(ACCOUNT, spec)
+        offset = self._offset(order, spec)
+        if offset == Offset.OPEN:
+            price = limit_price if not math.isnan(limit_price) else order.price
+            per_lot = price * spec.margin_factor + spec.fee(Offset.OPEN, price, 1)
+            if per_lot * order.volume > self.available() + 1e-9:
+                return REFUSALS["funds"]
+            return None
+        side = "short" if order.direction == "buy" else "long"
+        today, yesterday = line.position.closable(side)
+        if offset == Offset.CLOSE_TODAY:
+            return REFUSALS["close_today"] if order.volume > today else None
+        if offset == Offset.CLOSE_YESTERDAY:
+            return REFUSALS["close_yesterday"] if order.volume > yesterday else None
+        return REFUSALS["position"] if order.volume > today + yesterday else None
+
+    def accept(self, order: Order, limit_price: float) -> None:
+        """Freeze what an accepted order will use: a close's volume, an open's margin and fee."""
+        spec = self.specs[order.instrument]
+        offset = self._offset(order, spec)
+        if offset == Offset.OPEN:
+            price = limit_price if not math.isnan(limit_price) else order.price
+            per_lot = price * spec.margin_factor + spec.fee(Offset.OPEN, price, 1)
+            self._frozen[order.order_id] = (per_lot, order.volume)
+        else:
+            line = self.ledger.line(ACCOUNT, spec)
+            self.ledger.freeze(line, order.direction, offset, order.volume)
+
+    def fill(self, order: Order, price: float, volume: int) -> float:
+        """Apply a fill; returns its fee (what the broker charges)."""
+        spec = self.specs[order.instrument]
+        offset = self._offset(order, spec)
+        line = self.ledger.line(ACCOUNT, spec)
+        fee = self.ledger.fee(line, order.direction, offset, price, volume)
+        self.ledger.fill(line, order.direction, offset, price, volume, fee=fee, frozen=True)
+        self._release(order, volume)
+        return fee
+
+    def release(self, order: Order, volume: int) -> None:
+        """The rest of an order (``volume`` lots) will not fill: unfreeze it."""
+        spec = self.specs[order.instrument]
+        offset = self._offset(order, spec)
+        if offset != Offset.OPEN:
+            line = self.ledger.line(ACCOUNT, spec)
+            self.ledger.freeze(line, order.direction, offset, volume, sign=-1)
+        self._release(order, volume)
+
+    def _release(self, order: Order, volume: int) -> None:
+        frozen = self._frozen.get(order.order_id)
+        if frozen is None:
+            return
+        per_lot, lots = frozen
+        if lots <= volume:
+            del self._frozen[order.order_id]
+        else:
+            self._frozen[order.order_id] = (per_lot, lots - volume)
+
+    @staticmethod
+    def _offset(order: Order, spec: Spec) -> str:
+        """SHFE and INE take a plain close as close-yesterday; elsewhere every close is one."""
+        if order.offset == Offset.OPEN:
+            return Offset.OPEN
+        if spec.splits_close_today:
+            return Offset.CLOSE_YESTERDAY if order.offset == Offset.CLOSE else order.offset
+        return Offset.CLOSE

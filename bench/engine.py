@@ -22,6 +22,7 @@ import ctypes
 import multiprocessing as mp
 import statistics
 import tempfile
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from contracts.calendar import load_calendar
-from contracts.config import RiskConfig, parse_config
+from contracts.config import PaperConfig, RiskConfig, parse_config
 from contracts.logs import configure
 from libshm import TICK_LAYOUT, JournalReader, JournalWriter, book_tick, decode_tick
 from services.engine.ledger import Ledger, Rates, Spec
@@ -43,6 +44,7 @@ from services.md_recorder.importer import import_files
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "market"
 WARM_UP = 2_000
+INSTANT = PaperConfig(entry_latency_us=0, cancel_latency_us=0, ack_latency_us=0)
 
 
 class Pinger(Strategy):
@@ -72,7 +74,8 @@ class _Timed(PaperBroker):
         self, specs: Mapping[str, Spec], phases: Mapping[str, bytes],
         service: list[EngineService], samples: list[int], count: int,
     ) -> None:  # fmt: skip
-        super().__init__(specs, phases)
+        # the simulator answers at once: this measures the engine, not the market's latency
+        super().__init__(specs, phases, INSTANT)
         self._service = service
         self._samples = samples
         self._count = count
@@ -82,6 +85,10 @@ class _Timed(PaperBroker):
         super().submit(order, now_ns)
         if len(self._samples) >= self._count:
             self._service[0].stop.requested = True
+
+
+def _stop(service: EngineService) -> None:
+    service.stop.requested = True
 
 
 SPIN_BEFORE_NS = 15_000
@@ -167,7 +174,11 @@ def bench_tick_to_order(  # noqa: PLR0917
 
         service = EngineService(_config(base, every, warm_us), adapter_factory=timed)
         holder.append(service)
+        # whatever the orders do, the run ends a few seconds after the writer's last tick
+        watchdog = threading.Timer(2.0 + seconds + 10.0, _stop, args=(service,))
+        watchdog.start()
         service.run()
+        watchdog.cancel()
         writer.join(60)
         lat = np.array(samples[WARM_UP // every :], dtype=np.int64) / 1000.0
         p50s.append(float(np.percentile(lat, 50)))

@@ -26,6 +26,7 @@ from services.engine.paper.queues import make_queue_model
 __all__ = ["PaperBroker"]
 
 AdapterEvent = tuple[object, ...]
+_NONE: list[AdapterEvent] = []  # shared and never appended to: "no events yet"
 
 
 class PaperBroker:
@@ -77,22 +78,30 @@ class PaperBroker:
     def on_tick(self, tick: Tick, now_ns: int) -> None:
         """A new snapshot: what reached the exchange before it meets the previous book; then
         the snapshot moves the resting orders and fills them."""
-        self._arrive_until(now_ns - 1)
+        arrivals = self._arrivals
+        if arrivals and arrivals[0][0] < now_ns:
+            self._arrive_until(now_ns - 1)
         exchange = self.exchanges.get(tick.instrument)
         if exchange is None:
             return
-        if not math.isnan(tick.last):
-            self.front.mark(tick.instrument, tick.last)
-        for output in exchange.on_tick(tick):
-            self._apply(output, now_ns)
-        self._arrive_until(now_ns)
+        if exchange.resting:
+            for output in exchange.on_tick(tick):
+                self._apply(output, now_ns)
+        else:  # nothing resting: only the snapshot changes (Exchange.on_tick's quiet case)
+            exchange.tick = tick
+            if exchange.taken:
+                exchange.taken.clear()
+        if arrivals and arrivals[0][0] <= now_ns:
+            self._arrive_until(now_ns)
 
     def events(self, now_ns: int) -> list[AdapterEvent]:
         """What the engine hears of by ``now_ns``, in the order it happened."""
-        self._arrive_until(now_ns)
+        arrivals = self._arrivals
+        if arrivals and arrivals[0][0] <= now_ns:
+            self._arrive_until(now_ns)
         out = self._out
         if not out or out[0][0] > now_ns:
-            return []
+            return _NONE
         due = []
         while out and out[0][0] <= now_ns:
             due.append(heapq.heappop(out)[2])
@@ -130,6 +139,7 @@ class PaperBroker:
         if order.kind == "market" and exchange.tick is not None:
             buy = order.direction == "buy"
             limit = exchange.tick.upper_limit if buy else exchange.tick.lower_limit
+        self._mark_front()
         refusal = self.front.check(order, limit) or exchange.check(order, at_ns)
         if refusal is not None:
             self._emit(at_ns, ("rejected", order.order_id, *refusal))
@@ -141,6 +151,13 @@ class PaperBroker:
         self._filled[order.order_id] = 0
         for output in exchange.arrive(order, at_ns):
             self._apply(output, at_ns)
+
+    def _mark_front(self) -> None:
+        """Mark the front's account to the last prices (only when it is asked: not per tick)."""
+        for instrument, exchange in self.exchanges.items():
+            tick = exchange.tick
+            if tick is not None and not math.isnan(tick.last):
+                self.front.mark(instrument, tick.last)
 
     def _cancel(self, order: Order, at_ns: int) -> None:
         if order.order_id not in self._orders:

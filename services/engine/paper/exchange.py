@@ -19,6 +19,7 @@ from services.engine.paper.queues import QueueModel
 __all__ = ["REFUSALS", "Exchange", "Resting"]
 
 Output = tuple[object, ...]
+_NOTHING: list[Output] = []  # shared and never appended to: what a quiet tick returns
 
 NS = 1_000_000_000
 DAY_S = 86_400
@@ -86,7 +87,7 @@ class Exchange:
     phases: bytes = b""  # the calendar's per-second table; empty: no hours check
     tick: Tick | None = None
     resting: dict[str, Resting] = field(default_factory=dict)
-    _taken: dict[tuple[str, float], int] = field(default_factory=dict)
+    taken: dict[tuple[str, float], int] = field(default_factory=dict)  # since the snapshot
 
     # -- orders --------------------------------------------------------------------------------
 
@@ -129,7 +130,7 @@ class Exchange:
             for price, shown in _levels(tick, side):
                 if (price > limit + EPS) if buy else (price < limit - EPS):
                     break
-                free = shown - self._taken.get((side, price), 0)
+                free = shown - self.taken.get((side, price), 0)
                 if free > 0:
                     takes.append((price, min(free, left - sum(v for _, v in takes))))
                 if sum(v for _, v in takes) >= left:
@@ -140,7 +141,7 @@ class Exchange:
             for price, volume in takes:
                 if volume <= 0:
                     continue
-                self._taken[(side, price)] = self._taken.get((side, price), 0) + volume
+                self.taken[(side, price)] = self.taken.get((side, price), 0) + volume
                 out.append(("fill", order.order_id, price, volume))
                 left -= volume
         if not left:
@@ -167,11 +168,13 @@ class Exchange:
         """A new snapshot: what traded and what was cancelled since the last one moves the
         resting orders in their queues and fills them (docs/paper.md)."""
         prev, self.tick = self.tick, tick
-        self._taken.clear()
-        if prev is None or not self.resting:
-            if prev is None:
-                self._place(tick)
-            return []
+        if self.taken:
+            self.taken.clear()
+        if not self.resting:
+            return _NOTHING
+        if prev is None:
+            self._place(tick)
+            return _NOTHING
         traded = tick.volume - prev.volume
         if traded < 0 or tick.trading_day != prev.trading_day:
             traded = 0  # a new day's cumulative volume
@@ -219,7 +222,7 @@ class Exchange:
         for level, shown in _levels(tick, side):
             if (level > price + EPS) if buy else (level < price - EPS):
                 break
-            total += shown - self._taken.get((side, level), 0)
+            total += shown - self.taken.get((side, level), 0)
         return max(0, total)
 
     def _take(self, tick: Tick, buy: bool, price: float, volume: int) -> None:
@@ -227,10 +230,10 @@ class Exchange:
         for level, shown in _levels(tick, side):
             if volume <= 0 or ((level > price + EPS) if buy else (level < price - EPS)):
                 break
-            free = shown - self._taken.get((side, level), 0)
+            free = shown - self.taken.get((side, level), 0)
             use = min(free, volume)
             if use > 0:
-                self._taken[(side, level)] = self._taken.get((side, level), 0) + use
+                self.taken[(side, level)] = self.taken.get((side, level), 0) + use
                 volume -= use
 
     def _queue(  # noqa: PLR0917

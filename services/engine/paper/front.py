@@ -27,25 +27,32 @@ class Front:
         self.ledger = Ledger()
         self.ledger.open_account(ACCOUNT, 0.0)
         self._frozen: dict[str, tuple[float, int]] = {}  # open order -> (money per lot, lots)
+        self._frozen_total = 0.0
+        self._base: float | None = None  # equity minus margin, until a fill or a held mark
 
     def open_day(self, holdings: Iterable[Holding], cash: float) -> None:
         """The account at the start of the day: every agent's carried positions, summed."""
         self.ledger = Ledger()
         self.ledger.open_account(ACCOUNT, cash)
         self._frozen.clear()
+        self._frozen_total = 0.0
+        self._base = None
         for holding in holdings:
             spec = self.specs.get(holding.instrument)
             if spec is not None:
                 self.ledger.carry(ACCOUNT, spec, holding)
 
     def mark(self, instrument: str, price: float) -> None:
-        self.ledger.mark(instrument, price)
+        if self.ledger.mark(instrument, price):  # a held position's value moved
+            self._base = None
 
     def available(self) -> float:
         """Equity minus the margin of positions and what pending opens froze."""
-        account = self.ledger.accounts[ACCOUNT]
-        frozen = sum(per_lot * lots for per_lot, lots in self._frozen.values())
-        return account.equity() - account.margin() - frozen
+        base = self._base
+        if base is None:
+            account = self.ledger.accounts[ACCOUNT]
+            base = self._base = account.equity() - account.margin()
+        return base - self._frozen_total
 
     def check(self, order: Order, limit_price: float) -> tuple[str, str] | None:
         """The front's refusal of ``order`` (CTP code, text), or None; ``limit_price`` is the
@@ -75,6 +82,7 @@ class Front:
             price = limit_price if not math.isnan(limit_price) else order.price
             per_lot = price * spec.margin_factor + spec.fee(Offset.OPEN, price, 1)
             self._frozen[order.order_id] = (per_lot, order.volume)
+            self._frozen_total += per_lot * order.volume
         else:
             line = self.ledger.line(ACCOUNT, spec)
             self.ledger.freeze(line, order.direction, offset, order.volume)
@@ -86,6 +94,7 @@ class Front:
         line = self.ledger.line(ACCOUNT, spec)
         fee = self.ledger.fee(line, order.direction, offset, price, volume)
         self.ledger.fill(line, order.direction, offset, price, volume, fee=fee, frozen=True)
+        self._base = None
         self._release(order, volume)
         return fee
 
@@ -103,10 +112,14 @@ class Front:
         if frozen is None:
             return
         per_lot, lots = frozen
+        released = min(lots, volume)
+        self._frozen_total -= per_lot * released
         if lots <= volume:
             del self._frozen[order.order_id]
         else:
             self._frozen[order.order_id] = (per_lot, lots - volume)
+        if not self._frozen:
+            self._frozen_total = 0.0  # no rounding left behind
 
     @staticmethod
     def _offset(order: Order, spec: Spec) -> str:

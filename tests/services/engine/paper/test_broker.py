@@ -1,0 +1,93 @@
+"""The paper simulator as the engine's adapter: latency, the front's refusals, the cancel race."""
+
+from __future__ import annotations
+
+from contracts.config import PaperConfig
+from contracts.messages import Holding
+from libshm import Tick
+from services.engine.ledger import Rates, Spec
+from services.engine.orders import Order
+from services.engine.paper.broker import PaperBroker
+
+IF = Spec("IF2101", "CFFEX", 300, 0.2, Rates(margin_rate=0.12, open_rate=0.000023))
+CU = Spec("cu1909", "SHFE", 5, 10.0, Rates(margin_rate=0.1, close_today_per_lot=3.0))
+MS = 1_000_000
+
+
+def test_a_cancel_loses_the_race_to_a_fill_under_latency(if_day: list[Tick]) -> None:
+    # the sell of test_exchange's queue scenario, one lot: it fills at row 338 (1.33 lots trade at
+    # 5222.6 with nothing left ahead of it)
+    broker = PaperBroker({"IF2101": IF}, {}, PaperConfig(
+        entry_latency_us=0, cancel_latency_us=1000, ack_latency_us=0))  # fmt: skip
+    broker.open_day(20210104, [], 10_000_000.0)
+    t = {i: if_day[i].local_time_ns for i in range(335, 339)}
+    broker.on_tick(if_day[335], t[335])
+    order = Order("o1", "a", "IF2101", "sell", "open", 5222.6, 1)
+    broker.submit(order, t[335])
+    assert broker.events(t[335]) == [("accepted", "o1", "E1")]
+    for i in (336, 337):
+        broker.on_tick(if_day[i], t[i])
+        assert broker.events(t[i]) == []
+    # the agent cancels 0.3 ms before row 338 reaches the engine; the cancel needs 1 ms
+    broker.cancel(order, t[338] - MS * 3 // 10)
+    assert broker.events(t[338] - MS * 3 // 10) == []
+    broker.on_tick(if_day[338], t[338])
+    assert broker.events(t[338]) == [("trade", "o1", "P1", 5222.6, 1)]  # the fill came first
+    assert broker.events(t[338] + MS * 7 // 10) == [
+        ("cancel_refused", "o1", "CTP:报单已全成交或已撤销，不能再撤 (26)")
+    ]
+
+
+def test_acknowledgements_arrive_after_their_latency(if_day: list[Tick]) -> None:
+    broker = PaperBroker({"IF2101": IF}, {}, PaperConfig(
+        entry_latency_us=1000, cancel_latency_us=1000, ack_latency_us=500))  # fmt: skip
+    broker.open_day(20210104, [], 10_000_000.0)
+    now = if_day[336].local_time_ns
+    broker.on_tick(if_day[336], now)  # ask 5222.4 x3
+    broker.submit(Order("o1", "a", "IF2101", "buy", "open", 5222.4, 2, "fak"), now)
+    assert broker.events(now) == []
+    assert broker.events(now + 1_499_999) == []  # reached the exchange at +1 ms, not back yet
+    assert broker.events(now + 1_500_000) == [("accepted", "o1", "E1"),
+                                              ("trade", "o1", "P1", 5222.4, 2)]  # fmt: skip
+
+
+def test_the_front_refuses_what_a_ctp_front_refuses(cu_day: list[Tick]) -> None:
+    instant = PaperConfig(entry_latency_us=0, cancel_latency_us=0, ack_latency_us=0)
+    broker = PaperBroker({"cu1909": CU}, {}, instant)
+    # two lots long carried from yesterday, nothing opened today
+    broker.open_day(20190916, [Holding("a", "cu1909", 2, 0, 95_600.0, 0.0, 47_800.0)], 100_000.0)
+    tick = cu_day[0]  # bid 47780 x10, ask 47820 x10
+    now = tick.local_time_ns
+    broker.on_tick(tick, now)
+
+    def send(oid: str, direction: str, offset: str, price: float, volume: int) -> list[object]:
+        broker.submit(Order(oid, "a", "cu1909", direction, offset, price, volume), now)
+        return list(broker.events(now))
+
+    # SHFE: close-today with no position opened today
+    assert send("c1", "sell", "close_today", 47780.0, 1) == [
+        ("rejected", "c1", "50", "CTP:平今仓位不足")
+    ]
+    # close-yesterday beyond the two lots
+    assert send("c2", "sell", "close_yesterday", 47780.0, 3) == [
+        ("rejected", "c2", "51", "CTP:平昨仓位不足")
+    ]
+    # a plain close is a close of yesterday's lots on SHFE: accepted and filled at the bid
+    assert send("c3", "sell", "close", 47780.0, 2) == [
+        ("accepted", "c3", "E1"), ("trade", "c3", "P1", 47780.0, 2),
+    ]  # fmt: skip
+    # now nothing is left to close
+    assert send("c4", "sell", "close", 47780.0, 1) == [("rejected", "c4", "51", "CTP:平昨仓位不足")]
+    # an open needs margin: 47820 x 5 x 0.1 = 23,910 a lot; the account has about 100,000
+    assert send("o1", "buy", "open", 47820.0, 5) == [("rejected", "o1", "31", "CTP:资金不足")]
+    assert send("o2", "buy", "open", 47820.0, 1)[:1] == [("accepted", "o2", "E2")]
+
+
+def test_a_plain_close_beyond_the_position_elsewhere(if_day: list[Tick]) -> None:
+    instant = PaperConfig(entry_latency_us=0, cancel_latency_us=0, ack_latency_us=0)
+    broker = PaperBroker({"IF2101": IF}, {}, instant)
+    broker.open_day(20210104, [], 10_000_000.0)
+    tick = if_day[336]
+    broker.on_tick(tick, tick.local_time_ns)
+    broker.submit(Order("c1", "a", "IF2101", "sell", "close", 5221.8, 1), tick.local_time_ns)
+    assert broker.events(tick.local_time_ns) == [("rejected", "c1", "30", "CTP:平仓量超过持仓量")]

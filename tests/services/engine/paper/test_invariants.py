@@ -1,0 +1,112 @@
+"""Invariants of the simulator under random orders on the real IF2101 day (hypothesis)."""
+
+from __future__ import annotations
+
+from typing import cast
+
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from contracts.config import PaperConfig
+from libshm import Tick
+from services.engine.ledger import Ledger, Rates, Spec
+from services.engine.orders import Order
+from services.engine.paper.broker import PaperBroker
+from services.engine.paper.exchange import _levels
+
+RATES = Rates(margin_rate=0.12, open_rate=0.000023, close_rate=0.000023,
+              close_today_rate=0.000345)  # fmt: skip
+IF = Spec("IF2101", "CFFEX", 300, 0.2, RATES)
+START, END = 300, 1300  # 500 s of the morning session
+
+order_plan = st.lists(
+    st.tuples(
+        st.integers(START, END - 1),  # the tick after which it is sent
+        st.sampled_from(["buy", "sell"]),
+        st.integers(-3, 3),  # ticks from the near side of the book (positive: more aggressive)
+        st.integers(1, 5),
+        st.sampled_from(["limit", "fak", "fok"]),
+        st.sampled_from(["open", "close"]),
+    ),
+    min_size=1,
+    max_size=25,
+)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(plan=order_plan, cancel_share=st.sampled_from([0.0, 0.5, 1.0]))
+def test_fills_never_exceed_what_traded_or_was_shown_nor_beat_the_limit(
+    if_day: list[Tick], plan: list[tuple[int, str, int, int, str, str]], cancel_share: float,
+) -> None:  # fmt: skip
+    config = PaperConfig(entry_latency_us=0, cancel_latency_us=0, ack_latency_us=0,
+                         cancel_share=cancel_share)  # fmt: skip
+    broker = PaperBroker({"IF2101": IF}, {}, config)
+    broker.open_day(20210104, [], 50_000_000.0)
+    by_tick: dict[int, list[tuple[str, int, int, str, str]]] = {}
+    for at, *rest in plan:
+        by_tick.setdefault(at, []).append(tuple(rest))  # type: ignore[arg-type]
+    orders: dict[str, Order] = {}
+    trades: list[tuple[Order, float, int]] = []
+    n = 0
+    for i in range(START, END):
+        tick = if_day[i]
+        now = tick.local_time_ns
+        broker.on_tick(tick, now)
+        on_tick_fills = _collect(broker.events(now), orders, trades)
+        # a resting order fills only from what traded since the last snapshot or what the book
+        # now shows through its price
+        traded = tick.volume - if_day[i - 1].volume
+        shown = sum(v for _, v in _levels(tick, "bid")) + sum(v for _, v in _levels(tick, "ask"))
+        assert on_tick_fills <= max(0, traded) + shown
+        taken: dict[float, int] = {}
+        for direction, offset_ticks, volume, kind, offset in by_tick.get(i, []):
+            buy = direction == "buy"
+            near = tick.bid_price1 if buy else tick.ask_price1
+            price = round(near + (offset_ticks if buy else -offset_ticks) * IF.price_tick, 1)
+            n += 1
+            order = Order(f"o{n}", "a", "IF2101", direction, offset, price, volume, kind)
+            orders[order.order_id] = order
+            broker.submit(order, now)
+            before = len(trades)
+            _collect(broker.events(now), orders, trades)
+            for _, fill_price, fill_volume in trades[before:]:
+                taken[fill_price] = taken.get(fill_price, 0) + fill_volume
+        # what orders took at arrival never exceeds what the snapshot displayed at that price
+        book = dict(_levels(tick, "bid") + _levels(tick, "ask"))
+        for fill_price, volume in taken.items():
+            assert volume <= book.get(fill_price, 0)
+    event(f"fills: {'some' if trades else 'none'}")
+    for order, price, volume in trades:
+        assert volume > 0
+        assert (
+            price <= order.price + 1e-9 if order.direction == "buy" else price >= order.price - 1e-9
+        )
+        assert sum(v for o, _, v in trades if o is order) <= order.volume
+    # fees and margin: the engine's ledger fed with the same trades agrees with the front
+    ledger = Ledger()
+    ledger.open_account("a", 50_000_000.0)
+    for order, price, volume in trades:
+        line = ledger.line("a", IF)
+        fee = ledger.fee(line, order.direction, order.offset, price, volume)
+        ledger.fill(line, order.direction, order.offset, price, volume, fee=fee, frozen=False)
+    ledger.mark("IF2101", if_day[END - 1].last)
+    broker.front.mark("IF2101", if_day[END - 1].last)
+    ours, front = ledger.accounts["a"], broker.front.ledger.accounts["account"]
+    assert ours.fees() == pytest.approx(front.fees(), abs=1e-6)
+    assert ours.margin() == pytest.approx(front.margin(), abs=1e-6)
+    assert ours.equity() == pytest.approx(front.equity(), abs=1e-6)
+
+
+def _collect(events: list[tuple[object, ...]], orders: dict[str, Order],
+             trades: list[tuple[Order, float, int]]) -> int:  # fmt: skip
+    filled = 0
+    for item in events:
+        if item[0] == "trade":
+            order = orders[str(item[1])]
+            price, volume = cast(float, item[3]), cast(int, item[4])
+            trades.append((order, price, volume))
+            filled += volume
+    return filled

@@ -62,6 +62,7 @@ bench: $(STAMP) ## run the benchmarks and print their figures (see docs/BENCHMAR
 	$(HFT) bench journal
 	$(HFT) bench md_recorder
 	$(HFT) bench engine
+	$(HFT) bench paper
 
 clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build libshm/_fastpath.*.so

@@ -97,7 +97,7 @@ def _run_import(args: argparse.Namespace) -> int:
     return run(args)
 
 
-BENCHMARKS = ("journal", "md_recorder", "engine")
+BENCHMARKS = ("journal", "md_recorder", "engine", "paper")
 
 
 def _add_bench(parser: argparse.ArgumentParser) -> None:

@@ -63,10 +63,27 @@ def _levels(tick: Tick, side: str) -> list[tuple[float, int]]:
     return out
 
 
-def _shown(tick: Tick, side: str, price: float) -> int | None:
+class _Books:
+    """The displayed levels of the last two snapshots looked at (the previous and the current
+    one of an update), so that each is unpacked once however many orders look at it."""
+
+    __slots__ = ("_slots",)
+
+    def __init__(self) -> None:
+        self._slots: list[tuple[Tick, list[tuple[float, int]], list[tuple[float, int]]]] = []
+
+    def get(self, tick: Tick, side: str) -> list[tuple[float, int]]:
+        for cached, bids, asks in self._slots:
+            if cached is tick:
+                return bids if side == "bid" else asks
+        entry = (tick, _levels(tick, "bid"), _levels(tick, "ask"))
+        self._slots = [*self._slots[-1:], entry]
+        return entry[1] if side == "bid" else entry[2]
+
+
+def _shown(levels: list[tuple[float, int]], side: str, price: float) -> int | None:
     """Volume displayed at ``price`` on ``side``: 0 if the price is within the displayed depth
     but not a level (or better than the best), None if it is beyond the displayed depth."""
-    levels = _levels(tick, side)
     for level, volume in levels:
         if abs(level - price) < EPS:
             return volume
@@ -88,6 +105,7 @@ class Exchange:
     tick: Tick | None = None
     resting: dict[str, Resting] = field(default_factory=dict)
     taken: dict[tuple[str, float], int] = field(default_factory=dict)  # since the snapshot
+    _books: _Books = field(default_factory=_Books)
 
     # -- orders --------------------------------------------------------------------------------
 
@@ -127,7 +145,7 @@ class Exchange:
         if tick is not None:
             side = "ask" if buy else "bid"
             takes: list[tuple[float, int]] = []
-            for price, shown in _levels(tick, side):
+            for price, shown in self._books.get(tick, side):
                 if (price > limit + EPS) if buy else (price < limit - EPS):
                     break
                 free = shown - self.taken.get((side, price), 0)
@@ -151,7 +169,8 @@ class Exchange:
             return out
         ahead = None
         if tick is not None:
-            queued = _shown(tick, "bid" if buy else "ask", order.price)
+            side = "bid" if buy else "ask"
+            queued = _shown(self._books.get(tick, side), side, order.price)
             ahead = None if queued is None else float(queued)
         self.resting[order.order_id] = Resting(order, left, ahead)
         return out
@@ -219,7 +238,7 @@ class Exchange:
         would have traded with the order)."""
         side = "ask" if buy else "bid"
         total = 0
-        for level, shown in _levels(tick, side):
+        for level, shown in self._books.get(tick, side):
             if (level > price + EPS) if buy else (level < price - EPS):
                 break
             total += shown - self.taken.get((side, level), 0)
@@ -227,7 +246,7 @@ class Exchange:
 
     def _take(self, tick: Tick, buy: bool, price: float, volume: int) -> None:
         side = "ask" if buy else "bid"
-        for level, shown in _levels(tick, side):
+        for level, shown in self._books.get(tick, side):
             if volume <= 0 or ((level > price + EPS) if buy else (level < price - EPS)):
                 break
             free = shown - self.taken.get((side, level), 0)
@@ -254,8 +273,8 @@ class Exchange:
         reached = at_price - used - own_filled.get((side, price), 0)
         fill = max(0, min(resting.left, int(reached + EPS), budget))
         ahead = ahead_before - used
-        before = _shown(prev, side, price)
-        after = _shown(tick, side, price)
+        before = _shown(self._books.get(prev, side), side, price)
+        after = _shown(self._books.get(tick, side), side, price)
         if before is not None and after is not None:
             cancelled = before - after - at_price
             if cancelled > 0 and ahead > 0:
@@ -271,7 +290,7 @@ class Exchange:
         for resting in self.resting.values():
             if resting.ahead is None:
                 side = "bid" if resting.order.direction == "buy" else "ask"
-                shown = _shown(tick, side, resting.order.price)
+                shown = _shown(self._books.get(tick, side), side, resting.order.price)
                 if shown is not None:
                     resting.ahead = float(shown)
 

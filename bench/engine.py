@@ -44,7 +44,7 @@ from services.md_recorder.importer import import_files
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "market"
 WARM_UP = 2_000
-INSTANT = PaperConfig(entry_latency_us=0, cancel_latency_us=0, ack_latency_us=0)
+INSTANT = PaperConfig.instant()
 
 
 class Pinger(Strategy):

@@ -26,7 +26,7 @@ from services.md_recorder.importer import import_files
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "market"
 IF = Spec("IF2101", "CFFEX", 300, 0.2, Rates(margin_rate=0.12, open_rate=0.000023))
-INSTANT = PaperConfig(entry_latency_us=0, cancel_latency_us=0, ack_latency_us=0)
+INSTANT = PaperConfig.instant()
 
 
 def _day(root: Path) -> list[Tick]:

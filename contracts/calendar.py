@@ -20,12 +20,15 @@ from contracts.config import format_validation_error
 from contracts.errors import UserError
 
 __all__ = [
+    "CHINA_OFFSET_S",
+    "DAY_SECONDS",
     "DEFAULT_CALENDAR",
     "Calendar",
     "CalendarFile",
     "Phase",
     "Product",
     "Session",
+    "china_second",
     "load_calendar",
     "next_weekday",
     "previous_weekday",
@@ -35,6 +38,15 @@ __all__ = [
 
 DEFAULT_CALENDAR: Final = Path(__file__).resolve().parent.parent / "configs" / "calendar.toml"
 DAY_SECONDS: Final = 86_400
+CHINA_OFFSET_S: Final = 8 * 3600  # China time is UTC+8 all year
+
+
+def china_second(time_ns: int) -> int:
+    """Seconds since midnight, China time, of an epoch time in nanoseconds: the index into a
+    ``phase_table``."""
+    return (time_ns // 1_000_000_000 + CHINA_OFFSET_S) % DAY_SECONDS
+
+
 _WINDOW = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
 
 

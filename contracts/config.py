@@ -235,6 +235,12 @@ class PaperConfig(_Section):
     """``exponential``: each latency drawn with the configured value as its mean."""
     seed: int = 1
 
+    @classmethod
+    def instant(cls, **settings: Any) -> PaperConfig:
+        """No latency at all: everything happens within the call that caused it (tests, and
+        benchmarks of the engine rather than of the market)."""
+        return cls(entry_latency_us=0, cancel_latency_us=0, ack_latency_us=0, **settings)
+
 
 class CtpTradeConfig(_Section):
     fronts: Annotated[list[CtpFront], Field(min_length=1)]

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final, Protocol
 
+from contracts.calendar import CHINA_OFFSET_S, DAY_SECONDS
 from contracts.config import RiskConfig
 from services.engine.ledger import Ledger, Spec
 from services.engine.orders import TERMINAL, Order
@@ -31,8 +32,6 @@ _RANK: Final = {ACTIVE: 0, REDUCING: 1, HALTED: 2}
 
 Refusal = tuple[str, str]
 NS: Final = 1_000_000_000
-DAY_S: Final = 86_400
-CHINA_OFFSET_S: Final = 8 * 3600
 
 
 class Quote(Protocol):
@@ -174,7 +173,7 @@ class RiskGate:
             # the exchange's clock: the last tick's exchange time plus the time since it arrived
             elapsed = now_ns - quote.local_time_ns
             exchange_now = quote.exchange_time_ns + (elapsed if elapsed > 0 else 0)
-            if not phases[(exchange_now // NS + CHINA_OFFSET_S) % DAY_S]:
+            if not phases[(exchange_now // NS + CHINA_OFFSET_S) % DAY_SECONDS]:  # china_second
                 return "TRADING_HOURS", f"{instrument} is not trading now"
 
         market = order.kind == "market"

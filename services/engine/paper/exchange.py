@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from contracts.calendar import china_second
 from libshm import Tick
 from services.engine.ledger import Spec
 from services.engine.orders import Order
@@ -21,9 +22,6 @@ __all__ = ["REFUSALS", "Exchange", "Resting"]
 Output = tuple[object, ...]
 _NOTHING: list[Output] = []  # shared and never appended to: what a quiet tick returns
 
-NS = 1_000_000_000
-DAY_S = 86_400
-CHINA_OFFSET_S = 8 * 3600
 EPS = 1e-9
 
 # CTP's ErrorID and ErrorMsg for what the simulated front and exchange refuse (docs/paper.md)
@@ -49,20 +47,6 @@ class Resting:
     ahead: float | None  # market volume in front of it; None until its level has been seen
 
 
-def _levels(tick: Tick, side: str) -> list[tuple[float, int]]:
-    """Displayed (price, volume) levels of ``side`` ("bid" or "ask"), best first."""
-    if side == "bid":
-        prices, volumes = tick[21:26], tick[31:36]
-    else:
-        prices, volumes = tick[26:31], tick[36:41]
-    out = []
-    for price, volume in zip(prices, volumes, strict=True):
-        if math.isnan(price) or volume <= 0:
-            break
-        out.append((price, volume))
-    return out
-
-
 class _Books:
     """The displayed levels of the last two snapshots looked at (the previous and the current
     one of an update), so that each is unpacked once however many orders look at it."""
@@ -76,7 +60,7 @@ class _Books:
         for cached, bids, asks in self._slots:
             if cached is tick:
                 return bids if side == "bid" else asks
-        entry = (tick, _levels(tick, "bid"), _levels(tick, "ask"))
+        entry = (tick, tick.bids, tick.asks)
         self._slots = [*self._slots[-1:], entry]
         return entry[1] if side == "bid" else entry[2]
 
@@ -114,8 +98,7 @@ class Exchange:
         tick = self.tick
         if self.phases and tick is not None:
             elapsed = max(0, now_ns - tick.local_time_ns)
-            second = ((tick.exchange_time_ns + elapsed) // NS + CHINA_OFFSET_S) % DAY_S
-            if not self.phases[second]:
+            if not self.phases[china_second(tick.exchange_time_ns + elapsed)]:
                 return REFUSALS["hours"]
         if order.kind == "market":
             return None
@@ -133,6 +116,10 @@ class Exchange:
         refusal = self.check(order, now_ns)
         if refusal is not None:
             return [("rejected", order.order_id, *refusal)]
+        return self.match(order)
+
+    def match(self, order: Order) -> list[Output]:
+        """Match an order that passed :meth:`check` (see :meth:`arrive`)."""
         out: list[Output] = []
         buy = order.direction == "buy"
         tick = self.tick

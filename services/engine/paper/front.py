@@ -61,9 +61,7 @@ class Front:
         line = self.ledger.line(ACCOUNT, spec)
         offset = self._offset(order, spec)
         if offset == Offset.OPEN:
-            price = limit_price if not math.isnan(limit_price) else order.price
-            per_lot = price * spec.margin_factor + spec.fee(Offset.OPEN, price, 1)
-            if per_lot * order.volume > self.available() + 1e-9:
+            if _per_lot(spec, order, limit_price) * order.volume > self.available() + 1e-9:
                 return REFUSALS["funds"]
             return None
         side = "short" if order.direction == "buy" else "long"
@@ -79,8 +77,7 @@ class Front:
         spec = self.specs[order.instrument]
         offset = self._offset(order, spec)
         if offset == Offset.OPEN:
-            price = limit_price if not math.isnan(limit_price) else order.price
-            per_lot = price * spec.margin_factor + spec.fee(Offset.OPEN, price, 1)
+            per_lot = _per_lot(spec, order, limit_price)
             self._frozen[order.order_id] = (per_lot, order.volume)
             self._frozen_total += per_lot * order.volume
         else:
@@ -129,3 +126,9 @@ class Front:
         if spec.splits_close_today:
             return Offset.CLOSE_YESTERDAY if order.offset == Offset.CLOSE else order.offset
         return Offset.CLOSE
+
+
+def _per_lot(spec: Spec, order: Order, limit_price: float) -> float:
+    """What one lot of an opening order needs: margin and fee at its limit price."""
+    price = limit_price if not math.isnan(limit_price) else order.price
+    return price * spec.margin_factor + spec.fee(Offset.OPEN, price, 1)

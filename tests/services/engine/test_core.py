@@ -42,7 +42,7 @@ def ticks(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[int, Tick]]:
     return found
 
 
-INSTANT = PaperConfig(entry_latency_us=0, cancel_latency_us=0, ack_latency_us=0)
+INSTANT = PaperConfig.instant()
 AgentSpec = tuple[str, Callable[..., Strategy], dict[str, Any]]
 DEFAULT_AGENTS: list[AgentSpec] = [
     ("mm", Quoter, {"spread_ticks": 1, "size": 1, "max_position": 3}),

@@ -52,7 +52,7 @@ def test_acknowledgements_arrive_after_their_latency(if_day: list[Tick]) -> None
 
 
 def test_the_front_refuses_what_a_ctp_front_refuses(cu_day: list[Tick]) -> None:
-    instant = PaperConfig(entry_latency_us=0, cancel_latency_us=0, ack_latency_us=0)
+    instant = PaperConfig.instant()
     broker = PaperBroker({"cu1909": CU}, {}, instant)
     # two lots long carried from yesterday, nothing opened today
     broker.open_day(20190916, [Holding("a", "cu1909", 2, 0, 95_600.0, 0.0, 47_800.0)], 100_000.0)
@@ -84,7 +84,7 @@ def test_the_front_refuses_what_a_ctp_front_refuses(cu_day: list[Tick]) -> None:
 
 
 def test_a_plain_close_beyond_the_position_elsewhere(if_day: list[Tick]) -> None:
-    instant = PaperConfig(entry_latency_us=0, cancel_latency_us=0, ack_latency_us=0)
+    instant = PaperConfig.instant()
     broker = PaperBroker({"IF2101": IF}, {}, instant)
     broker.open_day(20210104, [], 10_000_000.0)
     tick = if_day[336]

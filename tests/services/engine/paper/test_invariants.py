@@ -13,7 +13,6 @@ from libshm import Tick
 from services.engine.ledger import Ledger, Rates, Spec
 from services.engine.orders import Order
 from services.engine.paper.broker import PaperBroker
-from services.engine.paper.exchange import _levels
 
 RATES = Rates(margin_rate=0.12, open_rate=0.000023, close_rate=0.000023,
               close_today_rate=0.000345)  # fmt: skip
@@ -41,8 +40,7 @@ order_plan = st.lists(
 def test_fills_never_exceed_what_traded_or_was_shown_nor_beat_the_limit(
     if_day: list[Tick], plan: list[tuple[int, str, int, int, str, str]], cancel_share: float,
 ) -> None:  # fmt: skip
-    config = PaperConfig(entry_latency_us=0, cancel_latency_us=0, ack_latency_us=0,
-                         cancel_share=cancel_share)  # fmt: skip
+    config = PaperConfig.instant(cancel_share=cancel_share)
     broker = PaperBroker({"IF2101": IF}, {}, config)
     broker.open_day(20210104, [], 50_000_000.0)
     by_tick: dict[int, list[tuple[str, int, int, str, str]]] = {}
@@ -59,7 +57,7 @@ def test_fills_never_exceed_what_traded_or_was_shown_nor_beat_the_limit(
         # a resting order fills only from what traded since the last snapshot or what the book
         # now shows through its price
         traded = tick.volume - if_day[i - 1].volume
-        shown = sum(v for _, v in _levels(tick, "bid")) + sum(v for _, v in _levels(tick, "ask"))
+        shown = sum(v for _, v in tick.bids) + sum(v for _, v in tick.asks)
         assert on_tick_fills <= max(0, traded) + shown
         taken: dict[float, int] = {}
         for direction, offset_ticks, volume, kind, offset in by_tick.get(i, []):
@@ -75,7 +73,7 @@ def test_fills_never_exceed_what_traded_or_was_shown_nor_beat_the_limit(
             for _, fill_price, fill_volume in trades[before:]:
                 taken[fill_price] = taken.get(fill_price, 0) + fill_volume
         # what orders took at arrival never exceeds what the snapshot displayed at that price
-        book = dict(_levels(tick, "bid") + _levels(tick, "ask"))
+        book = dict(tick.bids + tick.asks)
         for fill_price, volume in taken.items():
             assert volume <= book.get(fill_price, 0)
     event(f"fills: {'some' if trades else 'none'}")

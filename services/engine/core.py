@@ -73,7 +73,6 @@ class RecoveryDiverged(Exception):
 
 
 _encode = m.ENCODER.encode
-_WARM_ID: Final = "warm-0-0"  # never issued: ids are AGENT-DAY-N with N from 1
 _DIRECTIONS: Final = frozenset({"buy", "sell"})
 _KINDS: Final = frozenset({"limit", "market", "fak", "fok"})
 _EXTERNAL = (m.TimerFired, m.Halt, m.Reduce, m.Resume, m.CancelAll, m.Flatten, m.DayRolled)
@@ -189,6 +188,7 @@ class Engine:
         self.now = 0
         self.ticks = 0  # sequence number of the next tick to dispatch
         self.sent = 0  # orders handed to the adapter by this process
+        self._dry = False  # warm(): the order path runs up to the journal and stops there
         self._journal = journal
         self._expect: deque[m.EngineMessage] = deque()
         self._ack = m.CommandAck(0, 0, "", False, "")
@@ -408,10 +408,14 @@ class Engine:
         self, handle: AgentHandle, spec: Spec, direction: str, price: float, offset: str,
         volume: int, kind: str,
     ) -> str:  # fmt: skip
-        order_id = self.ids.issue(handle.name, self.trading_day)
+        dry = self._dry
+        order_id = self.ids.issue(handle.name, self.trading_day, dry)
         order = Order(order_id, handle.name, spec.instrument, direction, offset, price, volume,
                       kind)  # fmt: skip
         msg = self._check(order, handle, spec)
+        if dry:  # warm(): as far as the journal, no further
+            _encode(msg)
+            return order_id
         if type(msg) is m.RiskRefused:
             self._emit(msg)
             return order_id
@@ -449,22 +453,25 @@ class Engine:
         )  # fmt: skip
 
     def warm(self) -> bool:
-        """Run one agent's order path dry: build an order, check it at the risk gate and encode
-        its ``OrderRequested``, then drop it. Nothing is sent, journaled, counted or issued (the
-        gate's check only reads, besides forgetting order times that are out of its window).
-        Called while the market is quiet, it keeps the path's code and data in the CPU caches
-        (docs/engine.md, "Keeping the order path warm"). Returns False if there is nothing to
-        warm yet (no running agent with a priced instrument)."""
+        """Run one agent's order path dry: the agent's ``send`` as a strategy calls it (checks,
+        order id, the order, the risk gate, the encoded ``OrderRequested``), stopping before the
+        journal. Nothing is sent, journaled, counted or issued (the gate's check only reads,
+        besides forgetting order times that are out of its window). Called while the market is
+        quiet, it keeps the path's code and data in the CPU caches (docs/engine.md, "Keeping
+        the order path warm"). Returns False if there is nothing to warm yet (no running agent
+        with a priced instrument)."""
         for handle in self.agents.values():
             if not handle.running:
                 continue
             for instrument in handle.instruments:
                 tick = self.latest.get(instrument)
-                spec = self.specs[instrument]
                 if tick is None or math.isnan(tick.last):
                     continue
-                order = Order(_WARM_ID, handle.name, instrument, "buy", "open", tick.last, 1)
-                _encode(self._check(order, handle, spec))
+                self._dry = True
+                try:
+                    handle.send(instrument, "buy", tick.last, 1, "open", "fak")
+                finally:
+                    self._dry = False
                 return True
         return False
 

@@ -165,10 +165,12 @@ class OrderIds:
         self._next: dict[tuple[str, int], int] = {}
         self._prefix: dict[tuple[str, int], str] = {}
 
-    def issue(self, agent: str, trading_day: int) -> str:
+    def issue(self, agent: str, trading_day: int, dry: bool = False) -> str:
+        """The next id; ``dry``: the id the next issue would give, without taking it."""
         key = (agent, trading_day)
         n = self._next.get(key, 1)
-        self._next[key] = n + 1
+        if not dry:
+            self._next[key] = n + 1
         prefix = self._prefix.get(key)
         if prefix is None:
             prefix = self._prefix[key] = f"{agent}-{trading_day}-"

@@ -44,6 +44,7 @@ __all__ = [
     "StateChanged",
     "TimerFired",
     "Trade",
+    "Wake",
     "decode",
     "encode",
 ]
@@ -109,6 +110,12 @@ class AgentStopped(_Message, frozen=True):
 
 class TimerFired(_Message, frozen=True):
     """The periodic timer, an external input in live trading (journaled so recovery repeats it)."""
+
+
+class Wake(_Message, frozen=True):
+    """The engine's clock reached the time something of a deterministic adapter was due (an order
+    reaching the simulated exchange, an event reaching the engine) with no tick before it: an
+    external input in live paper trading, journaled so recovery repeats it at the same point."""
 
 
 # -- orders ---------------------------------------------------------------------------------------
@@ -236,6 +243,7 @@ EngineMessage = (
     | AgentStarted
     | AgentStopped
     | TimerFired
+    | Wake
     | OrderRequested
     | RiskRefused
     | CancelRequested

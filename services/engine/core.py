@@ -66,6 +66,13 @@ class Adapter(Protocol):
         engine calls this after every input, with the input's time)."""
         ...
 
+    def next_due(self) -> int | None:
+        """The engine time of the next thing a deterministic adapter does (an order reaching the
+        simulated exchange, an event reaching the engine), or None: the live loop calls
+        :meth:`Engine.wake` then if no tick came first. None for an adapter that runs on its
+        own (CTP)."""
+        ...
+
 
 class RecoveryDiverged(Exception):
     """Re-running the day did not produce what the journal holds: an agent is not deterministic
@@ -75,7 +82,6 @@ class RecoveryDiverged(Exception):
 _encode = m.ENCODER.encode
 _DIRECTIONS: Final = frozenset({"buy", "sell"})
 _KINDS: Final = frozenset({"limit", "market", "fak", "fok"})
-_EXTERNAL = (m.TimerFired, m.Halt, m.Reduce, m.Resume, m.CancelAll, m.Flatten, m.DayRolled)
 _ADAPTER = (m.OrderAccepted, m.OrderRejected, m.OrderCancelled, m.Trade)
 _STATE_OF: Final[dict[type, Literal["active", "reducing", "halted"]]] = {
     m.Halt: HALTED, m.Reduce: REDUCING, m.Resume: ACTIVE,
@@ -189,6 +195,7 @@ class Engine:
         self.ticks = 0  # sequence number of the next tick to dispatch
         self.sent = 0  # orders handed to the adapter by this process
         self._dry = False  # warm(): the order path runs up to the journal and stops there
+        self._next_due = adapter.next_due
         self._journal = journal
         self._expect: deque[m.EngineMessage] = deque()
         self._ack = m.CommandAck(0, 0, "", False, "")
@@ -196,7 +203,8 @@ class Engine:
             m.DayOpened: self._apply_day_opened, m.DayRolled: self._apply_day_rolled,
             m.DayClosed: _ignore,
             m.AgentStarted: self._apply_agent_started, m.AgentStopped: self._apply_agent_stopped,
-            m.TimerFired: self._apply_timer, m.OrderRequested: self._apply_requested,
+            m.TimerFired: self._apply_timer, m.Wake: _ignore,
+            m.OrderRequested: self._apply_requested,
             m.RiskRefused: self._apply_refused, m.CancelRequested: self._apply_cancel_requested,
             m.CancelRefused: self._apply_cancel_refused, m.OrderAccepted: self._apply_accepted,
             m.OrderRejected: self._apply_rejected, m.OrderCancelled: self._apply_cancelled,
@@ -274,6 +282,8 @@ class Engine:
         """Give a journaled external input to the engine through its live entry point."""
         if isinstance(msg, m.TimerFired):
             self.on_timer(msg.time_ns)
+        elif isinstance(msg, m.Wake):
+            self.wake(msg.time_ns)
         elif isinstance(msg, m.Command):
             self.command(msg)
         elif isinstance(msg, m.DayRolled):
@@ -290,8 +300,12 @@ class Engine:
 
     def on_tick(self, tick: Tick, seq: int) -> None:
         """A tick committed to the day's tick journal at ``seq``."""
+        now = tick.local_time_ns
+        due = self._next_due()
+        if due is not None and due < now:  # the simulator's events before it, each when due
+            self._wake_until(now)
         self.ticks = seq + 1
-        self.now = now = tick.local_time_ns
+        self.now = now
         instrument = tick.instrument
         self.latest[instrument] = tick  # also the risk gate's quote
         held = self.ledger.mark(instrument, tick.last)
@@ -317,6 +331,19 @@ class Engine:
         self.now = now_ns
         self._emit(m.TimerFired(self.ticks, now_ns))
         self._pump()
+
+    def wake(self, now_ns: int) -> None:
+        """The clock reached ``now_ns`` (the adapter's ``next_due``) with no tick: what the
+        adapter had due by then happens now."""
+        self.now = now_ns
+        self._emit(m.Wake(self.ticks, now_ns))
+        self._pump()
+
+    def _wake_until(self, end_ns: int) -> None:
+        """Wake at each time the adapter has something due before ``end_ns`` (what it does may
+        make more due: an order's acknowledgement after it reaches the exchange)."""
+        while (due := self._next_due()) is not None and due < end_ns:
+            self.wake(due)
 
     def adapter_event(self, event: AdapterEvent, now_ns: int) -> None:
         """An event of an adapter that runs on its own (CTP), with the time it arrived."""

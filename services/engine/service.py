@@ -142,6 +142,7 @@ class EngineService:
         self.stop = StopSignals()
         self.engine: Engine | None = None
         self._last_tick_wall = time.monotonic_ns()
+        self._last_tick_time = 0  # the last tick's receive time (engine time)
 
     # -- set-up --------------------------------------------------------------------------------
 
@@ -302,6 +303,7 @@ class EngineService:
         next_end_check = clock() + END_CHECK_NS
         young_gc = _collector_off_the_tick_path()
         next_housekeeping = idle_since = clock()
+        self._last_tick_time, self._last_tick_wall = engine.now, idle_since  # after a recovery
         warm_ns = self.config.engine.warm_us * 1_000
         next_warm = idle_since + warm_ns if warm_ns else NEVER
         read = ticks.next_tick
@@ -314,6 +316,7 @@ class EngineService:
             if item is not None:
                 on_tick(item[1], item[0])
                 self._last_tick_wall = idle_since = clock()
+                self._last_tick_time = item[1].local_time_ns
                 continue
             now = clock()
             if now < next_housekeeping:
@@ -324,8 +327,7 @@ class EngineService:
                     time.sleep(IDLE_SLEEP_S)
                 continue
             next_housekeeping = now + HOUSEKEEPING_NS
-            if gc.get_count()[0] >= GC_YOUNG:
-                young_gc()
+            self._quiet_duties(engine, young_gc)
             while poll(0):
                 self._command(engine, sock, token)
                 idle_since = now
@@ -344,6 +346,16 @@ class EngineService:
                         continue
                     return self._roll(engine, day)
         return None, [], {}
+
+    def _quiet_duties(self, engine: Engine, young_gc: Callable[[], object]) -> None:
+        """With no tick to handle: wake the engine at each time the simulator has something due
+        by now (an order reaching the exchange, an acknowledgement or a fill reaching the
+        engine), and collect the young generation if enough objects piled up."""
+        next_due = engine.adapter.next_due
+        while (due := next_due()) is not None and due <= self._engine_now(engine):
+            engine.wake(due)
+        if gc.get_count()[0] >= GC_YOUNG:
+            young_gc()
 
     def _day_ended(self, ticks: JournalReader, day: int) -> bool:
         """The day's recording is closed and a newer trading day is being recorded."""
@@ -365,10 +377,12 @@ class EngineService:
         return newer[0], holdings, cash
 
     def _engine_now(self, engine: Engine) -> int:
-        """Engine time for an external input: the last tick's time plus the wall time since."""
+        """Engine time for an external input: the last tick's time plus the wall time since
+        (never behind the engine's clock, which a timer or a command may have moved on)."""
         if not engine.now:
             return time.time_ns()
-        return engine.now + max(0, time.monotonic_ns() - self._last_tick_wall)
+        since = self._last_tick_time + time.monotonic_ns() - self._last_tick_wall
+        return since if since > engine.now else engine.now
 
     def _command(self, engine: Engine, sock: zmq.Socket[Any], token: str) -> None:
         raw = sock.recv()

@@ -107,6 +107,13 @@ class PaperBroker:
             due.append(heapq.heappop(out)[2])
         return due
 
+    def next_due(self) -> int | None:
+        """When the next order or cancel reaches the exchange or the next event the engine."""
+        due = self._arrivals[0][0] if self._arrivals else None
+        if self._out and (due is None or self._out[0][0] < due):
+            due = self._out[0][0]
+        return due
+
     def pending(self) -> int:
         """Orders, cancels and events still travelling (a backtest drains them at its end)."""
         return len(self._arrivals) + len(self._out)

@@ -18,7 +18,7 @@ import pytest
 
 from contracts import messages as m
 from contracts.config import load_config
-from libshm import JournalReader, NotAJournal
+from libshm import TICK_LAYOUT, JournalReader, JournalWriter, NotAJournal, decode_tick
 from services.engine.command import send_command
 from services.engine.service import _collector_off_the_tick_path, read_journal
 from tests.helpers import ROOT, import_market, run_hft, write_config
@@ -219,6 +219,50 @@ def test_an_engine_killed_and_restarted_ends_like_an_uninterrupted_run(
     ids = [x.order_id for x in messages if isinstance(x, m.OrderRequested)]
     assert len(ids) == len(set(ids))  # no order was sent twice
     assert "Traceback" not in (crashy / "engine.log").read_text()
+
+
+ADAPTER_EVENTS = (m.OrderAccepted, m.OrderRejected, m.OrderCancelled, m.Trade, m.CancelRefused)
+
+
+def test_live_paper_acknowledgements_come_when_due_without_another_tick(
+    tmp_path: Path, recording: Path
+) -> None:
+    """The simulator's 1 ms entry and 0.5 ms acknowledgement latencies (the defaults), with no tick
+    after the orders and the timer ten minutes away: the engine wakes itself for them."""
+    (tmp_path / "journal" / "recordings").mkdir(parents=True)
+    config = write_config(tmp_path, CONFIG)
+    source = JournalReader(recording / str(DAY))
+    live = tmp_path / "journal" / "recordings" / str(DAY)
+    journal = tmp_path / "journal" / "engine" / str(DAY)
+    with JournalWriter(live, layout=TICK_LAYOUT) as writer:
+        for _ in range(40):  # the first 40 ticks of the day, then the feed stays silent
+            frame = source.read()
+            assert frame is not None
+            tick = decode_tick(frame.payload)
+            writer.append_tick(tick, frame.time_ns)
+        last_time = tick.local_time_ns
+        proc = start(config, tmp_path / "engine.log")
+        try:
+            deadline = time.monotonic() + 30
+            acks: list[m.OrderAccepted | m.OrderRejected] = []
+            sent: dict[str, int] = {}
+            while time.monotonic() < deadline and (not sent or len(acks) < len(sent)):
+                assert proc.poll() is None, "the engine exited"
+                time.sleep(0.1)
+                messages = read_journal(journal) if journal.exists() else []
+                sent = {x.order_id: x.time_ns for x in messages
+                        if isinstance(x, m.OrderRequested)}  # fmt: skip
+                acks = [x for x in messages if isinstance(x, (m.OrderAccepted, m.OrderRejected))]
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) == 0
+    assert sent, "no agent ordered on the first 40 ticks"
+    assert {x.order_id for x in acks} == set(sent)  # every order acknowledged, no tick needed
+    assert {x.time_ns - sent[x.order_id] for x in acks} == {1_500_000}
+    # what the last tick's orders and fills caused came after it, the engine waking on its own
+    late = [x for x in messages if x.ticks == 40 and x.time_ns > last_time]
+    assert late and all(isinstance(x, (m.Wake, *ADAPTER_EVENTS)) for x in late)
+    assert any(isinstance(x, ADAPTER_EVENTS) for x in late)
 
 
 def test_the_collector_is_off_the_tick_path_and_the_idle_loop_still_frees_cycles() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import itertools
 import os
 import random
 import signal
@@ -221,6 +222,47 @@ def test_an_engine_killed_and_restarted_ends_like_an_uninterrupted_run(
     assert "Traceback" not in (crashy / "engine.log").read_text()
 
 
+def first_ticks(recording: Path, writer: JournalWriter, count: int) -> int:
+    """Copy the day's first ``count`` ticks into ``writer``; returns the last one's receive time."""
+    source = JournalReader(recording / str(DAY))
+    for _ in range(count):
+        frame = source.read()
+        assert frame is not None
+        tick = decode_tick(frame.payload)
+        writer.append_tick(tick, frame.time_ns)
+    return tick.local_time_ns
+
+
+def test_with_the_feed_silent_the_engine_clock_follows_the_wall_clock(
+    tmp_path: Path, recording: Path
+) -> None:
+    """Timer calls while no tick comes are stamped with the last tick's time plus the wall time
+    since: 100 ms apart for a 100 ms timer, not further and further apart."""
+    (tmp_path / "journal" / "recordings").mkdir(parents=True)
+    config = write_config(tmp_path, CONFIG.replace("timer_ms = 600000", "timer_ms = 100"))
+    journal = tmp_path / "journal" / "engine" / str(DAY)
+    live = tmp_path / "journal" / "recordings" / str(DAY)
+    with JournalWriter(live, layout=TICK_LAYOUT) as writer:
+        last_time = first_ticks(recording, writer, 40)
+        proc = start(config, tmp_path / "engine.log")
+        try:
+            deadline = time.monotonic() + 30
+            timers: list[int] = []
+            while time.monotonic() < deadline and len(timers) < 12:
+                assert proc.poll() is None, "the engine exited"
+                time.sleep(0.1)
+                messages = read_journal(journal) if journal.exists() else []
+                timers = [x.time_ns for x in messages
+                          if isinstance(x, m.TimerFired) and x.ticks == 40]  # fmt: skip
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) == 0
+    assert len(timers) >= 12
+    assert timers[0] > last_time
+    gaps = [b - a for a, b in itertools.pairwise(timers)]
+    assert all(50_000_000 < gap < 500_000_000 for gap in gaps), gaps
+
+
 ADAPTER_EVENTS = (m.OrderAccepted, m.OrderRejected, m.OrderCancelled, m.Trade, m.CancelRefused)
 
 
@@ -231,16 +273,10 @@ def test_live_paper_acknowledgements_come_when_due_without_another_tick(
     after the orders and the timer ten minutes away: the engine wakes itself for them."""
     (tmp_path / "journal" / "recordings").mkdir(parents=True)
     config = write_config(tmp_path, CONFIG)
-    source = JournalReader(recording / str(DAY))
-    live = tmp_path / "journal" / "recordings" / str(DAY)
     journal = tmp_path / "journal" / "engine" / str(DAY)
+    live = tmp_path / "journal" / "recordings" / str(DAY)
     with JournalWriter(live, layout=TICK_LAYOUT) as writer:
-        for _ in range(40):  # the first 40 ticks of the day, then the feed stays silent
-            frame = source.read()
-            assert frame is not None
-            tick = decode_tick(frame.payload)
-            writer.append_tick(tick, frame.time_ns)
-        last_time = tick.local_time_ns
+        last_time = first_ticks(recording, writer, 40)  # then the feed stays silent
         proc = start(config, tmp_path / "engine.log")
         try:
             deadline = time.monotonic() + 30

@@ -20,7 +20,7 @@ from libshm import Tick
 from services.engine.ledger import Rates, Spec
 from services.engine.orders import Order
 from services.engine.paper.exchange import Exchange
-from services.engine.paper.queues import Conservative, Probabilistic
+from services.engine.paper.queues import Conservative, Probabilistic, QueueModel
 
 IF = Spec("IF2101", "CFFEX", 300, 0.2, Rates(margin_rate=0.12))
 CU = Spec("cu1909", "SHFE", 5, 10.0, Rates(margin_rate=0.1))
@@ -143,7 +143,7 @@ def test_cancellations_move_an_order_forward_only_as_far_as_the_model_says(
     ]
     assert rows == [(5227.4, 6, 5227.8), (5227.4, 7, 5227.8), (5227.4, 1, 5227.8)]
 
-    def run(model: Conservative) -> list[float | None]:
+    def run(model: QueueModel) -> list[float | None]:
         ex = at(Exchange(IF, model), if_day[1890])
         ex.arrive(order("buy", 5227.4, 1), if_day[1890].local_time_ns)
         seen = [ex.resting["o1"].ahead]
@@ -156,6 +156,13 @@ def test_cancellations_move_an_order_forward_only_as_far_as_the_model_says(
     assert run(Conservative()) == [6.0, 6.0, 1.0]
     # all of them were ahead of it (the one left is the lot that joined behind it)
     assert run(Conservative(1.0)) == [6.0, 6.0, 0.0]
+    # each cancelled lot was ahead with probability 6/7: the order is first in the queue when all
+    # six were (about 40% of seeds), else still behind the one lot shown; the same seed, the
+    # same outcome
+    outcomes = [run(Probabilistic(seed))[-1] for seed in range(40)]
+    assert outcomes == [run(Probabilistic(seed))[-1] for seed in range(40)]
+    assert set(outcomes) == {0.0, 1.0}
+    assert 8 <= outcomes.count(0.0) <= 26  # 20 with these seeds
 
 
 @pytest.mark.parametrize("share", [0.0, 0.5, 1.0])

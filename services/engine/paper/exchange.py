@@ -179,7 +179,7 @@ class Exchange:
         if not self.resting:
             return _NOTHING
         if prev is None:
-            self._place(tick)
+            self._place(tick, -math.inf, math.inf)
             return _NOTHING
         traded = tick.volume - prev.volume
         if traded < 0 or tick.trading_day != prev.trading_day:
@@ -189,10 +189,13 @@ class Exchange:
         budget = traded  # lots the interval's trades can fill, across the simulated orders
         out: list[Output] = []
         own_filled: dict[tuple[str, float], int] = {}  # by our earlier orders at a price
+        low_bid, high_ask = self._reach(prev, tick, vwap)
         for order_id, resting in list(self.resting.items()):
             order = resting.order
             buy = order.direction == "buy"
             price = order.price
+            if (price < low_bid) if buy else (price > high_ask):
+                continue  # out of this update's reach: it neither fills nor moves
             side = "bid" if buy else "ask"
             fill = 0
             # traded or quoted through the order: everything at its price went
@@ -217,8 +220,26 @@ class Exchange:
                 resting.left -= fill
                 if not resting.left:
                     del self.resting[order_id]
-        self._place(tick)
+        self._place(tick, low_bid, high_ask)
         return out
+
+    def _reach(self, prev: Tick, tick: Tick, vwap: float) -> tuple[float, float]:
+        """The lowest buy price and the highest sell price this update can touch. A buy order
+        below the first is beyond the displayed bids in both snapshots, below every ask, and
+        below every price that traded (both last prices and the average), so it neither fills
+        nor moves in its queue; likewise a sell order above the second."""
+        low, high = math.inf, -math.inf
+        for price in (prev.last, tick.last, vwap):
+            if not math.isnan(price):
+                low, high = min(low, price), max(high, price)
+        books = self._books
+        for snapshot in (prev, tick):
+            bids, asks = books.get(snapshot, "bid"), books.get(snapshot, "ask")
+            if bids:
+                low, high = min(low, bids[-1][0]), max(high, bids[0][0])
+            if asks:
+                low, high = min(low, asks[0][0]), max(high, asks[-1][0])
+        return low - EPS, high + EPS
 
     def _crossing(self, tick: Tick, buy: bool, price: float) -> int:
         """Volume of the opposite side displayed at or through the order's price (the market
@@ -272,12 +293,17 @@ class Exchange:
         resting.ahead = max(0.0, ahead)
         return fill
 
-    def _place(self, tick: Tick) -> None:
-        """Orders whose level had not been seen: the displayed volume is ahead of them."""
+    def _place(self, tick: Tick, low_bid: float, high_ask: float) -> None:
+        """Orders whose level had not been seen: the displayed volume is ahead of them (an order
+        out of the update's reach is beyond the displayed depth)."""
         for resting in self.resting.values():
             if resting.ahead is None:
-                side = "bid" if resting.order.direction == "buy" else "ask"
-                shown = _shown(self._books.get(tick, side), side, resting.order.price)
+                order = resting.order
+                buy = order.direction == "buy"
+                if (order.price < low_bid) if buy else (order.price > high_ask):
+                    continue
+                side = "bid" if buy else "ask"
+                shown = _shown(self._books.get(tick, side), side, order.price)
                 if shown is not None:
                     resting.ahead = float(shown)
 

@@ -259,8 +259,10 @@ def test_with_the_feed_silent_the_engine_clock_follows_the_wall_clock(
             assert proc.wait(timeout=30) == 0
     assert len(timers) >= 12
     assert timers[0] > last_time
-    gaps = [b - a for a, b in itertools.pairwise(timers)]
-    assert all(50_000_000 < gap < 500_000_000 for gap in gaps), gaps
+    gaps = [b - a for a, b in itertools.pairwise(timers[:12])]
+    assert all(gap > 50_000_000 for gap in gaps), gaps
+    # eleven 100 ms gaps: about 1.1 s (the clock running ahead made it 0.1 + 0.2 + ... = 6.6 s)
+    assert sum(gaps) < 3_000_000_000, gaps
 
 
 ADAPTER_EVENTS = (m.OrderAccepted, m.OrderRejected, m.OrderCancelled, m.Trade, m.CancelRefused)
@@ -282,10 +284,15 @@ def test_live_paper_acknowledgements_come_when_due_without_another_tick(
             deadline = time.monotonic() + 30
             acks: list[m.OrderAccepted | m.OrderRejected] = []
             sent: dict[str, int] = {}
-            while time.monotonic() < deadline and (not sent or len(acks) < len(sent)):
+            messages: list[m.EngineMessage] = []
+            quiet = 0  # polls in a row that found the journal as it was
+            while time.monotonic() < deadline and (not sent or len(acks) < len(sent) or quiet < 3):
                 assert proc.poll() is None, "the engine exited"
                 time.sleep(0.1)
+                before = len(messages)
                 messages = read_journal(journal) if journal.exists() else []
+                at_last_tick = any(x.ticks == 40 for x in messages)
+                quiet = quiet + 1 if at_last_tick and len(messages) == before else 0
                 sent = {x.order_id: x.time_ns for x in messages
                         if isinstance(x, m.OrderRequested)}  # fmt: skip
                 acks = [x for x in messages if isinstance(x, (m.OrderAccepted, m.OrderRejected))]

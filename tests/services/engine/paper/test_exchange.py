@@ -165,6 +165,28 @@ def test_cancellations_move_an_order_forward_only_as_far_as_the_model_says(
     assert 8 <= outcomes.count(0.0) <= 26  # 20 with these seeds
 
 
+def test_an_order_below_the_book_waits_out_of_reach_until_its_level_shows(
+    if_day: list[Tick],
+) -> None:
+    # rows 322-332: a buy at 5221.8 while the best bid moves between 5222.0 and 5223.4 and every
+    # trade is at 5222.4 or above; row 331 shows a bid of 5221.8 x1 (last 5223.0), row 332 moves
+    # the bid back up to 5222.4
+    rows = [(t.last, t.bid_price1, t.bid_volume1) for t in if_day[322:333]]
+    assert min(last for last, _, _ in rows) == 5222.4
+    assert [bid for _, bid, _ in rows[1:9]] == [5222.2, 5222.2, 5223.4, 5222.0, 5222.2, 5222.4,
+                                                5223.0, 5222.2]  # fmt: skip
+    assert rows[9:] == [(5223.0, 5221.8, 1), (5223.0, 5222.4, 1)]
+    ex = at(Exchange(IF, Conservative()), if_day[322])
+    assert ex.arrive(order("buy", 5221.8, 1), if_day[322].local_time_ns) == []
+    for i in range(323, 331):  # beyond the displayed depth, nothing traded there: no place yet
+        assert ex.on_tick(if_day[i]) == []
+        assert ex.resting["o1"].ahead is None
+    assert ex.on_tick(if_day[331]) == []
+    assert ex.resting["o1"].ahead == 1.0  # behind the one lot shown at its price
+    assert ex.on_tick(if_day[332]) == []
+    assert ex.resting["o1"].ahead == 1.0  # out of sight again: nothing is known to have changed
+
+
 @pytest.mark.parametrize("share", [0.0, 0.5, 1.0])
 def test_the_conservative_share_of_cancellations(share: float) -> None:
     model = Conservative(share)

@@ -36,8 +36,9 @@ demo: $(STAMP) $(RECORDING)/head ## run the suite in paper-trading mode on the b
 	$(HFT) journal info $(RECORDING)
 	@$(HFT) up --config configs/paper.toml; rc=$$?; \
 	if [ $$rc -eq 2 ]; then \
-	  echo "demo: engine, monitor and the dashboard are not built yet; the recording above is"; \
-	  echo "demo: ready: hft md-recorder --config configs/replay.toml replays it"; \
+	  echo "demo: hft up, the monitor and the dashboard are not built yet. The recording above is"; \
+	  echo "demo: ready: hft md-recorder --config configs/replay.toml replays it, and"; \
+	  echo "demo: hft engine --config configs/replay.toml trades it on the paper simulator"; \
 	else exit $$rc; fi
 
 test: check pytest ## lint, types and the whole test suite

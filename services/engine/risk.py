@@ -79,7 +79,7 @@ class _AgentCounters:
         self.sent: deque[int] = deque()  # times of orders in the last second
         self.orders = 0  # today
         self.cancels = 0  # today, not protective
-        self.recent: dict[tuple[str, str, float, int], int] = {}
+        self.recent: dict[tuple[str, str, str, float, int], int] = {}
 
 
 class RiskGate:
@@ -213,11 +213,11 @@ class RiskGate:
             )
 
         if self._window:
-            before = counters.recent.get((instrument, direction, price, volume))
+            before = counters.recent.get((instrument, direction, order.offset, price, volume))
             if before is not None and now_ns - before < self._window:
                 return "DUPLICATE", (
-                    f"the same order ({direction} {volume} {instrument} @ {price}) was sent "
-                    f"{(now_ns - before) / 1e6:.0f} ms ago"
+                    f"the same order ({direction} {order.offset} {volume} {instrument} @ {price}) "
+                    f"was sent {(now_ns - before) / 1e6:.0f} ms ago"
                 )
 
         buy = direction == "buy"
@@ -299,7 +299,8 @@ class RiskGate:
                 horizon = now_ns - self._window
                 for key in [k for k, t in recent.items() if t < horizon]:
                     del recent[key]
-            recent[(order.instrument, order.direction, order.price, order.volume)] = now_ns
+            key = (order.instrument, order.direction, order.offset, order.price, order.volume)
+            recent[key] = now_ns
 
     # -- cancels -------------------------------------------------------------------------------
 

@@ -124,6 +124,8 @@ def test_duplicate_guard() -> None:
     assert check(gate, order(price=4999.8), now=T0 + 50 * MS) is None
     assert check(gate, order(volume=2), now=T0 + 50 * MS) is None
     assert check(gate, order(agent="b"), now=T0 + 50 * MS) is None
+    # the two legs of one "auto" order (close the long, open the rest) are not duplicates
+    assert check(gate, order(offset="close"), now=T0 + 50 * MS) is None
     assert check(gate, order(), now=T0 + 100 * MS) is None
 
 

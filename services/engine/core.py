@@ -328,6 +328,7 @@ class Engine:
         self._pump()
 
     def on_timer(self, now_ns: int) -> None:
+        self._wake_until(now_ns)  # what fell due before it, each at its time
         self.now = now_ns
         self._emit(m.TimerFired(self.ticks, now_ns))
         self._pump()

@@ -16,7 +16,14 @@ import math
 from dataclasses import dataclass, field
 
 from contracts.messages import Holding
-from services.engine.offsets import CLOSE_TODAY_EXCHANGES, Offset, Position
+from services.engine.offsets import (
+    CLOSE,
+    CLOSE_TODAY,
+    CLOSE_TODAY_EXCHANGES,
+    CLOSE_YESTERDAY,
+    OPEN,
+    Position,
+)
 
 __all__ = ["Account", "Ledger", "Line", "Rates", "Spec"]
 
@@ -59,11 +66,11 @@ class Spec:
         """Fee of a fill; ``today_volume`` of a plain close that closes today's lots."""
         r = self.rates
         turnover = price * self.multiplier
-        if offset == Offset.OPEN:
+        if offset == OPEN:
             return volume * (r.open_per_lot + r.open_rate * turnover)
-        if offset == Offset.CLOSE_TODAY:
+        if offset == CLOSE_TODAY:
             today_volume = volume
-        elif offset == Offset.CLOSE_YESTERDAY:
+        elif offset == CLOSE_YESTERDAY:
             today_volume = 0
         older = volume - today_volume
         return today_volume * (r.close_today_per_lot + r.close_today_rate * turnover) + older * (
@@ -215,11 +222,11 @@ class Ledger:
 
     def freeze(self, line: Line, direction: str, offset: str, volume: int, sign: int = 1) -> None:
         """Freeze (``sign=1``) or release (``-1``) the volume a pending close will take."""
-        if offset == Offset.OPEN:
+        if offset == OPEN:
             return
         p = line.position
         side = "short" if direction == "buy" else "long"
-        if sign < 0 and offset == Offset.CLOSE:  # release what was frozen: yesterday's first
+        if sign < 0 and offset == CLOSE:  # release what was frozen: yesterday's first
             held = p.frozen_long_yesterday if side == "long" else p.frozen_short_yesterday
             yesterday = min(volume, held)
             today = volume - yesterday
@@ -236,7 +243,7 @@ class Ledger:
 
     def fee(self, line: Line, direction: str, offset: str, price: float, volume: int) -> float:
         today = 0
-        if offset == Offset.CLOSE:
+        if offset == CLOSE:
             today = _split(line.position, "short" if direction == "buy" else "long", offset,
                            volume, frozen=False)[0]  # fmt: skip
         return line.spec.fee(offset, price, volume, today)
@@ -249,7 +256,7 @@ class Ledger:
         when its order was sent (released here)."""
         p = line.position
         line.fees += fee
-        if offset == Offset.OPEN:
+        if offset == OPEN:
             if direction == "buy":
                 p.long_today += volume
                 line.long_today_cost += price * volume
@@ -314,9 +321,9 @@ class Ledger:
 def _split(p: Position, side: str, offset: str, volume: int, *, frozen: bool) -> tuple[int, int]:
     """(today, yesterday) lots a close of ``volume`` takes from ``side``. A plain close takes
     yesterday's lots first (the exchanges' rule); ``frozen`` counts only lots not yet frozen."""
-    if offset == Offset.CLOSE_TODAY:
+    if offset == CLOSE_TODAY:
         return volume, 0
-    if offset == Offset.CLOSE_YESTERDAY:
+    if offset == CLOSE_YESTERDAY:
         return 0, volume
     if side == "long":
         yesterday = p.long_yesterday - (p.frozen_long_yesterday if frozen else 0)

@@ -61,11 +61,13 @@ class PaperBroker:
         self._filled: dict[str, int] = {}
         self._trades = 0
         self._exchange_ids = 0
+        self._marked: dict[str, Tick] = {}  # the snapshot each instrument was last marked at
 
     # -- the engine's calls ----------------------------------------------------------------------
 
     def open_day(self, trading_day: int, holdings: Iterable[Holding], cash: float) -> None:
         self.front.open_day(holdings, cash)
+        self._marked.clear()  # a new account: marked afresh
 
     def submit(self, order: Order, now_ns: int) -> None:
         self._schedule(now_ns + self.latency.entry(), "order", order)
@@ -160,11 +162,15 @@ class PaperBroker:
             self._apply(output, at_ns)
 
     def _mark_front(self) -> None:
-        """Mark the front's account to the last prices (only when it is asked: not per tick)."""
+        """Mark the front's account to the last prices (only when it is asked: not per tick;
+        an instrument whose snapshot has not changed since it was last marked is skipped)."""
+        marked = self._marked
         for instrument, exchange in self.exchanges.items():
             tick = exchange.tick
-            if tick is not None and not math.isnan(tick.last):
-                self.front.mark(instrument, tick.last)
+            if tick is not None and tick is not marked.get(instrument):
+                marked[instrument] = tick
+                if not math.isnan(tick.last):
+                    self.front.mark(instrument, tick.last)
 
     def _cancel(self, order: Order, at_ns: int) -> None:
         if order.order_id not in self._orders:

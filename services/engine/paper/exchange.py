@@ -132,20 +132,18 @@ class Exchange:
         if tick is not None:
             side = "ask" if buy else "bid"
             takes: list[tuple[float, int]] = []
+            total = 0
             for price, shown in self._books.get(tick, side):
-                if (price > limit + EPS) if buy else (price < limit - EPS):
+                if total >= left or ((price > limit + EPS) if buy else (price < limit - EPS)):
                     break
                 free = shown - self.taken.get((side, price), 0)
                 if free > 0:
-                    takes.append((price, min(free, left - sum(v for _, v in takes))))
-                if sum(v for _, v in takes) >= left:
-                    break
-            total = sum(v for _, v in takes)
+                    take = min(free, left - total)
+                    takes.append((price, take))
+                    total += take
             if order.kind == "fok" and total < order.volume:
                 return [("cancelled", order.order_id, "FOK: not filled whole")]
             for price, volume in takes:
-                if volume <= 0:
-                    continue
                 self.taken[(side, price)] = self.taken.get((side, price), 0) + volume
                 out.append(("fill", order.order_id, price, volume))
                 left -= volume

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 
 from contracts.messages import Holding
 from services.engine.ledger import Ledger, Spec
-from services.engine.offsets import Offset
+from services.engine.offsets import CLOSE, CLOSE_TODAY, CLOSE_YESTERDAY, OPEN
 from services.engine.orders import Order
 from services.engine.paper.exchange import REFUSALS
 
@@ -29,6 +29,7 @@ class Front:
         self._frozen: dict[str, tuple[float, int]] = {}  # open order -> (money per lot, lots)
         self._frozen_total = 0.0
         self._base: float | None = None  # equity minus margin, until a fill or a held mark
+        self._checked: tuple[Order | None, float] = (None, 0.0)  # the last open checked
 
     def open_day(self, holdings: Iterable[Holding], cash: float) -> None:
         """The account at the start of the day: every agent's carried positions, summed."""
@@ -58,17 +59,19 @@ class Front:
         """The front's refusal of ``order`` (CTP code, text), or None; ``limit_price`` is the
         price margin is frozen at (a market order's limit price)."""
         spec = self.specs[order.instrument]
-        line = self.ledger.line(ACCOUNT, spec)
         offset = self._offset(order, spec)
-        if offset == Offset.OPEN:
-            if _per_lot(spec, order, limit_price) * order.volume > self.available() + 1e-9:
+        if offset == OPEN:
+            per_lot = _per_lot(spec, order, limit_price)
+            self._checked = (order, per_lot)  # for accept(), which follows unless refused
+            if per_lot * order.volume > self.available() + 1e-9:
                 return REFUSALS["funds"]
             return None
+        line = self.ledger.line(ACCOUNT, spec)
         side = "short" if order.direction == "buy" else "long"
         today, yesterday = line.position.closable(side)
-        if offset == Offset.CLOSE_TODAY:
+        if offset == CLOSE_TODAY:
             return REFUSALS["close_today"] if order.volume > today else None
-        if offset == Offset.CLOSE_YESTERDAY:
+        if offset == CLOSE_YESTERDAY:
             return REFUSALS["close_yesterday"] if order.volume > yesterday else None
         return REFUSALS["position"] if order.volume > today + yesterday else None
 
@@ -76,8 +79,10 @@ class Front:
         """Freeze what an accepted order will use: a close's volume, an open's margin and fee."""
         spec = self.specs[order.instrument]
         offset = self._offset(order, spec)
-        if offset == Offset.OPEN:
-            per_lot = _per_lot(spec, order, limit_price)
+        if offset == OPEN:
+            checked, per_lot = self._checked
+            if checked is not order:
+                per_lot = _per_lot(spec, order, limit_price)
             self._frozen[order.order_id] = (per_lot, order.volume)
             self._frozen_total += per_lot * order.volume
         else:
@@ -99,7 +104,7 @@ class Front:
         """The rest of an order (``volume`` lots) will not fill: unfreeze it."""
         spec = self.specs[order.instrument]
         offset = self._offset(order, spec)
-        if offset != Offset.OPEN:
+        if offset != OPEN:
             line = self.ledger.line(ACCOUNT, spec)
             self.ledger.freeze(line, order.direction, offset, volume, sign=-1)
         self._release(order, volume)
@@ -121,14 +126,14 @@ class Front:
     @staticmethod
     def _offset(order: Order, spec: Spec) -> str:
         """SHFE and INE take a plain close as close-yesterday; elsewhere every close is one."""
-        if order.offset == Offset.OPEN:
-            return Offset.OPEN
+        if order.offset == OPEN:
+            return OPEN
         if spec.splits_close_today:
-            return Offset.CLOSE_YESTERDAY if order.offset == Offset.CLOSE else order.offset
-        return Offset.CLOSE
+            return CLOSE_YESTERDAY if order.offset == CLOSE else order.offset
+        return CLOSE
 
 
 def _per_lot(spec: Spec, order: Order, limit_price: float) -> float:
     """What one lot of an opening order needs: margin and fee at its limit price."""
     price = limit_price if not math.isnan(limit_price) else order.price
-    return price * spec.margin_factor + spec.fee(Offset.OPEN, price, 1)
+    return price * spec.margin_factor + spec.fee(OPEN, price, 1)

@@ -4,7 +4,10 @@ with the configured value as its mean, from a generator seeded once (determinist
 
 from __future__ import annotations
 
+import itertools
 import random
+from collections.abc import Callable
+from functools import partial
 
 __all__ = ["Latency"]
 
@@ -12,6 +15,14 @@ US = 1_000
 
 
 class Latency:
+    """``entry()``: nanoseconds from the engine's submit to the exchange; ``cancel()``: the same
+    for a cancel; ``ack()``: from the exchange's event to the engine. Each is called once per
+    order, cancel or event, so a constant model answers from a C iterator."""
+
+    entry: Callable[[], int]
+    cancel: Callable[[], int]
+    ack: Callable[[], int]
+
     def __init__(
         self, *, entry_us: float = 0.0, cancel_us: float = 0.0, ack_us: float = 0.0,
         kind: str = "constant", seed: int = 1,
@@ -21,21 +32,14 @@ class Latency:
         for name, value in (("entry", entry_us), ("cancel", cancel_us), ("ack", ack_us)):
             if value < 0:
                 raise ValueError(f"{name} latency must be >= 0, not {value}")
-        self._entry, self._cancel, self._ack = entry_us * US, cancel_us * US, ack_us * US
-        self._random = random.Random(seed) if kind == "exponential" else None
+        means = [int(us * US) for us in (entry_us, cancel_us, ack_us)]
+        if kind == "constant":
+            self.entry, self.cancel, self.ack = (itertools.repeat(ns).__next__ for ns in means)
+        else:
+            self._random = random.Random(seed)
+            self.entry, self.cancel, self.ack = (partial(self._draw, ns) for ns in means)
 
-    def _draw(self, mean_ns: float) -> int:
-        if self._random is None or mean_ns == 0:
-            return int(mean_ns)
+    def _draw(self, mean_ns: int) -> int:
+        if mean_ns == 0:
+            return 0
         return int(self._random.expovariate(1.0 / mean_ns))
-
-    def entry(self) -> int:
-        """Nanoseconds from the engine's submit to the exchange."""
-        return self._draw(self._entry)
-
-    def cancel(self) -> int:
-        return self._draw(self._cancel)
-
-    def ack(self) -> int:
-        """Nanoseconds from the exchange's event to the engine."""
-        return self._draw(self._ack)

@@ -36,7 +36,7 @@ from services.engine.orders import Event, InvalidTransition, Order, OrderIds, Ov
 from services.engine.risk import ACTIVE, HALTED, REDUCING, RiskGate, RiskLimits
 from services.engine.strategy import AccountView, OrderView, PositionView, Strategy, TradeView
 
-__all__ = ["Adapter", "AdapterEvent", "AgentHandle", "Engine", "RecoveryDiverged"]
+__all__ = ["NEVER", "Adapter", "AdapterEvent", "AgentHandle", "Engine", "RecoveryDiverged"]
 
 AdapterEvent = tuple[Any, ...]
 """("accepted", order_id, exchange_order_id) | ("rejected", order_id, code, text) |
@@ -50,6 +50,12 @@ class Adapter(Protocol):
     deterministic: bool
     """True if its events follow only from the ticks and orders it is given (a simulator in this
     process): recovery feeds it again instead of reading its events from the journal."""
+
+    due_ns: int
+    """The engine time of the next thing a deterministic adapter does (an order reaching the
+    simulated exchange, an event reaching the engine), or ``NEVER``: the engine wakes then
+    (:meth:`Engine.wake`) if no input comes first. ``NEVER`` for an adapter that runs on its own
+    (CTP). An attribute, not a call: it is read before every tick."""
 
     def submit(self, order: Order, now_ns: int) -> None: ...
 
@@ -66,19 +72,13 @@ class Adapter(Protocol):
         engine calls this after every input, with the input's time)."""
         ...
 
-    def next_due(self) -> int | None:
-        """The engine time of the next thing a deterministic adapter does (an order reaching the
-        simulated exchange, an event reaching the engine), or None: the live loop calls
-        :meth:`Engine.wake` then if no tick came first. None for an adapter that runs on its
-        own (CTP)."""
-        ...
-
 
 class RecoveryDiverged(Exception):
     """Re-running the day did not produce what the journal holds: an agent is not deterministic
     or the inputs changed. The engine does not trade on a state it cannot trust."""
 
 
+NEVER: Final = 2**63 - 1  # a time after every other
 _encode = m.ENCODER.encode
 _DIRECTIONS: Final = frozenset({"buy", "sell"})
 _KINDS: Final = frozenset({"limit", "market", "fak", "fok"})
@@ -195,7 +195,6 @@ class Engine:
         self.ticks = 0  # sequence number of the next tick to dispatch
         self.sent = 0  # orders handed to the adapter by this process
         self._dry = False  # warm(): the order path runs up to the journal and stops there
-        self._next_due = adapter.next_due
         self._journal = journal
         self._expect: deque[m.EngineMessage] = deque()
         self._ack = m.CommandAck(0, 0, "", False, "")
@@ -301,8 +300,7 @@ class Engine:
     def on_tick(self, tick: Tick, seq: int) -> None:
         """A tick committed to the day's tick journal at ``seq``."""
         now = tick.local_time_ns
-        due = self._next_due()
-        if due is not None and due < now:  # the simulator's events before it, each when due
+        if self.adapter.due_ns < now:  # the simulator's events before it, each when due
             self._wake_until(now)
         self.ticks = seq + 1
         self.now = now
@@ -334,7 +332,7 @@ class Engine:
         self._pump()
 
     def wake(self, now_ns: int) -> None:
-        """The clock reached ``now_ns`` (the adapter's ``next_due``) with no tick: what the
+        """The clock reached ``now_ns`` (the adapter's ``due_ns``) with no tick: what the
         adapter had due by then happens now."""
         self.now = now_ns
         self._emit(m.Wake(self.ticks, now_ns))
@@ -343,7 +341,8 @@ class Engine:
     def _wake_until(self, end_ns: int) -> None:
         """Wake at each time the adapter has something due before ``end_ns`` (what it does may
         make more due: an order's acknowledgement after it reaches the exchange)."""
-        while (due := self._next_due()) is not None and due < end_ns:
+        adapter = self.adapter
+        while (due := adapter.due_ns) < end_ns:
             self.wake(due)
 
     def adapter_event(self, event: AdapterEvent, now_ns: int) -> None:

@@ -36,7 +36,7 @@ from contracts.errors import UserError
 from contracts.logs import get_logger
 from libshm import FREE_FORM, JournalReader, JournalWriter, NotAJournal, Tick, decode_tick
 from libshm.errors import WriterLocked
-from services.engine.core import Adapter, Engine, RecoveryDiverged
+from services.engine.core import NEVER, Adapter, Engine, RecoveryDiverged
 from services.engine.ledger import Spec
 from services.engine.paper.broker import PaperBroker
 from services.engine.products import specs_for
@@ -53,7 +53,6 @@ HOUSEKEEPING_NS: Final = 1_000_000  # commands and timers are looked at every mi
 END_CHECK_NS: Final = 500_000_000
 STATUS_EVERY_NS: Final = 10_000_000_000
 GC_YOUNG: Final = 2_000  # young objects the idle loop lets pile up before it collects them
-NEVER: Final = 2**63
 
 AdapterFactory = Callable[[Mapping[str, Spec], Mapping[str, bytes]], Adapter]
 """Builds the day's adapter from the instruments' specs and trading-phase tables."""
@@ -351,8 +350,8 @@ class EngineService:
         """With no tick to handle: wake the engine at each time the simulator has something due
         by now (an order reaching the exchange, an acknowledgement or a fill reaching the
         engine), and collect the young generation if enough objects piled up."""
-        next_due = engine.adapter.next_due
-        while (due := next_due()) is not None and due <= self._engine_now(engine):
+        adapter = engine.adapter
+        while (due := adapter.due_ns) <= self._engine_now(engine):
             engine.wake(due)
         if gc.get_count()[0] >= GC_YOUNG:
             young_gc()

@@ -16,6 +16,7 @@ from typing import cast
 from contracts.config import PaperConfig
 from contracts.messages import Holding
 from libshm import Tick
+from services.engine.core import NEVER
 from services.engine.ledger import Spec
 from services.engine.orders import Order
 from services.engine.paper.exchange import REFUSALS, Exchange
@@ -62,6 +63,7 @@ class PaperBroker:
         self._trades = 0
         self._exchange_ids = 0
         self._marked: dict[str, Tick] = {}  # the snapshot each instrument was last marked at
+        self.due_ns = NEVER  # the earliest arrival or event (the Adapter protocol's due_ns)
 
     # -- the engine's calls ----------------------------------------------------------------------
 
@@ -107,13 +109,7 @@ class PaperBroker:
         due = []
         while out and out[0][0] <= now_ns:
             due.append(heapq.heappop(out)[2])
-        return due
-
-    def next_due(self) -> int | None:
-        """When the next order or cancel reaches the exchange or the next event the engine."""
-        due = self._arrivals[0][0] if self._arrivals else None
-        if self._out and (due is None or self._out[0][0] < due):
-            due = self._out[0][0]
+        self._refresh_due()
         return due
 
     def pending(self) -> int:
@@ -125,10 +121,19 @@ class PaperBroker:
     def _schedule(self, due: int, kind: str, order: Order) -> None:
         self._seq += 1
         heapq.heappush(self._arrivals, (due, self._seq, kind, order))
+        self.due_ns = min(self.due_ns, due)
 
     def _emit(self, at_ns: int, event: AdapterEvent) -> None:
         self._seq += 1
-        heapq.heappush(self._out, (at_ns + self.latency.ack(), self._seq, event))
+        due = at_ns + self.latency.ack()
+        heapq.heappush(self._out, (due, self._seq, event))
+        self.due_ns = min(self.due_ns, due)
+
+    def _refresh_due(self) -> None:
+        """``due_ns`` after something left one of the queues."""
+        arrival = self._arrivals[0][0] if self._arrivals else NEVER
+        event = self._out[0][0] if self._out else NEVER
+        self.due_ns = arrival if arrival < event else event
 
     def _arrive_until(self, now_ns: int) -> None:
         arrivals = self._arrivals
@@ -138,6 +143,7 @@ class PaperBroker:
                 self._arrive(order, due)
             else:
                 self._cancel(order, due)
+        self._refresh_due()
 
     def _arrive(self, order: Order, at_ns: int) -> None:
         exchange = self.exchanges.get(order.instrument)

@@ -70,6 +70,19 @@ def run(engine: Engine, ticks: list[tuple[int, Tick]], *, timer_every: int = 50)
             engine.on_timer(tick.local_time_ns + 1)
 
 
+def run_on(engine: Engine, ticks: list[tuple[int, Tick]]) -> None:
+    """``run`` from where a recovered engine stands (its ticks done, and the timer call after the
+    last one unless the crash came before it)."""
+    for i, (seq, tick) in enumerate(ticks):
+        if seq < engine.ticks:
+            if seq == engine.ticks - 1 and i % 50 == 49 and engine.now <= tick.local_time_ns:
+                engine.on_timer(tick.local_time_ns + 1)
+            continue
+        engine.on_tick(tick, seq)
+        if i % 50 == 49:
+            engine.on_timer(tick.local_time_ns + 1)
+
+
 def state(engine: Engine) -> dict[object, Any]:
     """Everything that must be the same after a recovery."""
     out: dict[object, Any] = {"ticks": engine.ticks, "sent_ids": engine.ids._next}
@@ -161,28 +174,9 @@ def test_recovery_from_any_point_of_the_journal_ends_exactly_like_an_uninterrupt
     # nothing journaled was sent again; what the rest of an interrupted tick sent is new
     assert again.sent == sum(isinstance(x, m.OrderRequested) for x in journal[cut:])
     # carry on live with the ticks after the recovered position (and the same timer calls)
-    rest = [(i, st) for i, st in enumerate(day) if st[0] >= again.ticks]
-    for i, (seq, tick) in rest:
-        if i == rest[0][0] and seq != again.ticks:
-            break
-        again.on_tick(tick, seq)
-        if i % 50 == 49:
-            again.on_timer(tick.local_time_ns + 1)
+    run_on(again, day)
     assert journal == full  # the same messages, none twice
     assert state(again) == expected
-
-
-def run_on(engine: Engine, ticks: list[tuple[int, Tick]]) -> None:
-    """``run`` from where a recovered engine stands (its ticks done, and the timer call after the
-    last one unless the crash came before it)."""
-    for i, (seq, tick) in enumerate(ticks):
-        if seq < engine.ticks:
-            if seq == engine.ticks - 1 and i % 50 == 49 and engine.now <= tick.local_time_ns:
-                engine.on_timer(tick.local_time_ns + 1)
-            continue
-        engine.on_tick(tick, seq)
-        if i % 50 == 49:
-            engine.on_timer(tick.local_time_ns + 1)
 
 
 def test_acknowledgements_between_ticks_arrive_when_due_and_recovery_repeats_them(

@@ -12,6 +12,7 @@ import sys
 import time
 import weakref
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -233,13 +234,15 @@ def first_ticks(recording: Path, writer: JournalWriter, count: int) -> int:
     return tick.local_time_ns
 
 
-def test_with_the_feed_silent_the_engine_clock_follows_the_wall_clock(
-    tmp_path: Path, recording: Path
-) -> None:
-    """Timer calls while no tick comes are stamped with the last tick's time plus the wall time
-    since: 100 ms apart for a 100 ms timer, not further and further apart."""
+def with_a_silent_feed(
+    tmp_path: Path, recording: Path, config_text: str,
+    done: Callable[[list[m.EngineMessage]], bool], *, settle: bool = False,
+) -> tuple[int, list[m.EngineMessage]]:  # fmt: skip
+    """Run ``hft engine`` on the day's first 40 ticks, after which the feed stays silent, until
+    ``done(journal)`` holds (and, with ``settle``, the journal stopped growing after the last
+    tick for three polls in a row). Returns the last tick's receive time and the journal."""
     (tmp_path / "journal" / "recordings").mkdir(parents=True)
-    config = write_config(tmp_path, CONFIG.replace("timer_ms = 600000", "timer_ms = 100"))
+    config = write_config(tmp_path, config_text)
     journal = tmp_path / "journal" / "engine" / str(DAY)
     live = tmp_path / "journal" / "recordings" / str(DAY)
     with JournalWriter(live, layout=TICK_LAYOUT) as writer:
@@ -247,19 +250,40 @@ def test_with_the_feed_silent_the_engine_clock_follows_the_wall_clock(
         proc = start(config, tmp_path / "engine.log")
         try:
             deadline = time.monotonic() + 30
-            timers: list[int] = []
-            while time.monotonic() < deadline and len(timers) < 12:
+            messages: list[m.EngineMessage] = []
+            quiet = 0  # polls in a row that found the journal as it was, after the last tick
+            while time.monotonic() < deadline and not (
+                done(messages) and (quiet >= 3 or not settle)
+            ):
                 assert proc.poll() is None, "the engine exited"
                 time.sleep(0.1)
+                before = len(messages)
                 messages = read_journal(journal) if journal.exists() else []
-                timers = [x.time_ns for x in messages
-                          if isinstance(x, m.TimerFired) and x.ticks == 40]  # fmt: skip
+                at_last_tick = any(x.ticks == 40 for x in messages)
+                quiet = quiet + 1 if at_last_tick and len(messages) == before else 0
         finally:
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=30) == 0
-    assert len(timers) >= 12
-    assert timers[0] > last_time
-    gaps = [b - a for a, b in itertools.pairwise(timers[:12])]
+    return last_time, messages
+
+
+def test_with_the_feed_silent_the_engine_clock_follows_the_wall_clock(
+    tmp_path: Path, recording: Path
+) -> None:
+    """Timer calls while no tick comes are stamped with the last tick's time plus the wall time
+    since: 100 ms apart for a 100 ms timer, not further and further apart."""
+
+    def timers(messages: list[m.EngineMessage]) -> list[int]:
+        return [x.time_ns for x in messages if isinstance(x, m.TimerFired) and x.ticks == 40]
+
+    config = CONFIG.replace("timer_ms = 600000", "timer_ms = 100")
+    last_time, messages = with_a_silent_feed(
+        tmp_path, recording, config, lambda messages: len(timers(messages)) >= 12
+    )
+    fired = timers(messages)
+    assert len(fired) >= 12
+    assert fired[0] > last_time
+    gaps = [b - a for a, b in itertools.pairwise(fired[:12])]
     assert all(gap > 50_000_000 for gap in gaps), gaps
     # eleven 100 ms gaps: about 1.1 s (the clock running ahead made it 0.1 + 0.2 + ... = 6.6 s)
     assert sum(gaps) < 3_000_000_000, gaps
@@ -273,32 +297,21 @@ def test_live_paper_acknowledgements_come_when_due_without_another_tick(
 ) -> None:
     """The simulator's 1 ms entry and 0.5 ms acknowledgement latencies (the defaults), with no tick
     after the orders and the timer ten minutes away: the engine wakes itself for them."""
-    (tmp_path / "journal" / "recordings").mkdir(parents=True)
-    config = write_config(tmp_path, CONFIG)
-    journal = tmp_path / "journal" / "engine" / str(DAY)
-    live = tmp_path / "journal" / "recordings" / str(DAY)
-    with JournalWriter(live, layout=TICK_LAYOUT) as writer:
-        last_time = first_ticks(recording, writer, 40)  # then the feed stays silent
-        proc = start(config, tmp_path / "engine.log")
-        try:
-            deadline = time.monotonic() + 30
-            acks: list[m.OrderAccepted | m.OrderRejected] = []
-            sent: dict[str, int] = {}
-            messages: list[m.EngineMessage] = []
-            quiet = 0  # polls in a row that found the journal as it was
-            while time.monotonic() < deadline and (not sent or len(acks) < len(sent) or quiet < 3):
-                assert proc.poll() is None, "the engine exited"
-                time.sleep(0.1)
-                before = len(messages)
-                messages = read_journal(journal) if journal.exists() else []
-                at_last_tick = any(x.ticks == 40 for x in messages)
-                quiet = quiet + 1 if at_last_tick and len(messages) == before else 0
-                sent = {x.order_id: x.time_ns for x in messages
-                        if isinstance(x, m.OrderRequested)}  # fmt: skip
-                acks = [x for x in messages if isinstance(x, (m.OrderAccepted, m.OrderRejected))]
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(timeout=30) == 0
+
+    def sent_and_acks(
+        messages: list[m.EngineMessage],
+    ) -> tuple[dict[str, int], list[m.OrderAccepted | m.OrderRejected]]:
+        sent = {x.order_id: x.time_ns for x in messages if isinstance(x, m.OrderRequested)}
+        return sent, [x for x in messages if isinstance(x, (m.OrderAccepted, m.OrderRejected))]
+
+    def all_acknowledged(messages: list[m.EngineMessage]) -> bool:
+        sent, acks = sent_and_acks(messages)
+        return bool(sent) and len(acks) >= len(sent)
+
+    last_time, messages = with_a_silent_feed(
+        tmp_path, recording, CONFIG, all_acknowledged, settle=True
+    )
+    sent, acks = sent_and_acks(messages)
     assert sent, "no agent ordered on the first 40 ticks"
     assert {x.order_id for x in acks} == set(sent)  # every order acknowledged, no tick needed
     assert {x.time_ns - sent[x.order_id] for x in acks} == {1_500_000}

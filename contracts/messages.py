@@ -12,7 +12,7 @@ time, or the wall-clock time an external input arrived), never read again during
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from typing import Annotated, Final, Literal
 
 import msgspec
 
@@ -269,15 +269,18 @@ def encode(message: EngineMessage) -> bytes:
     return ENCODER.encode(message)
 
 
+_Name = Annotated[str, msgspec.Meta(max_length=64)]
+
+
 class CommandRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A command as it arrives on the engine's command socket (JSON)."""
 
-    token: str
+    token: Annotated[str, msgspec.Meta(max_length=256)]
     action: Literal["halt", "reduce", "resume", "cancel_all", "flatten", "status"]
     scope: Scope = "account"
-    target: str = ""
-    requester: str = "cli"
-    command_id: str = ""
+    target: _Name = ""
+    requester: _Name = "cli"
+    command_id: _Name = ""
 
 
 class CommandReply(msgspec.Struct, frozen=True):

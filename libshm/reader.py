@@ -344,6 +344,40 @@ class JournalReader:
             result: np.ndarray = batch
             return result
 
+    def backlog(self) -> tuple[int, int | None]:
+        """Frames committed but not read yet, and the write time of the newest committed one
+        (None if none is): how far behind the writer this reader is. Journals of fixed-size
+        frames only (a binary search over the writer's current segment); others answer (0,
+        None)."""
+        if self._head is None or not self._info.frame_size:
+            return 0, None
+        current = struct.unpack_from("<Q", self._head, 24)[0]
+        if current == self._index:
+            mv, info = self._mv, self._info
+        else:
+            path = self._segment_path(current)
+            if path is None:
+                return 0, None
+            try:
+                mapping, info = map_segment(path, writable=False)
+            except (OSError, NotAJournal, CorruptJournal):
+                return 0, None
+            mv = memoryview(mapping)
+        size = info.frame_size
+        lo, hi = 0, (info.segment_size - SEGMENT_HEADER_SIZE) // size  # slots [0, lo) are data
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if struct.unpack_from("<Q", mv, SEGMENT_HEADER_SIZE + mid * size)[0] & LENGTH_MASK == (
+                size
+            ):
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo == 0:
+            return max(info.first_seq - self._seq, 0), None
+        newest = struct.unpack_from("<q", mv, SEGMENT_HEADER_SIZE + (lo - 1) * size + 16)[0]
+        return max(info.first_seq + lo - self._seq, 0), int(newest)
+
     # -- waiting ---------------------------------------------------------------------------
 
     def writer_state(self) -> str:

@@ -61,11 +61,20 @@ def send_command(config: DeploymentConfig, request: dict[str, Any], timeout_s: f
         sock.connect(endpoint)
         sock.send(msgspec.json.encode({"token": token, **request}))
         if not sock.poll(int(timeout_s * 1000)):
+            if request.get("action") == "status":
+                raise UserError(
+                    f"no answer from the engine at {endpoint} within {timeout_s:g} s; is "
+                    "`hft engine` running with this deployment file?"
+                )
             raise UserError(
-                f"no answer from the engine at {endpoint} within {timeout_s:g} s; is "
-                "`hft engine` running with this deployment file?"
+                f"no answer yet from the engine at {endpoint} within {timeout_s:g} s; command "
+                f"{request.get('command_id', '')} was sent and may still be applied: "
+                "`hft command status` lists the commands the engine applied (recent_commands)"
             )
-        return msgspec.json.decode(sock.recv(), type=m.CommandReply)
+        try:
+            return msgspec.json.decode(sock.recv(), type=m.CommandReply)
+        except msgspec.DecodeError as exc:
+            raise UserError(f"{endpoint}: the answer is not an engine reply ({exc})") from None
     finally:
         sock.close()
         ctx.term()

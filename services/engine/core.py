@@ -79,6 +79,7 @@ class RecoveryDiverged(Exception):
 
 
 NEVER: Final = 2**63 - 1  # a time after every other
+RECENT_COMMANDS: Final = 20  # what `status` lists of the commands applied, newest last
 _encode = m.ENCODER.encode
 _DIRECTIONS: Final = frozenset({"buy", "sell"})
 _KINDS: Final = frozenset({"limit", "market", "fak", "fok"})
@@ -197,6 +198,7 @@ class Engine:
         self._dry = False  # warm(): the order path runs up to the journal and stops there
         self._journal = journal
         self._expect: deque[m.EngineMessage] = deque()
+        self.recent_commands: deque[dict[str, object]] = deque(maxlen=RECENT_COMMANDS)
         self._ack = m.CommandAck(0, 0, "", False, "")
         self._apply_of: dict[type, Callable[[Any], None]] = {
             m.DayOpened: self._apply_day_opened, m.DayRolled: self._apply_day_rolled,
@@ -761,6 +763,9 @@ class Engine:
                 n += self._close_out(name, instrument, direction, volume)
             text = f"{len(targets)} cancel(s) and {n} closing order(s) sent"
         self._ack = m.CommandAck(self.ticks, self.now, cmd.command_id, ok, text)
+        self.recent_commands.append({"command_id": cmd.command_id, "action": type(cmd).__name__,
+                                     "scope": cmd.scope, "target": cmd.target, "ok": ok,
+                                     "text": text, "time_ns": self.now})  # fmt: skip
         self._emit(self._ack)
 
     def _apply_state(self, msg: m.StateChanged) -> None:

@@ -13,10 +13,11 @@ bound to ``engine.command_endpoint``; each carries the engine token (``HFT_ENGIN
 
 from __future__ import annotations
 
+import contextlib
 import gc
-import hmac
 import importlib
 import math
+import os
 import sys
 import time
 import uuid
@@ -34,9 +35,12 @@ from contracts.config import DeploymentConfig
 from contracts.credentials import load_credentials
 from contracts.errors import UserError
 from contracts.logs import get_logger
+from contracts.refusals import RefusalLog
 from libshm import FREE_FORM, JournalReader, JournalWriter, NotAJournal, Tick, decode_tick
 from libshm.errors import WriterLocked
+from libshm.process import acquire_writer_lock
 from services.engine.core import NEVER, Adapter, Engine, RecoveryDiverged
+from services.engine.intake import MAX_REQUEST_BYTES, Intake, refusal
 from services.engine.ledger import Spec
 from services.engine.paper.broker import PaperBroker
 from services.engine.products import specs_for
@@ -52,6 +56,9 @@ IDLE_SLEEP_S: Final = 0.00005
 HOUSEKEEPING_NS: Final = 1_000_000  # commands and timers are looked at every millisecond
 END_CHECK_NS: Final = 500_000_000
 STATUS_EVERY_NS: Final = 10_000_000_000
+COMMAND_BUDGET_NS: Final = 200_000  # commands' share of each housekeeping pass at most
+LAG_TICKS: Final = 1_000  # behind the feed by this many ticks or seconds: say so
+LAG_SECONDS: Final = 1.0
 GC_YOUNG: Final = 2_000  # young objects the idle loop lets pile up before it collects them
 
 AdapterFactory = Callable[[Mapping[str, Spec], Mapping[str, bytes]], Adapter]
@@ -142,6 +149,9 @@ class EngineService:
         self.engine: Engine | None = None
         self._last_tick_wall = time.monotonic_ns()
         self._last_tick_time = 0  # the last tick's receive time (engine time)
+        self.refusals = RefusalLog()
+        self.lag: dict[str, float] = {"ticks": 0, "seconds": 0.0}
+        self._behind_since = self._lag_logged = self._next_status = 0
 
     # -- set-up --------------------------------------------------------------------------------
 
@@ -159,10 +169,36 @@ class EngineService:
         self.token_file = path
         return token
 
+    def _lock(self) -> int:
+        """Hold the engine directory's lock for the process's life, before anything is written
+        there: a second engine on the same journal directory stops here, touching nothing."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(
+                f"{self.root}: cannot create the engine's journal directory ({exc.strerror}); "
+                "check suite.journal_dir and its permissions"
+            ) from None
+        try:
+            return acquire_writer_lock(self.root / "engine.lock", str(self.root))
+        except WriterLocked as exc:
+            holder = f"process {exc.pid}" if exc.pid else "another process"
+            raise UserError(
+                f"{self.root}: another engine ({holder}) runs on this journal directory; stop "
+                "it first (`hft command status` talks to it)"
+            ) from None
+        except NotAJournal as exc:
+            raise UserError(str(exc)) from None
+
     def _bind(self, ctx: zmq.Context[Any]) -> zmq.Socket[Any]:
         endpoint = self.config.engine.command_endpoint
-        sock: zmq.Socket[Any] = ctx.socket(zmq.REP)
+        # ROUTER, not REP: it has no send/receive state to break, so no message a peer sends
+        # can make a reply fail; replies to a peer that does not read are dropped at its HWM.
+        sock: zmq.Socket[Any] = ctx.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.MAXMSGSIZE, MAX_REQUEST_BYTES)
+        sock.setsockopt(zmq.RCVHWM, 1000)
+        sock.setsockopt(zmq.SNDHWM, 1000)
         try:
             sock.bind(endpoint)
         except zmq.ZMQError as exc:
@@ -172,7 +208,6 @@ class EngineService:
                 "engine may be running, or choose a free port"
             ) from None
         self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
-        self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "command.endpoint").write_text(self.endpoint + "\n", encoding="utf-8")
         return sock
 
@@ -190,16 +225,23 @@ class EngineService:
     # -- the loop ------------------------------------------------------------------------------
 
     def run(self) -> int:
+        lock = self._lock()
+        try:
+            return self._run_locked()
+        finally:
+            os.close(lock)
+
+    def _run_locked(self) -> int:
         ctx: zmq.Context[Any] = zmq.Context()
         sock = self._bind(ctx)
-        token = self._token()
+        intake = Intake(self._token())
         collecting = gc.isenabled()
         self.log.info("engine_started", command_endpoint=self.endpoint, agents=list(self.classes),
                       token_file=str(self.token_file) if self.token_file else None)  # fmt: skip
         try:
             day, holdings, cash = self._first_day()
             while day is not None and not self.stop.requested:
-                day, holdings, cash = self._run_day(day, holdings, cash, sock, token)
+                day, holdings, cash = self._run_day(day, holdings, cash, sock, intake)
         finally:
             gc.unfreeze()
             if collecting:
@@ -234,7 +276,7 @@ class EngineService:
 
     def _run_day(
         self, day: int, holdings: list[m.Holding], cash: dict[str, float],
-        sock: zmq.Socket[Any], token: str,
+        sock: zmq.Socket[Any], intake: Intake,
     ) -> tuple[int | None, list[m.Holding], dict[str, float]]:  # fmt: skip
         path = self.root / str(day)
         try:
@@ -274,7 +316,7 @@ class EngineService:
                 engine.open_day(day, time.time_ns(), ticks.next_seq, holdings, cash)
                 self.log.info("day_opened", day=day, first_tick=ticks.next_seq,
                               holdings=len(holdings))  # fmt: skip
-            return self._loop(engine, ticks, sock, token, day)
+            return self._loop(engine, ticks, sock, intake, day)
         finally:
             if self.engine is not None:
                 self.engine.stop()
@@ -291,14 +333,15 @@ class EngineService:
         except NotAJournal as exc:
             raise UserError(f"{path}: cannot read the day's ticks: {exc}") from None
 
-    def _loop(self, engine: Engine, ticks: JournalReader, sock: zmq.Socket[Any], token: str,
-              day: int) -> tuple[int | None, list[m.Holding], dict[str, float]]:  # fmt: skip
+    def _loop(  # noqa: PLR0915 (one function: its locals are the tick path's state)
+        self, engine: Engine, ticks: JournalReader, sock: zmq.Socket[Any], intake: Intake, day: int
+    ) -> tuple[int | None, list[m.Holding], dict[str, float]]:
         """Ticks first: the idle path only reads the journal and the clock; commands, timers,
         the status line and the end of the day are looked at every ``HOUSEKEEPING_NS``."""
         timer_ns = self.config.engine.timer_ms * 1_000_000
         clock = time.monotonic_ns
         next_timer = clock() + timer_ns
-        next_status = clock() + STATUS_EVERY_NS
+        self._next_status = clock() + STATUS_EVERY_NS
         next_end_check = clock() + END_CHECK_NS
         young_gc = _collector_off_the_tick_path()
         next_housekeeping = idle_since = clock()
@@ -308,34 +351,37 @@ class EngineService:
         read = ticks.next_tick
         stop = self.stop
         poll = sock.poll
+        next_second = idle_since
         on_tick = engine.on_tick
         warm = engine.warm
         while not stop.requested:
             item = read()
             if item is not None:
                 on_tick(item[1], item[0])
-                self._last_tick_wall = idle_since = clock()
+                self._last_tick_wall = idle_since = now = clock()
                 self._last_tick_time = item[1].local_time_ns
-                continue
-            now = clock()
-            if now < next_housekeeping:
-                if now >= next_warm:  # quiet: run the order path dry (Engine.warm)
-                    warm()
-                    next_warm = now + warm_ns
-                elif now - idle_since > SPIN_NS:
-                    time.sleep(IDLE_SLEEP_S)
-                continue
+                if now < next_housekeeping:
+                    continue  # a busy feed still leaves commands and timers their turn
+            else:
+                now = clock()
+                if now < next_housekeeping:
+                    if now >= next_warm:  # quiet: run the order path dry (Engine.warm)
+                        warm()
+                        next_warm = now + warm_ns
+                    elif now - idle_since > SPIN_NS:
+                        time.sleep(IDLE_SLEEP_S)
+                    continue
             next_housekeeping = now + HOUSEKEEPING_NS
             self._quiet_duties(engine, young_gc)
-            while poll(0):
-                self._command(engine, sock, token)
+            if poll(0):
+                self._commands(engine, sock, intake, now + COMMAND_BUDGET_NS)
                 idle_since = now
+            if now >= next_second:
+                next_second = now + 1_000_000_000
+                self._each_second(engine, ticks, day, now)
             if now >= next_timer:
                 engine.on_timer(self._engine_now(engine))
                 next_timer = now + timer_ns
-            if now >= next_status:
-                next_status = now + STATUS_EVERY_NS
-                self._status(engine, day)
             if now >= next_end_check:
                 next_end_check = now + END_CHECK_NS
                 if self._day_ended(ticks, day):
@@ -383,21 +429,43 @@ class EngineService:
         since = self._last_tick_time + time.monotonic_ns() - self._last_tick_wall
         return since if since > engine.now else engine.now
 
-    def _command(self, engine: Engine, sock: zmq.Socket[Any], token: str) -> None:
-        raw = sock.recv()
-        try:
-            req = msgspec.json.decode(raw, type=m.CommandRequest)
-        except msgspec.DecodeError as exc:
-            sock.send(msgspec.json.encode(m.CommandReply(False, f"bad request: {exc}")))
-            return
-        if not hmac.compare_digest(req.token.encode(), token.encode()):
-            self.log.warning("command_refused_bad_token", requester=req.requester)
-            sock.send(msgspec.json.encode(m.CommandReply(False, "bad token", req.command_id)))
-            return
+    def _commands(self, engine: Engine, sock: zmq.Socket[Any], intake: Intake, until: int
+                  ) -> None:  # fmt: skip
+        """Answer what is waiting on the command socket, until ``until`` (monotonic ns): a
+        flood of requests costs the feed at most that share of each housekeeping pass."""
+        while time.monotonic_ns() < until:
+            try:
+                parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            try:
+                peer = str(parts[-1].get("Peer-Address"))
+            except zmq.ZMQError:  # ipc and inproc peers have no address
+                peer = "local socket"
+            envelope, req, why = intake.parse([p.bytes for p in parts])
+            if req is None:
+                if self.refusals.refused(time.monotonic_ns(), peer, why):
+                    self.log.warning(
+                        "command_refused",
+                        peer=peer,
+                        reason=why,
+                        hint="more refusals from this peer: counted for 10 s",
+                    )
+                if envelope is not None:
+                    self._reply(sock, envelope, refusal(why))
+                continue
+            assert envelope is not None
+            self._reply(sock, envelope, self._answer(engine, req))
+
+    @staticmethod
+    def _reply(sock: zmq.Socket[Any], envelope: list[bytes], body: bytes) -> None:
+        with contextlib.suppress(zmq.ZMQError):  # a peer gone or not reading: answer dropped
+            sock.send_multipart([*envelope, body], zmq.NOBLOCK)
+
+    def _answer(self, engine: Engine, req: m.CommandRequest) -> bytes:
         if req.action == "status":
             status = self._status(engine, engine.trading_day)
-            sock.send(msgspec.json.encode(m.CommandReply(True, "ok", req.command_id, status)))
-            return
+            return msgspec.json.encode(m.CommandReply(True, "ok", req.command_id, status))
         kinds: dict[str, type[m.Command]] = {
             "halt": m.Halt, "reduce": m.Reduce, "resume": m.Resume, "cancel_all": m.CancelAll,
             "flatten": m.Flatten,
@@ -407,8 +475,43 @@ class EngineService:
         cmd = kinds[req.action](0, 0, req.scope, req.target, req.requester, command_id)
         ack = engine.command(cmd)
         self.log.info("command", action=req.action, scope=req.scope, target=req.target,
-                      requester=req.requester, ok=ack.ok, text=ack.text)  # fmt: skip
-        sock.send(msgspec.json.encode(m.CommandReply(ack.ok, ack.text, command_id)))
+                      requester=req.requester, command_id=command_id, ok=ack.ok,
+                      text=ack.text)  # fmt: skip
+        return msgspec.json.encode(m.CommandReply(ack.ok, ack.text, command_id))
+
+    def _each_second(self, engine: Engine, ticks: JournalReader, day: int, now: int) -> None:
+        """Refused requests' summaries, the lag behind the feed, the status line."""
+        self._log_refusals(now)
+        self._check_lag(ticks)
+        if now >= self._next_status:
+            self._next_status = now + STATUS_EVERY_NS
+            self._status(engine, day)
+
+    def _check_lag(self, ticks: JournalReader) -> None:
+        """Log when the engine falls behind the feed (and when it has caught up again)."""
+        behind, newest = ticks.backlog()
+        seconds = 0.0
+        if newest is not None and self._last_tick_time:
+            seconds = max(newest - self._last_tick_time, 0) / 1e9
+        self.lag = {"ticks": behind, "seconds": round(seconds, 3)}
+        now = time.monotonic_ns()
+        if behind >= LAG_TICKS or seconds >= LAG_SECONDS:
+            if not self._behind_since or now - self._lag_logged >= STATUS_EVERY_NS:
+                self._lag_logged = now
+                self.log.warning("engine_behind_feed", ticks=behind, seconds=round(seconds, 3),
+                                 hint="the engine handles ticks slower than they arrive; "
+                                 "lighten the agents or the feed")  # fmt: skip
+            self._behind_since = self._behind_since or now
+        elif self._behind_since:
+            self.log.info("engine_caught_up", after_s=round((now - self._behind_since) / 1e9, 1))
+            self._behind_since = 0
+
+    def _log_refusals(self, now: int) -> None:
+        for s in self.refusals.due(now):
+            self.log.warning(
+                "commands_refused", peer=s.peer, count=s.count, reasons=s.reasons,
+                text=f"{s.count} refused requests from {s.peer} in the last {s.seconds:g} s",
+            )  # fmt: skip
 
     def _status(self, engine: Engine, day: int) -> dict[str, object]:
         agents = {}
@@ -418,7 +521,9 @@ class EngineService:
                             "day_pnl": round(view.day_pnl, 2), "margin": round(view.margin, 2),
                             "working_orders": len(handle.orders)}  # fmt: skip
         status: dict[str, object] = {"trading_day": day, "ticks": engine.ticks,
-                                     "orders": len(engine.orders), "agents": agents}  # fmt: skip
+                                     "orders": len(engine.orders), "agents": agents,
+                                     "behind_feed": self.lag,
+                                     "recent_commands": list(engine.recent_commands)}  # fmt: skip
         self.log.info("engine_status", **status)
         return status
 

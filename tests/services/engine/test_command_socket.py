@@ -1,0 +1,250 @@
+"""The engine's command socket against malformed and hostile requests, on a real ``hft engine``
+process and real ZMQ sockets: nothing a peer sends stops it, every answer to a bad request is a
+refusal, a flood costs a few log lines and does not stop the feed, and a second engine on the
+same directory touches nothing of the first."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+import zmq
+
+from contracts import messages as m
+from contracts.config import load_config
+from libshm import TICK_LAYOUT, JournalReader, JournalWriter, decode_tick
+from services.engine.command import send_command
+from tests.helpers import import_market, run_hft, write_config
+from tests.services.engine.test_service import CONFIG, DAY, start
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return import_market(tmp_path_factory.mktemp("rec"), "IF2101_20210104.csv.gz")
+
+
+@dataclass
+class Running:
+    config: Path
+    proc: subprocess.Popen[bytes]
+    writer: JournalWriter
+    source: JournalReader
+    log: Path
+    endpoint: str
+    token: str
+
+    def feed(self, count: int) -> None:
+        """Copy the recording's next ``count`` ticks into the live tick journal."""
+        for _ in range(count):
+            frame = self.source.read()
+            assert frame is not None
+            self.writer.append_tick(decode_tick(frame.payload), frame.time_ns)
+
+    def status(self) -> dict[str, Any]:
+        reply = send_command(load_config(self.config), {"action": "status"}, timeout_s=10.0)
+        assert reply.ok and reply.status is not None
+        return reply.status
+
+    def wait_ticks(self, n: int, timeout_s: float = 60.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, "the engine exited"
+            status = self.status()
+            if status["ticks"] >= n:
+                return status
+            time.sleep(0.05)
+        raise AssertionError(f"the engine did not reach tick {n}")
+
+
+@contextmanager
+def running_engine(tmp_path: Path, recording: Path, first: int = 40) -> Iterator[Running]:
+    (tmp_path / "journal" / "recordings").mkdir(parents=True)
+    config = write_config(tmp_path, CONFIG)
+    live = tmp_path / "journal" / "recordings" / str(DAY)
+    log = tmp_path / "engine.log"
+    with JournalWriter(live, layout=TICK_LAYOUT) as writer:
+        source = JournalReader(recording / str(DAY))
+        run = Running(config, None, writer, source, log, "", "")  # type: ignore[arg-type]
+        run.feed(first)
+        run.proc = start(config, log)
+        try:
+            root = tmp_path / "journal" / "engine"
+            deadline = time.monotonic() + 30
+            while not (root / "command.token").exists() or not (root / "command.endpoint").exists():
+                assert run.proc.poll() is None, log.read_text()
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            run.wait_ticks(first)
+            run.endpoint = (root / "command.endpoint").read_text().strip()
+            run.token = (root / "command.token").read_text().strip()
+            yield run
+        finally:
+            run.proc.send_signal(signal.SIGTERM)
+            assert run.proc.wait(timeout=30) == 0, log.read_text()[-2000:]
+
+
+def log_events(log: Path) -> list[dict[str, Any]]:
+    out = []
+    for line in log.read_text().splitlines():
+        if line.startswith("{"):
+            out.append(json.loads(line))
+    return out
+
+
+def test_a_two_frame_request_without_a_token_is_refused_and_the_engine_goes_on(
+    tmp_path: Path, recording: Path
+) -> None:
+    with running_engine(tmp_path, recording) as run:
+        ctx = zmq.Context()
+        try:
+            req = ctx.socket(zmq.REQ)
+            req.setsockopt(zmq.LINGER, 0)
+            req.connect(run.endpoint)
+            req.send_multipart([b'{"action": "status"}', b"x"])
+            assert req.poll(10_000)
+            reply = msgspec.json.decode(req.recv(), type=m.CommandReply)
+            assert not reply.ok and "one frame" in reply.text
+            req.close()
+        finally:
+            ctx.term()
+        run.feed(10)
+        assert run.wait_ticks(50)["ticks"] == 50
+    assert "Traceback" not in run.log.read_text()
+
+
+def _garbage(rng: random.Random, token: str) -> list[bytes]:
+    """One malformed request: a random number of frames of random bytes or random JSON."""
+    shapes: list[Any] = [
+        None, 1, -1.5, "halt", [], {}, [1, 2], {"action": 5},
+        {"action": "halt"}, {"token": 7, "action": "halt"},
+        {"token": "wrong", "action": "status"}, {"token": token[:-1] + "0", "action": "halt"},
+        {"token": token, "action": "explode"}, {"token": token, "action": "halt", "extra": 1},
+        {"token": token, "action": "halt", "scope": "galaxy"},
+        {"token": token, "action": "halt", "target": "x" * 500},
+        {"token": [token], "action": "halt"},
+    ]  # fmt: skip
+    kind = rng.randrange(4)
+    if kind == 0:
+        body = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 64)))
+    elif kind == 1:
+        body = json.dumps(rng.choice(shapes)).encode()
+    elif kind == 2:
+        body = json.dumps(rng.choice(shapes)).encode()[: rng.randrange(1, 20)]
+    else:
+        body = b"\xff\xfe" + "状态".encode("utf-16")
+    frames = rng.choice([1, 1, 1, 2, 3, 5])
+    return [body] + [bytes(rng.randrange(256) for _ in range(rng.randrange(0, 8)))
+                     for _ in range(frames - 1)]  # fmt: skip
+
+
+def test_ten_thousand_malformed_requests_get_refusals_and_the_feed_goes_on(
+    tmp_path: Path, recording: Path
+) -> None:
+    rng = random.Random(13)
+    with running_engine(tmp_path, recording) as run:
+        ctx = zmq.Context()
+        try:
+            dealer = ctx.socket(zmq.DEALER)
+            dealer.setsockopt(zmq.LINGER, 0)
+            dealer.connect(run.endpoint)
+            sent = replies = 0
+            fed = 40
+            for i in range(10_000):
+                parts = _garbage(rng, run.token)
+                dealer.send_multipart([b"", *parts])  # as a REQ client frames it
+                sent += 1
+                if i % 500 == 0:  # the feed runs during the flood
+                    run.feed(5)
+                    fed += 5
+                while dealer.poll(0):
+                    got = dealer.recv_multipart()
+                    assert got[0] == b""
+                    reply = msgspec.json.decode(got[1], type=m.CommandReply)
+                    assert not reply.ok, reply
+                    replies += 1
+            deadline = time.monotonic() + 60
+            while replies < sent and time.monotonic() < deadline:
+                if dealer.poll(1000):
+                    got = dealer.recv_multipart()
+                    reply = msgspec.json.decode(got[1], type=m.CommandReply)
+                    assert not reply.ok, reply
+                    replies += 1
+            assert replies == sent  # every malformed request got its refusal
+            # an oversized request drops that peer and nothing else
+            big = ctx.socket(zmq.DEALER)
+            big.setsockopt(zmq.LINGER, 0)
+            big.connect(run.endpoint)
+            big.send_multipart([b"", b"{" + b" " * 100_000 + b"}"])
+            assert not big.poll(500)
+            big.close()
+            dealer.close()
+        finally:
+            ctx.term()
+        assert run.wait_ticks(fed)["ticks"] == fed  # the engine kept up with the feed
+    events = log_events(run.log)
+    refused = [e for e in events if e["event"] == "command_refused"]
+    assert 1 <= len(refused) <= 5, len(refused)  # not one line per bad request
+    assert "Traceback" not in run.log.read_text()
+
+
+def test_a_flood_of_bad_tokens_is_logged_as_one_count(tmp_path: Path, recording: Path) -> None:
+    with running_engine(tmp_path, recording) as run:
+        ctx = zmq.Context()
+        try:
+            dealer = ctx.socket(zmq.DEALER)
+            dealer.setsockopt(zmq.LINGER, 0)
+            dealer.connect(run.endpoint)
+            bad = json.dumps({"token": "not-the-token", "action": "halt"}).encode()
+            for _ in range(3_000):
+                dealer.send_multipart([b"", bad])
+            got = 0
+            while got < 3_000:
+                assert dealer.poll(30_000)
+                dealer.recv_multipart()
+                got += 1
+            dealer.close()
+        finally:
+            ctx.term()
+        deadline = time.monotonic() + 40
+        summary: list[dict[str, Any]] = []
+        while not summary and time.monotonic() < deadline:
+            assert run.proc.poll() is None
+            summary = [e for e in log_events(run.log) if e["event"] == "commands_refused"]
+            time.sleep(0.2)
+        assert run.status()["agents"]["mm"]["state"] == "active"  # nothing was halted
+    first = [e for e in log_events(run.log) if e["event"] == "command_refused"]
+    assert len(first) == 1 and first[0]["peer"] == "127.0.0.1"
+    assert summary[0]["count"] == 2_999 and summary[0]["reasons"] == {"bad token": 2_999}
+    assert "2999 refused requests from 127.0.0.1 in the last" in summary[0]["text"]
+
+
+def test_a_second_engine_on_the_same_directory_leaves_the_first_in_control(
+    tmp_path: Path, recording: Path
+) -> None:
+    with running_engine(tmp_path, recording) as run:
+        root = tmp_path / "journal" / "engine"
+        endpoint, token = (
+            (root / "command.endpoint").read_bytes(),
+            (root / "command.token").read_bytes(),
+        )
+        second = run_hft("engine", "--config", str(run.config))
+        assert second.returncode == 2
+        assert "another engine" in second.stderr and "Traceback" not in second.stderr
+        assert len(second.stderr.strip().splitlines()) == 1
+        assert (root / "command.endpoint").read_bytes() == endpoint
+        assert (root / "command.token").read_bytes() == token
+        halt = run_hft("command", "--config", str(run.config), "halt")
+        assert halt.returncode == 0, halt.stdout + halt.stderr
+        assert run.status()["ticks"] == 40

@@ -118,7 +118,7 @@ def bench_replay(root: Path, runs: int) -> dict[str, float]:
     total = copies * len(day)
     rates = []
     for run in range(runs):
-        source = ReplaySource(recording, pace="max")
+        source = ReplaySource(recording, pace="max", into=root / f"replayed{run}")
         recorder = Recorder(calendar, root / f"replayed{run}", root / f"replay-snap{run}")
         start = time.perf_counter()
         source.start()

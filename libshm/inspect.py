@@ -11,7 +11,13 @@ from libshm.layout import HEAD, HEAD_MAGIC, HEAD_SIZE, segment_name
 from libshm.process import writer_state
 from libshm.reader import JournalReader
 from libshm.record import TICK_LAYOUT_ID
-from libshm.segment import SegmentInfo, list_segments, map_segment, scan_segment
+from libshm.segment import (
+    SegmentInfo,
+    damage_in_newest,
+    list_segments,
+    map_segment,
+    scan_segment,
+)
 
 __all__ = ["JournalReport", "inspect_journal"]
 
@@ -32,6 +38,14 @@ class JournalReport:
     """Damage to committed data: ``verify`` fails."""
     notes: list[str] = field(default_factory=list)
     """What a crashed writer left and its successor repairs: ``verify`` still passes."""
+    cut: tuple[int, int] | None = None
+    """Where the first damage is, as (segment index, offset): what ``hft journal repair``
+    keeps is everything before it. Offset 0 means the whole segment (it and all after it)."""
+
+    def damaged(self, problem: str, index: int, offset: int) -> None:
+        self.problems.append(problem)
+        if self.cut is None:
+            self.cut = (index, offset)
 
     @property
     def intact(self) -> bool:
@@ -73,19 +87,25 @@ def inspect_journal(path: str | Path, count_instruments: bool = True) -> Journal
         seg = path / segment_name(index)
         last = position == len(indices) - 1
         if position and index != indices[position - 1] + 1:
-            report.problems.append(f"{seg}: segment(s) missing before it (after {position - 1})")
+            report.damaged(
+                f"{seg}: segment(s) missing before it (after {indices[position - 1]})", index, 0
+            )
         try:
             mapping, info = map_segment(seg, writable=False)
         except JournalError as exc:
-            report.problems.append(str(exc))
+            report.damaged(str(exc), index, 0)
             break
         report.segments.append(info)
         try:
             if expected_seq is not None and info.first_seq != expected_seq:
-                report.problems.append(
-                    f"{seg}: offset 0: starts at sequence {info.first_seq}, {expected_seq} expected"
+                report.damaged(
+                    f"{seg}: offset 0: starts at sequence {info.first_seq}, {expected_seq} "
+                    "expected",
+                    index,
+                    0,
                 )
             scan = scan_segment(mapping, info)
+            damage = damage_in_newest(mapping, info, scan) if last else None
         finally:
             mapping.close()
         report.frames += scan.frames
@@ -97,9 +117,13 @@ def inspect_journal(path: str | Path, count_instruments: bool = True) -> Journal
             report.last_time_ns = scan.last_time_ns
         expected_seq = scan.next_seq
         if scan.problem:  # a committed frame that does not check out: damage, never a crash
-            report.problems.append(f"{seg}: offset {scan.end}: {scan.problem}")
+            report.damaged(f"{seg}: offset {scan.end}: {scan.problem}", index, scan.end)
+        elif damage is not None:
+            report.damaged(f"{seg}: offset {scan.end}: {damage}", index, scan.end)
         elif scan.roll_to is not None and scan.roll_to != index + 1:
-            report.problems.append(f"{seg}: offset {scan.end}: rolls to segment {scan.roll_to}")
+            report.damaged(
+                f"{seg}: offset {scan.end}: rolls to segment {scan.roll_to}", index, scan.end
+            )
         elif not last and scan.roll_to is None:
             nxt = indices[position + 1]
             if position + 1 == len(indices) - 1 and _is_empty(path / segment_name(nxt)):
@@ -108,7 +132,12 @@ def inspect_journal(path: str | Path, count_instruments: bool = True) -> Journal
                     "writer completes it"
                 )
             else:
-                report.problems.append(f"{seg}: offset {scan.end}: ends without a roll frame")
+                report.damaged(
+                    f"{seg}: offset {scan.end}: ends without a roll frame"
+                    + (" (a frame there lost its commit word)" if scan.tail_dirty else ""),
+                    index,
+                    scan.end,
+                )
         elif last and scan.tail_dirty:
             report.notes.append(
                 f"{seg}: offset {scan.end}: an uncommitted frame after the last one (a writer "

@@ -257,6 +257,7 @@ class JournalReader:
         off = self._off
         commit, seq, time_ns, ftype, _, plen = _unpack_header(self._mv, off)
         if commit == 0:
+            self.check_position()
             return None
         if seq != self._seq:
             raise CorruptJournal(
@@ -276,6 +277,22 @@ class JournalReader:
                 return self.read()
             self._pending = None
         return Frame(seq, time_ns, ftype, self._mv[start : start + plen])
+
+    def check_position(self) -> None:
+        """Raise :class:`CorruptJournal` if the reader stands at a frame with no commit word in a
+        segment the writer has left: a sealed segment ends with a roll frame, so a zero there
+        is damage (a lost commit word), never the live end. Readers of a segment without a
+        ``head`` (an archive, a copy) cannot tell and do not check."""
+        if self._head is None or struct.unpack_from("<Q", self._head, 24)[0] <= self._index:
+            return
+        # The writer commits the roll frame before it moves ``current_segment`` on, so read
+        # the commit word again now: a roll frame that landed meanwhile is there.
+        if struct.unpack_from("<Q", self._mv, self._off)[0] == 0:
+            raise CorruptJournal(
+                str(self._info.path), self._off,
+                f"no commit word on frame {self._seq} in a sealed segment, which must end with "
+                "a roll frame: the journal is damaged; see `hft journal verify`",
+            )  # fmt: skip
 
     def next_tick(self) -> tuple[int, Tick] | None:
         """The next frame as (sequence number, tick), or None if none is committed yet: what a
@@ -326,8 +343,11 @@ class JournalReader:
             if n == 0:
                 commit, _, _, ftype, _, _ = _unpack_header(self._mv, self._off)
                 if commit == 0:
+                    self.check_position()
                     empty: np.ndarray = frames[:0]
                     return empty
+                if ftype == TYPE_FIXED:  # committed after the pass above read its commit word
+                    continue
                 if ftype != TYPE_ROLL:
                     raise CorruptJournal(str(info.path), self._off, f"frame of type {ftype}")
                 if not self._follow_roll(self._off):

@@ -38,7 +38,9 @@ __all__ = [
     "SegmentInfo",
     "archive_sealed",
     "archive_segment",
+    "committed_after",
     "create_segment",
+    "damage_in_newest",
     "list_segments",
     "map_segment",
     "read_segment_info",
@@ -323,6 +325,74 @@ def scan_segment(buffer: mmap.mmap | memoryview | bytes, info: SegmentInfo) -> S
     finally:
         view.release()
     return Scan(off, seq, frames, first_time, last_time, roll_to, problem, tail_dirty)
+
+
+def committed_after(
+    buffer: mmap.mmap | memoryview | bytes, info: SegmentInfo, start: int
+) -> int | None:
+    """Offset of the first frame at or after ``start`` that checks out on its own (non-zero
+    commit word, a length that fits its payload length, a matching checksum), or None.
+
+    This tells a torn tail from damage. A writer commits frames in order, so what a crash
+    leaves after the last committed frame is never itself a committed frame: if one checks out
+    after the point where a scan stopped, committed data follows the damage. Journals of
+    fixed-size frames are searched at their frame boundaries, free-form ones at every word.
+    """
+    start = (start + 7) & ~7
+    count = (info.segment_size - start) // 8
+    if count < 4:
+        return None
+    view = memoryview(buffer)
+    try:
+        words = np.frombuffer(view, dtype="<u8", count=count, offset=start)
+        commits = words[:-3]
+        flens = commits & np.uint64(LENGTH_MASK)
+        wanted = ((words[3:] >> np.uint64(32)) + np.uint64(FRAME_HEADER_SIZE + 7)) & ~np.uint64(7)
+        fits = (commits != 0) & (flens == wanted)
+        if info.frame_size:
+            step = info.frame_size // 8
+            grid = np.zeros(len(fits), dtype=bool)
+            grid[(-((start - SEGMENT_HEADER_SIZE) // 8)) % step :: step] = True
+            fits &= grid
+        candidates = np.flatnonzero(fits).tolist()
+        found = None
+        for i in candidates:
+            off = start + 8 * i
+            commit, plen = int(words[i]), int(words[i + 3]) >> 32
+            if off + (commit & LENGTH_MASK) > info.segment_size:
+                continue
+            body = view[off + 8 : off + FRAME_HEADER_SIZE + plen]
+            if checksum32(body) & LENGTH_MASK == commit >> 32:
+                found = off
+                break
+        del words, commits, flens, wanted, fits
+        return found
+    finally:
+        view.release()
+
+
+def damage_in_newest(
+    buffer: mmap.mmap | memoryview | bytes, info: SegmentInfo, scan: Scan
+) -> str | None:
+    """Why the end of the newest segment is damage rather than a torn tail, or None.
+
+    The torn-tail rule: a crash can leave only bytes without a commit word after the last
+    committed frame. So a committed frame that fails its checks is damage, and so is a zero
+    commit word with a committed frame after it.
+    """
+    if scan.roll_to is not None:
+        return None
+    if scan.problem:
+        return scan.problem
+    if not scan.tail_dirty:
+        return None
+    later = committed_after(buffer, info, scan.end + 8)
+    if later is None:
+        return None
+    return (
+        f"no commit word on the frame after sequence {scan.next_seq - 1}, but committed frames "
+        f"follow it (the first at offset {later})"
+    )
 
 
 def archive_sealed(directory: Path, archive: Path) -> list[int]:

@@ -51,6 +51,7 @@ from libshm.segment import (
     SegmentInfo,
     archive_segment,
     create_segment,
+    damage_in_newest,
     discard_spare,
     install_spare,
     list_segments,
@@ -219,8 +220,18 @@ class JournalWriter:
     def _recover(self, indices: list[int], now: int) -> None:
         index = indices[-1]
         mapping, info = map_segment(self.path / segment_name(index), writable=True)
-        scan = scan_segment(mapping, info)
-        mapping.close()
+        try:
+            scan = scan_segment(mapping, info)
+            damage = damage_in_newest(mapping, info, scan)
+        finally:
+            mapping.close()
+        if damage is not None:
+            raise CorruptJournal(
+                str(info.path), scan.end,
+                f"{damage}: damage, not a torn tail, so nothing was changed; "
+                f"`hft journal verify {self.path}` shows it, `hft journal repair {self.path}` "
+                "cuts the journal there after keeping a copy",
+            )  # fmt: skip
         if scan.roll_to is not None:
             # Crashed after the roll frame, before the next segment was visible: impossible with
             # the create-then-roll order, unless the file was removed; recreate it.
@@ -229,7 +240,7 @@ class JournalWriter:
         else:
             scan_end, next_seq = scan.end, scan.next_seq
         self._open(index, scan_end, next_seq)
-        if scan.tail_dirty or scan.problem:
+        if scan.tail_dirty:  # a torn tail: uncommitted bytes of the frame a crash interrupted
             self._zero_tail()
         if scan_end == SEGMENT_HEADER_SIZE and len(indices) > 1 and index == indices[-1]:
             self._complete_previous_roll(indices[-2], info)

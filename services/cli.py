@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from contracts.config import load_config
 from contracts.errors import UserError
 from contracts.logs import LEVELS, configure
+from libshm import JournalError
 
 __all__ = ["main"]
 
@@ -267,6 +268,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as err:
         print(f"hft {spec.name}: error: {err}", file=sys.stderr)
         return err.exit_code
+    except JournalError as err:  # a damaged, full or locked journal met anywhere in a command
+        print(f"hft {spec.name}: error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

@@ -37,7 +37,8 @@ from contracts.errors import UserError
 from contracts.logs import get_logger
 from contracts.refusals import RefusalLog
 from libshm import FREE_FORM, JournalReader, JournalWriter, NotAJournal, Tick, decode_tick
-from libshm.errors import WriterLocked
+from libshm.errors import CorruptJournal, WriterLocked
+from libshm.inspect import inspect_journal
 from libshm.process import acquire_writer_lock
 from services.engine.core import NEVER, Adapter, Engine, RecoveryDiverged
 from services.engine.intake import MAX_REQUEST_BYTES, Intake, refusal
@@ -84,18 +85,25 @@ def load_strategy(ref: str, agent: str) -> type[Strategy]:
 
 
 def read_journal(path: Path) -> list[m.EngineMessage]:
-    """Every committed message of an engine journal, in order."""
-    reader = JournalReader(path)
+    """Every committed message of an engine journal, in order, every checksum checked."""
+    reader = JournalReader(path, verify=True)
     out = []
-    while (frame := reader.read()) is not None:
-        try:
+    try:
+        while (frame := reader.read()) is not None:
             out.append(m.decode(frame.payload))
-        except msgspec.DecodeError as exc:
-            raise UserError(
-                f"{path}: frame {frame.seq} is not an engine message ({exc}); the journal is "
-                "damaged: move it aside to start the day from its last good state"
-            ) from None
-    reader.close()
+    except CorruptJournal as exc:
+        raise UserError(
+            f"{exc}; the engine journal is damaged, so the day cannot be recovered exactly: "
+            f"`hft journal verify {path}` lists the damage, `hft journal repair {path}` cuts "
+            "the journal there after keeping a copy (the day then resumes from the cut)",
+        ) from None
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise UserError(
+            f"{path}: frame {reader.next_seq - 1} is not an engine message of this version "
+            f"({exc}); was the journal written by another program?"
+        ) from None
+    finally:
+        reader.close()
     return out
 
 
@@ -326,12 +334,22 @@ class EngineService:
         path = self.recordings / str(day)
         try:
             if existing and isinstance(existing[0], m.DayOpened):
-                return JournalReader(path, from_seq=existing[0].ticks)
-            if self.config.engine.start_at == "live":
-                return JournalReader(path, live=True)
-            return JournalReader(path)
+                reader = JournalReader(path, from_seq=existing[0].ticks)
+            elif self.config.engine.start_at == "live":
+                reader = JournalReader(path, live=True)
+            else:
+                reader = JournalReader(path)
         except NotAJournal as exc:
             raise UserError(f"{path}: cannot read the day's ticks: {exc}") from None
+        if reader.writer_state() != "open":  # a finished recording: check it whole, once
+            report = inspect_journal(path, count_instruments=False)
+            if not report.intact:
+                raise UserError(
+                    f"{report.problems[0]}; the engine trades intact recordings only: "
+                    f"`hft journal verify {path}` lists the damage, `hft journal repair {path}` "
+                    "cuts the recording there after keeping a copy"
+                )
+        return reader
 
     def _loop(  # noqa: PLR0915 (one function: its locals are the tick path's state)
         self, engine: Engine, ticks: JournalReader, sock: zmq.Socket[Any], intake: Intake, day: int

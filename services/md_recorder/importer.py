@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from contracts.calendar import Calendar
 from contracts.config import format_validation_error
 from contracts.errors import UserError
-from libshm import TICK_DTYPE, TICK_LAYOUT, JournalError, JournalWriter, encode_tick
+from libshm import TICK_DTYPE, TICK_LAYOUT, JournalError, JournalReader, JournalWriter, encode_tick
 from libshm.layout import SEGMENT_HEADER_SIZE
 from libshm.segment import list_segments
 from libshm.writer import TICK_FRAME_SIZE
@@ -60,13 +60,16 @@ class ImportReport:
     days: dict[int, int] = field(default_factory=dict)
     journals: list[Path] = field(default_factory=list)
     unknown_products: set[str] = field(default_factory=set)
+    already: int = 0
+    """Ticks not appended because the day's journal already held them (``--append``)."""
 
     def summary(self) -> str:
         drops = ", ".join(f"{k} {v:,}" for k, v in sorted(self.dropped.items())) or "none"
         days = ", ".join(f"{d} ({n:,})" for d, n in sorted(self.days.items())) or "none"
+        already = f", {self.already:,} already in the journal" if self.already else ""
         return (
-            f"{self.rows:,} rows read, {self.written:,} ticks written, dropped: {drops}; "
-            f"trading days: {days}"
+            f"{self.rows:,} rows read, {self.written:,} ticks written{already}, dropped: "
+            f"{drops}; trading days: {days}"
         )
 
 
@@ -335,9 +338,10 @@ def import_files(  # noqa: PLR0917
         order = np.argsort(np.asarray(times[day], dtype=np.int64), kind="stable")
         records = np.frombuffer(b"".join(by_day[day]), dtype=TICK_DTYPE)[order]
         journal = out / str(day)
-        _write(journal, records, append)
-        report.days[day] = len(records)
-        report.written += len(records)
+        written = _write(journal, records, append)
+        report.already += len(records) - written
+        report.days[day] = written
+        report.written += written
         report.journals.append(journal)
     return report
 
@@ -369,9 +373,10 @@ def _import_parquet(paths: list[Path], out: Path, append: bool) -> ImportReport:
         part = records[records["trading_day"] == day]
         part = part[np.argsort(part["exchange_time_ns"], kind="stable")]
         journal = out / str(int(day))
-        _write(journal, part, append)
-        report.days[int(day)] = len(part)
-        report.written += len(part)
+        written = _write(journal, part, append)
+        report.already += len(part) - written
+        report.days[int(day)] = written
+        report.written += written
         report.journals.append(journal)
     return report
 
@@ -388,7 +393,11 @@ def _bad(report: ImportReport, path: Path, line: int, message: str, strict: bool
         raise BadInput(f"{path}:{line}: {message} (--strict stops at the first bad row)")
 
 
-def _write(journal: Path, records: np.ndarray, append: bool) -> None:
+def _write(journal: Path, records: np.ndarray, append: bool) -> int:
+    """Write ``records`` as the day's journal, or append those it does not hold yet (a tick
+    whose every field equals one already there is not appended again); the number written."""
+    if journal.exists() and append:
+        records = _not_in(journal, records)
     if journal.exists() and not append:
         try:
             exists = bool(list_segments(journal))
@@ -404,6 +413,27 @@ def _write(journal: Path, records: np.ndarray, append: bool) -> None:
     segment = min(max((need + MIB - 1) // MIB * MIB, MIB), 64 * MIB)
     try:
         with JournalWriter(journal, layout=TICK_LAYOUT, segment_size=segment) as writer:
-            writer.append_array(records, records["exchange_time_ns"])
+            if len(records):
+                writer.append_array(records, records["exchange_time_ns"])
     except JournalError as exc:
         raise BadInput(str(exc)) from None
+    return len(records)
+
+
+def _not_in(journal: Path, records: np.ndarray) -> np.ndarray:
+    """The records ``journal`` does not hold already, byte for byte."""
+    try:
+        if not list_segments(journal):
+            return records
+        reader = JournalReader(journal)
+        held = []
+        while len(frames := reader.read_array()):
+            held.append(frames["payload"].copy())
+    except JournalError as exc:
+        raise BadInput(str(exc)) from None
+    if not held:
+        return records
+    size = f"S{TICK_DTYPE.itemsize}"  # whole records compared as one byte string each
+    seen = np.concatenate(held).view(size)
+    result: np.ndarray = records[~np.isin(records.view(size), seen)]
+    return result

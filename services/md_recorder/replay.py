@@ -6,6 +6,12 @@ batches and copied; with ``shift_to_now`` every exchange and receive time is mov
 so the first tick is "now" (and each loop lap continues after the previous one), otherwise the
 original times are kept. ``pace``: 1.0 replays in the recording's own time, N times faster, or
 "max" with no waiting. Recorded ticks were filtered when recorded and are not filtered again.
+
+A replay never publishes a tick twice. ``into`` is where the recorder writes (the suite's
+``recordings`` directory): a trading day whose live journal there already holds ticks is
+resumed after them, once they are checked to be exactly what this replay publishes (the same
+records in the same order, times moved by one offset per lap, which is kept, so time goes on
+forward); a day holding anything else is refused, as is a recording inside ``into`` itself.
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ from typing import Any, Final, Literal
 import numpy as np
 
 from contracts.errors import UserError
-from libshm import JournalError, JournalReader
+from libshm import TICK_DTYPE, JournalError, JournalReader
+from libshm.inspect import inspect_journal
 from libshm.segment import list_segments
 
 __all__ = ["ReplaySource", "journals_in"]
@@ -45,6 +52,59 @@ def journals_in(recording: Path) -> list[Path]:
     return journals
 
 
+class _Published:
+    """What a day's live journal already holds, read in step with the replay to skip it."""
+
+    def __init__(self, journal: Path) -> None:
+        self.journal = journal
+        self.left = 0
+        self.reader: JournalReader | None = None
+        if journal.is_dir() and list_segments(journal):
+            report = inspect_journal(journal, count_instruments=False)
+            if not report.intact:
+                raise UserError(
+                    f"{report.problems[0]}; the replay would continue this day's journal, "
+                    f"which is damaged: `hft journal verify {journal}` lists the damage"
+                )
+            self.left = report.frames
+            self.reader = JournalReader(journal)
+        self.total = self.left
+
+    def take(self, n: int) -> Any:
+        assert self.reader is not None
+        parts = []
+        while n:
+            frames = self.reader.read_array(n)
+            if not len(frames):
+                break
+            parts.append(frames["payload"].copy())
+            n -= len(frames)
+        held = np.concatenate(parts) if parts else np.empty(0, dtype=TICK_DTYPE)
+        self.left -= len(held)
+        return held
+
+    def check(self, held: Any, records: Any, offset: int) -> None:
+        expected = records.copy()
+        expected["exchange_time_ns"] += offset
+        expected["local_time_ns"] += offset
+        size = f"S{TICK_DTYPE.itemsize}"
+        differ = np.flatnonzero(held.view(size) != expected.view(size))
+        if len(differ) or len(held) < len(records):
+            at = self.total - self.left - len(held) + (int(differ[0]) if len(differ) else 0)
+            self._refuse(f"its tick {at} is not the replay's")
+
+    def finish(self) -> None:
+        if self.left:
+            self._refuse(f"it holds {self.left} ticks more than the recording")
+
+    def _refuse(self, why: str) -> None:
+        raise UserError(
+            f"{self.journal}: this day's journal already holds {self.total} ticks and {why}, "
+            "so the replay would not continue it; move the journal aside, or give the replay "
+            "another suite.journal_dir"
+        )
+
+
 class ReplaySource:
     """Yields batches of ``TICK_DTYPE`` records when they are due."""
 
@@ -56,10 +116,27 @@ class ReplaySource:
         shift_to_now: bool = False,
         loop: bool = False,
         instruments: list[str] | None = None,
+        into: Path,
         clock: Callable[[], int] = time.time_ns,
         monotonic: Callable[[], int] = time.monotonic_ns,
     ) -> None:
         self.journals = journals_in(recording)
+        self.into = into
+        live_root = into.resolve()
+        for journal in self.journals:
+            if journal.resolve().parent == live_root:
+                raise UserError(
+                    f"{journal}: the replay's recording is in the directory it records into "
+                    f"({into}), so it would replay its own output; replay a copy, or give the "
+                    "replay suite another suite.journal_dir"
+                )
+            report = inspect_journal(journal, count_instruments=False)
+            if not report.intact:
+                raise UserError(
+                    f"{report.problems[0]}; replay reads intact recordings only: `hft journal "
+                    f"verify {journal}` lists the damage, `hft journal repair {journal}` cuts "
+                    "it there after keeping a copy"
+                )
         self.pace = pace
         self.shift_to_now = shift_to_now
         self.loop = loop
@@ -73,9 +150,37 @@ class ReplaySource:
         self.finished = False
         self.laps = 0
         self.published = 0
+        self.resumed: dict[int, int] = {}
+        """Ticks found already published, by trading day, and so not published again."""
+        self._live: dict[int, _Published] = {}
 
     def start(self) -> None:
+        """Find where a replay into the same journals stopped (checking what it published), so
+        the first call to :meth:`poll` publishes the next tick; raises ``UserError`` if a day's
+        journal holds ticks this replay did not publish."""
         self._batches = self._read()
+        self._pending = next(self._batches, None)
+        if self._pending is None:
+            self.finished = True
+        elif self.resumed:  # pace from the first tick published now, not the recording's first
+            self._sim0, self._wall0 = int(self._pending["exchange_time_ns"][0]), self._monotonic()
+
+    def _unpublished(self, records: Any, first_of_lap: bool) -> Any:
+        """``records`` without those the day's live journal holds already (checked to be the
+        same ticks); on the first batch of a lap, the lap's time offset is the journal's."""
+        day = int(records["trading_day"][0])
+        live = self._live.get(day)
+        if live is None:
+            live = self._live[day] = _Published(self.into / str(day))
+        if not live.left:
+            return records
+        held = live.take(min(live.left, len(records)))
+        if first_of_lap:
+            self._offset = int(held["exchange_time_ns"][0]) - int(records["exchange_time_ns"][0])
+        live.check(held, records[: len(held)], self._offset)
+        self.resumed[day] = self.resumed.get(day, 0) + len(held)
+        self._lap_end = int(held["exchange_time_ns"][-1])
+        return records[len(held) :]
 
     def _read(self) -> Iterator[np.ndarray]:
         while True:
@@ -88,17 +193,31 @@ class ReplaySource:
                         records = records[np.isin(records["instrument"], self._wanted)]
                     if not len(records):
                         continue
-                    if first:
-                        self._begin_lap(records)
-                        first = False
-                    if self._offset:
-                        records["exchange_time_ns"] += self._offset
-                        records["local_time_ns"] += self._offset
-                    self._lap_end = int(records["exchange_time_ns"][-1])
-                    yield records
+                    if len(np.unique(records["trading_day"])) > 1:  # a day's end in the batch
+                        splits = np.flatnonzero(np.diff(records["trading_day"])) + 1
+                        parts = np.split(records, splits)
+                    else:
+                        parts = [records]
+                    for part in parts:
+                        first_of_lap = first
+                        if first:
+                            self._begin_lap(part)
+                            first = False
+                        fresh = self._unpublished(part, first_of_lap)
+                        if len(fresh):
+                            yield self._shifted(fresh)
             self.laps += 1
             if not self.loop or first:  # first: nothing at all matched
+                for live in self._live.values():
+                    live.finish()
                 return
+
+    def _shifted(self, records: Any) -> Any:
+        if self._offset:
+            records["exchange_time_ns"] += self._offset
+            records["local_time_ns"] += self._offset
+        self._lap_end = int(records["exchange_time_ns"][-1])
+        return records
 
     def _begin_lap(self, records: Any) -> None:
         """Lap 1 starts now (``shift_to_now``) or at its own time; every later lap one second
@@ -149,7 +268,7 @@ class ReplaySource:
     def describe(self) -> dict[str, object]:
         return {
             "source": "replay", "published": self.published, "laps": self.laps,
-            "finished": self.finished,
+            "finished": self.finished, "resumed": {str(d): n for d, n in self.resumed.items()},
         }  # fmt: skip
 
     def stop(self) -> None:

@@ -145,6 +145,7 @@ def run_md_recorder(config: DeploymentConfig) -> int:
         source = ReplaySource(
             replay.recording, pace=replay.pace, shift_to_now=replay.shift_to_now,
             loop=replay.loop, instruments=instruments or None,
+            into=config.suite.journal_dir / "recordings",
         )  # fmt: skip
     shm = config.suite.shm_dir
     try:
@@ -163,6 +164,11 @@ def run_md_recorder(config: DeploymentConfig) -> int:
     next_metrics = time.monotonic() + METRICS_EVERY_S
     try:
         source.start()
+        if isinstance(source, ReplaySource) and source.resumed:
+            for day, ticks in source.resumed.items():
+                log.info("md_recorder_replay_resumed", day=day, ticks=ticks,
+                         text=f"the journal of {day} already holds the first {ticks} ticks of "
+                         "this replay; they are not published again")  # fmt: skip
         while not stop.requested:
             if isinstance(source, ReplaySource):
                 source.poll(0.2, recorder.write_array)

@@ -1,4 +1,5 @@
-"""``hft journal info|verify|cat``: look inside a journal directory."""
+"""``hft journal info|verify|cat|export|repair``: look inside a journal directory, and cut a
+damaged one when the user asks."""
 
 from __future__ import annotations
 
@@ -11,14 +12,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+import msgspec
 import numpy as np
 
+from contracts import messages as m
 from contracts.clock import CHINA, china_iso
 from contracts.errors import UserError
 from libshm import TICK_DTYPE, JournalError, JournalReader, Tick, decode_tick
 from libshm.inspect import JournalReport, inspect_journal
 from libshm.layout import TYPE_FIXED, segment_name
 from libshm.record import TICK_LAYOUT_ID
+from libshm.repair import repair_journal
 
 __all__ = ["add_arguments", "run"]
 
@@ -35,7 +39,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     cat.add_argument("--instrument", action="append", help="only this instrument (repeatable)")
     cat.add_argument("--from", dest="start", metavar="T", help="exchange time, ISO 8601")
     cat.add_argument("--to", dest="end", metavar="T", help="exchange time, ISO 8601 (exclusive)")
-    cat.add_argument("--format", choices=("csv", "jsonl"), default="csv")
+    cat.add_argument(
+        "--format",
+        choices=("csv", "jsonl"),
+        help="tick journals: csv (default) or jsonl; engine journals: jsonl, one decoded "
+        "message a line",
+    )
+    repair = sub.add_parser(
+        "repair",
+        help="cut a damaged journal at its first damage, after keeping a copy (drops the frames "
+        "after it)",
+    )
+    repair.add_argument("path", type=Path, help="journal directory (no writer may be running)")
+    repair.add_argument(
+        "--keep",
+        type=Path,
+        metavar="DIR",
+        help="where to copy the journal first (default: PATH.damaged-TIME beside it)",
+    )
     export = sub.add_parser(
         "export", help="write the ticks as a Parquet or CSV file for pandas, polars, DuckDB"
     )
@@ -52,6 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "  hft journal cat var/recordings/20210104 --instrument IF2101 \\\n"
         "      --from 2021-01-04T09:30 --to 2021-01-04T10:00 --format jsonl\n"
         "  hft journal export var/recordings/20210104 -o IF2101_20210104.parquet\n"
+        "  hft journal repair var/recordings/20210104   (only after verify says damaged)\n"
         "\ntimes without an offset are China time (UTC+8), as the exchanges keep them"
     )
 
@@ -64,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
             return _verify(args.path)
         if args.action == "export":
             return _export(args)
+        if args.action == "repair":
+            return _repair(args.path, args.keep)
         return _cat(args, sys.stdout)
     except JournalError as exc:
         raise UserError(str(exc), exit_code=1) from None
@@ -163,6 +187,30 @@ def _verify(path: Path) -> int:
     return 1
 
 
+def _repair(path: Path, keep: Path | None) -> int:
+    stamp = datetime.now(CHINA).strftime("%Y%m%dT%H%M%S")
+    copy = keep or path.with_name(f"{path.name}.damaged-{stamp}")
+    result = repair_journal(path, copy)
+    if result.copy is None:
+        print(f"{path}: intact: {result.before.frames} frames; nothing to repair")
+        return 0
+    print(f"damaged: {result.before.problems[0]}")
+    print(f"kept a copy of the whole journal in {result.copy}")
+    after = result.after
+    if after is None or after.last_seq is None:
+        print(f"{path}: cut: no frame was before the damage; the journal is now empty")
+    else:
+        print(
+            f"{path}: cut: {after.frames} frames kept (seq {after.first_seq} .. "
+            f"{after.last_seq}); the frames after them are only in the copy, and the next "
+            f"writer appends from seq {after.last_seq + 1}"
+        )
+    if result.removed_segments:
+        names = ", ".join(segment_name(i) for i in result.removed_segments)
+        print(f"{path}: removed segment(s) {names}")
+    return 0
+
+
 TICK_COLUMNS = ("seq", "exchange_time", *Tick._fields)
 
 
@@ -173,19 +221,60 @@ def _tick_row(seq: int, tick: Tick) -> dict[str, Any]:
     return row
 
 
+def _require_intact(path: Path, what: str) -> None:
+    """Refuse a damaged journal in one line, before printing or writing anything from it: a
+    reader alone cannot tell a frame that lost its commit word from the end of the journal."""
+    report = inspect_journal(path, count_instruments=False)
+    if not report.intact:
+        raise UserError(
+            f"{report.problems[0]}; {what} reads intact journals only: `hft journal verify "
+            f"{path}` lists the damage, `hft journal repair {path}` cuts the journal there "
+            "after keeping a copy",
+            exit_code=1,
+        )
+
+
+def _as_builtins(value: Any) -> Any:
+    """A message as JSON-ready values, structs as objects with their field names (the journal
+    stores them as arrays)."""
+    if isinstance(value, msgspec.Struct):
+        fields = {name: _as_builtins(getattr(value, name)) for name in value.__struct_fields__}
+        return {"type": type(value).__name__, **fields}
+    if isinstance(value, list | tuple):
+        return [_as_builtins(v) for v in value]
+    return value
+
+
+def _free_form_row(seq: int, time_ns: int, payload: memoryview) -> dict[str, Any]:
+    row: dict[str, Any] = {"seq": seq, "time": _iso(time_ns)}
+    try:
+        row["message"] = _as_builtins(m.decode(payload))
+        return row
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        pass
+    try:
+        row["payload"] = bytes(payload).decode("utf-8")
+    except UnicodeDecodeError:
+        row["payload_hex"] = bytes(payload).hex()
+    return row
+
+
 def _cat(args: argparse.Namespace, out: TextIO) -> int:
     start = _parse_time(args.start) if args.start else None
     end = _parse_time(args.end) if args.end else None
     wanted = set(args.instrument or ())
+    _require_intact(args.path, "cat")
     reader = JournalReader(args.path, verify=True)
+    ticks = reader.layout.layout_id == TICK_LAYOUT_ID
+    fmt = args.format or ("csv" if ticks else "jsonl")
+    if fmt == "csv" and not ticks:
+        raise UserError(
+            f"{args.path}: not a tick journal; its messages print as JSON lines (--format jsonl)"
+        )
     writer: csv.DictWriter[str] | None = None
     while (frame := reader.read()) is not None:
-        if frame.type != TYPE_FIXED or reader.layout.layout_id != TICK_LAYOUT_ID:
-            row: dict[str, Any] = {"seq": frame.seq, "time": _iso(frame.time_ns)}
-            try:
-                row["payload"] = bytes(frame.payload).decode("utf-8")
-            except UnicodeDecodeError:
-                row["payload_hex"] = bytes(frame.payload).hex()
+        if frame.type != TYPE_FIXED or not ticks:
+            row: dict[str, Any] = _free_form_row(frame.seq, frame.time_ns, frame.payload)
         else:
             tick = decode_tick(frame.payload)
             if wanted and tick.instrument not in wanted:
@@ -195,8 +284,8 @@ def _cat(args: argparse.Namespace, out: TextIO) -> int:
             if end is not None and tick.exchange_time_ns >= end:
                 continue
             row = _tick_row(frame.seq, tick)
-        if args.format == "jsonl":
-            out.write(json.dumps(row) + "\n")
+        if fmt == "jsonl":
+            out.write(msgspec.json.encode(row).decode() + "\n")  # NaN as null
             continue
         if writer is None:
             writer = csv.DictWriter(out, fieldnames=list(row), lineterminator="\n")
@@ -212,6 +301,7 @@ def _export(args: argparse.Namespace) -> int:
 
     from services.md_recorder.tables import records_to_table  # noqa: PLC0415
 
+    _require_intact(args.path, "export")
     reader = JournalReader(args.path, verify=True)
     if reader.layout.layout_id != TICK_LAYOUT_ID:
         raise UserError(f"{args.path}: not a tick journal; export writes tick records only")

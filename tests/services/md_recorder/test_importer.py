@@ -163,7 +163,27 @@ def test_existing_day_needs_append(tmp_path: Path) -> None:
     assert "already exists; remove it, or pass --append" in again.stderr
     appended = run_hft("import", "-f", "ctp-csv", src, "-o", str(tmp_path), "--append")
     assert appended.returncode == 0, appended.stderr
-    assert len(cat(tmp_path / "20190916")) == 400
+    assert "0 ticks written, 200 already in the journal" in appended.stdout
+    assert len(cat(tmp_path / "20190916")) == 200
+
+
+def test_append_adds_only_the_ticks_the_day_lacks(tmp_path: Path) -> None:
+    """A second file that overlaps the first (a vendor's re-export of the same day, a re-run
+    after a partial import) adds only its new ticks: no tick is in the journal twice."""
+    with gzip.open(MARKET / "cu1909_20190916.csv.gz", "rt") as f:
+        header, *rows = f.read().splitlines()
+    first, second = tmp_path / "first.csv", tmp_path / "second.csv"
+    first.write_text("\n".join([header, *rows[:120]]) + "\n")
+    second.write_text("\n".join([header, *rows[80:]]) + "\n")
+    out = tmp_path / "rec"
+    assert run_hft("import", "-f", "ctp-csv", str(first), "-o", str(out)).returncode == 0
+    appended = run_hft("import", "-f", "ctp-csv", str(second), "-o", str(out), "--append")
+    assert appended.returncode == 0, appended.stderr
+    assert "80 ticks written, 40 already in the journal" in appended.stdout
+    whole = tmp_path / "whole"
+    src = str(MARKET / "cu1909_20190916.csv.gz")
+    assert run_hft("import", "-f", "ctp-csv", src, "-o", str(whole)).returncode == 0
+    assert cat(out / "20190916") == cat(whole / "20190916")
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,11 @@ and ``hft md-recorder`` ending when a replay is published."""
 
 from __future__ import annotations
 
+import json
+import shutil
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -12,6 +17,7 @@ import pytest
 
 from contracts.errors import UserError
 from libshm import TICK_LAYOUT, JournalReader, JournalWriter
+from libshm.inspect import inspect_journal
 from services.md_recorder.recorder import Recorder
 from services.md_recorder.replay import ReplaySource
 from tests.helpers import ROOT, import_market, run_hft
@@ -46,7 +52,7 @@ def replay(source: ReplaySource, live: Path) -> Recorder:
 
 
 def test_max_pace_republishes_every_record_unchanged(recording: Path, tmp_path: Path) -> None:
-    source = ReplaySource(recording, pace="max")
+    source = ReplaySource(recording, pace="max", into=tmp_path / "live")
     assert [p.name for p in source.journals] == ["20190916", "20210104"]
     recorder = replay(source, tmp_path / "live")
     for day in ("20190916", "20210104"):
@@ -58,7 +64,9 @@ def test_max_pace_republishes_every_record_unchanged(recording: Path, tmp_path: 
 
 
 def test_shift_to_now_and_loop_keep_time_moving_forward(recording: Path, tmp_path: Path) -> None:
-    source = ReplaySource(recording / "20210104", pace="max", shift_to_now=True, loop=True)
+    source = ReplaySource(
+        recording / "20210104", pace="max", shift_to_now=True, loop=True, into=tmp_path / "live"
+    )
     recorder = Recorder(CAL, tmp_path / "live", None)
     source.start()
     before = time.time_ns()
@@ -92,7 +100,7 @@ def test_paced_replay_takes_the_recording_time_divided_by_pace(
     ]
     with JournalWriter(src, layout=TICK_LAYOUT) as writer:
         writer.append_array(base, base["exchange_time_ns"])
-    source = ReplaySource(src, pace=20.0)
+    source = ReplaySource(src, pace=20.0, into=tmp_path / "live")
     start = time.monotonic()
     replay(source, tmp_path / "live")
     elapsed = time.monotonic() - start
@@ -101,7 +109,7 @@ def test_paced_replay_takes_the_recording_time_divided_by_pace(
 
 
 def test_instrument_filter(recording: Path, tmp_path: Path) -> None:
-    source = ReplaySource(recording, pace="max", instruments=["cu1909"])
+    source = ReplaySource(recording, pace="max", instruments=["cu1909"], into=tmp_path / "live")
     replay(source, tmp_path / "live")
     assert source.published == 200
     assert not (tmp_path / "live" / "20210104").exists()
@@ -110,20 +118,27 @@ def test_instrument_filter(recording: Path, tmp_path: Path) -> None:
 def test_not_a_recording(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="no recorded journal there"):
-        ReplaySource(tmp_path / "empty")
+        ReplaySource(tmp_path / "empty", into=tmp_path / "live")
     with pytest.raises(UserError, match="no such journal directory"):
-        ReplaySource(tmp_path / "missing")
+        ReplaySource(tmp_path / "missing", into=tmp_path / "live")
 
 
-def test_md_recorder_replay_ends_and_closes_the_journal(recording: Path, tmp_path: Path) -> None:
-    config = tmp_path / "replay.toml"
+def replay_config(tmp_path: Path, recording: Path, pace: str = '"max"', shift: bool = False,
+                  name: str = "replay.toml") -> Path:  # fmt: skip
+    config = tmp_path / name
     config.write_text(
         (ROOT / "configs/replay.toml").read_text()
         .replace('"../var/replay/journal"', f'"{tmp_path / "journal"}"')
         .replace('"/dev/shm/hft-replay"', f'"{tmp_path / "shm"}"')
-        .replace('"../var/recordings/20210104"', f'"{recording / "20210104"}"')
-        .replace("pace = 10.0", 'pace = "max"')
+        .replace('"../var/recordings/20210104"', f'"{recording}"')
+        .replace("pace = 10.0", f"pace = {pace}")
+        .replace("shift_to_now = false", f"shift_to_now = {str(shift).lower()}")
     )  # fmt: skip
+    return config
+
+
+def test_md_recorder_replay_ends_and_closes_the_journal(recording: Path, tmp_path: Path) -> None:
+    config = replay_config(tmp_path, recording / "20210104")
     done = run_hft("md-recorder", "--config", str(config))
     assert done.returncode == 0, done.stderr
     assert "md_recorder_replay_finished" in done.stderr
@@ -131,3 +146,98 @@ def test_md_recorder_replay_ends_and_closes_the_journal(recording: Path, tmp_pat
     reader = JournalReader(live)
     assert sum(1 for _ in reader.tail()) == 27_953  # tail() ends: the writer closed it
     assert reader.ended
+
+
+def frames_in(journal: Path) -> int:
+    return inspect_journal(journal, count_instruments=False).frames if journal.exists() else 0
+
+
+@pytest.mark.parametrize("shift", [False, True])
+def test_a_killed_replay_resumes_after_the_last_tick_it_published(
+    recording: Path, tmp_path: Path, shift: bool
+) -> None:
+    """SIGKILL a paced replay in the middle of the day, restart it, then restart the finished
+    one: the live journal holds the recorded day exactly once, in order, time never going back
+    (with shift_to_now, the killed run's offset is kept)."""
+    live = tmp_path / "journal" / "recordings" / "20210104"
+    slow = replay_config(tmp_path, recording / "20210104", pace="300.0", shift=shift)
+    with subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "md-recorder", "--config", str(slow)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    ) as child:  # fmt: skip
+        deadline = time.monotonic() + 60
+        while frames_in(live) < 3_000 and time.monotonic() < deadline and child.poll() is None:
+            time.sleep(0.05)
+        child.send_signal(signal.SIGKILL)
+    killed_at = frames_in(live)
+    assert 3_000 <= killed_at < 27_953
+    fast = replay_config(tmp_path, recording / "20210104", shift=shift, name="fast.toml")
+    for resumed in (killed_at, 27_953):  # the second run finds the replay complete
+        done = run_hft("md-recorder", "--config", str(fast))
+        assert done.returncode == 0, done.stderr
+        events = [json.loads(line) for line in done.stderr.splitlines()]
+        assert [(e["day"], e["ticks"]) for e in events
+                if e["event"] == "md_recorder_replay_resumed"] == [(20210104, resumed)]  # fmt: skip
+    got, original = records(live), records(recording / "20210104")
+    assert len(got) == len(original)
+    offset = int(got["exchange_time_ns"][0]) - int(original["exchange_time_ns"][0])
+    assert (offset != 0) == shift
+    for field in ("exchange_time_ns", "local_time_ns"):
+        got[field] -= offset
+    assert got.tobytes() == original.tobytes()
+
+
+def test_a_replay_continues_its_laps_across_a_restart(recording: Path, tmp_path: Path) -> None:
+    original = records(recording / "20210104")
+    lap = len(original)
+    first_run = 0
+    for run in range(2):
+        source = ReplaySource(recording / "20210104", pace="max", shift_to_now=True, loop=True,
+                              into=tmp_path / "live")  # fmt: skip
+        recorder = Recorder(CAL, tmp_path / "live", None)
+        source.start()
+        while source.published < lap // 2 + run * lap:  # stop in the middle of a lap
+            source.poll(0.05, recorder.write_array)
+        recorder.close()
+        if run:
+            assert source.resumed == {20210104: first_run}
+        else:
+            first_run = source.published
+    got = records(tmp_path / "live" / "20210104")
+    assert len(got) > 2 * lap
+    assert (np.diff(got["exchange_time_ns"]) >= 0).all()
+    cycled = np.resize(original, len(got)).copy()
+    for field in ("exchange_time_ns", "local_time_ns"):
+        got[field] = cycled[field] = 0
+    assert got.tobytes() == cycled.tobytes()
+
+
+def test_a_replay_of_its_own_output_is_refused(recording: Path, tmp_path: Path) -> None:
+    own = tmp_path / "journal" / "recordings"
+    shutil.copytree(recording / "20210104", own / "20210104")
+    before = records(own / "20210104").tobytes()
+    done = run_hft("md-recorder", "--config", str(replay_config(tmp_path, own / "20210104")))
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"hft md-recorder: error: {own / '20210104'}: the replay's recording is in the "
+        f"directory it records into ({own}), so it would replay its own output; replay a copy, "
+        "or give the replay suite another suite.journal_dir"
+    ]
+    assert records(own / "20210104").tobytes() == before
+
+
+def test_a_day_holding_other_ticks_is_not_continued(recording: Path, tmp_path: Path) -> None:
+    live = tmp_path / "journal" / "recordings" / "20210104"
+    other = records(recording / "20210104")[:50].copy()
+    other["last"] += 1.0  # not the replay's ticks
+    with JournalWriter(live, layout=TICK_LAYOUT) as writer:
+        writer.append_array(other, other["local_time_ns"])
+    before = (live / "0000000000.seg").read_bytes()
+    done = run_hft("md-recorder", "--config", str(replay_config(tmp_path, recording / "20210104")))
+    assert done.returncode == 2
+    assert [line for line in done.stderr.splitlines() if not line.startswith("{")] == [
+        f"hft md-recorder: error: {live}: this day's journal already holds 50 ticks and its "
+        "tick 0 is not the replay's, so the replay would not continue it; move the journal "
+        "aside, or give the replay another suite.journal_dir"
+    ]
+    assert (live / "0000000000.seg").read_bytes() == before

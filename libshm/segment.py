@@ -389,6 +389,8 @@ def damage_in_newest(
     later = committed_after(buffer, info, scan.end + 8)
     if later is None:
         return None
+    if struct.unpack_from("<Q", buffer, scan.end)[0]:
+        return None  # a live writer committed it after the scan passed: frames come in order
     return (
         f"no commit word on the frame after sequence {scan.next_seq - 1}, but committed frames "
         f"follow it (the first at offset {later})"

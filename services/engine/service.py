@@ -287,6 +287,7 @@ class EngineService:
         sock: zmq.Socket[Any], intake: Intake,
     ) -> tuple[int | None, list[m.Holding], dict[str, float]]:  # fmt: skip
         path = self.root / str(day)
+        self._check_recording(day)
         try:
             writer = JournalWriter(path, layout=FREE_FORM, segment_size=JOURNAL_SEGMENT)
         except WriterLocked:
@@ -341,15 +342,24 @@ class EngineService:
                 reader = JournalReader(path)
         except NotAJournal as exc:
             raise UserError(f"{path}: cannot read the day's ticks: {exc}") from None
-        if reader.writer_state() != "open":  # a finished recording: check it whole, once
-            report = inspect_journal(path, count_instruments=False)
-            if not report.intact:
-                raise UserError(
-                    f"{report.problems[0]}; the engine trades intact recordings only: "
-                    f"`hft journal verify {path}` lists the damage, `hft journal repair {path}` "
-                    "cuts the recording there after keeping a copy"
-                )
         return reader
+
+    def _check_recording(self, day: int) -> None:
+        """A finished recording (no writer attached) is checked whole before the day starts."""
+        path = self.recordings / str(day)
+        try:
+            state = JournalReader(path).writer_state()
+        except NotAJournal as exc:
+            raise UserError(f"{path}: cannot read the day's ticks: {exc}") from None
+        if state == "open":
+            return  # the recorder's writer checked it when it attached
+        report = inspect_journal(path, count_instruments=False)
+        if not report.intact:
+            raise UserError(
+                f"{report.problems[0]}; the engine trades intact recordings only: "
+                f"`hft journal verify {path}` lists the damage, `hft journal repair {path}` "
+                "cuts the recording there after keeping a copy"
+            )
 
     def _loop(  # noqa: PLR0915 (one function: its locals are the tick path's state)
         self, engine: Engine, ticks: JournalReader, sock: zmq.Socket[Any], intake: Intake, day: int

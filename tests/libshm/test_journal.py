@@ -26,6 +26,7 @@ from libshm import (
     encode_tick,
 )
 from libshm.layout import FRAME_HEADER_SIZE, SEGMENT_HEADER_SIZE, segment_name
+from libshm.repair import repair_journal
 from libshm.segment import archive_sealed, list_segments, map_segment, scan_segment
 from tests.helpers import ROOT
 from tests.libshm.workers import frame_time, make_tick
@@ -388,3 +389,126 @@ def test_unreadable_journal_says_permission(tmp_path: Path) -> None:
         check=False, timeout=60,
     )  # fmt: skip
     assert done.stdout.strip() == f"{tmp_path / 'j' / 'head'}: permission denied; grant read access"
+
+
+def frame_offsets(seg: Path) -> list[int]:
+    """Where each committed frame of a segment starts."""
+    mapping, info = map_segment(seg, writable=False)
+    offsets, off = [], SEGMENT_HEADER_SIZE
+    try:
+        while off + FRAME_HEADER_SIZE <= info.segment_size:
+            commit = int.from_bytes(mapping[off : off + 8], "little")
+            if commit == 0:
+                break
+            offsets.append(off)
+            off += commit & 0xFFFF_FFFF
+    finally:
+        mapping.close()
+    return offsets
+
+
+DAMAGE = ("payload", "seq", "commit", "checksum")
+
+
+def damage(seg: Path, off: int, how: str) -> None:
+    """Damage the frame at ``off`` in one of the four ways a frame can be damaged."""
+    data = bytearray(seg.read_bytes())
+    if how == "payload":
+        data[off + FRAME_HEADER_SIZE + 3] ^= 0x10
+    elif how == "seq":
+        data[off + 8] ^= 0x04
+    elif how == "commit":
+        data[off : off + 8] = bytes(8)
+    else:
+        data[off + 6] ^= 0x01  # a bit of the checksum, the high half of the commit word
+    seg.write_bytes(data)
+
+
+def snapshot_files(path: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(path.iterdir()) if p.name != "writer.lock"}
+
+
+@pytest.mark.parametrize("how", DAMAGE)
+@pytest.mark.parametrize("fixed", [True, False], ids=["ticks", "free-form"])
+def test_a_writer_refuses_damage_in_the_newest_segment_and_changes_nothing(
+    tmp_path: Path, how: str, fixed: bool
+) -> None:
+    """One damaged frame with committed frames after it is damage, not a torn tail: the writer
+    names segment and offset and leaves every byte; the frames before it still read."""
+    path = tmp_path / "j"
+    if fixed:
+        write_ticks(path, 40, segment=1 << 16)
+    else:
+        with JournalWriter(path, segment_size=1 << 16) as w:
+            for i in range(40):
+                w.append(bytes([i]) * (i * 7 % 50), i)
+    seg = path / segment_name(0)
+    off = frame_offsets(seg)[17]
+    damage(seg, off, how)
+    before = snapshot_files(path)
+    layout = {"layout": TICK_LAYOUT} if fixed else {}
+    with pytest.raises(CorruptJournal, match=rf"{seg}: offset {off}: .*damage, not a torn tail"):
+        JournalWriter(path, segment_size=1 << 16, **layout)  # type: ignore[arg-type]
+    assert snapshot_files(path) == before
+    reader = JournalReader(path, verify=True)
+    for seq in range(17):
+        frame = reader.read()
+        assert frame is not None and frame.seq == seq
+    if how == "commit":  # the end, as far as a reader of a closed journal can tell
+        assert reader.read() is None
+    else:
+        with pytest.raises(CorruptJournal, match=f"offset {off}"):
+            reader.read()
+
+
+@pytest.mark.parametrize("how", DAMAGE)
+def test_damage_in_a_sealed_segment_stops_readers_and_writers_keep_it(
+    tmp_path: Path, how: str
+) -> None:
+    path = tmp_path / "j"
+    write_ticks(path, 40)  # 11 frames a segment: 0..3
+    seg = path / segment_name(1)
+    off = frame_offsets(seg)[5]  # frame 16
+    damage(seg, off, how)
+    before = snapshot_files(path)
+    reader = JournalReader(path, verify=True)
+    with pytest.raises(CorruptJournal, match=f"{seg}: offset {off}"):
+        while reader.read() is not None:
+            pass
+    assert reader.next_seq == 16
+    write_ticks(path, 3)  # the newest segment is intact: the writer appends after frame 39
+    after = snapshot_files(path)
+    assert after[segment_name(1)] == before[segment_name(1)]
+    assert all(after[name] == data for name, data in before.items() if name.endswith(".seg")
+               and name != segment_name(3))  # fmt: skip
+
+
+@pytest.mark.parametrize("how", [*DAMAGE, "last frame"])
+def test_repair_cuts_at_the_damage_after_keeping_a_copy(tmp_path: Path, how: str) -> None:
+    path = tmp_path / "j"
+    write_ticks(path, 40)  # 11 frames a segment: 0..3
+    if how == "last frame":  # the newest frame damaged: nothing after it, still not torn
+        seg = path / segment_name(3)
+        damage(seg, frame_offsets(seg)[-1], "payload")
+        kept = 39
+        with pytest.raises(CorruptJournal, match="damage, not a torn tail"):
+            JournalWriter(path, layout=TICK_LAYOUT, segment_size=SMALL)
+    else:
+        seg = path / segment_name(1)
+        damage(seg, frame_offsets(seg)[5], how)
+        kept = 16
+    before = snapshot_files(path)
+    result = repair_journal(path, tmp_path / "copy")
+    assert snapshot_files(tmp_path / "copy") == before
+    assert result.after is not None and result.after.intact and result.after.frames == kept
+    write_ticks(path, 2)
+    assert [s for s, _ in read_all(path, verify=True)] == list(range(kept + 2))
+    assert repair_journal(path, tmp_path / "copy2").copy is None  # intact: nothing to do
+    assert not (tmp_path / "copy2").exists()
+
+
+def test_repair_waits_for_no_writer(tmp_path: Path) -> None:
+    path = tmp_path / "j"
+    with JournalWriter(path, layout=TICK_LAYOUT, segment_size=SMALL), pytest.raises(WriterLocked):
+        repair_journal(path, tmp_path / "copy")
+    assert not (tmp_path / "copy").exists()

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from libshm import TICK_LAYOUT, JournalReader, JournalWriter, WaitPolicy, WriterGone, encode_tick
+from libshm.inspect import inspect_journal
 from libshm.seqlock import SLOT_SIZE, SnapshotBusy, SnapshotReader, SnapshotWriter
 from tests.helpers import ROOT
 from tests.libshm.workers import frame_time, make_tick
@@ -242,3 +243,26 @@ def test_snapshot_reader_tells_a_dead_writer_from_a_busy_one(tmp_path: Path) -> 
         tick = table.read("IF2101")
         assert tick is not None
         assert tick.volume == 3
+
+
+def test_bulk_reads_and_checks_of_a_journal_being_written_see_no_damage(tmp_path: Path) -> None:
+    """``read_array`` (what ``hft journal info`` and the batch API use) and the whole-journal
+    check, run again and again while another process appends and rolls segments over: every
+    read is a clean prefix of the stream, and no check reports damage."""
+    path = tmp_path / "j"
+    with worker("write-forever", str(path), "--segment", "16384") as proc:
+        ready(proc)
+        deadline = time.monotonic() + 3.0
+        reads = 0
+        while time.monotonic() < deadline:
+            reader = JournalReader(path)
+            expected = 0
+            while len(batch := reader.read_array(2)):
+                assert batch["seq"].tolist() == list(range(expected, expected + len(batch)))
+                expected += len(batch)
+            report = inspect_journal(path, count_instruments=False)
+            assert report.problems == [], report.problems
+            assert report.frames >= expected
+            reads += 1
+        assert proc.poll() is None
+    assert reads > 20

@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 import structlog
 
-__all__ = ["LEVELS", "configure", "get_logger", "register_secret"]
+__all__ = ["LEVELS", "configure", "get_logger", "redact", "register_secret"]
 
 LEVELS = ("debug", "info", "warning", "error", "critical")
 _SECRETS: set[str] = set()
@@ -25,6 +25,13 @@ def register_secret(value: str) -> None:
     """Never print ``value``: every log line containing it shows ``***`` instead."""
     if len(value) >= _MIN_SECRET_LEN:
         _SECRETS.add(value)
+
+
+def redact(text: str) -> str:
+    """``text`` with every registered secret replaced by ``***``: for text that is stored (an
+    agent's error in the engine journal) rather than logged."""
+    result: str = _scrub(text)
+    return result
 
 
 def _scrub(value: Any) -> Any:

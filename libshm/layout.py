@@ -42,6 +42,7 @@ ROLL_PAYLOAD: Final = struct.Struct("<Q")
 ROLL_FRAME_SIZE: Final = 40
 
 SEGMENT_SUFFIX: Final = ".seg"
+FILE_MODE: Final = 0o640  # journals, heads, locks, snapshot tables: the service's group may read
 MIN_SEGMENT_SIZE: Final = 4096
 
 checksum32 = xxhash.xxh3_64_intdigest  # callers mask with LENGTH_MASK

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from libshm.errors import NotAJournal, WriterLocked
-from libshm.layout import HEAD, STATE_CLOSED, STATE_OPEN
+from libshm.layout import FILE_MODE, HEAD, STATE_CLOSED, STATE_OPEN
 
 
 def pid_alive(pid: int) -> bool:
@@ -36,7 +36,7 @@ def acquire_writer_lock(lock_path: Path, owner: str) -> int:
     second writer gets :class:`WriterLocked` naming the holder's PID (written into the file).
     """
     try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, FILE_MODE)
     except OSError as exc:
         raise NotAJournal(f"{owner}: cannot open {lock_path.name}: {exc.strerror}") from None
     try:

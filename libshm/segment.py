@@ -16,6 +16,7 @@ import numpy as np
 from libshm import accel
 from libshm.errors import CorruptJournal, JournalFull, NotAJournal, UnsupportedVersion
 from libshm.layout import (
+    FILE_MODE,
     FORMAT_VERSION,
     FRAME_HEADER,
     FRAME_HEADER_SIZE,
@@ -166,7 +167,7 @@ def create_segment(  # noqa: PLR0917
     tmp = directory / f".{segment_name(index)}.tmp"
     header = _header(index, first_seq, segment_size, layout, frame_size, created_ns)
     try:
-        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, FILE_MODE)
         try:
             _allocate(fd, tmp, final, segment_size)
             os.pwrite(fd, header, 0)
@@ -188,7 +189,7 @@ def prepare_spare(directory: Path, segment_size: int, populate: bool) -> mmap.mm
     allocation and the page faults, about 1 µs per frame on a VM, leave the append path.
     """
     path = directory / SPARE_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, FILE_MODE)
     try:
         _allocate(fd, path, path, segment_size)
         mapping = mmap.mmap(fd, segment_size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)

@@ -27,6 +27,7 @@ import numpy as np
 
 from libshm import accel
 from libshm.errors import JournalError, NotAJournal, WriterGone
+from libshm.layout import FILE_MODE
 from libshm.process import acquire_writer_lock, pid_alive
 from libshm.reader import JournalReader
 from libshm.record import _ENCODED as _NAMES
@@ -102,7 +103,7 @@ class SnapshotWriter:
 
     def _create(self, capacity: int) -> None:
         tmp = self.path.with_name(f".{self.path.name}.tmp")
-        with open(tmp, "wb") as f:
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE), "wb") as f:
             f.truncate(_file_size(capacity))
             f.write(HEADER.pack(MAGIC, VERSION, 0, capacity, 0, 0, 0))
         os.rename(tmp, self.path)

@@ -19,6 +19,7 @@ from libshm import accel
 from libshm.errors import CorruptJournal, JournalError, NotAJournal
 from libshm.layout import (
     COMMIT,
+    FILE_MODE,
     FORMAT_VERSION,
     FRAME_BODY_HEADER,
     FRAME_HEADER_SIZE,
@@ -197,7 +198,11 @@ class JournalWriter:
                 self.layout.version, now,
             )  # fmt: skip
             tmp = self.path / ".head.tmp"
-            tmp.write_bytes(block)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+            try:
+                os.write(fd, block)
+            finally:
+                os.close(fd)
             os.rename(tmp, path)
         fd = os.open(path, os.O_RDWR)
         try:

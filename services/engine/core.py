@@ -18,6 +18,7 @@ rebuilds it.
 from __future__ import annotations
 
 import math
+import numbers
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -29,6 +30,7 @@ import msgspec
 import structlog
 
 from contracts import messages as m
+from contracts.logs import redact
 from libshm import Tick
 from services.engine.ledger import Ledger, Spec
 from services.engine.offsets import plan
@@ -73,6 +75,22 @@ class Adapter(Protocol):
         ...
 
 
+def _normalise(instrument: object, price: object, volume: object) -> tuple[float, int]:
+    """An agent's price and volume as float and int, or a ``TypeError`` or ``ValueError`` that
+    names the argument: numpy scalars and ints for prices are taken, bools and other types are
+    not (``True`` is not one lot). Called only off the common path (a float and an int)."""
+    if type(instrument) is not str:
+        raise TypeError(f"instrument must be a str, not {type(instrument).__name__}")
+    if isinstance(price, bool) or not isinstance(price, numbers.Real):
+        raise TypeError(f"price must be a number, not {type(price).__name__}")
+    if isinstance(volume, bool) or not isinstance(volume, numbers.Integral):
+        raise TypeError(f"volume must be a whole number of lots (int), not {volume!r}")
+    try:
+        return float(price), int(volume)
+    except OverflowError:
+        raise ValueError(f"price must be a finite number, not {price!r}") from None
+
+
 class RecoveryDiverged(Exception):
     """Re-running the day did not produce what the journal holds: an agent is not deterministic
     or the inputs changed. The engine does not trade on a state it cannot trust."""
@@ -81,6 +99,8 @@ class RecoveryDiverged(Exception):
 NEVER: Final = 2**63 - 1  # a time after every other
 RECENT_COMMANDS: Final = 20  # what `status` lists of the commands applied, newest last
 _encode = m.ENCODER.encode
+MAX_VOLUME: Final = 2**31 - 1  # CTP's volume fields are 32-bit
+MAX_NAME: Final = 64
 _DIRECTIONS: Final = frozenset({"buy", "sell"})
 _KINDS: Final = frozenset({"limit", "market", "fak", "fok"})
 _ADAPTER = (m.OrderAccepted, m.OrderRejected, m.OrderCancelled, m.Trade)
@@ -323,7 +343,9 @@ class Engine:
             if handle.running:
                 try:
                     handle.strategy.on_tick(tick)  # type: ignore[union-attr]
-                except Exception:
+                except RecoveryDiverged:
+                    raise
+                except BaseException:  # SystemExit, KeyboardInterrupt too: the agent's own
                     self._failed(handle)
         self._pump()
 
@@ -393,7 +415,7 @@ class Engine:
             if handle.running and handle.strategy is not None:
                 try:
                     handle.strategy.on_stop()
-                except Exception:
+                except BaseException:
                     handle.log.exception("agent_on_stop_failed")
                 handle.running = False
 
@@ -405,14 +427,24 @@ class Engine:
     ) -> list[str]:  # fmt: skip
         if not handle.running:
             return []
-        spec = self.specs.get(instrument)
-        if direction not in _DIRECTIONS:
+        if type(price) is not float or type(volume) is not int or type(instrument) is not str:
+            price, volume = _normalise(instrument, price, volume)
+        if price - price != 0.0:  # NaN or infinite: never journaled (it would not compare)
+            raise ValueError(f"price must be a finite number, not {price!r}")
+        if not 0 < volume <= MAX_VOLUME:
+            raise ValueError(
+                f"volume must be a whole number of lots from 1 to {MAX_VOLUME}, not {volume!r}"
+            )
+        if type(direction) is not str or direction not in _DIRECTIONS:
             raise ValueError(f"direction must be 'buy' or 'sell', not {direction!r}")
-        if kind not in _KINDS:
+        if type(kind) is not str or kind not in _KINDS:
             raise ValueError(f"type must be limit, market, fak or fok, not {kind!r}")
-        if not isinstance(volume, int) or volume <= 0:
-            raise ValueError(f"volume must be a positive whole number of lots, not {volume!r}")
+        if type(offset) is not str:
+            raise ValueError(f"offset must be auto, open or close, not {offset!r}")
+        spec = self.specs.get(instrument)
         if spec is None:
+            if len(instrument) > MAX_NAME:
+                raise ValueError(f"instrument must be at most {MAX_NAME} characters")
             text = f"no product facts for {instrument}"
             return [self._refuse(handle, instrument, direction, "open", price, volume, kind,
                                  "UNKNOWN_INSTRUMENT", text)]  # fmt: skip
@@ -543,7 +575,7 @@ class Engine:
         expect = self._expect
         if expect:
             want = expect.popleft()
-            if want != msg:
+            if want != msg and _encode(want) != _encode(msg):  # NaN fields: the same bytes
                 raise RecoveryDiverged(
                     f"at tick {self.ticks} the journal holds {want!r} but the engine produced "
                     f"{msg!r}; an agent is not deterministic, or the tick journal or the "
@@ -617,9 +649,12 @@ class Engine:
         handle = self.agents[msg.agent]
         try:
             handle.strategy = handle.factory(handle, handle.params)
-        except Exception:
+        except RecoveryDiverged:
+            raise
+        except BaseException:
             handle.log.exception("agent_create_failed")
-            self._emit(m.AgentStopped(self.ticks, self.now, handle.name, traceback.format_exc()))
+            error = redact(traceback.format_exc())
+            self._emit(m.AgentStopped(self.ticks, self.now, handle.name, error))
             return
         cls = type(handle.strategy)
         handle.wants_orders = cls.on_order is not Strategy.on_order
@@ -635,7 +670,9 @@ class Engine:
         if was_running and handle.strategy is not None:
             try:
                 handle.strategy.on_stop()
-            except Exception:
+            except RecoveryDiverged:
+                raise
+            except BaseException:
                 handle.log.exception("agent_on_stop_failed")
         for order_id in list(handle.orders):
             self.cancel(None, order_id, protective=True)
@@ -803,12 +840,14 @@ class Engine:
         and the others go on."""
         try:
             fn(*args)
-        except Exception:
+        except RecoveryDiverged:
+            raise
+        except BaseException:  # SystemExit, KeyboardInterrupt too (signals only set a flag)
             self._failed(handle)
 
     def _failed(self, handle: AgentHandle) -> None:
         """The agent raised (called from inside the ``except``): log it and stop it."""
-        error = traceback.format_exc()
+        error = redact(traceback.format_exc())  # journaled: no secret may reach the file
         handle.log.error("agent_failed", error=error)
         if handle.running:
             self._emit(m.AgentStopped(self.ticks, self.now, handle.name, error))

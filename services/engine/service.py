@@ -400,14 +400,18 @@ class EngineService:
                         time.sleep(IDLE_SLEEP_S)
                     continue
             next_housekeeping = now + HOUSEKEEPING_NS
-            self._quiet_duties(engine, young_gc)
+            # Wakes and the timer only between ticks: they are timed by the tick clock plus the
+            # wall time since the last tick, so a replay at full speed must not get them in
+            # mid-flood, where the wall time would decide (and two runs of a day would differ).
+            if item is None:
+                self._quiet_duties(engine, young_gc)
             if poll(0):
                 self._commands(engine, sock, intake, now + COMMAND_BUDGET_NS)
                 idle_since = now
             if now >= next_second:
                 next_second = now + 1_000_000_000
                 self._each_second(engine, ticks, day, now)
-            if now >= next_timer:
+            if now >= next_timer and item is None:
                 engine.on_timer(self._engine_now(engine))
                 next_timer = now + timer_ns
             if now >= next_end_check:

@@ -28,6 +28,7 @@ from contracts.calendar import Calendar
 from contracts.config import format_validation_error
 from contracts.errors import UserError
 from libshm import TICK_DTYPE, TICK_LAYOUT, JournalError, JournalReader, JournalWriter, encode_tick
+from libshm.inspect import inspect_journal
 from libshm.layout import SEGMENT_HEADER_SIZE
 from libshm.segment import list_segments
 from libshm.writer import TICK_FRAME_SIZE
@@ -425,6 +426,12 @@ def _not_in(journal: Path, records: np.ndarray) -> np.ndarray:
     try:
         if not list_segments(journal):
             return records
+        report = inspect_journal(journal, count_instruments=False)
+        if not report.intact:
+            raise BadInput(
+                f"{report.problems[0]}; --append adds to intact journals only: `hft journal "
+                f"verify {journal}` lists the damage, `hft journal repair {journal}` cuts it there"
+            )
         reader = JournalReader(journal)
         held = []
         while len(frames := reader.read_array()):

@@ -512,3 +512,16 @@ def test_repair_waits_for_no_writer(tmp_path: Path) -> None:
     with JournalWriter(path, layout=TICK_LAYOUT, segment_size=SMALL), pytest.raises(WriterLocked):
         repair_journal(path, tmp_path / "copy")
     assert not (tmp_path / "copy").exists()
+
+
+def test_journal_files_are_not_world_readable(tmp_path: Path) -> None:
+    """Engine journals hold orders and agents' errors: segments, head and lock are 0640 (the
+    service's group may read them, as the monitor does), whatever the umask leaves above it."""
+    old = os.umask(0o022)
+    try:
+        write_ticks(tmp_path / "j", 30)
+    finally:
+        os.umask(old)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "j").iterdir()}
+    assert set(modes.values()) == {0o640}, modes
+    assert {"head", "writer.lock", segment_name(0)} <= set(modes)

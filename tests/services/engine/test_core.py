@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
 
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from contracts import messages as m
 from contracts.calendar import load_calendar
 from contracts.config import PaperConfig, ProductRates, RiskConfig
+from contracts.logs import register_secret
 from libshm import JournalReader, Tick, book_tick, decode_tick
 from services.engine.core import Engine, RecoveryDiverged
 from services.engine.paper.broker import PaperBroker
@@ -232,6 +237,14 @@ def test_a_diverging_agent_stops_recovery(ticks: list[tuple[int, Tick]]) -> None
         other.recover(list(full), lambda: next(source))
 
 
+SECRET = "hunter2-broker-password"
+RAISED: dict[str, Callable[[], BaseException]] = {
+    "RuntimeError": lambda: RuntimeError(f"boom: login with {SECRET} failed"),
+    "SystemExit": lambda: SystemExit(f"boom: login with {SECRET} failed"),
+    "KeyboardInterrupt": lambda: KeyboardInterrupt(f"boom: login with {SECRET} failed"),
+}
+
+
 class Boom(Strategy):
     def on_tick(self, tick: Tick) -> None:
         if not self.open_orders() and self.position("IF2101").net == 0:
@@ -239,19 +252,25 @@ class Boom(Strategy):
         if self.position("IF2101").net == 0 and len(self.open_orders()) == 1:
             self.seen = getattr(self, "seen", 0) + 1
             if self.seen == 5:
-                raise RuntimeError("boom")
+                raise RAISED[self.params.get("raise", "RuntimeError")]()
 
 
+@pytest.mark.parametrize("raised", sorted(RAISED))
 def test_an_agent_that_raises_is_stopped_its_orders_cancelled_and_the_others_go_on(
-    ticks: list[tuple[int, Tick]],
+    ticks: list[tuple[int, Tick]], raised: str
 ) -> None:
+    """Whatever the agent raises (``sys.exit()`` and ``KeyboardInterrupt`` too: the engine's
+    signal handlers only set a flag, so these come from agent code) stops that agent alone, and
+    the error it journals has the registered secrets redacted, like the log."""
+    register_secret(SECRET)
     journal: list[m.EngineMessage] = []
-    engine = make_engine(journal, [("boom", Boom, {}), DEFAULT_AGENTS[0]])
+    engine = make_engine(journal, [("boom", Boom, {"raise": raised}), DEFAULT_AGENTS[0]])
     engine.open_day(DAY, ticks[0][1].local_time_ns)
     run(engine, ticks[:3000])
     stopped = [x for x in journal if isinstance(x, m.AgentStopped)]
     assert len(stopped) == 1 and stopped[0].agent == "boom"
-    assert "RuntimeError: boom" in stopped[0].error
+    assert f"{raised}: boom: login with *** failed" in stopped[0].error
+    assert SECRET not in stopped[0].error
     at = journal.index(stopped[0])
     cancels = [x for x in journal[at:] if isinstance(x, m.CancelRequested) and x.agent == "boom"]
     assert cancels and all(c.protective for c in cancels)
@@ -396,3 +415,81 @@ def test_shfe_close_today_and_yesterday_across_the_roll_with_a_night_position() 
     assert (line.position.long_yesterday, line.position.long_today) == (0, 1)
     # yesterday's lots realise against the settlement, today's against their open price
     assert line.realised == pytest.approx((50_190.0 - 50_100.0) * 2 * 5 + (50_190.0 - 50_210.0) * 5)
+
+
+SPECIAL = [math.nan, math.inf, -math.inf, -4800.0, 0.0, True, False, np.float64("nan"),
+           np.float64(4800.2), np.int64(2), np.int32(1), 2**70, -(2**70), 2**31, -1, 1.0, None,
+           "1", b"1", "", [1]]  # fmt: skip
+WILD = st.one_of(
+    st.sampled_from(SPECIAL), st.integers(-(2**70), 2**70), st.floats(), st.text(max_size=3)
+)
+NEAR = st.integers(-3, 3).map(lambda k: ("near", k))  # k price ticks from the last price
+VALID = st.tuples(
+    st.sampled_from(["IF2101", "IF2101", "IF2101", "cu2102", "XX999"]),
+    st.sampled_from(["buy", "sell"]),
+    st.one_of(NEAR, NEAR.map(lambda n: ("numpy", n[1]))),
+    st.integers(1, 3),
+    st.sampled_from(["auto", "open", "close"]),
+    st.sampled_from(["limit", "market", "fak", "fok"]),
+)
+
+
+def _one_wild(call: tuple[Any, ...], which: int, wild: Any) -> tuple[Any, ...]:
+    return call if which >= len(call) else (*call[:which], wild, *call[which + 1 :])
+
+
+# a valid call with (mostly) one argument replaced by something wild
+CALLS = st.lists(st.builds(_one_wild, VALID, st.integers(0, 7), WILD), min_size=1, max_size=12)
+
+
+class Wild(Strategy):
+    """Sends whatever it is given, one call a tick; an argument the engine refuses raises
+    ``TypeError`` or ``ValueError`` in the agent, which it records and goes on."""
+
+    def on_start(self) -> None:
+        self.calls = list(self.params["calls"])
+        self.errors: list[str] = []
+
+    def on_tick(self, tick: Tick) -> None:
+        if not self.calls:
+            return
+        instrument, direction, price, volume, offset, kind = self.calls.pop(0)
+        if isinstance(price, tuple):
+            value = tick.last + price[1] * 0.2
+            price = np.float64(value) if price[0] == "numpy" else value
+        try:
+            self.send_order(instrument, direction, price, volume, offset, kind)
+        except (TypeError, ValueError) as exc:
+            self.errors.append(type(exc).__name__)
+
+
+def test_any_arguments_to_send_leave_a_journal_that_recovers(
+    ticks: list[tuple[int, Tick]],
+) -> None:
+    """Random arguments of random types (NaN and infinite prices, bools, numpy scalars, 2**70
+    lots, strings, None) through ``send``: whatever was journaled (orders, refusals) recovers
+    to exactly the same state."""
+
+    @settings(max_examples=60, deadline=None)
+    @given(calls=CALLS)
+    def check(calls: list[tuple[Any, ...]]) -> None:
+        day = ticks[1000 : 1000 + len(calls) + 40]
+        agents: list[AgentSpec] = [("wild", Wild, {"calls": calls})]
+        full: list[m.EngineMessage] = []
+        engine = make_engine(full, agents)
+        engine.open_day(DAY, day[0][1].local_time_ns)
+        run(engine, day)
+        assert engine.agents["wild"].running  # every refusal reached the agent as an exception
+        for msg in full:  # every journaled price and volume is a finite float and an int
+            price, volume = getattr(msg, "price", 0.0), getattr(msg, "volume", 0)
+            assert type(price) is float and math.isfinite(price)
+            assert type(volume) is int and 0 <= volume < 2**31
+        again = list(full)
+        recovered = make_engine(again, agents)
+        source = iter(day)
+        assert recovered.recover(list(full), lambda: next(source)) == len(full)
+        run_on(recovered, day)
+        assert again == full
+        assert state(recovered) == state(engine)
+
+    check()

@@ -278,6 +278,18 @@ class JournalReader:
             self._pending = None
         return Frame(seq, time_ns, ftype, self._mv[start : start + plen])
 
+    def peek_time(self) -> int | None:
+        """The write time of the next committed frame, without reading it (None if there is
+        none yet): where a consumer's clock starts before it handles anything."""
+        while True:
+            commit, _, time_ns, ftype, _, _ = _unpack_header(self._mv, self._off)
+            if commit == 0:
+                return None
+            if ftype != TYPE_ROLL:
+                return int(time_ns)
+            if not self._follow_roll(self._off):
+                return None
+
     def check_position(self) -> None:
         """Raise :class:`CorruptJournal` if the reader stands at a frame with no commit word in a
         segment the writer has left: a sealed segment ends with a roll frame, so a zero there

@@ -322,7 +322,10 @@ class EngineService:
                 self.log.info("recovered", day=day, messages=n, ticks=engine.ticks,
                               seconds=round(time.perf_counter() - t0, 3))  # fmt: skip
             else:
-                engine.open_day(day, time.time_ns(), ticks.next_seq, holdings, cash)
+                start = self._first_tick_time(ticks, day, sock, intake)
+                if start is None:
+                    return None, [], {}
+                engine.open_day(day, start, ticks.next_seq, holdings, cash)
                 self.log.info("day_opened", day=day, first_tick=ticks.next_seq,
                               holdings=len(holdings))  # fmt: skip
             return self._loop(engine, ticks, sock, intake, day)
@@ -343,6 +346,49 @@ class EngineService:
         except NotAJournal as exc:
             raise UserError(f"{path}: cannot read the day's ticks: {exc}") from None
         return reader
+
+    def _first_tick_time(
+        self, ticks: JournalReader, day: int, sock: zmq.Socket[Any], intake: Intake
+    ) -> int | None:
+        """The time the day opens at: that of its first tick to handle, in the tick clock (a
+        replayed day keeps its recorded times, so the wall clock would be years off and every
+        time window wrong). Waits for that tick if it is not recorded yet, answering commands
+        meanwhile; None if a stop is requested first."""
+        waiting = False
+        while not self.stop.requested:
+            start = ticks.peek_time()
+            if start is not None:
+                return start
+            if not waiting:
+                waiting = True
+                self.log.info("waiting_for_first_tick", day=day,
+                              recording=str(self.recordings / str(day)))  # fmt: skip
+            if sock.poll(50):
+                self._before_open(sock, intake, day)
+        return None
+
+    def _before_open(self, sock: zmq.Socket[Any], intake: Intake, day: int) -> None:
+        """Answer requests while the day waits for its first tick: status says so, and other
+        commands are refused (there is nothing to act on yet)."""
+        while True:
+            try:
+                parts = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            envelope, req, why = intake.parse(parts)
+            if envelope is None:
+                continue
+            if req is None:
+                self._reply(sock, envelope, refusal(why))
+            elif req.action == "status":
+                status = {"trading_day": day, "waiting": "for the day's first tick"}
+                reply = m.CommandReply(True, "ok", req.command_id, status)
+                self._reply(sock, envelope, msgspec.json.encode(reply))
+            else:
+                text = (f"the trading day {day} has not opened yet (no tick recorded); send it "
+                        "again after the first tick")  # fmt: skip
+                reply = m.CommandReply(False, text, req.command_id)
+                self._reply(sock, envelope, msgspec.json.encode(reply))
 
     def _check_recording(self, day: int) -> None:
         """A finished recording (no writer attached) is checked whole before the day starts."""
@@ -455,9 +501,8 @@ class EngineService:
 
     def _engine_now(self, engine: Engine) -> int:
         """Engine time for an external input: the last tick's time plus the wall time since
-        (never behind the engine's clock, which a timer or a command may have moved on)."""
-        if not engine.now:
-            return time.time_ns()
+        (never behind the engine's clock, which a timer or a command may have moved on). Before
+        the first tick the last tick's time is the day's opening time."""
         since = self._last_tick_time + time.monotonic_ns() - self._last_tick_wall
         return since if since > engine.now else engine.now
 

@@ -340,3 +340,36 @@ def test_the_collector_is_off_the_tick_path_and_the_idle_loop_still_frees_cycles
         gc.unfreeze()
         if was:
             gc.enable()
+
+
+def test_a_replayed_day_opens_in_the_tick_clock(tmp_path: Path, recording: Path) -> None:
+    """An order sent from ``on_start`` of a replayed 2021 day is stamped with the day's first
+    tick time (not the wall clock of today), is answered, and no order-rate window jams."""
+    config = deployment(tmp_path, recording)
+    text = config.read_text()
+    head, _, _ = text.partition("[[engine.agents]]")
+    config.write_text(
+        head
+        + """[[engine.agents]]
+name = "early"
+strategy = "tests.services.engine.agents:OpensAtStart"
+instruments = ["IF2101"]
+capital = 1000000.0
+params = { ticks = 3 }
+"""
+    )
+    run_to_end_of_day(config, tmp_path / "engine.log")
+    journal = read_journal(tmp_path / "journal" / "engine" / str(DAY))
+    first_tick = JournalReader(recording / str(DAY)).read_tick()
+    assert first_tick is not None
+    opened = journal[0]
+    assert isinstance(opened, m.DayOpened) and opened.time_ns == first_tick.local_time_ns
+    times = [x.time_ns for x in journal]
+    assert times == sorted(times)  # the journal's time never runs backwards
+    requests = [x for x in journal if isinstance(x, m.OrderRequested)]
+    assert requests[0].kind == "market" and requests[0].time_ns == first_tick.local_time_ns
+    answered = {x.order_id for x in journal
+                if isinstance(x, (m.OrderAccepted, m.OrderRejected, m.Trade))}  # fmt: skip
+    assert {r.order_id for r in requests} <= answered
+    refused = [x for x in journal if isinstance(x, m.RiskRefused)]
+    assert not [x for x in refused if x.code == "ORDER_RATE"], refused[:3]

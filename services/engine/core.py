@@ -219,6 +219,7 @@ class Engine:
         self._journal = journal
         self._expect: deque[m.EngineMessage] = deque()
         self.recent_commands: deque[dict[str, object]] = deque(maxlen=RECENT_COMMANDS)
+        self._last_refusal = ""  # code and text of the gate's last refusal (for flatten)
         self._ack = m.CommandAck(0, 0, "", False, "")
         self._apply_of: dict[type, Callable[[Any], None]] = {
             m.DayOpened: self._apply_day_opened, m.DayRolled: self._apply_day_rolled,
@@ -478,6 +479,7 @@ class Engine:
             _encode(msg)
             return order_id
         if type(msg) is m.RiskRefused:
+            self._last_refusal = f"{msg.code}: {msg.text}"
             self._emit(msg)
             return order_id
         now = self.now
@@ -793,12 +795,21 @@ class Engine:
             if self.gate.state(cmd.scope, cmd.target) != REDUCING:
                 self._emit(m.StateChanged(self.ticks, self.now, cmd.scope, cmd.target, REDUCING,
                                           f"flatten by {cmd.requester}"))  # fmt: skip
-            n = 0
             for order in targets:
                 self.cancel(None, order.order_id, protective=True)
+            n, problems, left = 0, [], []
             for name, instrument, direction, volume in self._positions_in(cmd):
-                n += self._close_out(name, instrument, direction, volume)
+                sent, why = self._close_out(name, instrument, direction, volume)
+                n += sent
+                if why:
+                    side = "long" if direction == "sell" else "short"
+                    problems.append(f"{name} {instrument} {side} {volume}: {why}")
+                    left.append(f"{name} {instrument} {side} {volume}")
             text = f"{len(targets)} cancel(s) and {n} closing order(s) sent"
+            if problems:
+                ok = False
+                text += (f"; not closed: {'; '.join(problems)}; positions left open: "
+                         f"{', '.join(left)}")  # fmt: skip
         self._ack = m.CommandAck(self.ticks, self.now, cmd.command_id, ok, text)
         self.recent_commands.append({"command_id": cmd.command_id, "action": type(cmd).__name__,
                                      "scope": cmd.scope, "target": cmd.target, "ok": ok,
@@ -893,17 +904,19 @@ class Engine:
                     out.append((name, instrument, "buy", short_free))
         return out
 
-    def _close_out(self, agent: str, instrument: str, direction: str, volume: int) -> int:
-        """Closing orders for a flatten: FAK at the opposite best, 5 ticks through it."""
+    def _close_out(self, agent: str, instrument: str, direction: str, volume: int
+                   ) -> tuple[int, str]:  # fmt: skip
+        """Closing orders for a flatten: FAK at the opposite best, 5 ticks through it. Returns
+        how many were sent and, if any lot got no closing order, why."""
         tick = self.latest.get(instrument)
         spec = self.specs[instrument]
         if tick is None:
-            return 0
+            return 0, f"no price for {instrument} yet"
         best = tick.ask_price1 if direction == "buy" else tick.bid_price1
         if math.isnan(best):
             best = tick.last
         if math.isnan(best):
-            return 0
+            return 0, f"no price for {instrument} yet"
         step = 5 * spec.price_tick * (1 if direction == "buy" else -1)
         price = round((best + step) / spec.price_tick) * spec.price_tick
         if not math.isnan(tick.upper_limit):
@@ -913,15 +926,22 @@ class Engine:
         legs = plan(self.ledger.position(agent, instrument), direction, volume, spec.exchange,
                     today_first=spec.close_today_first, open_rest=False)  # fmt: skip
         max_volume = handle.limits.max_order_volume
-        n = 0
+        n, refused = 0, []
         for leg in legs:
             left = leg.volume
             while left:
                 take = min(left, max_volume)
-                self._send_leg(handle, spec, direction, price, leg.offset.value, take, "fak")
+                order_id = self._send_leg(handle, spec, direction, price, leg.offset.value,
+                                          take, "fak")  # fmt: skip
+                if order_id in self.orders:
+                    n += 1
+                else:  # the gate refused it: its RiskRefused is the last message
+                    refused.append(f"{take} refused ({self._last_refusal})")
                 left -= take
-                n += 1
-        return n
+        planned = sum(leg.volume for leg in legs)
+        if planned < volume:
+            refused.append(f"{volume - planned} lot(s) not closable now")
+        return n, "; ".join(refused)
 
 
 def _from_adapter(msg: m.EngineMessage) -> bool:

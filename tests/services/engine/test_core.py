@@ -342,6 +342,44 @@ def test_commands_halt_resume_cancel_all_and_flatten(ticks: list[tuple[int, Tick
     assert engine.gate.state("account", "") == "reducing"
 
 
+def test_flatten_reports_what_the_gate_refused_and_the_positions_left_open(
+    ticks: list[tuple[int, Tick]],
+) -> None:
+    journal: list[m.EngineMessage] = []
+    first = ticks[100][1]
+    risk = RiskConfig(max_orders_per_second=1, duplicate_window_ms=0, max_daily_loss=1e9)
+    agents: list[AgentSpec] = [("buyer", Crosser, {"side": "buy", "price": first.ask_price1})]
+    engine = make_engine(journal, agents, risk=risk)
+    engine.open_day(DAY, first.local_time_ns)
+    engine.on_tick(first, 100)
+    assert engine.ledger.accounts["buyer"].lines["IF2101"].position.net == 1
+    # within the same second: the agent's one order a second is used, so the gate refuses
+    ack = engine.command(m.Flatten(0, 0, "account", "", "ops", "f1"))
+    refused = [x for x in journal if isinstance(x, m.RiskRefused)]
+    assert [x.code for x in refused] == ["ORDER_RATE"]
+    assert not ack.ok
+    assert "0 closing order(s) sent" in ack.text and "ORDER_RATE" in ack.text
+    assert ack.text.endswith("positions left open: buyer IF2101 long 1")
+    # a second later the same flatten closes it and says so
+    later = ticks[100][1].local_time_ns + 2_000_000_000
+    engine.on_timer(later)
+    ack = engine.command(m.Flatten(0, 0, "account", "", "ops", "f2"))
+    assert ack.ok and ack.text == "0 cancel(s) and 1 closing order(s) sent", ack.text
+
+
+def test_flatten_without_a_price_says_so(ticks: list[tuple[int, Tick]]) -> None:
+    journal: list[m.EngineMessage] = []
+    first = ticks[100][1]
+    agents: list[AgentSpec] = [("buyer", Crosser, {"side": "buy", "price": first.ask_price1})]
+    engine = make_engine(journal, agents)
+    engine.open_day(DAY, first.local_time_ns)
+    engine.on_tick(first, 100)
+    del engine.latest["IF2101"]
+    ack = engine.command(m.Flatten(0, 0, "agent", "buyer", "ops", "f1"))
+    assert not ack.ok and "no price for IF2101 yet" in ack.text, ack.text
+    assert "positions left open: buyer IF2101 long 1" in ack.text
+
+
 def test_daily_loss_moves_the_agent_to_reducing(ticks: list[tuple[int, Tick]]) -> None:
     journal: list[m.EngineMessage] = []
     risk = RiskConfig(max_daily_loss=1.0, duplicate_window_ms=0, cancel_limit=5000,

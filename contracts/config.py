@@ -11,6 +11,7 @@ Secrets never live here: see :mod:`contracts.credentials`.
 from __future__ import annotations
 
 import difflib
+import math
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -20,6 +21,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainValidator,
     ValidationError,
     ValidationInfo,
     model_validator,
@@ -61,13 +63,49 @@ def _resolve(path: Path, info: ValidationInfo) -> Path:
 ConfigPath = Annotated[Path, Strict(False), AfterValidator(_resolve)]
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$", min_length=1, max_length=64)]
 Instrument = Annotated[str, Field(pattern=r"^[A-Za-z]{1,3}[0-9]{3,4}$")]
-CtpFront = Annotated[str, Field(pattern=r"^(tcp|ssl)://[^\s:]+:[0-9]{1,5}$")]
-ZmqEndpoint = Annotated[str, Field(pattern=r"^(tcp://[^\s:]+:[0-9]{1,5}|ipc://\S+)$")]
+
+
+def _port_in_range(address: str) -> str:
+    """The port of ``scheme://host:PORT`` is at most 65535 (a larger one would bind another)."""
+    if not address.startswith("ipc://") and int(address.rpartition(":")[2]) > 65535:
+        raise ValueError(f"{address}: a port is at most 65535 (0 picks a free one)")
+    return address
+
+
+def _existing_directory(path: Path) -> Path:
+    if not path.is_dir():
+        raise ValueError(f"{path} is not a directory; create it or remove it")
+    return path
+
+
+CtpFront = Annotated[
+    str, Field(pattern=r"^(tcp|ssl)://[^\s:]+:[0-9]{1,5}$"), AfterValidator(_port_in_range)
+]
+ZmqEndpoint = Annotated[
+    str, Field(pattern=r"^(tcp://[^\s:]+:[0-9]{1,5}|ipc://\S+)$"), AfterValidator(_port_in_range)
+]
+"""``tcp://HOST:PORT`` (port 0: any free port, as the service then reports) or ``ipc://PATH``."""
 Port = Annotated[int, Field(ge=0, le=65535)]
 
 
+def _pace(value: object) -> float | str:
+    if value == "max":
+        return "max"
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if number and math.isfinite(value) and value > 0:  # type: ignore[arg-type, operator]
+        return float(value)  # type: ignore[arg-type]
+    raise ValueError(f'expected a positive speed-up factor or "max", found {value!r}')
+
+
+Pace = Annotated[float | Literal["max"], PlainValidator(_pace)]
+"""1.0: real time; N: N times faster; "max": no waiting."""
+LOOPBACK = ("127.", "localhost:", "[::1]:")
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    # allow_inf_nan: no NaN or infinite number anywhere (a `capital = inf` or a `pace = nan`
+    # passes every range check, since a comparison with NaN is false)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class SuiteConfig(_Section):
@@ -97,22 +135,16 @@ class SimConfig(_Section):
     start_day: Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$")] | None = None
     """First trading day simulated (its night session first); default: today, or the next
     weekday at a weekend."""
-    pace: float | Literal["max"] = 1.0
+    pace: Pace = 1.0
     """1.0: one snapshot per interval in real time; N: N times faster; "max": no waiting."""
 
 
 class ReplayConfig(_Section):
     recording: ConfigPath
     """A recorded tick journal directory, or a directory of them (one per trading day)."""
-    pace: float | Literal["max"] = 1.0
+    pace: Pace = 1.0
     shift_to_now: bool = False
     loop: bool = False
-
-    @model_validator(mode="after")
-    def _positive_pace(self) -> ReplayConfig:
-        if isinstance(self.pace, float) and self.pace <= 0:
-            raise ValueError('pace must be a positive speed-up factor or "max"')
-        return self
 
 
 class MdRecorderConfig(_Section):
@@ -259,7 +291,13 @@ class EngineConfig(_Section):
     """Fees and margin per product code; "default" for the rest."""
     timer_ms: int = Field(1000, ge=10)
     """Period of the agents' ``on_timer``."""
-    strategy_paths: list[ConfigPath] = Field(default_factory=list)
+    command_remote: bool = False
+    """Allow a ``command_endpoint`` on an address other than the loopback (``tcp://*:PORT``,
+    ``tcp://10.0.0.5:PORT``): the token and the commands travel in clear, so only on a network
+    you trust."""
+    strategy_paths: list[Annotated[ConfigPath, AfterValidator(_existing_directory)]] = Field(
+        default_factory=list
+    )
     """Directories searched first for the agents' strategy modules (your own strategies)."""
     start_at: Literal["beginning", "live"] = "beginning"
     """Where a fresh engine starts in the day's tick journal (a restart continues its journal)."""
@@ -268,6 +306,13 @@ class EngineConfig(_Section):
     warm_us: int = Field(50, ge=0)
     """While no input arrives, run the order path dry every this many microseconds, so that it
     stays in the CPU caches (0: never)."""
+    on_feed_loss: Literal["halt", "cancel", "log"] = "halt"
+    """When the tick feed dies (md_recorder gone, silent for ``feed_timeout_s``, or its recording
+    closed with no newer day): "halt" cancels the working orders and halts the account until an
+    operator resumes it, "cancel" only cancels them, "log" only logs it (docs/engine.md)."""
+    feed_timeout_s: float = Field(5.0, gt=0)
+    """A recorder that is alive but has not written to its journal's head (ticks or heartbeats)
+    for this long counts as gone."""
     ctp: CtpTradeConfig | None = None
 
     @model_validator(mode="after")
@@ -278,6 +323,15 @@ class EngineConfig(_Section):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"agent names must be unique; repeated: {', '.join(dupes)}")
+        endpoint = self.command_endpoint
+        host = endpoint.removeprefix("tcp://")
+        remote = endpoint.startswith("tcp://") and not host.startswith(LOOPBACK)
+        if remote and not self.command_remote:
+            raise ValueError(
+                f"command_endpoint {endpoint} is reachable from other machines and the token "
+                "travels in clear; bind tcp://127.0.0.1:PORT or ipc://PATH, or set "
+                "command_remote = true on a trusted network"
+            )
         return self
 
 
@@ -407,7 +461,7 @@ def _describe_one(err: Any, root: type[BaseModel] | None = None) -> str:
     if kind == "string_pattern_mismatch":
         msg = f"a string matching {err['ctx']['pattern']}"
     found = err.get("input")
-    if isinstance(found, dict):
+    if isinstance(found, dict) or kind == "value_error":
         return f"{key}: {msg}"
     return f"{key}: expected {msg}, found {found!r} ({type(found).__name__})"
 

@@ -136,3 +136,67 @@ def test_service_command_rejects_bad_config_with_exit_2(
     assert str(path) in lines[0]
     assert key in lines[0]
     assert "Traceback" not in done.stderr + done.stdout
+
+
+AGENT = '\n[[engine.agents]]\nname = "a"\nstrategy = "s:S"\ninstruments = ["IF2101"]\n'
+ENDPOINT = 'command_endpoint = "tcp://127.0.0.1:0"'
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        (
+            ENDPOINT,
+            'command_endpoint = "tcp://127.0.0.1:70000"',
+            "engine.command_endpoint: tcp://127.0.0.1:70000: a port is at most 65535",
+        ),
+        (
+            'zmq_pub = "tcp://127.0.0.1:0"',
+            'zmq_pub = "tcp://127.0.0.1:65536"',
+            "monitor.zmq_pub: tcp://127.0.0.1:65536: a port is at most 65535",
+        ),
+        (
+            ENDPOINT,
+            'command_endpoint = "tcp://*:5560"',
+            "engine: command_endpoint tcp://*:5560 is reachable from other machines and the token "
+            "travels in clear; bind tcp://127.0.0.1:PORT or ipc://PATH, or set command_remote",
+        ),
+        (ENDPOINT, 'command_endpoint = "tcp://0.0.0.0:5560"', "command_remote = true"),
+        ("", AGENT + "capital = inf\n", "engine.agents[0].capital: expected a finite number"),
+        ("", AGENT + "capital = nan\n", "engine.agents[0].capital: expected a finite number"),
+        (
+            "seed = 1",
+            "seed = 1\npace = nan",
+            'md_recorder.sim.pace: expected a positive speed-up factor or "max", found nan',
+        ),
+        (
+            "[engine]\n",
+            '[engine]\nstrategy_paths = ["mine"]\n',
+            "engine.strategy_paths[0]: {tmp}/mine is not a directory; create it or remove it",
+        ),
+        (
+            "[engine]\n",
+            "[engine]\nfeed_timeout_s = inf\n",
+            "engine.feed_timeout_s: expected a finite number",
+        ),
+    ],
+)
+def test_config_holes_are_refused_in_one_line(
+    tmp_path: Path, old: str, new: str, expected: str
+) -> None:
+    text = PAPER_CONFIG.replace(old, new, 1) if old else PAPER_CONFIG + new
+    assert text != PAPER_CONFIG
+    message = _error_for(tmp_path, text)
+    assert "\n" not in message
+    assert expected.format(tmp=tmp_path.resolve()) in message, message
+
+
+def test_a_remote_command_endpoint_needs_the_explicit_key(tmp_path: Path) -> None:
+    text = PAPER_CONFIG.replace(
+        ENDPOINT, 'command_endpoint = "tcp://*:5560"\ncommand_remote = true'
+    )
+    config = load_config(write_config(tmp_path, text))
+    assert config.engine.command_endpoint == "tcp://*:5560" and config.engine.command_remote
+    (tmp_path / "mine").mkdir()
+    text = PAPER_CONFIG.replace("[engine]\n", '[engine]\nstrategy_paths = ["mine"]\n')
+    assert load_config(write_config(tmp_path, text)).engine.strategy_paths == [tmp_path / "mine"]

@@ -412,11 +412,13 @@ class JournalReader:
 
     # -- waiting ---------------------------------------------------------------------------
 
-    def writer_state(self) -> str:
-        """'open', 'closed' (cleanly; the journal is complete) or 'gone' (died without closing)."""
+    def writer_state(self, heartbeat_timeout_ns: int | None = None) -> str:
+        """'open', 'closed' (cleanly; the journal is complete) or 'gone' (died without closing,
+        or silent for longer than ``heartbeat_timeout_ns``, by default the policy's)."""
         if self._head is None:
             return "closed"
-        return writer_state(self._head, self.policy.heartbeat_timeout_ns)[0]
+        timeout = heartbeat_timeout_ns or self.policy.heartbeat_timeout_ns
+        return writer_state(self._head, timeout)[0]
 
     def wait(self, timeout_s: float | None = None) -> Frame | None:
         """The next frame, waiting for it; None at the end of a closed journal or on timeout.

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+
+from libshm import TICK_LAYOUT, JournalWriter
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "configs"
@@ -67,3 +71,23 @@ def write_config(directory: Path, text: str = PAPER_CONFIG, name: str = "deploy.
     path = directory / name
     path.write_text(text, encoding="utf-8")
     return path
+
+
+@contextlib.contextmanager
+def live_tick_journal(path: Path) -> Iterator[JournalWriter]:
+    """A tick journal written by this process as md_recorder writes one: heartbeats every 0.2 s
+    from a thread while the test appends ticks, so an engine reading it sees a live feed."""
+    with JournalWriter(path, layout=TICK_LAYOUT) as writer:
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(0.2):
+                writer.heartbeat()
+
+        thread = threading.Thread(target=beat, daemon=True)
+        thread.start()
+        try:
+            yield writer
+        finally:
+            stop.set()
+            thread.join()

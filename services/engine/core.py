@@ -163,7 +163,7 @@ class AgentHandle:
         a = self.engine.ledger.accounts[self.name]
         margin = a.margin()
         equity = a.equity()
-        state = self.engine.gate.state("agent", self.name)
+        state = self.engine.gate.effective(self.name, "")  # the global, account and agent scopes
         return AccountView(a.capital, a.cash, a.realised(), a.unrealised(), a.fees(), margin,
                            equity, equity - margin, state)  # fmt: skip
 
@@ -775,15 +775,17 @@ class Engine:
         targets = self._targets(cmd)
         text = ""
         ok = True
-        if isinstance(cmd, (m.Halt, m.Reduce, m.Resume)):
-            if cmd.scope == "agent" and cmd.target not in self.agents:
-                ok, text = False, f"no agent named {cmd.target!r}"
-            else:
-                state = _STATE_OF[type(cmd)]
-                if self.gate.state(cmd.scope, cmd.target) != state:
-                    self._emit(m.StateChanged(self.ticks, self.now, cmd.scope, cmd.target, state,
-                                              f"command by {cmd.requester}"))  # fmt: skip
-                text = f"{cmd.scope} {cmd.target or ''} is {state}".replace("  ", " ")
+        if cmd.scope == "agent" and cmd.target not in self.agents:
+            ok, text = False, f"no agent named {cmd.target!r} (agents: {', '.join(self.agents)})"
+        elif cmd.scope == "instrument" and cmd.target not in self.specs:
+            ok, text = False, (f"no instrument {cmd.target!r} is traded by this engine "
+                               f"(instruments: {', '.join(self.specs)})")  # fmt: skip
+        elif isinstance(cmd, (m.Halt, m.Reduce, m.Resume)):
+            state = _STATE_OF[type(cmd)]
+            if self.gate.state(cmd.scope, cmd.target) != state:
+                self._emit(m.StateChanged(self.ticks, self.now, cmd.scope, cmd.target, state,
+                                          f"command by {cmd.requester}"))  # fmt: skip
+            text = f"{cmd.scope} {cmd.target or ''} is {state}".replace("  ", " ")
         elif isinstance(cmd, m.CancelAll):
             n = 0
             for order in targets:

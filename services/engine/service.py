@@ -160,6 +160,8 @@ class EngineService:
         self.refusals = RefusalLog()
         self.lag: dict[str, float] = {"ticks": 0, "seconds": 0.0}
         self._behind_since = self._lag_logged = self._next_status = 0
+        self.feed: dict[str, object] = {"state": "live"}
+        self._feed_timeout_ns = int(ec.feed_timeout_s * 1e9)
 
     # -- set-up --------------------------------------------------------------------------------
 
@@ -456,7 +458,7 @@ class EngineService:
                 idle_since = now
             if now >= next_second:
                 next_second = now + 1_000_000_000
-                self._each_second(engine, ticks, day, now)
+                self._each_second(engine, ticks, day, now, caught_up=item is None)
             if now >= next_timer and item is None:
                 engine.on_timer(self._engine_now(engine))
                 next_timer = now + timer_ns
@@ -556,13 +558,67 @@ class EngineService:
                       text=ack.text)  # fmt: skip
         return msgspec.json.encode(m.CommandReply(ack.ok, ack.text, command_id))
 
-    def _each_second(self, engine: Engine, ticks: JournalReader, day: int, now: int) -> None:
-        """Refused requests' summaries, the lag behind the feed, the status line."""
+    def _each_second(self, engine: Engine, ticks: JournalReader, day: int, now: int, *,
+                     caught_up: bool) -> None:  # fmt: skip
+        """Refused requests' summaries, the feed's health, the lag behind it, the status line."""
         self._log_refusals(now)
+        self._watch_feed(engine, ticks, day, caught_up=caught_up)
         self._check_lag(ticks)
         if now >= self._next_status:
             self._next_status = now + STATUS_EVERY_NS
             self._status(engine, day)
+
+    def _watch_feed(self, engine: Engine, ticks: JournalReader, day: int, *, caught_up: bool
+                    ) -> None:  # fmt: skip
+        """The feed is lost when the recording's writer died or fell silent (no tick and no
+        heartbeat for ``feed_timeout_s``), and ended when the recording is closed, every tick of
+        it handled, and no newer day is being recorded (a closed day with a newer one rolls).
+        Either is logged at once and acted on as ``engine.on_feed_loss`` says; a new writer on
+        the day's journal (md_recorder restarted) is logged, and a halt stays until resumed."""
+        state = ticks.writer_state(self._feed_timeout_ns)
+        if state == "open":
+            feed = "live"
+        elif state == "gone":
+            feed = "lost"
+        elif caught_up and not any(d > day for d in _days(self.recordings)):
+            feed = "ended"
+        else:
+            return  # closed, with ticks still to handle or the next day starting
+        was = self.feed["state"]
+        if feed == was:
+            return
+        path = str(self.recordings / str(day))
+        since = self._engine_now(engine)
+        self.feed = {"state": feed, "since_ns": since, "ticks": engine.ticks}
+        if feed == "live":
+            halted = self.config.engine.on_feed_loss == "halt"
+            hint = "trading stays halted until `hft command resume --account`" if halted else None
+            self.log.info("feed_restored", recording=path, after=was, hint=hint)
+            return
+        action = self.config.engine.on_feed_loss
+        if feed == "lost":
+            timeout = self.config.engine.feed_timeout_s
+            text = f"the md_recorder writing {path} is gone (died, or silent for {timeout:g} s)"
+        else:
+            text = f"the recording {path} has ended (closed, every tick handled, no newer day)"
+        done = self._on_feed_loss(engine, f"feed {feed}")
+        emit = self.log.error if feed == "lost" else self.log.warning
+        emit(f"feed_{feed}", text=text, action=action, done=done, ticks=engine.ticks)
+        self.feed["action"] = done
+
+    def _on_feed_loss(self, engine: Engine, why: str) -> str:
+        """What ``engine.on_feed_loss`` says to do, as journaled commands (recovery repeats
+        them where they happened); returns what was done."""
+        action = self.config.engine.on_feed_loss
+        if action == "log":
+            return "nothing (on_feed_loss = log)"
+        engine.now = self._engine_now(engine)
+        tag = uuid.uuid4().hex[:12]
+        cancel = engine.command(m.CancelAll(0, 0, "account", "", f"engine: {why}", f"{tag}-c"))
+        if action == "cancel":
+            return cancel.text
+        engine.command(m.Halt(0, 0, "account", "", f"engine: {why}", f"{tag}-h"))
+        return f"{cancel.text}; the account is halted"
 
     def _check_lag(self, ticks: JournalReader) -> None:
         """Log when the engine falls behind the feed (and when it has caught up again)."""
@@ -591,14 +647,28 @@ class EngineService:
             )  # fmt: skip
 
     def _status(self, engine: Engine, day: int) -> dict[str, object]:
+        gate = engine.gate
         agents = {}
         for name, handle in engine.agents.items():
             view = handle.account()
+            positions = {}
+            for instrument, line in engine.ledger.accounts[name].lines.items():
+                p = line.position
+                if p.long or p.short:
+                    positions[instrument] = {
+                        "long": p.long, "long_today": p.long_today, "short": p.short,
+                        "short_today": p.short_today, "mark": line.mark,
+                    }  # fmt: skip
             agents[name] = {"running": handle.running, "state": view.state,
                             "day_pnl": round(view.day_pnl, 2), "margin": round(view.margin, 2),
-                            "working_orders": len(handle.orders)}  # fmt: skip
+                            "working_orders": len(handle.orders),
+                            "positions": positions}  # fmt: skip
+        instruments = {i: gate.state("instrument", i) for i in engine.specs}
+        states = {"global": gate.state("global", ""), "account": gate.state("account", ""),
+                  "instruments": instruments}  # fmt: skip
         status: dict[str, object] = {"trading_day": day, "ticks": engine.ticks,
-                                     "orders": len(engine.orders), "agents": agents,
+                                     "orders": len(engine.orders), "states": states,
+                                     "agents": agents, "feed": self.feed,
                                      "behind_feed": self.lag,
                                      "recent_commands": list(engine.recent_commands)}  # fmt: skip
         self.log.info("engine_status", **status)

@@ -91,7 +91,7 @@ class AccountView(msgspec.Struct, frozen=True, gc=False):
     margin: float
     equity: float
     available: float
-    state: str  # "active" | "reducing" | "halted"
+    state: str  # "active", "reducing" or "halted": strictest of global, account and agent
 
     @property
     def day_pnl(self) -> float:

@@ -22,9 +22,9 @@ import zmq
 
 from contracts import messages as m
 from contracts.config import load_config
-from libshm import TICK_LAYOUT, JournalReader, JournalWriter, decode_tick
+from libshm import JournalReader, JournalWriter, decode_tick
 from services.engine.command import send_command
-from tests.helpers import import_market, run_hft, write_config
+from tests.helpers import import_market, live_tick_journal, run_hft, write_config
 from tests.services.engine.test_service import CONFIG, DAY, start
 
 pytestmark = pytest.mark.timeout(240)
@@ -74,7 +74,7 @@ def running_engine(tmp_path: Path, recording: Path, first: int = 40) -> Iterator
     config = write_config(tmp_path, CONFIG)
     live = tmp_path / "journal" / "recordings" / str(DAY)
     log = tmp_path / "engine.log"
-    with JournalWriter(live, layout=TICK_LAYOUT) as writer:
+    with live_tick_journal(live) as writer:
         source = JournalReader(recording / str(DAY))
         run = Running(config, None, writer, source, log, "", "")  # type: ignore[arg-type]
         run.feed(first)

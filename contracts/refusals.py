@@ -52,11 +52,12 @@ class RefusalLog:
         window.reasons[reason] += 1
         return False
 
-    def due(self, now_ns: int) -> list[RefusalSummary]:
-        """Summaries of the windows that have ended (their peers start afresh)."""
+    def due(self, now_ns: int, *, flush: bool = False) -> list[RefusalSummary]:
+        """Summaries of the windows that have ended (their peers start afresh); with ``flush``,
+        of every window (at a stop, so no count is lost)."""
         out = []
         for peer, window in list(self._windows.items()):
-            if now_ns - window.started_ns < self.window_ns:
+            if now_ns - window.started_ns < self.window_ns and not flush:
                 continue
             del self._windows[peer]
             count = sum(window.reasons.values())

@@ -104,6 +104,8 @@ MAX_NAME: Final = 64
 _DIRECTIONS: Final = frozenset({"buy", "sell"})
 _KINDS: Final = frozenset({"limit", "market", "fak", "fok"})
 _ADAPTER = (m.OrderAccepted, m.OrderRejected, m.OrderCancelled, m.Trade)
+_REPORTED: Final = frozenset({m.OrderRequested, m.RiskRefused, m.OrderRejected, m.Trade})
+ACTIVITY: Final = 10_000  # reported messages kept for the shell to log, newest last
 _STATE_OF: Final[dict[type, Literal["active", "reducing", "halted"]]] = {
     m.Halt: HALTED, m.Reduce: REDUCING, m.Resume: ACTIVE,
 }  # fmt: skip
@@ -220,6 +222,10 @@ class Engine:
         self._expect: deque[m.EngineMessage] = deque()
         self.recent_commands: deque[dict[str, object]] = deque(maxlen=RECENT_COMMANDS)
         self._last_refusal = ""  # code and text of the gate's last refusal (for flatten)
+        # orders, refusals, rejections and fills journaled now (never those a recovery repeats),
+        # for the shell to log off the tick path; bounded, so an engine without a shell is too
+        self.activity: deque[m.EngineMessage] = deque(maxlen=ACTIVITY)
+        self._fresh = True  # the message being applied was journaled now, not recovered
         self._ack = m.CommandAck(0, 0, "", False, "")
         self._apply_of: dict[type, Callable[[Any], None]] = {
             m.DayOpened: self._apply_day_opened, m.DayRolled: self._apply_day_rolled,
@@ -568,7 +574,7 @@ class Engine:
     def _emit(self, msg: m.EngineMessage) -> bool:
         """Journal ``msg`` (or, in recovery, check it against the journal), then apply it.
         Returns True if it was journaled now (False: it was already in the journal)."""
-        fresh = self._record(msg)
+        fresh = self._fresh = self._record(msg)
         self._apply_of[type(msg)](msg)
         return fresh
 
@@ -587,6 +593,8 @@ class Engine:
         else:
             if self._journal is not None:
                 self._journal(_encode(msg), msg.time_ns)
+            if type(msg) in _REPORTED:
+                self.activity.append(msg)
             fresh = True
         return fresh
 
@@ -709,7 +717,6 @@ class Engine:
     def _apply_refused(self, msg: m.RiskRefused) -> None:
         self.ids.seen(msg.order_id)
         handle = self.agents[msg.agent]
-        handle.log.info("order_refused", order_id=msg.order_id, code=msg.code, text=msg.text)
         view = OrderView(msg.order_id, msg.instrument, msg.direction, msg.offset, msg.price,
                          msg.volume, msg.kind, State.REJECTED.value, 0, 0.0,
                          f"{msg.code}: {msg.text}")  # fmt: skip
@@ -820,8 +827,9 @@ class Engine:
 
     def _apply_state(self, msg: m.StateChanged) -> None:
         self.gate.set_state(msg.scope, msg.target, msg.state)
-        self.log.warning("state_changed", scope=msg.scope, target=msg.target, state=msg.state,
-                         reason=msg.reason)  # fmt: skip
+        if self._fresh:  # a recovery does not report the day's earlier changes again
+            self.log.warning("state_changed", scope=msg.scope, target=msg.target, state=msg.state,
+                             reason=msg.reason)  # fmt: skip
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -861,7 +869,8 @@ class Engine:
     def _failed(self, handle: AgentHandle) -> None:
         """The agent raised (called from inside the ``except``): log it and stop it."""
         error = redact(traceback.format_exc())  # journaled: no secret may reach the file
-        handle.log.error("agent_failed", error=error)
+        if not self._expect:  # recovering, the journal already holds it: logged back then
+            handle.log.error("agent_failed", error=error)
         if handle.running:
             self._emit(m.AgentStopped(self.ticks, self.now, handle.name, error))
 

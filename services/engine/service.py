@@ -158,6 +158,7 @@ class EngineService:
         self._last_tick_wall = time.monotonic_ns()
         self._last_tick_time = 0  # the last tick's receive time (engine time)
         self.refusals = RefusalLog()
+        self.order_refusals = RefusalLog()  # the gate's refusals, per agent
         self.lag: dict[str, float] = {"ticks": 0, "seconds": 0.0}
         self._behind_since = self._lag_logged = self._next_status = 0
         self.feed: dict[str, object] = {"state": "live"}
@@ -334,6 +335,8 @@ class EngineService:
         finally:
             if self.engine is not None:
                 self.engine.stop()
+                self._report(self.engine, time.monotonic_ns())
+                self._log_refusals(time.monotonic_ns(), flush=True)
             writer.close()
 
     def _open_ticks(self, day: int, existing: list[m.EngineMessage]) -> JournalReader:
@@ -453,6 +456,8 @@ class EngineService:
             # mid-flood, where the wall time would decide (and two runs of a day would differ).
             if item is None:
                 self._quiet_duties(engine, young_gc)
+            if engine.activity:
+                self._report(engine, now)
             if poll(0):
                 self._commands(engine, sock, intake, now + COMMAND_BUDGET_NS)
                 idle_since = now
@@ -639,12 +644,48 @@ class EngineService:
             self.log.info("engine_caught_up", after_s=round((now - self._behind_since) / 1e9, 1))
             self._behind_since = 0
 
-    def _log_refusals(self, now: int) -> None:
-        for s in self.refusals.due(now):
+    def _log_refusals(self, now: int, *, flush: bool = False) -> None:
+        for s in self.refusals.due(now, flush=flush):
             self.log.warning(
                 "commands_refused", peer=s.peer, count=s.count, reasons=s.reasons,
                 text=f"{s.count} refused requests from {s.peer} in the last {s.seconds:g} s",
             )  # fmt: skip
+        for s in self.order_refusals.due(now, flush=flush):
+            self.log.warning(
+                "orders_refused", agent=s.peer, count=s.count, reasons=s.reasons,
+                text=f"{s.count} more orders of {s.peer} refused by the risk gate in the last "
+                f"{s.seconds:g} s",
+            )  # fmt: skip
+
+    def _report(self, engine: Engine, now: int) -> None:
+        """Log what the engine journaled since the last pass: every order and fill at info, an
+        exchange's rejection as a warning, the gate's refusals once per agent and then summed
+        every 10 s (a strategy that retries a refused order would otherwise write a line per
+        try). A recovery repeats none of these: only messages journaled now are reported."""
+        activity = engine.activity
+        log = self.log
+        while activity:
+            msg = activity.popleft()
+            if isinstance(msg, m.OrderRequested):
+                log.info("order", order_id=msg.order_id, agent=msg.agent,
+                         instrument=msg.instrument, direction=msg.direction, offset=msg.offset,
+                         price=msg.price, volume=msg.volume, kind=msg.kind)  # fmt: skip
+            elif isinstance(msg, m.Trade):
+                order = engine.orders.get(msg.order_id)
+                log.info("fill", order_id=msg.order_id, trade_id=msg.trade_id,
+                         agent=order.agent if order else None,
+                         instrument=order.instrument if order else None,
+                         direction=order.direction if order else None, price=msg.price,
+                         volume=msg.volume, fee=round(msg.fee, 2))  # fmt: skip
+            elif isinstance(msg, m.OrderRejected):
+                log.warning("order_rejected", order_id=msg.order_id, code=msg.code,
+                            text=msg.text)  # fmt: skip
+            elif isinstance(msg, m.RiskRefused) and self.order_refusals.refused(
+                now, msg.agent, msg.code
+            ):
+                log.warning("order_refused", agent=msg.agent, order_id=msg.order_id,
+                            code=msg.code, text=msg.text,
+                            hint="more refusals of this agent are counted for 10 s")  # fmt: skip
 
     def _status(self, engine: Engine, day: int) -> dict[str, object]:
         gate = engine.gate

@@ -14,7 +14,9 @@ import csv
 import datetime as dt
 import gzip
 import io
+import struct
 import tomllib
+import zlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -61,6 +63,8 @@ class ImportReport:
     days: dict[int, int] = field(default_factory=dict)
     journals: list[Path] = field(default_factory=list)
     unknown_products: set[str] = field(default_factory=set)
+    bad_files: list[str] = field(default_factory=list)
+    """Files that could not be read through (each skipped whole), with why."""
     already: int = 0
     """Ticks not appended because the day's journal already held them (``--append``)."""
 
@@ -79,16 +83,47 @@ class BadInput(UserError):
 
 
 def _open_text(path: Path) -> IO[str]:
+    """The file as text: gzip-compressed if it ends in ``.gz``; UTF-8, or UTF-16 or UTF-8 with a
+    byte-order mark (what spreadsheet programs write)."""
     try:
-        if path.suffix == ".gz":
-            return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-        return path.open(encoding="utf-8", newline="")
+        raw: Any = gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")  # noqa: SIM115 (the wrapper returned closes it)
+        try:
+            head = raw.peek(4)[:4]
+        except (OSError, EOFError) as exc:
+            raw.close()
+            raise FileProblem(_why_unreadable(path, exc)) from None
+        encoding = "utf-8"
+        if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+            encoding = "utf-16"
+        elif head.startswith(b"\xef\xbb\xbf"):
+            encoding = "utf-8-sig"
+        return io.TextIOWrapper(raw, encoding=encoding, newline="")
     except FileNotFoundError:
         raise BadInput(f"{path}: no such file") from None
     except PermissionError:
         raise BadInput(f"{path}: permission denied") from None
+    except IsADirectoryError:
+        raise BadInput(f"{path}: is a directory; give the files in it") from None
     except OSError as exc:
         raise BadInput(f"{path}: cannot read: {exc.strerror}") from None
+
+
+class FileProblem(Exception):
+    """A file that cannot be read through (not gzip, cut short, not text): reported, skipped."""
+
+
+FILE_ERRORS: Final = (OSError, EOFError, zlib.error, UnicodeDecodeError)
+
+
+def _why_unreadable(path: Path, exc: BaseException) -> str:
+    if isinstance(exc, gzip.BadGzipFile):
+        return "not a gzip file, though its name ends in .gz; rename it or compress it"
+    if isinstance(exc, (EOFError, zlib.error)):
+        return f"the compressed data is cut short or damaged ({exc}); fetch the file again"
+    if isinstance(exc, UnicodeDecodeError):
+        return (f"not UTF-8 or UTF-16 text ({exc.reason} at byte {exc.start} of a block); "
+                "convert it, e.g. `iconv -f GB18030 -t UTF-8`")  # fmt: skip
+    return f"cannot read: {getattr(exc, 'strerror', None) or exc}"
 
 
 def _header(path: Path, reader: Iterator[list[str]], needed: tuple[str, ...]) -> list[str]:
@@ -315,24 +350,17 @@ def import_files(  # noqa: PLR0917
     by_day: dict[int, list[bytes]] = defaultdict(list)
     times: dict[int, list[int]] = defaultdict(list)
     for path in paths:
-        for line, raw in read(path):
-            report.rows += 1
-            if progress is not None and report.rows % 10_000 == 0:
-                progress(10_000)
-            if isinstance(raw, str):
-                _bad(report, path, line, raw, strict)
-                continue
-            result = normaliser.normalise(raw, 0)
-            if isinstance(result, Drop):
-                filters.count(result)
-                _bad(report, path, line, f"{result}: {_brief(raw)}", strict)
-                continue
-            tick, phase = result
-            tick = tick._replace(local_time_ns=tick[4])
-            if filters.check(tick, phase) is not None:
-                continue
-            by_day[tick[2]].append(encode_tick(tick))
-            times[tick[2]].append(tick[4])
+        try:
+            staged = _read_file(path, read, normaliser, filters, report, strict, progress)
+        except FileProblem as exc:
+            _bad_file(report, path, str(exc), strict)
+            continue
+        except FILE_ERRORS as exc:
+            _bad_file(report, path, _why_unreadable(path, exc), strict)
+            continue
+        for day, record, time_ns in staged:  # a file's ticks count once it is read through
+            by_day[day].append(record)
+            times[day].append(time_ns)
     report.dropped.update(filters.dropped)
     report.unknown_products = normaliser.unknown_products
     for day in sorted(by_day):
@@ -345,6 +373,43 @@ def import_files(  # noqa: PLR0917
         report.written += written
         report.journals.append(journal)
     return report
+
+
+def _read_file(  # noqa: PLR0917
+    path: Path,
+    read: Callable[[Path], Iterator[tuple[int, RawTick | str]]],
+    normaliser: Normaliser,
+    filters: TickFilter,
+    report: ImportReport,
+    strict: bool,
+    progress: Callable[[int], object] | None,
+) -> list[tuple[int, bytes, int]]:
+    """(trading day, record, exchange time) of each tick of one file kept by the filters."""
+    staged = []
+    for line, raw in read(path):
+        report.rows += 1
+        if progress is not None and report.rows % 10_000 == 0:
+            progress(10_000)
+        if isinstance(raw, str):
+            _bad(report, path, line, raw, strict)
+            continue
+        result = normaliser.normalise(raw, 0)
+        if isinstance(result, Drop):
+            filters.count(result)
+            _bad(report, path, line, f"{result}: {_brief(raw)}", strict)
+            continue
+        tick, phase = result
+        tick = tick._replace(local_time_ns=tick[4])
+        try:  # before the filters, which remember the last volume of each instrument
+            record = encode_tick(tick)
+        except (struct.error, ValueError, OverflowError) as exc:  # e.g. 1e30 lots
+            filters.count(Drop.OUT_OF_RANGE)
+            _bad(report, path, line, f"{Drop.OUT_OF_RANGE}: {exc}", strict)
+            continue
+        if filters.check(tick, phase) is not None:
+            continue
+        staged.append((tick[2], record, tick[4]))
+    return staged
 
 
 def _import_parquet(paths: list[Path], out: Path, append: bool) -> ImportReport:
@@ -392,6 +457,12 @@ def _bad(report: ImportReport, path: Path, line: int, message: str, strict: bool
         report.bad_rows.append(f"{path}:{line}: {message}")
     if strict:
         raise BadInput(f"{path}:{line}: {message} (--strict stops at the first bad row)")
+
+
+def _bad_file(report: ImportReport, path: Path, message: str, strict: bool) -> None:
+    if strict:
+        raise BadInput(f"{path}: {message} (--strict stops at the first bad file)")
+    report.bad_files.append(f"{path}: {message}; nothing of it was imported")
 
 
 def _write(journal: Path, records: np.ndarray, append: bool) -> int:

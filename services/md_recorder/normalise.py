@@ -69,6 +69,7 @@ class Drop(enum.StrEnum):
     VOLUME_BACKWARDS = "volume_backwards"
     CROSSED_BOOK = "crossed_book"
     OUTSIDE_LIMITS = "outside_limits"
+    OUT_OF_RANGE = "out_of_range"  # a value the record cannot hold (1e30 lots, a 40-byte id)
 
 
 class Normaliser:

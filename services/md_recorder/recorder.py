@@ -7,6 +7,7 @@ latest tick of every instrument. Sources call :meth:`Recorder.record` from the s
 
 from __future__ import annotations
 
+import struct
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -70,7 +71,10 @@ class Recorder:
         reason = self.filters.check(tick, phase)
         if reason is not None:
             return reason
-        self.write(tick)
+        try:
+            self.write(tick)
+        except (struct.error, ValueError, OverflowError):  # nothing was committed
+            return self.filters.count(Drop.OUT_OF_RANGE)
         return tick
 
     def write(self, tick: Tick) -> None:

@@ -52,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"bad row: {line}", file=sys.stderr)
     if report.bad_count > len(report.bad_rows):
         print(f"... and {report.bad_count - len(report.bad_rows):,} more bad rows", file=sys.stderr)
+    for line in report.bad_files:
+        print(f"bad file: {line}", file=sys.stderr)
     print(report.summary())
     for journal in report.journals:
         print(f"wrote {journal}")
@@ -61,4 +63,9 @@ def run(args: argparse.Namespace) -> int:
             f"note: not in {args.calendar} (no trading-hours filter): {', '.join(unknown[:10])}",
             file=sys.stderr,
         )
+    if report.bad_files:
+        n, of = len(report.bad_files), len(args.files)
+        rest = "no file was imported" if n == of else "the others were imported"
+        print(f"{n} of {of} files could not be read; {rest}", file=sys.stderr)
+        return 1
     return 0

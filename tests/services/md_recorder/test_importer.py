@@ -218,3 +218,83 @@ def test_unknown_product_is_noted(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "(no trading-hours filter): zz1909" in done.stderr
     shutil.rmtree(tmp_path / "rec")
+
+
+def _with(rows: list[list[str]], row: int, column: str, value: str) -> list[list[str]]:
+    out = [list(r) for r in rows]
+    out[row][out[0].index(column)] = value
+    return out
+
+
+def _write_csv(path: Path, rows: list[list[str]], encoding: str = "utf-8") -> Path:
+    with path.open("w", newline="", encoding=encoding) as f:
+        csv.writer(f).writerows(rows)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "expected"),
+    [
+        ("Volume", "1e30", "tick field 'volume': 1000000000000000019884624838656 is out of range"),
+        ("BidVolume1", str(2**31 + 5), "tick field 'bid_volume1': 2147483653 is out of range"),
+        ("InstrumentID", "cu1909" + "X" * 40, "is longer than 32 bytes"),
+    ],
+)
+def test_a_value_the_record_cannot_hold_is_a_bad_row(
+    tmp_path: Path, column: str, value: str, expected: str
+) -> None:
+    rows = list(csv.reader(io.StringIO(gunzip("cu1909_20190916.csv.gz"))))[:60]
+    src = _write_csv(tmp_path / "cu.csv", _with(rows, 5, column, value))
+    done = run_hft("import", "-f", "ctp-csv", str(src), "-o", str(tmp_path / "rec"))
+    assert done.returncode == 0, done.stderr
+    (line,) = [x for x in done.stderr.splitlines() if x.startswith("bad row:")]
+    assert line.startswith(f"bad row: {src}:6: out_of_range: tick field") and expected in line
+    # the others are all kept: a refused row leaves no trace in the filters' memory
+    assert "59 rows read, 58 ticks written, dropped: out_of_range 1;" in done.stdout
+    assert "Traceback" not in done.stderr
+
+
+def test_utf16_and_bom_files_are_read(tmp_path: Path) -> None:
+    rows = list(csv.reader(io.StringIO(gunzip("cu1909_20190916.csv.gz"))))[:30]
+    for encoding in ("utf-16", "utf-8-sig"):
+        src = _write_csv(tmp_path / f"{encoding}.csv", rows, encoding)
+        done = run_hft("import", "-f", "ctp-csv", str(src), "-o", str(tmp_path / encoding))
+        assert done.returncode == 0, done.stderr
+        assert "29 rows read, 29 ticks written" in done.stdout
+
+
+def test_a_file_that_cannot_be_read_through_is_reported_and_the_others_imported(
+    tmp_path: Path,
+) -> None:
+    plain = tmp_path / "plain.csv.gz"
+    plain.write_text(gunzip("cu1909_20190916.csv.gz"))  # named .gz, not compressed
+    cut = tmp_path / "cut.csv.gz"
+    cut.write_bytes((MARKET / "IF2101_20210104.csv.gz").read_bytes()[:3000])
+    latin = tmp_path / "gb.csv"
+    latin.write_bytes(gunzip("cu1909_20190916.csv.gz").replace("SHFE", "上期所").encode("gb18030"))
+    good = MARKET / "cu1909_20190916.csv.gz"
+    done = run_hft("import", "-f", "ctp-csv", str(plain), str(cut), str(latin), str(good),
+                   "-o", str(tmp_path / "rec"))  # fmt: skip
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert lines == [
+        f"bad file: {plain}: not a gzip file, though its name ends in .gz; rename it or compress "
+        "it; nothing of it was imported",
+        f"bad file: {cut}: the compressed data is cut short or damaged (Compressed file ended "
+        "before the end-of-stream marker was reached); fetch the file again; nothing of it was "
+        "imported",
+        lines[2],
+        "3 of 4 files could not be read; the others were imported",
+    ]
+    assert lines[2].startswith(f"bad file: {latin}: not UTF-8 or UTF-16 text (invalid")
+    assert "`iconv -f GB18030 -t UTF-8`; nothing of it was imported" in lines[2]
+    assert (
+        "ticks written" in done.stdout and f"wrote {tmp_path / 'rec' / '20190916'}" in done.stdout
+    )
+    alone = run_hft("import", "-f", "ctp-csv", str(good), "-o", str(tmp_path / "alone"))
+    written = alone.stdout.split(" ticks written")[0].split(", ")[-1]
+    assert f", {written} ticks written" in done.stdout  # exactly the good file's ticks
+    strict = run_hft("import", "-f", "ctp-csv", str(good), str(plain), "-o", str(tmp_path / "s"),
+                     "--strict")  # fmt: skip
+    assert strict.returncode == 2 and "--strict stops at the first bad file" in strict.stderr
+    assert not (tmp_path / "s").exists()

@@ -7,6 +7,7 @@ import each other.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import textwrap
 from collections.abc import Callable, Sequence
@@ -264,7 +265,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if spec.run is None:
             return _not_built(spec, args)
-        return spec.run(args)
+        code = spec.run(args)
+        sys.stdout.flush()  # here, not at exit: a closed pipe is answered below
+        return code
+    except BrokenPipeError:
+        # `hft ... | head`: the reader has what it wanted; stop quietly, as cat(1) does
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader left
     except UserError as err:
         print(f"hft {spec.name}: error: {err}", file=sys.stderr)
         return err.exit_code

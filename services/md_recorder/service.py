@@ -21,6 +21,7 @@ from contracts.config import DeploymentConfig, SimConfig
 from contracts.credentials import load_credentials
 from contracts.errors import UserError
 from contracts.logs import get_logger
+from libshm.errors import WriterLocked
 from services.md_recorder.normalise import RawTick
 from services.md_recorder.recorder import Recorder
 from services.md_recorder.replay import ReplaySource
@@ -155,10 +156,17 @@ def run_md_recorder(config: DeploymentConfig) -> int:
             f"{shm}: cannot create the shared-memory directory: {exc.strerror}"
         ) from None
     recordings = config.suite.journal_dir / "recordings"
-    recorder = Recorder(
-        calendar, recordings, shm / "snapshot", segment_mb=md.segment_mb,
-        check_local_time=md.source == "ctp",  # simulated times are not the wall clock's
-    )  # fmt: skip
+    try:
+        recorder = Recorder(
+            calendar, recordings, shm / "snapshot", segment_mb=md.segment_mb,
+            check_local_time=md.source == "ctp",  # simulated times are not the wall clock's
+        )  # fmt: skip
+    except WriterLocked as exc:
+        holder = f"process {exc.pid}" if exc.pid else "another process"
+        raise UserError(
+            f"{shm / 'snapshot'}: another md-recorder ({holder}) is running on this deployment; "
+            "stop it first (one md-recorder per suite.shm_dir)"
+        ) from None
     stop = StopSignals()
     log.info("md_recorder_started", source=md.source, instruments=len(instruments))
     next_metrics = time.monotonic() + METRICS_EVERY_S

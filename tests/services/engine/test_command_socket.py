@@ -6,9 +6,11 @@ same directory touches nothing of the first."""
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,7 +26,7 @@ from contracts import messages as m
 from contracts.config import load_config
 from libshm import JournalReader, JournalWriter, decode_tick
 from services.engine.command import send_command
-from tests.helpers import import_market, live_tick_journal, run_hft, write_config
+from tests.helpers import ROOT, import_market, live_tick_journal, run_hft, write_config
 from tests.services.engine.test_service import CONFIG, DAY, start
 
 pytestmark = pytest.mark.timeout(240)
@@ -248,3 +250,21 @@ def test_a_second_engine_on_the_same_directory_leaves_the_first_in_control(
         halt = run_hft("command", "--config", str(run.config), "halt")
         assert halt.returncode == 0, halt.stdout + halt.stderr
         assert run.status()["ticks"] == 40
+
+
+def test_status_into_a_closed_pipe_stops_quietly(tmp_path: Path, recording: Path) -> None:
+    """`hft command status | head -1`: the reader leaves; no traceback, the shell's 141."""
+    with running_engine(tmp_path, recording) as run:
+        read_end, write_end = os.pipe()
+        os.close(read_end)  # a reader that has gone: every write fails with EPIPE
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "services.cli", "command", "--config", str(run.config),
+                 "status"],
+                stdout=write_end, stderr=subprocess.PIPE, cwd=ROOT, timeout=60, check=False,
+            )  # fmt: skip
+        finally:
+            os.close(write_end)
+        assert done.returncode == 141, done.stderr
+        assert done.stderr == b""
+        assert run.status()["ticks"] == 40  # the engine answered and goes on

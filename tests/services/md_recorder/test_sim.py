@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from contracts.calendar import Phase
-from libshm import JournalReader, decode_tick
+from libshm import JournalReader, NotAJournal, decode_tick
 from services.md_recorder.filters import TickFilter
 from services.md_recorder.normalise import CHINA, Drop, Normaliser
 from services.md_recorder.sim import SimMarket
@@ -87,6 +87,14 @@ def test_a_whole_day_is_clean_and_inside_the_sessions() -> None:
     assert clock(seen["rb2105"][-1]).time() == dt.time(15, 0)
 
 
+def _ticks_in(day: Path) -> int:
+    try:
+        reader = JournalReader(day)
+    except NotAJournal:
+        return 0  # being created
+    return sum(1 for _ in iter(reader.read, None))
+
+
 def test_md_recorder_runs_the_simulated_market(tmp_path: Path) -> None:
     config = tmp_path / "deploy.toml"
     config.write_text(
@@ -99,7 +107,11 @@ def test_md_recorder_runs_the_simulated_market(tmp_path: Path) -> None:
         [sys.executable, "-m", "services.cli", "md-recorder", "--config", str(config)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
     )  # fmt: skip
-    time.sleep(3)
+    first_day = tmp_path / "journal/recordings/20210105"
+    deadline = time.monotonic() + 60
+    while not (first_day.exists() and _ticks_in(first_day) > 200):  # the market is running
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
@@ -118,3 +130,35 @@ def test_md_recorder_runs_the_simulated_market(tmp_path: Path) -> None:
         ticks += [decode_tick(f.payload) for f in iter(JournalReader(day).read, None)]
     assert len(ticks) == stopped["kept"]
     assert {t.instrument for t in ticks} >= {"rb2105", "cu2102"}
+
+
+def test_a_second_md_recorder_on_the_same_deployment_stops_in_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "deploy.toml"
+    config.write_text(
+        (ROOT / "configs/paper.toml").read_text()
+        .replace('"../var/paper/journal"', f'"{tmp_path / "journal"}"')
+        .replace('"/dev/shm/hft-paper"', f'"{tmp_path / "shm"}"')
+        .replace("interval_ms = 500", 'interval_ms = 500\nstart_day = "2021-01-05"')
+    )  # fmt: skip
+    log = tmp_path / "first.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "md-recorder", "--config", str(config)],
+            stdout=out, stderr=out, cwd=ROOT,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while "md_recorder_started" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        second = run_hft("md-recorder", "--config", str(config))
+        assert second.returncode == 2
+        assert second.stderr.strip().splitlines() == [
+            f"hft md-recorder: error: {tmp_path / 'shm' / 'snapshot'}: another md-recorder "
+            f"(process {proc.pid}) is running on this deployment; stop it first (one "
+            "md-recorder per suite.shm_dir)"
+        ]
+        assert proc.poll() is None  # the first one goes on
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, log.read_text()

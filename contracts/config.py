@@ -306,6 +306,8 @@ class EngineConfig(_Section):
     warm_us: int = Field(50, ge=0)
     """While no input arrives, run the order path dry every this many microseconds, so that it
     stays in the CPU caches (0: never)."""
+    segment_mb: int = Field(16, ge=1, le=4096)
+    """Size of one segment of the engine's journal (a day rolls over to a new one when full)."""
     on_feed_loss: Literal["halt", "cancel", "log"] = "halt"
     """When the tick feed dies (md_recorder gone, silent for ``feed_timeout_s``, or its recording
     closed with no newer day): "halt" cancels the working orders and halts the account until an

@@ -91,3 +91,15 @@ def live_tick_journal(path: Path) -> Iterator[JournalWriter]:
         finally:
             stop.set()
             thread.join()
+
+
+def in_small_tmpfs(
+    mount: Path, size: str, *commands: str, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
+    """Run shell ``commands`` in a private mount namespace where ``mount`` is a fresh tmpfs of
+    ``size`` (a real full disk, for this process tree only); ``mount`` must exist."""
+    script = " && ".join([f"mount -t tmpfs -o size={size} none {mount}", *commands])
+    return subprocess.run(
+        ["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, cwd=ROOT,
+        check=False, timeout=timeout,
+    )  # fmt: skip

@@ -37,7 +37,7 @@ from contracts.errors import UserError
 from contracts.logs import get_logger
 from contracts.refusals import RefusalLog
 from libshm import FREE_FORM, JournalReader, JournalWriter, NotAJournal, Tick, decode_tick
-from libshm.errors import CorruptJournal, WriterLocked
+from libshm.errors import CorruptJournal, JournalFull, WriterLocked
 from libshm.inspect import inspect_journal
 from libshm.process import acquire_writer_lock
 from services.engine.core import NEVER, Adapter, Engine, RecoveryDiverged
@@ -51,7 +51,6 @@ from services.tools.stop import StopSignals
 
 __all__ = ["load_strategy", "read_journal", "run_engine"]
 
-JOURNAL_SEGMENT: Final = 16 << 20
 SPIN_NS: Final = 2_000_000  # keep spinning this long after the last input, then nap
 IDLE_SLEEP_S: Final = 0.00005
 HOUSEKEEPING_NS: Final = 1_000_000  # commands and timers are looked at every millisecond
@@ -292,7 +291,8 @@ class EngineService:
         path = self.root / str(day)
         self._check_recording(day)
         try:
-            writer = JournalWriter(path, layout=FREE_FORM, segment_size=JOURNAL_SEGMENT)
+            writer = JournalWriter(path, layout=FREE_FORM,
+                                   segment_size=self.config.engine.segment_mb << 20)  # fmt: skip
         except WriterLocked:
             raise UserError(
                 f"{path}: another engine is writing this journal; stop it first"
@@ -332,12 +332,33 @@ class EngineService:
                 self.log.info("day_opened", day=day, first_tick=ticks.next_seq,
                               holdings=len(holdings))  # fmt: skip
             return self._loop(engine, ticks, sock, intake, day)
+        except JournalFull as exc:
+            raise UserError(self._stopped_full(exc), exit_code=1) from None
         finally:
             if self.engine is not None:
                 self.engine.stop()
                 self._report(self.engine, time.monotonic_ns())
                 self._log_refusals(time.monotonic_ns(), flush=True)
             writer.close()
+
+    def _stopped_full(self, exc: JournalFull) -> str:
+        """The journal cannot grow: nothing more may happen (every order is journaled before it
+        leaves), so the engine stops. What it says: where, and the orders still working at the
+        exchange, which no cancel can reach until the engine runs again."""
+        engine = self.engine
+        working = [o for o in engine.orders.values() if o.active] if engine is not None else []
+        for order in working:
+            self.log.error("order_left_working", order_id=order.order_id, agent=order.agent,
+                           instrument=order.instrument, direction=order.direction,
+                           offset=order.offset, price=order.price,
+                           remaining=order.remaining, state=order.state.value)  # fmt: skip
+        ids = ", ".join(o.order_id for o in working[:10]) + (", ..." if len(working) > 10 else "")
+        left = (f"{len(working)} order(s) still working at the exchange ({ids}), listed in the "
+                "log as order_left_working" if working else "no order is working")  # fmt: skip
+        return (
+            f"{exc}; the engine stopped, since nothing may happen that is not journaled; "
+            f"{left}; free space and start it again: the day recovers from the journal"
+        )
 
     def _open_ticks(self, day: int, existing: list[m.EngineMessage]) -> JournalReader:
         path = self.recordings / str(day)

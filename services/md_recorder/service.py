@@ -129,6 +129,22 @@ class SimSource:
         self._due = None
 
 
+def _directories(config: DeploymentConfig) -> tuple[Path, Path]:
+    """The shared-memory and recordings directories, created, or one line that says why not."""
+    shm = config.suite.shm_dir
+    recordings = config.suite.journal_dir / "recordings"
+    for directory, what in ((shm, "shared-memory"), (recordings, "recordings")):
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            key = "suite.shm_dir" if directory is shm else "suite.journal_dir"
+            raise UserError(
+                f"{directory}: cannot create the {what} directory ({exc.strerror}); check {key} "
+                "and its permissions"
+            ) from None
+    return shm, recordings
+
+
 def run_md_recorder(config: DeploymentConfig) -> int:
     log = get_logger()
     md = config.md_recorder
@@ -148,14 +164,7 @@ def run_md_recorder(config: DeploymentConfig) -> int:
             loop=replay.loop, instruments=instruments or None,
             into=config.suite.journal_dir / "recordings",
         )  # fmt: skip
-    shm = config.suite.shm_dir
-    try:
-        shm.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(
-            f"{shm}: cannot create the shared-memory directory: {exc.strerror}"
-        ) from None
-    recordings = config.suite.journal_dir / "recordings"
+    shm, recordings = _directories(config)
     try:
         recorder = Recorder(
             calendar, recordings, shm / "snapshot", segment_mb=md.segment_mb,

@@ -306,6 +306,9 @@ class EngineConfig(_Section):
     warm_us: int = Field(50, ge=0)
     """While no input arrives, run the order path dry every this many microseconds, so that it
     stays in the CPU caches (0: never)."""
+    callback_budget_ms: float = Field(10.0, gt=0)
+    """An agent callback that runs longer is logged with the agent's name (every agent and
+    command waits while one runs); one that blocks is stopped at SIGTERM (docs/engine.md)."""
     segment_mb: int = Field(16, ge=1, le=4096)
     """Size of one segment of the engine's journal (a day rolls over to a new one when full)."""
     on_feed_loss: Literal["halt", "cancel", "log"] = "halt"

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
+import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -96,7 +98,21 @@ class RecoveryDiverged(Exception):
     or the inputs changed. The engine does not trade on a state it cannot trust."""
 
 
+INTERRUPTED: Final = "interrupted: "
+
+
+class AgentInterrupted(BaseException):
+    """Raised into an agent's callback that blocks (by the shell, from a signal handler): the
+    agent is stopped with ``text`` (which starts with ``INTERRUPTED``) as its journaled error,
+    and the engine goes on or stops."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+
 NEVER: Final = 2**63 - 1  # a time after every other
+SLOW_LOG_NS: Final = 10_000_000_000  # a slow agent's callbacks: one line per 10 s at most
 RECENT_COMMANDS: Final = 20  # what `status` lists of the commands applied, newest last
 _encode = m.ENCODER.encode
 MAX_VOLUME: Final = 2**31 - 1  # CTP's volume fields are 32-bit
@@ -200,7 +216,11 @@ class Engine:
         journal: Callable[[bytes, int], object] | None = None,
         phases: Mapping[str, bytes] | None = None,
         log: Any = None,
+        callback_budget_ns: int = 10_000_000,
+        clock: Callable[[], int] = time.monotonic_ns,
     ) -> None:
+        """``clock``: what times an agent's callbacks against ``callback_budget_ns`` (wall time,
+        never journaled: the engine's own time is the ticks')."""
         self.specs = dict(specs)
         self.phases = dict(phases or {})
         self.adapter = adapter
@@ -226,6 +246,17 @@ class Engine:
         # for the shell to log off the tick path; bounded, so an engine without a shell is too
         self.activity: deque[m.EngineMessage] = deque(maxlen=ACTIVITY)
         self._fresh = True  # the message being applied was journaled now, not recovered
+        # the agent callback running now, since when (monotonic ns), and the budget: read by
+        # the shell's watchdog and stop signal (a callback that blocks), and logged here
+        self.calling: AgentHandle | None = None
+        self.calling_fn: Callable[..., object] | None = None
+        self.call_started = 0
+        self.callback_budget_ns = callback_budget_ns
+        self.clock = clock
+        # an interrupt that arrived while the agent was inside the engine (send, cancel): it is
+        # raised at the agent's next call into the engine, never in the middle of engine code
+        self.pending_interrupt: str | None = None
+        self._slow: dict[str, list[int]] = {}  # agent -> [over budget since the line, last line]
         self._ack = m.CommandAck(0, 0, "", False, "")
         self._apply_of: dict[type, Callable[[Any], None]] = {
             m.DayOpened: self._apply_day_opened, m.DayRolled: self._apply_day_rolled,
@@ -348,12 +379,7 @@ class Engine:
                     self._check_loss(handle)
         for handle in handles:
             if handle.running:
-                try:
-                    handle.strategy.on_tick(tick)  # type: ignore[union-attr]
-                except RecoveryDiverged:
-                    raise
-                except BaseException:  # SystemExit, KeyboardInterrupt too: the agent's own
-                    self._failed(handle)
+                self._call(handle, handle.strategy.on_tick, tick)  # type: ignore[union-attr]
         self._pump()
 
     def on_timer(self, now_ns: int) -> None:
@@ -434,6 +460,8 @@ class Engine:
     ) -> list[str]:  # fmt: skip
         if not handle.running:
             return []
+        if self.pending_interrupt is not None:  # a stop waits for the agent: here is safe
+            raise AgentInterrupted(self.pending_interrupt)
         if type(price) is not float or type(volume) is not int or type(instrument) is not str:
             price, volume = _normalise(instrument, price, volume)
         if price - price != 0.0:  # NaN or infinite: never journaled (it would not compare)
@@ -554,6 +582,8 @@ class Engine:
         return order_id
 
     def cancel(self, handle: AgentHandle | None, order_id: str, protective: bool = False) -> None:
+        if handle is not None and self.pending_interrupt is not None:
+            raise AgentInterrupted(self.pending_interrupt)
         order = self.orders.get(order_id)
         if order is None or (handle is not None and order.agent != handle.name):
             self.log.warning("cancel_unknown_order", order_id=order_id)
@@ -859,16 +889,64 @@ class Engine:
     def _call(self, handle: AgentHandle, fn: Callable[..., object], *args: object) -> None:
         """Run an agent's callback; an exception stops that agent (its orders are cancelled)
         and the others go on."""
+        # an agent's callback may lead to another's (send -> fill -> on_trade): restore after
+        outer = self.calling, self.calling_fn, self.call_started
+        self.calling_fn = fn
+        clock = self.clock
+        started = self.call_started = clock()
         try:
+            self.calling = handle
             fn(*args)
         except RecoveryDiverged:
             raise
         except BaseException:  # SystemExit, KeyboardInterrupt too (signals only set a flag)
+            self.calling = None
             self._failed(handle)
+        finally:
+            self.calling, self.calling_fn, self.call_started = outer
+        elapsed = clock() - started
+        if elapsed > self.callback_budget_ns:
+            self._slow_call(handle, fn, elapsed)
+
+    def journaled_interrupt(self) -> str | None:
+        """In a recovery, with an agent's callback running: if the journal's next message is
+        that agent's stop by an interrupt (it blocked there before, and was stopped), the error
+        to stop it with again, so the recovery does not block where the day did."""
+        handle = self.calling
+        if handle is None or not self._expect:
+            return None
+        want = self._expect[0]
+        if (isinstance(want, m.AgentStopped) and want.agent == handle.name
+                and want.error.startswith(INTERRUPTED)):  # fmt: skip
+            return want.error
+        return None
+
+    def _slow_call(self, handle: AgentHandle, fn: Callable[..., object], elapsed: int) -> None:
+        """A callback over the budget: logged with the agent's name, then counted, one line per
+        ``SLOW_LOG_NS`` per agent (a recovery logs none: they were logged when they happened)."""
+        if self._expect:
+            return
+        now = self.clock()
+        slow = self._slow.setdefault(handle.name, [0, -NEVER])  # never logged yet
+        slow[0] += 1
+        if now - slow[1] < SLOW_LOG_NS:
+            return
+        handle.log.warning(
+            "agent_callback_slow", callback=getattr(fn, "__name__", "?"),
+            ms=round(elapsed / 1e6, 3), budget_ms=self.callback_budget_ns / 1e6,
+            over_budget=slow[0],
+            text=f"{handle.name}.{getattr(fn, '__name__', '?')} took {elapsed / 1e6:.1f} ms "
+            f"(budget {self.callback_budget_ns / 1e6:g} ms); {slow[0]} callback(s) over budget "
+            "since the last such line; every agent waits while one runs",
+        )  # fmt: skip
+        slow[0], slow[1] = 0, now
 
     def _failed(self, handle: AgentHandle) -> None:
         """The agent raised (called from inside the ``except``): log it and stop it."""
-        error = redact(traceback.format_exc())  # journaled: no secret may reach the file
+        self.pending_interrupt = None
+        exc = sys.exc_info()[1]
+        # journaled: no secret may reach the file
+        error = exc.text if isinstance(exc, AgentInterrupted) else redact(traceback.format_exc())
         if not self._expect:  # recovering, the journal already holds it: logged back then
             handle.log.error("agent_failed", error=error)
         if handle.running:

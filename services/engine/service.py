@@ -18,12 +18,15 @@ import gc
 import importlib
 import math
 import os
+import signal
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
+from types import FrameType
 from typing import Any, Final
 
 import msgspec
@@ -40,7 +43,14 @@ from libshm import FREE_FORM, JournalReader, JournalWriter, NotAJournal, Tick, d
 from libshm.errors import CorruptJournal, JournalFull, WriterLocked
 from libshm.inspect import inspect_journal
 from libshm.process import acquire_writer_lock
-from services.engine.core import NEVER, Adapter, Engine, RecoveryDiverged
+from services.engine.core import (
+    INTERRUPTED,
+    NEVER,
+    Adapter,
+    AgentInterrupted,
+    Engine,
+    RecoveryDiverged,
+)
 from services.engine.intake import MAX_REQUEST_BYTES, Intake, refusal
 from services.engine.ledger import Spec
 from services.engine.paper.broker import PaperBroker
@@ -59,7 +69,13 @@ STATUS_EVERY_NS: Final = 10_000_000_000
 COMMAND_BUDGET_NS: Final = 200_000  # commands' share of each housekeeping pass at most
 LAG_TICKS: Final = 1_000  # behind the feed by this many ticks or seconds: say so
 LAG_SECONDS: Final = 1.0
+SUITE_CODE: Final = tuple(
+    str(Path(__file__).resolve().parents[2] / package) + os.sep
+    for package in ("services", "libshm", "contracts")
+)  # an agent's strategies live elsewhere (strategies/, engine.strategy_paths)
 GC_YOUNG: Final = 2_000  # young objects the idle loop lets pile up before it collects them
+BLOCKED_NS: Final = 1_000_000_000  # an agent's callback this long: the watchdog says so
+WATCH_EVERY_S: Final = 0.1
 
 AdapterFactory = Callable[[Mapping[str, Spec], Mapping[str, bytes]], Adapter]
 """Builds the day's adapter from the instruments' specs and trading-phase tables."""
@@ -153,6 +169,7 @@ class EngineService:
         self.token = token.get_secret_value() if token is not None else ""
         self.token_file: Path | None = None
         self.stop = StopSignals()
+        self.stop.on_signal = self._interrupt
         self.engine: Engine | None = None
         self._last_tick_wall = time.monotonic_ns()
         self._last_tick_time = 0  # the last tick's receive time (engine time)
@@ -225,7 +242,8 @@ class EngineService:
         ec = self.config.engine
         adapter = self.adapter_factory(self.specs, self.phases)
         engine = Engine(specs=self.specs, gate_config=ec.risk, adapter=adapter,
-                        journal=writer.append, phases=self.phases, log=self.log)  # fmt: skip
+                        journal=writer.append, phases=self.phases, log=self.log,
+                        callback_budget_ns=int(ec.callback_budget_ms * 1e6))  # fmt: skip
         for agent in ec.agents:
             limits = RiskLimits.from_config(ec.risk, agent.risk.model_dump())
             engine.add_agent(agent.name, self.classes[agent.name], agent.instruments,
@@ -246,6 +264,8 @@ class EngineService:
         sock = self._bind(ctx)
         intake = Intake(self._token())
         collecting = gc.isenabled()
+        watchdog = _Watchdog(self)
+        watchdog.start()
         self.log.info("engine_started", command_endpoint=self.endpoint, agents=list(self.classes),
                       token_file=str(self.token_file) if self.token_file else None)  # fmt: skip
         try:
@@ -253,6 +273,7 @@ class EngineService:
             while day is not None and not self.stop.requested:
                 day, holdings, cash = self._run_day(day, holdings, cash, sock, intake)
         finally:
+            watchdog.stop()
             gc.unfreeze()
             if collecting:
                 gc.enable()
@@ -340,6 +361,39 @@ class EngineService:
                 self._report(self.engine, time.monotonic_ns())
                 self._log_refusals(time.monotonic_ns(), flush=True)
             writer.close()
+
+    def _interrupt_text(self) -> str | None:
+        """Why the running agent callback must be interrupted now, if it must: in a recovery,
+        the journal says the agent was interrupted there; or a stop was asked for while the
+        callback has run past its budget (one within its budget finishes first)."""
+        engine = self.engine
+        handle = engine.calling if engine is not None else None
+        if engine is None or handle is None:
+            return None
+        journaled = engine.journaled_interrupt()
+        if journaled is not None:
+            return journaled
+        elapsed = time.monotonic_ns() - engine.call_started
+        if not self.stop.requested or elapsed <= engine.callback_budget_ns:
+            return None
+        fn = getattr(engine.calling_fn, "__name__", "a callback")
+        budget = engine.callback_budget_ns / 1e6
+        return (f"{INTERRUPTED}{handle.name}.{fn} had run {elapsed / 1e9:.1f} s (budget "
+                f"{budget:g} ms) when the engine was asked to stop")  # fmt: skip
+
+    def _interrupt(self, frame: FrameType | None) -> None:
+        """From a signal handler (SIGTERM, SIGINT, or the watchdog's SIGUSR1), in the main
+        thread wherever it was: raise into the agent's own code, or, if the agent is inside the
+        engine (send, cancel), leave it for the engine to raise at the agent's next call."""
+        text = self._interrupt_text()
+        if text is None:
+            return
+        engine = self.engine
+        assert engine is not None
+        if _inside_the_suite(frame):
+            engine.pending_interrupt = text
+            return
+        raise AgentInterrupted(text)
 
     def _stopped_full(self, exc: JournalFull) -> str:
         """The journal cannot grow: nothing more may happen (every order is journaled before it
@@ -735,6 +789,69 @@ class EngineService:
                                      "recent_commands": list(engine.recent_commands)}  # fmt: skip
         self.log.info("engine_status", **status)
         return status
+
+
+def _inside_the_suite(frame: FrameType | None) -> bool:
+    """Whether the main thread, interrupted at ``frame``, is in the suite's own code (the engine,
+    the journal, the messages: an exception there could leave them half done) rather than in
+    an agent's callback and what that calls outside the suite."""
+    while frame is not None:
+        code = frame.f_code
+        if code is _CALL_CODE:
+            return False  # reached the engine's call of the agent: all above it was the agent's
+        if os.path.abspath(code.co_filename).startswith(SUITE_CODE):
+            return True
+        frame = frame.f_back
+    return True  # not in an agent's callback at all
+
+
+_CALL_CODE: Final = Engine._call.__code__
+
+
+class _Watchdog:
+    """A thread that looks at the engine's running agent callback every ``WATCH_EVERY_S``: one
+    running for ``BLOCKED_NS`` is logged (and again every 10 s) with the agent's name, since
+    every agent, command and tick waits for it; in a recovery, one that blocks where the
+    journal says the agent was interrupted is interrupted again (SIGUSR1 to the main thread)."""
+
+    def __init__(self, service: EngineService) -> None:
+        self.service = service
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="engine-watchdog", daemon=True)
+        self._main = threading.main_thread().ident
+        signal.signal(signal.SIGUSR1, lambda _signum, frame: service._interrupt(frame))
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        logged: tuple[int, int] = (0, 0)  # (call started, when last logged)
+        while not self._stop.wait(WATCH_EVERY_S):
+            engine = self.service.engine
+            handle = engine.calling if engine is not None else None
+            if engine is None or handle is None:
+                continue
+            started = engine.call_started
+            now = time.monotonic_ns()
+            if now - started >= BLOCKED_NS and (
+                logged[0] != started or now - logged[1] >= STATUS_EVERY_NS
+            ):
+                logged = (started, now)
+                fn = getattr(engine.calling_fn, "__name__", "a callback")
+                self.service.log.error(
+                    "agent_blocked", agent=handle.name, callback=fn,
+                    seconds=round((now - started) / 1e9, 1),
+                    text=f"{handle.name}.{fn} has run {(now - started) / 1e9:.1f} s; every "
+                    "agent, tick and command waits for it; SIGTERM stops that agent and the "
+                    "engine",
+                )  # fmt: skip
+            if self.service._interrupt_text() is not None:  # again each pass until it stops
+                assert self._main is not None
+                signal.pthread_kill(self._main, signal.SIGUSR1)
 
 
 def run_engine(config: DeploymentConfig) -> int:

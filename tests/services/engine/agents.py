@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from libshm import Tick
 from services.engine.strategy import Strategy
 
@@ -19,3 +21,24 @@ class OpensAtStart(Strategy):
         self.seen += 1
         if self.seen <= self.params.get("ticks", 3):
             self.buy("IF2101", tick.bid_price1, 1)
+
+
+class Blocks(Strategy):
+    """Sends one order on each tick; at tick ``params["at"]`` it never returns: a loop that
+    sleeps, or (``params["spin"]``) one that keeps calling into the engine."""
+
+    def on_start(self) -> None:
+        self.seen = 0
+
+    def on_tick(self, tick: Tick) -> None:
+        self.seen += 1
+        if self.seen < self.params["at"]:
+            return
+        if self.seen == self.params["at"]:
+            self.buy("IF2101", tick.bid_price1, 1)
+            while True:
+                if self.params.get("spin"):
+                    self.position("IF2101")
+                    self.cancel_all()
+                else:
+                    time.sleep(0.01)

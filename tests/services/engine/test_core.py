@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -531,3 +532,43 @@ def test_any_arguments_to_send_leave_a_journal_that_recovers(
         assert state(recovered) == state(engine)
 
     check()
+
+
+class SlowOnce(Strategy):
+    """Its second tick takes ``params["ms"]`` milliseconds of ``params["clock"]``."""
+
+    def on_start(self) -> None:
+        self.seen = 0
+
+    def on_tick(self, tick: Tick) -> None:
+        self.seen += 1
+        if self.seen == 2:
+            self.params["clock"].ns += self.params["ms"] * 1_000_000
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.ns = 0
+
+    def __call__(self) -> int:
+        return self.ns
+
+
+def test_a_callback_over_its_budget_is_logged_with_the_agent_s_name(
+    ticks: list[tuple[int, Tick]],
+) -> None:
+    journal: list[m.EngineMessage] = []
+    clock = Clock()
+    agents: list[AgentSpec] = [("slow", SlowOnce, {"ms": 30, "clock": clock}),
+                               ("quick", SlowOnce, {"ms": 20, "clock": clock})]  # fmt: skip
+    engine = make_engine(journal, agents)
+    engine.clock, engine.callback_budget_ns = clock, 20_000_000
+    engine.open_day(DAY, ticks[0][1].local_time_ns)
+    with structlog.testing.capture_logs() as logs:
+        run(engine, ticks[:5])
+    slow = [e for e in logs if e["event"] == "agent_callback_slow"]
+    assert [(e["agent"], e["callback"], e["ms"]) for e in slow] == [("slow", "on_tick", 30.0)]
+    assert slow[0]["text"] == (
+        "slow.on_tick took 30.0 ms (budget 20 ms); 1 callback(s) over budget since the last "
+        "such line; every agent waits while one runs"
+    )

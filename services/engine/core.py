@@ -889,24 +889,36 @@ class Engine:
     def _call(self, handle: AgentHandle, fn: Callable[..., object], *args: object) -> None:
         """Run an agent's callback; an exception stops that agent (its orders are cancelled)
         and the others go on."""
-        # an agent's callback may lead to another's (send -> fill -> on_trade): restore after
-        outer = self.calling, self.calling_fn, self.call_started
+        outer = self.calling
+        if outer is not None:  # from inside another agent's callback (send -> fill -> on_trade)
+            self._call_nested(outer, handle, fn, args)
+            return
         self.calling_fn = fn
         clock = self.clock
         started = self.call_started = clock()
+        self.calling = handle
         try:
-            self.calling = handle
             fn(*args)
         except RecoveryDiverged:
+            self.calling = None
             raise
         except BaseException:  # SystemExit, KeyboardInterrupt too (signals only set a flag)
             self.calling = None
             self._failed(handle)
-        finally:
-            self.calling, self.calling_fn, self.call_started = outer
+        self.calling = None
         elapsed = clock() - started
         if elapsed > self.callback_budget_ns:
             self._slow_call(handle, fn, elapsed)
+
+    def _call_nested(self, outer: AgentHandle, handle: AgentHandle, fn: Callable[..., object],
+                     args: tuple[object, ...]) -> None:  # fmt: skip
+        """``_call`` from inside another callback: the outer one's record is put back after."""
+        outer_fn, outer_started = self.calling_fn, self.call_started
+        self.calling = None
+        try:
+            self._call(handle, fn, *args)
+        finally:
+            self.calling, self.calling_fn, self.call_started = outer, outer_fn, outer_started
 
     def journaled_interrupt(self) -> str | None:
         """In a recovery, with an agent's callback running: if the journal's next message is

@@ -26,6 +26,7 @@ from contracts import messages as m
 from contracts.config import load_config
 from libshm import JournalReader, JournalWriter, decode_tick
 from services.engine.command import send_command
+from services.engine.service import read_journal
 from tests.helpers import ROOT, import_market, live_tick_journal, run_hft, write_config
 from tests.services.engine.test_service import CONFIG, DAY, start
 
@@ -195,6 +196,9 @@ def test_ten_thousand_malformed_requests_get_refusals_and_the_feed_goes_on(
         finally:
             ctx.term()
         assert run.wait_ticks(fed)["ticks"] == fed  # the engine kept up with the feed
+    journal = read_journal(tmp_path / "journal" / "engine" / str(DAY))
+    commands = (m.Halt, m.Reduce, m.Resume, m.CancelAll, m.Flatten, m.CommandAck)
+    assert not [x for x in journal if isinstance(x, commands)]  # nothing reached the engine
     events = log_events(run.log)
     refused = [e for e in events if e["event"] == "command_refused"]
     assert 1 <= len(refused) <= 5, len(refused)  # not one line per bad request

@@ -20,6 +20,7 @@ import pytest
 
 from contracts import messages as m
 from contracts.config import load_config
+from contracts.errors import UserError
 from libshm import JournalReader, JournalWriter, NotAJournal, decode_tick
 from services.engine.command import send_command
 from services.engine.service import _collector_off_the_tick_path, read_journal
@@ -378,3 +379,43 @@ params = { ticks = 3 }
     assert {r.order_id for r in requests} <= answered
     refused = [x for x in journal if isinstance(x, m.RiskRefused)]
     assert not [x for x in refused if x.code == "ORDER_RATE"], refused[:3]
+
+
+def test_a_command_sent_during_a_flood_of_ticks_is_applied_at_once(
+    tmp_path: Path, recording: Path
+) -> None:
+    """The whole day is in the recording, so the engine reads ticks as fast as it can: a halt
+    sent as soon as the day has opened takes effect in the middle of the day, not after it, and
+    ``status`` lists it by its command id."""
+    config = deployment(tmp_path, recording)
+    cfg = load_config(config)
+    proc = start(config, tmp_path / "engine.log")
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None and time.monotonic() < deadline, "no answer to status"
+            try:
+                reply = send_command(cfg, {"action": "status"}, timeout_s=2.0)
+            except UserError:  # no token file yet, or no answer yet
+                time.sleep(0.05)
+                continue
+            status: dict[str, Any] = reply.status or {}
+            if status.get("ticks", 0) > 0:
+                break
+        halt = {"action": "halt", "scope": "agent", "target": "mm", "requester": "test",
+                "command_id": "halt-during-flood"}  # fmt: skip
+        answer = send_command(cfg, halt, timeout_s=5.0)
+        assert answer.ok and answer.command_id == "halt-during-flood"
+        wait_day_done(config, proc)
+        final: dict[str, Any] = send_command(cfg, {"action": "status"}, timeout_s=5.0).status or {}
+        listed = [c for c in final["recent_commands"] if c["command_id"] == "halt-during-flood"]
+        assert len(listed) == 1 and listed[0]["ok"] and listed[0]["action"] == "Halt"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    journal = read_journal(tmp_path / "journal" / "engine" / str(DAY))
+    (applied,) = [x for x in journal
+                  if isinstance(x, m.Halt) and x.command_id == "halt-during-flood"]  # fmt: skip
+    assert applied.ticks < TICKS_IN_DAY - 5_000, applied.ticks  # early in the day, not at its end
+    after = journal[journal.index(applied) :]
+    assert not [x for x in after if isinstance(x, m.OrderRequested) and x.agent == "mm"]

@@ -11,6 +11,8 @@
   the tick's stamp, p50/p99/p99.9 per run, median of the runs. The duplicate-order guard is off
   (orders repeat prices within its window) and the order-rate limits are raised; every other
   rule runs. ``--warm-us`` sets ``engine.warm_us`` (0: the order path is not kept warm).
+  ``--flood N``: a third process sends N malformed requests a second (bad token, two frames,
+  not JSON, wrong types) to the command socket during the run, reading the refusals.
 - risk gate: ``RiskGate.check_order`` on an opening limit order with two agents, a quote, four
   resting orders of the account and a position; median of per-call times.
 """
@@ -18,6 +20,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import multiprocessing as mp
 import statistics
@@ -26,9 +29,10 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
+import zmq
 
 from contracts.calendar import load_calendar
 from contracts.config import PaperConfig, RiskConfig, parse_config
@@ -129,6 +133,43 @@ def _write_ticks(path: str, source: str, rate: int, count: int, start_after_s: f
                 writer.heartbeat(now)
 
 
+GARBAGE: Final = (
+    [b"", b'{"token": "not-the-token", "action": "halt"}'],  # a bad token
+    [b"", b'{"action": "status"}', b"x"],  # two frames
+    [b"", b"\xff\xfe not json"],
+    [b"", b'{"token": 7, "action": [1, 2]}'],  # wrong types
+)
+
+
+def _flood(endpoint_file: str, rate: int, seconds: float) -> None:
+    """Send ``rate`` malformed requests a second to the engine's command socket for
+    ``seconds`` (as an attacker on the same machine would), reading the refusals."""
+    path = Path(endpoint_file)
+    while not path.exists():
+        time.sleep(0.01)
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.SNDHWM, 100_000)
+    sock.connect(path.read_text().strip())
+    _precise_sleep()
+    t0 = time.monotonic_ns()
+    step = 1_000_000_000 // rate
+    end = t0 + int(seconds * 1e9)
+    i = 0
+    while (now := time.monotonic_ns()) < end:
+        due = t0 + i * step
+        if due > now:
+            time.sleep((due - now) / 1e9)
+        with contextlib.suppress(zmq.Again):
+            sock.send_multipart(GARBAGE[i % len(GARBAGE)], zmq.NOBLOCK)
+        while sock.poll(0):
+            sock.recv_multipart()
+        i += 1
+    sock.close()
+    ctx.term()
+
+
 def _config(root: Path, every: int, warm_us: int) -> Any:
     data = {
         "suite": {"name": "bench", "mode": "replay", "journal_dir": "journal", "shm_dir": "shm"},
@@ -148,7 +189,7 @@ def _config(root: Path, every: int, warm_us: int) -> Any:
 
 
 def bench_tick_to_order(  # noqa: PLR0917
-    root: Path, runs: int, rate: int, seconds: float, every: int, warm_us: int
+    root: Path, runs: int, rate: int, seconds: float, every: int, warm_us: int, flood: int = 0
 ) -> dict[str, float]:
     imported = root / "imported"
     import_files([DATA / "IF2101_20210104.csv.gz"], "ctp-csv", imported, load_calendar())
@@ -163,6 +204,13 @@ def bench_tick_to_order(  # noqa: PLR0917
             target=_write_ticks, args=(str(tick_path), str(imported / "20210104"), rate, count, 2.0)
         )
         writer.start()
+        flooder = None
+        if flood:
+            endpoint = base / "journal" / "engine" / "command.endpoint"
+            flooder = mp.get_context("spawn").Process(
+                target=_flood, args=(str(endpoint), flood, 2.0 + seconds)
+            )
+            flooder.start()
         while not (tick_path / "head").exists() and writer.is_alive():
             time.sleep(0.01)
         samples: list[int] = []
@@ -182,6 +230,8 @@ def bench_tick_to_order(  # noqa: PLR0917
         service.run()
         watchdog.cancel()
         writer.join(60)
+        if flooder is not None:
+            flooder.join(60)
         lat = np.array(samples[WARM_UP // every :], dtype=np.int64) / 1000.0
         p50s.append(float(np.percentile(lat, 50)))
         p99s.append(float(np.percentile(lat, 99)))
@@ -189,6 +239,8 @@ def bench_tick_to_order(  # noqa: PLR0917
         print(f"  run {run + 1}: {len(lat):,} orders, p50 {p50s[-1]:.2f} µs, "
               f"p99 {p99s[-1]:.2f} µs, p99.9 {p999s[-1]:.2f} µs")  # fmt: skip
     label = f"tick to order at {rate:,} ticks/s, an order every {every} ticks, warm_us {warm_us}"
+    if flood:
+        label += f", {flood:,} malformed requests/s"
     return {
         f"{label}, p50 (µs)": statistics.median(p50s),
         f"{label}, p99 (µs)": statistics.median(p99s),
@@ -257,6 +309,10 @@ def run(argv: list[str] | None = None) -> int:
         "--warm-us", type=int, default=50,
         help="engine.warm_us: run the order path dry this often while quiet (0: never; 50)",
     )  # fmt: skip
+    parser.add_argument(
+        "--flood", type=int, default=0, metavar="N",
+        help="meanwhile, N malformed requests a second to the command socket (0: none)",
+    )  # fmt: skip
     parser.add_argument("--dir", default="/dev/shm", help="where the journals go")
     args = parser.parse_args(argv)
     configure("bench", "warning")
@@ -266,7 +322,13 @@ def run(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         results.update(
             bench_tick_to_order(
-                Path(tmp), args.runs, args.rate, args.seconds, args.every, args.warm_us
+                Path(tmp),
+                args.runs,
+                args.rate,
+                args.seconds,
+                args.every,
+                args.warm_us,
+                args.flood,
             )
         )
     for label, value in results.items():

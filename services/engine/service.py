@@ -534,7 +534,7 @@ class EngineService:
             if engine.activity:
                 self._report(engine, now)
             if poll(0):
-                self._commands(engine, sock, intake, now + COMMAND_BUDGET_NS)
+                self._commands(engine, sock, intake, now + COMMAND_BUDGET_NS, ticks.peek_time)
                 idle_since = now
             if now >= next_second:
                 next_second = now + 1_000_000_000
@@ -588,11 +588,15 @@ class EngineService:
         since = self._last_tick_time + time.monotonic_ns() - self._last_tick_wall
         return since if since > engine.now else engine.now
 
-    def _commands(self, engine: Engine, sock: zmq.Socket[Any], intake: Intake, until: int
-                  ) -> None:  # fmt: skip
-        """Answer what is waiting on the command socket, until ``until`` (monotonic ns): a
-        flood of requests costs the feed at most that share of each housekeeping pass."""
-        while time.monotonic_ns() < until:
+    def _commands(self, engine: Engine, sock: zmq.Socket[Any], intake: Intake, until: int,
+                  tick_waiting: Callable[[], int | None]) -> None:  # fmt: skip
+        """Answer what is waiting on the command socket, until ``until`` (monotonic ns) or a
+        tick arrives, whichever is first, but at least one request per pass: a flood of requests
+        delays a tick by one request's handling at most, and commands still get through while
+        ticks never stop."""
+        first = True
+        while first or (time.monotonic_ns() < until and tick_waiting() is None):
+            first = False
             try:
                 parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:

@@ -95,14 +95,20 @@ def _ticks_in(day: Path) -> int:
     return sum(1 for _ in iter(reader.read, None))
 
 
-def test_md_recorder_runs_the_simulated_market(tmp_path: Path) -> None:
+def sim_config(tmp_path: Path, pace: str) -> Path:
+    """The shipped paper deployment in ``tmp_path``, simulating from 2021-01-05 at ``pace``."""
     config = tmp_path / "deploy.toml"
     config.write_text(
         (ROOT / "configs/paper.toml").read_text()
         .replace('"../var/paper/journal"', f'"{tmp_path / "journal"}"')
         .replace('"/dev/shm/hft-paper"', f'"{tmp_path / "shm"}"')
-        .replace("interval_ms = 500", 'interval_ms = 500\npace = "max"\nstart_day = "2021-01-05"')
+        .replace("interval_ms = 500", f'interval_ms = 500\npace = {pace}\nstart_day = "2021-01-05"')
     )  # fmt: skip
+    return config
+
+
+def test_md_recorder_runs_the_simulated_market(tmp_path: Path) -> None:
+    config = sim_config(tmp_path, '"max"')
     proc = subprocess.Popen(
         [sys.executable, "-m", "services.cli", "md-recorder", "--config", str(config)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
@@ -133,13 +139,7 @@ def test_md_recorder_runs_the_simulated_market(tmp_path: Path) -> None:
 
 
 def test_a_second_md_recorder_on_the_same_deployment_stops_in_one_line(tmp_path: Path) -> None:
-    config = tmp_path / "deploy.toml"
-    config.write_text(
-        (ROOT / "configs/paper.toml").read_text()
-        .replace('"../var/paper/journal"', f'"{tmp_path / "journal"}"')
-        .replace('"/dev/shm/hft-paper"', f'"{tmp_path / "shm"}"')
-        .replace("interval_ms = 500", 'interval_ms = 500\nstart_day = "2021-01-05"')
-    )  # fmt: skip
+    config = sim_config(tmp_path, "1.0")
     log = tmp_path / "first.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from libshm import TICK_LAYOUT, JournalWriter
 
@@ -103,3 +105,10 @@ def in_small_tmpfs(
         ["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, cwd=ROOT,
         check=False, timeout=timeout,
     )  # fmt: skip
+
+
+def log_lines(log: Path) -> list[dict[str, Any]]:
+    """The JSON lines a service has written to ``log`` so far; a line it is still writing (no
+    newline yet) is left for the next read."""
+    complete = log.read_text(encoding="utf-8").split("\n")[:-1]
+    return [json.loads(line) for line in complete if line.startswith("{")]

@@ -27,7 +27,7 @@ from contracts.config import load_config
 from libshm import JournalReader, JournalWriter, decode_tick
 from services.engine.command import send_command
 from services.engine.service import read_journal
-from tests.helpers import ROOT, import_market, live_tick_journal, run_hft, write_config
+from tests.helpers import ROOT, import_market, live_tick_journal, log_lines, run_hft, write_config
 from tests.services.engine.test_service import CONFIG, DAY, start
 
 pytestmark = pytest.mark.timeout(240)
@@ -99,11 +99,7 @@ def running_engine(tmp_path: Path, recording: Path, first: int = 40) -> Iterator
 
 
 def log_events(log: Path) -> list[dict[str, Any]]:
-    out = []
-    for line in log.read_text().splitlines():
-        if line.startswith("{"):
-            out.append(json.loads(line))
-    return out
+    return log_lines(log)
 
 
 def test_a_two_frame_request_without_a_token_is_refused_and_the_engine_goes_on(

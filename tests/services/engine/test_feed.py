@@ -5,7 +5,6 @@ it), shows it in ``status``, and says so when a writer comes back."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -23,7 +22,7 @@ from contracts.config import load_config
 from libshm import TICK_LAYOUT, JournalReader, JournalWriter, decode_tick
 from services.engine.command import send_command
 from services.engine.service import read_journal
-from tests.helpers import ROOT, import_market, write_config
+from tests.helpers import ROOT, import_market, log_lines, write_config
 from tests.services.engine.test_service import CONFIG, DAY, deployment
 
 pytestmark = pytest.mark.timeout(240)
@@ -43,13 +42,7 @@ def spawn(*args: str, log: Path) -> subprocess.Popen[bytes]:
 
 
 def events(log: Path, name: str) -> list[dict[str, Any]]:
-    found = []
-    for line in log.read_text().splitlines():
-        if line.startswith("{"):
-            event = json.loads(line)
-            if event["event"] == name:
-                found.append(event)
-    return found
+    return [event for event in log_lines(log) if event["event"] == name]
 
 
 def wait_for(what: str, check: Callable[[], Any], proc: subprocess.Popen[bytes], log: Path,

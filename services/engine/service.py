@@ -34,6 +34,7 @@ import zmq
 
 from contracts import messages as m
 from contracts.calendar import DEFAULT_CALENDAR, load_calendar
+from contracts.clock import china_iso
 from contracts.config import DeploymentConfig
 from contracts.credentials import load_credentials
 from contracts.errors import UserError
@@ -673,7 +674,7 @@ class EngineService:
             return
         path = str(self.recordings / str(day))
         since = self._engine_now(engine)
-        self.feed = {"state": feed, "since_ns": since, "ticks": engine.ticks}
+        self.feed = {"state": feed, "since": china_iso(since), "ticks": engine.ticks}
         if feed == "live":
             halted = self.config.engine.on_feed_loss == "halt"
             hint = "trading stays halted until `hft command resume --account`" if halted else None

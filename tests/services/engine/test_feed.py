@@ -100,6 +100,7 @@ def test_a_killed_md_recorder_halts_the_account_at_once_and_its_return_is_logged
             assert "is gone" in lost[0]["text"] and str(DAY) in lost[0]["text"]
             now = status(config)
             assert now["feed"]["state"] == "lost" and now["states"]["account"] == "halted"
+            assert now["feed"]["since"].startswith("2021-01-04T")  # the tick clock, China time
             assert {a["state"] for a in now["agents"].values()} == {"halted"}
             # md-recorder comes back: the replay resumes on the same journal
             md = spawn("md-recorder", "--config", str(config), log=md_log)

@@ -76,6 +76,10 @@ TRANSITIONS: Final[dict[State, dict[str, State | str]]] = {
     S.REJECTED: {},
 }  # fmt: skip
 TERMINAL: Final = frozenset(s for s, moves in TRANSITIONS.items() if not moves)
+# An exchange's acknowledgement may arrive after the order's first fills or its cancel (CTP
+# sends OnRtnOrder and OnRtnTrade in no fixed order; the simulator's random latencies too): it
+# tells nothing new and changes nothing.
+LATE_ACCEPT: Final = frozenset({S.ACCEPTED, S.PARTIALLY_FILLED, S.FILLED, S.CANCELLED})
 
 
 class InvalidTransition(ValueError):
@@ -121,9 +125,12 @@ class Order:
         self, event: Event, *, trade_id: str = "", volume: int = 0, price: float = 0.0,
         reason: str = "",
     ) -> bool:  # fmt: skip
-        """Move by ``event``; True if the order changed, False for a duplicate trade id.
+        """Move by ``event``; True if the order changed, False for a duplicate trade id or an
+        acknowledgement that comes after the order moved on (``LATE_ACCEPT``).
         Raises ``InvalidTransition`` or ``Overfill`` and leaves the order as it was."""
         key: str = event
+        if event is Event.ACCEPT and self.state in LATE_ACCEPT:
+            return False
         if event is Event.FILL:
             if not trade_id:
                 raise ValueError("a fill needs its exchange trade id")

@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.engine.orders import (
+    LATE_ACCEPT,
     TERMINAL,
     TRANSITIONS,
     Event,
@@ -50,6 +51,9 @@ def test_any_event_sequence_stays_inside_the_table(
             applied[trade_id] = lots
         if event is Event.FILL and not changed:
             assert trade_id in before[2]  # only a duplicate trade id is ignored
+        if event is Event.ACCEPT and not changed:
+            assert before[0] in LATE_ACCEPT  # a late acknowledgement changes nothing
+            assert (o.state, o.filled, o.trade_ids) == before
         assert o.state in TRANSITIONS
         assert 0 <= o.filled <= o.volume
         assert o.filled == sum(applied.values())
@@ -117,3 +121,29 @@ def test_order_ids_are_deterministic_and_survive_a_restart() -> None:
         restarted.seen(order_id)
     assert restarted.issue("mm", 20210104) == "mm-20210104-4"
     assert OrderIds().issue("trend-if", 20210104) == "trend-if-20210104-1"
+
+
+@pytest.mark.parametrize("before", ["partly filled", "filled", "cancelled", "accepted"])
+def test_an_acknowledgement_after_fills_or_a_cancel_changes_nothing(before: str) -> None:
+    """CTP's OnRtnOrder may come after OnRtnTrade; the simulator's random latencies likewise."""
+    o = order(3)
+    o.apply(Event.SUBMIT)
+    if before == "accepted":
+        o.apply(Event.ACCEPT)
+    elif before == "cancelled":
+        o.apply(Event.CANCEL_REQUEST)
+        o.apply(Event.CANCELLED)
+    else:
+        o.apply(Event.FILL, trade_id="t1", volume=1 if before == "partly filled" else 3,
+                price=4300.0)  # fmt: skip
+    state, filled = o.state, o.filled
+    assert not o.apply(Event.ACCEPT)
+    assert (o.state, o.filled) == (state, filled)
+
+
+def test_an_acknowledgement_of_a_rejected_order_is_still_refused() -> None:
+    o = order()
+    o.apply(Event.SUBMIT)
+    o.apply(Event.REJECT)
+    with pytest.raises(InvalidTransition, match="accept is not allowed in rejected"):
+        o.apply(Event.ACCEPT)

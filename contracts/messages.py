@@ -16,8 +16,11 @@ from typing import Annotated, Final, Literal
 
 import msgspec
 
+from libshm import Layout
+
 __all__ = [
     "ENCODER",
+    "ENGINE_LAYOUT",
     "AgentStarted",
     "AgentStopped",
     "CancelAll",
@@ -48,6 +51,11 @@ __all__ = [
     "decode",
     "encode",
 ]
+
+ENGINE_LAYOUT: Final = Layout(layout_id=2, version=1)
+"""The engine journal's layout: one message per free-form frame, msgpack as below. The version
+changes with any change of a message's fields or their order (the golden bytes in
+``tests/contracts/test_messages.py`` fail first); an engine refuses a journal of another one."""
 
 Scope = Literal["agent", "instrument", "account", "global"]
 

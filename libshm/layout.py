@@ -63,7 +63,10 @@ def segment_name(index: int) -> str:
 
 @dataclass(frozen=True)
 class Layout:
-    """What a journal's fixed frames hold. Id 0: none, the journal takes free-form payloads."""
+    """What a journal's frames hold, by id and version: id 0, anything (free-form payloads);
+    1, tick records (fixed frames, ``libshm.record``); 2, engine messages (free-form payloads,
+    ``contracts.messages``). A layout with a ``payload_size`` has fixed frames of that payload;
+    one without takes payloads of any size."""
 
     layout_id: int = 0
     version: int = 0

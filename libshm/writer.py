@@ -135,7 +135,8 @@ class JournalWriter:
         self.archive_dir = Path(archive_dir) if archive_dir is not None else None
         self._segment_size = segment_size
         self._clock = clock
-        self._fixed_len = frame_size(layout.payload_size) if layout.layout_id else 0
+        # a layout with a payload size has fixed frames; one without takes free-form payloads
+        self._fixed_len = frame_size(layout.payload_size) if layout.payload_size else 0
         self._payload_len = layout.payload_size
         self._fixed = (
             struct.Struct("<QqHHI" + layout.payload_format) if layout.payload_format else None

@@ -40,7 +40,7 @@ from contracts.credentials import load_credentials
 from contracts.errors import UserError
 from contracts.logs import get_logger
 from contracts.refusals import RefusalLog
-from libshm import FREE_FORM, JournalReader, JournalWriter, NotAJournal, Tick, decode_tick
+from libshm import JournalReader, JournalWriter, NotAJournal, Tick, decode_tick
 from libshm.errors import CorruptJournal, JournalFull, WriterLocked
 from libshm.inspect import inspect_journal
 from libshm.process import acquire_writer_lock
@@ -100,9 +100,26 @@ def load_strategy(ref: str, agent: str) -> type[Strategy]:
     return cls
 
 
+def check_engine_layout(path: Path, reader: JournalReader) -> None:
+    """Refuse a journal that is not an engine journal of this version, in one line."""
+    layout = reader.layout
+    if (layout.layout_id, layout.version) == (m.ENGINE_LAYOUT.layout_id, m.ENGINE_LAYOUT.version):
+        return
+    what = ("an engine journal of another version" if layout.layout_id == m.ENGINE_LAYOUT.layout_id
+            else "not an engine journal of this suite (a tick recording, or one written before "
+            "engine journals had their own layout)" if layout.layout_id else
+            "a journal of free-form payloads, not an engine journal of this version")  # fmt: skip
+    raise UserError(
+        f"{path}: {what}: layout {layout.layout_id} v{layout.version}, this engine reads layout "
+        f"{m.ENGINE_LAYOUT.layout_id} v{m.ENGINE_LAYOUT.version}; move the directory aside (the "
+        "suite that wrote it can still read it) and start the day afresh"
+    )
+
+
 def read_journal(path: Path) -> list[m.EngineMessage]:
     """Every committed message of an engine journal, in order, every checksum checked."""
     reader = JournalReader(path, verify=True)
+    check_engine_layout(path, reader)
     out = []
     try:
         while (frame := reader.read()) is not None:
@@ -312,8 +329,10 @@ class EngineService:
     ) -> tuple[int | None, list[m.Holding], dict[str, float]]:  # fmt: skip
         path = self.root / str(day)
         self._check_recording(day)
+        if path.is_dir() and any(path.iterdir()):
+            check_engine_layout(path, JournalReader(path))  # before a writer attaches
         try:
-            writer = JournalWriter(path, layout=FREE_FORM,
+            writer = JournalWriter(path, layout=m.ENGINE_LAYOUT,
                                    segment_size=self.config.engine.segment_mb << 20)  # fmt: skip
         except WriterLocked:
             raise UserError(

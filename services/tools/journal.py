@@ -118,6 +118,8 @@ def _layout_name(report: JournalReport) -> str:
         return "-"
     if layout.layout_id == TICK_LAYOUT_ID:
         return f"tick record v{layout.version} ({report.segments[0].frame_size}-byte frames)"
+    if layout.layout_id == m.ENGINE_LAYOUT.layout_id:
+        return f"engine messages v{layout.version}"
     return "free-form payloads" if not layout.layout_id else f"layout {layout.layout_id}"
 
 

@@ -21,7 +21,7 @@ import pytest
 from contracts import messages as m
 from contracts.config import load_config
 from contracts.errors import UserError
-from libshm import JournalReader, JournalWriter, NotAJournal, decode_tick
+from libshm import FREE_FORM, JournalReader, JournalWriter, NotAJournal, decode_tick
 from services.engine.command import send_command
 from services.engine.service import _collector_off_the_tick_path, read_journal
 from tests.helpers import ROOT, import_market, live_tick_journal, run_hft, write_config
@@ -419,3 +419,28 @@ def test_a_command_sent_during_a_flood_of_ticks_is_applied_at_once(
     assert applied.ticks < TICKS_IN_DAY - 5_000, applied.ticks  # early in the day, not at its end
     after = journal[journal.index(applied) :]
     assert not [x for x in after if isinstance(x, m.OrderRequested) and x.agent == "mm"]
+
+
+def test_an_engine_journal_of_another_layout_is_refused_in_one_line(
+    tmp_path: Path, recording: Path
+) -> None:
+    """A day journal written before engine journals had their own layout (free-form frames of
+    the same messages) is refused, named, and left as it is."""
+    config = deployment(tmp_path, recording)
+    old = tmp_path / "journal" / "engine" / str(DAY)
+    first = JournalReader(recording / str(DAY)).read_tick()
+    assert first is not None
+    opened = m.DayOpened(0, first.local_time_ns, DAY, [], {})
+    with JournalWriter(old, layout=FREE_FORM) as writer:
+        writer.append(m.encode(opened), opened.time_ns)
+    before = {p.name: p.read_bytes() for p in old.iterdir()}
+    done = run_hft("engine", "--config", str(config))
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"hft engine: error: {old}: a journal of free-form payloads, not an engine journal of "
+        "this version: layout 0 v0, this engine reads layout 2 v1; move the directory aside (the "
+        "suite that wrote it can still read it) and start the day afresh"
+    )
+    assert {p.name: p.read_bytes() for p in old.iterdir()} == before
+    info = run_hft("journal", "info", str(old))
+    assert "free-form payloads" in info.stdout

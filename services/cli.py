@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from contracts.config import load_config
 from contracts.errors import UserError
 from contracts.logs import LEVELS, configure
+from contracts.stop import install_early
 from libshm import JournalError
 
 __all__ = ["main"]
@@ -63,12 +64,14 @@ def _run_journal(args: argparse.Namespace) -> int:
 
 
 def _run_md_recorder(args: argparse.Namespace) -> int:
+    install_early()  # before the service's modules and config load: a SIGTERM now stops it
     from services.md_recorder.service import run_md_recorder
 
     return run_md_recorder(load_config(args.config))
 
 
 def _run_engine(args: argparse.Namespace) -> int:
+    install_early()
     from services.engine.service import run_engine
 
     return run_engine(load_config(args.config))

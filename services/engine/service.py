@@ -40,6 +40,7 @@ from contracts.credentials import load_credentials
 from contracts.errors import UserError
 from contracts.logs import get_logger
 from contracts.refusals import RefusalLog
+from contracts.stop import StopSignals
 from libshm import JournalReader, JournalWriter, NotAJournal, Tick, decode_tick
 from libshm.errors import CorruptJournal, JournalFull, WriterLocked
 from libshm.inspect import inspect_journal
@@ -58,7 +59,6 @@ from services.engine.paper.broker import PaperBroker
 from services.engine.products import specs_for
 from services.engine.risk import RiskLimits
 from services.engine.strategy import Strategy
-from services.tools.stop import StopSignals
 
 __all__ = ["load_strategy", "read_journal", "run_engine"]
 

@@ -21,13 +21,13 @@ from contracts.config import DeploymentConfig, SimConfig
 from contracts.credentials import load_credentials
 from contracts.errors import UserError
 from contracts.logs import get_logger
+from contracts.stop import StopSignals
 from libshm.errors import WriterLocked
 from services.md_recorder.normalise import RawTick
 from services.md_recorder.recorder import Recorder
 from services.md_recorder.replay import ReplaySource
 from services.md_recorder.sim import SimMarket
 from services.tools.doctor import check_locale
-from services.tools.stop import StopSignals
 
 if TYPE_CHECKING:
     from services.md_recorder.ctp import CtpMdSource

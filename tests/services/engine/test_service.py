@@ -444,3 +444,36 @@ def test_an_engine_journal_of_another_layout_is_refused_in_one_line(
     assert {p.name: p.read_bytes() for p in old.iterdir()} == before
     info = run_hft("journal", "info", str(old))
     assert "free-form payloads" in info.stdout
+
+
+def test_a_sigterm_during_start_up_stops_the_engine_cleanly(
+    tmp_path: Path, recording: Path
+) -> None:
+    """SIGTERM while the engine still imports its strategies (a module that takes its time) is
+    remembered, not fatal: the engine starts no day and exits 0."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "slow_start.py").write_text(
+        "import time\nfrom pathlib import Path\nfrom services.engine.strategy import Strategy\n"
+        f"Path({str(tmp_path / 'importing')!r}).touch()\n"
+        f"while not Path({str(tmp_path / 'go')!r}).exists():\n    time.sleep(0.01)\n"
+        "class Slow(Strategy):\n    pass\n"
+    )
+    config = deployment(tmp_path, recording)
+    head, _, _ = config.read_text().partition("[[engine.agents]]")
+    config.write_text(
+        head.replace("[engine]\n", f"[engine]\nstrategy_paths = [{str(mine)!r}]\n")
+        + '[[engine.agents]]\nname = "slow"\nstrategy = "slow_start:Slow"\n'
+        'instruments = ["IF2101"]\ncapital = 1000000.0\n'
+    )
+    log = tmp_path / "engine.log"
+    proc = start(config, log)
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "importing").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)  # in the middle of the strategy's import
+    (tmp_path / "go").touch()
+    assert proc.wait(timeout=30) == 0, log.read_text()
+    assert "Traceback" not in log.read_text()
+    assert not (tmp_path / "journal" / "engine" / str(DAY)).exists()  # no day was started

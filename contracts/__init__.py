@@ -4,18 +4,17 @@ Layering: ``services -> contracts -> libshm``. Nothing here imports a service, a
 opens a socket or starts a thread; services wire these pieces to the outside world.
 """
 
-from contracts.clock import Clock, FakeClock, LiveClock
+from contracts.clock import CHINA, china_iso
 from contracts.config import DeploymentConfig, load_config
 from contracts.credentials import Credentials, load_credentials
 from contracts.errors import UserError
 
 __all__ = [
-    "Clock",
+    "CHINA",
     "Credentials",
     "DeploymentConfig",
-    "FakeClock",
-    "LiveClock",
     "UserError",
+    "china_iso",
     "load_config",
     "load_credentials",
 ]

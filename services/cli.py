@@ -177,7 +177,7 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command(
         "journal",
-        "inspect, verify and print journals (info, verify, cat)",
+        "inspect, verify, print, export and repair journals (info, verify, cat, export, repair)",
         "hft journal verify var/recordings/20210104",
         _add_journal,
         _run_journal,

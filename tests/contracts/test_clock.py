@@ -1,21 +1,19 @@
-import pytest
+"""Exchange time as the suite prints it."""
 
-from contracts.clock import FakeClock, LiveClock
+from __future__ import annotations
 
+import datetime as dt
 
-def test_fake_clock_moves_only_when_told() -> None:
-    clock = FakeClock(start_ns=1_000)
-    assert clock.now_ns() == 1_000
-    clock.advance(500)
-    assert (clock.now_ns(), clock.monotonic_ns()) == (1_500, 500)
-    clock.set_wall(10)
-    assert (clock.now_ns(), clock.monotonic_ns()) == (10, 500)
-    with pytest.raises(ValueError):
-        clock.advance(-1)
+from contracts.clock import CHINA, china_iso
 
 
-def test_live_clock_is_monotonic() -> None:
-    clock = LiveClock()
-    first = clock.monotonic_ns()
-    assert clock.monotonic_ns() >= first
-    assert clock.now_ns() > 1_600_000_000 * 10**9
+def test_china_time_is_utc_plus_8_all_year() -> None:
+    for month in (1, 7):  # no daylight saving: the same offset in winter and summer
+        assert dt.datetime(2021, month, 4, tzinfo=CHINA).utcoffset() == dt.timedelta(hours=8)
+
+
+def test_china_iso_prints_china_time_to_the_millisecond() -> None:
+    # 2021-01-04 01:30:00.5 UTC is 09:30:00.500 in Shanghai, the CFFEX open
+    ns = 1_609_723_800_500_000_000 + 999_999  # the sub-millisecond part is cut, not rounded up
+    assert china_iso(ns) == "2021-01-04T09:30:00.500+08:00"
+    assert china_iso(0) == "1970-01-01T08:00:00.000+08:00"

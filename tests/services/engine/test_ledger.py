@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.engine.ledger import Ledger, Rates, Spec
-from services.engine.offsets import Offset, plan
+from services.engine.offsets import Leg, Offset, plan
 
 RATES = Rates(
     margin_rate=0.1, open_per_lot=1.5, open_rate=0.00005, close_per_lot=1.5,
@@ -81,8 +81,8 @@ def test_frozen_volume_is_released_by_the_fill_of_its_close() -> None:
     ledger.freeze(line, "sell", "close", 4)
     p = line.position
     assert (p.frozen_long_yesterday, p.frozen_long_today) == (3, 1)
-    assert plan(p, "sell", 1, "CFFEX") == [plan(p, "sell", 1, "CFFEX")[0]]
-    assert plan(p, "sell", 1, "CFFEX")[0].offset == Offset.OPEN  # nothing left to close
+    # every long lot is frozen by the working close: a further sell can only open a short
+    assert plan(p, "sell", 1, "CFFEX") == [Leg(Offset.OPEN, 1)]
     ledger.fill(line, "sell", "close", 5000.0, 2, fee=0.0)
     assert (p.frozen_long_yesterday, p.frozen_long_today) == (1, 1)
     ledger.freeze(line, "sell", "close", 2, sign=-1)  # the rest was cancelled

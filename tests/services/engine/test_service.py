@@ -116,7 +116,7 @@ def wait_day_done(config: Path, proc: subprocess.Popen[bytes], timeout_s: float 
         assert proc.poll() is None, "the engine exited"
         try:
             reply = send_command(cfg, {"action": "status"}, timeout_s=2.0)
-        except Exception:
+        except UserError:  # no token file yet, or no answer yet
             time.sleep(0.2)
             continue
         if reply.status and reply.status["ticks"] == TICKS_IN_DAY:

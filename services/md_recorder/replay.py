@@ -119,7 +119,10 @@ class ReplaySource:
         into: Path,
         clock: Callable[[], int] = time.time_ns,
         monotonic: Callable[[], int] = time.monotonic_ns,
+        sleep: Callable[[float], object] = time.sleep,
     ) -> None:
+        """``clock`` (wall time, for ``shift_to_now``), ``monotonic`` and ``sleep`` (for the
+        pace) are the machine's unless a test gives its own."""
         self.journals = journals_in(recording)
         self.into = into
         live_root = into.resolve()
@@ -141,7 +144,7 @@ class ReplaySource:
         self.shift_to_now = shift_to_now
         self.loop = loop
         self._wanted = np.array([n.encode() for n in instruments or []], dtype="S32")
-        self._clock, self._monotonic = clock, monotonic
+        self._clock, self._monotonic, self._sleep = clock, monotonic, sleep
         self._batches: Iterator[np.ndarray] = iter(())
         self._pending: np.ndarray | None = None
         self._offset = 0
@@ -253,7 +256,7 @@ class ReplaySource:
                 if count == 0:
                     wait = min(int(due[0]) - now, end - now)
                     if wait > 0:
-                        time.sleep(wait / 1e9)
+                        self._sleep(wait / 1e9)
                     if self._monotonic() >= end:
                         break
                     continue

@@ -41,6 +41,19 @@ def records(journal: Path) -> Any:
     return np.concatenate(parts)
 
 
+class FakeTime:
+    """A monotonic clock that moves only when the code under test sleeps."""
+
+    def __init__(self) -> None:
+        self.ns = 0
+
+    def monotonic(self) -> int:
+        return self.ns
+
+    def sleep(self, seconds: float) -> None:
+        self.ns += round(seconds * 1e9)
+
+
 def replay(source: ReplaySource, live: Path) -> Recorder:
     recorder = Recorder(CAL, live, live / "snapshot")
     source.start()
@@ -64,12 +77,13 @@ def test_max_pace_republishes_every_record_unchanged(recording: Path, tmp_path: 
 
 
 def test_shift_to_now_and_loop_keep_time_moving_forward(recording: Path, tmp_path: Path) -> None:
+    now = 1_700_000_000 * SECOND  # "now", as the replay's wall clock says
     source = ReplaySource(
-        recording / "20210104", pace="max", shift_to_now=True, loop=True, into=tmp_path / "live"
-    )
+        recording / "20210104", pace="max", shift_to_now=True, loop=True, into=tmp_path / "live",
+        clock=lambda: now,
+    )  # fmt: skip
     recorder = Recorder(CAL, tmp_path / "live", None)
     source.start()
-    before = time.time_ns()
     while source.laps < 2:
         source.poll(0.5, recorder.write_array)
     recorder.close()
@@ -77,7 +91,7 @@ def test_shift_to_now_and_loop_keep_time_moving_forward(recording: Path, tmp_pat
     original = records(recording / "20210104")
     assert len(got) >= 2 * len(original)
     times = got["exchange_time_ns"]
-    assert abs(int(times[0]) - before) < 5 * SECOND
+    assert int(times[0]) == now  # the first tick is stamped now, the rest keep their spacing
     assert (np.diff(times) >= 0).all()  # never backwards, across the lap
     lap = len(original)
     assert np.array_equal(
@@ -100,12 +114,25 @@ def test_paced_replay_takes_the_recording_time_divided_by_pace(
     ]
     with JournalWriter(src, layout=TICK_LAYOUT) as writer:
         writer.append_array(base, base["exchange_time_ns"])
-    source = ReplaySource(src, pace=20.0, into=tmp_path / "live")
-    start = time.monotonic()
-    replay(source, tmp_path / "live")
-    elapsed = time.monotonic() - start
+    fake = FakeTime()
+    source = ReplaySource(src, pace=20.0, into=tmp_path / "live", monotonic=fake.monotonic,
+                          sleep=fake.sleep)  # fmt: skip
+    published: list[tuple[int, int]] = []  # (fake time, ticks in the batch)
+    recorder = Recorder(CAL, tmp_path / "live", None)
+
+    def publish(batch: np.ndarray) -> None:
+        recorder.write_array(batch)
+        published.append((fake.ns, len(batch)))
+
+    source.start()
+    while not source.finished:
+        source.poll(0.5, publish)
+    recorder.close()
     assert source.published == 80
-    assert 1.5 < elapsed < 6.0
+    # each tick when due: 25 ms apart (500 ms / 20), the 90-minute break skipped, not waited
+    times = [t for t, n in published for _ in range(n)]
+    due = [i * 25_000_000 for i in range(40)] + [975_000_000 + i * 25_000_000 for i in range(40)]
+    assert times == due
 
 
 def test_instrument_filter(recording: Path, tmp_path: Path) -> None:

@@ -84,6 +84,9 @@ class WaitPolicy:
     check_writer_ns: int = 250_000_000
     heartbeat_timeout_ns: int | None = None
     """Declare the writer gone when its heartbeat is older than this (None: PID check only)."""
+    monotonic: Callable[[], int] = time.monotonic_ns
+    sleep: Callable[[float], object] = time.sleep
+    """The clock and the sleep the waits use (a test gives its own)."""
 
 
 class JournalReader:
@@ -430,7 +433,8 @@ class JournalReader:
         if frame is not None:
             return frame
         policy = self.policy
-        now = time.monotonic_ns()
+        clock = policy.monotonic
+        now = clock()
         spin_until = now + policy.spin_ns
         deadline = None if timeout_s is None else now + int(timeout_s * 1e9)
         next_check = now + policy.check_writer_ns
@@ -439,7 +443,7 @@ class JournalReader:
             frame = self.read()
             if frame is not None:
                 return frame
-            now = time.monotonic_ns()
+            now = clock()
             if now < spin_until:
                 continue
             if now >= next_check:
@@ -458,7 +462,7 @@ class JournalReader:
                     )
             if deadline is not None and now >= deadline:
                 return None
-            time.sleep(sleep_ns / 1e9)
+            policy.sleep(sleep_ns / 1e9)
             sleep_ns = min(sleep_ns * 2, policy.max_sleep_ns)
 
     def tail(self) -> Iterator[Frame]:

@@ -128,7 +128,9 @@ def test_four_tailing_readers_and_late_joiners_see_the_same_stream(tmp_path: Pat
             assert writer.stdin is not None
             writer.stdin.write("go\n")
             writer.stdin.flush()
-            time.sleep(0.05)  # the late joiners attach while the writer writes
+            # the late joiners attach once the writer has begun (not after a guessed sleep)
+            watcher = JournalReader(path)
+            assert watcher.wait(timeout_s=TIMEOUT) is not None
             late = [cm.__enter__() for cm in late_cms]
             for proc in late:
                 ready(proc)
@@ -156,6 +158,22 @@ def test_four_tailing_readers_and_late_joiners_see_the_same_stream(tmp_path: Pat
     assert late_results[1]["sha"] == suffix[12_345].hexdigest(), late_results
 
 
+class FakeTime:
+    """A monotonic clock that moves only when the reader sleeps; records each sleep in ns."""
+
+    def __init__(self) -> None:
+        self.ns = 0
+        self.sleeps: list[int] = []
+
+    def monotonic(self) -> int:
+        return self.ns
+
+    def sleep(self, seconds: float) -> None:
+        ns = round(seconds * 1e9)
+        self.sleeps.append(ns)
+        self.ns += ns
+
+
 def test_reader_sees_the_writer_die_instead_of_waiting(tmp_path: Path) -> None:
     path = tmp_path / "j"
     with worker("write-forever", str(path)) as proc:
@@ -164,11 +182,16 @@ def test_reader_sees_the_writer_die_instead_of_waiting(tmp_path: Path) -> None:
         assert reader.wait(timeout_s=5) is not None
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=TIMEOUT)
-    started = time.monotonic()
+    fake = FakeTime()  # from here the reader's waits run on a clock that moves as it sleeps
+    reader.policy = WaitPolicy(spin_ns=0, check_writer_ns=20_000_000, monotonic=fake.monotonic,
+                               sleep=fake.sleep)  # fmt: skip
     with pytest.raises(WriterGone, match="died without closing"):
         while reader.wait(timeout_s=10) is not None:
             pass
-    assert time.monotonic() - started < 5
+    # found dead at the first check of the writer, 20 ms in (plus one sleep of at most 2 ms),
+    # not at the 10 s timeout
+    assert 20_000_000 <= fake.ns <= 22_000_000, fake.ns
+    reader.policy = WaitPolicy()
     # a successor recovers the journal and the same reader goes on from where it was
     position = reader.next_seq
     with JournalWriter(path, layout=TICK_LAYOUT, segment_size=8192) as writer:
@@ -182,10 +205,13 @@ def test_reader_sees_the_writer_die_instead_of_waiting(tmp_path: Path) -> None:
 def test_idle_reader_times_out_and_sees_a_live_writer(tmp_path: Path) -> None:
     path = tmp_path / "j"
     with JournalWriter(path, layout=TICK_LAYOUT):
-        reader = JournalReader(path, live=True)
-        started = time.monotonic()
+        fake = FakeTime()
+        policy = WaitPolicy(spin_ns=0, monotonic=fake.monotonic, sleep=fake.sleep)
+        reader = JournalReader(path, live=True, wait=policy)
         assert reader.wait(timeout_s=0.3) is None
-        assert 0.25 < time.monotonic() - started < 3
+        # it gave up at its timeout (after the sleep that crossed it), having slept with back-off
+        assert 300_000_000 <= fake.ns <= 302_000_000, fake.ns
+        assert fake.sleeps[:3] == [20_000, 40_000, 80_000] and max(fake.sleeps) == 2_000_000
         assert reader.writer_state() == "open"
         assert not reader.ended
     assert reader.writer_state() == "closed"

@@ -4,7 +4,6 @@ do not answer (no CTP front can run here)."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -12,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from libshm import JournalReader, Tick, decode_tick, encode_tick
 from services.md_recorder.normalise import CTP_FIELDS
 from services.md_recorder.recorder import Recorder
 from services.tools.doctor import check_locale
-from tests.helpers import ROOT, import_market
+from tests.helpers import ROOT, import_market, log_lines
 from tests.services.md_recorder.test_normalise import CAL, CU_ROWS, IF_ROWS
 
 if not check_locale().ok:  # importing openctp-ctp without it aborts the process
@@ -150,32 +149,43 @@ zmq_pub = "tcp://127.0.0.1:0"
 
 
 def run_recorder(
-    tmp_path: Path, port: int, timeout: float, seconds: float
+    tmp_path: Path, port: int, timeout: float, until: Callable[[list[dict[str, Any]]], bool]
 ) -> tuple[int, list[dict[str, Any]]]:
+    """Run ``hft md-recorder`` against ``port`` until its log lines satisfy ``until`` (waited
+    for, up to 60 s, never guessed), then stop it with SIGTERM."""
     config = tmp_path / "deploy.toml"
     config.write_text(CTP_CONFIG.format(port=port, timeout=timeout))
     env = {k: v for k, v in os.environ.items() if not k.startswith("HFT_")}
     env["HFT_CTP_PASSWORD"] = "not-a-real-password"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "md-recorder", "--config", str(config)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env,
-    )  # fmt: skip
+    log = tmp_path / "md.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "md-recorder", "--config", str(config)],
+            stdout=out, stderr=out, cwd=ROOT, env=env,
+        )  # fmt: skip
     try:
-        time.sleep(seconds)
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""  # still alive
+        deadline = time.monotonic() + 60
+        while not until(log_lines(log)):
+            assert proc.poll() is None, log.read_text()  # still alive
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.05)
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
+        proc.wait(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
-    assert "not-a-real-password" not in err
-    return proc.returncode, lines
+    assert "not-a-real-password" not in log.read_text()
+    return proc.returncode, log_lines(log)
+
+
+def _count(event: str, n: int) -> Callable[[list[dict[str, Any]]], bool]:
+    return lambda lines: sum(1 for line in lines if line["event"] == event) >= n
 
 
 def test_closed_port_is_reported_and_retried_with_backoff(tmp_path: Path) -> None:
-    code, lines = run_recorder(tmp_path, free_port(), timeout=0.5, seconds=6.0)
+    code, lines = run_recorder(tmp_path, free_port(), timeout=0.5,
+                               until=_count("ctp_md_not_connected", 3))  # fmt: skip
     assert code == 0
     events = [line["event"] for line in lines]
     assert events[0] == "md_recorder_started"
@@ -216,7 +226,8 @@ def accept_then_close() -> Iterator[int]:
 def test_front_that_drops_the_connection_is_reported(
     tmp_path: Path, accept_then_close: int
 ) -> None:
-    code, lines = run_recorder(tmp_path, accept_then_close, timeout=30, seconds=5.0)
+    code, lines = run_recorder(tmp_path, accept_then_close, timeout=30,
+                               until=_count("ctp_md_disconnected", 1))  # fmt: skip
     assert code == 0
     drops = [line for line in lines if line["event"] == "ctp_md_disconnected"]
     assert drops, [line["event"] for line in lines]

@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from libshm.errors import JournalError
+from libshm.errors import JournalError, NotAJournal
 from libshm.layout import HEAD, HEAD_MAGIC, HEAD_SIZE, segment_name
 from libshm.process import writer_state
 from libshm.reader import JournalReader
@@ -19,7 +19,7 @@ from libshm.segment import (
     scan_segment,
 )
 
-__all__ = ["JournalReport", "inspect_journal"]
+__all__ = ["JournalReport", "day_journals", "inspect_journal"]
 
 
 @dataclass
@@ -164,3 +164,19 @@ def _count_instruments(path: Path, report: JournalReport) -> None:
         names = batch["payload"]["instrument"]
         for name, n in Counter(names.tolist()).items():
             report.instruments[name.rstrip(b"\0").decode("ascii", "replace")] += n
+
+
+def day_journals(path: str | Path) -> list[Path]:
+    """``path`` itself if it is a journal, else the journals directly inside it (a recordings
+    directory, which holds one journal per trading day, or the engine's), in name order.
+    Raises ``NotAJournal`` naming what it found when there is neither."""
+    path = Path(path)
+    if list_segments(path):  # raises NotAJournal for a missing path or a file
+        return [path]
+    found = [p for p in sorted(path.iterdir()) if p.is_dir() and list_segments(p)]
+    if not found:
+        raise NotAJournal(
+            f"{path}: neither a journal (no segment files) nor a directory of journals (such "
+            "as the recordings directory `hft import` writes, one per trading day)"
+        )
+    return found

@@ -8,6 +8,7 @@ import csv
 import json
 import math
 import sys
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -19,7 +20,7 @@ from contracts import messages as m
 from contracts.clock import CHINA, china_iso
 from contracts.errors import UserError
 from libshm import TICK_DTYPE, JournalError, JournalReader, Tick, decode_tick
-from libshm.inspect import JournalReport, inspect_journal
+from libshm.inspect import JournalReport, day_journals, inspect_journal
 from libshm.layout import TYPE_FIXED, segment_name
 from libshm.record import TICK_LAYOUT_ID
 from libshm.repair import repair_journal
@@ -30,12 +31,18 @@ __all__ = ["add_arguments", "run"]
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     info = sub.add_parser("info", help="segments, frames, sequence and time range, instruments")
-    info.add_argument("path", type=Path, help="journal directory")
-    info.add_argument("--json", action="store_true", help="print one JSON object")
+    info.add_argument(
+        "path", type=Path, help="journal directory, or a directory of day journals (each in order)"
+    )
+    info.add_argument("--json", action="store_true", help="print one JSON object a journal")
     verify = sub.add_parser("verify", help="check every frame; exit 0 if intact, 1 if not")
-    verify.add_argument("path", type=Path, help="journal directory")
+    verify.add_argument(
+        "path", type=Path, help="journal directory, or a directory of day journals (each in order)"
+    )
     cat = sub.add_parser("cat", help="print the records, filtered, as CSV or JSON lines")
-    cat.add_argument("path", type=Path, help="journal directory")
+    cat.add_argument(
+        "path", type=Path, help="journal directory, or a directory of day journals (each in order)"
+    )
     cat.add_argument("--instrument", action="append", help="only this instrument (repeatable)")
     cat.add_argument("--from", dest="start", metavar="T", help="exchange time, ISO 8601")
     cat.add_argument("--to", dest="end", metavar="T", help="exchange time, ISO 8601 (exclusive)")
@@ -81,9 +88,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         if args.action == "info":
-            return _info(args.path, args.json)
+            return max(_info(path, args.json) for path in _each(args.path, blank=not args.json))
         if args.action == "verify":
-            return _verify(args.path)
+            return _verify_all(args.path)
         if args.action == "export":
             return _export(args)
         if args.action == "repair":
@@ -169,6 +176,25 @@ def _info(path: Path, as_json: bool) -> int:
         )
     )
     return 0
+
+
+def _each(path: Path, *, blank: bool = False) -> Iterator[Path]:
+    """The journals ``path`` names: itself, or each day journal of a recordings directory (a
+    blank line between their reports when ``blank``)."""
+    for i, journal in enumerate(day_journals(path)):
+        if i and blank:
+            print()
+        yield journal
+
+
+def _verify_all(path: Path) -> int:
+    journals = day_journals(path)
+    codes = [_verify(journal) for journal in journals]
+    if len(journals) > 1:
+        bad = [j.name for j, code in zip(journals, codes, strict=True) if code]
+        print(f"{path}: {len(journals)} journals, " + (
+            f"{len(bad)} damaged: {', '.join(bad)}" if bad else "all intact"))  # fmt: skip
+    return max(codes)
 
 
 def _verify(path: Path) -> int:
@@ -262,18 +288,29 @@ def _free_form_row(seq: int, time_ns: int, payload: memoryview) -> dict[str, Any
 
 
 def _cat(args: argparse.Namespace, out: TextIO) -> int:
+    """Every frame of the journal, or of each day journal of a recordings directory in day
+    order (one CSV header), each checked whole before anything of it is printed."""
+    journals = day_journals(args.path)
+    for journal in journals:
+        _require_intact(journal, "cat")
+    writer: csv.DictWriter[str] | None = None
+    for journal in journals:
+        writer = _cat_one(args, journal, out, writer)
+    return 0
+
+
+def _cat_one(args: argparse.Namespace, path: Path, out: TextIO,
+             writer: csv.DictWriter[str] | None) -> csv.DictWriter[str] | None:  # fmt: skip
     start = _parse_time(args.start) if args.start else None
     end = _parse_time(args.end) if args.end else None
     wanted = set(args.instrument or ())
-    _require_intact(args.path, "cat")
-    reader = JournalReader(args.path, verify=True)
+    reader = JournalReader(path, verify=True)
     ticks = reader.layout.layout_id == TICK_LAYOUT_ID
     fmt = args.format or ("csv" if ticks else "jsonl")
     if fmt == "csv" and not ticks:
         raise UserError(
-            f"{args.path}: not a tick journal; its messages print as JSON lines (--format jsonl)"
+            f"{path}: not a tick journal; its messages print as JSON lines (--format jsonl)"
         )
-    writer: csv.DictWriter[str] | None = None
     while (frame := reader.read()) is not None:
         if frame.type != TYPE_FIXED or not ticks:
             row: dict[str, Any] = _free_form_row(frame.seq, frame.time_ns, frame.payload)
@@ -293,7 +330,7 @@ def _cat(args: argparse.Namespace, out: TextIO) -> int:
             writer = csv.DictWriter(out, fieldnames=list(row), lineterminator="\n")
             writer.writeheader()
         writer.writerow({k: "" if v is None else v for k, v in row.items()})
-    return 0
+    return writer
 
 
 def _export(args: argparse.Namespace) -> int:

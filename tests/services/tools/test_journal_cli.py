@@ -69,7 +69,8 @@ def test_verify_of_something_that_is_not_a_journal(tmp_path: Path) -> None:
     done = run_hft("journal", "verify", str(tmp_path))
     assert done.returncode == 1
     assert done.stderr.strip() == (
-        f"hft journal: error: {tmp_path}: no segment files; not a journal (or an empty one)"
+        f"hft journal: error: {tmp_path}: neither a journal (no segment files) nor a directory "
+        "of journals (such as the recordings directory `hft import` writes, one per trading day)"
     )
     done = run_hft("journal", "info", str(tmp_path / "nope"))
     assert done.returncode == 1
@@ -127,3 +128,36 @@ def test_cat_bad_time_is_one_line(tmp_path: Path) -> None:
     assert done.stderr.strip() == (
         "hft journal: error: 'yesterday' is not an ISO 8601 time, such as 2021-01-04T09:30:00"
     )
+
+
+def test_a_recordings_directory_is_every_day_journal_in_it(tmp_path: Path) -> None:
+    """What `hft import` writes (one journal per trading day) given whole to info, verify and
+    cat: each day in order; a directory with no journal says what it expected."""
+    recs = tmp_path / "recordings"
+    _journal(recs / "20210104", count=30)
+    _journal(recs / "20210105", count=12)
+    (recs / "notes").mkdir()  # not a journal: passed over
+    info = run_hft("journal", "info", str(recs))
+    assert info.returncode == 0, info.stderr
+    assert info.stdout.count("journal      ") == 2
+    assert info.stdout.index("20210104") < info.stdout.index("20210105")
+    lines = run_hft("journal", "info", "--json", str(recs)).stdout.splitlines()
+    assert [json.loads(x)["frames"] for x in lines] == [30, 12]
+    verify = run_hft("journal", "verify", str(recs))
+    assert verify.returncode == 0
+    assert verify.stdout.splitlines()[-1] == f"{recs}: 2 journals, all intact"
+    cat = run_hft("journal", "cat", str(recs))
+    rows = list(csv.DictReader(io.StringIO(cat.stdout)))
+    assert [int(r["seq"]) for r in rows] == list(range(30)) + list(range(12))  # one header
+    seg = recs / "20210105" / segment_name(1)
+    data = bytearray(seg.read_bytes())
+    data[SEGMENT_HEADER_SIZE + FRAME_HEADER_SIZE + 50] ^= 0x80
+    seg.write_bytes(data)
+    damaged = run_hft("journal", "verify", str(recs))
+    assert damaged.returncode == 1
+    assert damaged.stdout.splitlines()[-1] == f"{recs}: 2 journals, 1 damaged: 20210105"
+    refused = run_hft("journal", "cat", str(recs))
+    assert refused.returncode == 1 and refused.stdout == ""  # nothing printed, not even day 1
+    empty = run_hft("journal", "verify", str(tmp_path / "recordings" / "notes"))
+    assert empty.returncode == 1
+    assert "neither a journal (no segment files) nor a directory of journals" in empty.stderr

@@ -28,21 +28,18 @@ from libshm.repair import repair_journal
 __all__ = ["add_arguments", "run"]
 
 
+PATH_HELP = "journal directory, or a directory of day journals (each in order)"
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     info = sub.add_parser("info", help="segments, frames, sequence and time range, instruments")
-    info.add_argument(
-        "path", type=Path, help="journal directory, or a directory of day journals (each in order)"
-    )
+    info.add_argument("path", type=Path, help=PATH_HELP)
     info.add_argument("--json", action="store_true", help="print one JSON object a journal")
     verify = sub.add_parser("verify", help="check every frame; exit 0 if intact, 1 if not")
-    verify.add_argument(
-        "path", type=Path, help="journal directory, or a directory of day journals (each in order)"
-    )
+    verify.add_argument("path", type=Path, help=PATH_HELP)
     cat = sub.add_parser("cat", help="print the records, filtered, as CSV or JSON lines")
-    cat.add_argument(
-        "path", type=Path, help="journal directory, or a directory of day journals (each in order)"
-    )
+    cat.add_argument("path", type=Path, help=PATH_HELP)
     cat.add_argument("--instrument", action="append", help="only this instrument (repeatable)")
     cat.add_argument("--from", dest="start", metavar="T", help="exchange time, ISO 8601")
     cat.add_argument("--to", dest="end", metavar="T", help="exchange time, ISO 8601 (exclusive)")

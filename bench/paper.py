@@ -19,9 +19,9 @@ from contracts.calendar import load_calendar
 from contracts.config import PaperConfig
 from contracts.logs import configure
 from libshm import JournalReader, Tick, decode_tick
+from services.engine.adapters.paper.broker import PaperBroker
 from services.engine.ledger import Rates, Spec
 from services.engine.orders import Order
-from services.engine.paper.broker import PaperBroker
 from services.md_recorder.importer import import_files
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "market"

@@ -72,20 +72,20 @@ def _run_md_recorder(args: argparse.Namespace) -> int:
 
 def _run_engine(args: argparse.Namespace) -> int:
     install_early()
-    from services.engine.service import run_engine
+    from services.engine.live import run_engine
 
     return run_engine(load_config(args.config))
 
 
 def _add_command(parser: argparse.ArgumentParser) -> None:
-    from services.engine.command import add_arguments
+    from services.tools.command import add_arguments
 
     _config_argument(parser)
     add_arguments(parser)
 
 
 def _run_command(args: argparse.Namespace) -> int:
-    from services.engine.command import run
+    from services.tools.command import run
 
     return run(load_config(args.config), args)
 

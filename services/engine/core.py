@@ -1,6 +1,6 @@
 """The engine core: agents, risk gate, order book, ledger and adapter wired by messages.
 
-No I/O of its own: the live loop (``services/engine/service.py``), a backtest or a test feeds it
+No I/O of its own: the live loop (``services/engine/live.py``), a backtest or a test feeds it
 ticks (:meth:`Engine.on_tick`), adapter events (:meth:`Engine.adapter_event`), timer calls and
 commands, and gives it a ``journal`` function to append encoded messages to. Every state change is
 a message from ``contracts.messages`` that is journaled *before* it is applied, and applying a

@@ -19,8 +19,8 @@ from contracts.calendar import load_calendar
 from contracts.config import PaperConfig, ProductRates, RiskConfig
 from contracts.logs import register_secret
 from libshm import JournalReader, Tick, book_tick, decode_tick
+from services.engine.adapters.paper.broker import PaperBroker
 from services.engine.core import Engine, RecoveryDiverged
-from services.engine.paper.broker import PaperBroker
 from services.engine.products import specs_for
 from services.engine.risk import RiskLimits
 from services.engine.strategy import OrderView, Strategy, TradeView

@@ -20,10 +20,10 @@ import pytest
 from contracts import messages as m
 from contracts.config import load_config
 from libshm import TICK_LAYOUT, JournalReader, JournalWriter, decode_tick
-from services.engine.command import send_command
-from services.engine.service import read_journal
+from services.engine.live import read_journal
+from services.tools.command import send_command
 from tests.helpers import ROOT, import_market, log_lines, write_config
-from tests.services.engine.test_service import CONFIG, DAY, deployment
+from tests.services.engine.test_live import CONFIG, DAY, deployment
 
 pytestmark = pytest.mark.timeout(240)
 COMMANDS = (m.Halt, m.Reduce, m.Resume, m.CancelAll, m.Flatten)

@@ -14,8 +14,8 @@ import structlog
 from contracts.calendar import load_calendar
 from contracts.config import PaperConfig, ProductRates, RiskConfig
 from libshm import JournalReader, Tick, decode_tick
+from services.engine.adapters.paper.broker import PaperBroker
 from services.engine.core import Engine
-from services.engine.paper.broker import PaperBroker
 from services.engine.products import specs_for
 from services.engine.risk import RiskLimits
 from strategies.follower import Follower

@@ -12,7 +12,7 @@ import pytest
 
 from tests.helpers import MARKET, ROOT, run_hft, write_config
 from tests.libshm.test_journal import DAMAGE, damage, frame_offsets, snapshot_files
-from tests.services.engine.test_service import CONFIG, DAY, run_to_end_of_day
+from tests.services.engine.test_live import CONFIG, DAY, run_to_end_of_day
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from contracts.config import PaperConfig
 from contracts.messages import Holding
 from libshm import Tick
+from services.engine.adapters.paper.broker import PaperBroker
 from services.engine.ledger import Rates, Spec
 from services.engine.orders import Order
-from services.engine.paper.broker import PaperBroker
 
 IF = Spec("IF2101", "CFFEX", 300, 0.2, Rates(margin_rate=0.12, open_rate=0.000023))
 CU = Spec("cu1909", "SHFE", 5, 10.0, Rates(margin_rate=0.1, close_today_per_lot=3.0))

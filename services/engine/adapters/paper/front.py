@@ -11,10 +11,10 @@ import math
 from collections.abc import Iterable, Mapping
 
 from contracts.messages import Holding
+from services.engine.adapters.paper.exchange import REFUSALS
 from services.engine.ledger import Ledger, Spec
 from services.engine.offsets import CLOSE, CLOSE_TODAY, CLOSE_YESTERDAY, OPEN
 from services.engine.orders import Order
-from services.engine.paper.exchange import REFUSALS
 
 __all__ = ["Front"]
 

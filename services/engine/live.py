@@ -45,6 +45,7 @@ from libshm import JournalReader, JournalWriter, NotAJournal, Tick, decode_tick
 from libshm.errors import CorruptJournal, JournalFull, WriterLocked
 from libshm.inspect import inspect_journal
 from libshm.process import acquire_writer_lock
+from services.engine.adapters.paper.broker import PaperBroker
 from services.engine.core import (
     INTERRUPTED,
     NEVER,
@@ -55,7 +56,6 @@ from services.engine.core import (
 )
 from services.engine.intake import MAX_REQUEST_BYTES, Intake, refusal
 from services.engine.ledger import Spec
-from services.engine.paper.broker import PaperBroker
 from services.engine.products import specs_for
 from services.engine.risk import RiskLimits
 from services.engine.strategy import Strategy

@@ -17,10 +17,10 @@ import math
 import pytest
 
 from libshm import Tick
+from services.engine.adapters.paper.exchange import Exchange
+from services.engine.adapters.paper.queues import Conservative, Probabilistic, QueueModel
 from services.engine.ledger import Rates, Spec
 from services.engine.orders import Order
-from services.engine.paper.exchange import Exchange
-from services.engine.paper.queues import Conservative, Probabilistic, QueueModel
 
 IF = Spec("IF2101", "CFFEX", 300, 0.2, Rates(margin_rate=0.12))
 CU = Spec("cu1909", "SHFE", 5, 10.0, Rates(margin_rate=0.1))

@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 
 from contracts.config import PaperConfig
 from libshm import Tick
+from services.engine.adapters.paper.broker import PaperBroker
 from services.engine.ledger import Ledger, Rates, Spec
 from services.engine.orders import Order
-from services.engine.paper.broker import PaperBroker
 
 RATES = Rates(margin_rate=0.12, open_rate=0.000023, close_rate=0.000023,
               close_today_rate=0.000345)  # fmt: skip

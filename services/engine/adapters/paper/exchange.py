@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 from contracts.calendar import china_second
 from libshm import Tick
+from services.engine.adapters.paper.queues import QueueModel
 from services.engine.ledger import Spec
 from services.engine.orders import Order
-from services.engine.paper.queues import QueueModel
 
 __all__ = ["REFUSALS", "Exchange", "Resting"]
 

@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Final, Literal
 
 import msgspec
 import structlog
@@ -34,47 +34,14 @@ import structlog
 from contracts import messages as m
 from contracts.logs import redact
 from libshm import Tick
+from services.engine.adapter import NEVER, Adapter, AdapterEvent
 from services.engine.ledger import Ledger, Spec
 from services.engine.offsets import plan
 from services.engine.orders import Event, InvalidTransition, Order, OrderIds, Overfill, State
 from services.engine.risk import ACTIVE, HALTED, REDUCING, RiskGate, RiskLimits
 from services.engine.strategy import AccountView, OrderView, PositionView, Strategy, TradeView
 
-__all__ = ["NEVER", "Adapter", "AdapterEvent", "AgentHandle", "Engine", "RecoveryDiverged"]
-
-AdapterEvent = tuple[Any, ...]
-"""("accepted", order_id, exchange_order_id) | ("rejected", order_id, code, text) |
-("cancelled", order_id, text) | ("cancel_refused", order_id, text) |
-("trade", order_id, trade_id, price, volume)"""
-
-
-class Adapter(Protocol):
-    """Where orders go: the CTP trading adapter or the paper simulator."""
-
-    deterministic: bool
-    """True if its events follow only from the ticks and orders it is given (a simulator in this
-    process): recovery feeds it again instead of reading its events from the journal."""
-
-    due_ns: int
-    """The engine time of the next thing a deterministic adapter does (an order reaching the
-    simulated exchange, an event reaching the engine), or ``NEVER``: the engine wakes then
-    (:meth:`Engine.wake`) if no input comes first. ``NEVER`` for an adapter that runs on its own
-    (CTP). An attribute, not a call: it is read before every tick."""
-
-    def submit(self, order: Order, now_ns: int) -> None: ...
-
-    def cancel(self, order: Order, now_ns: int) -> None: ...
-
-    def on_tick(self, tick: Tick, now_ns: int) -> None: ...
-
-    def open_day(self, trading_day: int, holdings: Iterable[m.Holding], cash: float) -> None:
-        """The trading day starts with these holdings (every agent's) and the account's cash."""
-        ...
-
-    def events(self, now_ns: int) -> list[AdapterEvent]:
-        """Events that have reached the engine by ``now_ns`` and were not returned before (the
-        engine calls this after every input, with the input's time)."""
-        ...
+__all__ = ["AgentHandle", "Engine", "RecoveryDiverged"]
 
 
 def _normalise(instrument: object, price: object, volume: object) -> tuple[float, int]:
@@ -111,7 +78,6 @@ class AgentInterrupted(BaseException):
         self.text = text
 
 
-NEVER: Final = 2**63 - 1  # a time after every other
 SLOW_LOG_NS: Final = 10_000_000_000  # a slow agent's callbacks: one line per 10 s at most
 RECENT_COMMANDS: Final = 20  # what `status` lists of the commands applied, newest last
 _encode = m.ENCODER.encode

@@ -45,15 +45,9 @@ from libshm import JournalReader, JournalWriter, NotAJournal, Tick, decode_tick
 from libshm.errors import CorruptJournal, JournalFull, WriterLocked
 from libshm.inspect import inspect_journal
 from libshm.process import acquire_writer_lock
+from services.engine.adapter import NEVER, Adapter
 from services.engine.adapters.paper.broker import PaperBroker
-from services.engine.core import (
-    INTERRUPTED,
-    NEVER,
-    Adapter,
-    AgentInterrupted,
-    Engine,
-    RecoveryDiverged,
-)
+from services.engine.core import INTERRUPTED, AgentInterrupted, Engine, RecoveryDiverged
 from services.engine.intake import MAX_REQUEST_BYTES, Intake, refusal
 from services.engine.ledger import Spec
 from services.engine.products import specs_for

@@ -16,11 +16,11 @@ from typing import cast
 from contracts.config import PaperConfig
 from contracts.messages import Holding
 from libshm import Tick
+from services.engine.adapter import NEVER
 from services.engine.adapters.paper.exchange import REFUSALS, Exchange
 from services.engine.adapters.paper.front import Front
 from services.engine.adapters.paper.latency import Latency
 from services.engine.adapters.paper.queues import make_queue_model
-from services.engine.core import NEVER
 from services.engine.ledger import Spec
 from services.engine.orders import Order
 

@@ -38,12 +38,12 @@ from contracts.calendar import load_calendar
 from contracts.config import PaperConfig, RiskConfig, parse_config
 from contracts.logs import configure
 from libshm import TICK_LAYOUT, JournalReader, JournalWriter, book_tick, decode_tick
+from services.engine import Strategy
 from services.engine.adapters.paper.broker import PaperBroker
 from services.engine.ledger import Ledger, Rates, Spec
 from services.engine.live import EngineService
 from services.engine.orders import Order, State
 from services.engine.risk import RiskGate, RiskLimits
-from services.engine.strategy import Strategy
 from services.md_recorder.importer import import_files
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "market"

@@ -12,7 +12,7 @@ import math
 from typing import Literal
 
 from libshm import Tick
-from services.engine.strategy import OrderView, Strategy
+from services.engine import OrderView, Strategy
 
 
 class Follower(Strategy):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 from libshm import Tick
-from services.engine.strategy import Strategy
+from services.engine import Strategy
 
 
 class Quoter(Strategy):

@@ -39,7 +39,14 @@ from services.engine.ledger import Ledger, Spec
 from services.engine.offsets import plan
 from services.engine.orders import Event, InvalidTransition, Order, OrderIds, Overfill, State
 from services.engine.risk import ACTIVE, HALTED, REDUCING, RiskGate, RiskLimits
-from services.engine.strategy import AccountView, OrderView, PositionView, Strategy, TradeView
+from services.engine.strategy import (
+    AccountView,
+    OrderView,
+    PositionView,
+    Strategy,
+    StrategyContext,
+    TradeView,
+)
 
 __all__ = ["AgentHandle", "Engine", "RecoveryDiverged"]
 
@@ -103,7 +110,7 @@ class AgentHandle:
     capital: float
     limits: RiskLimits
     params: dict[str, Any]
-    factory: Callable[[AgentHandle, dict[str, Any]], Strategy]
+    factory: Callable[[StrategyContext, dict[str, Any]], Strategy]
     log: Any
     strategy: Strategy | None = None
     running: bool = False
@@ -160,6 +167,29 @@ class AgentHandle:
 
     def snapshot(self, instrument: str) -> Tick | None:
         return self.engine.latest.get(instrument)
+
+
+class Context:
+    """What a strategy holds (``strategy.StrategyContext``): its agent's calls into the engine,
+    bound, and nothing else of the engine."""
+
+    __slots__ = ("account", "cancel", "cancel_all", "instruments", "log", "name", "now",
+                 "open_orders", "position", "price_tick", "send", "snapshot")  # fmt: skip
+
+    def __init__(self, handle: AgentHandle) -> None:
+        engine = handle.engine
+        self.name: str = handle.name
+        self.instruments: tuple[str, ...] = handle.instruments
+        self.log: Any = handle.log
+        self.send: Callable[[str, str, float, int, str, str], list[str]] = handle.send
+        self.cancel: Callable[[str], None] = handle.cancel
+        self.cancel_all: Callable[[str | None], None] = handle.cancel_all
+        self.position: Callable[[str], PositionView] = handle.position
+        self.account: Callable[[], AccountView] = handle.account
+        self.open_orders: Callable[[str | None], list[OrderView]] = handle.open_orders
+        self.snapshot: Callable[[str], Tick | None] = handle.snapshot
+        self.now: Callable[[], int] = lambda: engine.now
+        self.price_tick: Callable[[str], float] = lambda i: engine.specs[i].price_tick
 
 
 def _view(order: Order) -> OrderView:
@@ -244,7 +274,7 @@ class Engine:
     def add_agent(  # noqa: PLR0917
         self,
         name: str,
-        factory: Callable[[AgentHandle, dict[str, Any]], Strategy],
+        factory: Callable[[StrategyContext, dict[str, Any]], Strategy],
         instruments: Iterable[str],
         capital: float,
         limits: RiskLimits,
@@ -654,7 +684,7 @@ class Engine:
     def _apply_agent_started(self, msg: m.AgentStarted) -> None:
         handle = self.agents[msg.agent]
         try:
-            handle.strategy = handle.factory(handle, handle.params)
+            handle.strategy = handle.factory(Context(handle), handle.params)
         except RecoveryDiverged:
             raise
         except BaseException:

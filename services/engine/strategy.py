@@ -14,7 +14,8 @@ over the day's journal, and refuses to trade if the agent then decides different
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import msgspec
 
@@ -23,9 +24,9 @@ from libshm import Tick
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
 
-    from services.engine.core import AgentHandle
-
-__all__ = ["AccountView", "OrderView", "PositionView", "Strategy", "TradeView"]
+__all__ = [
+    "AccountView", "OrderView", "PositionView", "Strategy", "StrategyContext", "TradeView",
+]  # fmt: skip
 
 OrderType = Literal["limit", "market", "fak", "fok"]
 
@@ -98,16 +99,35 @@ class AccountView(msgspec.Struct, frozen=True, gc=False):
         return self.realised + self.unrealised - self.fees
 
 
+class StrategyContext(Protocol):
+    """What an agent is given instead of the engine: its name and instruments, its log, and
+    the calls below, bound to this agent (the engine gives a ``core.Context``)."""
+
+    name: str
+    instruments: tuple[str, ...]
+    log: Any
+    send: Callable[[str, str, float, int, str, str], list[str]]
+    """send(instrument, direction, price, volume, offset, kind) -> order ids"""
+    cancel: Callable[[str], None]
+    cancel_all: Callable[[str | None], None]
+    now: Callable[[], int]
+    position: Callable[[str], PositionView]
+    account: Callable[[], AccountView]
+    open_orders: Callable[[str | None], list[OrderView]]
+    snapshot: Callable[[str], Tick | None]
+    price_tick: Callable[[str], float]
+
+
 class Strategy:
     """Base class of an agent. Override the ``on_*`` methods you need."""
 
-    def __init__(self, handle: AgentHandle, params: dict[str, Any]) -> None:
-        self._h = handle
-        self._send = handle.send
-        self.name: str = handle.name
-        self.instruments: tuple[str, ...] = handle.instruments
+    def __init__(self, context: StrategyContext, params: dict[str, Any]) -> None:
+        self._h = context
+        self._send = context.send
+        self.name: str = context.name
+        self.instruments: tuple[str, ...] = context.instruments
         self.params = params
-        self.log: FilteringBoundLogger = handle.log
+        self.log: FilteringBoundLogger = context.log
 
     # -- callbacks -----------------------------------------------------------------------------
 
@@ -179,7 +199,7 @@ class Strategy:
     @property
     def now(self) -> int:
         """The engine's time (ns since the epoch): the time of what is being handled."""
-        return self._h.now
+        return self._h.now()
 
     def position(self, instrument: str) -> PositionView:
         return self._h.position(instrument)
@@ -197,4 +217,4 @@ class Strategy:
 
     def price_tick(self, instrument: str) -> float:
         """The instrument's minimum price step (configs/calendar.toml)."""
-        return self._h.engine.specs[instrument].price_tick
+        return self._h.price_tick(instrument)

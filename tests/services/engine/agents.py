@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from libshm import Tick
-from services.engine.strategy import Strategy
+from services.engine import Strategy
 
 
 class OpensAtStart(Strategy):

@@ -572,3 +572,20 @@ def test_a_callback_over_its_budget_is_logged_with_the_agent_s_name(
         "slow.on_tick took 30.0 ms (budget 20 ms); 1 callback(s) over budget since the last "
         "such line; every agent waits while one runs"
     )
+
+
+def test_a_strategy_holds_a_context_not_the_engine(ticks: list[tuple[int, Tick]]) -> None:
+    journal: list[m.EngineMessage] = []
+    engine = make_engine(journal, [("bidder", Crosser, {"side": "buy", "price": 5000.0})])
+    engine.open_day(DAY, ticks[0][1].local_time_ns)
+    strategy = engine.agents["bidder"].strategy
+    assert strategy is not None
+    context = strategy._h
+    assert not hasattr(context, "engine") and not hasattr(context, "__dict__")
+    slots: tuple[str, ...] = type(context).__slots__  # type: ignore[attr-defined]
+    assert sorted(slots) == sorted(
+        ("account", "cancel", "cancel_all", "instruments", "log", "name", "now", "open_orders",
+         "position", "price_tick", "send", "snapshot"))  # fmt: skip
+    engine.on_tick(ticks[5][1], 5)
+    assert strategy.now == ticks[5][1].local_time_ns
+    assert strategy.price_tick("IF2101") == 0.2

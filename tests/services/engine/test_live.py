@@ -454,7 +454,7 @@ def test_a_sigterm_during_start_up_stops_the_engine_cleanly(
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "slow_start.py").write_text(
-        "import time\nfrom pathlib import Path\nfrom services.engine.strategy import Strategy\n"
+        "import time\nfrom pathlib import Path\nfrom services.engine import Strategy\n"
         f"Path({str(tmp_path / 'importing')!r}).touch()\n"
         f"while not Path({str(tmp_path / 'go')!r}).exists():\n    time.sleep(0.01)\n"
         "class Slow(Strategy):\n    pass\n"

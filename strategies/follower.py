@@ -11,11 +11,22 @@ from __future__ import annotations
 import math
 from typing import Literal
 
+from pydantic import Field
+
 from libshm import Tick
-from services.engine import OrderView, Strategy
+from services.engine import OrderView, Strategy, StrategyParams
+
+
+class FollowerParams(StrategyParams):
+    fast: int = Field(20, ge=1)
+    slow: int = Field(120, ge=1)
+    size: int = Field(1, ge=1)
+    threshold_ticks: float = Field(1.0, ge=0)
 
 
 class Follower(Strategy):
+    Params = FollowerParams
+
     def on_start(self) -> None:
         self.fast_alpha = 2 / (int(self.params.get("fast", 20)) + 1)
         self.slow_alpha = 2 / (int(self.params.get("slow", 120)) + 1)

@@ -9,11 +9,22 @@ from __future__ import annotations
 
 import math
 
+from pydantic import Field
+
 from libshm import Tick
-from services.engine import Strategy
+from services.engine import Strategy, StrategyParams
+
+
+class QuoterParams(StrategyParams):
+    spread_ticks: int = Field(2, ge=1)
+    size: int = Field(1, ge=1)
+    max_position: int = Field(3, ge=0)
+    requote_ticks: int = Field(2, ge=1)
 
 
 class Quoter(Strategy):
+    Params = QuoterParams
+
     def on_start(self) -> None:
         self.spread = int(self.params.get("spread_ticks", 2))
         self.size = int(self.params.get("size", 1))

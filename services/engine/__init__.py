@@ -10,7 +10,11 @@ from services.engine.strategy import (
     PositionView,
     Strategy,
     StrategyContext,
+    StrategyParams,
     TradeView,
 )
 
-__all__ = ["AccountView", "OrderView", "PositionView", "Strategy", "StrategyContext", "TradeView"]
+__all__ = [
+    "AccountView", "OrderView", "PositionView", "Strategy", "StrategyContext", "StrategyParams",
+    "TradeView",
+]  # fmt: skip

@@ -46,6 +46,7 @@ from services.engine.strategy import (
     Strategy,
     StrategyContext,
     TradeView,
+    validate_params,
 )
 
 __all__ = ["AgentHandle", "Engine", "RecoveryDiverged"]
@@ -284,6 +285,8 @@ class Engine:
         unknown = [i for i in instruments if i not in self.specs]
         if unknown:
             raise ValueError(f"agent {name}: no product facts for {', '.join(unknown)}")
+        if isinstance(factory, type) and issubclass(factory, Strategy):
+            params = validate_params(factory, params or {})
         handle = AgentHandle(self, name, instruments, capital, limits, dict(params or {}), factory,
                              self.log.bind(agent=name))  # fmt: skip
         self.agents[name] = handle

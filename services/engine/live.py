@@ -31,11 +31,12 @@ from typing import Any, Final
 
 import msgspec
 import zmq
+from pydantic import ValidationError
 
 from contracts import messages as m
 from contracts.calendar import DEFAULT_CALENDAR, load_calendar
 from contracts.clock import china_iso
-from contracts.config import DeploymentConfig
+from contracts.config import DeploymentConfig, format_validation_error
 from contracts.credentials import load_credentials
 from contracts.errors import UserError
 from contracts.logs import get_logger
@@ -52,7 +53,7 @@ from services.engine.intake import MAX_REQUEST_BYTES, Intake, refusal
 from services.engine.ledger import Spec
 from services.engine.products import specs_for
 from services.engine.risk import RiskLimits
-from services.engine.strategy import Strategy
+from services.engine.strategy import Strategy, validate_params
 
 __all__ = ["load_strategy", "read_journal", "run_engine"]
 
@@ -171,6 +172,13 @@ class EngineService:
             if str(directory) not in sys.path:
                 sys.path.insert(0, str(directory))
         self.classes = {a.name: load_strategy(a.strategy, a.name) for a in ec.agents}
+        for i, agent in enumerate(ec.agents):  # a misspelt parameter stops here, in one line
+            cls = self.classes[agent.name]
+            try:
+                validate_params(cls, agent.params)
+            except ValidationError as exc:
+                where = f"engine.agents[{i}].params (agent {agent.name}, {agent.strategy})"
+                raise UserError(format_validation_error(exc, where, root=cls.Params)) from None
         self.adapter_factory: AdapterFactory = adapter_factory or (
             lambda specs, phases: PaperBroker(specs, phases, config.engine.paper)
         )

@@ -15,9 +15,10 @@ over the day's journal, and refuses to trade if the agent then decides different
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 import msgspec
+from pydantic import BaseModel, ConfigDict
 
 from libshm import Tick
 
@@ -25,7 +26,8 @@ if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
 
 __all__ = [
-    "AccountView", "OrderView", "PositionView", "Strategy", "StrategyContext", "TradeView",
+    "AccountView", "OrderView", "PositionView", "Strategy", "StrategyContext", "StrategyParams",
+    "TradeView", "validate_params",
 ]  # fmt: skip
 
 OrderType = Literal["limit", "market", "fak", "fok"]
@@ -118,8 +120,27 @@ class StrategyContext(Protocol):
     price_tick: Callable[[str], float]
 
 
+class StrategyParams(BaseModel):
+    """Base of a strategy's declared parameters: unknown keys, wrong types and NaN are refused
+    when the deployment loads, in the same one-line form as a wrong config key."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+def validate_params(cls: type[Strategy], params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` checked against ``cls.Params`` with its defaults filled in (as given when the
+    class declares none); raises ``pydantic.ValidationError``."""
+    if cls.Params is None:
+        return dict(params)
+    return cls.Params.model_validate(params).model_dump()
+
+
 class Strategy:
-    """Base class of an agent. Override the ``on_*`` methods you need."""
+    """Base class of an agent. Override the ``on_*`` methods you need. Declare ``Params`` (a
+    ``StrategyParams`` subclass) to have the engine check ``params`` at start-up; ``params`` is
+    then the validated dict, defaults included."""
+
+    Params: ClassVar[type[StrategyParams] | None] = None
 
     def __init__(self, context: StrategyContext, params: dict[str, Any]) -> None:
         self._h = context

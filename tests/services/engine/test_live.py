@@ -477,3 +477,20 @@ def test_a_sigterm_during_start_up_stops_the_engine_cleanly(
     assert proc.wait(timeout=30) == 0, log.read_text()
     assert "Traceback" not in log.read_text()
     assert not (tmp_path / "journal" / "engine" / str(DAY)).exists()  # no day was started
+
+
+def test_a_misspelt_strategy_parameter_stops_start_up_in_one_line(
+    tmp_path: Path, recording: Path
+) -> None:
+    config = deployment(tmp_path, recording)
+    config.write_text(config.read_text().replace(
+        "params = { spread_ticks = 1, max_position = 3 }",
+        "params = { spred_ticks = 1, max_position = 3 }"))  # fmt: skip
+    done = run_hft("engine", "--config", str(config))
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "hft engine: error: engine.agents[0].params (agent mm, strategies.quoter:Quoter): "
+        "spred_ticks: unknown key; did you mean 'spread_ticks'? expected one of: max_position, "
+        "requote_ticks, size, spread_ticks"
+    ]
+    assert not (tmp_path / "journal" / "engine").exists()  # nothing was started

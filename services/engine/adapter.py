@@ -8,8 +8,14 @@ Contract:
   none may block (a network adapter hands the work to its own thread and returns).
 - **After a submit** the adapter owes the engine exactly one of: an acceptance (then trades and
   at most one cancellation), or a rejection; after a cancel, a cancellation or a cancel
-  refusal. Events come back through :meth:`Adapter.events`, which the engine calls after every
-  input with the input's time; an event is returned once.
+  refusal. Events are the typed structs below (:data:`AdapterEvent`); they come back through
+  :meth:`Adapter.events`, which the engine calls after every input with the input's time; an
+  event is returned once.
+- **The outbox.** The core never calls :meth:`Adapter.submit` or :meth:`Adapter.cancel` of an
+  adapter that is not deterministic on its own stack: it queues :class:`Outgoing` requests that
+  the shell drains (``Engine.data_to_send()``) after each input and hands to the adapter, which
+  passes them to its own thread. A deterministic adapter is called at once (the drain is
+  immediate), so its journals are the same as if it were called directly.
 - **Deterministic adapters** (``deterministic = True``: a simulator in this process) produce
   their events only from the ticks and orders they are given, so a recovery feeds them again;
   the events of the others (CTP) are read back from the journal in a recovery.
@@ -22,7 +28,9 @@ Contract:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Final, Literal, Protocol
+
+import msgspec
 
 from contracts import messages as m
 from libshm import Tick
@@ -30,14 +38,80 @@ from libshm import Tick
 if TYPE_CHECKING:
     from services.engine.orders import Order
 
-__all__ = ["NEVER", "Adapter", "AdapterEvent"]
+__all__ = [
+    "NEVER", "Accepted", "Adapter", "AdapterEvent", "CancelRefused", "Cancelled", "Outgoing",
+    "Rejected", "Traded",
+]  # fmt: skip
 
 NEVER: Final = 2**63 - 1  # a time after every other
 
-AdapterEvent = tuple[Any, ...]
-"""("accepted", order_id, exchange_order_id) | ("rejected", order_id, code, text) |
-("cancelled", order_id, text) | ("cancel_refused", order_id, text) |
-("trade", order_id, trade_id, price, volume)"""
+
+# The adapter events. ``time_ns`` is the engine time the event reached the engine (the
+# simulator's delivery time; for CTP, the engine time the callback arrived at);
+# ``exchange_time_ns`` the exchange's own time of it where one is given (CTP's InsertTime or
+# TradeTime, as nanoseconds of China time), else 0. The engine journals them as the
+# ``contracts.messages`` of the same names, stamped with the engine's time.
+
+
+class Accepted(msgspec.Struct, frozen=True, gc=False):
+    """The exchange took the order (CTP: an ``OnRtnOrder`` with an OrderSysID)."""
+
+    order_id: str
+    exchange_order_id: str
+    time_ns: int = 0
+    exchange_time_ns: int = 0
+
+
+class Rejected(msgspec.Struct, frozen=True, gc=False):
+    """The front or the exchange refused the order: ``code`` is its error id, ``text`` its
+    message (decoded)."""
+
+    order_id: str
+    code: str
+    text: str
+    time_ns: int = 0
+    exchange_time_ns: int = 0
+
+
+class Cancelled(msgspec.Struct, frozen=True, gc=False):
+    """The order's rest is cancelled (by request, or by the exchange: FAK, FOK)."""
+
+    order_id: str
+    text: str
+    time_ns: int = 0
+    exchange_time_ns: int = 0
+
+
+class CancelRefused(msgspec.Struct, frozen=True, gc=False):
+    """The exchange refused a cancel (the order filled or is unknown there)."""
+
+    order_id: str
+    text: str
+    time_ns: int = 0
+    exchange_time_ns: int = 0
+
+
+class Traded(msgspec.Struct, frozen=True, gc=False):
+    """A fill: ``trade_id`` is the exchange's trade id (duplicates are ignored by it)."""
+
+    order_id: str
+    trade_id: str
+    price: float
+    volume: int
+    time_ns: int = 0
+    exchange_time_ns: int = 0
+
+
+AdapterEvent = Accepted | Rejected | Cancelled | CancelRefused | Traded
+
+
+class Outgoing(msgspec.Struct, frozen=True):
+    """A request in the core's outbox: submit or cancel ``order``, decided at engine time
+    ``time_ns``."""
+
+    action: Literal["submit", "cancel"]
+    order: Order
+    time_ns: int
 
 
 class Adapter(Protocol):

@@ -4,52 +4,60 @@ No I/O of its own: the live loop (``services/engine/live.py``), a backtest or a 
 ticks (:meth:`Engine.on_tick`), adapter events (:meth:`Engine.adapter_event`), timer calls and
 commands, and gives it a ``journal`` function to append encoded messages to. Every state change is
 a message from ``contracts.messages`` that is journaled *before* it is applied, and applying a
-message is the only way state changes.
+message is the only way state changes. Orders leave through the adapter port
+(``services/engine/adapter.py``): at once to a deterministic adapter, through the outbox
+(:meth:`Engine.data_to_send`) to the others.
 
-Recovery (:meth:`Engine.recover`) runs the same code again over the day's ticks with the journal
-as the expected output: each message the engine would journal is compared with the next journaled
-one instead; external inputs (timer calls, commands, the events of an adapter that is not
-deterministic) are fed from the journal at the tick position they arrived at. When the journal is
-used up the engine is exactly where it stopped, and carries on live. A journaled order is never
-sent again to a real exchange; a deterministic adapter (the paper simulator) is fed again, which
-rebuilds it.
+This module is the order path and the application of messages; the engine's other parts are
+mixed in from ``agents.py`` (running agents), ``commands.py`` (operator commands) and
+``recovery.py`` (rebuilding the day from its journal).
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-import sys
 import time
-import traceback
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from functools import partial
-from typing import Any, Final, Literal
+from typing import Any, Final
 
-import msgspec
 import structlog
 
 from contracts import messages as m
-from contracts.logs import redact
 from libshm import Tick
-from services.engine.adapter import NEVER, Adapter, AdapterEvent
+from services.engine.adapter import (
+    Accepted,
+    Adapter,
+    AdapterEvent,
+    Cancelled,
+    CancelRefused,
+    Outgoing,
+    Rejected,
+    Traded,
+)  # fmt: skip
+from services.engine.agents import (
+    INTERRUPTED,
+    AgentHandle,
+    AgentInterrupted,
+    AgentRunner,
+    RecoveryDiverged,
+)
+from services.engine.commands import RECENT_COMMANDS, Commands
 from services.engine.ledger import Ledger, Spec
 from services.engine.offsets import plan
 from services.engine.orders import Event, InvalidTransition, Order, OrderIds, Overfill, State
-from services.engine.risk import ACTIVE, HALTED, REDUCING, RiskGate, RiskLimits
+from services.engine.recovery import Recovery
+from services.engine.risk import ACTIVE, REDUCING, RiskGate, RiskLimits
 from services.engine.strategy import (
-    AccountView,
     OrderView,
-    PositionView,
     Strategy,
     StrategyContext,
     TradeView,
     validate_params,
 )
 
-__all__ = ["AgentHandle", "Engine", "RecoveryDiverged"]
+__all__ = ["INTERRUPTED", "AgentHandle", "AgentInterrupted", "Engine", "RecoveryDiverged"]
 
 
 def _normalise(instrument: object, price: object, volume: object) -> tuple[float, int]:
@@ -68,140 +76,16 @@ def _normalise(instrument: object, price: object, volume: object) -> tuple[float
         raise ValueError(f"price must be a finite number, not {price!r}") from None
 
 
-class RecoveryDiverged(Exception):
-    """Re-running the day did not produce what the journal holds: an agent is not deterministic
-    or the inputs changed. The engine does not trade on a state it cannot trust."""
-
-
-INTERRUPTED: Final = "interrupted: "
-
-
-class AgentInterrupted(BaseException):
-    """Raised into an agent's callback that blocks (by the shell, from a signal handler): the
-    agent is stopped with ``text`` (which starts with ``INTERRUPTED``) as its journaled error,
-    and the engine goes on or stops."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__(text)
-        self.text = text
-
-
-SLOW_LOG_NS: Final = 10_000_000_000  # a slow agent's callbacks: one line per 10 s at most
-RECENT_COMMANDS: Final = 20  # what `status` lists of the commands applied, newest last
 _encode = m.ENCODER.encode
 MAX_VOLUME: Final = 2**31 - 1  # CTP's volume fields are 32-bit
 MAX_NAME: Final = 64
 _DIRECTIONS: Final = frozenset({"buy", "sell"})
 _KINDS: Final = frozenset({"limit", "market", "fak", "fok"})
-_ADAPTER = (m.OrderAccepted, m.OrderRejected, m.OrderCancelled, m.Trade)
 _REPORTED: Final = frozenset({m.OrderRequested, m.RiskRefused, m.OrderRejected, m.Trade})
 ACTIVITY: Final = 10_000  # reported messages kept for the shell to log, newest last
-_STATE_OF: Final[dict[type, Literal["active", "reducing", "halted"]]] = {
-    m.Halt: HALTED, m.Reduce: REDUCING, m.Resume: ACTIVE,
-}  # fmt: skip
 
 
-@dataclass
-class AgentHandle:
-    """The engine side of one agent: what its ``Strategy`` calls into."""
-
-    engine: Engine
-    name: str
-    instruments: tuple[str, ...]
-    capital: float
-    limits: RiskLimits
-    params: dict[str, Any]
-    factory: Callable[[StrategyContext, dict[str, Any]], Strategy]
-    log: Any
-    strategy: Strategy | None = None
-    running: bool = False
-    wants_orders: bool = True  # the strategy overrides on_order (else no views are built)
-    wants_trades: bool = True
-    wants_timer: bool = True
-    orders: dict[str, Order] = field(default_factory=dict)  # working orders
-
-    def __post_init__(self) -> None:
-        # send(instrument, direction, price, volume, offset, kind): the engine's, bound to this
-        # agent (one call from the strategy to the engine on the order path)
-        self.send: Callable[[str, str, float, int, str, str], list[str]] = partial(
-            self.engine.send, self
-        )
-
-    @property
-    def now(self) -> int:
-        return self.engine.now
-
-    def cancel(self, order_id: str) -> None:
-        self.engine.cancel(self, order_id)
-
-    def cancel_all(self, instrument: str | None = None) -> None:
-        for order in list(self.orders.values()):
-            if instrument is None or order.instrument == instrument:
-                self.engine.cancel(self, order.order_id)
-
-    def position(self, instrument: str) -> PositionView:
-        account = self.engine.ledger.accounts[self.name]
-        line = account.lines.get(instrument)
-        if line is None:
-            return PositionView(instrument, 0, 0, 0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
-        p = line.position
-        return PositionView(
-            instrument, p.long, p.short, p.long_today, p.long_yesterday, p.short_today,
-            p.short_yesterday, line.long_average, line.short_average, line.realised,
-            line.unrealised(), line.fees, line.margin(),
-        )  # fmt: skip
-
-    def account(self) -> AccountView:
-        a = self.engine.ledger.accounts[self.name]
-        margin = a.margin()
-        equity = a.equity()
-        state = self.engine.gate.effective(self.name, "")  # the global, account and agent scopes
-        return AccountView(a.capital, a.cash, a.realised(), a.unrealised(), a.fees(), margin,
-                           equity, equity - margin, state)  # fmt: skip
-
-    def open_orders(self, instrument: str | None = None) -> list[OrderView]:
-        return [
-            _view(o)
-            for o in self.orders.values()
-            if instrument is None or o.instrument == instrument
-        ]
-
-    def snapshot(self, instrument: str) -> Tick | None:
-        return self.engine.latest.get(instrument)
-
-
-class Context:
-    """What a strategy holds (``strategy.StrategyContext``): its agent's calls into the engine,
-    bound, and nothing else of the engine."""
-
-    __slots__ = ("account", "cancel", "cancel_all", "instruments", "log", "name", "now",
-                 "open_orders", "position", "price_tick", "send", "snapshot")  # fmt: skip
-
-    def __init__(self, handle: AgentHandle) -> None:
-        engine = handle.engine
-        self.name: str = handle.name
-        self.instruments: tuple[str, ...] = handle.instruments
-        self.log: Any = handle.log
-        self.send: Callable[[str, str, float, int, str, str], list[str]] = handle.send
-        self.cancel: Callable[[str], None] = handle.cancel
-        self.cancel_all: Callable[[str | None], None] = handle.cancel_all
-        self.position: Callable[[str], PositionView] = handle.position
-        self.account: Callable[[], AccountView] = handle.account
-        self.open_orders: Callable[[str | None], list[OrderView]] = handle.open_orders
-        self.snapshot: Callable[[str], Tick | None] = handle.snapshot
-        self.now: Callable[[], int] = lambda: engine.now
-        self.price_tick: Callable[[str], float] = lambda i: engine.specs[i].price_tick
-
-
-def _view(order: Order) -> OrderView:
-    return OrderView(
-        order.order_id, order.instrument, order.direction, order.offset, order.price,
-        order.volume, order.kind, order.state.value, order.filled, order.average_fill_price,
-        order.reason,
-    )  # fmt: skip
-
-
-class Engine:
+class Engine(AgentRunner, Commands, Recovery):
     """One trading day of one account's agents."""
 
     def __init__(
@@ -234,6 +118,10 @@ class Engine:
         self.now = 0
         self.ticks = 0  # sequence number of the next tick to dispatch
         self.sent = 0  # orders handed to the adapter by this process
+        # submits and cancels for an adapter that is not deterministic, for the shell to hand
+        # over (data_to_send); a deterministic one is called at once
+        self.outbox: list[Outgoing] = []
+        self._direct = adapter.deterministic
         self._dry = False  # warm(): the order path runs up to the journal and stops there
         self._journal = journal
         self._expect: deque[m.EngineMessage] = deque()
@@ -310,50 +198,6 @@ class Engine:
             self._emit(m.AgentStarted(self.ticks, now_ns, name))
         self._pump()
 
-    def recover(self, journal: Iterable[m.EngineMessage], next_tick: Callable[[], tuple[int, Tick]]
-                ) -> int:  # fmt: skip
-        """Rebuild the day from its journal (see the module doc); ``next_tick`` gives the day's
-        ticks in order as (sequence number, tick). Returns how many messages were replayed."""
-        self._expect = deque(journal)
-        total = len(self._expect)
-        if not total:
-            return 0
-        first = self._expect[0]
-        if not isinstance(first, m.DayOpened):
-            raise RecoveryDiverged(f"the journal starts with {type(first).__name__}, not DayOpened")
-        self.open_day(first.trading_day, first.time_ns, first.ticks, first.holdings, first.cash)
-        while self._expect:
-            head = self._expect[0]
-            if self.ticks < head.ticks:
-                seq, tick = next_tick()
-                self.on_tick(tick, seq)
-                continue
-            self._feed(head)
-            if self._expect and self._expect[0] is head:
-                raise RecoveryDiverged(
-                    f"at tick {self.ticks} the journal holds {head!r}, which the engine did not "
-                    "produce again"
-                )
-        return total
-
-    def _feed(self, msg: m.EngineMessage) -> None:
-        """Give a journaled external input to the engine through its live entry point."""
-        if isinstance(msg, m.TimerFired):
-            self.on_timer(msg.time_ns)
-        elif isinstance(msg, m.Wake):
-            self.wake(msg.time_ns)
-        elif isinstance(msg, m.Command):
-            self.command(msg)
-        elif isinstance(msg, m.DayRolled):
-            self.roll_day(msg.time_ns, msg.next_day, msg.settlements)
-        elif not self.adapter.deterministic and (
-            isinstance(msg, _ADAPTER)
-            or (isinstance(msg, m.CancelRefused) and msg.code == "EXCHANGE")
-        ):  # an event of an adapter that runs on its own, as it arrived
-            self.now = msg.time_ns
-            self._emit(msg)
-        self._pump()
-
     # -- inputs --------------------------------------------------------------------------------
 
     def on_tick(self, tick: Tick, seq: int) -> None:
@@ -407,17 +251,6 @@ class Engine:
         self._event(event)
         self._pump()
 
-    def command(self, cmd: m.Command) -> m.CommandAck:
-        """An operator's command (its ``ticks`` and ``time_ns`` are set here)."""
-        if self._expect:  # recovery: the journaled command as it was
-            self.now = cmd.time_ns
-        else:
-            cmd = msgspec.structs.replace(cmd, ticks=self.ticks, time_ns=self.now)
-        self._emit(cmd)  # type: ignore[arg-type]
-        ack = self._ack
-        self._pump()
-        return ack
-
     def roll_day(self, now_ns: int, next_day: int, settlements: Mapping[str, float]) -> None:
         """End of the trading day: working orders expire, positions are marked to settlement."""
         self.now = now_ns
@@ -440,16 +273,6 @@ class Engine:
                                          line.short_open_cost, line.mark))  # fmt: skip
         cash = {name: a.cash for name, a in self.ledger.accounts.items()}
         return out, cash
-
-    def stop(self) -> None:
-        """Stop every agent (``on_stop``), without cancelling: orders stay at the exchange."""
-        for handle in self.agents.values():
-            if handle.running and handle.strategy is not None:
-                try:
-                    handle.strategy.on_stop()
-                except BaseException:
-                    handle.log.exception("agent_on_stop_failed")
-                handle.running = False
 
     # -- agents' actions -----------------------------------------------------------------------
 
@@ -518,9 +341,12 @@ class Engine:
         now = self.now
         fresh = self._record(msg)
         # journaled: now it may leave (the book-keeping below is what applying it means)
-        if fresh or self.adapter.deterministic:
+        if self._direct:  # the simulator: fed again in a recovery, which rebuilds it
             self.sent += fresh
             self.adapter.submit(order, now)
+        elif fresh:  # never again to a real exchange
+            self.sent += 1
+            self.outbox.append(Outgoing("submit", order, now))
         self._register(order, handle, spec, now)
         self._notify(handle, order)
         return order_id
@@ -595,8 +421,19 @@ class Engine:
             return
         fresh = self._emit(m.CancelRequested(self.ticks, self.now, order_id, order.agent,
                                              protective))  # fmt: skip
-        if fresh or self.adapter.deterministic:
+        if self._direct:
             self.adapter.cancel(order, self.now)
+        elif fresh:
+            self.outbox.append(Outgoing("cancel", order, self.now))
+
+    def data_to_send(self) -> list[Outgoing]:
+        """The submits and cancels decided since the last call, oldest first, for the shell to
+        hand to an adapter that is not deterministic (always empty for a deterministic one,
+        which the core calls at once). Each is journaled already."""
+        out = self.outbox
+        if out:
+            self.outbox = []
+        return out
 
     # -- journal -------------------------------------------------------------------------------
 
@@ -636,14 +473,17 @@ class Engine:
             events = self.adapter.events(self.now)
 
     def _event(self, event: AdapterEvent) -> None:
-        kind, order_id = event[0], event[1]
+        """An adapter event, journaled as the message of its kind at the engine's time."""
+        order_id = event.order_id
         order = self.orders.get(order_id)
         if order is None:
-            self.log.warning("adapter_event_for_unknown_order", event=kind, order_id=order_id)
+            self.log.warning("adapter_event_for_unknown_order", event=type(event).__name__,
+                             order_id=order_id)  # fmt: skip
             return
         t, now = self.ticks, self.now
-        if kind == "trade":
-            _, _, trade_id, price, volume = event
+        kind = type(event)
+        if kind is Traded:
+            trade_id, price, volume = event.trade_id, event.price, event.volume  # type: ignore[union-attr]
             if trade_id in order.trade_ids:
                 self.log.info("duplicate_trade_ignored", order_id=order_id, trade_id=trade_id)
                 return
@@ -654,16 +494,16 @@ class Engine:
             line = self.ledger.line(order.agent, self.specs[order.instrument])
             fee = self.ledger.fee(line, order.direction, order.offset, price, volume)
             self._emit(m.Trade(t, now, order_id, trade_id, price, volume, fee))
-        elif kind == "accepted":
-            self._emit(m.OrderAccepted(t, now, order_id, event[2]))
-        elif kind == "rejected":
-            self._emit(m.OrderRejected(t, now, order_id, event[2], event[3]))
-        elif kind == "cancelled":
-            self._emit(m.OrderCancelled(t, now, order_id, event[2]))
-        elif kind == "cancel_refused":
-            self._emit(m.CancelRefused(t, now, order_id, order.agent, "EXCHANGE", event[2]))
+        elif kind is Accepted:
+            self._emit(m.OrderAccepted(t, now, order_id, event.exchange_order_id))  # type: ignore[union-attr]
+        elif kind is Rejected:
+            self._emit(m.OrderRejected(t, now, order_id, event.code, event.text))  # type: ignore[union-attr]
+        elif kind is Cancelled:
+            self._emit(m.OrderCancelled(t, now, order_id, event.text))  # type: ignore[union-attr]
+        elif kind is CancelRefused:
+            self._emit(m.CancelRefused(t, now, order_id, order.agent, "EXCHANGE", event.text))  # type: ignore[union-attr]
         else:
-            raise ValueError(f"unknown adapter event {event!r}")
+            raise TypeError(f"not an adapter event: {event!r}")
 
     # -- applying messages ---------------------------------------------------------------------
 
@@ -683,43 +523,6 @@ class Engine:
 
     def _apply_day_rolled(self, msg: m.DayRolled) -> None:
         self.ledger.roll(msg.settlements)
-
-    def _apply_agent_started(self, msg: m.AgentStarted) -> None:
-        handle = self.agents[msg.agent]
-        try:
-            handle.strategy = handle.factory(Context(handle), handle.params)
-        except RecoveryDiverged:
-            raise
-        except BaseException:
-            handle.log.exception("agent_create_failed")
-            error = redact(traceback.format_exc())
-            self._emit(m.AgentStopped(self.ticks, self.now, handle.name, error))
-            return
-        cls = type(handle.strategy)
-        handle.wants_orders = cls.on_order is not Strategy.on_order
-        handle.wants_trades = cls.on_trade is not Strategy.on_trade
-        handle.wants_timer = cls.on_timer is not Strategy.on_timer
-        handle.running = True
-        self._call(handle, handle.strategy.on_start)
-
-    def _apply_agent_stopped(self, msg: m.AgentStopped) -> None:
-        handle = self.agents[msg.agent]
-        was_running = handle.running
-        handle.running = False
-        if was_running and handle.strategy is not None:
-            try:
-                handle.strategy.on_stop()
-            except RecoveryDiverged:
-                raise
-            except BaseException:
-                handle.log.exception("agent_on_stop_failed")
-        for order_id in list(handle.orders):
-            self.cancel(None, order_id, protective=True)
-
-    def _apply_timer(self, msg: m.TimerFired) -> None:
-        for handle in self.agents.values():
-            if handle.running and handle.wants_timer:
-                self._call(handle, handle.strategy.on_timer, msg.time_ns)  # type: ignore[union-attr]
 
     def _apply_requested(self, msg: m.OrderRequested) -> None:
         order = Order(msg.order_id, msg.agent, msg.instrument, msg.direction, msg.offset,
@@ -807,59 +610,6 @@ class Engine:
             self._call(handle, handle.strategy.on_trade, trade)  # type: ignore[union-attr]
         self._check_loss(handle)
 
-    def _apply_command(self, cmd: m.Command) -> None:
-        targets = self._targets(cmd)
-        text = ""
-        ok = True
-        if cmd.scope == "agent" and cmd.target not in self.agents:
-            ok, text = False, f"no agent named {cmd.target!r} (agents: {', '.join(self.agents)})"
-        elif cmd.scope == "instrument" and cmd.target not in self.specs:
-            ok, text = False, (f"no instrument {cmd.target!r} is traded by this engine "
-                               f"(instruments: {', '.join(self.specs)})")  # fmt: skip
-        elif isinstance(cmd, (m.Halt, m.Reduce, m.Resume)):
-            state = _STATE_OF[type(cmd)]
-            if self.gate.state(cmd.scope, cmd.target) != state:
-                self._emit(m.StateChanged(self.ticks, self.now, cmd.scope, cmd.target, state,
-                                          f"command by {cmd.requester}"))  # fmt: skip
-            text = f"{cmd.scope} {cmd.target or ''} is {state}".replace("  ", " ")
-        elif isinstance(cmd, m.CancelAll):
-            n = 0
-            for order in targets:
-                self.cancel(None, order.order_id, protective=True)
-                n += 1
-            text = f"{n} cancel(s) sent"
-        elif isinstance(cmd, m.Flatten):
-            # only closing orders from now on in this scope, even if it was halted
-            if self.gate.state(cmd.scope, cmd.target) != REDUCING:
-                self._emit(m.StateChanged(self.ticks, self.now, cmd.scope, cmd.target, REDUCING,
-                                          f"flatten by {cmd.requester}"))  # fmt: skip
-            for order in targets:
-                self.cancel(None, order.order_id, protective=True)
-            n, problems, left = 0, [], []
-            for name, instrument, direction, volume in self._positions_in(cmd):
-                sent, why = self._close_out(name, instrument, direction, volume)
-                n += sent
-                if why:
-                    side = "long" if direction == "sell" else "short"
-                    problems.append(f"{name} {instrument} {side} {volume}: {why}")
-                    left.append(f"{name} {instrument} {side} {volume}")
-            text = f"{len(targets)} cancel(s) and {n} closing order(s) sent"
-            if problems:
-                ok = False
-                text += (f"; not closed: {'; '.join(problems)}; positions left open: "
-                         f"{', '.join(left)}")  # fmt: skip
-        self._ack = m.CommandAck(self.ticks, self.now, cmd.command_id, ok, text)
-        self.recent_commands.append({"command_id": cmd.command_id, "action": type(cmd).__name__,
-                                     "scope": cmd.scope, "target": cmd.target, "ok": ok,
-                                     "text": text, "time_ns": self.now})  # fmt: skip
-        self._emit(self._ack)
-
-    def _apply_state(self, msg: m.StateChanged) -> None:
-        self.gate.set_state(msg.scope, msg.target, msg.state)
-        if self._fresh:  # a recovery does not report the day's earlier changes again
-            self.log.warning("state_changed", scope=msg.scope, target=msg.target, state=msg.state,
-                             reason=msg.reason)  # fmt: skip
-
     # -- helpers -------------------------------------------------------------------------------
 
     def _move(self, order: Order, event: Event, reason: str = "") -> bool:
@@ -881,88 +631,6 @@ class Engine:
         handle.orders.pop(order.order_id, None)
         self._notify(handle, order)
 
-    def _notify(self, handle: AgentHandle, order: Order) -> None:
-        if handle.running and handle.wants_orders:
-            self._call(handle, handle.strategy.on_order, _view(order))  # type: ignore[union-attr]
-
-    def _call(self, handle: AgentHandle, fn: Callable[..., object], *args: object) -> None:
-        """Run an agent's callback; an exception stops that agent (its orders are cancelled)
-        and the others go on."""
-        outer = self.calling
-        if outer is not None:  # from inside another agent's callback (send -> fill -> on_trade)
-            self._call_nested(outer, handle, fn, args)
-            return
-        self.calling_fn = fn
-        clock = self.clock
-        started = self.call_started = clock()
-        self.calling = handle
-        try:
-            fn(*args)
-        except RecoveryDiverged:
-            self.calling = None
-            raise
-        except BaseException:  # SystemExit, KeyboardInterrupt too (signals only set a flag)
-            self.calling = None
-            self._failed(handle)
-        self.calling = None
-        elapsed = clock() - started
-        if elapsed > self.callback_budget_ns:
-            self._slow_call(handle, fn, elapsed)
-
-    def _call_nested(self, outer: AgentHandle, handle: AgentHandle, fn: Callable[..., object],
-                     args: tuple[object, ...]) -> None:  # fmt: skip
-        """``_call`` from inside another callback: the outer one's record is put back after."""
-        outer_fn, outer_started = self.calling_fn, self.call_started
-        self.calling = None
-        try:
-            self._call(handle, fn, *args)
-        finally:
-            self.calling, self.calling_fn, self.call_started = outer, outer_fn, outer_started
-
-    def journaled_interrupt(self) -> str | None:
-        """In a recovery, with an agent's callback running: if the journal's next message is
-        that agent's stop by an interrupt (it blocked there before, and was stopped), the error
-        to stop it with again, so the recovery does not block where the day did."""
-        handle = self.calling
-        if handle is None or not self._expect:
-            return None
-        want = self._expect[0]
-        if (isinstance(want, m.AgentStopped) and want.agent == handle.name
-                and want.error.startswith(INTERRUPTED)):  # fmt: skip
-            return want.error
-        return None
-
-    def _slow_call(self, handle: AgentHandle, fn: Callable[..., object], elapsed: int) -> None:
-        """A callback over the budget: logged with the agent's name, then counted, one line per
-        ``SLOW_LOG_NS`` per agent (a recovery logs none: they were logged when they happened)."""
-        if self._expect:
-            return
-        now = self.clock()
-        slow = self._slow.setdefault(handle.name, [0, -NEVER])  # never logged yet
-        slow[0] += 1
-        if now - slow[1] < SLOW_LOG_NS:
-            return
-        handle.log.warning(
-            "agent_callback_slow", callback=getattr(fn, "__name__", "?"),
-            ms=round(elapsed / 1e6, 3), budget_ms=self.callback_budget_ns / 1e6,
-            over_budget=slow[0],
-            text=f"{handle.name}.{getattr(fn, '__name__', '?')} took {elapsed / 1e6:.1f} ms "
-            f"(budget {self.callback_budget_ns / 1e6:g} ms); {slow[0]} callback(s) over budget "
-            "since the last such line; every agent waits while one runs",
-        )  # fmt: skip
-        slow[0], slow[1] = 0, now
-
-    def _failed(self, handle: AgentHandle) -> None:
-        """The agent raised (called from inside the ``except``): log it and stop it."""
-        self.pending_interrupt = None
-        exc = sys.exc_info()[1]
-        # journaled: no secret may reach the file
-        error = exc.text if isinstance(exc, AgentInterrupted) else redact(traceback.format_exc())
-        if not self._expect:  # recovering, the journal already holds it: logged back then
-            handle.log.error("agent_failed", error=error)
-        if handle.running:
-            self._emit(m.AgentStopped(self.ticks, self.now, handle.name, error))
-
     def _check_loss(self, handle: AgentHandle) -> None:
         gate = self.gate
         if gate.state("agent", handle.name) == ACTIVE and gate.loss_breached(handle.name):
@@ -973,81 +641,6 @@ class Engine:
         if gate.state("account", "") == ACTIVE and gate.account_loss_breached():
             text = "DAILY_LOSS: the account's day PnL is below its limit"
             self._emit(m.StateChanged(self.ticks, self.now, "account", "", REDUCING, text))
-
-    def _targets(self, cmd: m.Command) -> list[Order]:
-        """Working orders in the command's scope."""
-        out = []
-        for order in self.orders.values():
-            if not order.active:
-                continue
-            if (
-                cmd.scope in ("global", "account")
-                or (cmd.scope == "agent" and order.agent == cmd.target)
-                or (cmd.scope == "instrument" and order.instrument == cmd.target)
-            ):
-                out.append(order)
-        return out
-
-    def _positions_in(self, cmd: m.Command) -> list[tuple[str, str, str, int]]:
-        out = []
-        for name, account in self.ledger.accounts.items():
-            if cmd.scope == "agent" and name != cmd.target:
-                continue
-            for instrument, line in account.lines.items():
-                if cmd.scope == "instrument" and instrument != cmd.target:
-                    continue
-                long_free = sum(line.position.closable("long"))
-                short_free = sum(line.position.closable("short"))
-                if long_free:
-                    out.append((name, instrument, "sell", long_free))
-                if short_free:
-                    out.append((name, instrument, "buy", short_free))
-        return out
-
-    def _close_out(self, agent: str, instrument: str, direction: str, volume: int
-                   ) -> tuple[int, str]:  # fmt: skip
-        """Closing orders for a flatten: FAK at the opposite best, 5 ticks through it. Returns
-        how many were sent and, if any lot got no closing order, why."""
-        tick = self.latest.get(instrument)
-        spec = self.specs[instrument]
-        if tick is None:
-            return 0, f"no price for {instrument} yet"
-        best = tick.ask_price1 if direction == "buy" else tick.bid_price1
-        if math.isnan(best):
-            best = tick.last
-        if math.isnan(best):
-            return 0, f"no price for {instrument} yet"
-        step = 5 * spec.price_tick * (1 if direction == "buy" else -1)
-        price = round((best + step) / spec.price_tick) * spec.price_tick
-        if not math.isnan(tick.upper_limit):
-            price = min(max(price, tick.lower_limit), tick.upper_limit)
-        price = float(f"{price:.10g}")
-        handle = self.agents[agent]
-        legs = plan(self.ledger.position(agent, instrument), direction, volume, spec.exchange,
-                    today_first=spec.close_today_first, open_rest=False)  # fmt: skip
-        max_volume = handle.limits.max_order_volume
-        n, refused = 0, []
-        for leg in legs:
-            left = leg.volume
-            while left:
-                take = min(left, max_volume)
-                order_id = self._send_leg(handle, spec, direction, price, leg.offset.value,
-                                          take, "fak")  # fmt: skip
-                if order_id in self.orders:
-                    n += 1
-                else:  # the gate refused it: its RiskRefused is the last message
-                    refused.append(f"{take} refused ({self._last_refusal})")
-                left -= take
-        planned = sum(leg.volume for leg in legs)
-        if planned < volume:
-            refused.append(f"{volume - planned} lot(s) not closable now")
-        return n, "; ".join(refused)
-
-
-def _from_adapter(msg: m.EngineMessage) -> bool:
-    return isinstance(msg, _ADAPTER) or (
-        isinstance(msg, m.CancelRefused) and msg.code == "EXCHANGE"
-    )
 
 
 def _pending_opens(orders: Iterable[Order], instrument: str) -> tuple[int, int]:

@@ -534,6 +534,8 @@ class EngineService:
             item = read()
             if item is not None:
                 on_tick(item[1], item[0])
+                if engine.outbox:  # an adapter on its own thread (CTP): hand them over
+                    deliver(engine)
                 self._last_tick_wall = idle_since = now = clock()
                 self._last_tick_time = item[1].local_time_ns
                 if now < next_housekeeping:
@@ -564,6 +566,8 @@ class EngineService:
             if now >= next_timer and item is None:
                 engine.on_timer(self._engine_now(engine))
                 next_timer = now + timer_ns
+            if engine.outbox:
+                deliver(engine)
             if now >= next_end_check:
                 next_end_check = now + END_CHECK_NS
                 if self._day_ended(ticks, day):
@@ -815,6 +819,17 @@ class EngineService:
                                      "recent_commands": list(engine.recent_commands)}  # fmt: skip
         self.log.info("engine_status", **status)
         return status
+
+
+def deliver(engine: Engine) -> None:
+    """Hand the core's outbox to its adapter (one that is not deterministic: the core calls a
+    deterministic one at once), off the core's stack."""
+    adapter = engine.adapter
+    for out in engine.data_to_send():
+        if out.action == "submit":
+            adapter.submit(out.order, out.time_ns)
+        else:
+            adapter.cancel(out.order, out.time_ns)
 
 
 def _inside_the_suite(frame: FrameType | None) -> bool:

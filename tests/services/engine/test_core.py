@@ -18,7 +18,7 @@ from contracts import messages as m
 from contracts.calendar import load_calendar
 from contracts.config import PaperConfig, ProductRates, RiskConfig
 from contracts.logs import register_secret
-from libshm import JournalReader, Tick, book_tick, decode_tick
+from libshm import Tick, book_tick
 from services.engine.adapters.paper.broker import PaperBroker
 from services.engine.core import Engine, RecoveryDiverged
 from services.engine.products import specs_for
@@ -26,7 +26,6 @@ from services.engine.risk import RiskLimits
 from services.engine.strategy import OrderView, Strategy, TradeView
 from strategies.follower import Follower
 from strategies.quoter import Quoter
-from tests.helpers import import_market
 
 RATES = {
     "IF": ProductRates(margin_rate=0.12, open_rate=0.000023, close_rate=0.000023,
@@ -37,16 +36,6 @@ RATES = {
 DAY = 20210104
 RISK = RiskConfig(max_position=5, max_net_position=5, cancel_limit=5000, cancel_reserve=20,
                   max_cancel_ratio=2.0, duplicate_window_ms=0, max_daily_loss=1e9)  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def ticks(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[int, Tick]]:
-    out = import_market(tmp_path_factory.mktemp("rec"), "IF2101_20210104.csv.gz")
-    reader = JournalReader(out / str(DAY))
-    found = []
-    while (frame := reader.read()) is not None:
-        found.append((frame.seq, decode_tick(frame.payload)))
-    return found
 
 
 INSTANT = PaperConfig.instant()

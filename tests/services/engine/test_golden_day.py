@@ -13,14 +13,13 @@ import structlog
 
 from contracts.calendar import load_calendar
 from contracts.config import PaperConfig, ProductRates, RiskConfig
-from libshm import JournalReader, Tick, decode_tick
+from libshm import Tick
 from services.engine.adapters.paper.broker import PaperBroker
 from services.engine.core import Engine
 from services.engine.products import specs_for
 from services.engine.risk import RiskLimits
 from strategies.follower import Follower
 from strategies.quoter import Quoter
-from tests.helpers import import_market
 
 DAY = 20210104
 RATES = {"IF": ProductRates(margin_rate=0.12, open_rate=0.000023, close_rate=0.000023,
@@ -36,13 +35,6 @@ GOLDEN = {
         PaperConfig(latency="exponential", queue="probabilistic", cancel_share=0.5, seed=7),
         156_056, "07f131aa8751781353f1dc646fcdafc7154e4697bfd22d348925a66bfab3046c"),
 }  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def ticks(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[int, Tick]]:
-    out = import_market(tmp_path_factory.mktemp("rec"), "IF2101_20210104.csv.gz")
-    reader = JournalReader(out / str(DAY))
-    return [(f.seq, decode_tick(f.payload)) for f in iter(reader.read, None)]
 
 
 @pytest.mark.parametrize("name", list(GOLDEN))

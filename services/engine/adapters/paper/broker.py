@@ -10,13 +10,21 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Iterable, Mapping
-from typing import cast
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, cast
 
 from contracts.config import PaperConfig
 from contracts.messages import Holding
 from libshm import Tick
-from services.engine.adapter import NEVER
+from services.engine.adapter import (
+    NEVER,
+    Accepted,
+    AdapterEvent,
+    Cancelled,
+    CancelRefused,
+    Rejected,
+    Traded,
+)  # fmt: skip
 from services.engine.adapters.paper.exchange import REFUSALS, Exchange
 from services.engine.adapters.paper.front import Front
 from services.engine.adapters.paper.latency import Latency
@@ -26,7 +34,6 @@ from services.engine.orders import Order
 
 __all__ = ["PaperBroker"]
 
-AdapterEvent = tuple[object, ...]
 _NONE: list[AdapterEvent] = []  # shared and never appended to: "no events yet"
 
 
@@ -112,10 +119,6 @@ class PaperBroker:
         self._refresh_due()
         return due
 
-    def pending(self) -> int:
-        """Orders, cancels and events still travelling (a backtest drains them at its end)."""
-        return len(self._arrivals) + len(self._out)
-
     # -- inside ----------------------------------------------------------------------------------
 
     def _schedule(self, due: int, kind: str, order: Order) -> None:
@@ -123,10 +126,12 @@ class PaperBroker:
         heapq.heappush(self._arrivals, (due, self._seq, kind, order))
         self.due_ns = min(self.due_ns, due)
 
-    def _emit(self, at_ns: int, event: AdapterEvent) -> None:
+    def _emit(self, at_ns: int, kind: Callable[..., AdapterEvent], *fields: Any) -> None:
+        """The event ``kind(*fields)`` happened at the exchange at ``at_ns``: it reaches the
+        engine after the acknowledgement latency (its ``time_ns``)."""
         self._seq += 1
         due = at_ns + self.latency.ack()
-        heapq.heappush(self._out, (due, self._seq, event))
+        heapq.heappush(self._out, (due, self._seq, kind(*fields, due)))
         self.due_ns = min(self.due_ns, due)
 
     def _refresh_due(self) -> None:
@@ -148,7 +153,7 @@ class PaperBroker:
     def _arrive(self, order: Order, at_ns: int) -> None:
         exchange = self.exchanges.get(order.instrument)
         if exchange is None:
-            self._emit(at_ns, ("rejected", order.order_id, "16", "CTP:找不到合约"))
+            self._emit(at_ns, Rejected, order.order_id, "16", "CTP:找不到合约")
             return
         limit = order.price
         if order.kind == "market" and exchange.tick is not None:
@@ -157,10 +162,10 @@ class PaperBroker:
         self._mark_front()
         refusal = self.front.check(order, limit) or exchange.check(order, at_ns)
         if refusal is not None:
-            self._emit(at_ns, ("rejected", order.order_id, *refusal))
+            self._emit(at_ns, Rejected, order.order_id, *refusal)
             return
         self._exchange_ids += 1
-        self._emit(at_ns, ("accepted", order.order_id, f"E{self._exchange_ids}"))
+        self._emit(at_ns, Accepted, order.order_id, f"E{self._exchange_ids}")
         self.front.accept(order, limit)
         self._orders[order.order_id] = order
         self._filled[order.order_id] = 0
@@ -182,7 +187,7 @@ class PaperBroker:
         if order.order_id not in self._orders:
             known = order.order_id in self._filled
             code, text = REFUSALS["cancel" if known else "cancel_unknown"]
-            self._emit(at_ns, ("cancel_refused", order.order_id, f"{text} ({code})"))
+            self._emit(at_ns, CancelRefused, order.order_id, f"{text} ({code})")
             return
         for output in self.exchanges[order.instrument].cancel(order.order_id):
             self._apply(output, at_ns)
@@ -197,14 +202,14 @@ class PaperBroker:
             self.front.fill(order, price, volume)
             self._filled[order_id] += volume
             self._trades += 1
-            self._emit(at_ns, ("trade", order_id, f"P{self._trades}", price, volume))
+            self._emit(at_ns, Traded, order_id, f"P{self._trades}", price, volume)
             if self._filled[order_id] >= order.volume:
                 del self._orders[order_id]
         elif kind == "cancelled":
             self.front.release(order, order.volume - self._filled[order_id])
             del self._orders[order_id]
-            self._emit(at_ns, ("cancelled", order_id, output[2]))
+            self._emit(at_ns, Cancelled, order_id, output[2])
         elif kind == "rejected":
             self.front.release(order, order.volume)
             del self._orders[order_id]
-            self._emit(at_ns, ("rejected", order_id, output[2], output[3]))
+            self._emit(at_ns, Rejected, order_id, output[2], output[3])

@@ -110,16 +110,9 @@ class Exchange:
             return REFUSALS["limits"]
         return None
 
-    def arrive(self, order: Order, now_ns: int) -> list[Output]:
-        """An order reaches the exchange: refused, matched against the book, and its rest
-        resting, cancelled (FAK, market) or the whole order cancelled (FOK)."""
-        refusal = self.check(order, now_ns)
-        if refusal is not None:
-            return [("rejected", order.order_id, *refusal)]
-        return self.match(order)
-
     def match(self, order: Order) -> list[Output]:
-        """Match an order that passed :meth:`check` (see :meth:`arrive`)."""
+        """Match an order that passed :meth:`check` (and the front's check): against the book, its
+        rest resting, cancelled (FAK, market) or the whole order cancelled (FOK)."""
         out: list[Output] = []
         buy = order.direction == "buy"
         tick = self.tick

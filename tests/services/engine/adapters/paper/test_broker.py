@@ -5,6 +5,7 @@ from __future__ import annotations
 from contracts.config import PaperConfig
 from contracts.messages import Holding
 from libshm import Tick
+from services.engine.adapter import Accepted, CancelRefused, Rejected, Traded
 from services.engine.adapters.paper.broker import PaperBroker
 from services.engine.ledger import Rates, Spec
 from services.engine.orders import Order
@@ -24,7 +25,7 @@ def test_a_cancel_loses_the_race_to_a_fill_under_latency(if_day: list[Tick]) -> 
     broker.on_tick(if_day[335], t[335])
     order = Order("o1", "a", "IF2101", "sell", "open", 5222.6, 1)
     broker.submit(order, t[335])
-    assert broker.events(t[335]) == [("accepted", "o1", "E1")]
+    assert broker.events(t[335]) == [Accepted("o1", "E1", t[335])]
     for i in (336, 337):
         broker.on_tick(if_day[i], t[i])
         assert broker.events(t[i]) == []
@@ -32,9 +33,9 @@ def test_a_cancel_loses_the_race_to_a_fill_under_latency(if_day: list[Tick]) -> 
     broker.cancel(order, t[338] - MS * 3 // 10)
     assert broker.events(t[338] - MS * 3 // 10) == []
     broker.on_tick(if_day[338], t[338])
-    assert broker.events(t[338]) == [("trade", "o1", "P1", 5222.6, 1)]  # the fill came first
+    assert broker.events(t[338]) == [Traded("o1", "P1", 5222.6, 1, t[338])]  # the fill first
     assert broker.events(t[338] + MS * 7 // 10) == [
-        ("cancel_refused", "o1", "CTP:报单已全成交或已撤销，不能再撤 (26)")
+        CancelRefused("o1", "CTP:报单已全成交或已撤销，不能再撤 (26)", t[338] + MS * 7 // 10)
     ]
 
 
@@ -47,8 +48,8 @@ def test_acknowledgements_arrive_after_their_latency(if_day: list[Tick]) -> None
     broker.submit(Order("o1", "a", "IF2101", "buy", "open", 5222.4, 2, "fak"), now)
     assert broker.events(now) == []
     assert broker.events(now + 1_499_999) == []  # reached the exchange at +1 ms, not back yet
-    assert broker.events(now + 1_500_000) == [("accepted", "o1", "E1"),
-                                              ("trade", "o1", "P1", 5222.4, 2)]  # fmt: skip
+    back = now + 1_500_000
+    assert broker.events(back) == [Accepted("o1", "E1", back), Traded("o1", "P1", 5222.4, 2, back)]
 
 
 def test_the_front_refuses_what_a_ctp_front_refuses(cu_day: list[Tick]) -> None:
@@ -66,21 +67,23 @@ def test_the_front_refuses_what_a_ctp_front_refuses(cu_day: list[Tick]) -> None:
 
     # SHFE: close-today with no position opened today
     assert send("c1", "sell", "close_today", 47780.0, 1) == [
-        ("rejected", "c1", "50", "CTP:平今仓位不足")
+        Rejected("c1", "50", "CTP:平今仓位不足", now)
     ]
     # close-yesterday beyond the two lots
     assert send("c2", "sell", "close_yesterday", 47780.0, 3) == [
-        ("rejected", "c2", "51", "CTP:平昨仓位不足")
+        Rejected("c2", "51", "CTP:平昨仓位不足", now)
     ]
     # a plain close is a close of yesterday's lots on SHFE: accepted and filled at the bid
     assert send("c3", "sell", "close", 47780.0, 2) == [
-        ("accepted", "c3", "E1"), ("trade", "c3", "P1", 47780.0, 2),
+        Accepted("c3", "E1", now), Traded("c3", "P1", 47780.0, 2, now),
     ]  # fmt: skip
     # now nothing is left to close
-    assert send("c4", "sell", "close", 47780.0, 1) == [("rejected", "c4", "51", "CTP:平昨仓位不足")]
+    assert send("c4", "sell", "close", 47780.0, 1) == [
+        Rejected("c4", "51", "CTP:平昨仓位不足", now)
+    ]
     # an open needs margin: 47820 x 5 x 0.1 = 23,910 a lot; the account has about 100,000
-    assert send("o1", "buy", "open", 47820.0, 5) == [("rejected", "o1", "31", "CTP:资金不足")]
-    assert send("o2", "buy", "open", 47820.0, 1)[:1] == [("accepted", "o2", "E2")]
+    assert send("o1", "buy", "open", 47820.0, 5) == [Rejected("o1", "31", "CTP:资金不足", now)]
+    assert send("o2", "buy", "open", 47820.0, 1)[:1] == [Accepted("o2", "E2", now)]
 
 
 def test_a_plain_close_beyond_the_position_elsewhere(if_day: list[Tick]) -> None:
@@ -90,4 +93,6 @@ def test_a_plain_close_beyond_the_position_elsewhere(if_day: list[Tick]) -> None
     tick = if_day[336]
     broker.on_tick(tick, tick.local_time_ns)
     broker.submit(Order("c1", "a", "IF2101", "sell", "close", 5221.8, 1), tick.local_time_ns)
-    assert broker.events(tick.local_time_ns) == [("rejected", "c1", "30", "CTP:平仓量超过持仓量")]
+    assert broker.events(tick.local_time_ns) == [
+        Rejected("c1", "30", "CTP:平仓量超过持仓量", tick.local_time_ns)
+    ]

@@ -30,6 +30,14 @@ def order(direction: str, price: float, volume: int, kind: str = "limit", oid: s
     return Order(oid, "a", "IF2101", direction, "open", price, volume, kind)
 
 
+def arrive(ex: Exchange, o: Order, now_ns: int) -> list[tuple[object, ...]]:
+    """An order reaching the exchange as the broker hands it over: checked, then matched."""
+    refusal = ex.check(o, now_ns)
+    if refusal is not None:
+        return [("rejected", o.order_id, *refusal)]
+    return ex.match(o)
+
+
 def at(ex: Exchange, tick: Tick) -> Exchange:
     ex.on_tick(tick)
     return ex
@@ -52,7 +60,7 @@ def test_a_limit_order_joins_the_queue_advances_as_volume_trades_and_fills_partl
     if_day: list[Tick],
 ) -> None:
     ex = at(Exchange(IF, Conservative()), if_day[335])
-    assert ex.arrive(order("sell", 5222.6, 3), if_day[335].local_time_ns) == []
+    assert arrive(ex, order("sell", 5222.6, 3), if_day[335].local_time_ns) == []
     rest = ex.resting["o1"]
     assert rest.ahead == 9  # the 9 lots displayed at 5222.6 are in front of it
 
@@ -80,23 +88,23 @@ def test_a_limit_order_joins_the_queue_advances_as_volume_trades_and_fills_partl
 
 def test_a_fak_fills_what_is_displayed_and_the_rest_is_cancelled(if_day: list[Tick]) -> None:
     ex = at(Exchange(IF, Conservative()), if_day[336])  # ask 5222.4 x3
-    out = ex.arrive(order("buy", 5222.4, 5, "fak"), if_day[336].local_time_ns)
+    out = arrive(ex, order("buy", 5222.4, 5, "fak"), if_day[336].local_time_ns)
     assert out == [("fill", "o1", 5222.4, 3), ("cancelled", "o1", "FAK: rest cancelled")]
     # the 3 lots are taken until the next snapshot: a second FAK finds nothing
-    out = ex.arrive(order("buy", 5222.4, 1, "fak", "o2"), if_day[336].local_time_ns)
+    out = arrive(ex, order("buy", 5222.4, 1, "fak", "o2"), if_day[336].local_time_ns)
     assert out == [("cancelled", "o2", "FAK: rest cancelled")]
 
 
 def test_a_fok_that_cannot_fill_whole_is_cancelled_whole(if_day: list[Tick]) -> None:
     ex = at(Exchange(IF, Conservative()), if_day[336])  # ask 5222.4 x3
-    out = ex.arrive(order("buy", 5222.4, 4, "fok"), if_day[336].local_time_ns)
+    out = arrive(ex, order("buy", 5222.4, 4, "fok"), if_day[336].local_time_ns)
     assert out == [("cancelled", "o1", "FOK: not filled whole")]
-    assert ex.arrive(order("buy", 5222.4, 3, "fok", "o2"), 0) == [("fill", "o2", 5222.4, 3)]
+    assert arrive(ex, order("buy", 5222.4, 3, "fok", "o2"), 0) == [("fill", "o2", 5222.4, 3)]
 
 
 def test_a_market_order_is_any_price_immediate_or_cancel(if_day: list[Tick]) -> None:
     ex = at(Exchange(IF, Conservative()), if_day[337])  # bid 5221.8 x2
-    out = ex.arrive(order("sell", math.nan, 3, "market"), if_day[337].local_time_ns)
+    out = arrive(ex, order("sell", math.nan, 3, "market"), if_day[337].local_time_ns)
     assert out == [("fill", "o1", 5221.8, 2), ("cancelled", "o1", "MARKET: rest cancelled")]
 
 
@@ -106,7 +114,7 @@ def test_a_marketable_order_walks_the_levels_up_to_its_limit(cu_day: list[Tick])
         47820.0, 10, 47850.0, 5,
     )  # fmt: skip
     ex = at(Exchange(CU, Conservative()), tick)
-    out = ex.arrive(order("buy", 47850.0, 30), tick.local_time_ns)
+    out = arrive(ex, order("buy", 47850.0, 30), tick.local_time_ns)
     # 10 + 10 + 5 lots up to the limit 47850, the other 5 rest at 47850 (better than the best bid
     # 47780, so nothing is ahead of them)
     assert out == [("fill", "o1", 47820.0, 10), ("fill", "o1", 47830.0, 10),
@@ -118,17 +126,17 @@ def test_a_marketable_order_walks_the_levels_up_to_its_limit(cu_day: list[Tick])
 def test_prices_at_and_beyond_the_limit_prices(if_day: list[Tick]) -> None:
     tick = if_day[336]  # limits 4694.6 .. 5737.8
     ex = at(Exchange(IF, Conservative()), tick)
-    assert ex.arrive(order("buy", 5738.0, 1), tick.local_time_ns) == [
+    assert arrive(ex, order("buy", 5738.0, 1), tick.local_time_ns) == [
         ("rejected", "o1", "91", "CTP:交易所返回错误: 价格超出涨跌停板")
     ]
-    assert ex.arrive(order("sell", 4694.4, 1, oid="o2"), tick.local_time_ns) == [
+    assert arrive(ex, order("sell", 4694.4, 1, oid="o2"), tick.local_time_ns) == [
         ("rejected", "o2", "91", "CTP:交易所返回错误: 价格超出涨跌停板")
     ]
-    assert ex.arrive(order("buy", 5222.3, 1, oid="o3"), tick.local_time_ns) == [
+    assert arrive(ex, order("buy", 5222.3, 1, oid="o3"), tick.local_time_ns) == [
         ("rejected", "o3", "15", "CTP:报单字段有误")
     ]
     # at the limit itself the order is valid: it rests (far from the market)
-    assert ex.arrive(order("sell", 5737.8, 1, oid="o4"), tick.local_time_ns) == []
+    assert arrive(ex, order("sell", 5737.8, 1, oid="o4"), tick.local_time_ns) == []
     assert "o4" in ex.resting
 
 
@@ -145,7 +153,7 @@ def test_cancellations_move_an_order_forward_only_as_far_as_the_model_says(
 
     def run(model: QueueModel) -> list[float | None]:
         ex = at(Exchange(IF, model), if_day[1890])
-        ex.arrive(order("buy", 5227.4, 1), if_day[1890].local_time_ns)
+        arrive(ex, order("buy", 5227.4, 1), if_day[1890].local_time_ns)
         seen = [ex.resting["o1"].ahead]
         for i in (1891, 1892):
             assert ex.on_tick(if_day[i]) == []
@@ -177,7 +185,7 @@ def test_an_order_below_the_book_waits_out_of_reach_until_its_level_shows(
                                                 5223.0, 5222.2]  # fmt: skip
     assert rows[9:] == [(5223.0, 5221.8, 1), (5223.0, 5222.4, 1)]
     ex = at(Exchange(IF, Conservative()), if_day[322])
-    assert ex.arrive(order("buy", 5221.8, 1), if_day[322].local_time_ns) == []
+    assert arrive(ex, order("buy", 5221.8, 1), if_day[322].local_time_ns) == []
     for i in range(323, 331):  # beyond the displayed depth, nothing traded there: no place yet
         assert ex.on_tick(if_day[i]) == []
         assert ex.resting["o1"].ahead is None

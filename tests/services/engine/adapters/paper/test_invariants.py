@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import cast
-
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from contracts.config import PaperConfig
 from libshm import Tick
+from services.engine.adapter import AdapterEvent, Traded
 from services.engine.adapters.paper.broker import PaperBroker
-from services.engine.ledger import Ledger, Rates, Spec
+from services.engine.ledger import Rates, Spec
 from services.engine.orders import Order
 
 RATES = Rates(margin_rate=0.12, open_rate=0.000023, close_rate=0.000023,
@@ -83,28 +82,39 @@ def test_fills_never_exceed_what_traded_or_was_shown_nor_beat_the_limit(
             price <= order.price + 1e-9 if order.direction == "buy" else price >= order.price - 1e-9
         )
         assert sum(v for o, _, v in trades if o is order) <= order.volume
-    # fees and margin: the engine's ledger fed with the same trades agrees with the front
-    ledger = Ledger()
-    ledger.open_account("a", 50_000_000.0)
+    # fees, margin and equity of the front, against the rates table by hand: the day starts
+    # flat, so every close on CFFEX closes lots opened today (close-today rate); margin is
+    # charged on each side's lots at the mark; the day's PnL is the cash flow of the fills
+    # plus the open lots at the mark
+    mark = if_day[END - 1].last
+    broker.front.mark("IF2101", mark)
+    fees = flow = 0.0
+    long = short = 0
     for order, price, volume in trades:
-        line = ledger.line("a", IF)
-        fee = ledger.fee(line, order.direction, order.offset, price, volume)
-        ledger.fill(line, order.direction, order.offset, price, volume, fee=fee, frozen=False)
-    ledger.mark("IF2101", if_day[END - 1].last)
-    broker.front.mark("IF2101", if_day[END - 1].last)
-    ours, front = ledger.accounts["a"], broker.front.ledger.accounts["account"]
-    assert ours.fees() == pytest.approx(front.fees(), abs=1e-6)
-    assert ours.margin() == pytest.approx(front.margin(), abs=1e-6)
-    assert ours.equity() == pytest.approx(front.equity(), abs=1e-6)
+        turnover = price * volume * IF.multiplier
+        fees += turnover * (RATES.open_rate if order.offset == "open" else RATES.close_today_rate)
+        flow += turnover if order.direction == "sell" else -turnover
+        if order.offset == "open":
+            long, short = (
+                (long + volume, short) if order.direction == "buy" else (long, short + volume)
+            )
+        else:
+            long, short = (
+                (long, short - volume) if order.direction == "buy" else (long - volume, short)
+            )
+    assert long >= 0 and short >= 0
+    front = broker.front.ledger.accounts["account"]
+    assert front.fees() == pytest.approx(fees, abs=1e-6)
+    assert front.margin() == pytest.approx((long + short) * mark * IF.multiplier * 0.12, abs=1e-6)
+    day_pnl = flow + (long - short) * mark * IF.multiplier - fees
+    assert front.equity() == pytest.approx(50_000_000.0 + day_pnl, abs=1e-6)
 
 
-def _collect(events: list[tuple[object, ...]], orders: dict[str, Order],
+def _collect(events: list[AdapterEvent], orders: dict[str, Order],
              trades: list[tuple[Order, float, int]]) -> int:  # fmt: skip
     filled = 0
     for item in events:
-        if item[0] == "trade":
-            order = orders[str(item[1])]
-            price, volume = cast(float, item[3]), cast(int, item[4])
-            trades.append((order, price, volume))
-            filled += volume
+        if isinstance(item, Traded):
+            trades.append((orders[item.order_id], item.price, item.volume))
+            filled += item.volume
     return filled

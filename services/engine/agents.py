@@ -1,0 +1,324 @@
+"""Agents in the engine: the handle the engine keeps of each, the small ``Context`` a strategy is
+given instead of the engine (``strategy.StrategyContext``), and running an agent's callbacks
+(``AgentRunner``, a part of ``core.Engine``): an exception stops that agent and the others go on,
+a slow callback is logged, a blocked one can be interrupted at a stop."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+from contracts import messages as m
+from contracts.logs import redact
+from libshm import Tick
+from services.engine.adapter import NEVER
+from services.engine.ledger import Ledger, Spec
+from services.engine.orders import Order
+from services.engine.risk import RiskGate, RiskLimits
+from services.engine.strategy import (
+    AccountView,
+    OrderView,
+    PositionView,
+    Strategy,
+    StrategyContext,
+)
+
+__all__ = [
+    "INTERRUPTED", "AgentHandle", "AgentInterrupted", "AgentRunner", "Context", "RecoveryDiverged",
+]  # fmt: skip
+
+INTERRUPTED: Final = "interrupted: "
+SLOW_LOG_NS: Final = 10_000_000_000  # a slow agent's callbacks: one line per 10 s at most
+
+
+class RecoveryDiverged(Exception):
+    """Re-running the day did not produce what the journal holds: an agent is not deterministic
+    or the inputs changed. The engine does not trade on a state it cannot trust."""
+
+
+class AgentInterrupted(BaseException):
+    """Raised into an agent's callback that blocks (by the shell, from a signal handler): the
+    agent is stopped with ``text`` (which starts with ``INTERRUPTED``) as its journaled error,
+    and the engine goes on or stops."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+
+class Host(Protocol):
+    """What an agent's handle reads of its engine (``core.Engine``)."""
+
+    now: int
+    ledger: Ledger
+    gate: RiskGate
+    latest: dict[str, Tick]
+    specs: dict[str, Spec]
+
+    def send(  # noqa: PLR0917
+        self, handle: AgentHandle, instrument: str, direction: str, price: float, volume: int,
+        offset: str, kind: str,
+    ) -> list[str]: ...  # fmt: skip
+
+    def cancel(self, handle: AgentHandle | None, order_id: str, protective: bool = False
+               ) -> None: ...  # fmt: skip
+
+
+@dataclass
+class AgentHandle:
+    """The engine side of one agent: what its ``Strategy`` calls into."""
+
+    engine: Host
+    name: str
+    instruments: tuple[str, ...]
+    capital: float
+    limits: RiskLimits
+    params: dict[str, Any]
+    factory: Callable[[StrategyContext, dict[str, Any]], Strategy]
+    log: Any
+    strategy: Strategy | None = None
+    running: bool = False
+    wants_orders: bool = True  # the strategy overrides on_order (else no views are built)
+    wants_trades: bool = True
+    wants_timer: bool = True
+    orders: dict[str, Order] = field(default_factory=dict)  # working orders
+
+    def __post_init__(self) -> None:
+        # send(instrument, direction, price, volume, offset, kind): the engine's, bound to this
+        # agent (one call from the strategy to the engine on the order path)
+        self.send: Callable[[str, str, float, int, str, str], list[str]] = partial(
+            self.engine.send, self
+        )
+
+    @property
+    def now(self) -> int:
+        return self.engine.now
+
+    def cancel(self, order_id: str) -> None:
+        self.engine.cancel(self, order_id)
+
+    def cancel_all(self, instrument: str | None = None) -> None:
+        for order in list(self.orders.values()):
+            if instrument is None or order.instrument == instrument:
+                self.engine.cancel(self, order.order_id)
+
+    def position(self, instrument: str) -> PositionView:
+        account = self.engine.ledger.accounts[self.name]
+        line = account.lines.get(instrument)
+        if line is None:
+            return PositionView(instrument, 0, 0, 0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        p = line.position
+        return PositionView(
+            instrument, p.long, p.short, p.long_today, p.long_yesterday, p.short_today,
+            p.short_yesterday, line.long_average, line.short_average, line.realised,
+            line.unrealised(), line.fees, line.margin(),
+        )  # fmt: skip
+
+    def account(self) -> AccountView:
+        a = self.engine.ledger.accounts[self.name]
+        margin = a.margin()
+        equity = a.equity()
+        state = self.engine.gate.effective(self.name, "")  # the global, account and agent scopes
+        return AccountView(a.capital, a.cash, a.realised(), a.unrealised(), a.fees(), margin,
+                           equity, equity - margin, state)  # fmt: skip
+
+    def open_orders(self, instrument: str | None = None) -> list[OrderView]:
+        return [
+            view(o)
+            for o in self.orders.values()
+            if instrument is None or o.instrument == instrument
+        ]
+
+    def snapshot(self, instrument: str) -> Tick | None:
+        return self.engine.latest.get(instrument)
+
+
+class Context:
+    """What a strategy holds (``strategy.StrategyContext``): its agent's calls into the engine,
+    bound, and nothing else of the engine."""
+
+    __slots__ = ("account", "cancel", "cancel_all", "instruments", "log", "name", "now",
+                 "open_orders", "position", "price_tick", "send", "snapshot")  # fmt: skip
+
+    def __init__(self, handle: AgentHandle) -> None:
+        engine = handle.engine
+        self.name: str = handle.name
+        self.instruments: tuple[str, ...] = handle.instruments
+        self.log: Any = handle.log
+        self.send: Callable[[str, str, float, int, str, str], list[str]] = handle.send
+        self.cancel: Callable[[str], None] = handle.cancel
+        self.cancel_all: Callable[[str | None], None] = handle.cancel_all
+        self.position: Callable[[str], PositionView] = handle.position
+        self.account: Callable[[], AccountView] = handle.account
+        self.open_orders: Callable[[str | None], list[OrderView]] = handle.open_orders
+        self.snapshot: Callable[[str], Tick | None] = handle.snapshot
+        self.now: Callable[[], int] = lambda: engine.now
+        self.price_tick: Callable[[str], float] = lambda i: engine.specs[i].price_tick
+
+
+def view(order: Order) -> OrderView:
+    """An order as its agent sees it, now."""
+    return OrderView(
+        order.order_id, order.instrument, order.direction, order.offset, order.price,
+        order.volume, order.kind, order.state.value, order.filled, order.average_fill_price,
+        order.reason,
+    )  # fmt: skip
+
+
+class AgentRunner:
+    """The part of ``core.Engine`` that starts, calls and stops agents."""
+
+    # the engine's state this part reads and sets (``core.Engine.__init__`` makes it)
+    agents: dict[str, AgentHandle]
+    log: Any
+    now: int
+    ticks: int
+    _expect: deque[m.EngineMessage]
+    calling: AgentHandle | None
+    calling_fn: Callable[..., object] | None
+    call_started: int
+    callback_budget_ns: int
+    clock: Callable[[], int]
+    pending_interrupt: str | None
+    _slow: dict[str, list[int]]
+
+    if TYPE_CHECKING:
+
+        def _emit(self, msg: m.EngineMessage) -> bool: ...
+
+        def cancel(self, handle: AgentHandle | None, order_id: str, protective: bool = False
+                   ) -> None: ...  # fmt: skip
+
+    def stop(self) -> None:
+        """Stop every agent (``on_stop``), without cancelling: orders stay at the exchange."""
+        for handle in self.agents.values():
+            if handle.running and handle.strategy is not None:
+                try:
+                    handle.strategy.on_stop()
+                except BaseException:
+                    handle.log.exception("agent_on_stop_failed")
+                handle.running = False
+
+    def _apply_agent_started(self, msg: m.AgentStarted) -> None:
+        handle = self.agents[msg.agent]
+        try:
+            handle.strategy = handle.factory(Context(handle), handle.params)
+        except RecoveryDiverged:
+            raise
+        except BaseException:
+            handle.log.exception("agent_create_failed")
+            error = redact(traceback.format_exc())
+            self._emit(m.AgentStopped(self.ticks, self.now, handle.name, error))
+            return
+        cls = type(handle.strategy)
+        handle.wants_orders = cls.on_order is not Strategy.on_order
+        handle.wants_trades = cls.on_trade is not Strategy.on_trade
+        handle.wants_timer = cls.on_timer is not Strategy.on_timer
+        handle.running = True
+        self._call(handle, handle.strategy.on_start)
+
+    def _apply_agent_stopped(self, msg: m.AgentStopped) -> None:
+        handle = self.agents[msg.agent]
+        was_running = handle.running
+        handle.running = False
+        if was_running and handle.strategy is not None:
+            try:
+                handle.strategy.on_stop()
+            except RecoveryDiverged:
+                raise
+            except BaseException:
+                handle.log.exception("agent_on_stop_failed")
+        for order_id in list(handle.orders):
+            self.cancel(None, order_id, protective=True)
+
+    def _apply_timer(self, msg: m.TimerFired) -> None:
+        for handle in self.agents.values():
+            if handle.running and handle.wants_timer:
+                self._call(handle, handle.strategy.on_timer, msg.time_ns)  # type: ignore[union-attr]
+
+    def _notify(self, handle: AgentHandle, order: Order) -> None:
+        if handle.running and handle.wants_orders:
+            self._call(handle, handle.strategy.on_order, view(order))  # type: ignore[union-attr]
+
+    def _call(self, handle: AgentHandle, fn: Callable[..., object], *args: object) -> None:
+        """Run an agent's callback; an exception stops that agent (its orders are cancelled)
+        and the others go on."""
+        outer = self.calling
+        if outer is not None:  # from inside another agent's callback (send -> fill -> on_trade)
+            self._call_nested(outer, handle, fn, args)
+            return
+        self.calling_fn = fn
+        clock = self.clock
+        started = self.call_started = clock()
+        self.calling = handle
+        try:
+            fn(*args)
+        except RecoveryDiverged:
+            self.calling = None
+            raise
+        except BaseException:  # SystemExit, KeyboardInterrupt too (signals only set a flag)
+            self.calling = None
+            self._failed(handle)
+        self.calling = None
+        elapsed = clock() - started
+        if elapsed > self.callback_budget_ns:
+            self._slow_call(handle, fn, elapsed)
+
+    def _call_nested(self, outer: AgentHandle, handle: AgentHandle, fn: Callable[..., object],
+                     args: tuple[object, ...]) -> None:  # fmt: skip
+        """``_call`` from inside another callback: the outer one's record is put back after."""
+        outer_fn, outer_started = self.calling_fn, self.call_started
+        self.calling = None
+        try:
+            self._call(handle, fn, *args)
+        finally:
+            self.calling, self.calling_fn, self.call_started = outer, outer_fn, outer_started
+
+    def journaled_interrupt(self) -> str | None:
+        """In a recovery, with an agent's callback running: if the journal's next message is
+        that agent's stop by an interrupt (it blocked there before, and was stopped), the error
+        to stop it with again, so the recovery does not block where the day did."""
+        handle = self.calling
+        if handle is None or not self._expect:
+            return None
+        want = self._expect[0]
+        if (isinstance(want, m.AgentStopped) and want.agent == handle.name
+                and want.error.startswith(INTERRUPTED)):  # fmt: skip
+            return want.error
+        return None
+
+    def _slow_call(self, handle: AgentHandle, fn: Callable[..., object], elapsed: int) -> None:
+        """A callback over the budget: logged with the agent's name, then counted, one line per
+        ``SLOW_LOG_NS`` per agent (a recovery logs none: they were logged when they happened)."""
+        if self._expect:
+            return
+        now = self.clock()
+        slow = self._slow.setdefault(handle.name, [0, -NEVER])  # never logged yet
+        slow[0] += 1
+        if now - slow[1] < SLOW_LOG_NS:
+            return
+        handle.log.warning(
+            "agent_callback_slow", callback=getattr(fn, "__name__", "?"),
+            ms=round(elapsed / 1e6, 3), budget_ms=self.callback_budget_ns / 1e6,
+            over_budget=slow[0],
+            text=f"{handle.name}.{getattr(fn, '__name__', '?')} took {elapsed / 1e6:.1f} ms "
+            f"(budget {self.callback_budget_ns / 1e6:g} ms); {slow[0]} callback(s) over budget "
+            "since the last such line; every agent waits while one runs",
+        )  # fmt: skip
+        slow[0], slow[1] = 0, now
+
+    def _failed(self, handle: AgentHandle) -> None:
+        """The agent raised (called from inside the ``except``): log it and stop it."""
+        self.pending_interrupt = None
+        exc = sys.exc_info()[1]
+        # journaled: no secret may reach the file
+        error = exc.text if isinstance(exc, AgentInterrupted) else redact(traceback.format_exc())
+        if not self._expect:  # recovering, the journal already holds it: logged back then
+            handle.log.error("agent_failed", error=error)
+        if handle.running:
+            self._emit(m.AgentStopped(self.ticks, self.now, handle.name, error))

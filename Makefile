@@ -56,7 +56,15 @@ format: $(STAMP) ## rewrite sources with ruff's formatter and fixes
 types: $(STAMP)
 	$(VENV)/bin/mypy
 
+# The CTP tests need the zh_CN.GB18030 locale: where the system lacks it, it is compiled into
+# the venv without root (localedef --no-archive) and given to the tests through LOCPATH; where it
+# cannot be, one line says what to install (and the CTP tests are skipped, or fail under CI).
+LOCALE_DIR := $(abspath $(VENV))/locale
+
 pytest: $(STAMP)
+	@locpath=$$($(PY) -m contracts.ctp_locale --provide $(LOCALE_DIR)) || locpath=; \
+	if [ -n "$$locpath" ]; then echo "make: the CTP locale is in $$locpath (LOCPATH)"; \
+	  export LOCPATH="$$locpath"; fi; \
 	$(VENV)/bin/pytest
 
 bench: $(STAMP) ## run the benchmarks and print their figures (see docs/BENCHMARKS.md)

@@ -24,13 +24,13 @@ from typing import Any
 import numpy as np
 
 from contracts.calendar import load_calendar
+from contracts.ctp_locale import has_locale
 from contracts.logs import get_logger
 from libshm import TICK_LAYOUT, JournalReader, JournalWriter
 from services.md_recorder.importer import import_files
 from services.md_recorder.normalise import CTP_FIELDS
 from services.md_recorder.recorder import Recorder
 from services.md_recorder.replay import ReplaySource
-from services.tools.doctor import check_locale
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "market"
 IF_DAYS = sorted(DATA.glob("IF2101_*.csv.gz"))
@@ -140,7 +140,7 @@ def run(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         root = Path(tmp)
         results: dict[str, float] = {}
-        if check_locale().ok:
+        if has_locale():
             results.update(bench_struct_to_frame(root, args.runs))
         else:
             print("  (CTP struct figures skipped: no zh_CN.GB18030 locale)")

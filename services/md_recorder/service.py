@@ -19,6 +19,7 @@ from contracts.calendar import DEFAULT_CALENDAR, Calendar, load_calendar, next_w
 from contracts.clock import CHINA
 from contracts.config import DeploymentConfig, SimConfig
 from contracts.credentials import load_credentials
+from contracts.ctp_locale import require_ctp_locale
 from contracts.errors import UserError
 from contracts.logs import get_logger
 from contracts.stop import StopSignals
@@ -27,7 +28,6 @@ from services.md_recorder.normalise import RawTick
 from services.md_recorder.recorder import Recorder
 from services.md_recorder.replay import ReplaySource
 from services.md_recorder.sim import SimMarket
-from services.tools.doctor import check_locale
 
 if TYPE_CHECKING:
     from services.md_recorder.ctp import CtpMdSource
@@ -209,9 +209,7 @@ def run_md_recorder(config: DeploymentConfig) -> int:
 def _ctp_source(config: DeploymentConfig, instruments: list[str], log: Any) -> CtpMdSource:
     ctp = config.md_recorder.ctp
     assert ctp is not None  # the config model requires the section for source = "ctp"
-    locale_check = check_locale()
-    if not locale_check.ok:
-        raise UserError(f"CTP needs the zh_CN.GB18030 locale: {locale_check.fix}")
+    require_ctp_locale()
     password = load_credentials(config.suite.credentials_file).require("ctp_password")
     # only now: importing openctp-ctp without the locale aborts the process
     from services.md_recorder.ctp import CtpMdSource  # noqa: PLC0415

@@ -12,18 +12,13 @@ from pathlib import Path
 
 from contracts.config import DeploymentConfig, load_config
 from contracts.credentials import load_credentials
+from contracts.ctp_locale import CTP_LOCALE, LOCALE_FIX, has_locale
 from contracts.errors import UserError
 from contracts.logs import get_logger
 from libshm import accel
 
 __all__ = ["Check", "check_locale", "check_port", "check_space", "run_doctor"]
 
-CTP_LOCALE = "zh_CN.GB18030"
-LOCALE_FIX = (
-    "as root: apt-get install -y locales && localedef -i zh_CN -f GB18030 zh_CN.GB18030; "
-    "without root: localedef --no-archive -i zh_CN -f GB18030 "
-    "~/.local/share/locale/zh_CN.GB18030 && export LOCPATH=~/.local/share/locale"
-)
 MIB = 1 << 20
 
 
@@ -49,13 +44,7 @@ def check_python() -> Check:
 
 def check_locale(name: str = CTP_LOCALE, required: bool = True) -> Check:
     """Probe the locale in a child process: openctp-ctp aborts the whole process without it."""
-    probe = f"import locale; locale.setlocale(locale.LC_ALL, {name!r})"
-    found = (
-        subprocess.run(
-            [sys.executable, "-c", probe], capture_output=True, timeout=30, check=False
-        ).returncode
-        == 0
-    )
+    found = has_locale(name)
     why = "" if required else " (needed only when a service uses CTP)"
     detail = "installed" if found else f"missing: openctp-ctp aborts the process at import{why}"
     return Check(f"locale {name}", found, detail, LOCALE_FIX, required)

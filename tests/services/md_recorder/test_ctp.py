@@ -17,15 +17,15 @@ from typing import Any
 
 import pytest
 
+from contracts.ctp_locale import has_locale
 from contracts.logs import get_logger
 from libshm import JournalReader, Tick, decode_tick, encode_tick
 from services.md_recorder.normalise import CTP_FIELDS
 from services.md_recorder.recorder import Recorder
-from services.tools.doctor import check_locale
 from tests.helpers import ROOT, import_market, log_lines
 from tests.services.md_recorder.test_normalise import CAL, CU_ROWS, IF_ROWS
 
-if not check_locale().ok:  # importing openctp-ctp without it aborts the process
+if not has_locale():  # importing openctp-ctp without it aborts the process
     if os.environ.get("CI"):  # CI installs it: a missing locale there fails the run
         pytest.fail("no zh_CN.GB18030 locale under CI: .ci/run should have made it", False)
     pytest.skip("no zh_CN.GB18030 locale (.ci/run installs it)", allow_module_level=True)

@@ -11,6 +11,10 @@ message is the only way state changes. Orders leave through the adapter port
 This module is the order path and the application of messages; the engine's other parts are
 mixed in from ``agents.py`` (running agents), ``commands.py`` (operator commands) and
 ``recovery.py`` (rebuilding the day from its journal).
+
+Size: over 500 lines, since the order path stays in one module: an agent's ``send`` through the
+gate, the journal and the adapter, and the application of each message it leads to, are the
+tick-to-order path that docs/engine.md measures, read together when it changes.
 """
 
 from __future__ import annotations

@@ -9,6 +9,12 @@ engine recovers the day from its journal before it trades (docs/engine.md, "Reco
 Commands (``hft command``, the monitor) are JSON ``CommandRequest`` objects on a ZMQ REP socket
 bound to ``engine.command_endpoint``; each carries the engine token (``HFT_ENGINE_TOKEN`` or
 ``engine_token`` in the credentials file) and gets one ``CommandReply``.
+
+Watching and reporting are in ``health.py``, interrupting a blocked agent in ``interrupts.py``,
+the journal files in ``journals.py``.
+
+Size: over 500 lines, since a day's life in the shell (its set-up, recovery or opening, the
+loop with its housekeeping deadlines, the commands, the roll) is one sequence read together.
 """
 
 from __future__ import annotations
@@ -18,15 +24,12 @@ import gc
 import importlib
 import math
 import os
-import signal
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
-from types import FrameType
 from typing import Any, Final
 
 import msgspec
@@ -35,7 +38,6 @@ from pydantic import ValidationError
 
 from contracts import messages as m
 from contracts.calendar import DEFAULT_CALENDAR, load_calendar
-from contracts.clock import china_iso
 from contracts.config import DeploymentConfig, format_validation_error
 from contracts.credentials import load_credentials
 from contracts.errors import UserError
@@ -43,35 +45,29 @@ from contracts.logs import get_logger
 from contracts.refusals import RefusalLog
 from contracts.stop import StopSignals
 from libshm import JournalReader, JournalWriter, NotAJournal, Tick, decode_tick
-from libshm.errors import CorruptJournal, JournalFull, WriterLocked
+from libshm.errors import JournalFull, WriterLocked
 from libshm.inspect import inspect_journal
 from libshm.process import acquire_writer_lock
 from services.engine.adapter import NEVER, Adapter
 from services.engine.adapters.paper.broker import PaperBroker
-from services.engine.core import INTERRUPTED, AgentInterrupted, Engine, RecoveryDiverged
+from services.engine.core import Engine, RecoveryDiverged
+from services.engine.health import STATUS_EVERY_NS, Health
 from services.engine.intake import MAX_REQUEST_BYTES, Intake, refusal
+from services.engine.interrupts import Interrupts, Watchdog
+from services.engine.journals import check_engine_layout, days, read_journal
 from services.engine.ledger import Spec
 from services.engine.products import specs_for
 from services.engine.risk import RiskLimits
 from services.engine.strategy import Strategy, validate_params
 
-__all__ = ["load_strategy", "read_journal", "run_engine"]
+__all__ = ["deliver", "load_strategy", "read_journal", "run_engine"]
 
 SPIN_NS: Final = 2_000_000  # keep spinning this long after the last input, then nap
 IDLE_SLEEP_S: Final = 0.00005
 HOUSEKEEPING_NS: Final = 1_000_000  # commands and timers are looked at every millisecond
 END_CHECK_NS: Final = 500_000_000
-STATUS_EVERY_NS: Final = 10_000_000_000
 COMMAND_BUDGET_NS: Final = 200_000  # commands' share of each housekeeping pass at most
-LAG_TICKS: Final = 1_000  # behind the feed by this many ticks or seconds: say so
-LAG_SECONDS: Final = 1.0
-SUITE_CODE: Final = tuple(
-    str(Path(__file__).resolve().parents[2] / package) + os.sep
-    for package in ("services", "libshm", "contracts")
-)  # an agent's strategies live elsewhere (strategies/, engine.strategy_paths)
 GC_YOUNG: Final = 2_000  # young objects the idle loop lets pile up before it collects them
-BLOCKED_NS: Final = 1_000_000_000  # an agent's callback this long: the watchdog says so
-WATCH_EVERY_S: Final = 0.1
 
 AdapterFactory = Callable[[Mapping[str, Spec], Mapping[str, bytes]], Adapter]
 """Builds the day's adapter from the instruments' specs and trading-phase tables."""
@@ -95,52 +91,6 @@ def load_strategy(ref: str, agent: str) -> type[Strategy]:
     return cls
 
 
-def check_engine_layout(path: Path, reader: JournalReader) -> None:
-    """Refuse a journal that is not an engine journal of this version, in one line."""
-    layout = reader.layout
-    if (layout.layout_id, layout.version) == (m.ENGINE_LAYOUT.layout_id, m.ENGINE_LAYOUT.version):
-        return
-    what = ("an engine journal of another version" if layout.layout_id == m.ENGINE_LAYOUT.layout_id
-            else "not an engine journal of this suite (a tick recording, or one written before "
-            "engine journals had their own layout)" if layout.layout_id else
-            "a journal of free-form payloads, not an engine journal of this version")  # fmt: skip
-    raise UserError(
-        f"{path}: {what}: layout {layout.layout_id} v{layout.version}, this engine reads layout "
-        f"{m.ENGINE_LAYOUT.layout_id} v{m.ENGINE_LAYOUT.version}; move the directory aside (the "
-        "suite that wrote it can still read it) and start the day afresh"
-    )
-
-
-def read_journal(path: Path) -> list[m.EngineMessage]:
-    """Every committed message of an engine journal, in order, every checksum checked."""
-    reader = JournalReader(path, verify=True)
-    check_engine_layout(path, reader)
-    out = []
-    try:
-        while (frame := reader.read()) is not None:
-            out.append(m.decode(frame.payload))
-    except CorruptJournal as exc:
-        raise UserError(
-            f"{exc}; the engine journal is damaged, so the day cannot be recovered exactly: "
-            f"`hft journal verify {path}` lists the damage, `hft journal repair {path}` cuts "
-            "the journal there after keeping a copy (the day then resumes from the cut)",
-        ) from None
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise UserError(
-            f"{path}: frame {reader.next_seq - 1} is not an engine message of this version "
-            f"({exc}); was the journal written by another program?"
-        ) from None
-    finally:
-        reader.close()
-    return out
-
-
-def _days(root: Path) -> list[int]:
-    if not root.is_dir():
-        return []
-    return sorted(int(p.name) for p in root.iterdir() if p.name.isdigit() and len(p.name) == 8)
-
-
 def _collector_off_the_tick_path() -> Callable[[], object]:
     """Take the cyclic garbage collector off the tick path for the day: collect everything,
     freeze what survives (the set-up, the recovered day: never scanned again), stop automatic
@@ -156,7 +106,7 @@ def _collector_off_the_tick_path() -> Callable[[], object]:
     return partial(gc.collect, 1)
 
 
-class EngineService:
+class EngineService(Health, Interrupts):
     """Wires the engine core to files, the clock and the command socket."""
 
     def __init__(
@@ -284,7 +234,7 @@ class EngineService:
         sock = self._bind(ctx)
         intake = Intake(self._token())
         collecting = gc.isenabled()
-        watchdog = _Watchdog(self)
+        watchdog = Watchdog(self)
         watchdog.start()
         self.log.info("engine_started", command_endpoint=self.endpoint, agents=list(self.classes),
                       token_file=str(self.token_file) if self.token_file else None)  # fmt: skip
@@ -306,15 +256,15 @@ class EngineService:
         """The trading day to run and what it opens with: the newest recording's day, with the
         holdings of the newest engine day before it that closed."""
         while not self.stop.requested:
-            days = _days(self.recordings)
-            if days:
+            recorded = days(self.recordings)
+            if recorded:
                 break
             self.log.info("waiting_for_recording", directory=str(self.recordings))
             time.sleep(1.0)
         else:
             return None, [], {}
-        day = days[-1]
-        for earlier in reversed(_days(self.root)):
+        day = recorded[-1]
+        for earlier in reversed(days(self.root)):
             if earlier >= day:
                 continue
             messages = read_journal(self.root / str(earlier))
@@ -383,39 +333,6 @@ class EngineService:
                 self._report(self.engine, time.monotonic_ns())
                 self._log_refusals(time.monotonic_ns(), flush=True)
             writer.close()
-
-    def _interrupt_text(self) -> str | None:
-        """Why the running agent callback must be interrupted now, if it must: in a recovery,
-        the journal says the agent was interrupted there; or a stop was asked for while the
-        callback has run past its budget (one within its budget finishes first)."""
-        engine = self.engine
-        handle = engine.calling if engine is not None else None
-        if engine is None or handle is None:
-            return None
-        journaled = engine.journaled_interrupt()
-        if journaled is not None:
-            return journaled
-        elapsed = time.monotonic_ns() - engine.call_started
-        if not self.stop.requested or elapsed <= engine.callback_budget_ns:
-            return None
-        fn = getattr(engine.calling_fn, "__name__", "a callback")
-        budget = engine.callback_budget_ns / 1e6
-        return (f"{INTERRUPTED}{handle.name}.{fn} had run {elapsed / 1e9:.1f} s (budget "
-                f"{budget:g} ms) when the engine was asked to stop")  # fmt: skip
-
-    def _interrupt(self, frame: FrameType | None) -> None:
-        """From a signal handler (SIGTERM, SIGINT, or the watchdog's SIGUSR1), in the main
-        thread wherever it was: raise into the agent's own code, or, if the agent is inside the
-        engine (send, cancel), leave it for the engine to raise at the agent's next call."""
-        text = self._interrupt_text()
-        if text is None:
-            return
-        engine = self.engine
-        assert engine is not None
-        if _inside_the_suite(frame):
-            engine.pending_interrupt = text
-            return
-        raise AgentInterrupted(text)
 
     def _stopped_full(self, exc: JournalFull) -> str:
         """The journal cannot grow: nothing more may happen (every order is journaled before it
@@ -592,7 +509,7 @@ class EngineService:
         """The day's recording is closed and a newer trading day is being recorded."""
         if ticks.writer_state() != "closed":
             return False
-        return any(d > day for d in _days(self.recordings))
+        return any(d > day for d in days(self.recordings))
 
     def _roll(self, engine: Engine, day: int
               ) -> tuple[int | None, list[m.Holding], dict[str, float]]:  # fmt: skip
@@ -601,7 +518,7 @@ class EngineService:
             price = tick.settlement if not math.isnan(tick.settlement) else tick.last
             if not math.isnan(price):
                 settlements[instrument] = price
-        newer = [d for d in _days(self.recordings) if d > day]
+        newer = [d for d in days(self.recordings) if d > day]
         engine.roll_day(self._engine_now(engine), newer[0], settlements)
         holdings, cash = engine.holdings()
         self.log.info("day_rolled", day=day, next_day=newer[0], holdings=len(holdings))
@@ -668,158 +585,6 @@ class EngineService:
                       text=ack.text)  # fmt: skip
         return msgspec.json.encode(m.CommandReply(ack.ok, ack.text, command_id))
 
-    def _each_second(self, engine: Engine, ticks: JournalReader, day: int, now: int, *,
-                     caught_up: bool) -> None:  # fmt: skip
-        """Refused requests' summaries, the feed's health, the lag behind it, the status line."""
-        self._log_refusals(now)
-        self._watch_feed(engine, ticks, day, caught_up=caught_up)
-        self._check_lag(ticks)
-        if now >= self._next_status:
-            self._next_status = now + STATUS_EVERY_NS
-            self._status(engine, day)
-
-    def _watch_feed(self, engine: Engine, ticks: JournalReader, day: int, *, caught_up: bool
-                    ) -> None:  # fmt: skip
-        """The feed is lost when the recording's writer died or fell silent (no tick and no
-        heartbeat for ``feed_timeout_s``), and ended when the recording is closed, every tick of
-        it handled, and no newer day is being recorded (a closed day with a newer one rolls).
-        Either is logged at once and acted on as ``engine.on_feed_loss`` says; a new writer on
-        the day's journal (md_recorder restarted) is logged, and a halt stays until resumed."""
-        state = ticks.writer_state(self._feed_timeout_ns)
-        if state == "open":
-            feed = "live"
-        elif state == "gone":
-            feed = "lost"
-        elif caught_up and not any(d > day for d in _days(self.recordings)):
-            feed = "ended"
-        else:
-            return  # closed, with ticks still to handle or the next day starting
-        was = self.feed["state"]
-        if feed == was:
-            return
-        path = str(self.recordings / str(day))
-        since = self._engine_now(engine)
-        self.feed = {"state": feed, "since": china_iso(since), "ticks": engine.ticks}
-        if feed == "live":
-            halted = self.config.engine.on_feed_loss == "halt"
-            hint = "trading stays halted until `hft command resume --account`" if halted else None
-            self.log.info("feed_restored", recording=path, after=was, hint=hint)
-            return
-        action = self.config.engine.on_feed_loss
-        if feed == "lost":
-            timeout = self.config.engine.feed_timeout_s
-            text = f"the md_recorder writing {path} is gone (died, or silent for {timeout:g} s)"
-        else:
-            text = f"the recording {path} has ended (closed, every tick handled, no newer day)"
-        done = self._on_feed_loss(engine, f"feed {feed}")
-        emit = self.log.error if feed == "lost" else self.log.warning
-        emit(f"feed_{feed}", text=text, action=action, done=done, ticks=engine.ticks)
-        self.feed["action"] = done
-
-    def _on_feed_loss(self, engine: Engine, why: str) -> str:
-        """What ``engine.on_feed_loss`` says to do, as journaled commands (recovery repeats
-        them where they happened); returns what was done."""
-        action = self.config.engine.on_feed_loss
-        if action == "log":
-            return "nothing (on_feed_loss = log)"
-        engine.now = self._engine_now(engine)
-        tag = uuid.uuid4().hex[:12]
-        cancel = engine.command(m.CancelAll(0, 0, "account", "", f"engine: {why}", f"{tag}-c"))
-        if action == "cancel":
-            return cancel.text
-        engine.command(m.Halt(0, 0, "account", "", f"engine: {why}", f"{tag}-h"))
-        return f"{cancel.text}; the account is halted"
-
-    def _check_lag(self, ticks: JournalReader) -> None:
-        """Log when the engine falls behind the feed (and when it has caught up again)."""
-        behind, newest = ticks.backlog()
-        seconds = 0.0
-        if newest is not None and self._last_tick_time:
-            seconds = max(newest - self._last_tick_time, 0) / 1e9
-        self.lag = {"ticks": behind, "seconds": round(seconds, 3)}
-        now = time.monotonic_ns()
-        if behind >= LAG_TICKS or seconds >= LAG_SECONDS:
-            if not self._behind_since or now - self._lag_logged >= STATUS_EVERY_NS:
-                self._lag_logged = now
-                self.log.warning("engine_behind_feed", ticks=behind, seconds=round(seconds, 3),
-                                 hint="the engine handles ticks slower than they arrive; "
-                                 "lighten the agents or the feed")  # fmt: skip
-            self._behind_since = self._behind_since or now
-        elif self._behind_since:
-            self.log.info("engine_caught_up", after_s=round((now - self._behind_since) / 1e9, 1))
-            self._behind_since = 0
-
-    def _log_refusals(self, now: int, *, flush: bool = False) -> None:
-        for s in self.refusals.due(now, flush=flush):
-            self.log.warning(
-                "commands_refused", peer=s.peer, count=s.count, reasons=s.reasons,
-                text=f"{s.count} refused requests from {s.peer} in the last {s.seconds:g} s",
-            )  # fmt: skip
-        for s in self.order_refusals.due(now, flush=flush):
-            self.log.warning(
-                "orders_refused", agent=s.peer, count=s.count, reasons=s.reasons,
-                text=f"{s.count} more orders of {s.peer} refused by the risk gate in the last "
-                f"{s.seconds:g} s",
-            )  # fmt: skip
-
-    def _report(self, engine: Engine, now: int) -> None:
-        """Log what the engine journaled since the last pass: every order and fill at info, an
-        exchange's rejection as a warning, the gate's refusals once per agent and then summed
-        every 10 s (a strategy that retries a refused order would otherwise write a line per
-        try). A recovery repeats none of these: only messages journaled now are reported."""
-        activity = engine.activity
-        log = self.log
-        while activity:
-            msg = activity.popleft()
-            if isinstance(msg, m.OrderRequested):
-                log.info("order", order_id=msg.order_id, agent=msg.agent,
-                         instrument=msg.instrument, direction=msg.direction, offset=msg.offset,
-                         price=msg.price, volume=msg.volume, kind=msg.kind)  # fmt: skip
-            elif isinstance(msg, m.Trade):
-                order = engine.orders.get(msg.order_id)
-                log.info("fill", order_id=msg.order_id, trade_id=msg.trade_id,
-                         agent=order.agent if order else None,
-                         instrument=order.instrument if order else None,
-                         direction=order.direction if order else None, price=msg.price,
-                         volume=msg.volume, fee=round(msg.fee, 2))  # fmt: skip
-            elif isinstance(msg, m.OrderRejected):
-                log.warning("order_rejected", order_id=msg.order_id, code=msg.code,
-                            text=msg.text)  # fmt: skip
-            elif isinstance(msg, m.RiskRefused) and self.order_refusals.refused(
-                now, msg.agent, msg.code
-            ):
-                log.warning("order_refused", agent=msg.agent, order_id=msg.order_id,
-                            code=msg.code, text=msg.text,
-                            hint="more refusals of this agent are counted for 10 s")  # fmt: skip
-
-    def _status(self, engine: Engine, day: int) -> dict[str, object]:
-        gate = engine.gate
-        agents = {}
-        for name, handle in engine.agents.items():
-            view = handle.account()
-            positions = {}
-            for instrument, line in engine.ledger.accounts[name].lines.items():
-                p = line.position
-                if p.long or p.short:
-                    positions[instrument] = {
-                        "long": p.long, "long_today": p.long_today, "short": p.short,
-                        "short_today": p.short_today, "mark": line.mark,
-                    }  # fmt: skip
-            agents[name] = {"running": handle.running, "state": view.state,
-                            "day_pnl": round(view.day_pnl, 2), "margin": round(view.margin, 2),
-                            "working_orders": len(handle.orders),
-                            "positions": positions}  # fmt: skip
-        instruments = {i: gate.state("instrument", i) for i in engine.specs}
-        states = {"global": gate.state("global", ""), "account": gate.state("account", ""),
-                  "instruments": instruments}  # fmt: skip
-        status: dict[str, object] = {"trading_day": day, "ticks": engine.ticks,
-                                     "orders": len(engine.orders), "states": states,
-                                     "agents": agents, "feed": self.feed,
-                                     "behind_feed": self.lag,
-                                     "recent_commands": list(engine.recent_commands)}  # fmt: skip
-        self.log.info("engine_status", **status)
-        return status
-
 
 def deliver(engine: Engine) -> None:
     """Hand the core's outbox to its adapter (one that is not deterministic: the core calls a
@@ -830,69 +595,6 @@ def deliver(engine: Engine) -> None:
             adapter.submit(out.order, out.time_ns)
         else:
             adapter.cancel(out.order, out.time_ns)
-
-
-def _inside_the_suite(frame: FrameType | None) -> bool:
-    """Whether the main thread, interrupted at ``frame``, is in the suite's own code (the engine,
-    the journal, the messages: an exception there could leave them half done) rather than in
-    an agent's callback and what that calls outside the suite."""
-    while frame is not None:
-        code = frame.f_code
-        if code is _CALL_CODE:
-            return False  # reached the engine's call of the agent: all above it was the agent's
-        if os.path.abspath(code.co_filename).startswith(SUITE_CODE):
-            return True
-        frame = frame.f_back
-    return True  # not in an agent's callback at all
-
-
-_CALL_CODE: Final = Engine._call.__code__
-
-
-class _Watchdog:
-    """A thread that looks at the engine's running agent callback every ``WATCH_EVERY_S``: one
-    running for ``BLOCKED_NS`` is logged (and again every 10 s) with the agent's name, since
-    every agent, command and tick waits for it; in a recovery, one that blocks where the
-    journal says the agent was interrupted is interrupted again (SIGUSR1 to the main thread)."""
-
-    def __init__(self, service: EngineService) -> None:
-        self.service = service
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="engine-watchdog", daemon=True)
-        self._main = threading.main_thread().ident
-        signal.signal(signal.SIGUSR1, lambda _signum, frame: service._interrupt(frame))
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        logged: tuple[int, int] = (0, 0)  # (call started, when last logged)
-        while not self._stop.wait(WATCH_EVERY_S):
-            engine = self.service.engine
-            handle = engine.calling if engine is not None else None
-            if engine is None or handle is None:
-                continue
-            started = engine.call_started
-            now = time.monotonic_ns()
-            if now - started >= BLOCKED_NS and (
-                logged[0] != started or now - logged[1] >= STATUS_EVERY_NS
-            ):
-                logged = (started, now)
-                fn = getattr(engine.calling_fn, "__name__", "a callback")
-                self.service.log.error(
-                    "agent_blocked", agent=handle.name, callback=fn,
-                    seconds=round((now - started) / 1e9, 1),
-                    text=f"{handle.name}.{fn} has run {(now - started) / 1e9:.1f} s; every "
-                    "agent, tick and command waits for it; SIGTERM stops that agent and the "
-                    "engine",
-                )  # fmt: skip
-            if self.service._interrupt_text() is not None:  # again each pass until it stops
-                assert self._main is not None
-                signal.pthread_kill(self._main, signal.SIGUSR1)
 
 
 def run_engine(config: DeploymentConfig) -> int:

@@ -11,7 +11,7 @@ import pytest
 
 from contracts import messages as m
 from services.engine.core import INTERRUPTED
-from services.engine.live import read_journal
+from services.engine.journals import read_journal
 from tests.helpers import import_market
 from tests.services.engine.test_feed import events, spawn, wait_for
 from tests.services.engine.test_live import DAY, deployment, run_to_end_of_day

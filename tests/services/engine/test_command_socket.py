@@ -25,7 +25,7 @@ import zmq
 from contracts import messages as m
 from contracts.config import load_config
 from libshm import JournalReader, JournalWriter, decode_tick
-from services.engine.live import read_journal
+from services.engine.journals import read_journal
 from services.tools.command import send_command
 from tests.helpers import ROOT, import_market, live_tick_journal, log_lines, run_hft, write_config
 from tests.services.engine.test_live import CONFIG, DAY, start

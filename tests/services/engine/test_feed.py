@@ -20,7 +20,7 @@ import pytest
 from contracts import messages as m
 from contracts.config import load_config
 from libshm import TICK_LAYOUT, JournalReader, JournalWriter, decode_tick
-from services.engine.live import read_journal
+from services.engine.journals import read_journal
 from services.tools.command import send_command
 from tests.helpers import ROOT, import_market, log_lines, write_config
 from tests.services.engine.test_live import CONFIG, DAY, deployment

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from contracts import messages as m
-from services.engine.live import read_journal
+from services.engine.journals import read_journal
 from tests.helpers import import_market, in_small_tmpfs
 from tests.services.engine.test_live import DAY, deployment, outcome, run_to_end_of_day
 

@@ -22,7 +22,8 @@ from contracts import messages as m
 from contracts.config import load_config
 from contracts.errors import UserError
 from libshm import FREE_FORM, JournalReader, JournalWriter, NotAJournal, decode_tick
-from services.engine.live import _collector_off_the_tick_path, read_journal
+from services.engine.journals import read_journal
+from services.engine.live import _collector_off_the_tick_path
 from services.tools.command import send_command
 from tests.helpers import ROOT, import_market, live_tick_journal, run_hft, write_config
 

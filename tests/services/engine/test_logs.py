@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from contracts import messages as m
-from services.engine.live import read_journal
+from services.engine.journals import read_journal
 from tests.helpers import import_market
 from tests.services.engine.test_feed import events, spawn, status, wait_for
 from tests.services.engine.test_live import DAY, TICKS_IN_DAY, deployment, frames

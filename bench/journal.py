@@ -22,9 +22,18 @@ from typing import Any
 
 import numpy as np
 
-from libshm import TICK_DTYPE, TICK_LAYOUT, JournalReader, JournalWriter, Tick, WaitPolicy, accel
-from libshm.record import encode_tick
-from libshm.seqlock import SnapshotReader, SnapshotWriter
+from libshm import (
+    TICK_DTYPE,
+    TICK_LAYOUT,
+    JournalReader,
+    JournalWriter,
+    SnapshotReader,
+    SnapshotWriter,
+    Tick,
+    WaitPolicy,
+    accel,
+    encode_tick,
+)
 
 SEGMENT = 64 << 20
 

@@ -166,6 +166,15 @@ def _count_instruments(path: Path, report: JournalReport) -> None:
             report.instruments[name.rstrip(b"\0").decode("ascii", "replace")] += n
 
 
+def is_journal(path: str | Path) -> bool:
+    """Whether ``path`` is a journal directory with at least one segment (False for anything
+    else: missing, a file, an empty or unreadable directory)."""
+    try:
+        return bool(list_segments(Path(path)))
+    except NotAJournal:
+        return False
+
+
 def day_journals(path: str | Path) -> list[Path]:
     """``path`` itself if it is a journal, else the journals directly inside it (a recordings
     directory, which holds one journal per trading day, or the engine's), in name order.

@@ -26,7 +26,7 @@ from typing import Final
 import numpy as np
 
 from libshm import accel
-from libshm.errors import JournalError, NotAJournal, WriterGone
+from libshm.errors import JournalError, NotAJournal, UnsupportedVersion, WriterGone
 from libshm.layout import FILE_MODE
 from libshm.process import acquire_writer_lock, pid_alive
 from libshm.reader import JournalReader
@@ -205,7 +205,7 @@ def _check_header(path: Path, mm: mmap.mmap) -> None:
     if magic != MAGIC:
         raise NotAJournal(f"{path}: not a snapshot table")
     if version > VERSION:
-        raise JournalError(
+        raise UnsupportedVersion(
             f"{path}: snapshot table version {version} is newer than this "
             f"program's ({VERSION}); upgrade hft"
         )

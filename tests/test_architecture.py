@@ -1,5 +1,6 @@
 """The tree holds its architecture (docs/engine.md, "Modules"): dependencies point one way
-(``services -> contracts -> libshm``), no service imports another service or ``services/tools``,
+(``services -> contracts -> libshm``), nothing outside libshm imports its modules rather than
+its public surface, no service imports another service or ``services/tools``,
 no import cycle (typing-only and lazy imports included), and no module grows past about 500
 lines without saying why at its top (a ``Size:`` paragraph in its docstring)."""
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import libshm
 from tests.helpers import ROOT
 
 PACKAGES = ("libshm", "contracts", "services", "strategies")
@@ -30,7 +32,7 @@ def imports(path: Path, name: str, known: dict[str, Path]) -> set[str]:
     """The project modules ``path`` imports anywhere in it (top level, in functions, under
     ``if TYPE_CHECKING``)."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found = set()
+    found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
@@ -68,9 +70,12 @@ def test_dependencies_point_one_way() -> None:
             if top == "contracts" and dtop not in ("contracts", "libshm"):
                 wrong.append(f"{name} -> {dep}")
             parts, dparts = name.split("."), dep.split(".")
-            if top == "services" and len(parts) > 1 and parts[1] in SERVICES:
-                if len(dparts) > 1 and dparts[0] == "services" and dparts[1] != parts[1]:
-                    wrong.append(f"{name} -> {dep}")  # another service, or services/tools
+            in_service = top == "services" and len(parts) > 1 and parts[1] in SERVICES
+            if in_service and len(dparts) > 1 and dparts[0] == "services" and dparts[1] != parts[1]:
+                wrong.append(f"{name} -> {dep}")  # another service, or services/tools
+            public = dep == "libshm" or dparts[-1] in libshm.__all__  # libshm.accel
+            if top != "libshm" and dtop == "libshm" and not public:
+                wrong.append(f"{name} -> {dep} (import from libshm, its public surface)")
     assert wrong == []
 
 

@@ -17,6 +17,7 @@ from contracts import messages as m
 from contracts.logs import redact
 from libshm import Tick
 from services.engine.adapter import NEVER
+from services.engine.errors import RecoveryDiverged
 from services.engine.ledger import Ledger, Spec
 from services.engine.orders import Order
 from services.engine.risk import RiskGate, RiskLimits
@@ -34,11 +35,6 @@ __all__ = [
 
 INTERRUPTED: Final = "interrupted: "
 SLOW_LOG_NS: Final = 10_000_000_000  # a slow agent's callbacks: one line per 10 s at most
-
-
-class RecoveryDiverged(Exception):
-    """Re-running the day did not produce what the journal holds: an agent is not deterministic
-    or the inputs changed. The engine does not trade on a state it cannot trust."""
 
 
 class AgentInterrupted(BaseException):

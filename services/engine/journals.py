@@ -10,8 +10,7 @@ import msgspec
 
 from contracts import messages as m
 from contracts.errors import UserError
-from libshm import JournalReader
-from libshm.errors import CorruptJournal
+from libshm import CorruptJournal, JournalReader
 
 __all__ = ["check_engine_layout", "days", "read_journal"]
 

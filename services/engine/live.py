@@ -44,10 +44,17 @@ from contracts.errors import UserError
 from contracts.logs import get_logger
 from contracts.refusals import RefusalLog
 from contracts.stop import StopSignals
-from libshm import JournalReader, JournalWriter, NotAJournal, Tick, decode_tick
-from libshm.errors import JournalFull, WriterLocked
-from libshm.inspect import inspect_journal
-from libshm.process import acquire_writer_lock
+from libshm import (
+    JournalFull,
+    JournalReader,
+    JournalWriter,
+    NotAJournal,
+    Tick,
+    WriterLocked,
+    acquire_writer_lock,
+    decode_tick,
+    inspect_journal,
+)
 from services.engine.adapter import NEVER, Adapter
 from services.engine.adapters.paper.broker import PaperBroker
 from services.engine.core import Engine, RecoveryDiverged

@@ -12,6 +12,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Final
 
+from services.engine.errors import InvalidTransition, Overfill
+
 __all__ = [
     "TERMINAL",
     "TRANSITIONS",
@@ -80,14 +82,6 @@ TERMINAL: Final = frozenset(s for s, moves in TRANSITIONS.items() if not moves)
 # sends OnRtnOrder and OnRtnTrade in no fixed order; the simulator's random latencies too): it
 # tells nothing new and changes nothing.
 LATE_ACCEPT: Final = frozenset({S.ACCEPTED, S.PARTIALLY_FILLED, S.FILLED, S.CANCELLED})
-
-
-class InvalidTransition(ValueError):
-    """An event the table has no move for in the order's state; the order is unchanged."""
-
-
-class Overfill(ValueError):
-    """A fill beyond the order's volume; nothing is applied."""
 
 
 @dataclass(slots=True)

@@ -29,11 +29,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from contracts.calendar import Calendar
 from contracts.config import format_validation_error
 from contracts.errors import UserError
-from libshm import TICK_DTYPE, TICK_LAYOUT, JournalError, JournalReader, JournalWriter, encode_tick
-from libshm.inspect import inspect_journal
-from libshm.layout import SEGMENT_HEADER_SIZE
-from libshm.segment import list_segments
-from libshm.writer import TICK_FRAME_SIZE
+from libshm import (
+    SEGMENT_HEADER_SIZE,
+    TICK_DTYPE,
+    TICK_FRAME_SIZE,
+    TICK_LAYOUT,
+    JournalError,
+    JournalReader,
+    JournalWriter,
+    encode_tick,
+    inspect_journal,
+    list_segments,
+)
+from services.md_recorder.errors import FileProblem
 from services.md_recorder.filters import TickFilter
 from services.md_recorder.normalise import CTP_FIELDS, Drop, Normaliser, RawTick
 
@@ -106,10 +114,6 @@ def _open_text(path: Path) -> IO[str]:
         raise BadInput(f"{path}: is a directory; give the files in it") from None
     except OSError as exc:
         raise BadInput(f"{path}: cannot read: {exc.strerror}") from None
-
-
-class FileProblem(Exception):
-    """A file that cannot be read through (not gzip, cut short, not text): reported, skipped."""
 
 
 FILE_ERRORS: Final = (OSError, EOFError, zlib.error, UnicodeDecodeError)

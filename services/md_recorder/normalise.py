@@ -31,8 +31,7 @@ from typing import Any, Final
 
 from contracts.calendar import Calendar, Phase, next_weekday, previous_weekday
 from contracts.clock import CHINA
-from libshm import Tick
-from libshm.record import FLAG_AUCTION
+from libshm import FLAG_AUCTION, Tick
 
 __all__ = ["CHINA", "CTP_FIELDS", "Drop", "Normaliser", "RawTick"]
 

@@ -17,9 +17,7 @@ import numpy as np
 
 from contracts.calendar import Calendar
 from contracts.clock import china_iso
-from libshm import TICK_LAYOUT, JournalWriter, Tick
-from libshm.record import tick_from_row
-from libshm.seqlock import SnapshotWriter
+from libshm import TICK_LAYOUT, JournalWriter, SnapshotWriter, Tick, tick_from_row
 from services.md_recorder.filters import TickFilter
 from services.md_recorder.normalise import Drop, Normaliser, RawTick
 

@@ -24,9 +24,14 @@ from typing import Any, Final, Literal
 import numpy as np
 
 from contracts.errors import UserError
-from libshm import TICK_DTYPE, JournalError, JournalReader
-from libshm.inspect import inspect_journal
-from libshm.segment import list_segments
+from libshm import (
+    TICK_DTYPE,
+    JournalError,
+    JournalReader,
+    inspect_journal,
+    is_journal,
+    list_segments,
+)
 
 __all__ = ["ReplaySource", "journals_in"]
 
@@ -43,7 +48,7 @@ def journals_in(recording: Path) -> list[Path]:
         if not recording.is_dir():
             raise UserError(str(exc)) from None
     days = sorted(p for p in recording.iterdir() if p.is_dir() and p.name.isdigit())
-    journals = [p for p in days if list_segments(p)]
+    journals = [p for p in days if is_journal(p)]
     if not journals:
         raise UserError(
             f"{recording}: no recorded journal there (a journal directory, or a directory of "
@@ -59,7 +64,7 @@ class _Published:
         self.journal = journal
         self.left = 0
         self.reader: JournalReader | None = None
-        if journal.is_dir() and list_segments(journal):
+        if is_journal(journal):
             report = inspect_journal(journal, count_instruments=False)
             if not report.intact:
                 raise UserError(

@@ -23,7 +23,7 @@ from contracts.ctp_locale import require_ctp_locale
 from contracts.errors import UserError
 from contracts.logs import get_logger
 from contracts.stop import StopSignals
-from libshm.errors import WriterLocked
+from libshm import WriterLocked
 from services.md_recorder.normalise import RawTick
 from services.md_recorder.recorder import Recorder
 from services.md_recorder.replay import ReplaySource

@@ -19,11 +19,20 @@ import numpy as np
 from contracts import messages as m
 from contracts.clock import CHINA, china_iso
 from contracts.errors import UserError
-from libshm import TICK_DTYPE, JournalError, JournalReader, Tick, decode_tick
-from libshm.inspect import JournalReport, day_journals, inspect_journal
-from libshm.layout import TYPE_FIXED, segment_name
-from libshm.record import TICK_LAYOUT_ID
-from libshm.repair import repair_journal
+from libshm import (
+    TICK_DTYPE,
+    TICK_LAYOUT_ID,
+    TYPE_FIXED,
+    JournalError,
+    JournalReader,
+    JournalReport,
+    Tick,
+    day_journals,
+    decode_tick,
+    inspect_journal,
+    repair_journal,
+    segment_name,
+)
 
 __all__ = ["add_arguments", "run"]
 

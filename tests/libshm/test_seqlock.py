@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from libshm import TICK_LAYOUT, JournalReader, JournalWriter, NotAJournal, WriterLocked
+from libshm import (
+    TICK_LAYOUT,
+    JournalReader,
+    JournalWriter,
+    NotAJournal,
+    UnsupportedVersion,
+    WriterLocked,
+)
 from libshm.errors import JournalError
 from libshm.record import encode_tick
 from libshm.seqlock import SnapshotReader, SnapshotWriter
@@ -57,3 +64,16 @@ def test_reader_without_a_table(tmp_path: Path) -> None:
     (tmp_path / "other").write_bytes(b"x" * 8192)
     with pytest.raises(NotAJournal, match="not a snapshot table"):
         SnapshotReader(tmp_path / "other")
+
+
+def test_a_newer_snapshot_table_is_refused_with_the_journal_s_version_error(
+    tmp_path: Path,
+) -> None:
+    with SnapshotWriter(tmp_path / "snap", capacity=8) as table:
+        table.write(make_tick(0))
+    raw = bytearray((tmp_path / "snap").read_bytes())
+    raw[8:10] = (9).to_bytes(2, "little")  # the version field, after the 8-byte magic
+    (tmp_path / "snap").write_bytes(raw)
+    with pytest.raises(UnsupportedVersion, match="snapshot table version 9 is newer") as caught:
+        SnapshotReader(tmp_path / "snap")
+    assert isinstance(caught.value, JournalError)  # one hierarchy for the data plane

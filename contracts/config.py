@@ -290,7 +290,7 @@ class EngineConfig(_Section):
     products: dict[str, ProductRates] = Field(default_factory=dict)
     """Fees and margin per product code; "default" for the rest."""
     timer_ms: int = Field(1000, ge=10)
-    """Period of the agents' ``on_timer``."""
+    """Period of the agents' ``on_timer``, in engine time (on a grid from the epoch)."""
     command_remote: bool = False
     """Allow a ``command_endpoint`` on an address other than the loopback (``tcp://*:PORT``,
     ``tcp://10.0.0.5:PORT``): the token and the commands travel in clear, so only on a network

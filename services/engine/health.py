@@ -4,8 +4,8 @@ refusals of the day in the log, and the status every command client and the log 
 
 from __future__ import annotations
 
-import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -40,6 +40,7 @@ class Health:
     _next_status: int
     _last_tick_time: int
     _feed_timeout_ns: int
+    clock: Callable[[], int]
 
     if TYPE_CHECKING:
 
@@ -114,7 +115,7 @@ class Health:
         if newest is not None and self._last_tick_time:
             seconds = max(newest - self._last_tick_time, 0) / 1e9
         self.lag = {"ticks": behind, "seconds": round(seconds, 3)}
-        now = time.monotonic_ns()
+        now = self.clock()
         if behind >= LAG_TICKS or seconds >= LAG_SECONDS:
             if not self._behind_since or now - self._lag_logged >= STATUS_EVERY_NS:
                 self._lag_logged = now

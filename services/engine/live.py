@@ -71,7 +71,8 @@ __all__ = ["deliver", "load_strategy", "read_journal", "run_engine"]
 
 SPIN_NS: Final = 2_000_000  # keep spinning this long after the last input, then nap
 IDLE_SLEEP_S: Final = 0.00005
-HOUSEKEEPING_NS: Final = 1_000_000  # commands and timers are looked at every millisecond
+HOUSEKEEPING_NS: Final = 1_000_000  # commands are looked at every millisecond of wall time
+COMMAND_EVERY_NS: Final = 100_000_000  # and before the engine clock moves 100 ms past the last look
 END_CHECK_NS: Final = 500_000_000
 COMMAND_BUDGET_NS: Final = 200_000  # commands' share of each housekeeping pass at most
 GC_YOUNG: Final = 2_000  # young objects the idle loop lets pile up before it collects them
@@ -117,9 +118,14 @@ class EngineService(Health, Interrupts):
     """Wires the engine core to files, the clock and the command socket."""
 
     def __init__(
-        self, config: DeploymentConfig, *, adapter_factory: AdapterFactory | None = None
-    ) -> None:
+        self, config: DeploymentConfig, *, adapter_factory: AdapterFactory | None = None,
+        clock: Callable[[], int] = time.monotonic_ns, sleep: Callable[[float], object] = time.sleep,
+    ) -> None:  # fmt: skip
+        """``clock`` (monotonic ns) and ``sleep`` are the wall clock the loop runs by: the time
+        between ticks, the housekeeping deadlines, the engine clock while no tick comes."""
         self.config = config
+        self.clock = clock
+        self.sleep = sleep
         self.log = get_logger(service="engine")
         ec = config.engine
         calendar = load_calendar(config.md_recorder.calendar_file or DEFAULT_CALENDAR)
@@ -148,7 +154,7 @@ class EngineService(Health, Interrupts):
         self.stop = StopSignals()
         self.stop.on_signal = self._interrupt
         self.engine: Engine | None = None
-        self._last_tick_wall = time.monotonic_ns()
+        self._last_tick_wall = clock()
         self._last_tick_time = 0  # the last tick's receive time (engine time)
         self.refusals = RefusalLog()
         self.order_refusals = RefusalLog()  # the gate's refusals, per agent
@@ -337,8 +343,8 @@ class EngineService(Health, Interrupts):
         finally:
             if self.engine is not None:
                 self.engine.stop()
-                self._report(self.engine, time.monotonic_ns())
-                self._log_refusals(time.monotonic_ns(), flush=True)
+                self._report(self.engine, self.clock())
+                self._log_refusals(self.clock(), flush=True)
             writer.close()
 
     def _stopped_full(self, exc: JournalFull) -> str:
@@ -436,11 +442,15 @@ class EngineService(Health, Interrupts):
     def _loop(  # noqa: PLR0915 (one function: its locals are the tick path's state)
         self, engine: Engine, ticks: JournalReader, sock: zmq.Socket[Any], intake: Intake, day: int
     ) -> tuple[int | None, list[m.Holding], dict[str, float]]:
-        """Ticks first: the idle path only reads the journal and the clock; commands, timers,
-        the status line and the end of the day are looked at every ``HOUSEKEEPING_NS``."""
-        timer_ns = self.config.engine.timer_ms * 1_000_000
-        clock = time.monotonic_ns
-        next_timer = clock() + timer_ns
+        """Ticks first: the idle path only reads the journal and the clock. Commands, the status
+        line and the end of the day are looked at every ``HOUSEKEEPING_NS`` of wall time; and,
+        by engine time, before any tick that would move the engine's clock past a deadline:
+        the timer's next due time, or ``COMMAND_EVERY_NS`` after commands were last looked at.
+        So a backlog (a replay at full speed, an engine catching up) still answers a command
+        within 100 ms of engine time, and its timer calls fall where they would live."""
+        clock = self.clock
+        self._timer_ns = self.config.engine.timer_ms * 1_000_000
+        self._timer_due = (engine.now // self._timer_ns + 1) * self._timer_ns  # on the grid
         self._next_status = clock() + STATUS_EVERY_NS
         next_end_check = clock() + END_CHECK_NS
         young_gc = _collector_off_the_tick_path()
@@ -454,16 +464,29 @@ class EngineService(Health, Interrupts):
         next_second = idle_since
         on_tick = engine.on_tick
         warm = engine.warm
+        sleep = self.sleep
+        command_by = engine.now + COMMAND_EVERY_NS  # engine time
+        due_by = min(command_by, self._timer_due)
         while not stop.requested:
             item = read()
             if item is not None:
+                tick_time = item[1].local_time_ns
+                if tick_time > due_by:  # the engine clock would pass a deadline: its duties first
+                    if tick_time > self._timer_due:
+                        self._fire_timer(engine, tick_time - 1)
+                    if tick_time > command_by:
+                        if poll(0):
+                            self._commands(engine, sock, intake, clock() + COMMAND_BUDGET_NS,
+                                           ticks.peek_time)  # fmt: skip
+                        command_by = engine.now + COMMAND_EVERY_NS
+                    due_by = min(command_by, self._timer_due)
                 on_tick(item[1], item[0])
                 if engine.outbox:  # an adapter on its own thread (CTP): hand them over
                     deliver(engine)
                 self._last_tick_wall = idle_since = now = clock()
-                self._last_tick_time = item[1].local_time_ns
+                self._last_tick_time = tick_time
                 if now < next_housekeeping:
-                    continue  # a busy feed still leaves commands and timers their turn
+                    continue  # a busy feed still leaves commands their turn
             else:
                 now = clock()
                 if now < next_housekeeping:
@@ -471,11 +494,11 @@ class EngineService(Health, Interrupts):
                         warm()
                         next_warm = now + warm_ns
                     elif now - idle_since > SPIN_NS:
-                        time.sleep(IDLE_SLEEP_S)
+                        sleep(IDLE_SLEEP_S)
                     continue
             next_housekeeping = now + HOUSEKEEPING_NS
-            # Wakes and the timer only between ticks: they are timed by the tick clock plus the
-            # wall time since the last tick, so a replay at full speed must not get them in
+            # Wakes and the idle timer only between ticks: they are timed by the tick clock plus
+            # the wall time since the last tick, so a replay at full speed must not get them in
             # mid-flood, where the wall time would decide (and two runs of a day would differ).
             if item is None:
                 self._quiet_duties(engine, young_gc)
@@ -484,12 +507,11 @@ class EngineService(Health, Interrupts):
             if poll(0):
                 self._commands(engine, sock, intake, now + COMMAND_BUDGET_NS, ticks.peek_time)
                 idle_since = now
+            command_by = engine.now + COMMAND_EVERY_NS
+            due_by = min(command_by, self._timer_due)
             if now >= next_second:
                 next_second = now + 1_000_000_000
                 self._each_second(engine, ticks, day, now, caught_up=item is None)
-            if now >= next_timer and item is None:
-                engine.on_timer(self._engine_now(engine))
-                next_timer = now + timer_ns
             if engine.outbox:
                 deliver(engine)
             if now >= next_end_check:
@@ -502,13 +524,27 @@ class EngineService(Health, Interrupts):
                     return self._roll(engine, day)
         return None, [], {}
 
+    def _fire_timer(self, engine: Engine, until_ns: int) -> None:
+        """The timer's call for the last due time at or before ``until_ns`` (engine time): due
+        times lie on a grid of ``engine.timer_ms`` from the epoch, so a restarted engine keeps
+        the same ones; periods that passed with no chance to call (a backlog, a break) are
+        one call, at the last of them."""
+        step = self._timer_ns
+        due = self._timer_due + (until_ns - self._timer_due) // step * step
+        engine.on_timer(max(due, engine.now))
+        self._timer_due = due + step
+
     def _quiet_duties(self, engine: Engine, young_gc: Callable[[], object]) -> None:
         """With no tick to handle: wake the engine at each time the simulator has something due
         by now (an order reaching the exchange, an acknowledgement or a fill reaching the
-        engine), and collect the young generation if enough objects piled up."""
+        engine), call the timer if it is due, and collect the young generation if enough
+        objects piled up."""
         adapter = engine.adapter
-        while (due := adapter.due_ns) <= self._engine_now(engine):
+        now = self._engine_now(engine)
+        while (due := adapter.due_ns) <= now:
             engine.wake(due)
+        if now >= self._timer_due:
+            self._fire_timer(engine, now)
         if gc.get_count()[0] >= GC_YOUNG:
             young_gc()
 
@@ -535,7 +571,7 @@ class EngineService(Health, Interrupts):
         """Engine time for an external input: the last tick's time plus the wall time since
         (never behind the engine's clock, which a timer or a command may have moved on). Before
         the first tick the last tick's time is the day's opening time."""
-        since = self._last_tick_time + time.monotonic_ns() - self._last_tick_wall
+        since = self._last_tick_time + self.clock() - self._last_tick_wall
         return since if since > engine.now else engine.now
 
     def _commands(self, engine: Engine, sock: zmq.Socket[Any], intake: Intake, until: int,
@@ -545,7 +581,7 @@ class EngineService(Health, Interrupts):
         delays a tick by one request's handling at most, and commands still get through while
         ticks never stop."""
         first = True
-        while first or (time.monotonic_ns() < until and tick_waiting() is None):
+        while first or (self.clock() < until and tick_waiting() is None):
             first = False
             try:
                 parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
@@ -557,7 +593,7 @@ class EngineService(Health, Interrupts):
                 peer = "local socket"
             envelope, req, why = intake.parse([p.bytes for p in parts])
             if req is None:
-                if self.refusals.refused(time.monotonic_ns(), peer, why):
+                if self.refusals.refused(self.clock(), peer, why):
                     self.log.warning(
                         "command_refused",
                         peer=peer,

@@ -12,19 +12,21 @@ import sys
 import time
 import weakref
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
+import zmq
 
 from contracts import messages as m
 from contracts.config import load_config
 from contracts.errors import UserError
-from libshm import FREE_FORM, JournalReader, JournalWriter, NotAJournal, decode_tick
+from libshm import FREE_FORM, JournalReader, JournalWriter, NotAJournal, Tick, decode_tick
 from services.engine.journals import read_journal
-from services.engine.live import _collector_off_the_tick_path
-from services.tools.command import send_command
+from services.engine.live import EngineService, _collector_off_the_tick_path
+from services.tools.command import _endpoint_and_token, send_command
 from tests.helpers import ROOT, import_market, live_tick_journal, run_hft, write_config
 
 DAY = 20210104
@@ -274,26 +276,58 @@ def with_a_silent_feed(
     return last_time, messages
 
 
-def test_with_the_feed_silent_the_engine_clock_follows_the_wall_clock(
+@pytest.mark.usefixtures("in_process")
+def test_with_the_feed_silent_the_timer_follows_the_engine_clock(
     tmp_path: Path, recording: Path
 ) -> None:
-    """Timer calls while no tick comes are stamped with the last tick's time plus the wall time
-    since: 100 ms apart for a 100 ms timer, not further and further apart."""
-
-    def timers(messages: list[m.EngineMessage]) -> list[int]:
-        return [x.time_ns for x in messages if isinstance(x, m.TimerFired) and x.ticks == 40]
-
-    config = CONFIG.replace("timer_ms = 600000", "timer_ms = 100")
-    last_time, messages = with_a_silent_feed(
-        tmp_path, recording, config, lambda messages: len(timers(messages)) >= 12
+    """With no tick after the day's 40th, the engine clock is the last tick's time plus the wall
+    time since (here an injected clock that moves 50 us at each reading, and a sleep that does
+    not wait), and a 100 ms timer is called at each 100 ms of it: exactly 100 ms apart, on the
+    timer's grid, not further and further apart (the clock once ran ahead after each call)."""
+    (tmp_path / "journal" / "recordings").mkdir(parents=True)
+    config = load_config(
+        write_config(tmp_path, CONFIG.replace("timer_ms = 600000", "timer_ms = 100"))
     )
-    fired = timers(messages)
-    assert len(fired) >= 12
-    assert fired[0] > last_time
-    gaps = [b - a for a, b in itertools.pairwise(fired[:12])]
-    assert all(gap > 50_000_000 for gap in gaps), gaps
-    # eleven 100 ms gaps: about 1.1 s (the clock running ahead made it 0.1 + 0.2 + ... = 6.6 s)
-    assert sum(gaps) < 3_000_000_000, gaps
+    fake = [time.monotonic_ns()]
+    holder: list[EngineService] = []
+    fired: list[int] = []  # every timer call's time
+    last = [0]  # the 40th tick's time
+
+    def clock() -> int:
+        fake[0] += 50_000
+        if sum(t > last[0] for t in fired) >= 12:  # twelve calls after the last tick: enough
+            holder[0].stop.requested = True
+        return fake[0]
+
+    with live_tick_journal(tmp_path / "journal" / "recordings" / str(DAY)) as writer:
+        last[0] = first_ticks(recording, writer, 40)
+        service = EngineService(config, clock=clock, sleep=lambda _s: None)
+        holder.append(service)
+        new_engine = service._new_engine
+
+        def engine_that_records_timers(journal_writer: JournalWriter) -> Any:
+            engine = new_engine(journal_writer)
+            on_timer = engine.on_timer
+
+            def timed(now_ns: int) -> None:
+                fired.append(now_ns)
+                on_timer(now_ns)
+
+            engine.on_timer = timed  # type: ignore[method-assign]
+            return engine
+
+        service._new_engine = engine_that_records_timers  # type: ignore[method-assign,assignment]
+        assert service.run() == 0
+    journal = read_journal(tmp_path / "journal" / "engine" / str(DAY))
+    calls = [x.time_ns for x in journal if isinstance(x, m.TimerFired) and x.ticks == 40]
+    assert len(calls) >= 12 and calls == [t for t in fired if t > last[0]]
+    assert calls[0] > last[0] and calls[0] - last[0] <= 100_000_000
+    # the first is late if the engine's clock had moved past its due time (a wake for the
+    # simulator's 1 ms entry latency): never back in time; the rest lie on the grid, the same
+    # after a restart
+    assert calls[1] - calls[0] <= 100_000_000
+    assert all(t % 100_000_000 == 0 for t in calls[1:])
+    assert {b - a for a, b in itertools.pairwise(calls[1:])} == {100_000_000}
 
 
 ADAPTER_EVENTS = (m.OrderAccepted, m.OrderRejected, m.OrderCancelled, m.Trade, m.CancelRefused)
@@ -382,44 +416,94 @@ params = { ticks = 3 }
     assert not [x for x in refused if x.code == "ORDER_RATE"], refused[:3]
 
 
-def test_a_command_sent_during_a_flood_of_ticks_is_applied_at_once(
+@pytest.fixture
+def in_process() -> Iterator[None]:
+    """An ``EngineService`` run in this process installs its signal handlers: put pytest's
+    back after."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
+@pytest.mark.usefixtures("in_process")
+def test_a_halt_sent_during_a_backlog_is_applied_within_100_ms_of_engine_time(  # noqa: PLR0915
     tmp_path: Path, recording: Path
 ) -> None:
-    """The whole day is in the recording, so the engine reads ticks as fast as it can: a halt
-    sent as soon as the day has opened takes effect in the middle of the day, not after it, and
-    ``status`` lists it by its command id."""
-    config = deployment(tmp_path, recording)
-    cfg = load_config(config)
-    proc = start(config, tmp_path / "engine.log")
+    """The whole day is in the recording, so the engine works through it as fast as it can. As
+    the engine reads tick K, a halt reaches its command socket (the reader below sends it and
+    waits until the socket holds it before it hands tick K over, a wait the loop's clock does
+    not see); the halt is applied before the engine clock moves 100 ms past tick K, though the
+    wall-clock housekeeping would come only dozens of ticks (many seconds of the day) later,
+    and no order of the halted agent follows it."""
+    k = 5_000
+    config = load_config(deployment(tmp_path, recording))
+    paused = [0]  # wall time the test spent waiting inside the reader: hidden from the loop
+
+    def clock() -> int:
+        """The loop's wall clock, a thousand times slow: as if this machine handled ticks a
+        thousand times faster, so its millisecond housekeeping comes only every thousand
+        milliseconds here, and only the deadlines in engine time can answer the halt in time
+        (with this machine's own clock every tick of this test takes about a millisecond)."""
+        return (time.monotonic_ns() - paused[0]) // 1000
+
+    service = EngineService(config, clock=clock)
+    sockets: list[Any] = []
+    bind, open_ticks = service._bind, service._open_ticks
+    seen: dict[str, int] = {}
+    ctx = zmq.Context()
+    client = ctx.socket(zmq.REQ)
+    client.setsockopt(zmq.LINGER, 0)
+
+    def bind_and_keep(context: Any) -> Any:
+        sockets.append(bind(context))
+        return sockets[-1]
+
+    def ticks_that_send_the_halt(day: int, existing: list[m.EngineMessage]) -> JournalReader:
+        reader = open_ticks(day, existing)
+        plain = reader.next_tick
+
+        def next_tick() -> tuple[int, Tick] | None:
+            item = plain()
+            if item is not None and item[0] == k:
+                endpoint, token = _endpoint_and_token(config)
+                client.connect(endpoint)
+                client.send(msgspec.json.encode({
+                    "token": token, "action": "halt", "scope": "agent", "target": "mm",
+                    "requester": "test", "command_id": "halt-in-backlog"}))  # fmt: skip
+                waited = time.monotonic_ns()
+                assert sockets[0].poll(10_000), "the halt never reached the engine's socket"
+                paused[0] += time.monotonic_ns() - waited
+                seen["tick_time"] = item[1].local_time_ns
+            elif item is not None and item[0] == k + 3_000:
+                service.stop.requested = True
+            return item
+
+        reader.next_tick = next_tick  # type: ignore[method-assign]
+        return reader
+
+    service._bind = bind_and_keep  # type: ignore[method-assign,assignment]
+    service._open_ticks = ticks_that_send_the_halt  # type: ignore[method-assign]
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None and time.monotonic() < deadline, "no answer to status"
-            try:
-                reply = send_command(cfg, {"action": "status"}, timeout_s=2.0)
-            except UserError:  # no token file yet, or no answer yet
-                time.sleep(0.05)
-                continue
-            status: dict[str, Any] = reply.status or {}
-            if status.get("ticks", 0) > 0:
-                break
-        halt = {"action": "halt", "scope": "agent", "target": "mm", "requester": "test",
-                "command_id": "halt-during-flood"}  # fmt: skip
-        answer = send_command(cfg, halt, timeout_s=5.0)
-        assert answer.ok and answer.command_id == "halt-during-flood"
-        wait_day_done(config, proc)
-        final: dict[str, Any] = send_command(cfg, {"action": "status"}, timeout_s=5.0).status or {}
-        listed = [c for c in final["recent_commands"] if c["command_id"] == "halt-during-flood"]
-        assert len(listed) == 1 and listed[0]["ok"] and listed[0]["action"] == "Halt"
+        assert service.run() == 0
+        assert client.poll(5_000)
+        reply = msgspec.json.decode(client.recv(), type=m.CommandReply)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
+        client.close()
+        ctx.term()
+    assert reply.ok and reply.command_id == "halt-in-backlog", reply
     journal = read_journal(tmp_path / "journal" / "engine" / str(DAY))
-    (applied,) = [x for x in journal
-                  if isinstance(x, m.Halt) and x.command_id == "halt-during-flood"]  # fmt: skip
-    assert applied.ticks < TICKS_IN_DAY - 5_000, applied.ticks  # early in the day, not at its end
-    after = journal[journal.index(applied) :]
+    (halt,) = [x for x in journal if isinstance(x, m.Halt)]
+    # looked at before tick K or the one after it: before either moved the clock past the
+    # deadline
+    assert halt.ticks in (k, k + 1), (halt, seen)
+    assert halt.time_ns - seen["tick_time"] <= 100_000_000
+    (ack,) = [x for x in journal if isinstance(x, m.CommandAck) and x.command_id == halt.command_id]
+    assert ack.ok and ack.ticks == halt.ticks and ack.time_ns - seen["tick_time"] <= 100_000_000
+    after = journal[journal.index(halt) :]
+    assert any(isinstance(x, m.OrderRequested) and x.agent == "trend" for x in after)
     assert not [x for x in after if isinstance(x, m.OrderRequested) and x.agent == "mm"]
+    assert [c["command_id"] for c in service.engine.recent_commands] == ["halt-in-backlog"]  # type: ignore[union-attr]
 
 
 def test_an_engine_journal_of_another_layout_is_refused_in_one_line(

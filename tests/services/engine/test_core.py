@@ -19,8 +19,10 @@ from contracts.calendar import load_calendar
 from contracts.config import PaperConfig, ProductRates, RiskConfig
 from contracts.logs import register_secret
 from libshm import Tick, book_tick
+from services.engine.adapter import NEVER, Accepted, CancelRefused, Traded
 from services.engine.adapters.paper.broker import PaperBroker
 from services.engine.core import Engine, RecoveryDiverged
+from services.engine.orders import Order
 from services.engine.products import specs_for
 from services.engine.risk import RiskLimits
 from services.engine.strategy import OrderView, Strategy, TradeView
@@ -578,3 +580,226 @@ def test_a_strategy_holds_a_context_not_the_engine(ticks: list[tuple[int, Tick]]
     engine.on_tick(ticks[5][1], 5)
     assert strategy.now == ticks[5][1].local_time_ns
     assert strategy.price_tick("IF2101") == 0.2
+
+
+class Probe(Strategy):
+    """On the first tick, orders that no exchange would take: each must be refused with its code
+    (and come back to ``on_order``) or raise with a message naming the argument."""
+
+    def on_start(self) -> None:
+        self.views: list[OrderView] = []
+        self.errors: list[str] = []
+        self.ids: list[str] = []
+
+    def on_order(self, order: OrderView) -> None:
+        self.views.append(order)
+
+    def on_tick(self, tick: Tick) -> None:
+        if self.ids or self.errors:
+            return
+        self.ids += self.send_order("IF2109", "buy", 5000.0, 1)  # no product facts for it
+        self.ids += self.send_order("IF2101", "sell", tick.bid_price1, 1, "close")  # flat
+        wrong: list[tuple[Any, ...]] = [
+            ("IF2101", "long", tick.bid_price1, 1, "open", "limit"),
+            ("IF2101", "buy", tick.bid_price1, 1, "open", "ioc"),
+            ("IF2101", "buy", tick.bid_price1, 0, "open", "limit"),
+            ("IF2101", "buy", tick.bid_price1, -3, "open", "limit"),
+            ("IF2101", "buy", tick.bid_price1, 1.5, "open", "limit"),
+            ("IF2101", "buy", tick.bid_price1, True, "open", "limit"),
+            ("IF2101", "buy", math.nan, 1, "open", "limit"),
+            ("IF2101", "buy", tick.bid_price1, 1, "today", "limit"),
+        ]
+        for call in wrong:
+            try:
+                self.send_order(*call)
+            except (TypeError, ValueError) as exc:
+                self.errors.append(str(exc))
+
+
+def test_orders_no_exchange_would_take_are_refused_or_raise(ticks: list[tuple[int, Tick]]) -> None:
+    journal: list[m.EngineMessage] = []
+    engine = make_engine(journal, [("probe", Probe, {})])
+    engine.open_day(DAY, ticks[0][1].local_time_ns)
+    engine.on_tick(ticks[0][1], ticks[0][0])
+    probe = engine.agents["probe"].strategy
+    assert isinstance(probe, Probe)
+    refused = [x for x in journal if isinstance(x, m.RiskRefused)]
+    assert [(x.order_id, x.code) for x in refused] == [
+        (probe.ids[0], "UNKNOWN_INSTRUMENT"), (probe.ids[1], "NOTHING_TO_CLOSE"),
+    ]  # fmt: skip
+    assert [(v.order_id, v.state, v.reason.split(":")[0]) for v in probe.views] == [
+        (probe.ids[0], "rejected", "UNKNOWN_INSTRUMENT"),
+        (probe.ids[1], "rejected", "NOTHING_TO_CLOSE"),
+    ]
+    assert probe.errors == [
+        "direction must be 'buy' or 'sell', not 'long'",
+        "type must be limit, market, fak or fok, not 'ioc'",
+        "volume must be a whole number of lots from 1 to 2147483647, not 0",
+        "volume must be a whole number of lots from 1 to 2147483647, not -3",
+        "volume must be a whole number of lots (int), not 1.5",
+        "volume must be a whole number of lots (int), not True",
+        "price must be a finite number, not nan",
+        "offset must be auto, open or close, not 'today'",
+    ]
+    assert not [x for x in journal if isinstance(x, m.OrderRequested)]
+    assert engine.agents["probe"].running  # it caught them: a mistake is not a crash
+
+
+class Venue:
+    """An adapter that runs on its own and answers only what the test tells it to."""
+
+    deterministic = False
+    due_ns = NEVER
+
+    def submit(self, order: Order, now_ns: int) -> None: ...
+
+    def cancel(self, order: Order, now_ns: int) -> None: ...
+
+    def on_tick(self, tick: Tick, now_ns: int) -> None: ...
+
+    def open_day(self, trading_day: int, holdings: Any, cash: float) -> None: ...
+
+    def events(self, now_ns: int) -> list[Any]:
+        return []
+
+
+class RestsAndCancels(Strategy):
+    """Rests one bid; cancels it once it is accepted."""
+
+    def on_start(self) -> None:
+        self.views: list[OrderView] = []
+        self.sent = False
+
+    def on_order(self, order: OrderView) -> None:
+        self.views.append(order)
+        if order.state == "accepted" and not order.reason:
+            self.cancel(order.order_id)
+
+    def on_tick(self, tick: Tick) -> None:
+        if not self.sent:
+            self.sent = True
+            self.buy("IF2101", tick.bid_price1, 2)
+
+
+def test_a_cancel_refused_by_the_exchange_puts_the_order_back_and_it_can_still_fill(
+    ticks: list[tuple[int, Tick]],
+) -> None:
+    journal: list[m.EngineMessage] = []
+    specs, phases = specs_for(["IF2101"], load_calendar(), RATES)
+    engine = Engine(specs=specs, gate_config=RISK, adapter=Venue(), phases=phases,
+                    journal=lambda data, _t: journal.append(m.decode(data)))  # fmt: skip
+    engine.add_agent("a", RestsAndCancels, ["IF2101"], 1_000_000.0, RiskLimits.from_config(RISK))
+    seq, tick = ticks[0]
+    now = tick.local_time_ns
+    engine.open_day(DAY, now)
+    engine.on_tick(tick, seq)
+    (submit,) = engine.data_to_send()
+    assert submit.action == "submit" and submit.order.volume == 2
+    oid = submit.order.order_id
+    engine.adapter_event(Accepted(oid, "X1", now + 1), now + 1)
+    (cancel,) = engine.data_to_send()  # the agent cancelled on the acceptance
+    assert cancel.action == "cancel" and engine.orders[oid].state.value == "pending_cancel"
+    text = "CTP:报单已全成交或已撤销，不能再撤"
+    engine.adapter_event(CancelRefused(oid, text, now + 2), now + 2)
+    order = engine.orders[oid]
+    assert order.state.value == "accepted" and order.reason == f"cancel refused: {text}"
+    assert isinstance(journal[-1], m.CancelRefused) and journal[-1].code == "EXCHANGE"
+    agent = engine.agents["a"].strategy
+    assert isinstance(agent, RestsAndCancels)
+    assert [(v.state, v.reason) for v in agent.views] == [
+        ("pending_submit", ""), ("accepted", ""), ("pending_cancel", ""),
+        ("accepted", f"cancel refused: {text}"),
+    ]  # fmt: skip
+    engine.adapter_event(Traded(oid, "T1", tick.bid_price1, 2, now + 3), now + 3)
+    assert engine.orders[oid].state.value == "filled"
+    assert engine.ledger.position("a", "IF2101").long == 2
+    assert engine.data_to_send() == []
+
+
+class Rests(Strategy):
+    def on_start(self) -> None:
+        self.views: list[OrderView] = []
+
+    def on_order(self, order: OrderView) -> None:
+        self.views.append(order)
+
+    def on_tick(self, tick: Tick) -> None:
+        if not self.open_orders() and not self.views:
+            self.buy("IF2101", round(tick.bid_price1 - 10.0, 1), 1)  # far below: it rests
+
+
+def test_working_orders_expire_at_the_day_roll(ticks: list[tuple[int, Tick]]) -> None:
+    journal: list[m.EngineMessage] = []
+    engine = make_engine(journal, [("rests", Rests, {})])
+    engine.open_day(DAY, ticks[0][1].local_time_ns)
+    for seq, tick in ticks[:20]:
+        engine.on_tick(tick, seq)
+    handle = engine.agents["rests"]
+    (working,) = handle.orders.values()
+    assert working.state.value == "accepted"
+    end = ticks[19][1].local_time_ns + 1
+    engine.roll_day(end, 20210105, {"IF2101": 5200.0})
+    expired, rolled, closed = journal[-3:]
+    assert isinstance(expired, m.OrderCancelled) and expired.order_id == working.order_id
+    assert expired.text == "expired at the end of the trading day"
+    assert isinstance(rolled, m.DayRolled) and rolled.next_day == 20210105
+    assert isinstance(closed, m.DayClosed) and closed.holdings == []
+    assert not handle.orders and working.state.value == "cancelled"
+    assert isinstance(handle.strategy, Rests) and handle.strategy.views[-1].state == "cancelled"
+
+
+def test_the_account_s_daily_loss_lets_every_agent_only_reduce(
+    ticks: list[tuple[int, Tick]],
+) -> None:
+    """The account's limit (all agents together), not an agent's: the first fees and marks take
+    the account below -1 yuan, and from then on no agent opens."""
+    journal: list[m.EngineMessage] = []
+    risk = RISK.model_copy(update={"account_max_daily_loss": 1.0})
+    engine = make_engine(journal, risk=risk)
+    engine.open_day(DAY, ticks[0][1].local_time_ns)
+    run(engine, ticks[:3000])
+    (changed,) = [x for x in journal if isinstance(x, m.StateChanged)]
+    assert (changed.scope, changed.target, changed.state) == ("account", "", "reducing")
+    assert changed.reason.startswith("DAILY_LOSS")
+    after = journal[journal.index(changed) :]
+    assert not [x for x in after if isinstance(x, m.OrderRequested) and x.offset == "open"]
+    refused = {x.agent for x in after if isinstance(x, m.RiskRefused) and x.code == "REDUCING_ONLY"}
+    assert refused == {"mm", "trend"}
+    assert all(h.account().state == "reducing" for h in engine.agents.values())
+
+
+def test_reduce_lets_an_agent_only_close_and_resume_lets_it_open_again(
+    ticks: list[tuple[int, Tick]],
+) -> None:
+    journal: list[m.EngineMessage] = []
+    engine = make_engine(journal)
+    engine.open_day(DAY, ticks[0][1].local_time_ns)
+    run(engine, ticks[:1500])
+    ack = engine.command(m.Reduce(0, 0, "agent", "trend", "ops", "r-1"))
+    assert ack.ok and ack.text == "agent trend is reducing"
+    start = len(journal)
+    run(engine, ticks[1500:3500])
+    during = journal[start:]
+    assert not [
+        x
+        for x in during
+        if isinstance(x, m.OrderRequested) and x.agent == "trend" and x.offset == "open"
+    ]
+    assert [
+        x
+        for x in during
+        if isinstance(x, m.RiskRefused) and x.agent == "trend" and x.code == "REDUCING_ONLY"
+    ]  # it tried, and was refused
+    assert [
+        x
+        for x in during
+        if isinstance(x, m.OrderRequested) and x.agent == "mm" and x.offset == "open"
+    ]  # the other agent is untouched
+    assert engine.command(m.Resume(0, 0, "agent", "trend", "ops", "r-2")).ok
+    start = len(journal)
+    run(engine, ticks[3500:6000])
+    assert [
+        x
+        for x in journal[start:]
+        if isinstance(x, m.OrderRequested) and x.agent == "trend" and x.offset == "open"
+    ]

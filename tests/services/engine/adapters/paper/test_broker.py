@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from contracts.config import PaperConfig
+from contracts.calendar import china_second, load_calendar
+from contracts.config import PaperConfig, ProductRates
 from contracts.messages import Holding
 from libshm import Tick
 from services.engine.adapter import Accepted, CancelRefused, Rejected, Traded
 from services.engine.adapters.paper.broker import PaperBroker
 from services.engine.ledger import Rates, Spec
 from services.engine.orders import Order
+from services.engine.products import specs_for
 
 IF = Spec("IF2101", "CFFEX", 300, 0.2, Rates(margin_rate=0.12, open_rate=0.000023))
 CU = Spec("cu1909", "SHFE", 5, 10.0, Rates(margin_rate=0.1, close_today_per_lot=3.0))
 MS = 1_000_000
+SECOND = 1_000_000_000
 
 
 def test_a_cancel_loses_the_race_to_a_fill_under_latency(if_day: list[Tick]) -> None:
@@ -95,4 +98,39 @@ def test_a_plain_close_beyond_the_position_elsewhere(if_day: list[Tick]) -> None
     broker.submit(Order("c1", "a", "IF2101", "sell", "close", 5221.8, 1), tick.local_time_ns)
     assert broker.events(tick.local_time_ns) == [
         Rejected("c1", "30", "CTP:平仓量超过持仓量", tick.local_time_ns)
+    ]
+
+
+def test_an_order_that_reaches_the_exchange_after_the_session_is_refused(
+    if_day: list[Tick],
+) -> None:
+    """The exchange's own hours check, by the time the order arrives there: sent 0.5 ms before
+    the morning session's end (the end of its last second, 11:30:00) with 1 ms of entry
+    latency, it arrives in the lunch break and is refused as CTP's front refuses it; sent
+    1.5 ms before, it arrives in time."""
+    specs, phases = specs_for(
+        ["IF2101"], load_calendar(), {"default": ProductRates(margin_rate=0.12)}
+    )
+    broker = PaperBroker(specs, phases, PaperConfig(
+        entry_latency_us=1000, cancel_latency_us=1000, ack_latency_us=0))  # fmt: skip
+    broker.open_day(20210104, [], 10_000_000.0)
+    morning = [t for t in if_day if china_second(t.exchange_time_ns) < 11 * 3600 + 30 * 60]
+    last = morning[-1]  # the last tick of the morning session
+    broker.on_tick(last, last.local_time_ns)
+    # the session's last second is 11:30:00 (the calendar's windows include their end, as the
+    # exchanges stamp the closing ticks): the local time the exchange clock reads 11:30:01
+    closed = 11 * 3600 + 30 * 60 + 1
+    end = last.local_time_ns + (closed - china_second(last.exchange_time_ns)) * SECOND - (
+        last.exchange_time_ns % SECOND
+    )  # fmt: skip
+    assert china_second(last.exchange_time_ns + end - last.local_time_ns) == closed
+    assert (last.exchange_time_ns + end - last.local_time_ns) % SECOND == 0
+    late = Order("late", "a", "IF2101", "buy", "open", last.bid_price1, 1)
+    broker.submit(late, end - MS // 2)
+    in_time = Order("in-time", "a", "IF2101", "buy", "open", last.bid_price1, 1)
+    broker.submit(in_time, end - MS * 3 // 2)
+    back = end + MS
+    assert broker.events(back) == [
+        Accepted("in-time", "E1", end - MS // 2),
+        Rejected("late", "91", "CTP:交易所返回错误: 非交易时段", end + MS // 2),
     ]

@@ -26,6 +26,7 @@ import numpy as np
 from contracts.calendar import load_calendar
 from contracts.ctp_locale import has_locale
 from contracts.logs import get_logger
+from contracts.ticks import TickStore
 from libshm import TICK_LAYOUT, JournalReader, JournalWriter
 from services.md_recorder.importer import import_files
 from services.md_recorder.normalise import CTP_FIELDS
@@ -65,9 +66,8 @@ def bench_struct_to_frame(root: Path, runs: int) -> dict[str, float]:
         source = CtpMdSource(
             ["tcp://127.0.0.1:1"], "b", "u", "p", ["IF2101"], root / f"flow{run}", log=get_logger()
         )
-        recorder = Recorder(
-            calendar, root / f"rec{run}", root / f"snap{run}", check_local_time=False
-        )
+        store = TickStore(root / f"ring{run}", root / f"rec{run}")
+        recorder = Recorder(calendar, store, root / f"snap{run}", check_local_time=False)
         spi, get, record = source.spi, source.events.get_nowait, recorder.record
         clock = time.perf_counter_ns
         costs = np.zeros(len(fields), dtype=np.int64)
@@ -118,8 +118,9 @@ def bench_replay(root: Path, runs: int) -> dict[str, float]:
     total = copies * len(day)
     rates = []
     for run in range(runs):
-        source = ReplaySource(recording, pace="max", into=root / f"replayed{run}")
-        recorder = Recorder(calendar, root / f"replayed{run}", root / f"replay-snap{run}")
+        store = TickStore(root / f"replay-ring{run}", root / f"replayed{run}")
+        source = ReplaySource(recording, pace="max", into=store)
+        recorder = Recorder(calendar, store, root / f"replay-snap{run}")
         start = time.perf_counter()
         source.start()
         published = 0

@@ -152,6 +152,9 @@ class MdRecorderConfig(_Section):
     instruments: list[Instrument] = Field(default_factory=list)
     instruments_file: ConfigPath | None = None
     segment_mb: int = Field(64, ge=1, le=4096)
+    ring_segments: int = Field(4, ge=2, le=4096)
+    """Segments the live ring keeps in ``suite.shm_dir`` (memory: ring_segments x segment_mb);
+    every segment is archived into the day's recording on disk as it completes."""
     calendar_file: ConfigPath | None = None
     """Sessions and products; default: the shipped configs/calendar.toml."""
     ctp: CtpMdConfig | None = None

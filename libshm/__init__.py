@@ -8,6 +8,7 @@ its modules; its errors are one hierarchy under ``JournalError``.
 """
 
 from libshm import accel
+from libshm.archive import is_archived
 from libshm.errors import (
     CorruptJournal,
     JournalError,
@@ -74,6 +75,7 @@ __all__ = [
     "decode_tick",
     "encode_tick",
     "inspect_journal",
+    "is_archived",
     "is_journal",
     "list_segments",
     "repair_journal",

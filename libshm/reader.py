@@ -195,10 +195,16 @@ class JournalReader:
         return None if commit == 0 or ftype == TYPE_ROLL else int(time_ns)
 
     def _open(self, index: int) -> None:
-        path = self._segment_path(index)
-        if path is None:
+        for directory in (self.path, self.archive_dir):
+            if directory is None:
+                continue
+            try:  # a ring deletes a segment once archived: between the two, it is in both
+                mapping, info = map_segment(directory / segment_name(index), writable=False)
+                break
+            except FileNotFoundError:
+                continue
+        else:
             raise NotAJournal(f"{self.path}: segment {index} is missing")
-        mapping, info = map_segment(path, writable=False)
         self._mv = memoryview(mapping)  # the old mapping lives while frames still refer to it
         self._mm = mapping
         self._info: SegmentInfo = info

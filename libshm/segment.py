@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import mmap
 import os
@@ -37,7 +38,6 @@ from libshm.layout import (
 __all__ = [
     "Scan",
     "SegmentInfo",
-    "archive_sealed",
     "archive_segment",
     "committed_after",
     "create_segment",
@@ -250,20 +250,43 @@ def map_segment(
     return mapping, info
 
 
-def archive_segment(directory: Path, archive: Path, index: int) -> Path:
-    """Copy a sealed segment to ``archive`` under the same name (temporary name, then rename)."""
-    archive.mkdir(parents=True, exist_ok=True)
+def archive_segment(directory: Path, archive: Path, index: int, *, replace: bool = False) -> Path:
+    """Copy segment ``index`` of ``directory`` into ``archive`` under the same name (temporary
+    name, flushed to disk, then renamed), keeping a copy already there unless ``replace``.
+    Raises ``JournalFull`` if the archive cannot take it."""
     name = segment_name(index)
     final = archive / name
-    if final.exists():
+    if final.exists() and not replace:
         return final
+    tmp = archive / f".{name}.tmp"
+    try:
+        archive.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(directory / name, tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, final)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise JournalFull(
+            f"{final}: cannot archive segment ({exc.strerror}); free space there: every frame "
+            f"committed before is intact in {directory}, and archiving goes on when there is room"
+        ) from None
+    return final
     tmp = archive / f".{name}.tmp"
     try:
         shutil.copyfile(directory / name, tmp)
         os.rename(tmp, final)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise JournalFull(f"{final}: cannot archive segment: {exc.strerror}") from None
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise JournalFull(
+            f"{final}: cannot archive segment ({exc.strerror}); free space there: every frame "
+            f"committed before is intact in {directory}, and archiving goes on when there is room"
+        ) from None
     return final
 
 
@@ -396,26 +419,3 @@ def damage_in_newest(
         f"no commit word on the frame after sequence {scan.next_seq - 1}, but committed frames "
         f"follow it (the first at offset {later})"
     )
-
-
-def archive_sealed(directory: Path, archive: Path) -> list[int]:
-    """Copy every sealed segment (older than the writer's current one) not yet in ``archive``.
-
-    Safe to run from another thread or process while the writer appends: sealed segments no
-    longer change. Returns the indices copied. The writer of a ring archives any segment this
-    has not reached yet before deleting it, so nothing is lost if this runs late or never.
-    """
-    current = struct.unpack_from("<Q", (directory / "head").read_bytes(), 24)[0]
-    done = set(list_segments(archive)) if archive.is_dir() else set()
-    copied = []
-    for index in list_segments(directory):
-        if index >= current or index in done:
-            continue
-        try:
-            archive_segment(directory, archive, index)
-        except JournalFull:
-            if (directory / segment_name(index)).exists():
-                raise
-            continue  # deleted by the ring meanwhile (after the writer archived it)
-        copied.append(index)
-    return copied

@@ -16,6 +16,7 @@ from typing import Any, Final
 import numpy as np
 
 from libshm import accel
+from libshm.archive import Archiver, seed_ring
 from libshm.errors import CorruptJournal, JournalError, NotAJournal
 from libshm.layout import (
     COMMIT,
@@ -50,7 +51,6 @@ from libshm.record import _ENCODED_EXCHANGE as _EXCHANGES
 from libshm.record import TICK_LAYOUT_ID, TICK_SIZE, Tick, pack_args
 from libshm.segment import (
     SegmentInfo,
-    archive_segment,
     create_segment,
     damage_in_newest,
     discard_spare,
@@ -106,8 +106,10 @@ class JournalWriter:
     """Appends frames to a journal directory; exactly one per journal, enforced by a lock.
 
     ``ring_segments=0`` keeps every segment (a recording); ``N`` keeps the N newest and deletes
-    older ones, copying each to ``archive_dir`` first if given. ``clock`` stamps segments, the
-    heartbeat and roll frames; frame times are given by the caller.
+    older ones. With ``archive_dir`` a ring's segments are copied there as they are sealed, and
+    the one being written at close (``libshm.archive``), so the archive is the whole recording;
+    a ring found empty whose archive holds segments goes on after them. ``clock`` stamps
+    segments, the heartbeat and roll frames; frame times are given by the caller.
 
     ``prepare_ahead`` allocates the next segment in a background thread under a hidden name and,
     with the C fast path, faults its pages in without holding the GIL, so the rollover is a
@@ -164,8 +166,13 @@ class JournalWriter:
         self._mv = memoryview(b"")
         self._head: mmap.mmap | None = None
         self._index = self._off = self._seq = self._limit = self._oldest = 0
+        self._archiver: Archiver | None = None
         try:
+            if ring_segments and self.archive_dir is not None:
+                seed_ring(self.path, self.archive_dir)
             self._attach()
+            if ring_segments and self.archive_dir is not None:
+                self._archiver = Archiver(self.path, self.archive_dir, self._index)
         except BaseException:
             self._release()
             raise
@@ -448,6 +455,8 @@ class JournalWriter:
             self._create(nxt, self._seq, now)
             self._write_roll(self._mm, self._off, self._seq, nxt)
             self._open(nxt, SEGMENT_HEADER_SIZE, self._seq)
+        if self._archiver is not None:
+            self._archiver.sealed(nxt - 1)
         self._start_spare()
         HEAD_SEGMENTS.pack_into(self._head, 24, nxt, self._oldest)
         HEAD_HEARTBEAT.pack_into(self._head, 16, now)
@@ -468,8 +477,8 @@ class JournalWriter:
         if not self.ring_segments:
             return
         while self._oldest <= new_index - self.ring_segments:
-            if self.archive_dir is not None:
-                archive_segment(self.path, self.archive_dir, self._oldest)
+            if self._archiver is not None:
+                self._archiver.ensure(self._oldest)
             (self.path / segment_name(self._oldest)).unlink(missing_ok=True)
             self._oldest += 1
 
@@ -485,13 +494,29 @@ class JournalWriter:
         if self._mm is not None:
             self._mm.flush()
 
+    @property
+    def archive_error(self) -> JournalError | None:
+        """Why the last background copy into the archive failed, if it did (the ring keeps the
+        segment and the copy is tried again before the segment would be deleted)."""
+        return None if self._archiver is None else self._archiver.error
+
     def close(self) -> None:
-        """Mark the journal closed (readers see its end) and release the writer lock."""
-        if self._head is not None and not self._head.closed:
-            HEAD_STATE_PID.pack_into(self._head, 10, STATE_CLOSED, 0)
-        self._release()
+        """Archive what the ring holds (if it has an archive), mark the journal closed
+        (readers see its end) and release the writer lock. Raises ``JournalFull`` if the
+        archive could not take the last segment; the journal is closed all the same."""
+        try:
+            if self._archiver is not None:
+                archiver, self._archiver = self._archiver, None
+                archiver.close(self._index)
+        finally:
+            if self._head is not None and not self._head.closed:
+                HEAD_STATE_PID.pack_into(self._head, 10, STATE_CLOSED, 0)
+            self._release()
 
     def _release(self) -> None:
+        if self._archiver is not None:  # not closed: finish the sealed copies only
+            archiver, self._archiver = self._archiver, None
+            archiver.close(None)
         spare, self._spare = self._spare, None
         if spare is not None:
             mapping = spare.take()

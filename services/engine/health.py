@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from contracts import messages as m
 from contracts.clock import china_iso
 from contracts.config import DeploymentConfig
 from contracts.refusals import RefusalLog
+from contracts.ticks import TickStore
 from libshm import JournalReader
 from services.engine.core import Engine
-from services.engine.journals import days
 
 __all__ = ["STATUS_EVERY_NS", "Health"]
 
@@ -30,7 +29,7 @@ class Health:
     # the service's state this part reads and sets (``live.EngineService.__init__`` makes it)
     config: DeploymentConfig
     log: Any
-    recordings: Path
+    ticks_store: TickStore
     feed: dict[str, object]
     lag: dict[str, float]
     refusals: RefusalLog
@@ -68,14 +67,14 @@ class Health:
             feed = "live"
         elif state == "gone":
             feed = "lost"
-        elif caught_up and not any(d > day for d in days(self.recordings)):
+        elif caught_up and not any(d > day for d in self.ticks_store.days()):
             feed = "ended"
         else:
             return  # closed, with ticks still to handle or the next day starting
         was = self.feed["state"]
         if feed == was:
             return
-        path = str(self.recordings / str(day))
+        path = str(self.ticks_store.where(day))
         since = self._engine_now(engine)
         self.feed = {"state": feed, "since": china_iso(since), "ticks": engine.ticks}
         if feed == "live":

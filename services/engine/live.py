@@ -1,9 +1,11 @@
 """``hft engine``: the live loop. One thread tails the day's tick journal, feeds the engine core,
 handles adapter events and timers, and answers commands on an authenticated ZMQ socket.
 
-Files: ticks are read from ``suite.journal_dir/recordings/YYYYMMDD`` (what the md_recorder
-writes); the engine's journal is ``suite.journal_dir/engine/YYYYMMDD``, one per trading day,
-opening with ``DayOpened`` and, once the day has rolled, closing with ``DayClosed``. A restarted
+Files: ticks are read from the day's live ring ``suite.shm_dir/ticks/YYYYMMDD`` that the
+md_recorder writes, going on in its recording ``suite.journal_dir/recordings/YYYYMMDD`` when behind
+the ring, or from the recording alone for a day with no ring (``contracts.ticks``). The engine's
+journal is ``suite.journal_dir/engine/YYYYMMDD``, one per trading day, opening with ``DayOpened``
+and, once the day has rolled, closing with ``DayClosed``. A restarted
 engine recovers the day from its journal before it trades (docs/engine.md, "Recovery").
 
 Commands (``hft command``, the monitor) are JSON ``CommandRequest`` objects on a ZMQ REP socket
@@ -44,6 +46,7 @@ from contracts.errors import UserError
 from contracts.logs import get_logger
 from contracts.refusals import RefusalLog
 from contracts.stop import StopSignals
+from contracts.ticks import TickStore
 from libshm import (
     JournalFull,
     JournalReader,
@@ -145,7 +148,7 @@ class EngineService(Health, Interrupts):
         self.adapter_factory: AdapterFactory = adapter_factory or (
             lambda specs, phases: PaperBroker(specs, phases, config.engine.paper)
         )
-        self.recordings = config.suite.journal_dir / "recordings"
+        self.ticks_store = TickStore.of(config.suite.shm_dir, config.suite.journal_dir)
         self.root = config.suite.journal_dir / "engine"
         credentials = load_credentials(config.suite.credentials_file)
         token = credentials.engine_token
@@ -269,10 +272,11 @@ class EngineService(Health, Interrupts):
         """The trading day to run and what it opens with: the newest recording's day, with the
         holdings of the newest engine day before it that closed."""
         while not self.stop.requested:
-            recorded = days(self.recordings)
+            recorded = self.ticks_store.days()
             if recorded:
                 break
-            self.log.info("waiting_for_recording", directory=str(self.recordings))
+            self.log.info("waiting_for_recording", directory=str(self.ticks_store.recordings),
+                          ring=str(self.ticks_store.live))  # fmt: skip
             time.sleep(1.0)
         else:
             return None, [], {}
@@ -318,7 +322,7 @@ class EngineService(Health, Interrupts):
                         return frame.seq, decode_tick(frame.payload)
                     if ticks.ended:
                         raise UserError(
-                            f"{self.recordings / str(day)}: the recording ends before the "
+                            f"{self.ticks_store.where(day)}: the recording ends before the "
                             "engine journal's last tick; the recording was replaced or cut"
                         )
 
@@ -367,14 +371,15 @@ class EngineService(Health, Interrupts):
         )
 
     def _open_ticks(self, day: int, existing: list[m.EngineMessage]) -> JournalReader:
-        path = self.recordings / str(day)
+        store = self.ticks_store
+        path = store.where(day)
         try:
             if existing and isinstance(existing[0], m.DayOpened):
-                reader = JournalReader(path, from_seq=existing[0].ticks)
+                reader = store.open(day, from_seq=existing[0].ticks)
             elif self.config.engine.start_at == "live":
-                reader = JournalReader(path, live=True)
+                reader = store.open(day, live=True)
             else:
-                reader = JournalReader(path)
+                reader = store.open(day)
         except NotAJournal as exc:
             raise UserError(f"{path}: cannot read the day's ticks: {exc}") from None
         return reader
@@ -394,7 +399,7 @@ class EngineService(Health, Interrupts):
             if not waiting:
                 waiting = True
                 self.log.info("waiting_for_first_tick", day=day,
-                              recording=str(self.recordings / str(day)))  # fmt: skip
+                              recording=str(self.ticks_store.where(day)))  # fmt: skip
             if sock.poll(50):
                 self._before_open(sock, intake, day)
         return None
@@ -424,13 +429,15 @@ class EngineService(Health, Interrupts):
 
     def _check_recording(self, day: int) -> None:
         """A finished recording (no writer attached) is checked whole before the day starts."""
-        path = self.recordings / str(day)
+        path = self.ticks_store.where(day)
         try:
-            state = JournalReader(path).writer_state()
+            state = self.ticks_store.open(day).writer_state()
         except NotAJournal as exc:
             raise UserError(f"{path}: cannot read the day's ticks: {exc}") from None
         if state == "open":
             return  # the recorder's writer checked it when it attached
+        if self.ticks_store.has_ring(day):
+            path = self.ticks_store.recording(day)  # a closed ring's recording holds it all
         report = inspect_journal(path, count_instruments=False)
         if not report.intact:
             raise UserError(
@@ -552,7 +559,7 @@ class EngineService(Health, Interrupts):
         """The day's recording is closed and a newer trading day is being recorded."""
         if ticks.writer_state() != "closed":
             return False
-        return any(d > day for d in days(self.recordings))
+        return any(d > day for d in self.ticks_store.days())
 
     def _roll(self, engine: Engine, day: int
               ) -> tuple[int | None, list[m.Holding], dict[str, float]]:  # fmt: skip
@@ -561,7 +568,7 @@ class EngineService(Health, Interrupts):
             price = tick.settlement if not math.isnan(tick.settlement) else tick.last
             if not math.isnan(price):
                 settlements[instrument] = price
-        newer = [d for d in days(self.recordings) if d > day]
+        newer = [d for d in self.ticks_store.days() if d > day]
         engine.roll_day(self._engine_now(engine), newer[0], settlements)
         holdings, cash = engine.holdings()
         self.log.info("day_rolled", day=day, next_day=newer[0], holdings=len(holdings))

@@ -1,8 +1,10 @@
 """The recorder: raw ticks from any source -> normaliser -> filters -> journal and snapshot table.
 
-One journal per trading day (``ROOT/YYYYMMDD``, every segment kept: it is the live channel the
-engine tails and the recording replay and backtests read later), and one snapshot table with the
-latest tick of every instrument. Sources call :meth:`Recorder.record` from the service's thread.
+One journal per trading day, written as a ring of ``ring_segments`` segments in memory (the live
+channel the engine and the monitor tail) that archives every segment into the day's recording on
+disk (what replay and backtests read later; ``contracts.ticks``), and one snapshot table with the
+latest tick of every instrument, rebuilt from the newest day's ticks when the recorder starts.
+Sources call :meth:`Recorder.record` from the service's thread.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 
 from contracts.calendar import Calendar
 from contracts.clock import china_iso
+from contracts.ticks import TickStore
 from libshm import TICK_LAYOUT, JournalWriter, SnapshotWriter, Tick, tick_from_row
 from services.md_recorder.filters import TickFilter
 from services.md_recorder.normalise import Drop, Normaliser, RawTick
@@ -33,17 +36,19 @@ class Recorder:
     def __init__(
         self,
         calendar: Calendar,
-        recordings: Path,
+        store: TickStore,
         snapshot_path: Path | None,
         *,
         segment_mb: int = 64,
+        ring_segments: int = 4,
         check_local_time: bool = True,
         clock: Callable[[], int] = time.time_ns,
     ) -> None:
         self.normaliser = Normaliser(calendar)
         self.filters = TickFilter(check_local_time=check_local_time)
-        self.recordings = recordings
+        self.store = store
         self.segment_size = segment_mb * MIB
+        self.ring_segments = ring_segments
         self._clock = clock
         self._writer: JournalWriter | None = None
         self._day = 0
@@ -54,6 +59,23 @@ class Recorder:
         self.lag_ns: dict[str, int] = {}
         self._metrics_at = self._clock()
         self._metrics_kept = 0
+        self.rebuilt: tuple[int, int] | None = None
+        """The day the snapshot table was rebuilt from at start, and its instruments."""
+        if self._snapshot is not None:
+            self._rebuild_snapshot()
+
+    def _rebuild_snapshot(self) -> None:
+        """Make the snapshot table match the newest day's ticks (a restart, or a table lost
+        with ``/dev/shm``) before any new tick comes."""
+        assert self._snapshot is not None
+        recorded = self.store.days()
+        if not recorded:
+            return
+        reader = self.store.open(recorded[-1])
+        try:
+            self.rebuilt = recorded[-1], self._snapshot.rebuild(reader)
+        finally:
+            reader.close()
 
     @property
     def journal(self) -> Path | None:
@@ -111,12 +133,23 @@ class Recorder:
 
     def _open_day(self, day: int) -> None:
         if self._writer is not None:
-            self._writer.close()
+            writer, self._writer = self._writer, None
+            writer.close()
         self._writer = JournalWriter(
-            self.recordings / str(day), layout=TICK_LAYOUT, segment_size=self.segment_size,
+            self.store.ring(day), layout=TICK_LAYOUT, segment_size=self.segment_size,
+            ring_segments=self.ring_segments, archive_dir=self.store.recording(day),
             clock=self._clock,
         )  # fmt: skip
         self._day = day
+        earlier = [d for d in self.store.days() if d < day and self.store.has_ring(d)]
+        if earlier:  # keep the day before for readers finishing it; older rings go
+            self.store.drop_rings_before(earlier[-1])
+
+    @property
+    def archive_error(self) -> str | None:
+        """Why archiving the ring into the recording fails, if it does (the service warns)."""
+        error = None if self._writer is None else self._writer.archive_error
+        return None if error is None else str(error)
 
     def heartbeat(self) -> None:
         """Tell readers the writer lives (call while idle)."""
@@ -141,12 +174,18 @@ class Recorder:
             "lag_ms_median": lags[len(lags) // 2] / 1e6 if lags else None,
             "last_tick": None if newest is None else china_iso(newest),
             "journal": str(self.journal) if self.journal else None,
+            "recording": str(self.store.recording(self._day)) if self._day else None,
         }
 
     def close(self) -> None:
         if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+            writer, self._writer = self._writer, None
+            try:
+                writer.close()
+            finally:
+                if self._snapshot is not None:
+                    self._snapshot.close()
+                    self._snapshot = None
         if self._snapshot is not None:
             self._snapshot.close()
             self._snapshot = None

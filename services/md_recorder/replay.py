@@ -8,7 +8,7 @@ original times are kept. ``pace``: 1.0 replays in the recording's own time, N ti
 "max" with no waiting. Recorded ticks were filtered when recorded and are not filtered again.
 
 A replay never publishes a tick twice. ``into`` is where the recorder writes (the suite's
-``recordings`` directory): a trading day whose live journal there already holds ticks is
+``TickStore``: rings and recordings): a trading day whose live journal there already holds ticks is
 resumed after them, once they are checked to be exactly what this replay publishes (the same
 records in the same order, times moved by one offset per lap, which is kept, so time goes on
 forward); a day holding anything else is refused, as is a recording inside ``into`` itself.
@@ -24,6 +24,7 @@ from typing import Any, Final, Literal
 import numpy as np
 
 from contracts.errors import UserError
+from contracts.ticks import TickStore
 from libshm import (
     TICK_DTYPE,
     JournalError,
@@ -60,19 +61,24 @@ def journals_in(recording: Path) -> list[Path]:
 class _Published:
     """What a day's live journal already holds, read in step with the replay to skip it."""
 
-    def __init__(self, journal: Path) -> None:
-        self.journal = journal
+    def __init__(self, store: TickStore, day: int) -> None:
+        self.journal = store.where(day)
         self.left = 0
         self.reader: JournalReader | None = None
-        if is_journal(journal):
-            report = inspect_journal(journal, count_instruments=False)
+        if is_journal(self.journal):
+            report = inspect_journal(self.journal, count_instruments=False)
             if not report.intact:
                 raise UserError(
                     f"{report.problems[0]}; the replay would continue this day's journal, "
-                    f"which is damaged: `hft journal verify {journal}` lists the damage"
+                    f"which is damaged: `hft journal verify {self.journal}` lists the damage"
                 )
-            self.left = report.frames
-            self.reader = JournalReader(journal)
+            counter = store.open(day)  # a ring with its archive: every frame of the day
+            try:
+                while n := len(counter.read_array()):
+                    self.left += n
+            finally:
+                counter.close()
+            self.reader = store.open(day)
         self.total = self.left
 
     def take(self, n: int) -> Any:
@@ -121,7 +127,7 @@ class ReplaySource:
         shift_to_now: bool = False,
         loop: bool = False,
         instruments: list[str] | None = None,
-        into: Path,
+        into: TickStore,
         clock: Callable[[], int] = time.time_ns,
         monotonic: Callable[[], int] = time.monotonic_ns,
         sleep: Callable[[float], object] = time.sleep,
@@ -130,13 +136,13 @@ class ReplaySource:
         pace) are the machine's unless a test gives its own."""
         self.journals = journals_in(recording)
         self.into = into
-        live_root = into.resolve()
+        roots = {into.recordings.resolve(), into.live.resolve()}
         for journal in self.journals:
-            if journal.resolve().parent == live_root:
+            if journal.resolve().parent in roots:
                 raise UserError(
                     f"{journal}: the replay's recording is in the directory it records into "
-                    f"({into}), so it would replay its own output; replay a copy, or give the "
-                    "replay suite another suite.journal_dir"
+                    f"({journal.parent}), so it would replay its own output; replay a copy, or "
+                    "give the replay suite another suite.journal_dir"
                 )
             report = inspect_journal(journal, count_instruments=False)
             if not report.intact:
@@ -179,7 +185,7 @@ class ReplaySource:
         day = int(records["trading_day"][0])
         live = self._live.get(day)
         if live is None:
-            live = self._live[day] = _Published(self.into / str(day))
+            live = self._live[day] = _Published(self.into, day)
         if not live.left:
             return records
         held = live.take(min(live.left, len(records)))

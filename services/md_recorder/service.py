@@ -2,13 +2,16 @@
 a replay without ``loop``, until the recording is published; the journal is then closed, so
 readers see its end).
 
-Files: ticks go to ``suite.journal_dir/recordings/YYYYMMDD`` (one journal per trading day, the
-live channel and the recording at once); the snapshot table is ``suite.shm_dir/snapshot``.
-Every ``METRICS_EVERY_S`` the service logs its counts (kept, drops by reason, lag, source state).
+Files: ticks go to the live ring ``suite.shm_dir/ticks/YYYYMMDD`` (``md_recorder.ring_segments``
+segments), each segment archived into the day's recording ``suite.journal_dir/recordings/YYYYMMDD``
+as it completes (``contracts.ticks``); the snapshot table is ``suite.shm_dir/snapshot``, rebuilt
+from the newest day's ticks at start. Every ``METRICS_EVERY_S`` the service logs its counts (kept,
+drops by reason, lag, source state), and a warning while the archive cannot take a segment.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import time
 from collections.abc import Callable
@@ -23,7 +26,8 @@ from contracts.ctp_locale import require_ctp_locale
 from contracts.errors import UserError
 from contracts.logs import get_logger
 from contracts.stop import StopSignals
-from libshm import WriterLocked
+from contracts.ticks import TickStore
+from libshm import JournalError, WriterLocked
 from services.md_recorder.normalise import RawTick
 from services.md_recorder.recorder import Recorder
 from services.md_recorder.replay import ReplaySource
@@ -129,8 +133,9 @@ class SimSource:
         self._due = None
 
 
-def _directories(config: DeploymentConfig) -> tuple[Path, Path]:
-    """The shared-memory and recordings directories, created, or one line that says why not."""
+def _directories(config: DeploymentConfig) -> Path:
+    """The shared-memory and recordings directories, created, or one line that says why not;
+    returns the shared-memory one."""
     shm = config.suite.shm_dir
     recordings = config.suite.journal_dir / "recordings"
     for directory, what in ((shm, "shared-memory"), (recordings, "recordings")):
@@ -142,32 +147,38 @@ def _directories(config: DeploymentConfig) -> tuple[Path, Path]:
                 f"{directory}: cannot create the {what} directory ({exc.strerror}); check {key} "
                 "and its permissions"
             ) from None
-    return shm, recordings
+    return shm
+
+
+def _source(
+    config: DeploymentConfig, calendar: Calendar, store: TickStore, log: Any
+) -> Source | ReplaySource:
+    md = config.md_recorder
+    instruments = instruments_of(config)
+    if md.source == "ctp":
+        return _ctp_source(config, instruments, log)
+    if md.source == "sim":
+        assert md.sim is not None  # the config model requires the section
+        return SimSource(calendar, instruments, md.sim)
+    replay = md.replay
+    assert replay is not None  # the config model requires the section
+    return ReplaySource(
+        replay.recording, pace=replay.pace, shift_to_now=replay.shift_to_now,
+        loop=replay.loop, instruments=instruments or None, into=store,
+    )  # fmt: skip
 
 
 def run_md_recorder(config: DeploymentConfig) -> int:
     log = get_logger()
     md = config.md_recorder
     calendar = load_calendar(md.calendar_file or DEFAULT_CALENDAR)
-    instruments = instruments_of(config)
-    source: Source | ReplaySource
-    if md.source == "ctp":
-        source = _ctp_source(config, instruments, log)
-    elif md.source == "sim":
-        assert md.sim is not None  # the config model requires the section
-        source = SimSource(calendar, instruments, md.sim)
-    else:
-        replay = md.replay
-        assert replay is not None  # the config model requires the section
-        source = ReplaySource(
-            replay.recording, pace=replay.pace, shift_to_now=replay.shift_to_now,
-            loop=replay.loop, instruments=instruments or None,
-            into=config.suite.journal_dir / "recordings",
-        )  # fmt: skip
-    shm, recordings = _directories(config)
+    store = TickStore.of(config.suite.shm_dir, config.suite.journal_dir)
+    source = _source(config, calendar, store, log)
+    shm = _directories(config)
     try:
         recorder = Recorder(
-            calendar, recordings, shm / "snapshot", segment_mb=md.segment_mb,
+            calendar, store, shm / "snapshot", segment_mb=md.segment_mb,
+            ring_segments=md.ring_segments,
             check_local_time=md.source == "ctp",  # simulated times are not the wall clock's
         )  # fmt: skip
     except WriterLocked as exc:
@@ -177,7 +188,10 @@ def run_md_recorder(config: DeploymentConfig) -> int:
             "stop it first (one md-recorder per suite.shm_dir)"
         ) from None
     stop = StopSignals()
-    log.info("md_recorder_started", source=md.source, instruments=len(instruments))
+    if recorder.rebuilt is not None:
+        log.info("md_recorder_snapshot_rebuilt", day=recorder.rebuilt[0],
+                 instruments=recorder.rebuilt[1])  # fmt: skip
+    log.info("md_recorder_started", source=md.source, instruments=len(instruments_of(config)))
     next_metrics = time.monotonic() + METRICS_EVERY_S
     try:
         source.start()
@@ -198,10 +212,18 @@ def run_md_recorder(config: DeploymentConfig) -> int:
             if time.monotonic() >= next_metrics:
                 next_metrics += METRICS_EVERY_S
                 log.info("md_recorder_metrics", **recorder.metrics(), **source.describe())
-    finally:
+                if (problem := recorder.archive_error) is not None:
+                    log.warning("md_recorder_archive_failing", error=problem,
+                                hint="free space where suite.journal_dir is: the ring keeps the "
+                                "segments until then, and ticks stop when it is full")  # fmt: skip
+    except BaseException:
         source.stop()
-        final = recorder.metrics()
-        recorder.close()
+        with contextlib.suppress(JournalError):  # what stopped it is the error to report
+            recorder.close()
+        raise
+    source.stop()
+    final = recorder.metrics()
+    recorder.close()
     log.info("md_recorder_stopped", **final, **source.describe())
     return 0
 

@@ -27,7 +27,7 @@ from libshm import (
 )
 from libshm.layout import FRAME_HEADER_SIZE, SEGMENT_HEADER_SIZE, segment_name
 from libshm.repair import repair_journal
-from libshm.segment import archive_sealed, list_segments, map_segment, scan_segment
+from libshm.segment import list_segments, map_segment, scan_segment
 from tests.helpers import ROOT
 from tests.libshm.workers import frame_time, make_tick
 
@@ -280,25 +280,6 @@ while (frame := reader.read()) is not None:
     back += 1
 print("appended", appended, "read back", back)
 """
-
-
-def test_sealed_segments_are_archived_as_they_complete(tmp_path: Path) -> None:
-    path, archive = tmp_path / "ring", tmp_path / "archive"
-    with JournalWriter(
-        path, layout=TICK_LAYOUT, segment_size=SMALL, ring_segments=4, archive_dir=archive
-    ) as w:
-        for _ in range(30):
-            w.append_tick(make_tick(w.next_seq), 0)
-        assert archive_sealed(path, archive) == [0, 1]  # segment 2 is still being written
-        assert archive_sealed(path, archive) == []
-        for _ in range(100):
-            w.append_tick(make_tick(w.next_seq), 0)
-        archive_sealed(path, archive)
-    assert list_segments(archive) == list(range(list_segments(path)[-1]))
-    # the archive alone is a readable recording of everything but the newest segment
-    frames = read_all(archive, verify=True)
-    assert [s for s, _ in frames] == list(range(len(frames)))
-    assert len(frames) == 11 * len(list_segments(archive))
 
 
 def test_full_disk_is_reported_and_committed_frames_stay(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ import pytest
 
 from contracts.ctp_locale import has_locale
 from contracts.logs import get_logger
+from contracts.ticks import TickStore
 from libshm import JournalReader, Tick, decode_tick, encode_tick
 from services.md_recorder.normalise import CTP_FIELDS
 from services.md_recorder.recorder import Recorder
@@ -87,7 +88,7 @@ def test_real_structs_through_the_spi_into_the_journal(tmp_path: Path) -> None:
     """Every real IF2101 row as a CTP struct, handed to the SPI as the API thread does (from
     another thread): the journal holds the same records as `hft import` of the same file."""
     source = make_source(tmp_path)
-    recorder = Recorder(CAL, tmp_path / "live", tmp_path / "snapshot")
+    recorder = Recorder(CAL, TickStore(tmp_path / "ring", tmp_path / "live"), tmp_path / "snapshot")
     fields = [field_of(row) for row in IF_ROWS]
 
     def feed() -> None:  # as CTP's API thread does

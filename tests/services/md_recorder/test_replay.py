@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from contracts.errors import UserError
+from contracts.ticks import TickStore
 from libshm import TICK_LAYOUT, JournalReader, JournalWriter
 from libshm.inspect import inspect_journal
 from services.md_recorder.recorder import Recorder
@@ -54,8 +55,13 @@ class FakeTime:
         self.ns += round(seconds * 1e9)
 
 
+def store(root: Path) -> TickStore:
+    """Rings in ROOT/ring, recordings in ROOT/live (where the tests read what was published)."""
+    return TickStore(root / "ring", root / "live")
+
+
 def replay(source: ReplaySource, live: Path) -> Recorder:
-    recorder = Recorder(CAL, live, live / "snapshot")
+    recorder = Recorder(CAL, TickStore(live.parent / "ring", live), live.parent / "snapshot")
     source.start()
     deadline = time.monotonic() + 60
     while not source.finished and time.monotonic() < deadline:
@@ -65,7 +71,7 @@ def replay(source: ReplaySource, live: Path) -> Recorder:
 
 
 def test_max_pace_republishes_every_record_unchanged(recording: Path, tmp_path: Path) -> None:
-    source = ReplaySource(recording, pace="max", into=tmp_path / "live")
+    source = ReplaySource(recording, pace="max", into=store(tmp_path))
     assert [p.name for p in source.journals] == ["20190916", "20210104"]
     recorder = replay(source, tmp_path / "live")
     for day in ("20190916", "20210104"):
@@ -79,10 +85,10 @@ def test_max_pace_republishes_every_record_unchanged(recording: Path, tmp_path: 
 def test_shift_to_now_and_loop_keep_time_moving_forward(recording: Path, tmp_path: Path) -> None:
     now = 1_700_000_000 * SECOND  # "now", as the replay's wall clock says
     source = ReplaySource(
-        recording / "20210104", pace="max", shift_to_now=True, loop=True, into=tmp_path / "live",
+        recording / "20210104", pace="max", shift_to_now=True, loop=True, into=store(tmp_path),
         clock=lambda: now,
     )  # fmt: skip
-    recorder = Recorder(CAL, tmp_path / "live", None)
+    recorder = Recorder(CAL, store(tmp_path), None)
     source.start()
     while source.laps < 2:
         source.poll(0.5, recorder.write_array)
@@ -115,10 +121,10 @@ def test_paced_replay_takes_the_recording_time_divided_by_pace(
     with JournalWriter(src, layout=TICK_LAYOUT) as writer:
         writer.append_array(base, base["exchange_time_ns"])
     fake = FakeTime()
-    source = ReplaySource(src, pace=20.0, into=tmp_path / "live", monotonic=fake.monotonic,
+    source = ReplaySource(src, pace=20.0, into=store(tmp_path), monotonic=fake.monotonic,
                           sleep=fake.sleep)  # fmt: skip
     published: list[tuple[int, int]] = []  # (fake time, ticks in the batch)
-    recorder = Recorder(CAL, tmp_path / "live", None)
+    recorder = Recorder(CAL, store(tmp_path), None)
 
     def publish(batch: np.ndarray) -> None:
         recorder.write_array(batch)
@@ -136,7 +142,7 @@ def test_paced_replay_takes_the_recording_time_divided_by_pace(
 
 
 def test_instrument_filter(recording: Path, tmp_path: Path) -> None:
-    source = ReplaySource(recording, pace="max", instruments=["cu1909"], into=tmp_path / "live")
+    source = ReplaySource(recording, pace="max", instruments=["cu1909"], into=store(tmp_path))
     replay(source, tmp_path / "live")
     assert source.published == 200
     assert not (tmp_path / "live" / "20210104").exists()
@@ -145,9 +151,9 @@ def test_instrument_filter(recording: Path, tmp_path: Path) -> None:
 def test_not_a_recording(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="no recorded journal there"):
-        ReplaySource(tmp_path / "empty", into=tmp_path / "live")
+        ReplaySource(tmp_path / "empty", into=store(tmp_path))
     with pytest.raises(UserError, match="no such journal directory"):
-        ReplaySource(tmp_path / "missing", into=tmp_path / "live")
+        ReplaySource(tmp_path / "missing", into=store(tmp_path))
 
 
 def replay_config(tmp_path: Path, recording: Path, pace: str = '"max"', shift: bool = False,
@@ -185,18 +191,19 @@ def test_a_killed_replay_resumes_after_the_last_tick_it_published(
 ) -> None:
     """SIGKILL a paced replay in the middle of the day, restart it, then restart the finished
     one: the live journal holds the recorded day exactly once, in order, time never going back
-    (with shift_to_now, the killed run's offset is kept)."""
-    live = tmp_path / "journal" / "recordings" / "20210104"
+    (with shift_to_now, the killed run's offset is kept), and its archive is the recording."""
+    ring = tmp_path / "shm" / "ticks" / "20210104"  # the live journal: one segment holds the day
+    live = tmp_path / "journal" / "recordings" / "20210104"  # its archive, complete at close
     slow = replay_config(tmp_path, recording / "20210104", pace="300.0", shift=shift)
     with subprocess.Popen(
         [sys.executable, "-m", "services.cli", "md-recorder", "--config", str(slow)],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     ) as child:  # fmt: skip
         deadline = time.monotonic() + 60
-        while frames_in(live) < 3_000 and time.monotonic() < deadline and child.poll() is None:
+        while frames_in(ring) < 3_000 and time.monotonic() < deadline and child.poll() is None:
             time.sleep(0.05)
         child.send_signal(signal.SIGKILL)
-    killed_at = frames_in(live)
+    killed_at = frames_in(ring)
     assert 3_000 <= killed_at < 27_953
     fast = replay_config(tmp_path, recording / "20210104", shift=shift, name="fast.toml")
     for resumed in (killed_at, 27_953):  # the second run finds the replay complete
@@ -220,8 +227,8 @@ def test_a_replay_continues_its_laps_across_a_restart(recording: Path, tmp_path:
     first_run = 0
     for run in range(2):
         source = ReplaySource(recording / "20210104", pace="max", shift_to_now=True, loop=True,
-                              into=tmp_path / "live")  # fmt: skip
-        recorder = Recorder(CAL, tmp_path / "live", None)
+                              into=store(tmp_path))  # fmt: skip
+        recorder = Recorder(CAL, store(tmp_path), None)
         source.start()
         while source.published < lap // 2 + run * lap:  # stop in the middle of a lap
             source.poll(0.05, recorder.write_array)

@@ -190,6 +190,9 @@ class CtpMdSource:
         self._retry_at = 0.0
         self._request = 0
         self._started = False
+        self._attempts_before_login = 0
+        """``state.attempt`` when the last session logged in, less one: the backoff counts
+        the attempts since, so a session lost late in the day starts again at 1 s."""
 
     # -- connection ----------------------------------------------------------------------
 
@@ -225,9 +228,13 @@ class CtpMdSource:
         self.state.subscribed = 0
 
     def backoff_s(self) -> float:
-        """Wait before the next round of fronts: 1, 2, 4 ... 60 s."""
-        rounds = (self.state.attempt - 1) // len(self.fronts)
+        """Wait before the next round of fronts: 1, 2, 4 ... 60 s, counted since the last
+        successful login."""
+        rounds = (self._tries() - 1) // len(self.fronts)
         return float(min(2.0**rounds, MAX_BACKOFF_S))
+
+    def _tries(self) -> int:
+        return self.state.attempt - self._attempts_before_login
 
     def poll(self, timeout_s: float, on_tick: Callable[[RawTick, int], object]) -> int:
         """Handle queued events for up to ``timeout_s``; ticks go to ``on_tick``. Returns the
@@ -256,7 +263,7 @@ class CtpMdSource:
             if now >= self._retry_at:
                 self._connect()
         elif not self.state.logged_in and now >= self._deadline:
-            wait = self.backoff_s() if self.state.attempt % len(self.fronts) == 0 else 0.0
+            wait = self.backoff_s() if self._tries() % len(self.fronts) == 0 else 0.0
             self.log.warning(
                 "ctp_md_not_connected", front=self.state.front, attempt=self.state.attempt,
                 waited_s=self.connect_timeout_s, retry_in_s=wait,
@@ -286,6 +293,7 @@ class CtpMdSource:
                 return
             self.state.logged_in = True
             self.state.trading_day = day
+            self._attempts_before_login = self.state.attempt - 1  # this front's try is the first
             self.log.info("ctp_md_logged_in", trading_day=day)
             self._subscribe()
         elif kind is Event.SUBSCRIBED:

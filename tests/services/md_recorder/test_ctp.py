@@ -201,6 +201,53 @@ def test_closed_port_is_reported_and_retried_with_backoff(tmp_path: Path) -> Non
     assert attempts[:3] == [1, 2, 3]
 
 
+class Log:
+    """Collects what the source logs: (level, event, fields)."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str, dict[str, Any]]] = []
+
+    def __getattr__(self, level: str) -> Callable[..., None]:
+        return lambda event, **fields: self.lines.append((level, event, fields))
+
+
+def test_a_successful_login_resets_the_reconnect_backoff(tmp_path: Path) -> None:
+    """Three failed attempts at a real MdApi on a closed port wait 1, 2, 4 s; then the front
+    answers (the real SPI callback with CTP's own login structs) and the session is later
+    lost: the first retry waits 1 s again, not 8 s. Time is an injected clock."""
+    now = [1000.0]
+    log = Log()
+    source = CtpMdSource(
+        [f"tcp://127.0.0.1:{free_port()}"], "9999", "user", "secret", ["IF2101"],
+        tmp_path / "flow", connect_timeout_s=5.0, log=log, monotonic=lambda: now[0],
+    )  # fmt: skip
+
+    def fail_once() -> float:
+        now[0] += 5.0  # past the connect timeout
+        source.poll(0.0, lambda raw, at: None)
+        waits = [f["retry_in_s"] for _, e, f in log.lines if e == "ctp_md_not_connected"]
+        now[0] += waits[-1]  # the backoff over: the next poll connects again
+        source.poll(0.0, lambda raw, at: None)
+        return waits[-1]
+
+    source.start()
+    try:
+        assert [fail_once() for _ in range(3)] == [1.0, 2.0, 4.0]
+        login = mdapi.CThostFtdcRspUserLoginField()
+        login.TradingDay = "20210104"
+        source.spi.OnRspUserLogin(login, mdapi.CThostFtdcRspInfoField(), 1, True)
+        source.poll(0.01, lambda raw, at: None)  # handles the queued login (the clock stands)
+        assert source.state.logged_in and source.state.trading_day == "20210104"
+        source.spi.OnFrontDisconnected(0x1001)
+        source.poll(0.01, lambda raw, at: None)
+        assert not source.state.logged_in
+        assert [fail_once() for _ in range(2)] == [1.0, 2.0]
+    finally:
+        source.stop()
+    attempts = [f["attempt"] for _, e, f in log.lines if e == "ctp_md_connecting"]
+    assert attempts == [1, 2, 3, 4, 5, 6]
+
+
 @pytest.fixture
 def accept_then_close() -> Iterator[int]:
     """A TCP server on 127.0.0.1 that accepts every connection and closes it at once."""

@@ -228,7 +228,7 @@ def test_a_successful_login_resets_the_reconnect_backoff(tmp_path: Path) -> None
         waits = [f["retry_in_s"] for _, e, f in log.lines if e == "ctp_md_not_connected"]
         now[0] += waits[-1]  # the backoff over: the next poll connects again
         source.poll(0.0, lambda raw, at: None)
-        return waits[-1]
+        return float(waits[-1])
 
     source.start()
     try:

@@ -23,7 +23,15 @@ import zmq
 from contracts import messages as m
 from contracts.config import load_config
 from contracts.errors import UserError
-from libshm import FREE_FORM, JournalReader, JournalWriter, NotAJournal, Tick, decode_tick
+from libshm import (
+    FREE_FORM,
+    JournalReader,
+    JournalWriter,
+    NotAJournal,
+    Tick,
+    decode_tick,
+    list_segments,
+)
 from services.engine.journals import read_journal
 from services.engine.live import EngineService, _collector_off_the_tick_path
 from services.tools.command import _endpoint_and_token, send_command
@@ -196,13 +204,18 @@ def test_commands_over_zmq_need_the_token(tmp_path: Path, recording: Path) -> No
     assert ("agent", "mm", "halted") in changed and ("instrument", "IF2101", "reducing") in changed
 
 
+@pytest.fixture(scope="module")
+def calm(tmp_path_factory: pytest.TempPathFactory, recording: Path) -> list[m.EngineMessage]:
+    """The engine journal of the whole day, run once without interruption on the recording."""
+    root = tmp_path_factory.mktemp("calm")
+    run_to_end_of_day(deployment(root, recording), root / "engine.log")
+    return read_journal(root / "journal" / "engine" / str(DAY))
+
+
 def test_an_engine_killed_and_restarted_ends_like_an_uninterrupted_run(
-    tmp_path: Path, recording: Path
+    tmp_path: Path, recording: Path, calm: list[m.EngineMessage]
 ) -> None:
-    calm = tmp_path / "calm"
-    calm.mkdir()
-    run_to_end_of_day(deployment(calm, recording), calm / "engine.log")
-    calm_journal = read_journal(calm / "journal" / "engine" / str(DAY))
+    calm_journal = calm
     expected = outcome(calm_journal)
     assert len(expected["trades"]) > 50
 
@@ -230,6 +243,35 @@ def test_an_engine_killed_and_restarted_ends_like_an_uninterrupted_run(
     ids = [x.order_id for x in messages if isinstance(x, m.OrderRequested)]
     assert len(ids) == len(set(ids))  # no order was sent twice
     assert "Traceback" not in (crashy / "engine.log").read_text()
+
+
+def test_an_engine_behind_a_small_ring_goes_on_in_the_recording_without_a_gap(
+    tmp_path: Path, recording: Path, calm: list[m.EngineMessage]
+) -> None:
+    """A real md_recorder replays the day at full speed into a ring of two 1 MiB segments while
+    a real engine trades it from the start, far slower: the segments it has not reached leave
+    the ring (archived into the day's recording first), and it ends exactly as on the recording."""
+    (tmp_path / "journal" / "recordings").mkdir(parents=True)
+    text = CONFIG.replace('recording = "journal/recordings/20210104"',
+                          f'recording = "{recording / str(DAY)}"\npace = "max"')  # fmt: skip
+    text = text.replace(
+        'source = "replay"\n', 'source = "replay"\nsegment_mb = 1\nring_segments = 2\n'
+    )
+    config = write_config(tmp_path, text)
+    engine = start(config, tmp_path / "engine.log")
+    try:
+        recorder = run_hft("md-recorder", "--config", str(config), "--log-level", "warning")
+        assert recorder.returncode == 0, recorder.stderr
+        wait_day_done(config, engine)
+    finally:
+        engine.send_signal(signal.SIGTERM)
+        assert engine.wait(timeout=30) == 0
+    ring = tmp_path / "shm" / "ticks" / str(DAY)
+    archive = tmp_path / "journal" / "recordings" / str(DAY)
+    held = list_segments(archive)
+    assert len(held) >= 5 and list_segments(ring) == held[-2:]  # the ring dropped the rest
+    assert outcome(read_journal(tmp_path / "journal" / "engine" / str(DAY))) == outcome(calm)
+    assert "Traceback" not in (tmp_path / "engine.log").read_text()
 
 
 def first_ticks(recording: Path, writer: JournalWriter, count: int) -> int:

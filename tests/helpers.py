@@ -5,9 +5,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import tempfile
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -112,3 +115,32 @@ def log_lines(log: Path) -> list[dict[str, Any]]:
     newline yet) is left for the next read."""
     complete = log.read_text(encoding="utf-8").split("\n")[:-1]
     return [json.loads(line) for line in complete if line.startswith("{")]
+
+
+def run_hft_until(
+    *args: str, until: str, env: Mapping[str, str] | None = None, timeout: float = 60
+) -> str:
+    """Run ``hft ARGS`` until it logs the event ``until`` (waited for, never guessed), stop it
+    with SIGTERM, and return everything it printed; fails if it exits or takes ``timeout`` s."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("HFT_")}
+    full_env.update(env or {})
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "out.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "services.cli", *args], stdout=out, stderr=out,
+                cwd=ROOT, env=full_env,
+            )  # fmt: skip
+        try:
+            deadline = time.monotonic() + timeout
+            while not any(line.get("event") == until for line in log_lines(log)):
+                assert proc.poll() is None, log.read_text()[-3000:]
+                assert time.monotonic() < deadline, log.read_text()[-3000:]
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        return log.read_text()

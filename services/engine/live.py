@@ -270,7 +270,8 @@ class EngineService(Health, Interrupts):
 
     def _first_day(self) -> tuple[int | None, list[m.Holding], dict[str, float]]:
         """The trading day to run and what it opens with: the newest recording's day, with the
-        holdings of the newest engine day before it that closed."""
+        holdings of the newest engine day before it that closed; or, if that engine day was
+        left open and its ticks are still there, that day, which recovers and then rolls."""
         while not self.stop.requested:
             recorded = self.ticks_store.days()
             if recorded:
@@ -287,6 +288,9 @@ class EngineService(Health, Interrupts):
             messages = read_journal(self.root / str(earlier))
             if messages and isinstance(messages[-1], m.DayClosed):
                 return day, messages[-1].holdings, messages[-1].cash
+            if earlier in recorded:  # left open when a newer day began: finish and roll it first
+                self.log.info("resuming_unrolled_day", day=earlier, newest=day)
+                return earlier, [], {}
             self.log.warning("previous_day_not_closed", day=earlier,
                              hint="its positions are not carried over; roll it first")  # fmt: skip
             break

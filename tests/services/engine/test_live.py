@@ -274,6 +274,113 @@ def test_an_engine_behind_a_small_ring_goes_on_in_the_recording_without_a_gap(
     assert "Traceback" not in (tmp_path / "engine.log").read_text()
 
 
+def wait_status(
+    config: Path, proc: subprocess.Popen[bytes], done: Callable[[dict[str, Any]], bool]
+) -> None:
+    """Ask the engine for its status until ``done(status)`` holds (up to 120 s)."""
+    deadline = time.monotonic() + 120.0
+    cfg = load_config(config)
+    while True:
+        assert proc.poll() is None, "the engine exited"
+        assert time.monotonic() < deadline, "the engine never reached the state waited for"
+        try:
+            reply = send_command(cfg, {"action": "status"}, timeout_s=2.0)
+        except UserError:  # no token file yet, or no answer yet
+            reply = None
+        if reply is not None and reply.status and done(reply.status):
+            return
+        time.sleep(0.2)
+
+
+def test_the_engine_trades_day_after_day_and_a_restart_rolls_the_day_it_left_open(
+    tmp_path: Path,
+) -> None:
+    """Three real IF2101 days, each replayed by a real md_recorder after the one before. The
+    engine trades day one, and when day two is recorded rolls into it with its positions; it is
+    stopped in day two. Day three is recorded, and the restarted engine recovers day two, rolls
+    it (its recording closed, a newer day there) and opens day three with day two's positions."""
+    days = import_market(tmp_path / "days", "IF2101_20210104.csv.gz", "IF2101_20210105.csv.gz",
+                         "IF2101_20210106.csv.gz")  # fmt: skip
+    text = CONFIG.replace("[engine]\n", '[engine]\non_feed_loss = "log"\n')
+    mm = text.index('[[engine.agents]]\nname = "mm"')
+    text = text[:mm] + text[text.index("[[engine.agents]]", mm + 1) :]  # the follower alone
+    (tmp_path / "journal" / "recordings").mkdir(parents=True)
+    config, replays = write_config(tmp_path, text), {}
+    for day in (20210104, 20210105, 20210106):
+        replays[day] = write_config(tmp_path, text.replace(
+            'recording = "journal/recordings/20210104"',
+            f'recording = "{days / str(day)}"\npace = "max"'), f"{day}.toml")  # fmt: skip
+
+    def record(day: int) -> int:
+        """md_recorder replays the day into its ring and closes it; the day's tick count."""
+        assert run_hft("md-recorder", "--config", str(replays[day])).returncode == 0
+        return frames(days / str(day))
+
+    def handled(day: int, ticks: int) -> Callable[[dict[str, Any]], bool]:
+        return lambda s: s.get("trading_day") == day and s.get("ticks") == ticks
+
+    log = tmp_path / "engine.log"
+    first = record(20210104)
+    engine = start(config, log)
+    try:
+        wait_status(config, engine, handled(20210104, first))
+        wait_status(config, engine, handled(20210105, record(20210105)))
+    finally:
+        engine.send_signal(signal.SIGTERM)
+        assert engine.wait(timeout=30) == 0
+    root = tmp_path / "journal" / "engine"
+    one, two = read_journal(root / "20210104"), read_journal(root / "20210105")
+    assert isinstance(one[-1], m.DayClosed) and one[-1].trading_day == 20210104
+    assert isinstance(one[-2], m.DayRolled) and one[-2].next_day == 20210105
+    assert isinstance(two[0], m.DayOpened) and two[0].holdings == one[-1].holdings
+    assert two[0].cash == one[-1].cash
+    assert not isinstance(two[-1], m.DayClosed)  # left open: no newer day yet
+    last = record(20210106)
+    engine = start(config, log)
+    try:
+        wait_status(config, engine, handled(20210106, last))
+    finally:
+        engine.send_signal(signal.SIGTERM)
+        assert engine.wait(timeout=30) == 0
+    two, three = read_journal(root / "20210105"), read_journal(root / "20210106")
+    assert isinstance(two[-1], m.DayClosed) and two[-1].trading_day == 20210105
+    assert isinstance(two[-2], m.DayRolled) and two[-2].next_day == 20210106
+    assert isinstance(three[0], m.DayOpened) and three[0].holdings == two[-1].holdings
+    assert three[0].cash == two[-1].cash
+    assert three[0].holdings  # day two ended with a position, and day three opened with it
+    assert sum(isinstance(x, m.Trade) for x in three) > 0
+    assert "Traceback" not in log.read_text()
+
+
+def test_start_at_live_skips_the_ticks_recorded_before_the_engine_started(
+    tmp_path: Path, recording: Path
+) -> None:
+    """With ``start_at = "live"`` a fresh engine opens the day at the live end of the ring:
+    100 ticks recorded before it started are not traded, the 200 after are."""
+    text = CONFIG.replace("[engine]\n", '[engine]\nstart_at = "live"\n')
+    config = write_config(tmp_path, text)
+    ring = tmp_path / "shm" / "ticks" / str(DAY)
+    with live_tick_journal(ring) as writer:
+        source = JournalReader(recording / str(DAY))
+        for _ in range(100):
+            frame = source.read()
+            assert frame is not None
+            writer.append(frame.payload, frame.time_ns)
+        engine = start(config, tmp_path / "engine.log")
+        try:
+            wait_status(config, engine, lambda s: s.get("waiting") == "for the day's first tick")
+            for _ in range(200):
+                frame = source.read()
+                assert frame is not None
+                writer.append(frame.payload, frame.time_ns)
+            wait_status(config, engine, lambda s: s.get("ticks") == 300)  # the next tick's seq
+        finally:
+            engine.send_signal(signal.SIGTERM)
+            assert engine.wait(timeout=30) == 0
+    journal = read_journal(tmp_path / "journal" / "engine" / str(DAY))
+    assert isinstance(journal[0], m.DayOpened) and journal[0].ticks == 100
+
+
 def first_ticks(recording: Path, writer: JournalWriter, count: int) -> int:
     """Copy the day's first ``count`` ticks into ``writer``; returns the last one's receive time."""
     source = JournalReader(recording / str(DAY))

@@ -131,7 +131,7 @@ class PaperBroker:
         engine after the acknowledgement latency (its ``time_ns``)."""
         self._seq += 1
         due = at_ns + self.latency.ack()
-        heapq.heappush(self._out, (due, self._seq, kind(*fields, due)))
+        heapq.heappush(self._out, (due, self._seq, kind(*fields, due, at_ns)))
         self.due_ns = min(self.due_ns, due)
 
     def _refresh_due(self) -> None:

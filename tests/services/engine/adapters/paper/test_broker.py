@@ -28,7 +28,7 @@ def test_a_cancel_loses_the_race_to_a_fill_under_latency(if_day: list[Tick]) -> 
     broker.on_tick(if_day[335], t[335])
     order = Order("o1", "a", "IF2101", "sell", "open", 5222.6, 1)
     broker.submit(order, t[335])
-    assert broker.events(t[335]) == [Accepted("o1", "E1", t[335])]
+    assert broker.events(t[335]) == [Accepted("o1", "E1", t[335], t[335])]
     for i in (336, 337):
         broker.on_tick(if_day[i], t[i])
         assert broker.events(t[i]) == []
@@ -36,9 +36,11 @@ def test_a_cancel_loses_the_race_to_a_fill_under_latency(if_day: list[Tick]) -> 
     broker.cancel(order, t[338] - MS * 3 // 10)
     assert broker.events(t[338] - MS * 3 // 10) == []
     broker.on_tick(if_day[338], t[338])
-    assert broker.events(t[338]) == [Traded("o1", "P1", 5222.6, 1, t[338])]  # the fill first
+    assert broker.events(t[338]) == [
+        Traded("o1", "P1", 5222.6, 1, t[338], t[338])
+    ]  # the fill first
     assert broker.events(t[338] + MS * 7 // 10) == [
-        CancelRefused("o1", "CTP:报单已全成交或已撤销，不能再撤 (26)", t[338] + MS * 7 // 10)
+        CancelRefused("o1", "CTP:报单已全成交或已撤销，不能再撤 (26)", *[t[338] + MS * 7 // 10] * 2)
     ]
 
 
@@ -52,7 +54,11 @@ def test_acknowledgements_arrive_after_their_latency(if_day: list[Tick]) -> None
     assert broker.events(now) == []
     assert broker.events(now + 1_499_999) == []  # reached the exchange at +1 ms, not back yet
     back = now + 1_500_000
-    assert broker.events(back) == [Accepted("o1", "E1", back), Traded("o1", "P1", 5222.4, 2, back)]
+    there = now + 1_000_000  # the exchange's time of both: 0.5 ms before they reach the engine
+    assert broker.events(back) == [
+        Accepted("o1", "E1", back, there),
+        Traded("o1", "P1", 5222.4, 2, back, there),
+    ]
 
 
 def test_the_front_refuses_what_a_ctp_front_refuses(cu_day: list[Tick]) -> None:
@@ -70,23 +76,23 @@ def test_the_front_refuses_what_a_ctp_front_refuses(cu_day: list[Tick]) -> None:
 
     # SHFE: close-today with no position opened today
     assert send("c1", "sell", "close_today", 47780.0, 1) == [
-        Rejected("c1", "50", "CTP:平今仓位不足", now)
+        Rejected("c1", "50", "CTP:平今仓位不足", now, now)
     ]
     # close-yesterday beyond the two lots
     assert send("c2", "sell", "close_yesterday", 47780.0, 3) == [
-        Rejected("c2", "51", "CTP:平昨仓位不足", now)
+        Rejected("c2", "51", "CTP:平昨仓位不足", now, now)
     ]
     # a plain close is a close of yesterday's lots on SHFE: accepted and filled at the bid
     assert send("c3", "sell", "close", 47780.0, 2) == [
-        Accepted("c3", "E1", now), Traded("c3", "P1", 47780.0, 2, now),
+        Accepted("c3", "E1", now, now), Traded("c3", "P1", 47780.0, 2, now, now),
     ]  # fmt: skip
     # now nothing is left to close
     assert send("c4", "sell", "close", 47780.0, 1) == [
-        Rejected("c4", "51", "CTP:平昨仓位不足", now)
+        Rejected("c4", "51", "CTP:平昨仓位不足", now, now)
     ]
     # an open needs margin: 47820 x 5 x 0.1 = 23,910 a lot; the account has about 100,000
-    assert send("o1", "buy", "open", 47820.0, 5) == [Rejected("o1", "31", "CTP:资金不足", now)]
-    assert send("o2", "buy", "open", 47820.0, 1)[:1] == [Accepted("o2", "E2", now)]
+    assert send("o1", "buy", "open", 47820.0, 5) == [Rejected("o1", "31", "CTP:资金不足", now, now)]
+    assert send("o2", "buy", "open", 47820.0, 1)[:1] == [Accepted("o2", "E2", now, now)]
 
 
 def test_a_plain_close_beyond_the_position_elsewhere(if_day: list[Tick]) -> None:
@@ -97,7 +103,7 @@ def test_a_plain_close_beyond_the_position_elsewhere(if_day: list[Tick]) -> None
     broker.on_tick(tick, tick.local_time_ns)
     broker.submit(Order("c1", "a", "IF2101", "sell", "close", 5221.8, 1), tick.local_time_ns)
     assert broker.events(tick.local_time_ns) == [
-        Rejected("c1", "30", "CTP:平仓量超过持仓量", tick.local_time_ns)
+        Rejected("c1", "30", "CTP:平仓量超过持仓量", tick.local_time_ns, tick.local_time_ns)
     ]
 
 
@@ -131,6 +137,6 @@ def test_an_order_that_reaches_the_exchange_after_the_session_is_refused(
     broker.submit(in_time, end - MS * 3 // 2)
     back = end + MS
     assert broker.events(back) == [
-        Accepted("in-time", "E1", end - MS // 2),
-        Rejected("late", "91", "CTP:交易所返回错误: 非交易时段", end + MS // 2),
+        Accepted("in-time", "E1", end - MS // 2, end - MS // 2),  # no ack latency
+        Rejected("late", "91", "CTP:交易所返回错误: 非交易时段", end + MS // 2, end + MS // 2),
     ]

@@ -42,7 +42,7 @@ from contracts import messages as m
 from contracts.calendar import DEFAULT_CALENDAR, load_calendar
 from contracts.config import DeploymentConfig, format_validation_error
 from contracts.credentials import load_credentials
-from contracts.errors import UserError
+from contracts.errors import JournalProblem, UserError
 from contracts.logs import get_logger
 from contracts.refusals import RefusalLog
 from contracts.stop import StopSignals
@@ -196,7 +196,7 @@ class EngineService(Health, Interrupts):
             return acquire_writer_lock(self.root / "engine.lock", str(self.root))
         except WriterLocked as exc:
             holder = f"process {exc.pid}" if exc.pid else "another process"
-            raise UserError(
+            raise JournalProblem(
                 f"{self.root}: another engine ({holder}) runs on this journal directory; stop "
                 "it first (`hft command status` talks to it)"
             ) from None
@@ -308,7 +308,7 @@ class EngineService(Health, Interrupts):
             writer = JournalWriter(path, layout=m.ENGINE_LAYOUT,
                                    segment_size=self.config.engine.segment_mb << 20)  # fmt: skip
         except WriterLocked:
-            raise UserError(
+            raise JournalProblem(
                 f"{path}: another engine is writing this journal; stop it first"
             ) from None
         try:
@@ -325,7 +325,7 @@ class EngineService(Health, Interrupts):
                     if frame is not None:
                         return frame.seq, decode_tick(frame.payload)
                     if ticks.ended:
-                        raise UserError(
+                        raise JournalProblem(
                             f"{self.ticks_store.where(day)}: the recording ends before the "
                             "engine journal's last tick; the recording was replaced or cut"
                         )
@@ -335,7 +335,7 @@ class EngineService(Health, Interrupts):
                 try:
                     n = engine.recover(existing, next_tick)
                 except RecoveryDiverged as exc:
-                    raise UserError(f"{path}: recovery stopped: {exc}") from None
+                    raise JournalProblem(f"{path}: recovery stopped: {exc}") from None
                 self.log.info("recovered", day=day, messages=n, ticks=engine.ticks,
                               seconds=round(time.perf_counter() - t0, 3))  # fmt: skip
             else:
@@ -444,7 +444,7 @@ class EngineService(Health, Interrupts):
             path = self.ticks_store.recording(day)  # a closed ring's recording holds it all
         report = inspect_journal(path, count_instruments=False)
         if not report.intact:
-            raise UserError(
+            raise JournalProblem(
                 f"{report.problems[0]}; the engine trades intact recordings only: "
                 f"`hft journal verify {path}` lists the damage, `hft journal repair {path}` "
                 "cuts the recording there after keeping a copy"

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from contracts.calendar import Calendar
 from contracts.config import format_validation_error
-from contracts.errors import UserError
+from contracts.errors import JournalProblem, UserError
 from libshm import (
     SEGMENT_HEADER_SIZE,
     TICK_DTYPE,
@@ -492,7 +492,7 @@ def _write(journal: Path, records: np.ndarray, append: bool) -> int:
             if len(records):
                 writer.append_array(records, records["exchange_time_ns"])
     except JournalError as exc:
-        raise BadInput(str(exc)) from None
+        raise JournalProblem(str(exc)) from None
     return len(records)
 
 
@@ -503,7 +503,7 @@ def _not_in(journal: Path, records: np.ndarray) -> np.ndarray:
             return records
         report = inspect_journal(journal, count_instruments=False)
         if not report.intact:
-            raise BadInput(
+            raise JournalProblem(
                 f"{report.problems[0]}; --append adds to intact journals only: `hft journal "
                 f"verify {journal}` lists the damage, `hft journal repair {journal}` cuts it there"
             )
@@ -512,7 +512,7 @@ def _not_in(journal: Path, records: np.ndarray) -> np.ndarray:
         while len(frames := reader.read_array()):
             held.append(frames["payload"].copy())
     except JournalError as exc:
-        raise BadInput(str(exc)) from None
+        raise JournalProblem(str(exc)) from None
     if not held:
         return records
     size = f"S{TICK_DTYPE.itemsize}"  # whole records compared as one byte string each

@@ -23,7 +23,7 @@ from typing import Any, Final, Literal
 
 import numpy as np
 
-from contracts.errors import UserError
+from contracts.errors import JournalProblem, UserError
 from contracts.ticks import TickStore
 from libshm import (
     TICK_DTYPE,
@@ -68,7 +68,7 @@ class _Published:
         if is_journal(self.journal):
             report = inspect_journal(self.journal, count_instruments=False)
             if not report.intact:
-                raise UserError(
+                raise JournalProblem(
                     f"{report.problems[0]}; the replay would continue this day's journal, "
                     f"which is damaged: `hft journal verify {self.journal}` lists the damage"
                 )
@@ -109,7 +109,7 @@ class _Published:
             self._refuse(f"it holds {self.left} ticks more than the recording")
 
     def _refuse(self, why: str) -> None:
-        raise UserError(
+        raise JournalProblem(
             f"{self.journal}: this day's journal already holds {self.total} ticks and {why}, "
             "so the replay would not continue it; move the journal aside, or give the replay "
             "another suite.journal_dir"
@@ -146,7 +146,7 @@ class ReplaySource:
                 )
             report = inspect_journal(journal, count_instruments=False)
             if not report.intact:
-                raise UserError(
+                raise JournalProblem(
                     f"{report.problems[0]}; replay reads intact recordings only: `hft journal "
                     f"verify {journal}` lists the damage, `hft journal repair {journal}` cuts "
                     "it there after keeping a copy"

@@ -23,7 +23,7 @@ from contracts.clock import CHINA
 from contracts.config import DeploymentConfig, SimConfig
 from contracts.credentials import load_credentials
 from contracts.ctp_locale import require_ctp_locale
-from contracts.errors import UserError
+from contracts.errors import JournalProblem, UserError
 from contracts.logs import get_logger
 from contracts.stop import StopSignals
 from contracts.ticks import TickStore
@@ -183,7 +183,7 @@ def run_md_recorder(config: DeploymentConfig) -> int:
         )  # fmt: skip
     except WriterLocked as exc:
         holder = f"process {exc.pid}" if exc.pid else "another process"
-        raise UserError(
+        raise JournalProblem(
             f"{shm / 'snapshot'}: another md-recorder ({holder}) is running on this deployment; "
             "stop it first (one md-recorder per suite.shm_dir)"
         ) from None

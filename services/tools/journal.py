@@ -18,7 +18,7 @@ import numpy as np
 
 from contracts import messages as m
 from contracts.clock import CHINA, china_iso
-from contracts.errors import UserError
+from contracts.errors import JournalProblem, UserError
 from libshm import (
     TICK_DTYPE,
     TICK_LAYOUT_ID,
@@ -260,11 +260,10 @@ def _require_intact(path: Path, what: str) -> None:
     reader alone cannot tell a frame that lost its commit word from the end of the journal."""
     report = inspect_journal(path, count_instruments=False)
     if not report.intact:
-        raise UserError(
+        raise JournalProblem(
             f"{report.problems[0]}; {what} reads intact journals only: `hft journal verify "
             f"{path}` lists the damage, `hft journal repair {path}` cuts the journal there "
-            "after keeping a copy",
-            exit_code=1,
+            "after keeping a copy"
         )
 
 

@@ -95,15 +95,15 @@ def test_a_damaged_recording_is_refused_and_kept(pristine: Path, tmp_path: Path,
     assert not (ROOT / "x.parquet").exists()
     csv = str(MARKET / "IF2101_20210104.csv.gz")
     done = run_hft("import", "-f", "ctp-csv", csv, "-o", str(journal.parent), "--append")
-    assert done.returncode == 2
+    assert done.returncode == 1  # the journal is damaged: a problem found, not a wrong input
     assert f"{journal}/0000000000.seg: offset" in one_error_line(done.stderr)
     copy = tmp_path / "source" / str(DAY)
     shutil.copytree(pristine / "journal" / "recordings" / str(DAY), copy)
     done = run_hft("md-recorder", "--config", str(replay_into(tmp_path, copy)))
-    assert done.returncode == 2
+    assert done.returncode == 1
     assert "the replay would continue this day's journal" in one_error_line(done.stderr)
     done = run_hft("engine", "--config", str(config))
-    assert done.returncode == 2
+    assert done.returncode == 1
     assert "the engine trades intact recordings only" in one_error_line(done.stderr)
     assert snapshot_files(journal) == before
     assert not (tmp_path / "journal" / "engine" / str(DAY)).exists()
@@ -125,7 +125,7 @@ def test_a_damaged_engine_journal_is_refused_and_kept(
     assert done.returncode == 1
     assert "reads intact journals only" in one_error_line(done.stderr)
     done = run_hft("engine", "--config", str(config))
-    assert done.returncode in (1, 2)
+    assert done.returncode == 1
     line = one_error_line(done.stderr)
     assert f"{journal}/0000000000.seg: offset" in line and "hft journal repair" in line
     assert snapshot_files(journal) == before

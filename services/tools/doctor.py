@@ -131,9 +131,15 @@ def check_endpoint(label: str, endpoint: str) -> Check:
 
 def _config_checks(config: DeploymentConfig) -> list[Check]:
     suite = config.suite
+    md = config.md_recorder
+    # the day's ring with the next segment being prepared, and the previous day's ring, kept
+    # for readers finishing it; the snapshot table is small
+    ring_mib = (md.ring_segments + 1) * md.segment_mb
     checks = [
         check_space("journal space", suite.journal_dir, need_mib=256, want_mib=4096),
-        check_space("shared memory", suite.shm_dir, need_mib=256, want_mib=2048),
+        check_space(
+            "shared memory", suite.shm_dir, need_mib=ring_mib + 16, want_mib=2 * ring_mib + 16
+        ),
         check_port("monitor port", config.monitor.host, config.monitor.port),
         check_endpoint("monitor zmq", config.monitor.zmq_pub),
         check_endpoint("engine commands", config.engine.command_endpoint),

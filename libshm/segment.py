@@ -276,18 +276,6 @@ def archive_segment(directory: Path, archive: Path, index: int, *, replace: bool
             f"committed before is intact in {directory}, and archiving goes on when there is room"
         ) from None
     return final
-    tmp = archive / f".{name}.tmp"
-    try:
-        shutil.copyfile(directory / name, tmp)
-        os.rename(tmp, final)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise JournalFull(
-            f"{final}: cannot archive segment ({exc.strerror}); free space there: every frame "
-            f"committed before is intact in {directory}, and archiving goes on when there is room"
-        ) from None
-    return final
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -117,11 +117,18 @@ def log_lines(log: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in complete if line.startswith("{")]
 
 
+def logged(event: str) -> Callable[[list[dict[str, Any]]], bool]:
+    """``until`` for :func:`run_hft_until`: the service has logged ``event``."""
+    return lambda lines: any(line.get("event") == event for line in lines)
+
+
 def run_hft_until(
-    *args: str, until: str, env: Mapping[str, str] | None = None, timeout: float = 60
-) -> str:
-    """Run ``hft ARGS`` until it logs the event ``until`` (waited for, never guessed), stop it
-    with SIGTERM, and return everything it printed; fails if it exits or takes ``timeout`` s."""
+    *args: str, until: Callable[[list[dict[str, Any]]], bool],
+    env: Mapping[str, str] | None = None, timeout: float = 60,
+) -> tuple[int, str]:  # fmt: skip
+    """Run ``hft ARGS`` until its log lines satisfy ``until`` (waited for, never guessed), stop
+    it with SIGTERM; its exit code and everything it printed. Fails if it exits first or takes
+    longer than ``timeout`` s."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("HFT_")}
     full_env.update(env or {})
     with tempfile.TemporaryDirectory() as tmp:
@@ -133,7 +140,7 @@ def run_hft_until(
             )  # fmt: skip
         try:
             deadline = time.monotonic() + timeout
-            while not any(line.get("event") == until for line in log_lines(log)):
+            while not until(log_lines(log)):
                 assert proc.poll() is None, log.read_text()[-3000:]
                 assert time.monotonic() < deadline, log.read_text()[-3000:]
                 time.sleep(0.05)
@@ -143,4 +150,4 @@ def run_hft_until(
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-        return log.read_text()
+        return proc.returncode, log.read_text()

@@ -10,7 +10,7 @@ import pytest
 from contracts.credentials import load_credentials
 from contracts.ctp_locale import has_locale
 from contracts.errors import UserError
-from tests.helpers import CONFIGS, run_hft, run_hft_until
+from tests.helpers import CONFIGS, logged, run_hft, run_hft_until
 
 SECRET = "pa55-Very-Secret-0xC0FFEE"
 
@@ -97,9 +97,11 @@ def test_secret_from_environment_never_reaches_output(tmp_path: Path) -> None:
     assert "config_loaded" in doctor  # the debug log of the whole config was written
     printed = [doctor]
     if has_locale() or os.environ.get("CI"):  # without it the recorder stops before CTP
-        printed.append(run_hft_until("md-recorder", "--config", str(live), "--log-level",
-                                     "debug", until="ctp_md_connecting", env=env))  # fmt: skip
-    printed.append(run_hft_until("engine", "--config", str(paper), "--log-level", "debug",
-                                 until="waiting_for_recording", env=env))  # fmt: skip
+        _, out = run_hft_until("md-recorder", "--config", str(live), "--log-level", "debug",
+                               until=logged("ctp_md_connecting"), env=env)  # fmt: skip
+        printed.append(out)
+    _, out = run_hft_until("engine", "--config", str(paper), "--log-level", "debug",
+                           until=logged("waiting_for_recording"), env=env)  # fmt: skip
+    printed.append(out)
     everything = "\n".join(printed)
     assert SECRET not in everything

@@ -4,11 +4,9 @@ do not answer (no CTP front can run here)."""
 
 from __future__ import annotations
 
+import json
 import os
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,7 +21,7 @@ from contracts.ticks import TickStore
 from libshm import JournalReader, Tick, decode_tick, encode_tick
 from services.md_recorder.normalise import CTP_FIELDS
 from services.md_recorder.recorder import Recorder
-from tests.helpers import ROOT, import_market, log_lines
+from tests.helpers import import_market, run_hft_until
 from tests.services.md_recorder.test_normalise import CAL, CU_ROWS, IF_ROWS
 
 if not has_locale():  # importing openctp-ctp without it aborts the process
@@ -158,28 +156,10 @@ def run_recorder(
     for, up to 60 s, never guessed), then stop it with SIGTERM."""
     config = tmp_path / "deploy.toml"
     config.write_text(CTP_CONFIG.format(port=port, timeout=timeout))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HFT_")}
-    env["HFT_CTP_PASSWORD"] = "not-a-real-password"
-    log = tmp_path / "md.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "md-recorder", "--config", str(config)],
-            stdout=out, stderr=out, cwd=ROOT, env=env,
-        )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while not until(log_lines(log)):
-            assert proc.poll() is None, log.read_text()  # still alive
-            assert time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert "not-a-real-password" not in log.read_text()
-    return proc.returncode, log_lines(log)
+    env = {"HFT_CTP_PASSWORD": "not-a-real-password"}
+    code, printed = run_hft_until("md-recorder", "--config", str(config), until=until, env=env)
+    assert "not-a-real-password" not in printed
+    return code, [json.loads(line) for line in printed.splitlines() if line.startswith("{")]
 
 
 def _count(event: str, n: int) -> Callable[[list[dict[str, Any]]], bool]:

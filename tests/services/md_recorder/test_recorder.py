@@ -29,7 +29,11 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def records(journal: Path, **kwargs: Any) -> Any:
-    reader = JournalReader(journal, **kwargs)
+    return all_of(JournalReader(journal, **kwargs))
+
+
+def all_of(reader: JournalReader) -> Any:
+    """Every record ``reader`` has left, as one array."""
     parts = []
     while len(batch := reader.read_array()):
         parts.append(batch["payload"].copy())
@@ -62,12 +66,17 @@ def test_a_restarted_recorder_rebuilds_the_snapshot_table_from_the_day(
     recorder.close()
 
 
+def rings_of_two(recording: Path, tmp_path: Path) -> tuple[TickStore, Recorder, list[Any]]:
+    """A store, a recorder writing rings of two 1 MiB segments into it, the three days' records."""
+    store = TickStore(tmp_path / "shm" / "ticks", tmp_path / "recordings")
+    recorder = Recorder(CAL, store, None, segment_mb=1, ring_segments=2)
+    return store, recorder, [records(recording / str(d)) for d in DAYS]
+
+
 def test_each_day_is_a_ring_archived_whole_and_older_rings_are_dropped(
     recording: Path, tmp_path: Path
 ) -> None:
-    store = TickStore(tmp_path / "shm" / "ticks", tmp_path / "recordings")
-    recorder = Recorder(CAL, store, None, segment_mb=1, ring_segments=2)
-    days = [records(recording / str(d)) for d in DAYS]
+    store, recorder, days = rings_of_two(recording, tmp_path)
     publish(recorder, days[0])
     assert len(list_segments(store.ring(DAYS[0]))) == 2  # bounded while the day is written
     publish(recorder, days[1])
@@ -78,19 +87,13 @@ def test_each_day_is_a_ring_archived_whole_and_older_rings_are_dropped(
     assert store.days() == list(DAYS)
     for d, original in zip(DAYS, days, strict=True):  # every recording whole, ring or not
         assert records(store.recording(d), verify=True).tobytes() == original.tobytes()
-        reader = store.open(d)
-        parts = []
-        while len(batch := reader.read_array()):
-            parts.append(batch["payload"].copy())
-        assert np.concatenate(parts).tobytes() == original.tobytes()
+        assert all_of(store.open(d)).tobytes() == original.tobytes()
 
 
 def test_a_ring_whose_recording_lacks_a_segment_is_not_dropped(
     recording: Path, tmp_path: Path
 ) -> None:
-    store = TickStore(tmp_path / "shm" / "ticks", tmp_path / "recordings")
-    recorder = Recorder(CAL, store, None, segment_mb=1, ring_segments=2)
-    days = [records(recording / str(d)) for d in DAYS]
+    store, recorder, days = rings_of_two(recording, tmp_path)
     publish(recorder, days[0])
     publish(recorder, days[1])
     recorder.close()

@@ -113,7 +113,7 @@ def test_md_recorder_runs_the_simulated_market(tmp_path: Path) -> None:
         [sys.executable, "-m", "services.cli", "md-recorder", "--config", str(config)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
     )  # fmt: skip
-    first_day = tmp_path / "journal/recordings/20210105"
+    first_day = tmp_path / "shm/ticks/20210105"  # the live ring
     deadline = time.monotonic() + 60
     while not (first_day.exists() and _ticks_in(first_day) > 200):  # the market is running
         assert proc.poll() is None and time.monotonic() < deadline
@@ -127,7 +127,7 @@ def test_md_recorder_runs_the_simulated_market(tmp_path: Path) -> None:
     assert stopped["kept"] > 100
     assert set(stopped) >= {"kept", "instruments", "trading_day", "emitted", "ticks_per_s"}
     assert stopped["last_tick"].startswith("2021-01-0")
-    days = sorted((tmp_path / "journal/recordings").iterdir())
+    days = sorted((tmp_path / "journal/recordings").iterdir())  # archived whole at the stop
     assert days[0].name == "20210105"
     ticks = []
     for day in days:  # at full pace the simulation may reach the next trading days

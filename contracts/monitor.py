@@ -1,0 +1,146 @@
+"""What the monitor serves: an account's state and its changes, as typed msgspec Structs.
+
+Defined once here, used by the monitor to build and send them and by any client (tests, programs,
+the dashboard's schema) to read them. docs/monitor.md describes the protocol. Prices are points,
+money is in the account's currency, times are engine nanoseconds since the epoch.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+__all__ = [
+    "TOPICS",
+    "AccountSnapshot",
+    "AgentView",
+    "Day",
+    "Delta",
+    "OrderView",
+    "PnlView",
+    "PositionView",
+    "Refusal",
+    "RiskView",
+    "TradeView",
+]
+
+Topic = Literal["day", "agents", "positions", "orders", "trades", "pnl", "risk", "refusals"]
+TOPICS: tuple[Topic, ...] = (
+    "day", "agents", "positions", "orders", "trades", "pnl", "risk", "refusals",
+)  # fmt: skip
+
+
+class _View(msgspec.Struct, frozen=True, tag_field="view", tag=True):
+    """A value of the state; ``view`` (the class name) tells them apart on the wire."""
+
+
+class Day(_View, frozen=True):
+    trading_day: int
+    status: Literal["open", "rolled", "closed"]
+    opened_ns: int
+    next_day: int = 0
+
+
+class AgentView(_View, frozen=True):
+    agent: str
+    running: bool
+    error: str = ""
+
+
+class PositionView(_View, frozen=True):
+    """One agent's position in one instrument; each side's basis is the sum over its lots of the
+    open price (today's) or the last settlement (yesterday's)."""
+
+    agent: str
+    instrument: str
+    long_today: int
+    long_yesterday: int
+    short_today: int
+    short_yesterday: int
+    long_basis: float
+    short_basis: float
+    long_average: float  # average open price, for display (PnL uses the basis)
+    short_average: float
+
+
+class OrderView(_View, frozen=True):
+    order_id: str
+    agent: str
+    instrument: str
+    direction: str
+    offset: str
+    price: float
+    volume: int
+    kind: str
+    state: Literal["submitted", "accepted", "cancelling"]
+    filled: int
+    requested_ns: int
+    exchange_order_id: str = ""
+
+
+class TradeView(_View, frozen=True):
+    trade_id: str
+    order_id: str
+    agent: str
+    instrument: str
+    direction: str
+    offset: str
+    price: float
+    volume: int
+    fee: float
+    realised: float
+    time_ns: int
+
+
+class PnlView(_View, frozen=True):
+    """An agent's money today: ``cash`` = ``opening_cash`` + ``realised`` - ``fees`` (marks add
+    the unrealised PnL of open positions, sent apart as live samples)."""
+
+    agent: str
+    opening_cash: float
+    realised: float
+    fees: float
+    cash: float
+
+
+class RiskView(_View, frozen=True):
+    scope: str
+    target: str
+    state: Literal["active", "reducing", "halted"]
+    reason: str
+    since_ns: int
+
+
+class Refusal(_View, frozen=True):
+    time_ns: int
+    agent: str
+    order_id: str
+    code: str
+    text: str
+    what: Literal["risk", "exchange", "cancel"]
+
+
+Value = Day | AgentView | PositionView | OrderView | TradeView | PnlView | RiskView | Refusal
+
+
+class Delta(msgspec.Struct, frozen=True):
+    """One change of an account's state: ``value`` is the new state of ``key`` in ``topic``,
+    or None when it is gone (an order that ended). ``seq`` counts from 1 in each trading day."""
+
+    account: str
+    trading_day: int
+    seq: int
+    topic: Topic
+    key: str
+    value: Value | None
+
+
+class AccountSnapshot(msgspec.Struct, frozen=True):
+    """The whole state of an account after delta ``seq`` of ``trading_day``; each topic maps
+    key to value."""
+
+    account: str
+    trading_day: int
+    seq: int
+    topics: dict[str, dict[str, Value]]

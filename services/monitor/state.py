@@ -1,0 +1,377 @@
+"""An account's state rebuilt from its engine journal: a core with no I/O (docs/monitor.md).
+
+:meth:`AccountState.apply` takes the engine's messages of one trading day in journal order (the
+day's journal, from its ``DayOpened``, which carries what earlier days left: positions and cash)
+and returns the deltas each one causes, numbered 1, 2, 3 ... from that first message, so a
+monitor started late or restarted has the same state under the same numbers. A ``DayOpened``
+starts a new day: the state is the new day's alone, numbered from 1 again.
+
+Positions and PnL are computed here from the trades, independently of the engine's ledger, by
+the same rules: a plain close takes yesterday's lots first; realised PnL is measured against
+each bucket's basis; at the roll the day's PnL goes to cash and the settlement becomes the
+basis. A test holds them against the engine's own ``DayClosed``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import msgspec
+
+from contracts import messages as m
+from contracts.monitor import (
+    AccountSnapshot,
+    AgentView,
+    Day,
+    Delta,
+    OrderView,
+    PnlView,
+    PositionView,
+    Refusal,
+    RiskView,
+    TradeView,
+    Value,
+)
+
+__all__ = ["REFUSALS_KEPT", "AccountState"]
+
+_V = TypeVar("_V", OrderView, Day)
+
+REFUSALS_KEPT = 200
+"""Refusals a snapshot holds (the newest); every one is a delta all the same."""
+
+
+@dataclass
+class _Position:
+    long_today: int = 0
+    long_yesterday: int = 0
+    short_today: int = 0
+    short_yesterday: int = 0
+    long_today_basis: float = 0.0
+    long_yesterday_basis: float = 0.0
+    short_today_basis: float = 0.0
+    short_yesterday_basis: float = 0.0
+    long_open_cost: float = 0.0
+    short_open_cost: float = 0.0
+
+
+@dataclass
+class _Money:
+    opening_cash: float = 0.0
+    realised: float = 0.0
+    fees: float = 0.0
+
+
+def _take(basis: float, held: int, lots: int) -> float:
+    """The share of a bucket's basis that ``lots`` of its ``held`` lots carry."""
+    return basis * lots / held if held else 0.0
+
+
+class AccountState:
+    """One account (one engine) and all its agents. ``multiplier(instrument)`` gives the
+    contract multiplier (from the calendar)."""
+
+    def __init__(self, account: str, multiplier: Callable[[str], int]) -> None:
+        self.account = account
+        self._multiplier = multiplier
+        self._reset(0)
+
+    def _reset(self, trading_day: int) -> None:
+        self.trading_day = trading_day
+        self.seq = 0
+        self._values: dict[str, dict[str, Value]] = {}
+        self._refusal_keys: deque[str] = deque()
+        self._positions: dict[tuple[str, str], _Position] = {}
+        self._money: dict[str, _Money] = {}
+        self._requests: dict[str, m.OrderRequested] = {}
+        self._orders: dict[str, OrderView] = {}
+        self._out: list[Delta] = []
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def snapshot(self) -> AccountSnapshot:
+        topics = {t: dict(v) for t, v in self._values.items()}
+        return AccountSnapshot(self.account, self.trading_day, self.seq, topics)
+
+    def value(self, topic: str, key: str) -> Value | None:
+        return self._values.get(topic, {}).get(key)
+
+    # -- applying ------------------------------------------------------------------------------
+
+    def apply(self, msg: m.EngineMessage) -> list[Delta]:
+        """Apply one engine message; the deltas it caused (often none)."""
+        self._out = []
+        handler = _HANDLERS.get(type(msg))
+        if handler is not None:
+            handler(self, msg)
+        return self._out
+
+    def _set(self, topic: str, key: str, value: Value | None) -> None:
+        self.seq += 1
+        values = self._values.setdefault(topic, {})
+        if value is None:
+            values.pop(key, None)
+        else:
+            values[key] = value
+        delta = Delta(self.account, self.trading_day, self.seq, topic, key, value)  # type: ignore[arg-type]
+        self._out.append(delta)
+
+    def _day_opened(self, msg: m.DayOpened) -> None:
+        self._reset(msg.trading_day)
+        self._set("day", "day", Day(msg.trading_day, "open", msg.time_ns))
+        for agent, cash in sorted(msg.cash.items()):
+            self._money[agent] = _Money(opening_cash=cash)
+            self._pnl(agent)
+        for h in msg.holdings:
+            p = self._positions.setdefault((h.agent, h.instrument), _Position())
+            p.long_yesterday, p.short_yesterday = h.long, h.short
+            p.long_yesterday_basis = h.long * h.settlement
+            p.short_yesterday_basis = h.short * h.settlement
+            p.long_open_cost, p.short_open_cost = h.long_cost, h.short_cost
+            self._position(h.agent, h.instrument)
+
+    def _agent_started(self, msg: m.AgentStarted) -> None:
+        self._set("agents", msg.agent, AgentView(msg.agent, True))
+
+    def _agent_stopped(self, msg: m.AgentStopped) -> None:
+        self._set("agents", msg.agent, AgentView(msg.agent, False, msg.error))
+
+    def _requested(self, msg: m.OrderRequested) -> None:
+        self._requests[msg.order_id] = msg
+        self._order(OrderView(
+            msg.order_id, msg.agent, msg.instrument, msg.direction, msg.offset, msg.price,
+            msg.volume, msg.kind, "submitted", 0, msg.time_ns,
+        ))  # fmt: skip
+
+    def _order(self, order: OrderView | None, order_id: str = "") -> None:
+        if order is None:
+            self._orders.pop(order_id, None)
+            self._set("orders", order_id, None)
+        else:
+            self._orders[order.order_id] = order
+            self._set("orders", order.order_id, order)
+
+    def _change(self, order_id: str, **fields: object) -> None:
+        order = self._orders.get(order_id)
+        if order is not None:
+            self._order(msgspec_replace(order, **fields))
+
+    def _accepted(self, msg: m.OrderAccepted) -> None:
+        order = self._orders.get(msg.order_id)
+        if order is not None:
+            state = order.state if order.state == "cancelling" else "accepted"
+            self._order(msgspec_replace(order, state=state,
+                                        exchange_order_id=msg.exchange_order_id))  # fmt: skip
+
+    def _cancel_requested(self, msg: m.CancelRequested) -> None:
+        self._change(msg.order_id, state="cancelling")
+
+    def _cancel_refused(self, msg: m.CancelRefused) -> None:
+        order = self._orders.get(msg.order_id)
+        if order is not None:
+            self._order(msgspec_replace(order, state="accepted"))
+        self._refusal(Refusal(msg.time_ns, msg.agent, msg.order_id, msg.code, msg.text, "cancel"))
+
+    def _ended(self, order_id: str) -> None:
+        if order_id in self._orders:
+            self._order(None, order_id)
+
+    def _rejected(self, msg: m.OrderRejected) -> None:
+        request = self._requests.get(msg.order_id)
+        agent = request.agent if request is not None else ""
+        self._refusal(Refusal(msg.time_ns, agent, msg.order_id, msg.code, msg.text, "exchange"))
+        self._ended(msg.order_id)
+
+    def _cancelled(self, msg: m.OrderCancelled) -> None:
+        self._ended(msg.order_id)
+
+    def _risk_refused(self, msg: m.RiskRefused) -> None:
+        self._refusal(Refusal(msg.time_ns, msg.agent, msg.order_id, msg.code, msg.text, "risk"))
+
+    def _refusal(self, refusal: Refusal) -> None:
+        key = f"{self.seq + 1:012d}"  # the delta's own number: unique and in order
+        self._refusal_keys.append(key)
+        self._set("refusals", key, refusal)
+        if len(self._refusal_keys) > REFUSALS_KEPT:  # out of the snapshot, not a delta
+            self._values["refusals"].pop(self._refusal_keys.popleft(), None)
+
+    def _state_changed(self, msg: m.StateChanged) -> None:
+        key = f"{msg.scope}/{msg.target}"
+        self._set("risk", key, RiskView(msg.scope, msg.target, msg.state, msg.reason, msg.time_ns))
+
+    def _trade(self, msg: m.Trade) -> None:
+        request = self._requests.get(msg.order_id)
+        if request is None:
+            return  # not an order of this day's journal: nothing to attribute it to
+        agent, instrument = request.agent, request.instrument
+        p = self._positions.setdefault((agent, instrument), _Position())
+        realised = self._fill(p, request, msg.price, msg.volume) * self._multiplier(instrument)
+        money = self._money.setdefault(agent, _Money())
+        money.realised += realised
+        money.fees += msg.fee
+        self._set("trades", msg.trade_id, TradeView(
+            msg.trade_id, msg.order_id, agent, instrument, request.direction, request.offset,
+            msg.price, msg.volume, msg.fee, realised, msg.time_ns,
+        ))  # fmt: skip
+        self._position(agent, instrument)
+        self._pnl(agent)
+        order = self._orders.get(msg.order_id)
+        if order is not None:
+            filled = order.filled + msg.volume
+            if filled >= order.volume:
+                self._order(None, msg.order_id)
+            else:
+                self._order(msgspec_replace(order, filled=filled))
+
+    @staticmethod
+    def _fill(p: _Position, request: m.OrderRequested, price: float, volume: int) -> float:
+        """Apply a fill to the position; the points it realised (times the lots)."""
+        buy = request.direction == "buy"
+        if request.offset == "open":
+            if buy:
+                p.long_today += volume
+                p.long_today_basis += price * volume
+                p.long_open_cost += price * volume
+            else:
+                p.short_today += volume
+                p.short_today_basis += price * volume
+                p.short_open_cost += price * volume
+            return 0.0
+        side_long = not buy  # a sell closes the long side, a buy the short side
+        held_today = p.long_today if side_long else p.short_today
+        held_yesterday = p.long_yesterday if side_long else p.short_yesterday
+        if request.offset == "close_today":
+            today, yesterday = volume, 0
+        elif request.offset == "close_yesterday":
+            today, yesterday = 0, volume
+        else:  # a plain close takes yesterday's lots first
+            yesterday = min(volume, max(held_yesterday, 0))
+            today = volume - yesterday
+        if side_long:
+            basis = _take(p.long_today_basis, held_today, today) + _take(
+                p.long_yesterday_basis, held_yesterday, yesterday
+            )
+            p.long_today_basis -= _take(p.long_today_basis, held_today, today)
+            p.long_yesterday_basis -= _take(p.long_yesterday_basis, held_yesterday, yesterday)
+            held = p.long_today + p.long_yesterday
+            p.long_open_cost -= _take(p.long_open_cost, held, volume)
+            p.long_today -= today
+            p.long_yesterday -= yesterday
+            if not p.long_today + p.long_yesterday:
+                p.long_open_cost = p.long_today_basis = p.long_yesterday_basis = 0.0
+            return price * volume - basis
+        basis = _take(p.short_today_basis, held_today, today) + _take(
+            p.short_yesterday_basis, held_yesterday, yesterday
+        )
+        p.short_today_basis -= _take(p.short_today_basis, held_today, today)
+        p.short_yesterday_basis -= _take(p.short_yesterday_basis, held_yesterday, yesterday)
+        held = p.short_today + p.short_yesterday
+        p.short_open_cost -= _take(p.short_open_cost, held, volume)
+        p.short_today -= today
+        p.short_yesterday -= yesterday
+        if not p.short_today + p.short_yesterday:
+            p.short_open_cost = p.short_today_basis = p.short_yesterday_basis = 0.0
+        return basis - price * volume
+
+    def _day_rolled(self, msg: m.DayRolled) -> None:
+        """Mark to settlement: the day's PnL goes to cash, today's lots become yesterday's at
+        the settlement, realised PnL and fees start again from zero."""
+        for (agent, instrument), p in sorted(self._positions.items()):
+            price = msg.settlements.get(instrument, math.nan)
+            money = self._money.setdefault(agent, _Money())
+            if not math.isnan(price):
+                mult = self._multiplier(instrument)
+                long_lots = p.long_today + p.long_yesterday
+                short_lots = p.short_today + p.short_yesterday
+                long_basis = p.long_today_basis + p.long_yesterday_basis
+                short_basis = p.short_today_basis + p.short_yesterday_basis
+                money.opening_cash += (long_lots * price - long_basis) * mult
+                money.opening_cash += (short_basis - short_lots * price) * mult
+                p.long_yesterday_basis, p.short_yesterday_basis = (
+                    long_lots * price,
+                    short_lots * price,
+                )
+            else:
+                p.long_yesterday_basis += p.long_today_basis
+                p.short_yesterday_basis += p.short_today_basis
+            p.long_yesterday += p.long_today
+            p.short_yesterday += p.short_today
+            p.long_today = p.short_today = 0
+            p.long_today_basis = p.short_today_basis = 0.0
+            self._position(agent, instrument)
+        for agent, money in sorted(self._money.items()):
+            money.opening_cash += money.realised - money.fees
+            money.realised = money.fees = 0.0
+            self._pnl(agent)
+        day = self._values.get("day", {}).get("day")
+        opened = day.opened_ns if isinstance(day, Day) else msg.time_ns
+        self._set("day", "day", Day(msg.trading_day, "rolled", opened, msg.next_day))
+
+    def _day_closed(self, msg: m.DayClosed) -> None:
+        day = self._values.get("day", {}).get("day")
+        if isinstance(day, Day):
+            self._set("day", "day", msgspec_replace(day, status="closed"))
+
+    # -- views ---------------------------------------------------------------------------------
+
+    def _position(self, agent: str, instrument: str) -> None:
+        p = self._positions[(agent, instrument)]
+        longs, shorts = p.long_today + p.long_yesterday, p.short_today + p.short_yesterday
+        key = f"{agent}/{instrument}"
+        if not longs and not shorts:
+            if key in self._values.get("positions", {}):
+                self._set("positions", key, None)
+            return
+        self._set("positions", key, PositionView(
+            agent, instrument, p.long_today, p.long_yesterday, p.short_today, p.short_yesterday,
+            p.long_today_basis + p.long_yesterday_basis,
+            p.short_today_basis + p.short_yesterday_basis,
+            p.long_open_cost / longs if longs else 0.0,
+            p.short_open_cost / shorts if shorts else 0.0,
+        ))  # fmt: skip
+
+    def _pnl(self, agent: str) -> None:
+        money = self._money[agent]
+        cash = money.opening_cash + money.realised - money.fees
+        self._set("pnl", agent,
+                  PnlView(agent, money.opening_cash, money.realised, money.fees, cash))  # fmt: skip
+
+    def holdings(self) -> list[tuple[str, str, int, int, float, float]]:
+        """(agent, instrument, long, short, long open cost, short open cost) of every open
+        position, sorted: what the engine's ``DayClosed`` holdings should say."""
+        out = []
+        for (agent, instrument), p in sorted(self._positions.items()):
+            longs, shorts = p.long_today + p.long_yesterday, p.short_today + p.short_yesterday
+            if longs or shorts:
+                out.append((agent, instrument, longs, shorts, p.long_open_cost, p.short_open_cost))
+        return out
+
+    def cash(self) -> dict[str, float]:
+        """Each agent's cash as the next day opens with it (after a roll)."""
+        return {a: x.opening_cash + x.realised - x.fees for a, x in sorted(self._money.items())}
+
+
+def msgspec_replace(value: _V, **fields: object) -> _V:
+    return msgspec.structs.replace(value, **fields)
+
+
+_HANDLERS: dict[type, Callable[[AccountState, object], None]] = {
+    m.DayOpened: AccountState._day_opened,  # type: ignore[dict-item]
+    m.AgentStarted: AccountState._agent_started,  # type: ignore[dict-item]
+    m.AgentStopped: AccountState._agent_stopped,  # type: ignore[dict-item]
+    m.OrderRequested: AccountState._requested,  # type: ignore[dict-item]
+    m.OrderAccepted: AccountState._accepted,  # type: ignore[dict-item]
+    m.CancelRequested: AccountState._cancel_requested,  # type: ignore[dict-item]
+    m.CancelRefused: AccountState._cancel_refused,  # type: ignore[dict-item]
+    m.OrderRejected: AccountState._rejected,  # type: ignore[dict-item]
+    m.OrderCancelled: AccountState._cancelled,  # type: ignore[dict-item]
+    m.RiskRefused: AccountState._risk_refused,  # type: ignore[dict-item]
+    m.StateChanged: AccountState._state_changed,  # type: ignore[dict-item]
+    m.Trade: AccountState._trade,  # type: ignore[dict-item]
+    m.DayRolled: AccountState._day_rolled,  # type: ignore[dict-item]
+    m.DayClosed: AccountState._day_closed,  # type: ignore[dict-item]
+}

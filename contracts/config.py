@@ -343,11 +343,30 @@ class EngineConfig(_Section):
         return self
 
 
+class MonitorAccount(_Section):
+    """An engine the monitor watches: its name (what tokens are granted) and its journal."""
+
+    name: Name
+    journal_dir: ConfigPath
+    """The engine's ``suite.journal_dir``: its day journals are ``journal_dir/engine/YYYYMMDD``."""
+
+
 class MonitorConfig(_Section):
     host: str = "127.0.0.1"
     port: Port = 8765
-    """WebSocket endpoint and web dashboard."""
+    """WebSocket endpoint and web dashboard (0: any free port, written to the endpoint file)."""
     zmq_pub: ZmqEndpoint = "tcp://127.0.0.1:5570"
+    accounts: list[MonitorAccount] = Field(default_factory=list)
+    """The engines to watch; none: this deployment's, named ``suite.name``."""
+    origins: list[str] = Field(default_factory=list)
+    """Browser origins allowed besides the server's own (``http://host:port``)."""
+    client_queue: int = Field(1000, ge=10, le=1_000_000)
+    """Messages a client may have waiting before its queue is coalesced into a snapshot."""
+    slow_grace_s: float = Field(10.0, gt=0)
+    """A client coalesced twice within this many seconds is closed as too slow."""
+    replay_deltas: int = Field(100_000, ge=0, le=10_000_000)
+    """Deltas kept per account for clients that resume."""
+    marks_hz: float = Field(4.0, gt=0, le=100)
 
 
 class DeploymentConfig(_Section):

@@ -12,13 +12,16 @@ import stat
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from contracts.errors import UserError
 from contracts.logs import register_secret
 
-__all__ = ["ENV_VARS", "Credentials", "load_credentials"]
+__all__ = ["ENV_VARS", "MIN_TOKEN_LENGTH", "Credentials", "MonitorToken", "load_credentials"]
+
+MIN_TOKEN_LENGTH = 32
 
 # field -> environment variable
 ENV_VARS: dict[str, str] = {
@@ -30,6 +33,18 @@ ENV_VARS: dict[str, str] = {
 }
 
 
+class MonitorToken(BaseModel):
+    """One monitor client's token (``[[monitor_tokens]]`` in the credentials file): who it is,
+    what it may do, and which accounts it may see (``"*"``: all)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")
+    token: SecretStr = Field(min_length=MIN_TOKEN_LENGTH)
+    role: Literal["viewer", "admin"]
+    accounts: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+
+
 class Credentials(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -39,6 +54,7 @@ class Credentials(BaseModel):
     monitor_admin_token: SecretStr | None = None
     engine_token: SecretStr | None = None
     """Authenticates commands to the engine's command socket."""
+    monitor_tokens: list[MonitorToken] = Field(default_factory=list)
 
     def require(self, field: str) -> str:
         """The secret's value, or a :class:`UserError` that says where to put it."""
@@ -51,7 +67,7 @@ class Credentials(BaseModel):
         return value.get_secret_value()
 
 
-def _read_file(path: Path) -> dict[str, str]:
+def _read_file(path: Path) -> dict[str, Any]:
     try:
         mode = path.stat().st_mode
         data = tomllib.loads(path.read_text("utf-8"))
@@ -74,15 +90,34 @@ def _read_file(path: Path) -> dict[str, str]:
         raise UserError(
             f"{path}: the credentials file is readable by other users; run chmod 600 {path}"
         )
-    unknown = sorted(set(data) - set(ENV_VARS))
+    known = [*ENV_VARS, "monitor_tokens"]
+    unknown = sorted(set(data) - set(known))
     if unknown:
         raise UserError(
             f"{path}: unknown key {unknown[0]!r} in the credentials file; "
-            f"expected some of: {', '.join(ENV_VARS)}"
+            f"expected some of: {', '.join(known)}"
         )
-    wrong = sorted(k for k, v in data.items() if not isinstance(v, str))
+    wrong = sorted(k for k, v in data.items() if k != "monitor_tokens" and not isinstance(v, str))
     if wrong:
         raise UserError(f"{path}: {wrong[0]}: expected a string in the credentials file")
+    tokens = data.get("monitor_tokens", [])
+    if not isinstance(tokens, list) or not all(isinstance(t, dict) for t in tokens):
+        raise UserError(
+            f"{path}: monitor_tokens: expected [[monitor_tokens]] tables (name, token, role, "
+            "accounts)"
+        )
+    for i, table in enumerate(tokens):
+        if isinstance(table.get("token"), str):
+            register_secret(table["token"])
+        try:
+            MonitorToken.model_validate(table)
+        except ValidationError as exc:  # its message never quotes the value: it may be a token
+            error = exc.errors()[0]
+            where = ".".join(str(x) for x in error["loc"])
+            raise UserError(
+                f"{path}: monitor_tokens[{i}].{where}: {error['msg']} (name, a token of at "
+                f"least {MIN_TOKEN_LENGTH} characters, role viewer or admin, accounts)"
+            ) from None
     return data
 
 
@@ -91,10 +126,11 @@ def load_credentials(
 ) -> Credentials:
     """Merge the credentials file (if any) with the environment, which takes precedence."""
     env = os.environ if environ is None else environ
-    values: dict[str, str] = dict(_read_file(credentials_file)) if credentials_file else {}
+    values: dict[str, Any] = dict(_read_file(credentials_file)) if credentials_file else {}
     for field, var in ENV_VARS.items():
         if env.get(var):
             values[field] = env[var]
-    for value in values.values():
-        register_secret(value)
+    for field in ENV_VARS:
+        if isinstance(values.get(field), str):
+            register_secret(values[field])
     return Credentials.model_validate(values)

@@ -12,16 +12,23 @@ from typing import Literal
 import msgspec
 
 __all__ = [
+    "PROTOCOL_VERSION",
     "TOPICS",
     "AccountSnapshot",
     "AgentView",
+    "Auth",
+    "ClientMessage",
     "Day",
     "Delta",
+    "ErrorReply",
+    "Hello",
     "OrderView",
     "PnlView",
     "PositionView",
     "Refusal",
     "RiskView",
+    "ServerMessage",
+    "Subscribe",
     "TradeView",
 ]
 
@@ -124,7 +131,7 @@ class Refusal(_View, frozen=True):
 Value = Day | AgentView | PositionView | OrderView | TradeView | PnlView | RiskView | Refusal
 
 
-class Delta(msgspec.Struct, frozen=True):
+class Delta(msgspec.Struct, frozen=True, tag_field="type", tag="delta"):
     """One change of an account's state: ``value`` is the new state of ``key`` in ``topic``,
     or None when it is gone (an order that ended). ``seq`` counts from 1 in each trading day."""
 
@@ -136,7 +143,7 @@ class Delta(msgspec.Struct, frozen=True):
     value: Value | None
 
 
-class AccountSnapshot(msgspec.Struct, frozen=True):
+class AccountSnapshot(msgspec.Struct, frozen=True, tag_field="type", tag="snapshot"):
     """The whole state of an account after delta ``seq`` of ``trading_day``; each topic maps
     key to value."""
 
@@ -144,3 +151,43 @@ class AccountSnapshot(msgspec.Struct, frozen=True):
     trading_day: int
     seq: int
     topics: dict[str, dict[str, Value]]
+
+
+# -- the wire: what else the server sends, and what a client sends ------------------------------
+
+
+class Hello(msgspec.Struct, frozen=True, tag_field="type", tag="hello"):
+    """The first message after authentication."""
+
+    server: str
+    version: int
+    role: str
+    accounts: list[str]
+    mode: str
+    topics: list[str]
+
+
+class ErrorReply(msgspec.Struct, frozen=True, tag_field="type", tag="error"):
+    """A client message the server could not take; the connection stays open."""
+
+    text: str
+
+
+class Auth(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="type", tag="auth"):
+    """A browser's first message: its token (a browser cannot send an Authorization header)."""
+
+    token: str
+
+
+class Subscribe(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="type", tag="subscribe"
+):
+    """Start the stream. ``since`` maps an account to the trading day and last sequence number
+    the client applied: the server resumes after it, or sends a snapshot."""
+
+    since: dict[str, tuple[int, int]] = msgspec.field(default_factory=dict)
+
+
+PROTOCOL_VERSION = 1
+ServerMessage = Hello | AccountSnapshot | Delta | ErrorReply
+ClientMessage = Auth | Subscribe

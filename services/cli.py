@@ -77,6 +77,13 @@ def _run_engine(args: argparse.Namespace) -> int:
     return run_engine(load_config(args.config))
 
 
+def _run_monitor(args: argparse.Namespace) -> int:
+    install_early()
+    from services.monitor.service import run_monitor
+
+    return run_monitor(load_config(args.config))
+
+
 def _add_command(parser: argparse.ArgumentParser) -> None:
     from services.tools.command import add_arguments
 
@@ -157,8 +164,7 @@ COMMANDS: tuple[Command, ...] = (
         "serve positions, orders and PnL over WebSocket and ZMQ, and the dashboard",
         "hft monitor --config configs/paper.toml",
         _add_service,
-        None,
-        "monitor",
+        _run_monitor,
     ),
     Command(
         "up",

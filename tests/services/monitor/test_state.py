@@ -178,10 +178,13 @@ def test_a_plain_close_realises_against_yesterdays_settlement_first() -> None:
     t = 1_609_723_800 * 10**9
     state.apply(m.DayOpened(0, t, 20210104, [m.Holding("a", "IF2101", 2, 0, 9_980.0, 0.0,
                                                         5000.0)], {"a": 1e6}))  # fmt: skip
-    for oid, direction, offset, price in (("o1", "buy", "open", 5010.0),
-                                          ("o2", "sell", "close", 5020.0)):  # fmt: skip
-        state.apply(m.OrderRequested(1, t, oid, "a", "IF2101", "CFFEX", direction, offset,
-                                     price, 1, "limit"))  # fmt: skip
+    orders = [m.OrderRequested(1, t, "o1", "a", "IF2101", "CFFEX", "buy", "open", 5010.0, 1,
+                               "limit"),
+              m.OrderRequested(1, t, "o2", "a", "IF2101", "CFFEX", "sell", "close", 5020.0, 1,
+                               "limit")]  # fmt: skip
+    for request in orders:
+        oid, price = request.order_id, request.price
+        state.apply(request)
         state.apply(m.OrderAccepted(1, t, oid, "E" + oid))
         deltas = state.apply(m.Trade(1, t, oid, "P" + oid, price, 1, 10.0))
     trade = state.value("trades", "Po2")

@@ -1,0 +1,78 @@
+"""One client's outgoing queue, bounded, and the history clients resume from: cores with no I/O
+(docs/monitor.md, "Slow clients" and "Resume").
+
+Encoded messages are shared between clients (a delta is encoded once for all who may see it).
+A queue past its bound is coalesced: its messages are dropped and the client is sent a fresh
+snapshot instead; a queue coalesced twice within the grace period is closed as too slow.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from contracts.monitor import Delta
+
+__all__ = ["ClientQueue", "History"]
+
+
+class ClientQueue:
+    def __init__(self, bound: int, grace_ns: int) -> None:
+        self.bound = bound
+        self.grace_ns = grace_ns
+        self._items: deque[bytes] = deque()
+        self.stale = False
+        """The client is to be sent a fresh snapshot before anything else (it fell behind)."""
+        self.closed: str | None = None
+        """Why the client is to be closed (too slow), once it is."""
+        self.coalesced = 0
+        self._coalesced_at: int | None = None
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, data: bytes, now_ns: int) -> None:
+        if self.closed is not None or self.stale:
+            return  # a snapshot will carry it
+        if len(self._items) >= self.bound:
+            behind = len(self._items)
+            self._items.clear()
+            last = self._coalesced_at
+            if last is not None and now_ns - last < self.grace_ns:
+                self.closed = f"too slow: {behind} messages behind, twice within the grace period"
+                return
+            self.stale = True
+            self.coalesced += 1
+            self._coalesced_at = now_ns
+            return
+        self._items.append(data)
+
+    def take(self) -> bytes | None:
+        return self._items.popleft() if self._items else None
+
+
+class History:
+    """The last ``size`` deltas of one account's day, for clients that resume."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._deltas: deque[tuple[Delta, bytes]] = deque(maxlen=size or None)
+        self.trading_day = 0
+
+    def append(self, delta: Delta, data: bytes) -> None:
+        if delta.trading_day != self.trading_day:
+            self._deltas.clear()
+            self.trading_day = delta.trading_day
+        if self.size:
+            self._deltas.append((delta, data))
+
+    def after(self, trading_day: int, seq: int, current: int) -> list[bytes] | None:
+        """The encoded deltas after ``seq`` of ``trading_day`` up to ``current``, or None if
+        they are not all here (another day, or too far back): the client needs a snapshot."""
+        if trading_day != self.trading_day or seq > current:
+            return None
+        if seq == current:
+            return []
+        if not self._deltas or self._deltas[0][0].seq > seq + 1:
+            return None
+        first = self._deltas[0][0].seq
+        return [data for _, data in list(self._deltas)[seq + 1 - first :]]

@@ -1,0 +1,239 @@
+"""The monitor's WebSocket server (websockets' asyncio implementation): authentication, the
+stream of snapshots and deltas per client, and the plain HTTP answers of the same port
+(docs/monitor.md). Everything runs on one event loop: the journal tailer publishes deltas
+between client sends, so a snapshot and the deltas after it never interleave wrongly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import msgspec
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from contracts.config import MonitorConfig
+from contracts.monitor import (
+    PROTOCOL_VERSION,
+    TOPICS,
+    Auth,
+    ClientMessage,
+    Delta,
+    ErrorReply,
+    Hello,
+    Subscribe,
+)
+from services.monitor.auth import Grant, Tokens, TooManyFailures
+from services.monitor.fanout import ClientQueue, History
+from services.monitor.state import AccountState
+
+__all__ = ["AUTH_TIMEOUT_S", "MonitorServer"]
+
+AUTH_TIMEOUT_S: Final = 5.0
+POLICY: Final = 1008  # WebSocket close code: policy violation (authentication)
+TRY_AGAIN: Final = 1013  # WebSocket close code: try again later (too slow)
+
+_encode = msgspec.json.Encoder().encode
+_decode_client = msgspec.json.Decoder(ClientMessage).decode
+
+
+@dataclass(eq=False)
+class _Client:
+    ws: ServerConnection
+    grant: Grant
+    accounts: list[str]
+    queue: ClientQueue
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class MonitorServer:
+    def __init__(
+        self, states: Mapping[str, AccountState], tokens: Tokens, config: MonitorConfig, *,
+        mode: str, log: Any, clock: Callable[[], int] = time.time_ns,
+    ) -> None:  # fmt: skip
+        self.states = states
+        self.tokens = tokens
+        self.config = config
+        self.mode = mode
+        self.log = log
+        self.clock = clock
+        self.histories = {a: History(config.replay_deltas) for a in states}
+        self.failures = TooManyFailures()
+        self.clients: set[_Client] = set()
+        self.origins: set[str] = set(config.origins)
+        self._url_refused: set[int] = set()
+
+    # -- publishing ----------------------------------------------------------------------------
+
+    def publish(self, deltas: list[Delta]) -> None:
+        """Hand new deltas to the history and to every client that may see their account."""
+        now = self.clock()
+        for delta in deltas:
+            data = _encode(delta)
+            self.histories[delta.account].append(delta, data)
+            for client in self.clients:
+                if delta.account in client.accounts:
+                    client.queue.put(data, now)
+                    client.wake.set()
+
+    # -- HTTP ----------------------------------------------------------------------------------
+
+    def own_origin(self, host: str, port: int) -> None:
+        """Allow the server's own origin (the dashboard it serves)."""
+        self.origins.update({f"http://{host}:{port}", f"http://localhost:{port}"})
+
+    def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        path = urlsplit(request.path)
+        if path.path == "/healthz":
+            return connection.respond(HTTPStatus.OK, "ok\n")
+        if path.path == "/metrics":
+            return connection.respond(HTTPStatus.OK, self.metrics())
+        origin = request.headers.get("Origin")
+        if origin is not None and origin not in self.origins:
+            self.log.warning("monitor_origin_refused", origin=origin,
+                             address=_address(connection),
+                             hint="add it to monitor.origins if it is yours")  # fmt: skip
+            return connection.respond(HTTPStatus.FORBIDDEN, "origin not allowed\n")
+        if path.query:  # a token in a URL ends up in logs and history: refused, whatever it is
+            self._url_refused.add(id(connection))
+        return None
+
+    def metrics(self) -> str:
+        lines = [
+            "# TYPE hft_monitor_clients gauge",
+            f"hft_monitor_clients {len(self.clients)}",
+            "# TYPE hft_monitor_seq gauge",
+        ]
+        lines += [f'hft_monitor_seq{{account="{a}"}} {s.seq}' for a, s in self.states.items()]
+        return "\n".join(lines) + "\n"
+
+    # -- a client ------------------------------------------------------------------------------
+
+    async def handler(self, ws: ServerConnection) -> None:
+        address = _address(ws)
+        grant = await self._authenticate(ws, address)
+        if grant is None:
+            return
+        accounts = grant.visible(self.states)
+        self.log.info("monitor_client", address=address, name=grant.name, role=grant.role,
+                      accounts=accounts)  # fmt: skip
+        await ws.send(_encode(Hello("hft-monitor", PROTOCOL_VERSION, grant.role, accounts,
+                                    self.mode, list(TOPICS))), text=True)  # fmt: skip
+        try:
+            subscribe = await self._subscription(ws)
+        except ConnectionClosed:
+            return
+        if subscribe is None:
+            return
+        client = _Client(ws, grant, accounts,
+                         ClientQueue(self.config.client_queue,
+                                     int(self.config.slow_grace_s * 1e9)))  # fmt: skip
+        now = self.clock()
+        for account in accounts:  # no await in here: nothing is published meanwhile
+            state = self.states[account]
+            day, seq = subscribe.since.get(account, (0, -1))
+            missed = self.histories[account].after(day, seq, state.seq) if seq >= 0 else None
+            for data in missed if missed is not None else [_encode(state.snapshot())]:
+                client.queue.put(data, now)
+        self.clients.add(client)
+        client.wake.set()
+        sender = asyncio.create_task(self._send(client))
+        try:
+            async for raw in ws:
+                await self._received(client, raw)
+        except ConnectionClosed:
+            pass
+        finally:
+            self.clients.discard(client)
+            sender.cancel()
+
+    async def _authenticate(self, ws: ServerConnection, address: str) -> Grant | None:
+        """The client's grant, or None after closing it with 1008 (logged, never the token)."""
+        now = self.clock()
+        if self.failures.refused(address, now):
+            await ws.close(POLICY, "authentication failed")
+            return None
+        how, grant = "none", None
+        header = ws.request.headers.get("Authorization") if ws.request else None
+        if id(ws) in self._url_refused:
+            self._url_refused.discard(id(ws))
+            how = "query string (tokens are never taken from a URL)"
+        elif header is not None:
+            how = "header"
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() == "bearer":
+                grant = self.tokens.grant(token.strip())
+        else:
+            how = "first message"
+            try:
+                raw = await asyncio.wait_for(ws.recv(), AUTH_TIMEOUT_S)
+                message = _decode_client(raw)
+                if isinstance(message, Auth):
+                    grant = self.tokens.grant(message.token)
+            except (TimeoutError, ConnectionClosed, msgspec.DecodeError, msgspec.ValidationError):
+                grant = None
+        if grant is not None:
+            return grant
+        refused = self.failures.failed(address, now)
+        self.log.warning("monitor_auth_failed", address=address, how=how,
+                         refused_for_60_s=refused)  # fmt: skip
+        await ws.close(POLICY, "authentication failed")
+        return None
+
+    async def _subscription(self, ws: ServerConnection) -> Subscribe | None:
+        while True:
+            raw = await ws.recv()
+            try:
+                message = _decode_client(raw)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                await ws.send(_encode(ErrorReply(f"not a message of this protocol: {exc}")),
+                              text=True)  # fmt: skip
+                continue
+            if isinstance(message, Subscribe):
+                return message
+            await ws.send(_encode(ErrorReply("send subscribe first")), text=True)
+
+    async def _received(self, client: _Client, raw: str | bytes) -> None:
+        try:
+            _decode_client(raw)
+            text = "already subscribed; commands come with the control work"
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            text = f"not a message of this protocol: {exc}"
+        await client.ws.send(_encode(ErrorReply(text)), text=True)
+
+    async def _send(self, client: _Client) -> None:
+        queue, ws = client.queue, client.ws
+        try:
+            while True:
+                await client.wake.wait()
+                client.wake.clear()
+                while True:
+                    if queue.closed is not None:
+                        self.log.warning("monitor_client_too_slow", name=client.grant.name,
+                                         address=_address(ws), reason=queue.closed)  # fmt: skip
+                        await ws.close(TRY_AGAIN, queue.closed[:120])
+                        return
+                    if queue.stale:  # every snapshot built before any await: none misses a delta
+                        queue.stale = False
+                        snapshots = [_encode(self.states[a].snapshot()) for a in client.accounts]
+                        for data in snapshots:
+                            await ws.send(data, text=True)
+                        continue
+                    item = queue.take()
+                    if item is None:
+                        break
+                    await ws.send(item, text=True)
+        except ConnectionClosed:
+            return
+
+
+def _address(ws: ServerConnection) -> str:
+    peer = ws.remote_address
+    return str(peer[0]) if peer else "?"

@@ -1,0 +1,182 @@
+"""``hft monitor``: tails each account's engine journal into its state and serves it over
+WebSocket until SIGTERM or SIGINT (docs/monitor.md).
+
+Files: the engine journals ``ACCOUNT_JOURNAL_DIR/engine/YYYYMMDD`` (read from the newest day's
+start, so a late or restarted monitor has the whole day), and the endpoint file
+``suite.journal_dir/monitor/endpoint``, written once the server listens: its ``ws://host:port``
+(with the port chosen when ``monitor.port`` is 0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+from pathlib import Path
+from typing import Any, Final
+
+import msgspec
+import uvloop
+from websockets.asyncio.server import serve
+
+from contracts import messages as m
+from contracts.calendar import DEFAULT_CALENDAR, load_calendar
+from contracts.config import DeploymentConfig, MonitorAccount
+from contracts.credentials import load_credentials
+from contracts.errors import JournalProblem, UserError
+from contracts.logs import get_logger
+from contracts.stop import StopSignals
+from libshm import JournalReader, NotAJournal
+from services.monitor.auth import Tokens
+from services.monitor.server import MonitorServer
+from services.monitor.state import AccountState
+
+__all__ = ["run_monitor"]
+
+BATCH: Final = 2_000
+"""Engine messages applied per account before the loop serves clients again."""
+IDLE_S: Final = 0.005
+
+
+def _days(root: Path) -> list[int]:
+    if not root.is_dir():
+        return []
+    return sorted(int(p.name) for p in root.iterdir() if p.name.isdigit() and len(p.name) == 8)
+
+
+class Tailer:
+    """Follows one account's engine journals, day after day, into its state."""
+
+    def __init__(self, account: MonitorAccount, state: AccountState, log: Any) -> None:
+        self.root = account.journal_dir / "engine"
+        self.state = state
+        self.log = log
+        self.day = 0
+        self.reader: JournalReader | None = None
+        self.closed = False
+
+    def poll(self) -> list[m.EngineMessage]:
+        """The messages committed since the last call (at most ``BATCH``)."""
+        newer = self.reader is None or (self.closed and any(d > self.day for d in _days(self.root)))
+        if newer and not self._open_newest():
+            return []
+        assert self.reader is not None
+        out: list[m.EngineMessage] = []
+        while len(out) < BATCH and (frame := self.reader.read()) is not None:
+            try:
+                msg = m.decode(frame.payload)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                raise JournalProblem(
+                    f"{self.root / str(self.day)}: frame {frame.seq} is not an engine message "
+                    f"of this version ({exc}); is the monitor older than the engine?"
+                ) from None
+            out.append(msg)
+            if isinstance(msg, m.DayClosed):
+                self.closed = True
+        return out
+
+    def _open_newest(self) -> bool:
+        days = [d for d in _days(self.root) if d > self.day]
+        if not days:
+            return False
+        day = days[-1] if self.reader is None else days[0]
+        try:
+            reader = JournalReader(self.root / str(day))
+        except NotAJournal:
+            return False  # created, no segment yet
+        if (reader.layout.layout_id, reader.layout.version) != (
+            m.ENGINE_LAYOUT.layout_id, m.ENGINE_LAYOUT.version,
+        ):  # fmt: skip
+            raise JournalProblem(
+                f"{self.root / str(day)}: not an engine journal of this version (layout "
+                f"{reader.layout.layout_id} v{reader.layout.version})"
+            )
+        if self.reader is not None:
+            self.reader.close()
+        self.reader, self.day, self.closed = reader, day, False
+        self.log.info("monitor_following", journal=str(self.root / str(day)))
+        return True
+
+
+def _accounts(config: DeploymentConfig) -> list[MonitorAccount]:
+    if config.monitor.accounts:
+        return list(config.monitor.accounts)
+    return [MonitorAccount(name=config.suite.name, journal_dir=config.suite.journal_dir)]
+
+
+def run_monitor(config: DeploymentConfig) -> int:
+    log = get_logger()
+    stop = StopSignals()
+    tokens = Tokens(load_credentials(config.suite.credentials_file))
+    if not len(tokens):
+        raise UserError(
+            "monitor: no token is configured, so no client could connect; export "
+            "HFT_MONITOR_TOKEN (a viewer) and HFT_MONITOR_ADMIN_TOKEN, or add [[monitor_tokens]] "
+            "to the credentials file named by suite.credentials_file"
+        )
+    calendar = load_calendar(config.md_recorder.calendar_file or DEFAULT_CALENDAR)
+
+    def multiplier(instrument: str) -> int:
+        product = calendar.product(instrument)
+        return product.multiplier if product is not None else 1
+
+    accounts = _accounts(config)
+    names = [a.name for a in accounts]
+    if len(set(names)) != len(names):
+        raise UserError("monitor.accounts: two accounts have the same name; names must differ")
+    states = {a.name: AccountState(a.name, multiplier) for a in accounts}
+    tailers = [Tailer(a, states[a.name], log) for a in accounts]
+    server = MonitorServer(states, tokens, config.monitor, mode=config.suite.mode, log=log)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(_serve(config, server, tailers, stop, log))
+
+
+async def _serve(config: DeploymentConfig, server: MonitorServer, tailers: list[Tailer],
+                 stop: StopSignals, log: Any) -> int:  # fmt: skip
+    mc = config.monitor
+    try:
+        ws_server = await serve(
+            server.handler, mc.host, mc.port, process_request=server.process_request,
+            max_size=64 * 1024, ping_interval=20, ping_timeout=20, server_header=None,
+        )  # fmt: skip
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise UserError(
+                f"monitor: {mc.host}:{mc.port} is in use by another program; stop it or set "
+                "monitor.port",
+                exit_code=1,
+            ) from None
+        raise UserError(f"monitor: cannot listen on {mc.host}:{mc.port}: {exc.strerror}") from None
+    port = ws_server.sockets[0].getsockname()[1] if ws_server.sockets else mc.port
+    server.own_origin(mc.host, port)
+    url = f"ws://{mc.host}:{port}"
+    _write_endpoint(config.suite.journal_dir / "monitor", url)
+    log.info("monitor_started", url=url, accounts=list(server.states), mode=config.suite.mode)
+    try:
+        while not stop.requested:
+            busy = False
+            for tailer in tailers:
+                messages = tailer.poll()
+                if messages:
+                    busy = True
+                    for msg in messages:
+                        server.publish(tailer.state.apply(msg))
+            await asyncio.sleep(0 if busy else IDLE_S)
+    finally:
+        ws_server.close()
+        await ws_server.wait_closed()
+    log.info("monitor_stopped", clients=len(server.clients))
+    return 0
+
+
+def _write_endpoint(directory: Path, url: str) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = directory / ".endpoint.tmp"
+        tmp.write_text(url + "\n", encoding="utf-8")
+        os.replace(tmp, directory / "endpoint")
+    except OSError as exc:
+        raise UserError(
+            f"{directory}: cannot write the monitor's endpoint file ({exc.strerror}); check "
+            "suite.journal_dir and its permissions"
+        ) from None

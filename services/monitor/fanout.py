@@ -3,7 +3,8 @@
 
 Encoded messages are shared between clients (a delta is encoded once for all who may see it).
 A queue past its bound is coalesced: its messages are dropped and the client is sent a fresh
-snapshot instead; a queue coalesced twice within the grace period is closed as too slow.
+snapshot instead. It is closed as too slow when it is coalesced twice within the grace period,
+or when another ``bound`` messages come while its snapshot is still waiting to go.
 """
 
 from __future__ import annotations
@@ -26,13 +27,20 @@ class ClientQueue:
         """Why the client is to be closed (too slow), once it is."""
         self.coalesced = 0
         self._coalesced_at: int | None = None
+        self._missed = 0
 
     def __len__(self) -> int:
         return len(self._items)
 
     def put(self, data: bytes, now_ns: int) -> None:
-        if self.closed is not None or self.stale:
-            return  # a snapshot will carry it
+        if self.closed is not None:
+            return
+        if self.stale:  # a snapshot will carry it, if the client takes it in time
+            self._missed += 1
+            if self._missed >= self.bound:
+                self.closed = (f"too slow: {self._missed} messages behind while its snapshot "
+                               "was waiting")  # fmt: skip
+            return
         if len(self._items) >= self.bound:
             behind = len(self._items)
             self._items.clear()
@@ -41,6 +49,7 @@ class ClientQueue:
                 self.closed = f"too slow: {behind} messages behind, twice within the grace period"
                 return
             self.stale = True
+            self._missed = 0
             self.coalesced += 1
             self._coalesced_at = now_ns
             return

@@ -7,6 +7,7 @@ between client sends, so a snapshot and the deltas after it never interleave wro
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -39,6 +40,10 @@ __all__ = ["AUTH_TIMEOUT_S", "MonitorServer"]
 AUTH_TIMEOUT_S: Final = 5.0
 POLICY: Final = 1008  # WebSocket close code: policy violation (authentication)
 TRY_AGAIN: Final = 1013  # WebSocket close code: try again later (too slow)
+CLOSE_WAIT_S: Final = 2.0
+SEND_BUFFER: Final = 256 * 1024
+"""Kernel send buffer per client: fixed, so a stalled client holds at most this much of the
+kernel's memory and its own queue, not the kernel's, is what tells that it is behind."""
 
 _encode = msgspec.json.Encoder().encode
 _decode_client = msgspec.json.Decoder(ClientMessage).decode
@@ -51,6 +56,11 @@ class _Client:
     accounts: list[str]
     queue: ClientQueue
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    sender: asyncio.Task[None] | None = None
+    dropping: bool = False
+    backlog: list[bytes] = field(default_factory=list)
+    """What the client gets first: a snapshot per account, or the deltas it missed (shared
+    with the history, so a long resume costs no copy); live deltas queue up meanwhile."""
 
 
 class MonitorServer:
@@ -82,6 +92,9 @@ class MonitorServer:
                 if delta.account in client.accounts:
                     client.queue.put(data, now)
                     client.wake.set()
+                    if client.queue.closed is not None and not client.dropping:
+                        client.dropping = True  # its sender may be stuck in a send: not waited on
+                        asyncio.get_running_loop().create_task(self._drop(client))
 
     # -- HTTP ----------------------------------------------------------------------------------
 
@@ -112,12 +125,21 @@ class MonitorServer:
             "# TYPE hft_monitor_seq gauge",
         ]
         lines += [f'hft_monitor_seq{{account="{a}"}} {s.seq}' for a, s in self.states.items()]
+        queued = max((len(c.queue) for c in self.clients), default=0)
+        coalesced = sum(c.queue.coalesced for c in self.clients)
+        lines += [
+            "# TYPE hft_monitor_client_queue_max gauge", f"hft_monitor_client_queue_max {queued}",
+            "# TYPE hft_monitor_coalesced gauge", f"hft_monitor_coalesced {coalesced}",
+        ]  # fmt: skip
         return "\n".join(lines) + "\n"
 
     # -- a client ------------------------------------------------------------------------------
 
     async def handler(self, ws: ServerConnection) -> None:
         address = _address(ws)
+        sock = ws.transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
         grant = await self._authenticate(ws, address)
         if grant is None:
             return
@@ -135,16 +157,14 @@ class MonitorServer:
         client = _Client(ws, grant, accounts,
                          ClientQueue(self.config.client_queue,
                                      int(self.config.slow_grace_s * 1e9)))  # fmt: skip
-        now = self.clock()
         for account in accounts:  # no await in here: nothing is published meanwhile
             state = self.states[account]
             day, seq = subscribe.since.get(account, (0, -1))
             missed = self.histories[account].after(day, seq, state.seq) if seq >= 0 else None
-            for data in missed if missed is not None else [_encode(state.snapshot())]:
-                client.queue.put(data, now)
+            client.backlog.extend(missed if missed is not None else [_encode(state.snapshot())])
         self.clients.add(client)
         client.wake.set()
-        sender = asyncio.create_task(self._send(client))
+        client.sender = asyncio.create_task(self._send(client))
         try:
             async for raw in ws:
                 await self._received(client, raw)
@@ -152,7 +172,17 @@ class MonitorServer:
             pass
         finally:
             self.clients.discard(client)
-            sender.cancel()
+            client.sender.cancel()
+
+    async def _drop(self, client: _Client) -> None:
+        """Close a client that fell too far behind, whatever its sender is doing."""
+        reason = client.queue.closed or "too slow"
+        self.clients.discard(client)
+        if client.sender is not None:
+            client.sender.cancel()
+        self.log.warning("monitor_client_too_slow", name=client.grant.name,
+                         address=_address(client.ws), reason=reason)  # fmt: skip
+        await _close_or_drop(client.ws, TRY_AGAIN, reason[:120])
 
     async def _authenticate(self, ws: ServerConnection, address: str) -> Grant | None:
         """The client's grant, or None after closing it with 1008 (logged, never the token)."""
@@ -216,15 +246,22 @@ class MonitorServer:
                 client.wake.clear()
                 while True:
                     if queue.closed is not None:
-                        self.log.warning("monitor_client_too_slow", name=client.grant.name,
-                                         address=_address(ws), reason=queue.closed)  # fmt: skip
-                        await ws.close(TRY_AGAIN, queue.closed[:120])
-                        return
+                        return  # _drop closes it
                     if queue.stale:  # every snapshot built before any await: none misses a delta
                         queue.stale = False
+                        client.backlog.clear()
                         snapshots = [_encode(self.states[a].snapshot()) for a in client.accounts]
                         for data in snapshots:
                             await ws.send(data, text=True)
+                        continue
+                    if client.backlog:
+                        backlog, client.backlog = client.backlog, []
+                        for i, data in enumerate(backlog):
+                            if queue.stale or queue.closed is not None:
+                                break
+                            await ws.send(data, text=True)
+                            if i % 256 == 255:
+                                await asyncio.sleep(0)  # let the tailer publish meanwhile
                         continue
                     item = queue.take()
                     if item is None:
@@ -232,6 +269,15 @@ class MonitorServer:
                     await ws.send(item, text=True)
         except ConnectionClosed:
             return
+
+
+async def _close_or_drop(ws: ServerConnection, code: int, reason: str) -> None:
+    """Close with ``code``; a client too slow to take even the close frame in time is dropped
+    (its TCP connection aborted), so it holds nothing of the server's."""
+    try:
+        await asyncio.wait_for(ws.close(code, reason), CLOSE_WAIT_S)
+    except TimeoutError:
+        ws.transport.abort()
 
 
 def _address(ws: ServerConnection) -> str:

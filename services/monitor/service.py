@@ -33,7 +33,7 @@ from services.monitor.state import AccountState
 
 __all__ = ["run_monitor"]
 
-BATCH: Final = 2_000
+BATCH: Final = 256
 """Engine messages applied per account before the loop serves clients again."""
 IDLE_S: Final = 0.005
 
@@ -138,6 +138,7 @@ async def _serve(config: DeploymentConfig, server: MonitorServer, tailers: list[
         ws_server = await serve(
             server.handler, mc.host, mc.port, process_request=server.process_request,
             max_size=64 * 1024, ping_interval=20, ping_timeout=20, server_header=None,
+            compression=None,  # a delta is encoded once for all; deflate would run per client
         )  # fmt: skip
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:

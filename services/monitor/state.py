@@ -42,7 +42,7 @@ __all__ = ["REFUSALS_KEPT", "AccountState"]
 _V = TypeVar("_V", OrderView, Day)
 
 REFUSALS_KEPT = 200
-"""Refusals a snapshot holds (the newest); every one is a delta all the same."""
+"""Refusals the state holds (the newest); the oldest leaves with a delta of its own."""
 
 
 @dataclass
@@ -196,8 +196,8 @@ class AccountState:
         key = f"{self.seq + 1:012d}"  # the delta's own number: unique and in order
         self._refusal_keys.append(key)
         self._set("refusals", key, refusal)
-        if len(self._refusal_keys) > REFUSALS_KEPT:  # out of the snapshot, not a delta
-            self._values["refusals"].pop(self._refusal_keys.popleft(), None)
+        if len(self._refusal_keys) > REFUSALS_KEPT:  # the oldest leaves: a delta too
+            self._set("refusals", self._refusal_keys.popleft(), None)
 
     def _state_changed(self, msg: m.StateChanged) -> None:
         key = f"{msg.scope}/{msg.target}"

@@ -1,0 +1,374 @@
+"""A real ``hft monitor`` and real WebSocket clients on 127.0.0.1, over two accounts whose engine
+journals hold the real IF2101 day as the real engine journals it, growing while clients watch:
+no token, a wrong token and a token in the URL get nothing; a viewer of A gets A and never B;
+an admin gets both; a resumed client gets exactly what it missed; a restarted monitor serves the
+same snapshot; a stalled client is coalesced then closed while a healthy one gets every delta."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import ClientConnection, connect
+
+from contracts import messages as m
+from contracts.calendar import load_calendar
+from contracts.config import PaperConfig, ProductRates, RiskConfig
+from libshm import JournalReader, JournalWriter, decode_tick
+from services.engine.adapters.paper.broker import PaperBroker
+from services.engine.core import Engine
+from services.engine.products import specs_for
+from services.engine.risk import RiskLimits
+from strategies.follower import Follower
+from strategies.quoter import Quoter
+from tests.helpers import ROOT, import_market, log_lines
+
+pytestmark = pytest.mark.timeout(300)
+DAY = 20210104
+VIEWER_A = "viewer-of-a-" + "a" * 32
+ADMIN = "admin-token-" + "b" * 32
+RATES = {"IF": ProductRates(margin_rate=0.12, open_rate=0.000023, close_rate=0.000023,
+                            close_today_rate=0.000345)}  # fmt: skip
+RISK = RiskConfig(max_position=5, max_net_position=5, cancel_limit=5000, cancel_reserve=20,
+                  max_cancel_ratio=2.0, duplicate_window_ms=0, max_daily_loss=1e9)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def frames(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[tuple[bytes, int]]]:
+    """Engine journal frames (bytes, time) of the real day for two accounts, as the engine
+    writes them: A trades with a quoter and a follower, B with a follower alone."""
+    recording = import_market(tmp_path_factory.mktemp("rec"), "IF2101_20210104.csv.gz")
+    reader = JournalReader(recording / str(DAY))
+    ticks = [(f.seq, decode_tick(f.payload)) for f in iter(reader.read, None)]
+    specs, phases = specs_for(["IF2101"], load_calendar(), RATES)
+    out: dict[str, list[tuple[bytes, int]]] = {}
+    for account in ("A", "B"):
+        journal: list[tuple[bytes, int]] = []
+
+        def keep(data: bytes, t: int, journal: list[tuple[bytes, int]] = journal) -> None:
+            journal.append((bytes(data), t))
+
+        engine = Engine(specs=specs, gate_config=RISK,
+                        adapter=PaperBroker(specs, phases, PaperConfig()), phases=phases,
+                        journal=keep)  # fmt: skip
+        limits = RiskLimits.from_config(RISK)
+        if account == "A":
+            engine.add_agent("mm", Quoter, ["IF2101"], 1e6, limits,
+                             {"spread_ticks": 1, "size": 1, "max_position": 3})  # fmt: skip
+        engine.add_agent(f"trend-{account.lower()}", Follower, ["IF2101"], 1e6, limits,
+                         {"fast": 10, "slow": 60, "size": 1})  # fmt: skip
+        engine.open_day(DAY, ticks[0][1].local_time_ns)
+        for i, (seq, tick) in enumerate(ticks):
+            engine.on_tick(tick, seq)
+            if i % 50 == 49:
+                engine.on_timer(tick.local_time_ns + 1)
+        out[account] = journal
+    return out
+
+
+class Deployment:
+    """Two accounts' engine journals (written here, as the engine writes them) and a monitor."""
+
+    def __init__(self, root: Path, frames: dict[str, list[tuple[bytes, int]]],
+                 client_queue: int = 1_000_000) -> None:  # fmt: skip
+        self.root = root
+        self.frames = frames
+        self.written = dict.fromkeys(frames, 0)
+        self.writers = {
+            a: JournalWriter(root / a / "engine" / str(DAY), layout=m.ENGINE_LAYOUT) for a in frames
+        }
+        creds = root / "credentials.toml"
+        creds.write_text(
+            f'[[monitor_tokens]]\nname = "desk-a"\ntoken = "{VIEWER_A}"\nrole = "viewer"\n'
+            f'accounts = ["A"]\n\n[[monitor_tokens]]\nname = "ops"\ntoken = "{ADMIN}"\n'
+            'role = "admin"\naccounts = ["*"]\n'
+        )
+        creds.chmod(0o600)
+        self.config = root / "deploy.toml"
+        self.config.write_text(
+            f'[suite]\nname = "m"\nmode = "paper"\njournal_dir = "{root / "own"}"\n'
+            f'shm_dir = "{root / "shm"}"\ncredentials_file = "{creds}"\n\n'
+            '[md_recorder]\nsource = "sim"\ninstruments = ["IF2101"]\n[md_recorder.sim]\n\n'
+            '[engine]\nadapter = "paper"\n\n'
+            f"[monitor]\nport = 0\nclient_queue = {client_queue}\nslow_grace_s = 30\n"
+            f'[[monitor.accounts]]\nname = "A"\njournal_dir = "{root / "A"}"\n'
+            f'[[monitor.accounts]]\nname = "B"\njournal_dir = "{root / "B"}"\n'
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = root / "monitor.log"
+
+    def write(self, account: str, count: int) -> None:
+        start = self.written[account]
+        for data, t in self.frames[account][start : start + count]:
+            self.writers[account].append(data, t)
+        self.written[account] = min(start + count, len(self.frames[account]))
+
+    def start(self) -> str:
+        endpoint = self.root / "own" / "monitor" / "endpoint"
+        endpoint.unlink(missing_ok=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HFT_")}
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "services.cli", "monitor", "--config", str(self.config)],
+                stdout=out, stderr=out, cwd=ROOT, env=env,
+            )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while not endpoint.exists():
+            assert self.proc.poll() is None, self.log.read_text()[-3000:]
+            assert time.monotonic() < deadline, self.log.read_text()[-3000:]
+            time.sleep(0.02)
+        return endpoint.read_text().strip()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            assert self.proc.wait(timeout=30) == 0, self.log.read_text()[-3000:]
+        self.proc = None
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        for writer in self.writers.values():
+            writer.close()
+
+
+@pytest.fixture
+def deployment(
+    tmp_path: Path, frames: dict[str, list[tuple[bytes, int]]], request: pytest.FixtureRequest
+) -> Iterator[Deployment]:
+    """The two accounts with their first 3,000 frames; ``client_queue`` from a ``queue`` mark
+    (default: large enough that a test reading at its own pace is never coalesced)."""
+    mark = request.node.get_closest_marker("queue")
+    d = Deployment(tmp_path, frames, *(mark.args if mark else ()))
+    for account in ("A", "B"):
+        d.write(account, 3000)
+    try:
+        yield d
+    finally:
+        d.close()
+
+
+def received_nothing(ws: ClientConnection) -> int:
+    """The close code of a connection the server closed without sending a message."""
+    with pytest.raises(ConnectionClosed) as closed:
+        ws.recv(timeout=10)
+    assert closed.value.rcvd is not None
+    return closed.value.rcvd.code
+
+
+def subscribe(url: str, token: str, since: dict[str, list[int]] | None = None,
+              **kwargs: Any) -> tuple[ClientConnection, dict[str, Any]]:  # fmt: skip
+    ws = connect(
+        url, additional_headers={"Authorization": f"Bearer {token}"}, legacy=True, **kwargs
+    )
+    hello = json.loads(ws.recv(timeout=10))
+    assert hello["type"] == "hello"
+    ws.send(json.dumps({"type": "subscribe", "since": since or {}}))
+    return ws, hello
+
+
+class Mirror:
+    """What a client builds from the stream: per account the day, last seq and topics."""
+
+    def __init__(self) -> None:
+        self.accounts: dict[str, dict[str, Any]] = {}
+        self.seen: list[tuple[str, str, int]] = []  # (type, account, seq) of every message
+
+    def take(self, message: dict[str, Any]) -> None:
+        account = message["account"]
+        self.seen.append((message["type"], account, message["seq"]))
+        if message["type"] == "snapshot":
+            self.accounts[account] = {"seq": message["seq"], "topics": message["topics"]}
+            return
+        assert message["type"] == "delta", message
+        mine = self.accounts[account]
+        assert message["seq"] == mine["seq"] + 1, (mine["seq"], message["seq"])  # no gap, no dup
+        mine["seq"] = message["seq"]
+        values = mine["topics"].setdefault(message["topic"], {})
+        if message["value"] is None:
+            values.pop(message["key"], None)
+        else:
+            values[message["key"]] = message["value"]
+
+    def follow(self, ws: ClientConnection, until: dict[str, int]) -> None:
+        """Read until every account of ``until`` reached that seq."""
+        deadline = time.monotonic() + 60
+        while any(self.accounts.get(a, {}).get("seq", -1) < s for a, s in until.items()):
+            assert time.monotonic() < deadline, {a: x["seq"] for a, x in self.accounts.items()}
+            self.take(json.loads(ws.recv(timeout=30)))
+
+
+def final_seq(deployment: Deployment, url: str, account: str) -> int:
+    """The account's current seq, as a fresh admin snapshot gives it."""
+    ws, _ = subscribe(url, ADMIN)
+    try:
+        while True:
+            message = json.loads(ws.recv(timeout=10))
+            if message["type"] == "snapshot" and message["account"] == account:
+                return int(message["seq"])
+    finally:
+        ws.close()
+
+
+def wait_caught_up(deployment: Deployment, url: str) -> dict[str, int]:
+    """Wait until the monitor has applied every frame written so far; each account's seq."""
+    seqs: dict[str, int] = {}
+    for account in ("A", "B"):
+        before = -1
+        while (now := final_seq(deployment, url, account)) != before:  # stable across a pass
+            before = now
+            time.sleep(0.2)
+        seqs[account] = now
+    return seqs
+
+
+def test_no_token_a_wrong_token_and_a_token_in_the_url_get_nothing(
+    deployment: Deployment,
+) -> None:
+    url = deployment.start()
+    with connect(url) as ws:  # no header, and no auth message
+        assert received_nothing(ws) == 1008
+    with connect(url, additional_headers={"Authorization": "Bearer not-a-token"}) as ws:
+        assert received_nothing(ws) == 1008
+    with connect(url) as ws:
+        ws.send(json.dumps({"type": "auth", "token": "wrong" * 10}))
+        assert received_nothing(ws) == 1008
+    with connect(f"{url}/?token={ADMIN}") as ws:  # a valid token, but in the URL
+        assert received_nothing(ws) == 1008
+    with pytest.raises(InvalidStatus) as refused:  # a browser page of another origin
+        connect(url, additional_headers={"Origin": "http://evil.example"})
+    assert refused.value.response.status_code == 403
+    log = deployment.log.read_text()
+    assert ADMIN not in log and "not-a-token" not in log
+    failures = [x for x in log_lines(deployment.log) if x["event"] == "monitor_auth_failed"]
+    assert [f["how"] for f in failures] == [
+        "first message", "header", "first message",
+        "query string (tokens are never taken from a URL)",
+    ]  # fmt: skip
+
+
+def test_a_viewer_of_a_sees_a_and_never_b_and_an_admin_sees_both(deployment: Deployment) -> None:
+    url = deployment.start()
+    viewer, hello = subscribe(url, VIEWER_A)
+    assert (hello["role"], hello["accounts"]) == ("viewer", ["A"])
+    admin, hello = subscribe(url, ADMIN)
+    assert (hello["role"], hello["accounts"]) == ("admin", ["A", "B"])
+    for account in ("A", "B"):  # the accounts grow while both watch
+        deployment.write(account, 2000)
+    seqs = wait_caught_up(deployment, url)
+    seen_by_viewer, seen_by_admin = Mirror(), Mirror()
+    seen_by_viewer.follow(viewer, {"A": seqs["A"]})
+    seen_by_admin.follow(admin, seqs)
+    assert {a for _, a, _ in seen_by_viewer.seen} == {"A"}
+    assert {a for _, a, _ in seen_by_admin.seen} == {"A", "B"}
+    assert seen_by_viewer.accounts["A"] == seen_by_admin.accounts["A"]
+    agents = set(seen_by_admin.accounts["B"]["topics"]["pnl"])
+    assert agents == {"trend-b"} and "trend-b" not in json.dumps(seen_by_viewer.accounts)
+    with pytest.raises(TimeoutError):  # nothing more for the viewer, of B or else
+        viewer.recv(timeout=0.5)
+    viewer.close()
+    admin.close()
+
+
+def test_a_resumed_client_gets_exactly_what_it_missed_and_a_restart_changes_nothing(
+    deployment: Deployment,
+) -> None:
+    url = deployment.start()
+    seqs = wait_caught_up(deployment, url)
+    ws, _ = subscribe(url, VIEWER_A)
+    mirror = Mirror()
+    mirror.follow(ws, {"A": seqs["A"]})
+    ws.close()
+    halfway = (DAY, mirror.accounts["A"]["seq"])
+    halfway_state = copy.deepcopy(mirror.accounts["A"])
+    deployment.write("A", 3000)  # while the client is away
+    seqs = wait_caught_up(deployment, url)
+    since = {"A": [DAY, mirror.accounts["A"]["seq"]]}
+    ws, _ = subscribe(url, VIEWER_A, since)
+    mirror.seen.clear()
+    mirror.follow(ws, {"A": seqs["A"]})
+    ws.close()
+    assert mirror.seen[0][0] == "delta", (mirror.seen[:3], since)  # the missed ones, no snapshot
+    fresh = Mirror()
+    ws, _ = subscribe(url, VIEWER_A)
+    fresh.follow(ws, {"A": seqs["A"]})
+    ws.close()
+    assert fresh.accounts["A"] == mirror.accounts["A"]
+    deployment.stop()
+    url = deployment.start()  # the same journals, a new process
+    again = Mirror()
+    ws, _ = subscribe(url, VIEWER_A)
+    again.follow(ws, {"A": seqs["A"]})
+    ws.close()
+    assert again.accounts["A"] == mirror.accounts["A"]  # the same snapshot as before
+    ws, _ = subscribe(url, VIEWER_A, since={"A": list(halfway)})
+    resumed = Mirror()
+    resumed.accounts["A"] = halfway_state
+    resumed.follow(ws, {"A": seqs["A"]})
+    ws.close()
+    assert resumed.seen[0][0] == "delta"  # numbers survive a restart: the deltas, no snapshot
+    assert resumed.accounts["A"] == mirror.accounts["A"]
+
+
+@pytest.mark.queue(500)
+def test_a_stalled_client_is_coalesced_then_closed_while_a_healthy_one_gets_every_delta(
+    deployment: Deployment,
+) -> None:
+    url = deployment.start()
+    wait_caught_up(deployment, url)
+    small = socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])))
+    small.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled, _ = subscribe(url, VIEWER_A, sock=small, max_queue=1)  # reads nothing from now on
+    healthy, _ = subscribe(url, ADMIN)
+    mirror = Mirror()
+    mirror.follow(healthy, {"A": 1, "B": 1})
+    failed: list[BaseException] = []
+
+    def read() -> None:  # a healthy client reads as fast as it can
+        try:
+            while True:
+                mirror.take(json.loads(healthy.recv()))
+        except ConnectionClosed:
+            return
+        except BaseException as exc:  # handed to the test below, which fails on it
+            failed.append(exc)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 120
+    while not any(x["event"] == "monitor_client_too_slow" and x["name"] == "desk-a"
+                  for x in log_lines(deployment.log)):  # fmt: skip
+        assert time.monotonic() < deadline, "the stalled client was never closed"
+        assert deployment.written["A"] < len(deployment.frames["A"]), "ran out of frames"
+        deployment.write("A", 1000)
+        time.sleep(0.2)
+    deployment.write("A", 2000)
+    seqs = wait_caught_up(deployment, url)
+    while mirror.accounts["A"]["seq"] < seqs["A"] and not failed:
+        assert time.monotonic() < deadline + 60, "the healthy client fell behind"
+        time.sleep(0.05)
+    assert not failed, failed  # every delta came, consecutive (Mirror checks each)
+    assert [t for t, _, _ in mirror.seen].count("snapshot") == 2  # its first two: never coalesced
+    code = None
+    try:  # it drains what the kernel buffered, then finds the connection closed
+        while True:
+            stalled.recv(timeout=30)
+    except ConnectionClosed as closed:
+        code = closed.rcvd.code if closed.rcvd else 1006
+    assert code in (1013, 1006)  # the close frame, or the abort after close_timeout
+    slow = [x for x in log_lines(deployment.log) if x["event"] == "monitor_client_too_slow"]
+    assert [x["name"] for x in slow if x["name"] == "desk-a"] == ["desk-a"]
+    healthy.close()

@@ -114,9 +114,11 @@ def _read_file(path: Path) -> dict[str, Any]:
         except ValidationError as exc:  # its message never quotes the value: it may be a token
             error = exc.errors()[0]
             where = ".".join(str(x) for x in error["loc"])
+            if error["loc"][:1] == ("token",):  # nothing of it, not even its length
+                error["msg"] = f"must be a string of at least {MIN_TOKEN_LENGTH} characters"
             raise UserError(
-                f"{path}: monitor_tokens[{i}].{where}: {error['msg']} (name, a token of at "
-                f"least {MIN_TOKEN_LENGTH} characters, role viewer or admin, accounts)"
+                f"{path}: monitor_tokens[{i}].{where}: {error['msg']} (each table: name, token, "
+                "role viewer or admin, accounts)"
             ) from None
     return data
 

@@ -33,7 +33,7 @@ from services.engine.products import specs_for
 from services.engine.risk import RiskLimits
 from strategies.follower import Follower
 from strategies.quoter import Quoter
-from tests.helpers import ROOT, import_market, log_lines
+from tests.helpers import ROOT, import_market, log_lines, run_hft
 
 pytestmark = pytest.mark.timeout(300)
 DAY = 20210104
@@ -372,3 +372,31 @@ def test_a_stalled_client_is_coalesced_then_closed_while_a_healthy_one_gets_ever
     slow = [x for x in log_lines(deployment.log) if x["event"] == "monitor_client_too_slow"]
     assert [x["name"] for x in slow if x["name"] == "desk-a"] == ["desk-a"]
     healthy.close()
+
+
+def test_no_token_configured_and_a_port_in_use_are_one_line_each(tmp_path: Path) -> None:
+    config = tmp_path / "deploy.toml"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config.write_text(
+            f'[suite]\nname = "m"\nmode = "paper"\njournal_dir = "{tmp_path / "j"}"\n'
+            f'shm_dir = "{tmp_path / "shm"}"\n\n[md_recorder]\nsource = "sim"\n'
+            'instruments = ["IF2101"]\n[md_recorder.sim]\n\n[engine]\nadapter = "paper"\n\n'
+            f"[monitor]\nport = {port}\n"
+        )
+        none = run_hft("monitor", "--config", str(config))
+        assert none.returncode == 2
+        assert none.stderr.strip().splitlines() == [
+            "hft monitor: error: monitor: no token is configured, so no client could connect; "
+            "export HFT_MONITOR_TOKEN (a viewer) and HFT_MONITOR_ADMIN_TOKEN, or add "
+            "[[monitor_tokens]] to the credentials file named by suite.credentials_file"
+        ]
+        busy = run_hft("monitor", "--config", str(config), env={"HFT_MONITOR_TOKEN": VIEWER_A})
+        assert busy.returncode == 1
+        assert busy.stderr.strip().splitlines() == [
+            f"hft monitor: error: monitor: 127.0.0.1:{port} is in use by another program; stop "
+            "it or set monitor.port"
+        ]
+        assert VIEWER_A not in busy.stderr

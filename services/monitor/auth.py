@@ -65,10 +65,6 @@ class Tokens:
                 found = grant
         return found
 
-    def appears_in(self, text: str) -> bool:
-        """Whether any configured token appears in ``text`` (a URL)."""
-        return any(secret.decode() in text for secret, _ in self._table if secret)
-
 
 class TooManyFailures:
     """Failed attempts per address: past ``FAILURES_ALLOWED`` within a minute, the address is

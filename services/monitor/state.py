@@ -46,17 +46,68 @@ REFUSALS_KEPT = 200
 
 
 @dataclass
+class _Side:
+    """One side (long or short) of a position: lots and basis per day, and the open cost."""
+
+    today: int = 0
+    yesterday: int = 0
+    today_basis: float = 0.0
+    yesterday_basis: float = 0.0
+    open_cost: float = 0.0  # sum of open prices, for the average open price
+
+    @property
+    def lots(self) -> int:
+        return self.today + self.yesterday
+
+    @property
+    def basis(self) -> float:
+        return self.today_basis + self.yesterday_basis
+
+    def open(self, price: float, volume: int) -> None:
+        self.today += volume
+        self.today_basis += price * volume
+        self.open_cost += price * volume
+
+    def close(self, offset: str, volume: int) -> float:
+        """Take ``volume`` lots off; the basis they carried. A plain close takes yesterday's
+        lots first."""
+        if offset == "close_today":
+            today, yesterday = volume, 0
+        elif offset == "close_yesterday":
+            today, yesterday = 0, volume
+        else:
+            yesterday = min(volume, max(self.yesterday, 0))
+            today = volume - yesterday
+        from_today = _take(self.today_basis, self.today, today)
+        from_yesterday = _take(self.yesterday_basis, self.yesterday, yesterday)
+        self.today_basis -= from_today
+        self.yesterday_basis -= from_yesterday
+        self.open_cost -= _take(self.open_cost, self.lots, volume)
+        self.today -= today
+        self.yesterday -= yesterday
+        if not self.lots:
+            self.open_cost = self.today_basis = self.yesterday_basis = 0.0
+        return from_today + from_yesterday
+
+    def roll(self, price: float) -> float:
+        """Mark to ``price`` (NaN: no settlement known, the basis is kept); today's lots become
+        yesterday's. The points the mark moved the basis by, times the lots (positive for a
+        gain of a long side)."""
+        moved = 0.0
+        if math.isnan(price):
+            self.yesterday_basis += self.today_basis
+        else:
+            moved = self.lots * price - self.basis
+            self.yesterday_basis = self.lots * price
+        self.yesterday += self.today
+        self.today, self.today_basis = 0, 0.0
+        return moved
+
+
+@dataclass
 class _Position:
-    long_today: int = 0
-    long_yesterday: int = 0
-    short_today: int = 0
-    short_yesterday: int = 0
-    long_today_basis: float = 0.0
-    long_yesterday_basis: float = 0.0
-    short_today_basis: float = 0.0
-    short_yesterday_basis: float = 0.0
-    long_open_cost: float = 0.0
-    short_open_cost: float = 0.0
+    long: _Side
+    short: _Side
 
 
 @dataclass
@@ -127,11 +178,9 @@ class AccountState:
             self._money[agent] = _Money(opening_cash=cash)
             self._pnl(agent)
         for h in msg.holdings:
-            p = self._positions.setdefault((h.agent, h.instrument), _Position())
-            p.long_yesterday, p.short_yesterday = h.long, h.short
-            p.long_yesterday_basis = h.long * h.settlement
-            p.short_yesterday_basis = h.short * h.settlement
-            p.long_open_cost, p.short_open_cost = h.long_cost, h.short_cost
+            p = self._position_of(h.agent, h.instrument)
+            p.long = _Side(0, h.long, 0.0, h.long * h.settlement, h.long_cost)
+            p.short = _Side(0, h.short, 0.0, h.short * h.settlement, h.short_cost)
             self._position(h.agent, h.instrument)
 
     def _agent_started(self, msg: m.AgentStarted) -> None:
@@ -208,7 +257,7 @@ class AccountState:
         if request is None:
             return  # not an order of this day's journal: nothing to attribute it to
         agent, instrument = request.agent, request.instrument
-        p = self._positions.setdefault((agent, instrument), _Position())
+        p = self._position_of(agent, instrument)
         realised = self._fill(p, request, msg.price, msg.volume) * self._multiplier(instrument)
         money = self._money.setdefault(agent, _Money())
         money.realised += realised
@@ -232,50 +281,11 @@ class AccountState:
         """Apply a fill to the position; the points it realised (times the lots)."""
         buy = request.direction == "buy"
         if request.offset == "open":
-            if buy:
-                p.long_today += volume
-                p.long_today_basis += price * volume
-                p.long_open_cost += price * volume
-            else:
-                p.short_today += volume
-                p.short_today_basis += price * volume
-                p.short_open_cost += price * volume
+            (p.long if buy else p.short).open(price, volume)
             return 0.0
-        side_long = not buy  # a sell closes the long side, a buy the short side
-        held_today = p.long_today if side_long else p.short_today
-        held_yesterday = p.long_yesterday if side_long else p.short_yesterday
-        if request.offset == "close_today":
-            today, yesterday = volume, 0
-        elif request.offset == "close_yesterday":
-            today, yesterday = 0, volume
-        else:  # a plain close takes yesterday's lots first
-            yesterday = min(volume, max(held_yesterday, 0))
-            today = volume - yesterday
-        if side_long:
-            basis = _take(p.long_today_basis, held_today, today) + _take(
-                p.long_yesterday_basis, held_yesterday, yesterday
-            )
-            p.long_today_basis -= _take(p.long_today_basis, held_today, today)
-            p.long_yesterday_basis -= _take(p.long_yesterday_basis, held_yesterday, yesterday)
-            held = p.long_today + p.long_yesterday
-            p.long_open_cost -= _take(p.long_open_cost, held, volume)
-            p.long_today -= today
-            p.long_yesterday -= yesterday
-            if not p.long_today + p.long_yesterday:
-                p.long_open_cost = p.long_today_basis = p.long_yesterday_basis = 0.0
-            return price * volume - basis
-        basis = _take(p.short_today_basis, held_today, today) + _take(
-            p.short_yesterday_basis, held_yesterday, yesterday
-        )
-        p.short_today_basis -= _take(p.short_today_basis, held_today, today)
-        p.short_yesterday_basis -= _take(p.short_yesterday_basis, held_yesterday, yesterday)
-        held = p.short_today + p.short_yesterday
-        p.short_open_cost -= _take(p.short_open_cost, held, volume)
-        p.short_today -= today
-        p.short_yesterday -= yesterday
-        if not p.short_today + p.short_yesterday:
-            p.short_open_cost = p.short_today_basis = p.short_yesterday_basis = 0.0
-        return basis - price * volume
+        if buy:  # a buy closes the short side, a sell the long side
+            return p.short.close(request.offset, volume) - price * volume
+        return price * volume - p.long.close(request.offset, volume)
 
     def _day_rolled(self, msg: m.DayRolled) -> None:
         """Mark to settlement: the day's PnL goes to cash, today's lots become yesterday's at
@@ -283,25 +293,8 @@ class AccountState:
         for (agent, instrument), p in sorted(self._positions.items()):
             price = msg.settlements.get(instrument, math.nan)
             money = self._money.setdefault(agent, _Money())
-            if not math.isnan(price):
-                mult = self._multiplier(instrument)
-                long_lots = p.long_today + p.long_yesterday
-                short_lots = p.short_today + p.short_yesterday
-                long_basis = p.long_today_basis + p.long_yesterday_basis
-                short_basis = p.short_today_basis + p.short_yesterday_basis
-                money.opening_cash += (long_lots * price - long_basis) * mult
-                money.opening_cash += (short_basis - short_lots * price) * mult
-                p.long_yesterday_basis, p.short_yesterday_basis = (
-                    long_lots * price,
-                    short_lots * price,
-                )
-            else:
-                p.long_yesterday_basis += p.long_today_basis
-                p.short_yesterday_basis += p.short_today_basis
-            p.long_yesterday += p.long_today
-            p.short_yesterday += p.short_today
-            p.long_today = p.short_today = 0
-            p.long_today_basis = p.short_today_basis = 0.0
+            mult = self._multiplier(instrument)
+            money.opening_cash += (p.long.roll(price) - p.short.roll(price)) * mult
             self._position(agent, instrument)
         for agent, money in sorted(self._money.items()):
             money.opening_cash += money.realised - money.fees
@@ -318,20 +311,25 @@ class AccountState:
 
     # -- views ---------------------------------------------------------------------------------
 
+    def _position_of(self, agent: str, instrument: str) -> _Position:
+        key = (agent, instrument)
+        if key not in self._positions:
+            self._positions[key] = _Position(_Side(), _Side())
+        return self._positions[key]
+
     def _position(self, agent: str, instrument: str) -> None:
         p = self._positions[(agent, instrument)]
-        longs, shorts = p.long_today + p.long_yesterday, p.short_today + p.short_yesterday
+        long, short = p.long, p.short
         key = f"{agent}/{instrument}"
-        if not longs and not shorts:
+        if not long.lots and not short.lots:
             if key in self._values.get("positions", {}):
                 self._set("positions", key, None)
             return
         self._set("positions", key, PositionView(
-            agent, instrument, p.long_today, p.long_yesterday, p.short_today, p.short_yesterday,
-            p.long_today_basis + p.long_yesterday_basis,
-            p.short_today_basis + p.short_yesterday_basis,
-            p.long_open_cost / longs if longs else 0.0,
-            p.short_open_cost / shorts if shorts else 0.0,
+            agent, instrument, long.today, long.yesterday, short.today, short.yesterday,
+            long.basis, short.basis,
+            long.open_cost / long.lots if long.lots else 0.0,
+            short.open_cost / short.lots if short.lots else 0.0,
         ))  # fmt: skip
 
     def _pnl(self, agent: str) -> None:
@@ -343,12 +341,11 @@ class AccountState:
     def holdings(self) -> list[tuple[str, str, int, int, float, float]]:
         """(agent, instrument, long, short, long open cost, short open cost) of every open
         position, sorted: what the engine's ``DayClosed`` holdings should say."""
-        out = []
-        for (agent, instrument), p in sorted(self._positions.items()):
-            longs, shorts = p.long_today + p.long_yesterday, p.short_today + p.short_yesterday
-            if longs or shorts:
-                out.append((agent, instrument, longs, shorts, p.long_open_cost, p.short_open_cost))
-        return out
+        return [
+            (agent, instrument, p.long.lots, p.short.lots, p.long.open_cost, p.short.open_cost)
+            for (agent, instrument), p in sorted(self._positions.items())
+            if p.long.lots or p.short.lots
+        ]
 
     def cash(self) -> dict[str, float]:
         """Each agent's cash as the next day opens with it (after a roll)."""

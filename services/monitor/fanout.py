@@ -55,6 +55,14 @@ class ClientQueue:
             return
         self._items.append(data)
 
+    def restart(self) -> None:
+        """A new trading day began: what is queued belongs to the old one; a snapshot of the
+        new day replaces it (not counted as falling behind)."""
+        if self.closed is None:
+            self._items.clear()
+            self.stale = True
+            self._missed = 0
+
     def take(self) -> bytes | None:
         return self._items.popleft() if self._items else None
 

@@ -87,7 +87,13 @@ class MonitorServer:
         now = self.clock()
         for delta in deltas:
             data = _encode(delta)
-            self.histories[delta.account].append(delta, data)
+            history = self.histories[delta.account]
+            if history.trading_day and delta.trading_day != history.trading_day:
+                for client in self.clients:  # a new day: its snapshot, numbered from 1 again
+                    if delta.account in client.accounts:
+                        client.queue.restart()
+                        client.wake.set()
+            history.append(delta, data)
             for client in self.clients:
                 if delta.account in client.accounts:
                     client.queue.put(data, now)

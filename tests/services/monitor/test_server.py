@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
@@ -400,3 +401,47 @@ def test_no_token_configured_and_a_port_in_use_are_one_line_each(tmp_path: Path)
             "it or set monitor.port"
         ]
         assert VIEWER_A not in busy.stderr
+
+
+def test_a_new_trading_day_reaches_a_watching_client_as_its_snapshot(
+    deployment: Deployment,
+) -> None:
+    """Day one of A closes (rolled, then closed, as the engine ends a day) and day two's journal
+    begins: a client watching all along gets day two's snapshot, then its deltas numbered on,
+    and ends where a client that connects afterwards starts."""
+    a = deployment.frames["A"]
+    last_time = a[2999][1]
+    writer = deployment.writers["A"]
+    for msg in (m.DayRolled(0, last_time, DAY, DAY + 1, {"IF2101": 5200.0}),
+                m.DayClosed(0, last_time, DAY, [], {"mm": 1e6, "trend-a": 1e6})):  # fmt: skip
+        writer.append(m.encode(msg), last_time)
+    url = deployment.start()
+    seqs = wait_caught_up(deployment, url)
+    ws, _ = subscribe(url, ADMIN)
+    mirror = Mirror()
+    mirror.follow(ws, seqs)
+    day_two = JournalWriter(deployment.root / "A" / "engine" / str(DAY + 1), layout=m.ENGINE_LAYOUT)
+    try:
+        opened = m.decode(a[0][0])
+        assert isinstance(opened, m.DayOpened)
+        day_two.append(m.encode(msgspec.structs.replace(opened, trading_day=DAY + 1)), a[0][1])
+        for data, t in a[1:800]:
+            day_two.append(data, t)
+        deadline = time.monotonic() + 60
+        while True:  # until day two's snapshot and deltas have come
+            assert time.monotonic() < deadline, mirror.seen[-3:]
+            message = json.loads(ws.recv(timeout=30))
+            mirror.take(message)
+            if message["type"] == "snapshot" and message["trading_day"] == DAY + 1:
+                break
+        seqs = wait_caught_up(deployment, url)
+        mirror.follow(ws, {"A": seqs["A"]})
+    finally:
+        day_two.close()
+        ws.close()
+    fresh = Mirror()
+    ws, _ = subscribe(url, ADMIN)
+    fresh.follow(ws, {"A": seqs["A"]})
+    ws.close()
+    assert fresh.accounts["A"] == mirror.accounts["A"]
+    assert mirror.accounts["A"]["topics"]["day"]["day"]["trading_day"] == DAY + 1

@@ -39,7 +39,7 @@ class MonitorToken(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")
+    name: str = Field(pattern=r"^[A-Za-z0-9_.@-]{1,56}$")  # "monitor.NAME" fits a requester
     token: SecretStr = Field(min_length=MIN_TOKEN_LENGTH)
     role: Literal["viewer", "admin"]
     accounts: list[str] = Field(default_factory=lambda: ["*"], min_length=1)

@@ -18,6 +18,7 @@ __all__ = [
     "AgentView",
     "Auth",
     "ClientMessage",
+    "Command",
     "Day",
     "Delta",
     "ErrorReply",
@@ -26,6 +27,7 @@ __all__ = [
     "PnlView",
     "PositionView",
     "Refusal",
+    "Reply",
     "RiskView",
     "ServerMessage",
     "Subscribe",
@@ -188,6 +190,27 @@ class Subscribe(
     since: dict[str, tuple[int, int]] = msgspec.field(default_factory=dict)
 
 
+class Command(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="type", tag="command"
+):
+    """An admin's command for one account's engine (docs/monitor.md, "Control")."""
+
+    account: str
+    action: Literal["halt", "reduce", "resume", "cancel_all", "flatten", "status"]
+    scope: Literal["agent", "instrument", "account", "global"] = "account"
+    target: str = ""
+    command_id: str = ""
+
+
+class Reply(msgspec.Struct, frozen=True, tag_field="type", tag="reply"):
+    """The engine's answer to a command, as the engine gave it (or why none came)."""
+
+    account: str
+    command_id: str
+    ok: bool
+    text: str
+
+
 PROTOCOL_VERSION = 1
-ServerMessage = Hello | AccountSnapshot | Delta | ErrorReply
-ClientMessage = Auth | Subscribe
+ServerMessage = Hello | AccountSnapshot | Delta | ErrorReply | Reply
+ClientMessage = Auth | Subscribe | Command

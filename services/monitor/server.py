@@ -26,12 +26,14 @@ from contracts.monitor import (
     TOPICS,
     Auth,
     ClientMessage,
+    Command,
     Delta,
     ErrorReply,
     Hello,
     Subscribe,
 )
 from services.monitor.auth import Grant, Tokens, TooManyFailures
+from services.monitor.control import EngineLink
 from services.monitor.fanout import ClientQueue, History
 from services.monitor.state import AccountState
 
@@ -69,6 +71,8 @@ class MonitorServer:
         mode: str, log: Any, clock: Callable[[], int] = time.time_ns,
     ) -> None:  # fmt: skip
         self.states = states
+        self.links: dict[str, EngineLink] = {}
+        """How to reach each account's engine, for admin commands (set by the service)."""
         self.tokens = tokens
         self.config = config
         self.mode = mode
@@ -238,11 +242,28 @@ class MonitorServer:
 
     async def _received(self, client: _Client, raw: str | bytes) -> None:
         try:
-            _decode_client(raw)
-            text = "already subscribed; commands come with the control work"
+            message = _decode_client(raw)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            text = f"not a message of this protocol: {exc}"
-        await client.ws.send(_encode(ErrorReply(text)), text=True)
+            await client.ws.send(_encode(ErrorReply(f"not a message of this protocol: {exc}")),
+                                 text=True)  # fmt: skip
+            return
+        if not isinstance(message, Command):
+            await client.ws.send(_encode(ErrorReply("already subscribed")), text=True)
+            return
+        grant = client.grant
+        link = self.links.get(message.account)
+        if grant.role != "admin" or link is None or not grant.sees(message.account):
+            why = ("a viewer token cannot send commands" if grant.role != "admin"
+                   else f"no account {message.account!r} for this token")  # fmt: skip
+            self.log.warning("monitor_command_refused", name=grant.name, action=message.action,
+                             account=message.account, why=why)  # fmt: skip
+            await client.ws.send(_encode(ErrorReply(why)), text=True)
+            return
+        reply = await link.send(message, f"monitor.{grant.name}")
+        self.log.info("monitor_command", name=grant.name, account=message.account,
+                      action=message.action, scope=message.scope, target=message.target,
+                      ok=reply.ok, text=reply.text)  # fmt: skip
+        await client.ws.send(_encode(reply), text=True)
 
     async def _send(self, client: _Client) -> None:
         queue, ws = client.queue, client.ws

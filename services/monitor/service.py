@@ -28,6 +28,7 @@ from contracts.logs import get_logger
 from contracts.stop import StopSignals
 from libshm import JournalReader, NotAJournal
 from services.monitor.auth import Tokens
+from services.monitor.control import EngineLink
 from services.monitor.server import MonitorServer
 from services.monitor.state import AccountState
 
@@ -107,7 +108,8 @@ def _accounts(config: DeploymentConfig) -> list[MonitorAccount]:
 def run_monitor(config: DeploymentConfig) -> int:
     log = get_logger()
     stop = StopSignals()
-    tokens = Tokens(load_credentials(config.suite.credentials_file))
+    credentials = load_credentials(config.suite.credentials_file)
+    tokens = Tokens(credentials)
     if not len(tokens):
         raise UserError(
             "monitor: no token is configured, so no client could connect; export "
@@ -127,6 +129,8 @@ def run_monitor(config: DeploymentConfig) -> int:
     states = {a.name: AccountState(a.name, multiplier) for a in accounts}
     tailers = [Tailer(a, states[a.name], log) for a in accounts]
     server = MonitorServer(states, tokens, config.monitor, mode=config.suite.mode, log=log)
+    engine_token = credentials.engine_token.get_secret_value() if credentials.engine_token else None
+    server.links = {a.name: EngineLink(a.name, a.journal_dir, engine_token) for a in accounts}
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(_serve(config, server, tailers, stop, log))
 

@@ -82,7 +82,6 @@ class MonitorServer:
         self.failures = TooManyFailures()
         self.clients: set[_Client] = set()
         self.origins: set[str] = set(config.origins)
-        self._url_refused: set[int] = set()
 
     # -- publishing ----------------------------------------------------------------------------
 
@@ -124,8 +123,6 @@ class MonitorServer:
                              address=_address(connection),
                              hint="add it to monitor.origins if it is yours")  # fmt: skip
             return connection.respond(HTTPStatus.FORBIDDEN, "origin not allowed\n")
-        if path.query:  # a token in a URL ends up in logs and history: refused, whatever it is
-            self._url_refused.add(id(connection))
         return None
 
     def metrics(self) -> str:
@@ -202,9 +199,8 @@ class MonitorServer:
             return None
         how, grant = "none", None
         header = ws.request.headers.get("Authorization") if ws.request else None
-        if id(ws) in self._url_refused:
-            self._url_refused.discard(id(ws))
-            how = "query string (tokens are never taken from a URL)"
+        if ws.request is not None and urlsplit(ws.request.path).query:  # a token in a URL ends
+            how = "query string (tokens are never taken from a URL)"  # up in logs and history
         elif header is not None:
             how = "header"
             scheme, _, token = header.partition(" ")

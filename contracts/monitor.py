@@ -22,6 +22,7 @@ __all__ = [
     "Day",
     "Delta",
     "ErrorReply",
+    "Health",
     "Hello",
     "OrderView",
     "PnlView",
@@ -30,6 +31,7 @@ __all__ = [
     "Reply",
     "RiskView",
     "ServerMessage",
+    "ServiceHealth",
     "Subscribe",
     "TradeView",
 ]
@@ -211,6 +213,25 @@ class Reply(msgspec.Struct, frozen=True, tag_field="type", tag="reply"):
     text: str
 
 
+class ServiceHealth(msgspec.Struct, frozen=True):
+    """A service as its journal's head says: ``open`` (alive and heard from within the feed
+    timeout), ``closed`` (stopped cleanly), ``gone`` (died, or silent), ``absent`` (nothing
+    to read yet)."""
+
+    state: Literal["open", "closed", "gone", "absent"]
+    trading_day: int = 0
+    frames: int = 0  # engine: the frames of its day's journal the monitor has applied
+
+
+class Health(msgspec.Struct, frozen=True, tag_field="type", tag="health"):
+    """Once a second: each visible account's engine, and the market data (md_recorder's
+    snapshot table)."""
+
+    time_ns: int
+    engines: dict[str, ServiceHealth]
+    market: ServiceHealth
+
+
 PROTOCOL_VERSION = 1
-ServerMessage = Hello | AccountSnapshot | Delta | ErrorReply | Reply
+ServerMessage = Hello | AccountSnapshot | Delta | ErrorReply | Reply | Health
 ClientMessage = Auth | Subscribe | Command

@@ -311,6 +311,7 @@ class EngineService(Health, Interrupts):
             raise JournalProblem(
                 f"{path}: another engine is writing this journal; stop it first"
             ) from None
+        self._journal_writer = writer
         try:
             existing = read_journal(path)
             if existing and isinstance(existing[-1], m.DayClosed):
@@ -523,6 +524,7 @@ class EngineService(Health, Interrupts):
             if now >= next_second:
                 next_second = now + 1_000_000_000
                 self._each_second(engine, ticks, day, now, caught_up=item is None)
+                self._journal_writer.heartbeat()  # the monitor tells a live engine from a dead one
             if engine.outbox:
                 deliver(engine)
             if now >= next_end_check:

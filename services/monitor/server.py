@@ -29,7 +29,9 @@ from contracts.monitor import (
     Command,
     Delta,
     ErrorReply,
+    Health,
     Hello,
+    ServiceHealth,
     Subscribe,
 )
 from services.monitor.auth import Grant, Tokens, TooManyFailures
@@ -104,6 +106,14 @@ class MonitorServer:
                     if client.queue.closed is not None and not client.dropping:
                         client.dropping = True  # its sender may be stuck in a send: not waited on
                         asyncio.get_running_loop().create_task(self._drop(client))
+
+    def publish_health(self, engines: Mapping[str, ServiceHealth], market: ServiceHealth) -> None:
+        """Send each client the health of the engines it may see, and of the market data."""
+        now = self.clock()
+        for client in self.clients:
+            visible = {a: h for a, h in engines.items() if a in client.accounts}
+            client.queue.put(_encode(Health(now, visible, market)), now)
+            client.wake.set()
 
     # -- HTTP ----------------------------------------------------------------------------------
 

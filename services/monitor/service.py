@@ -25,8 +25,9 @@ from contracts.config import DeploymentConfig, MonitorAccount
 from contracts.credentials import load_credentials
 from contracts.errors import JournalProblem, UserError
 from contracts.logs import get_logger
+from contracts.monitor import ServiceHealth
 from contracts.stop import StopSignals
-from libshm import JournalReader, NotAJournal
+from libshm import JournalError, JournalReader, NotAJournal, SnapshotReader
 from services.monitor.auth import Tokens
 from services.monitor.control import EngineLink
 from services.monitor.server import MonitorServer
@@ -37,6 +38,9 @@ __all__ = ["run_monitor"]
 BATCH: Final = 256
 """Engine messages applied per account before the loop serves clients again."""
 IDLE_S: Final = 0.005
+HEARTBEAT_TIMEOUT_NS: Final = 5 * 1_000_000_000
+"""A writer silent for longer is reported ``gone`` (the engine heartbeats every second)."""
+HEALTH_EVERY_S: Final = 1.0
 
 
 def _days(root: Path) -> list[int]:
@@ -55,6 +59,13 @@ class Tailer:
         self.day = 0
         self.reader: JournalReader | None = None
         self.closed = False
+        self.frames = 0
+
+    def health(self) -> ServiceHealth:
+        if self.reader is None:
+            return ServiceHealth("absent")
+        state = self.reader.writer_state(HEARTBEAT_TIMEOUT_NS)
+        return ServiceHealth(state, self.day, self.frames)  # type: ignore[arg-type]
 
     def poll(self) -> list[m.EngineMessage]:
         """The messages committed since the last call (at most ``BATCH``)."""
@@ -72,6 +83,7 @@ class Tailer:
                     f"of this version ({exc}); is the monitor older than the engine?"
                 ) from None
             out.append(msg)
+            self.frames += 1
             if isinstance(msg, m.DayClosed):
                 self.closed = True
         return out
@@ -94,7 +106,7 @@ class Tailer:
             )
         if self.reader is not None:
             self.reader.close()
-        self.reader, self.day, self.closed = reader, day, False
+        self.reader, self.day, self.closed, self.frames = reader, day, False, 0
         self.log.info("monitor_following", journal=str(self.root / str(day)))
         return True
 
@@ -157,8 +169,15 @@ async def _serve(config: DeploymentConfig, server: MonitorServer, tailers: list[
     url = f"ws://{mc.host}:{port}"
     _write_endpoint(config.suite.journal_dir / "monitor", url)
     log.info("monitor_started", url=url, accounts=list(server.states), mode=config.suite.mode)
+    market = _Market(config.suite.shm_dir / "snapshot")
+    loop = asyncio.get_running_loop()
+    next_health = loop.time()
     try:
         while not stop.requested:
+            if loop.time() >= next_health:
+                next_health = loop.time() + HEALTH_EVERY_S
+                server.publish_health({t.state.account: t.health() for t in tailers},
+                                      market.health())  # fmt: skip
             busy = False
             for tailer in tailers:
                 messages = tailer.poll()
@@ -172,6 +191,22 @@ async def _serve(config: DeploymentConfig, server: MonitorServer, tailers: list[
         await ws_server.wait_closed()
     log.info("monitor_stopped", clients=len(server.clients))
     return 0
+
+
+class _Market:
+    """md_recorder's health from its snapshot table: alive while its writer's process lives."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.table: SnapshotReader | None = None
+
+    def health(self) -> ServiceHealth:
+        if self.table is None:
+            try:
+                self.table = SnapshotReader(self.path)
+            except (OSError, JournalError):
+                return ServiceHealth("absent")
+        return ServiceHealth("open" if self.table.writer_alive() else "gone")
 
 
 def _write_endpoint(directory: Path, url: str) -> None:

@@ -83,12 +83,23 @@ def test_an_admin_halts_the_account_and_a_viewer_cannot(tmp_path: Path, recordin
             assert refused["text"] == "a viewer token cannot send commands"
             viewer.close()
             admin, _ = subscribe(url, ADMIN)
+            health = wait_for(admin, lambda x: x["type"] == "health")
+            assert health["engines"]["paper"]["state"] == "open"  # the engine heartbeats
+            assert health["engines"]["paper"]["trading_day"] == DAY
+            assert health["market"]["state"] == "absent"  # no md_recorder in this deployment
             admin.send(json.dumps({"type": "command", "account": "paper", "action": "halt",
                                    "command_id": "h1"}))  # fmt: skip
-            reply = wait_for(admin, lambda x: x["type"] == "reply")
+            run.feed(5)
+            got: dict[str, dict[str, Any]] = {}  # the reply and the risk delta, in either order
+            deadline = time.monotonic() + 60
+            while len(got) < 2:
+                assert time.monotonic() < deadline, got
+                message = json.loads(admin.recv(timeout=30))
+                if message["type"] == "reply" or (message["type"] == "delta"
+                                                  and message["topic"] == "risk"):  # fmt: skip
+                    got[message["type"]] = message
+            reply, halted = got["reply"], got["delta"]
             assert (reply["account"], reply["command_id"], reply["ok"]) == ("paper", "h1", True)
-            run.feed(5)  # the engine journals the halt with the next input
-            halted = wait_for(admin, lambda x: x["type"] == "delta" and x["topic"] == "risk")
             assert halted["key"] == "account/" and halted["value"]["state"] == "halted"
             admin.send(json.dumps({"type": "command", "account": "nowhere", "action": "halt"}))
             assert wait_for(admin, lambda x: x["type"] == "error")["text"] == (

@@ -24,6 +24,7 @@ __all__ = [
     "ErrorReply",
     "Health",
     "Hello",
+    "Marks",
     "OrderView",
     "PnlView",
     "PositionView",
@@ -232,6 +233,16 @@ class Health(msgspec.Struct, frozen=True, tag_field="type", tag="health"):
     market: ServiceHealth
 
 
+class Marks(msgspec.Struct, frozen=True, tag_field="type", tag="marks"):
+    """The latest prices of an account's open positions (md_recorder's snapshot table) and the
+    mark-to-market PnL they give each agent against the positions' basis; a live sample."""
+
+    time_ns: int
+    account: str
+    prices: dict[str, float]
+    unrealised: dict[str, float]
+
+
 PROTOCOL_VERSION = 1
-ServerMessage = Hello | AccountSnapshot | Delta | ErrorReply | Reply | Health
+ServerMessage = Hello | AccountSnapshot | Delta | ErrorReply | Reply | Health | Marks
 ClientMessage = Auth | Subscribe | Command

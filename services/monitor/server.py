@@ -31,6 +31,7 @@ from contracts.monitor import (
     ErrorReply,
     Health,
     Hello,
+    Marks,
     ServiceHealth,
     Subscribe,
 )
@@ -106,6 +107,20 @@ class MonitorServer:
                     if client.queue.closed is not None and not client.dropping:
                         client.dropping = True  # its sender may be stuck in a send: not waited on
                         asyncio.get_running_loop().create_task(self._drop(client))
+
+    def publish_marks(self, prices: Mapping[str, float]) -> None:
+        """Send each client the marks of the accounts it may see (those with open positions)."""
+        now = self.clock()
+        encoded = {}
+        for account, state in self.states.items():
+            held = {i: prices[i] for i in state.instruments() if i in prices}
+            if held:
+                encoded[account] = _encode(Marks(now, account, held, state.unrealised(held)))
+        for client in self.clients:
+            for account in client.accounts:
+                if account in encoded:
+                    client.queue.put(encoded[account], now)
+                    client.wake.set()
 
     def publish_health(self, engines: Mapping[str, ServiceHealth], market: ServiceHealth) -> None:
         """Send each client the health of the engines it may see, and of the market data."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import math
 import os
 from pathlib import Path
 from typing import Any, Final
@@ -27,7 +28,7 @@ from contracts.errors import JournalProblem, UserError
 from contracts.logs import get_logger
 from contracts.monitor import ServiceHealth
 from contracts.stop import StopSignals
-from libshm import JournalError, JournalReader, NotAJournal, SnapshotReader
+from libshm import JournalError, JournalReader, NotAJournal, SnapshotBusy, SnapshotReader
 from services.monitor.auth import Tokens
 from services.monitor.control import EngineLink
 from services.monitor.server import MonitorServer
@@ -171,9 +172,14 @@ async def _serve(config: DeploymentConfig, server: MonitorServer, tailers: list[
     log.info("monitor_started", url=url, accounts=list(server.states), mode=config.suite.mode)
     market = _Market(config.suite.shm_dir / "snapshot")
     loop = asyncio.get_running_loop()
-    next_health = loop.time()
+    next_health = next_marks = loop.time()
     try:
         while not stop.requested:
+            if loop.time() >= next_marks:
+                next_marks = loop.time() + 1 / mc.marks_hz
+                wanted = {i for t in tailers for i in t.state.instruments()}
+                if wanted and (prices := market.prices(wanted)) is not None:
+                    server.publish_marks(prices)
             if loop.time() >= next_health:
                 next_health = loop.time() + HEALTH_EVERY_S
                 server.publish_health({t.state.account: t.health() for t in tailers},
@@ -207,6 +213,23 @@ class _Market:
             except (OSError, JournalError):
                 return ServiceHealth("absent")
         return ServiceHealth("open" if self.table.writer_alive() else "gone")
+
+    def prices(self, wanted: set[str]) -> dict[str, float] | None:
+        """The last price of each ``wanted`` instrument the table holds, or None if there is
+        no table."""
+        if self.table is None:
+            self.health()
+        if self.table is None:
+            return None
+        out = {}
+        for instrument in sorted(wanted):
+            try:
+                tick = self.table.read(instrument)
+            except SnapshotBusy:  # the writer kept it busy past the reader's patience: next time
+                continue
+            if tick is not None and not math.isnan(tick.last):
+                out[instrument] = tick.last
+        return out
 
 
 def _write_endpoint(directory: Path, url: str) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -346,6 +346,22 @@ class AccountState:
             for (agent, instrument), p in sorted(self._positions.items())
             if p.long.lots or p.short.lots
         ]
+
+    def instruments(self) -> list[str]:
+        """The instruments of the open positions, sorted."""
+        return sorted({i for (_, i), p in self._positions.items() if p.long.lots or p.short.lots})
+
+    def unrealised(self, prices: Mapping[str, float]) -> dict[str, float]:
+        """Each agent's mark-to-market PnL at ``prices`` against its positions' basis (an
+        instrument without a price counts nothing); agents without an open position: 0."""
+        out = dict.fromkeys(sorted(self._money), 0.0)
+        for (agent, instrument), p in sorted(self._positions.items()):
+            price = prices.get(instrument)
+            if price is None or math.isnan(price) or not (p.long.lots or p.short.lots):
+                continue
+            points = (p.long.lots * price - p.long.basis) + (p.short.basis - p.short.lots * price)
+            out[agent] = out.get(agent, 0.0) + points * self._multiplier(instrument)
+        return out
 
     def cash(self) -> dict[str, float]:
         """Each agent's cash as the next day opens with it (after a roll)."""

@@ -27,7 +27,7 @@ from websockets.sync.client import ClientConnection, connect
 from contracts import messages as m
 from contracts.calendar import load_calendar
 from contracts.config import PaperConfig, ProductRates, RiskConfig
-from libshm import JournalReader, JournalWriter, decode_tick
+from libshm import JournalReader, JournalWriter, SnapshotWriter, book_tick, decode_tick
 from services.engine.adapters.paper.broker import PaperBroker
 from services.engine.core import Engine
 from services.engine.products import specs_for
@@ -450,3 +450,39 @@ def test_a_new_trading_day_reaches_a_watching_client_as_its_snapshot(
     ws.close()
     assert fresh.accounts["A"] == mirror.accounts["A"]
     assert mirror.accounts["A"]["topics"]["day"]["day"]["trading_day"] == DAY + 1
+
+
+def test_marks_give_each_agent_its_unrealised_pnl_at_the_tables_last_price(
+    deployment: Deployment,
+) -> None:
+    """md_recorder's snapshot table holds IF2101 at a price: a viewer of A gets A's marks at it,
+    each agent's unrealised PnL what its published positions give at that price."""
+    url = deployment.start()
+    table = SnapshotWriter(deployment.root / "shm" / "snapshot")
+    try:
+        mirror = Mirror()
+        ws, _ = subscribe(url, VIEWER_A)
+        mirror.follow(ws, {"A": 1})
+        table.write(book_tick("IF2101", "CFFEX", DAY, 1_609_750_000 * 10**9, last=5250.0,
+                              bid=5249.8, ask=5250.2, upper=5700.0, lower=4700.0))  # fmt: skip
+        deadline = time.monotonic() + 30
+        while True:
+            assert time.monotonic() < deadline
+            message = json.loads(ws.recv(timeout=10))
+            if message["type"] == "marks":
+                break
+            mirror.take(message)
+        ws.close()
+    finally:
+        table.close()
+    assert message["account"] == "A" and message["prices"] == {"IF2101": 5250.0}
+    positions = mirror.accounts["A"]["topics"]["positions"]
+    assert positions  # something is held, so the marks mean something
+    expected: dict[str, float] = {}
+    for p in positions.values():
+        lots_long = p["long_today"] + p["long_yesterday"]
+        lots_short = p["short_today"] + p["short_yesterday"]
+        points = lots_long * 5250.0 - p["long_basis"] + p["short_basis"] - lots_short * 5250.0
+        expected[p["agent"]] = expected.get(p["agent"], 0.0) + points * 300
+    for agent, value in message["unrealised"].items():
+        assert value == pytest.approx(expected.get(agent, 0.0))

@@ -200,3 +200,7 @@ def test_a_plain_close_realises_against_yesterdays_settlement_first() -> None:
     pnl = state.value("pnl", "a")
     assert isinstance(pnl, PnlView)
     assert (pnl.realised, pnl.fees, pnl.cash) == (6000.0, 20.0, 1e6 + 6000.0 - 20.0)
+    # marked at 5030: today's lot made 20 points since 5010, yesterday's 30 since 5000
+    assert state.instruments() == ["IF2101"]
+    assert state.unrealised({"IF2101": 5030.0}) == {"a": (20 + 30) * 300.0}
+    assert state.unrealised({}) == {"a": 0.0}  # no price, nothing counted

@@ -18,13 +18,15 @@ from pathlib import Path
 
 from libshm import JournalReader, WaitPolicy, is_archived, is_journal
 
-__all__ = ["TickStore"]
+__all__ = ["TickStore", "days_in"]
 
 
-def _days(root: Path) -> set[int]:
+def days_in(root: Path) -> list[int]:
+    """The trading days (``YYYYMMDD`` directories) under ``root``, oldest first: the layout of
+    rings, recordings and engine journals alike."""
     if not root.is_dir():
-        return set()
-    return {int(p.name) for p in root.iterdir() if p.name.isdigit() and len(p.name) == 8}
+        return []
+    return sorted(int(p.name) for p in root.iterdir() if p.name.isdigit() and len(p.name) == 8)
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ class TickStore:
 
     def days(self) -> list[int]:
         """Trading days with ticks in a ring or a recording, oldest first."""
-        return sorted(_days(self.live) | _days(self.recordings))
+        return sorted({*days_in(self.live), *days_in(self.recordings)})
 
     def has_ring(self, day: int) -> bool:
         return is_journal(self.ring(day))
@@ -80,7 +82,7 @@ class TickStore:
         hold every segment of them, byte for byte. A reader still in one keeps its mapped
         segments and finds the rest in the recording. Returns the days dropped."""
         dropped = []
-        for old in sorted(_days(self.live)):
+        for old in days_in(self.live):
             if old >= day or not self.has_ring(old):
                 continue
             reader = JournalReader(self.ring(old))

@@ -42,14 +42,16 @@ def seed_ring(ring: Path, archive: Path) -> bool:
     return True
 
 
+def _copied(ring: Path, archive: Path, index: int) -> bool:
+    """Whether ``archive`` holds a byte-identical copy of segment ``index`` of ``ring``."""
+    name = segment_name(index)
+    return (archive / name).is_file() and filecmp.cmp(ring / name, archive / name, shallow=False)
+
+
 def is_archived(ring: Path, archive: Path) -> bool:
     """Whether every segment of ``ring`` has a byte-identical copy in ``archive`` (so the ring
     can be deleted without losing a frame)."""
-    for index in list_segments(ring):
-        name = segment_name(index)
-        if not (archive / name).is_file() or not filecmp.cmp(ring / name, archive / name, False):
-            return False
-    return True
+    return all(_copied(ring, archive, index) for index in list_segments(ring))
 
 
 class Archiver:
@@ -62,12 +64,10 @@ class Archiver:
         self._done: set[int] = set()
         self._lock = threading.Lock()
         self._queue: queue.SimpleQueue[int | None] = queue.SimpleQueue()
-        held = set(list_segments(archive)) if archive.is_dir() else set()
         for index in list_segments(ring):
             if index >= current:
                 continue
-            name = segment_name(index)
-            if index in held and filecmp.cmp(ring / name, archive / name, shallow=False):
+            if _copied(ring, archive, index):
                 self._done.add(index)
             else:
                 self._queue.put(index)

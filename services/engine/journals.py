@@ -12,7 +12,7 @@ from contracts import messages as m
 from contracts.errors import JournalProblem
 from libshm import CorruptJournal, JournalReader
 
-__all__ = ["check_engine_layout", "days", "read_journal"]
+__all__ = ["check_engine_layout", "read_journal"]
 
 
 def check_engine_layout(path: Path, reader: JournalReader) -> None:
@@ -53,10 +53,3 @@ def read_journal(path: Path) -> list[m.EngineMessage]:
     finally:
         reader.close()
     return out
-
-
-def days(root: Path) -> list[int]:
-    """The trading days (YYYYMMDD directories) under ``root``, oldest first."""
-    if not root.is_dir():
-        return []
-    return sorted(int(p.name) for p in root.iterdir() if p.name.isdigit() and len(p.name) == 8)

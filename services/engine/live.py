@@ -46,7 +46,7 @@ from contracts.errors import JournalProblem, UserError
 from contracts.logs import get_logger
 from contracts.refusals import RefusalLog
 from contracts.stop import StopSignals
-from contracts.ticks import TickStore
+from contracts.ticks import TickStore, days_in
 from libshm import (
     JournalFull,
     JournalReader,
@@ -64,7 +64,7 @@ from services.engine.core import Engine, RecoveryDiverged
 from services.engine.health import STATUS_EVERY_NS, Health
 from services.engine.intake import MAX_REQUEST_BYTES, Intake, refusal
 from services.engine.interrupts import Interrupts, Watchdog
-from services.engine.journals import check_engine_layout, days, read_journal
+from services.engine.journals import check_engine_layout, read_journal
 from services.engine.ledger import Spec
 from services.engine.products import specs_for
 from services.engine.risk import RiskLimits
@@ -282,7 +282,7 @@ class EngineService(Health, Interrupts):
         else:
             return None, [], {}
         day = recorded[-1]
-        for earlier in reversed(days(self.root)):
+        for earlier in reversed(days_in(self.root)):
             if earlier >= day:
                 continue
             messages = read_journal(self.root / str(earlier))

@@ -178,14 +178,11 @@ class Recorder:
         }
 
     def close(self) -> None:
-        if self._writer is not None:
-            writer, self._writer = self._writer, None
-            try:
+        writer, self._writer = self._writer, None
+        try:
+            if writer is not None:
                 writer.close()
-            finally:
-                if self._snapshot is not None:
-                    self._snapshot.close()
-                    self._snapshot = None
-        if self._snapshot is not None:
-            self._snapshot.close()
-            self._snapshot = None
+        finally:
+            if self._snapshot is not None:
+                self._snapshot.close()
+                self._snapshot = None

@@ -72,12 +72,8 @@ class _Published:
                     f"{report.problems[0]}; the replay would continue this day's journal, "
                     f"which is damaged: `hft journal verify {self.journal}` lists the damage"
                 )
-            counter = store.open(day)  # a ring with its archive: every frame of the day
-            try:
-                while n := len(counter.read_array()):
-                    self.left += n
-            finally:
-                counter.close()
+            # numbered from 0: the last sequence number counts the frames a ring already let go
+            self.left = 0 if report.last_seq is None else report.last_seq + 1
             self.reader = store.open(day)
         self.total = self.left
 

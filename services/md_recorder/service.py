@@ -151,10 +151,10 @@ def _directories(config: DeploymentConfig) -> Path:
 
 
 def _source(
-    config: DeploymentConfig, calendar: Calendar, store: TickStore, log: Any
-) -> Source | ReplaySource:
+    config: DeploymentConfig, calendar: Calendar, instruments: list[str], store: TickStore,
+    log: Any,
+) -> Source | ReplaySource:  # fmt: skip
     md = config.md_recorder
-    instruments = instruments_of(config)
     if md.source == "ctp":
         return _ctp_source(config, instruments, log)
     if md.source == "sim":
@@ -173,7 +173,8 @@ def run_md_recorder(config: DeploymentConfig) -> int:
     md = config.md_recorder
     calendar = load_calendar(md.calendar_file or DEFAULT_CALENDAR)
     store = TickStore.of(config.suite.shm_dir, config.suite.journal_dir)
-    source = _source(config, calendar, store, log)
+    instruments = instruments_of(config)
+    source = _source(config, calendar, instruments, store, log)
     shm = _directories(config)
     try:
         recorder = Recorder(
@@ -191,7 +192,7 @@ def run_md_recorder(config: DeploymentConfig) -> int:
     if recorder.rebuilt is not None:
         log.info("md_recorder_snapshot_rebuilt", day=recorder.rebuilt[0],
                  instruments=recorder.rebuilt[1])  # fmt: skip
-    log.info("md_recorder_started", source=md.source, instruments=len(instruments_of(config)))
+    log.info("md_recorder_started", source=md.source, instruments=len(instruments))
     next_metrics = time.monotonic() + METRICS_EVERY_S
     try:
         source.start()

@@ -85,6 +85,7 @@ class MonitorServer:
         self.failures = TooManyFailures()
         self.clients: set[_Client] = set()
         self.origins: set[str] = set(config.origins)
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # -- publishing ----------------------------------------------------------------------------
 
@@ -94,19 +95,24 @@ class MonitorServer:
         for delta in deltas:
             data = _encode(delta)
             history = self.histories[delta.account]
-            if history.trading_day and delta.trading_day != history.trading_day:
-                for client in self.clients:  # a new day: its snapshot, numbered from 1 again
-                    if delta.account in client.accounts:
-                        client.queue.restart()
-                        client.wake.set()
+            new_day = history.trading_day and delta.trading_day != history.trading_day
             history.append(delta, data)
             for client in self.clients:
                 if delta.account in client.accounts:
-                    client.queue.put(data, now)
-                    client.wake.set()
-                    if client.queue.closed is not None and not client.dropping:
-                        client.dropping = True  # its sender may be stuck in a send: not waited on
-                        asyncio.get_running_loop().create_task(self._drop(client))
+                    if new_day:  # its snapshot, numbered from 1 again, instead of what queued
+                        client.queue.restart()
+                    self._offer(client, data, now)
+
+    def _offer(self, client: _Client, data: bytes, now: int) -> None:
+        """Queue ``data`` for ``client``; one too far behind is dropped here and now, since its
+        sender may be stuck in a send."""
+        client.queue.put(data, now)
+        client.wake.set()
+        if client.queue.closed is not None and not client.dropping:
+            client.dropping = True
+            task = asyncio.get_running_loop().create_task(self._drop(client))
+            self._tasks.add(task)  # held until done: the loop keeps only weak references
+            task.add_done_callback(self._tasks.discard)
 
     def publish_marks(self, prices: Mapping[str, float]) -> None:
         """Send each client the marks of the accounts it may see (those with open positions)."""
@@ -119,16 +125,14 @@ class MonitorServer:
         for client in self.clients:
             for account in client.accounts:
                 if account in encoded:
-                    client.queue.put(encoded[account], now)
-                    client.wake.set()
+                    self._offer(client, encoded[account], now)
 
     def publish_health(self, engines: Mapping[str, ServiceHealth], market: ServiceHealth) -> None:
         """Send each client the health of the engines it may see, and of the market data."""
         now = self.clock()
         for client in self.clients:
             visible = {a: h for a, h in engines.items() if a in client.accounts}
-            client.queue.put(_encode(Health(now, visible, market)), now)
-            client.wake.set()
+            self._offer(client, _encode(Health(now, visible, market)), now)
 
     # -- HTTP ----------------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from contracts.errors import JournalProblem, UserError
 from contracts.logs import get_logger
 from contracts.monitor import ServiceHealth
 from contracts.stop import StopSignals
+from contracts.ticks import days_in
 from libshm import JournalError, JournalReader, NotAJournal, SnapshotBusy, SnapshotReader
 from services.monitor.auth import Tokens
 from services.monitor.control import EngineLink
@@ -42,12 +43,6 @@ IDLE_S: Final = 0.005
 HEARTBEAT_TIMEOUT_NS: Final = 5 * 1_000_000_000
 """A writer silent for longer is reported ``gone`` (the engine heartbeats every second)."""
 HEALTH_EVERY_S: Final = 1.0
-
-
-def _days(root: Path) -> list[int]:
-    if not root.is_dir():
-        return []
-    return sorted(int(p.name) for p in root.iterdir() if p.name.isdigit() and len(p.name) == 8)
 
 
 class Tailer:
@@ -70,7 +65,9 @@ class Tailer:
 
     def poll(self) -> list[m.EngineMessage]:
         """The messages committed since the last call (at most ``BATCH``)."""
-        newer = self.reader is None or (self.closed and any(d > self.day for d in _days(self.root)))
+        newer = self.reader is None or (
+            self.closed and any(d > self.day for d in days_in(self.root))
+        )
         if newer and not self._open_newest():
             return []
         assert self.reader is not None
@@ -90,7 +87,7 @@ class Tailer:
         return out
 
     def _open_newest(self) -> bool:
-        days = [d for d in _days(self.root) if d > self.day]
+        days = [d for d in days_in(self.root) if d > self.day]
         if not days:
             return False
         day = days[-1] if self.reader is None else days[0]

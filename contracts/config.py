@@ -355,7 +355,14 @@ class MonitorConfig(_Section):
     host: str = "127.0.0.1"
     port: Port = 8765
     """WebSocket endpoint and web dashboard (0: any free port, written to the endpoint file)."""
+    zmq: bool = True
+    """Serve programs over ZMQ too (``zmq_pub``, ``zmq_snapshot``)."""
     zmq_pub: ZmqEndpoint = "tcp://127.0.0.1:5570"
+    """The first account's PUB socket; the k-th account's is PORT + k (port 0: any free port;
+    ``ipc://PATH``: PATH.NAME). Loopback and ipc: PLAIN with the token; another address: CURVE,
+    with ``monitor_curve_secret_key`` in the credentials."""
+    zmq_snapshot: ZmqEndpoint = "tcp://127.0.0.1:5569"
+    """The REP socket that answers snapshot and endpoint requests."""
     accounts: list[MonitorAccount] = Field(default_factory=list)
     """The engines to watch; none: this deployment's, named ``suite.name``."""
     origins: list[str] = Field(default_factory=list)

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from contracts.errors import UserError
 from contracts.logs import register_secret
@@ -22,6 +22,8 @@ from contracts.logs import register_secret
 __all__ = ["ENV_VARS", "MIN_TOKEN_LENGTH", "Credentials", "MonitorToken", "load_credentials"]
 
 MIN_TOKEN_LENGTH = 32
+Z85_KEY = r"^[0-9a-zA-Z.:+=^!/*?&<>()\[\]{}@%$#-]{40}$"
+"""A CURVE key in Z85: 40 characters."""
 
 # field -> environment variable
 ENV_VARS: dict[str, str] = {
@@ -30,6 +32,7 @@ ENV_VARS: dict[str, str] = {
     "monitor_token": "HFT_MONITOR_TOKEN",
     "monitor_admin_token": "HFT_MONITOR_ADMIN_TOKEN",
     "engine_token": "HFT_ENGINE_TOKEN",
+    "monitor_curve_secret_key": "HFT_MONITOR_CURVE_SECRET_KEY",
 }
 
 
@@ -43,6 +46,8 @@ class MonitorToken(BaseModel):
     token: SecretStr = Field(min_length=MIN_TOKEN_LENGTH)
     role: Literal["viewer", "admin"]
     accounts: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+    curve_public_key: str | None = Field(None, pattern=Z85_KEY)
+    """The client's CURVE public key (Z85), for ZMQ subscribers on another host."""
 
 
 class Credentials(BaseModel):
@@ -54,7 +59,25 @@ class Credentials(BaseModel):
     monitor_admin_token: SecretStr | None = None
     engine_token: SecretStr | None = None
     """Authenticates commands to the engine's command socket."""
+    monitor_curve_secret_key: SecretStr | None = None
+    """The monitor's CURVE secret key (Z85), for ZMQ sockets reachable from other hosts."""
     monitor_tokens: list[MonitorToken] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _names_differ(self) -> Credentials:
+        names = [t.name for t in self.monitor_tokens]
+        names += [n for n, s in (("viewer", self.monitor_token),
+                                 ("admin", self.monitor_admin_token)) if s]  # fmt: skip
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(
+                f"two monitor tokens are named {twice[0]!r} (the environment's are 'viewer' "
+                "and 'admin'); names must differ, since logs and the engine tell them by name"
+            )
+        keys = [t.curve_public_key for t in self.monitor_tokens if t.curve_public_key]
+        if len(set(keys)) != len(keys):
+            raise ValueError("two monitor tokens have the same curve_public_key")
+        return self
 
     def require(self, field: str) -> str:
         """The secret's value, or a :class:`UserError` that says where to put it."""
@@ -118,7 +141,8 @@ def _read_file(path: Path) -> dict[str, Any]:
                 error["msg"] = f"must be a string of at least {MIN_TOKEN_LENGTH} characters"
             raise UserError(
                 f"{path}: monitor_tokens[{i}].{where}: {error['msg']} (each table: name, token, "
-                "role viewer or admin, accounts)"
+                "role viewer or admin, accounts, and curve_public_key for a remote ZMQ "
+                "subscriber)"
             ) from None
     return data
 
@@ -135,4 +159,10 @@ def load_credentials(
     for field in ENV_VARS:
         if isinstance(values.get(field), str):
             register_secret(values[field])
-    return Credentials.model_validate(values)
+    try:
+        return Credentials.model_validate(values)
+    except ValidationError as exc:  # the checks across tokens, whose messages hold no secret
+        where = credentials_file or "the environment"
+        raise UserError(
+            f"{where}: {exc.errors()[0]['msg'].removeprefix('Value error, ')}"
+        ) from None

@@ -17,10 +17,12 @@ __all__ = [
     "AccountSnapshot",
     "AgentView",
     "Auth",
+    "BusRequest",
     "ClientMessage",
     "Command",
     "Day",
     "Delta",
+    "EndpointsRequest",
     "ErrorReply",
     "Health",
     "Hello",
@@ -33,8 +35,10 @@ __all__ = [
     "RiskView",
     "ServerMessage",
     "ServiceHealth",
+    "SnapshotRequest",
     "Subscribe",
     "TradeView",
+    "ZmqEndpoints",
 ]
 
 Topic = Literal["day", "agents", "positions", "orders", "trades", "pnl", "risk", "refusals"]
@@ -243,6 +247,36 @@ class Marks(msgspec.Struct, frozen=True, tag_field="type", tag="marks"):
     unrealised: dict[str, float]
 
 
+# -- ZMQ: what a program asks the snapshot socket, and its answers -----------------------------
+
+
+class SnapshotRequest(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="type", tag="snapshot"
+):
+    """Ask the snapshot socket for an account's snapshot (answered by an
+    :class:`AccountSnapshot` or an :class:`ErrorReply`)."""
+
+    account: str
+
+
+class EndpointsRequest(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="type", tag="endpoints"
+):
+    """Ask the snapshot socket where the PUB sockets of one's accounts are."""
+
+
+class ZmqEndpoints(msgspec.Struct, frozen=True, tag_field="type", tag="endpoints"):
+    """The monitor's ZMQ sockets: the snapshot socket and a PUB socket per account (those the
+    asker may see), and the server's CURVE public key (Z85) when it has one."""
+
+    version: int
+    mode: str
+    snapshot: str
+    accounts: dict[str, str]
+    curve_public_key: str | None = None
+
+
 PROTOCOL_VERSION = 1
 ServerMessage = Hello | AccountSnapshot | Delta | ErrorReply | Reply | Health | Marks
 ClientMessage = Auth | Subscribe | Command
+BusRequest = SnapshotRequest | EndpointsRequest

@@ -42,9 +42,12 @@ class Tokens:
 
     def __init__(self, credentials: Credentials) -> None:
         self._table: list[tuple[bytes, Grant]] = []
+        self._curve: dict[str, Grant] = {}
         for entry in credentials.monitor_tokens:
             grant = Grant(entry.name, entry.role, tuple(entry.accounts))
             self._table.append((entry.token.get_secret_value().encode(), grant))
+            if entry.curve_public_key:
+                self._curve[entry.curve_public_key] = grant
         for secret, grant in (
             (credentials.monitor_token, Grant("viewer", "viewer", ("*",))),
             (credentials.monitor_admin_token, Grant("admin", "admin", ("*",))),
@@ -64,6 +67,14 @@ class Tokens:
             if hmac.compare_digest(given, secret) and found is None:
                 found = grant
         return found
+
+    def curve_grant(self, public_key: str) -> Grant | None:
+        """The grant of a ZMQ client's CURVE public key (Z85; public, so a plain lookup)."""
+        return self._curve.get(public_key)
+
+    def named(self, name: str) -> Grant | None:
+        """The grant named ``name`` (names differ: the credentials check it)."""
+        return next((g for _, g in self._table if g.name == name), None)
 
 
 class TooManyFailures:

@@ -76,6 +76,9 @@ class MonitorServer:
         self.states = states
         self.links: dict[str, EngineLink] = {}
         """How to reach each account's engine, for admin commands (set by the service)."""
+        self.sinks: list[Callable[[str, bytes, bytes], None]] = []
+        """Also handed each encoded delta and marks sample: ``(account, type, data)`` (the
+        ZMQ bus)."""
         self.tokens = tokens
         self.config = config
         self.mode = mode
@@ -97,6 +100,8 @@ class MonitorServer:
             history = self.histories[delta.account]
             new_day = history.trading_day and delta.trading_day != history.trading_day
             history.append(delta, data)
+            for sink in self.sinks:
+                sink(delta.account, b"delta", data)
             for client in self.clients:
                 if delta.account in client.accounts:
                     if new_day:  # its snapshot, numbered from 1 again, instead of what queued
@@ -122,6 +127,8 @@ class MonitorServer:
             held = {i: prices[i] for i in state.instruments() if i in prices}
             if held:
                 encoded[account] = _encode(Marks(now, account, held, state.unrealised(held)))
+                for sink in self.sinks:
+                    sink(account, b"marks", encoded[account])
         for client in self.clients:
             for account in client.accounts:
                 if account in encoded:

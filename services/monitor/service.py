@@ -31,6 +31,7 @@ from contracts.stop import StopSignals
 from contracts.ticks import days_in
 from libshm import JournalError, JournalReader, NotAJournal, SnapshotBusy, SnapshotReader
 from services.monitor.auth import Tokens
+from services.monitor.bus import Bus
 from services.monitor.control import EngineLink
 from services.monitor.server import MonitorServer
 from services.monitor.state import AccountState
@@ -141,12 +142,28 @@ def run_monitor(config: DeploymentConfig) -> int:
     server = MonitorServer(states, tokens, config.monitor, mode=config.suite.mode, log=log)
     engine_token = credentials.engine_token.get_secret_value() if credentials.engine_token else None
     server.links = {a.name: EngineLink(a.name, a.journal_dir, engine_token) for a in accounts}
+    curve = credentials.monitor_curve_secret_key
+    bus = (Bus(states, tokens, config.monitor, mode=config.suite.mode, log=log,
+               secret_key=curve.get_secret_value() if curve else None)
+           if config.monitor.zmq else None)  # fmt: skip
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(_serve(config, server, tailers, stop, log))
+        return runner.run(_serve(config, server, bus, tailers, stop=stop, log=log))
 
 
-async def _serve(config: DeploymentConfig, server: MonitorServer, tailers: list[Tailer],
-                 stop: StopSignals, log: Any) -> int:  # fmt: skip
+async def _serve(config: DeploymentConfig, server: MonitorServer, bus: Bus | None,
+                 tailers: list[Tailer], *, stop: StopSignals, log: Any) -> int:  # fmt: skip
+    if bus is not None:
+        bus.start(config.suite.journal_dir / "monitor")
+        server.sinks.append(bus.send)
+    try:
+        return await _serve_ws(config, server, bus, tailers, stop=stop, log=log)
+    finally:
+        if bus is not None:
+            bus.close()
+
+
+async def _serve_ws(config: DeploymentConfig, server: MonitorServer, bus: Bus | None,
+                    tailers: list[Tailer], *, stop: StopSignals, log: Any) -> int:  # fmt: skip
     mc = config.monitor
     try:
         ws_server = await serve(
@@ -179,8 +196,10 @@ async def _serve(config: DeploymentConfig, server: MonitorServer, tailers: list[
                     server.publish_marks(prices)
             if loop.time() >= next_health:
                 next_health = loop.time() + HEALTH_EVERY_S
-                server.publish_health({t.state.account: t.health() for t in tailers},
-                                      market.health())  # fmt: skip
+                engines = {t.state.account: t.health() for t in tailers}
+                server.publish_health(engines, market.health())
+                if bus is not None:
+                    bus.health(engines, market.health())
             busy = False
             for tailer in tailers:
                 messages = tailer.poll()

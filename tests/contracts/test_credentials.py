@@ -105,3 +105,28 @@ def test_secret_from_environment_never_reaches_output(tmp_path: Path) -> None:
     printed.append(out)
     everything = "\n".join(printed)
     assert SECRET not in everything
+
+
+def test_two_monitor_tokens_with_one_name_or_one_curve_key_are_refused(tmp_path: Path) -> None:
+    key = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7"
+    table = '[[monitor_tokens]]\nname = "{}"\ntoken = "{}"\nrole = "viewer"\n{}'
+    same_name = _creds_file(tmp_path, table.format("desk", SECRET * 2, "")
+                            + table.format("desk", SECRET * 3, ""))  # fmt: skip
+    with pytest.raises(UserError) as info:
+        load_credentials(same_name, {})
+    assert str(info.value) == (
+        f"{same_name}: two monitor tokens are named 'desk' (the environment's are 'viewer' and "
+        "'admin'); names must differ, since logs and the engine tell them by name"
+    )
+    clash = _creds_file(tmp_path, table.format("viewer", SECRET * 2, ""))
+    with pytest.raises(UserError, match="named 'viewer'"):  # the environment's viewer token
+        load_credentials(clash, {"HFT_MONITOR_TOKEN": SECRET * 3})
+    with_key = f'curve_public_key = "{key}"\n'
+    same_key = _creds_file(tmp_path, table.format("a", SECRET * 2, with_key)
+                           + table.format("b", SECRET * 3, with_key))  # fmt: skip
+    with pytest.raises(UserError, match="the same curve_public_key"):
+        load_credentials(same_key, {})
+    not_a_key = _creds_file(tmp_path, table.format("a", SECRET * 2, 'curve_public_key = "x"\n'))
+    with pytest.raises(UserError, match=r"monitor_tokens\[0\].curve_public_key"):
+        load_credentials(not_a_key, {})
+    assert load_credentials(_creds_file(tmp_path, table.format("a", SECRET * 2, with_key)), {})

@@ -146,6 +146,7 @@ command_endpoint = "tcp://127.0.0.1:0"
 [monitor]
 port = 0
 zmq_pub = "tcp://127.0.0.1:0"
+zmq_snapshot = "tcp://127.0.0.1:0"
 """
 
 

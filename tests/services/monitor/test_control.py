@@ -19,7 +19,7 @@ from contracts import messages as m
 from services.engine.journals import read_journal
 from tests.helpers import ROOT, import_market
 from tests.services.engine.test_command_socket import running_engine
-from tests.services.monitor.test_server import ADMIN, VIEWER_A, subscribe
+from tests.services.monitor.harness import ADMIN, VIEWER_A, subscribe
 
 pytestmark = pytest.mark.timeout(300)
 DAY = 20210104
@@ -46,6 +46,7 @@ def start_monitor(root: Path, journal_dir: Path) -> tuple[subprocess.Popen[bytes
         f'shm_dir = "{root / "mshm"}"\ncredentials_file = "{creds}"\n\n'
         '[md_recorder]\nsource = "sim"\ninstruments = ["IF2101"]\n[md_recorder.sim]\n\n'
         '[engine]\nadapter = "paper"\n\n[monitor]\nport = 0\n'
+        'zmq_pub = "tcp://127.0.0.1:0"\nzmq_snapshot = "tcp://127.0.0.1:0"\n'
         f'[[monitor.accounts]]\nname = "paper"\njournal_dir = "{journal_dir}"\n'
     )
     endpoint = root / "monitor" / "monitor" / "endpoint"

@@ -8,236 +8,31 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import msgspec
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
-from websockets.sync.client import ClientConnection, connect
+from websockets.sync.client import connect
 
 from contracts import messages as m
-from contracts.calendar import load_calendar
-from contracts.config import PaperConfig, ProductRates, RiskConfig
-from libshm import JournalReader, JournalWriter, SnapshotWriter, book_tick, decode_tick
-from services.engine.adapters.paper.broker import PaperBroker
-from services.engine.core import Engine
-from services.engine.products import specs_for
-from services.engine.risk import RiskLimits
-from strategies.follower import Follower
-from strategies.quoter import Quoter
-from tests.helpers import ROOT, import_market, log_lines, run_hft
+from libshm import JournalWriter, SnapshotWriter, book_tick
+from tests.helpers import log_lines, run_hft
+from tests.services.monitor.harness import (
+    ADMIN,
+    DAY,
+    VIEWER_A,
+    Deployment,
+    Mirror,
+    received_nothing,
+    subscribe,
+    wait_caught_up,
+)
 
 pytestmark = pytest.mark.timeout(300)
-DAY = 20210104
-VIEWER_A = "viewer-of-a-" + "a" * 32
-ADMIN = "admin-token-" + "b" * 32
-RATES = {"IF": ProductRates(margin_rate=0.12, open_rate=0.000023, close_rate=0.000023,
-                            close_today_rate=0.000345)}  # fmt: skip
-RISK = RiskConfig(max_position=5, max_net_position=5, cancel_limit=5000, cancel_reserve=20,
-                  max_cancel_ratio=2.0, duplicate_window_ms=0, max_daily_loss=1e9)  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def frames(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[tuple[bytes, int]]]:
-    """Engine journal frames (bytes, time) of the real day for two accounts, as the engine
-    writes them: A trades with a quoter and a follower, B with a follower alone."""
-    recording = import_market(tmp_path_factory.mktemp("rec"), "IF2101_20210104.csv.gz")
-    reader = JournalReader(recording / str(DAY))
-    ticks = [(f.seq, decode_tick(f.payload)) for f in iter(reader.read, None)]
-    specs, phases = specs_for(["IF2101"], load_calendar(), RATES)
-    out: dict[str, list[tuple[bytes, int]]] = {}
-    for account in ("A", "B"):
-        journal: list[tuple[bytes, int]] = []
-
-        def keep(data: bytes, t: int, journal: list[tuple[bytes, int]] = journal) -> None:
-            journal.append((bytes(data), t))
-
-        engine = Engine(specs=specs, gate_config=RISK,
-                        adapter=PaperBroker(specs, phases, PaperConfig()), phases=phases,
-                        journal=keep)  # fmt: skip
-        limits = RiskLimits.from_config(RISK)
-        if account == "A":
-            engine.add_agent("mm", Quoter, ["IF2101"], 1e6, limits,
-                             {"spread_ticks": 1, "size": 1, "max_position": 3})  # fmt: skip
-        engine.add_agent(f"trend-{account.lower()}", Follower, ["IF2101"], 1e6, limits,
-                         {"fast": 10, "slow": 60, "size": 1})  # fmt: skip
-        engine.open_day(DAY, ticks[0][1].local_time_ns)
-        for i, (seq, tick) in enumerate(ticks):
-            engine.on_tick(tick, seq)
-            if i % 50 == 49:
-                engine.on_timer(tick.local_time_ns + 1)
-        out[account] = journal
-    return out
-
-
-class Deployment:
-    """Two accounts' engine journals (written here, as the engine writes them) and a monitor."""
-
-    def __init__(self, root: Path, frames: dict[str, list[tuple[bytes, int]]],
-                 client_queue: int = 1_000_000) -> None:  # fmt: skip
-        self.root = root
-        self.frames = frames
-        self.written = dict.fromkeys(frames, 0)
-        self.writers = {
-            a: JournalWriter(root / a / "engine" / str(DAY), layout=m.ENGINE_LAYOUT) for a in frames
-        }
-        creds = root / "credentials.toml"
-        creds.write_text(
-            f'[[monitor_tokens]]\nname = "desk-a"\ntoken = "{VIEWER_A}"\nrole = "viewer"\n'
-            f'accounts = ["A"]\n\n[[monitor_tokens]]\nname = "ops"\ntoken = "{ADMIN}"\n'
-            'role = "admin"\naccounts = ["*"]\n'
-        )
-        creds.chmod(0o600)
-        self.config = root / "deploy.toml"
-        self.config.write_text(
-            f'[suite]\nname = "m"\nmode = "paper"\njournal_dir = "{root / "own"}"\n'
-            f'shm_dir = "{root / "shm"}"\ncredentials_file = "{creds}"\n\n'
-            '[md_recorder]\nsource = "sim"\ninstruments = ["IF2101"]\n[md_recorder.sim]\n\n'
-            '[engine]\nadapter = "paper"\n\n'
-            f"[monitor]\nport = 0\nclient_queue = {client_queue}\nslow_grace_s = 30\n"
-            f'[[monitor.accounts]]\nname = "A"\njournal_dir = "{root / "A"}"\n'
-            f'[[monitor.accounts]]\nname = "B"\njournal_dir = "{root / "B"}"\n'
-        )
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log = root / "monitor.log"
-
-    def write(self, account: str, count: int) -> None:
-        start = self.written[account]
-        for data, t in self.frames[account][start : start + count]:
-            self.writers[account].append(data, t)
-        self.written[account] = min(start + count, len(self.frames[account]))
-
-    def start(self) -> str:
-        endpoint = self.root / "own" / "monitor" / "endpoint"
-        endpoint.unlink(missing_ok=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("HFT_")}
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "services.cli", "monitor", "--config", str(self.config)],
-                stdout=out, stderr=out, cwd=ROOT, env=env,
-            )  # fmt: skip
-        deadline = time.monotonic() + 30
-        while not endpoint.exists():
-            assert self.proc.poll() is None, self.log.read_text()[-3000:]
-            assert time.monotonic() < deadline, self.log.read_text()[-3000:]
-            time.sleep(0.02)
-        return endpoint.read_text().strip()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            assert self.proc.wait(timeout=30) == 0, self.log.read_text()[-3000:]
-        self.proc = None
-
-    def close(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        for writer in self.writers.values():
-            writer.close()
-
-
-@pytest.fixture
-def deployment(
-    tmp_path: Path, frames: dict[str, list[tuple[bytes, int]]], request: pytest.FixtureRequest
-) -> Iterator[Deployment]:
-    """The two accounts with their first 3,000 frames; ``client_queue`` from a ``queue`` mark
-    (default: large enough that a test reading at its own pace is never coalesced)."""
-    mark = request.node.get_closest_marker("queue")
-    d = Deployment(tmp_path, frames, *(mark.args if mark else ()))
-    for account in ("A", "B"):
-        d.write(account, 3000)
-    try:
-        yield d
-    finally:
-        d.close()
-
-
-def received_nothing(ws: ClientConnection) -> int:
-    """The close code of a connection the server closed without sending a message."""
-    with pytest.raises(ConnectionClosed) as closed:
-        ws.recv(timeout=10)
-    assert closed.value.rcvd is not None
-    return closed.value.rcvd.code
-
-
-def subscribe(url: str, token: str, since: dict[str, list[int]] | None = None,
-              **kwargs: Any) -> tuple[ClientConnection, dict[str, Any]]:  # fmt: skip
-    ws = connect(
-        url, additional_headers={"Authorization": f"Bearer {token}"}, legacy=True, **kwargs
-    )
-    hello = json.loads(ws.recv(timeout=10))
-    assert hello["type"] == "hello"
-    ws.send(json.dumps({"type": "subscribe", "since": since or {}}))
-    return ws, hello
-
-
-class Mirror:
-    """What a client builds from the stream: per account the day, last seq and topics."""
-
-    def __init__(self) -> None:
-        self.accounts: dict[str, dict[str, Any]] = {}
-        self.seen: list[tuple[str, str, int]] = []  # (type, account, seq) of every message
-        self.health: dict[str, Any] = {}
-
-    def take(self, message: dict[str, Any]) -> None:
-        if message["type"] == "health":  # a live sample, not part of the state
-            self.health = message
-            return
-        account = message["account"]
-        self.seen.append((message["type"], account, message["seq"]))
-        if message["type"] == "snapshot":
-            self.accounts[account] = {"seq": message["seq"], "topics": message["topics"]}
-            return
-        assert message["type"] == "delta", message
-        mine = self.accounts[account]
-        assert message["seq"] == mine["seq"] + 1, (mine["seq"], message["seq"])  # no gap, no dup
-        mine["seq"] = message["seq"]
-        values = mine["topics"].setdefault(message["topic"], {})
-        if message["value"] is None:
-            values.pop(message["key"], None)
-        else:
-            values[message["key"]] = message["value"]
-
-    def follow(self, ws: ClientConnection, until: dict[str, int]) -> None:
-        """Read until every account of ``until`` reached that seq."""
-        deadline = time.monotonic() + 60
-        while any(self.accounts.get(a, {}).get("seq", -1) < s for a, s in until.items()):
-            assert time.monotonic() < deadline, {a: x["seq"] for a, x in self.accounts.items()}
-            self.take(json.loads(ws.recv(timeout=30)))
-
-
-def final_seq(deployment: Deployment, url: str, account: str) -> int:
-    """The account's current seq, as a fresh admin snapshot gives it."""
-    ws, _ = subscribe(url, ADMIN)
-    try:
-        while True:
-            message = json.loads(ws.recv(timeout=10))
-            if message["type"] == "snapshot" and message["account"] == account:
-                return int(message["seq"])
-    finally:
-        ws.close()
-
-
-def wait_caught_up(deployment: Deployment, url: str) -> dict[str, int]:
-    """Wait until the monitor has applied every frame written so far; each account's seq."""
-    seqs: dict[str, int] = {}
-    for account in ("A", "B"):
-        before = -1
-        while (now := final_seq(deployment, url, account)) != before:  # stable across a pass
-            before = now
-            time.sleep(0.2)
-        seqs[account] = now
-    return seqs
 
 
 def test_no_token_a_wrong_token_and_a_token_in_the_url_get_nothing(
@@ -390,7 +185,7 @@ def test_no_token_configured_and_a_port_in_use_are_one_line_each(tmp_path: Path)
             f'[suite]\nname = "m"\nmode = "paper"\njournal_dir = "{tmp_path / "j"}"\n'
             f'shm_dir = "{tmp_path / "shm"}"\n\n[md_recorder]\nsource = "sim"\n'
             'instruments = ["IF2101"]\n[md_recorder.sim]\n\n[engine]\nadapter = "paper"\n\n'
-            f"[monitor]\nport = {port}\n"
+            f"[monitor]\nport = {port}\nzmq = false\n"
         )
         none = run_hft("monitor", "--config", str(config))
         assert none.returncode == 2

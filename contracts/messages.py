@@ -24,6 +24,7 @@ __all__ = [
     "AgentStarted",
     "AgentStopped",
     "CancelAll",
+    "CancelOrder",
     "CancelRefused",
     "CancelRequested",
     "Command",
@@ -231,6 +232,10 @@ class Flatten(Command, frozen=True):
     """Cancel every order in scope and close every position in scope at the opposite best."""
 
 
+class CancelOrder(Command, frozen=True):
+    """Cancel one working order: ``target`` is its order id (the scope is ``account``)."""
+
+
 class CommandAck(_Message, frozen=True):
     command_id: str
     ok: bool
@@ -265,6 +270,7 @@ EngineMessage = (
     | Resume
     | CancelAll
     | Flatten
+    | CancelOrder
     | CommandAck
     | StateChanged
 )
@@ -284,7 +290,7 @@ class CommandRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A command as it arrives on the engine's command socket (JSON)."""
 
     token: Annotated[str, msgspec.Meta(max_length=256)]
-    action: Literal["halt", "reduce", "resume", "cancel_all", "flatten", "status"]
+    action: Literal["halt", "reduce", "resume", "cancel_all", "flatten", "cancel_order", "status"]
     scope: Scope = "account"
     target: _Name = ""
     requester: _Name = "cli"

@@ -203,7 +203,7 @@ class Command(
     """An admin's command for one account's engine (docs/monitor.md, "Control")."""
 
     account: str
-    action: Literal["halt", "reduce", "resume", "cancel_all", "flatten", "status"]
+    action: Literal["halt", "reduce", "resume", "cancel_all", "flatten", "cancel_order", "status"]
     scope: Literal["agent", "instrument", "account", "global"] = "account"
     target: str = ""
     command_id: str = ""

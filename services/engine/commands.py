@@ -72,10 +72,18 @@ class Commands:
         return ack
 
     def _apply_command(self, cmd: m.Command) -> None:
-        targets = self._targets(cmd)
+        targets = [] if isinstance(cmd, m.CancelOrder) else self._targets(cmd)
         text = ""
         ok = True
-        if cmd.scope == "agent" and cmd.target not in self.agents:
+        if isinstance(cmd, m.CancelOrder):
+            order = self.orders.get(cmd.target)
+            if order is None or not order.active:
+                ok, text = False, (f"no working order {cmd.target!r}" if order is None
+                                   else f"order {cmd.target} is no longer working")  # fmt: skip
+            else:
+                self.cancel(None, cmd.target, protective=True)
+                text = f"cancel sent for {cmd.target}"
+        elif cmd.scope == "agent" and cmd.target not in self.agents:
             ok, text = False, f"no agent named {cmd.target!r} (agents: {', '.join(self.agents)})"
         elif cmd.scope == "instrument" and cmd.target not in self.specs:
             ok, text = False, (f"no instrument {cmd.target!r} is traded by this engine "

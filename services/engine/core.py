@@ -158,7 +158,8 @@ class Engine(AgentRunner, Commands, Recovery):
             m.OrderRejected: self._apply_rejected, m.OrderCancelled: self._apply_cancelled,
             m.Trade: self._apply_trade, m.Halt: self._apply_command, m.Reduce: self._apply_command,
             m.Resume: self._apply_command, m.CancelAll: self._apply_command,
-            m.Flatten: self._apply_command, m.CommandAck: _ignore,
+            m.Flatten: self._apply_command, m.CancelOrder: self._apply_command,
+            m.CommandAck: _ignore,
             m.StateChanged: self._apply_state,
         }  # fmt: skip
 

@@ -630,7 +630,7 @@ class EngineService(Health, Interrupts):
             return msgspec.json.encode(m.CommandReply(True, "ok", req.command_id, status))
         kinds: dict[str, type[m.Command]] = {
             "halt": m.Halt, "reduce": m.Reduce, "resume": m.Resume, "cancel_all": m.CancelAll,
-            "flatten": m.Flatten,
+            "flatten": m.Flatten, "cancel_order": m.CancelOrder,
         }  # fmt: skip
         command_id = req.command_id or uuid.uuid4().hex[:12]
         engine.now = self._engine_now(engine)

@@ -18,7 +18,7 @@ from contracts.errors import UserError
 
 __all__ = ["add_arguments", "send_command"]
 
-ACTIONS = ("halt", "reduce", "resume", "cancel_all", "flatten", "status")
+ACTIONS = ("halt", "reduce", "resume", "cancel_all", "flatten", "cancel_order", "status")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     target.add_argument("--instrument", help="only this instrument")
     target.add_argument("--global", dest="everything", action="store_true",
                         help="the global scope (default: the account)")  # fmt: skip
+    target.add_argument("--order", help="cancel_order: the order id to cancel")
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait (5)")
 
 
@@ -82,7 +83,13 @@ def send_command(config: DeploymentConfig, request: dict[str, Any], timeout_s: f
 
 def run(config: DeploymentConfig, args: argparse.Namespace) -> int:
     scope, target = "account", ""
-    if args.agent:
+    if (args.action == "cancel_order") != bool(args.order):
+        raise UserError(
+            "hft command: cancel_order takes --order ID, and --order is for cancel_order only"
+        )
+    if args.order:
+        target = args.order
+    elif args.agent:
         scope, target = "agent", args.agent
     elif args.instrument:
         scope, target = "instrument", args.instrument

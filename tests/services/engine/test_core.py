@@ -334,6 +334,28 @@ def test_commands_halt_resume_cancel_all_and_flatten(ticks: list[tuple[int, Tick
     assert engine.gate.state("account", "") == "reducing"
 
 
+def test_cancel_order_cancels_that_order_alone(ticks: list[tuple[int, Tick]]) -> None:
+    journal: list[m.EngineMessage] = []
+    engine = make_engine(journal)
+    engine.open_day(DAY, ticks[0][1].local_time_ns)
+    run(engine, ticks[:2000])
+    working = [o.order_id for o in engine.orders.values() if o.state.value == "accepted"]
+    assert working, "the quoter keeps orders working"
+    states = {i: o.state.value for i, o in engine.orders.items()}
+    at = len(journal)
+    ack = engine.command(m.CancelOrder(0, 0, "account", working[0], "monitor.ops", "k1"))
+    assert (ack.ok, ack.text) == (True, f"cancel sent for {working[0]}")
+    cancels = [x for x in journal[at:] if isinstance(x, m.CancelRequested)]
+    assert [(x.order_id, x.protective) for x in cancels] == [(working[0], True)]
+    changed = {i for i, o in engine.orders.items() if o.state.value != states[i]}
+    assert changed == {working[0]}  # the others untouched
+    unknown = engine.command(m.CancelOrder(0, 0, "account", "no-such-order", "ops", "k2"))
+    assert (unknown.ok, unknown.text) == (False, "no working order 'no-such-order'")
+    run(engine, ticks[2000:2100])
+    done = engine.command(m.CancelOrder(0, 0, "account", working[0], "ops", "k3"))
+    assert (done.ok, done.text) == (False, f"order {working[0]} is no longer working")
+
+
 def test_flatten_reports_what_the_gate_refused_and_the_positions_left_open(
     ticks: list[tuple[int, Tick]],
 ) -> None:

@@ -21,6 +21,7 @@ __all__ = [
     "ClientMessage",
     "Command",
     "Day",
+    "DayCurves",
     "Delta",
     "EndpointsRequest",
     "ErrorReply",
@@ -33,6 +34,7 @@ __all__ = [
     "Refusal",
     "Reply",
     "RiskView",
+    "Sample",
     "ServerMessage",
     "ServiceHealth",
     "SnapshotRequest",
@@ -245,6 +247,26 @@ class Marks(msgspec.Struct, frozen=True, tag_field="type", tag="marks"):
     account: str
     prices: dict[str, float]
     unrealised: dict[str, float]
+    equity: dict[str, float] = msgspec.field(default_factory=dict)
+    """Each agent's cash plus its unrealised PnL."""
+
+
+class Sample(msgspec.Struct, frozen=True, array_like=True):
+    """One point of an account's curves: ``[time_ns, prices, equity]``."""
+
+    time_ns: int
+    prices: dict[str, float]
+    equity: dict[str, float]
+
+
+class DayCurves(msgspec.Struct, frozen=True, tag_field="type", tag="history"):
+    """An account's curves of the day so far (prices of its instruments, each agent's equity),
+    sampled from the marks: sent after its snapshot, so a page opened late draws the whole
+    day; the marks that follow extend them."""
+
+    account: str
+    trading_day: int
+    samples: list[Sample]
 
 
 # -- ZMQ: what a program asks the snapshot socket, and its answers -----------------------------
@@ -277,6 +299,6 @@ class ZmqEndpoints(msgspec.Struct, frozen=True, tag_field="type", tag="endpoints
 
 
 PROTOCOL_VERSION = 1
-ServerMessage = Hello | AccountSnapshot | Delta | ErrorReply | Reply | Health | Marks
+ServerMessage = Hello | AccountSnapshot | Delta | ErrorReply | Reply | Health | Marks | DayCurves
 ClientMessage = Auth | Subscribe | Command
 BusRequest = SnapshotRequest | EndpointsRequest

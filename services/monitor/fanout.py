@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections import deque
 
-from contracts.monitor import Delta
+from contracts.monitor import Delta, Sample
 
-__all__ = ["ClientQueue", "History"]
+__all__ = ["ClientQueue", "Curves", "History"]
 
 
 class ClientQueue:
@@ -93,3 +93,26 @@ class History:
             return None
         first = self._deltas[0][0].seq
         return [data for _, data in list(self._deltas)[seq + 1 - first :]]
+
+
+class Curves:
+    """An account's sampled curves of the day (prices and equity, from the marks): at most one
+    sample per ``every_ns`` of market time; past ``size`` samples, every other one is dropped
+    and the spacing doubles, so a whole day fits in bounded memory at an even resolution."""
+
+    def __init__(self, size: int = 4000, every_ns: int = 5_000_000_000) -> None:
+        self.size = size
+        self.first_every_ns = self.every_ns = every_ns
+        self.samples: list[Sample] = []
+        self.trading_day = 0
+
+    def add(self, trading_day: int, sample: Sample) -> None:
+        if trading_day != self.trading_day:
+            self.samples, self.trading_day = [], trading_day
+            self.every_ns = self.first_every_ns
+        if self.samples and sample.time_ns < self.samples[-1].time_ns + self.every_ns:
+            return
+        self.samples.append(sample)
+        if len(self.samples) > self.size:
+            self.samples = self.samples[::2]
+            self.every_ns *= 2

@@ -12,11 +12,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
 import msgspec
 from websockets.asyncio.server import ServerConnection
+from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
@@ -27,17 +29,19 @@ from contracts.monitor import (
     Auth,
     ClientMessage,
     Command,
+    DayCurves,
     Delta,
     ErrorReply,
     Health,
     Hello,
     Marks,
+    Sample,
     ServiceHealth,
     Subscribe,
 )
 from services.monitor.auth import Grant, Tokens, TooManyFailures
 from services.monitor.control import EngineLink
-from services.monitor.fanout import ClientQueue, History
+from services.monitor.fanout import ClientQueue, Curves, History
 from services.monitor.state import AccountState
 
 __all__ = ["AUTH_TIMEOUT_S", "MonitorServer"]
@@ -49,6 +53,27 @@ CLOSE_WAIT_S: Final = 2.0
 SEND_BUFFER: Final = 256 * 1024
 """Kernel send buffer per client: fixed, so a stalled client holds at most this much of the
 kernel's memory and its own queue, not the kernel's, is what tells that it is behind."""
+
+STATIC_DIR: Final = Path(__file__).parent / "static"
+_TYPES: Final = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
+CSP: Final = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+"""The dashboard's content security policy: its own files only, no inline script, no frame."""
+
+
+def load_static(directory: Path = STATIC_DIR) -> dict[str, tuple[bytes, str]]:
+    """The dashboard's files by URL path (read once: a fixed set, so no request can name a
+    file outside it), ``/`` being ``index.html``."""
+    files = {}
+    for path in sorted(directory.rglob("*")):
+        if path.is_file():
+            kind = f"{_TYPES.get(path.suffix, 'text/plain')}; charset=utf-8"
+            files["/" + path.relative_to(directory).as_posix()] = (path.read_bytes(), kind)
+    files["/"] = files["/index.html"]
+    return files
+
 
 _encode = msgspec.json.Encoder().encode
 _decode_client = msgspec.json.Decoder(ClientMessage).decode
@@ -85,9 +110,11 @@ class MonitorServer:
         self.log = log
         self.clock = clock
         self.histories = {a: History(config.replay_deltas) for a in states}
+        self.curves = {a: Curves() for a in states}
         self.failures = TooManyFailures()
         self.clients: set[_Client] = set()
         self.origins: set[str] = set(config.origins)
+        self.static = load_static()
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- publishing ----------------------------------------------------------------------------
@@ -119,14 +146,20 @@ class MonitorServer:
             self._tasks.add(task)  # held until done: the loop keeps only weak references
             task.add_done_callback(self._tasks.discard)
 
-    def publish_marks(self, prices: Mapping[str, float]) -> None:
-        """Send each client the marks of the accounts it may see (those with open positions)."""
+    def publish_marks(self, prices: Mapping[str, float], time_ns: int) -> None:
+        """Send each client the marks of the accounts it may see: the last prices of the day's
+        instruments (at market time ``time_ns``), each agent's unrealised PnL and equity; and
+        sample them into the account's curves."""
         now = self.clock()
         encoded = {}
         for account, state in self.states.items():
-            held = {i: prices[i] for i in state.instruments() if i in prices}
-            if held:
-                encoded[account] = _encode(Marks(now, account, held, state.unrealised(held)))
+            watched = {i: prices[i] for i in state.watched() if i in prices}
+            if watched:
+                unrealised = state.unrealised(watched)
+                cash = state.cash()
+                equity = {a: cash.get(a, 0.0) + u for a, u in unrealised.items()}
+                self.curves[account].add(state.trading_day, Sample(time_ns, watched, equity))
+                encoded[account] = _encode(Marks(time_ns, account, watched, unrealised, equity))
                 for sink in self.sinks:
                     sink(account, b"marks", encoded[account])
         for client in self.clients:
@@ -153,6 +186,8 @@ class MonitorServer:
             return connection.respond(HTTPStatus.OK, "ok\n")
         if path.path == "/metrics":
             return connection.respond(HTTPStatus.OK, self.metrics())
+        if request.headers.get("Upgrade", "").lower() != "websocket":  # a page, not a socket
+            return self._page(path.path)
         origin = request.headers.get("Origin")
         if origin is not None and origin not in self.origins:
             self.log.warning("monitor_origin_refused", origin=origin,
@@ -160,6 +195,20 @@ class MonitorServer:
                              hint="add it to monitor.origins if it is yours")  # fmt: skip
             return connection.respond(HTTPStatus.FORBIDDEN, "origin not allowed\n")
         return None
+
+    def _page(self, path: str) -> Response:
+        found = self.static.get(path)
+        if found is None:
+            body, status, kind = b"not found\n", HTTPStatus.NOT_FOUND, "text/plain; charset=utf-8"
+        else:
+            (body, kind), status = found, HTTPStatus.OK
+        headers = Headers([
+            ("Content-Type", kind), ("Content-Length", str(len(body))),
+            ("Cache-Control", "no-cache"), ("Content-Security-Policy", CSP),
+            ("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer"),
+            ("X-Frame-Options", "DENY"),
+        ])  # fmt: skip
+        return Response(status.value, status.phrase, headers, body)
 
     def metrics(self) -> str:
         lines = [
@@ -205,6 +254,10 @@ class MonitorServer:
             day, seq = subscribe.since.get(account, (0, -1))
             missed = self.histories[account].after(day, seq, state.seq) if seq >= 0 else None
             client.backlog.extend(missed if missed is not None else [_encode(state.snapshot())])
+            curves = self.curves[account]
+            if curves.samples and curves.trading_day == state.trading_day:
+                client.backlog.append(_encode(DayCurves(account, curves.trading_day,
+                                                           curves.samples)))  # fmt: skip
         self.clients.add(client)
         client.wake.set()
         client.sender = asyncio.create_task(self._send(client))

@@ -191,9 +191,9 @@ async def _serve_ws(config: DeploymentConfig, server: MonitorServer, bus: Bus | 
         while not stop.requested:
             if loop.time() >= next_marks:
                 next_marks = loop.time() + 1 / mc.marks_hz
-                wanted = {i for t in tailers for i in t.state.instruments()}
-                if wanted and (prices := market.prices(wanted)) is not None:
-                    server.publish_marks(prices)
+                wanted = {i for t in tailers for i in t.state.watched()}
+                if wanted and (marks := market.prices(wanted)) is not None:
+                    server.publish_marks(*marks)
             if loop.time() >= next_health:
                 next_health = loop.time() + HEALTH_EVERY_S
                 engines = {t.state.account: t.health() for t in tailers}
@@ -230,14 +230,14 @@ class _Market:
                 return ServiceHealth("absent")
         return ServiceHealth("open" if self.table.writer_alive() else "gone")
 
-    def prices(self, wanted: set[str]) -> dict[str, float] | None:
-        """The last price of each ``wanted`` instrument the table holds, or None if there is
-        no table."""
+    def prices(self, wanted: set[str]) -> tuple[dict[str, float], int] | None:
+        """The last price of each ``wanted`` instrument the table holds and the latest of their
+        ticks' times (market time), or None if there is no table or no price."""
         if self.table is None:
             self.health()
         if self.table is None:
             return None
-        out = {}
+        out, latest = {}, 0
         for instrument in sorted(wanted):
             try:
                 tick = self.table.read(instrument)
@@ -245,7 +245,8 @@ class _Market:
                 continue
             if tick is not None and not math.isnan(tick.last):
                 out[instrument] = tick.last
-        return out
+                latest = max(latest, tick.local_time_ns)
+        return (out, latest) if out else None
 
 
 def _write_endpoint(directory: Path, url: str) -> None:

@@ -351,6 +351,16 @@ class AccountState:
         """The instruments of the open positions, sorted."""
         return sorted({i for (_, i), p in self._positions.items() if p.long.lots or p.short.lots})
 
+    def watched(self) -> list[str]:
+        """The instruments of the day so far (positions, working orders, trades), sorted: those
+        the dashboard charts."""
+        seen = {i for (_, i) in self._positions}
+        for topic in ("orders", "trades"):
+            for value in self._values.get(topic, {}).values():
+                if isinstance(value, OrderView | TradeView):
+                    seen.add(value.instrument)
+        return sorted(seen)
+
     def unrealised(self, prices: Mapping[str, float]) -> dict[str, float]:
         """Each agent's mark-to-market PnL at ``prices`` against its positions' basis (an
         instrument without a price counts nothing); agents without an open position: 0."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from contracts.monitor import Delta
 from services.monitor.fanout import ClientQueue, History
 
@@ -70,3 +72,19 @@ def test_history_gives_exactly_the_missed_deltas_or_none() -> None:
     history.append(delta(20210105, 1), b"n1")  # a new day starts a new history
     assert history.after(20210105, 0, 1) == [b"n1"]
     assert history.after(20210104, 5, 1) is None
+
+
+def test_curves_keep_one_sample_per_spacing_and_halve_when_full() -> None:
+    from contracts.monitor import Sample
+    from services.monitor.fanout import Curves
+
+    curves = Curves(size=4, every_ns=10)
+    for t in range(0, 100, 5):  # every 5 ns: every other one is kept
+        curves.add(1, Sample(t, {"IF2101": float(t)}, {"mm": 0.0}))
+        assert len(curves.samples) <= 4
+    times = [s.time_ns for s in curves.samples]
+    assert times == sorted(times) and times[0] == 0  # the day's start is kept
+    gaps = {b - a for a, b in itertools.pairwise(times)}
+    assert len(gaps) == 1 and gaps.pop() >= 10 * 4  # evenly spaced over the whole run
+    curves.add(2, Sample(200, {}, {}))  # a new trading day starts afresh
+    assert [s.time_ns for s in curves.samples] == [200] and curves.every_ns == 10

@@ -281,3 +281,28 @@ def test_marks_give_each_agent_its_unrealised_pnl_at_the_tables_last_price(
         expected[p["agent"]] = expected.get(p["agent"], 0.0) + points * 300
     for agent, value in message["unrealised"].items():
         assert value == pytest.approx(expected.get(agent, 0.0))
+
+
+def test_the_dashboards_files_come_with_their_policy_and_nothing_else_is_served(
+    deployment: Deployment,
+) -> None:
+    import urllib.error
+    import urllib.request
+
+    http = deployment.start().replace("ws://", "http://")
+    with urllib.request.urlopen(http + "/") as page:
+        body = page.read().decode()
+        assert page.headers["Content-Type"] == "text/html; charset=utf-8"
+        assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+        assert page.headers["X-Frame-Options"] == "DENY"
+    assert '<script src="app.js">' in body and "vendor/uPlot.iife.min.js" in body
+    with urllib.request.urlopen(http + "/vendor/uPlot.iife.min.js") as script:
+        assert script.headers["Content-Type"] == "text/javascript; charset=utf-8"
+        assert script.read().startswith(b"/*! https://github.com/leeoniya/uPlot (v1.6.32)")
+    for path in ("/../credentials.toml", "/%2e%2e/deploy.toml", "/nothing.js", "/static/app.js"):
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(http + path)
+        missing.value.close()
+        assert missing.value.code == 404, path
+    with urllib.request.urlopen(http + "/healthz") as health:
+        assert health.read() == b"ok\n"

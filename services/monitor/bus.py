@@ -47,6 +47,7 @@ __all__ = ["SNAPSHOT_DOMAIN", "Bus", "account_endpoints", "is_local"]
 SNAPSHOT_DOMAIN: Final = "*snapshot"
 """The ZAP domain of the REP socket (any valid credentials; each request is checked)."""
 LINGER_MS: Final = 0
+MAX_REQUEST: Final = 64 * 1024
 
 _encode = msgspec.json.Encoder().encode
 _decode_request = msgspec.json.Decoder(BusRequest).decode
@@ -167,6 +168,7 @@ class Bus:
     def _socket(self, kind: int, domain: str, endpoint: str) -> zmq.asyncio.Socket:
         sock = self.context.socket(kind)
         sock.linger = LINGER_MS
+        sock.maxmsgsize = MAX_REQUEST  # what a peer may send: a request, or a subscription
         sock.zap_domain = domain.encode()
         if is_local(endpoint):
             sock.plain_server = True

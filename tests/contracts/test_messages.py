@@ -38,11 +38,13 @@ EXAMPLES: dict[str, m.EngineMessage] = {
     "Resume": m.Resume(N, T, "instrument", "IF2101", "ops", "c-3"),
     "CancelAll": m.CancelAll(N, T, "global", "", "engine: feed lost", "c-4"),
     "Flatten": m.Flatten(N, T, *C),
+    "CancelOrder": m.CancelOrder(N, T, "account", "mm-20210104-1", "monitor.ops", "k-1"),
     "CommandAck": m.CommandAck(N, T, "c-1", False, "no agent named 'x'"),
     "StateChanged": m.StateChanged(N, T, "account", "", "halted", "command by ops"),
 }  # fmt: skip
 # name=hex of its msgpack encoding, one per line (written once from the examples above, on the
-# encoding that 446c4dd's journals use; never regenerated to make a failing test pass)
+# encoding that 446c4dd's journals use, CancelOrder when 6bb564d added it; never regenerated to
+# make a failing test pass)
 _GOLDEN_TEXT = """
 DayOpened=96a94461794f70656e65642acf1656e344934b5500ce013461b89197a26d6da64946323130310201cb40c46e3333333333cb40b46f3333333333cb40b46e000000000081a26d6dcb412e848000000000
 DayRolled=96a9446179526f6c6c65642acf1656e344934b5500ce013461b8ce013461b981a6494632313031cb40b46e3333333333
@@ -64,6 +66,7 @@ Reduce=97a65265647563652acf1656e344934b5500a56167656e74a26d6da36f7073a3632d32
 Resume=97a6526573756d652acf1656e344934b5500aa696e737472756d656e74a6494632313031a36f7073a3632d33
 CancelAll=97a943616e63656c416c6c2acf1656e344934b5500a6676c6f62616ca0b1656e67696e653a2066656564206c6f7374a3632d34
 Flatten=97a7466c617474656e2acf1656e344934b5500a76163636f756e74a0a36f7073a3632d31
+CancelOrder=97ab43616e63656c4f726465722acf1656e344934b5500a76163636f756e74ad6d6d2d32303231303130342d31ab6d6f6e69746f722e6f7073a36b2d31
 CommandAck=96aa436f6d6d616e6441636b2acf1656e344934b5500a3632d31c2b26e6f206167656e74206e616d656420277827
 StateChanged=97ac53746174654368616e6765642acf1656e344934b5500a76163636f756e74a0a668616c746564ae636f6d6d616e64206279206f7073
 """

@@ -189,7 +189,11 @@ class MonitorServer:
         if request.headers.get("Upgrade", "").lower() != "websocket":  # a page, not a socket
             return self._page(path.path)
         origin = request.headers.get("Origin")
-        if origin is not None and origin not in self.origins:
+        # the page this server served, under whatever name the browser reached it by (a page
+        # of another site cannot make its Origin match the Host it connects to)
+        same = origin in (f"http://{request.headers.get('Host')}",
+                          f"https://{request.headers.get('Host')}")  # fmt: skip
+        if origin is not None and origin not in self.origins and not same:
             self.log.warning("monitor_origin_refused", origin=origin,
                              address=_address(connection),
                              hint="add it to monitor.origins if it is yours")  # fmt: skip

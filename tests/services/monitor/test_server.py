@@ -306,3 +306,30 @@ def test_the_dashboards_files_come_with_their_policy_and_nothing_else_is_served(
         assert missing.value.code == 404, path
     with urllib.request.urlopen(http + "/healthz") as health:
         assert health.read() == b"ok\n"
+
+
+def test_the_page_under_any_host_name_may_connect_and_another_sites_page_may_not(
+    deployment: Deployment,
+) -> None:
+    """A monitor reached as http://desk-host:PORT/ (bound to an address, opened by name) takes
+    the WebSocket of its own page, whose Origin is that name; a page of another site is 403."""
+    import http.client
+
+    port = int(deployment.start().rsplit(":", 1)[1])
+
+    def upgrade(origin: str) -> int:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.putrequest("GET", "/", skip_host=True)
+        for name, value in (("Host", f"desk-host:{port}"), ("Origin", origin),
+                            ("Upgrade", "websocket"), ("Connection", "Upgrade"),
+                            ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+                            ("Sec-WebSocket-Version", "13")):  # fmt: skip
+            conn.putheader(name, value)
+        conn.endheaders()
+        status = conn.getresponse().status
+        conn.close()
+        return status
+
+    assert upgrade(f"http://desk-host:{port}") == 101
+    assert upgrade("http://evil.example") == 403
+    assert upgrade(f"http://desk-host:{port + 1}") == 403

@@ -268,9 +268,20 @@ def test_marks_give_each_agent_its_unrealised_pnl_at_the_tables_last_price(
                 break
             mirror.take(message)
         ws.close()
+        late, _ = subscribe(url, VIEWER_A)  # a page opened now gets the day's curves so far
+        first = json.loads(late.recv(timeout=10))
+        history = json.loads(late.recv(timeout=10))
+        late.close()
     finally:
         table.close()
     assert message["account"] == "A" and message["prices"] == {"IF2101": 5250.0}
+    assert (first["type"], history["type"], history["account"]) == ("snapshot", "history", "A")
+    assert history["samples"][0] == [message["time_ns"], message["prices"], message["equity"]]
+    cash = {a: p["cash"] for a, p in mirror.accounts["A"]["topics"]["pnl"].items()}
+    assert message["equity"] == pytest.approx(
+        {a: cash[a] + u for a, u in message["unrealised"].items()}
+    )
+    assert message["time_ns"] == 1_609_750_000 * 10**9  # market time: the tick's, not the clock's
     positions = mirror.accounts["A"]["topics"]["positions"]
     assert positions  # something is held, so the marks mean something
     expected: dict[str, float] = {}

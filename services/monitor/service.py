@@ -197,9 +197,10 @@ async def _serve_ws(config: DeploymentConfig, server: MonitorServer, bus: Bus | 
             if loop.time() >= next_health:
                 next_health = loop.time() + HEALTH_EVERY_S
                 engines = {t.state.account: t.health() for t in tailers}
-                server.publish_health(engines, market.health())
+                md = market.health()
+                server.publish_health(engines, md)
                 if bus is not None:
-                    bus.health(engines, market.health())
+                    bus.health(engines, md)
             busy = False
             for tailer in tailers:
                 messages = tailer.poll()

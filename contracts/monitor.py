@@ -11,6 +11,8 @@ from typing import Literal
 
 import msgspec
 
+from contracts.status import ServiceStatus
+
 __all__ = [
     "PROTOCOL_VERSION",
     "TOPICS",
@@ -228,6 +230,10 @@ class ServiceHealth(msgspec.Struct, frozen=True):
     state: Literal["open", "closed", "gone", "absent"]
     trading_day: int = 0
     frames: int = 0  # engine: the frames of its day's journal the monitor has applied
+    caught_up: bool = True  # engine: the monitor had read all its journal held, at its last look
+    status: ServiceStatus | None = None
+    """The figures of the service's status file (``contracts.status``), None when unknown."""
+    status_age_s: float = 0.0  # how long ago the service wrote them
 
 
 class Health(msgspec.Struct, frozen=True, tag_field="type", tag="health"):

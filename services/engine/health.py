@@ -4,14 +4,19 @@ refusals of the day in the log, and the status every command client and the log 
 
 from __future__ import annotations
 
+import os
+import time
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
+
+import msgspec
 
 from contracts import messages as m
 from contracts.clock import china_iso
 from contracts.config import DeploymentConfig
 from contracts.refusals import RefusalLog
+from contracts.status import EngineStatus, LatencyWindow, StatusFile
 from contracts.ticks import TickStore
 from libshm import JournalReader
 from services.engine.core import Engine
@@ -40,6 +45,8 @@ class Health:
     _last_tick_time: int
     _feed_timeout_ns: int
     clock: Callable[[], int]
+    tick_to_order: LatencyWindow
+    status_file: StatusFile
 
     if TYPE_CHECKING:
 
@@ -51,6 +58,7 @@ class Health:
         self._log_refusals(now)
         self._watch_feed(engine, ticks, day, caught_up=caught_up)
         self._check_lag(ticks)
+        self.status_file.publish(self._figures(engine, day))
         if now >= self._next_status:
             self._next_status = now + STATUS_EVERY_NS
             self._status(engine, day)
@@ -169,6 +177,14 @@ class Health:
                             code=msg.code, text=msg.text,
                             hint="more refusals of this agent are counted for 10 s")  # fmt: skip
 
+    def _figures(self, engine: Engine, day: int) -> EngineStatus:
+        """The status file's figures (``contracts.status``), for the monitor."""
+        return EngineStatus(
+            os.getpid(), time.time_ns(), day, engine.ticks, len(engine.orders),
+            int(self.lag["ticks"]), float(self.lag["seconds"]), str(self.feed["state"]),
+            self.tick_to_order.summary(),
+        )  # fmt: skip
+
     def _status(self, engine: Engine, day: int) -> dict[str, object]:
         gate = engine.gate
         agents = {}
@@ -193,6 +209,8 @@ class Health:
                                      "orders": len(engine.orders), "states": states,
                                      "agents": agents, "feed": self.feed,
                                      "behind_feed": self.lag,
+                                     "tick_to_order_us": msgspec.structs.asdict(
+                                         self.tick_to_order.summary()),
                                      "recent_commands": list(engine.recent_commands)}  # fmt: skip
         self.log.info("engine_status", **status)
         return status

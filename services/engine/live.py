@@ -45,6 +45,7 @@ from contracts.credentials import load_credentials
 from contracts.errors import JournalProblem, UserError
 from contracts.logs import get_logger
 from contracts.refusals import RefusalLog
+from contracts.status import LatencyWindow, StatusFile, status_path
 from contracts.stop import StopSignals
 from contracts.ticks import TickStore, days_in
 from libshm import (
@@ -165,6 +166,8 @@ class EngineService(Health, Interrupts):
         self._behind_since = self._lag_logged = self._next_status = 0
         self.feed: dict[str, object] = {"state": "live"}
         self._feed_timeout_ns = int(ec.feed_timeout_s * 1e9)
+        self.tick_to_order = LatencyWindow()
+        self.status_file = StatusFile(status_path(config.suite.journal_dir, "engine"), self.log)
 
     # -- set-up --------------------------------------------------------------------------------
 
@@ -477,6 +480,8 @@ class EngineService(Health, Interrupts):
         on_tick = engine.on_tick
         warm = engine.warm
         sleep = self.sleep
+        orders = engine.orders
+        tick_to_order = self.tick_to_order.add
         command_by = engine.now + COMMAND_EVERY_NS  # engine time
         due_by = min(command_by, self._timer_due)
         while not stop.requested:
@@ -492,10 +497,13 @@ class EngineService(Health, Interrupts):
                                            ticks.peek_time)  # fmt: skip
                         command_by = engine.now + COMMAND_EVERY_NS
                     due_by = min(command_by, self._timer_due)
+                sent, read_at = len(orders), clock()
                 on_tick(item[1], item[0])
                 if engine.outbox:  # an adapter on its own thread (CTP): hand them over
                     deliver(engine)
                 self._last_tick_wall = idle_since = now = clock()
+                if len(orders) != sent:  # the tick caused orders: they are with the adapter
+                    tick_to_order(now - read_at)
                 self._last_tick_time = tick_time
                 if now < next_housekeeping:
                     continue  # a busy feed still leaves commands their turn

@@ -9,6 +9,7 @@ Sources call :meth:`Recorder.record` from the service's thread.
 
 from __future__ import annotations
 
+import os
 import struct
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ import numpy as np
 
 from contracts.calendar import Calendar
 from contracts.clock import china_iso
+from contracts.status import RecorderStatus
 from contracts.ticks import TickStore
 from libshm import TICK_LAYOUT, JournalWriter, SnapshotWriter, Tick, tick_from_row
 from services.md_recorder.filters import TickFilter
@@ -59,6 +61,7 @@ class Recorder:
         self.lag_ns: dict[str, int] = {}
         self._metrics_at = self._clock()
         self._metrics_kept = 0
+        self._status_at, self._status_kept = self._metrics_at, 0
         self.rebuilt: tuple[int, int] | None = None
         """The day the snapshot table was rebuilt from at start, and its instruments."""
         if self._snapshot is not None:
@@ -176,6 +179,21 @@ class Recorder:
             "journal": str(self.journal) if self.journal else None,
             "recording": str(self.store.recording(self._day)) if self._day else None,
         }
+
+    def status(self) -> RecorderStatus:
+        """The figures of the status file (``contracts.status``): the rate is over the time
+        since the last call."""
+        now, kept = self._clock(), self.filters.kept
+        elapsed = (now - self._status_at) / 1e9
+        rate = (kept - self._status_kept) / elapsed if elapsed > 0 else 0.0
+        self._status_at, self._status_kept = now, kept
+        lags = sorted(self.lag_ns.values())
+        return RecorderStatus(
+            os.getpid(), now, self._day, kept, round(rate, 1),
+            {str(k): v for k, v in sorted(self.filters.dropped.items())},
+            lags[len(lags) // 2] / 1e6 if lags else -1.0, len(self.last),
+            max((t[4] for t in self.last.values()), default=0), self.archive_error or "",
+        )  # fmt: skip
 
     def close(self) -> None:
         writer, self._writer = self._writer, None

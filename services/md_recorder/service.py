@@ -6,7 +6,9 @@ Files: ticks go to the live ring ``suite.shm_dir/ticks/YYYYMMDD`` (``md_recorder
 segments), each segment archived into the day's recording ``suite.journal_dir/recordings/YYYYMMDD``
 as it completes (``contracts.ticks``); the snapshot table is ``suite.shm_dir/snapshot``, rebuilt
 from the newest day's ticks at start. Every ``METRICS_EVERY_S`` the service logs its counts (kept,
-drops by reason, lag, source state), and a warning while the archive cannot take a segment.
+drops by reason, lag, source state), and a warning while the archive cannot take a segment;
+every ``STATUS_EVERY_S`` it rewrites its status file ``suite.journal_dir/status/md_recorder.json``
+(``contracts.status``), which the monitor reads.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from contracts.credentials import load_credentials
 from contracts.ctp_locale import require_ctp_locale
 from contracts.errors import JournalProblem, UserError
 from contracts.logs import get_logger
+from contracts.status import StatusFile, status_path
 from contracts.stop import StopSignals
 from contracts.ticks import TickStore
 from libshm import JournalError, WriterLocked
@@ -39,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = ["run_md_recorder"]
 
 METRICS_EVERY_S: Final = 10.0
+STATUS_EVERY_S: Final = 1.0
 MAX_GAP_NS: Final = 60 * 1_000_000_000
 
 
@@ -194,6 +198,8 @@ def run_md_recorder(config: DeploymentConfig) -> int:
                  instruments=recorder.rebuilt[1])  # fmt: skip
     log.info("md_recorder_started", source=md.source, instruments=len(instruments))
     next_metrics = time.monotonic() + METRICS_EVERY_S
+    status = StatusFile(status_path(config.suite.journal_dir, "md_recorder"), log)
+    next_status = time.monotonic()
     try:
         source.start()
         if isinstance(source, ReplaySource) and source.resumed:
@@ -210,6 +216,9 @@ def run_md_recorder(config: DeploymentConfig) -> int:
             else:
                 source.poll(0.2, recorder.record)
             recorder.heartbeat()
+            if time.monotonic() >= next_status:
+                next_status = time.monotonic() + STATUS_EVERY_S
+                status.publish(recorder.status())
             if time.monotonic() >= next_metrics:
                 next_metrics += METRICS_EVERY_S
                 log.info("md_recorder_metrics", **recorder.metrics(), **source.describe())
@@ -224,6 +233,7 @@ def run_md_recorder(config: DeploymentConfig) -> int:
         raise
     source.stop()
     final = recorder.metrics()
+    status.publish(recorder.status())
     recorder.close()
     log.info("md_recorder_stopped", **final, **source.describe())
     return 0

@@ -39,6 +39,7 @@ from contracts.monitor import (
     ServiceHealth,
     Subscribe,
 )
+from contracts.status import EngineStatus, RecorderStatus
 from services.monitor.auth import Grant, Tokens, TooManyFailures
 from services.monitor.control import EngineLink
 from services.monitor.fanout import ClientQueue, Curves, History
@@ -102,6 +103,9 @@ class MonitorServer:
         self.links: dict[str, EngineLink] = {}
         """How to reach each account's engine, for admin commands (set by the service)."""
         self.sinks: list[Callable[[str, bytes, bytes], None]] = []
+        self.health_seen: tuple[dict[str, ServiceHealth], ServiceHealth] = (
+            {}, ServiceHealth("absent"),
+        )  # fmt: skip
         """Also handed each encoded delta and marks sample: ``(account, type, data)`` (the
         ZMQ bus)."""
         self.tokens = tokens
@@ -170,6 +174,7 @@ class MonitorServer:
     def publish_health(self, engines: Mapping[str, ServiceHealth], market: ServiceHealth) -> None:
         """Send each client the health of the engines it may see, and of the market data."""
         now = self.clock()
+        self.health_seen = dict(engines), market
         for client in self.clients:
             visible = {a: h for a, h in engines.items() if a in client.accounts}
             self._offer(client, _encode(Health(now, visible, market)), now)
@@ -227,7 +232,8 @@ class MonitorServer:
             "# TYPE hft_monitor_client_queue_max gauge", f"hft_monitor_client_queue_max {queued}",
             "# TYPE hft_monitor_coalesced gauge", f"hft_monitor_coalesced {coalesced}",
         ]  # fmt: skip
-        return "\n".join(lines) + "\n"
+        engines, market = self.health_seen
+        return "\n".join(lines + _health_metrics(engines, market)) + "\n"
 
     # -- a client ------------------------------------------------------------------------------
 
@@ -394,6 +400,38 @@ async def _close_or_drop(ws: ServerConnection, code: int, reason: str) -> None:
         await asyncio.wait_for(ws.close(code, reason), CLOSE_WAIT_S)
     except TimeoutError:
         ws.transport.abort()
+
+
+def _health_metrics(engines: Mapping[str, ServiceHealth], market: ServiceHealth) -> list[str]:
+    """The services' figures (their status files) as Prometheus gauges."""
+    up = {"open": 1, "closed": 0, "gone": 0, "absent": 0}
+    lines = ["# TYPE hft_md_recorder_up gauge", f"hft_md_recorder_up {up[market.state]}"]
+    md = market.status
+    if isinstance(md, RecorderStatus):
+        lines += [
+            "# TYPE hft_md_recorder_ticks_per_second gauge",
+            f"hft_md_recorder_ticks_per_second {md.ticks_per_s}",
+            "# TYPE hft_md_recorder_ticks_kept counter", f"hft_md_recorder_ticks_kept {md.kept}",
+            "# TYPE hft_md_recorder_ticks_dropped counter",
+            *(f'hft_md_recorder_ticks_dropped{{reason="{r}"}} {n}' for r, n in md.drops.items()),
+            "# TYPE hft_md_recorder_lag_ms gauge", f"hft_md_recorder_lag_ms {md.lag_ms_median}",
+        ]  # fmt: skip
+    lines += ["# TYPE hft_engine_up gauge"]
+    lines += [f'hft_engine_up{{account="{a}"}} {up[h.state]}' for a, h in engines.items()]
+    figures = [(a, h.status) for a, h in engines.items() if isinstance(h.status, EngineStatus)]
+    if figures:
+        lines += ["# TYPE hft_engine_behind_ticks gauge"]
+        lines += [f'hft_engine_behind_ticks{{account="{a}"}} {e.behind_ticks}' for a, e in figures]
+        lines += ["# TYPE hft_engine_behind_seconds gauge"]
+        lines += [f'hft_engine_behind_seconds{{account="{a}"}} {e.behind_s}' for a, e in figures]
+        lines += ["# TYPE hft_engine_tick_to_order_us gauge"]
+        for a, e in figures:
+            t = e.tick_to_order
+            lines += [
+                f'hft_engine_tick_to_order_us{{account="{a}",quantile="0.5"}} {t.p50_us}',
+                f'hft_engine_tick_to_order_us{{account="{a}",quantile="0.99"}} {t.p99_us}',
+            ]
+    return lines
 
 
 def _address(ws: ServerConnection) -> str:

@@ -13,6 +13,7 @@ import asyncio
 import errno
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any, Final
 
@@ -27,6 +28,7 @@ from contracts.credentials import load_credentials
 from contracts.errors import JournalProblem, UserError
 from contracts.logs import get_logger
 from contracts.monitor import ServiceHealth
+from contracts.status import ServiceStatus, read_status, status_path
 from contracts.stop import StopSignals
 from contracts.ticks import days_in
 from libshm import JournalError, JournalReader, NotAJournal, SnapshotBusy, SnapshotReader
@@ -57,12 +59,16 @@ class Tailer:
         self.reader: JournalReader | None = None
         self.closed = False
         self.frames = 0
+        self.caught_up = True
+        self.status_path = status_path(account.journal_dir, "engine")
 
     def health(self) -> ServiceHealth:
+        status = read_status(self.status_path)
+        age = _age(status)
         if self.reader is None:
-            return ServiceHealth("absent")
+            return ServiceHealth("absent", status=status, status_age_s=age)
         state = self.reader.writer_state(HEARTBEAT_TIMEOUT_NS)
-        return ServiceHealth(state, self.day, self.frames)  # type: ignore[arg-type]
+        return ServiceHealth(state, self.day, self.frames, self.caught_up, status, age)  # type: ignore[arg-type]
 
     def poll(self) -> list[m.EngineMessage]:
         """The messages committed since the last call (at most ``BATCH``)."""
@@ -85,6 +91,7 @@ class Tailer:
             self.frames += 1
             if isinstance(msg, m.DayClosed):
                 self.closed = True
+        self.caught_up = len(out) < BATCH
         return out
 
     def _open_newest(self) -> bool:
@@ -184,7 +191,8 @@ async def _serve_ws(config: DeploymentConfig, server: MonitorServer, bus: Bus | 
     url = f"ws://{mc.host}:{port}"
     _write_endpoint(config.suite.journal_dir / "monitor", url)
     log.info("monitor_started", url=url, accounts=list(server.states), mode=config.suite.mode)
-    market = _Market(config.suite.shm_dir / "snapshot")
+    market = _Market(config.suite.shm_dir / "snapshot",
+                     status_path(config.suite.journal_dir, "md_recorder"))  # fmt: skip
     loop = asyncio.get_running_loop()
     next_health = next_marks = loop.time()
     try:
@@ -217,19 +225,24 @@ async def _serve_ws(config: DeploymentConfig, server: MonitorServer, bus: Bus | 
 
 
 class _Market:
-    """md_recorder's health from its snapshot table: alive while its writer's process lives."""
+    """md_recorder's health from its snapshot table (alive while its writer's process lives)
+    and its status file."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, status: Path) -> None:
         self.path = path
+        self.status_path = status
         self.table: SnapshotReader | None = None
 
     def health(self) -> ServiceHealth:
+        status = read_status(self.status_path)
+        age = _age(status)
         if self.table is None:
             try:
                 self.table = SnapshotReader(self.path)
             except (OSError, JournalError):
-                return ServiceHealth("absent")
-        return ServiceHealth("open" if self.table.writer_alive() else "gone")
+                return ServiceHealth("absent", status=status, status_age_s=age)
+        alive = self.table.writer_alive()
+        return ServiceHealth("open" if alive else "gone", status=status, status_age_s=age)
 
     def prices(self, wanted: set[str]) -> tuple[dict[str, float], int] | None:
         """The last price of each ``wanted`` instrument the table holds and the latest of their
@@ -248,6 +261,10 @@ class _Market:
                 out[instrument] = tick.last
                 latest = max(latest, tick.local_time_ns)
         return (out, latest) if out else None
+
+
+def _age(status: ServiceStatus | None) -> float:
+    return 0.0 if status is None else round(max(time.time_ns() - status.written_ns, 0) / 1e9, 1)
 
 
 def _write_endpoint(directory: Path, url: str) -> None:

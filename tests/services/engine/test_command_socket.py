@@ -24,6 +24,7 @@ import zmq
 
 from contracts import messages as m
 from contracts.config import load_config
+from contracts.status import EngineStatus, read_status, status_path
 from libshm import JournalReader, JournalWriter, decode_tick
 from services.engine.journals import read_journal
 from services.tools.command import send_command
@@ -268,3 +269,26 @@ def test_status_into_a_closed_pipe_stops_quietly(tmp_path: Path, recording: Path
         assert done.returncode == 141, done.stderr
         assert done.stderr == b""
         assert run.status()["ticks"] == 40  # the engine answered and goes on
+
+
+def test_the_status_file_counts_the_days_orders_and_times_the_ticks_that_caused_them(
+    tmp_path: Path, recording: Path
+) -> None:
+    with running_engine(tmp_path, recording) as run:
+        run.feed(400)
+        run.wait_ticks(440)
+        path = status_path(tmp_path / "journal", "engine")
+        deadline = time.monotonic() + 30
+        while not ((s := read_status(path)) is not None and s.ticks == 440):  # within a second
+            assert time.monotonic() < deadline, s
+            time.sleep(0.05)
+        assert isinstance(s, EngineStatus)
+        requested = [x for x in read_journal(tmp_path / "journal" / "engine" / str(DAY))
+                     if isinstance(x, m.OrderRequested)]  # fmt: skip
+        assert s.orders == len(requested) > 0
+        assert s.trading_day == DAY and s.feed == "live" and s.behind_ticks == 0
+        latency = s.tick_to_order
+        # some ticks caused orders and others none (the quoter re-quotes on a change of price)
+        assert 0 < latency.count < 440 and latency.count <= s.orders
+        assert 0 < latency.p50_us <= latency.p99_us <= latency.max_us
+        assert run.status()["tick_to_order_us"]["count"] >= latency.count

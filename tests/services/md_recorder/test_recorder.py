@@ -12,9 +12,10 @@ import pytest
 
 from contracts.ticks import TickStore
 from libshm import JournalReader, SnapshotReader, encode_tick, list_segments, tick_from_row
+from services.md_recorder.normalise import Drop
 from services.md_recorder.recorder import Recorder
 from tests.helpers import import_market
-from tests.services.md_recorder.test_normalise import CAL
+from tests.services.md_recorder.test_normalise import CAL, IF_ROWS, make
 
 DAYS = (20210104, 20210105, 20210106)
 
@@ -105,3 +106,38 @@ def test_a_ring_whose_recording_lacks_a_segment_is_not_dropped(
     assert store.has_ring(DAYS[0])  # its ring holds what the recording lacks
     shutil.rmtree(store.ring(DAYS[1]))
     assert store.days() == list(DAYS)
+
+
+def test_the_status_counts_kept_and_dropped_ticks_by_reason_and_the_rate_since_last_asked(
+    tmp_path: Path,
+) -> None:
+    now = [1_609_722_000_000_000_000]
+    store = TickStore(tmp_path / "shm" / "ticks", tmp_path / "recordings")
+    recorder = Recorder(CAL, store, None, check_local_time=False, clock=lambda: now[0])
+    first = recorder.status()
+    assert (first.kept, first.ticks_per_s, first.drops, first.instruments) == (0, 0.0, {}, 0)
+    assert first.lag_ms_median == -1.0 and first.last_tick_ns == 0  # nothing seen yet
+    kept = [recorder.record(row, 0) for row in IF_ROWS[:100]]
+    ticks = [t for t in kept if not isinstance(t, Drop)]
+    recorder.record(IF_ROWS[99], 0)  # the last one again
+    recorder.record(make(IF_ROWS[60], LastPrice="abc"), 0)
+    recorder.record(make(IF_ROWS[61], UpdateTime="25:00:00"), 0)
+    now[0] += 2_000_000_000
+    status = recorder.status()
+    assert status.kept == len(ticks) > 50
+    assert status.drops == {**_counted(kept), "duplicate": _counted(kept).get("duplicate", 0) + 1,
+                            "malformed": 1, "impossible_time": 1}  # fmt: skip
+    assert status.ticks_per_s == round(len(ticks) / 2, 1)
+    assert status.instruments == 1 and status.trading_day == DAYS[0]
+    assert status.last_tick_ns == max(t.exchange_time_ns for t in ticks)
+    now[0] += 1_000_000_000
+    assert recorder.status().ticks_per_s == 0.0  # none since the last call
+    recorder.close()
+
+
+def _counted(results: list[Any]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for r in results:
+        if isinstance(r, Drop):
+            out[str(r)] = out.get(str(r), 0) + 1
+    return out

@@ -4,6 +4,7 @@ and ``hft md-recorder`` ending when a replay is published."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 
 from contracts.errors import UserError
+from contracts.status import RecorderStatus, read_status, status_path
 from contracts.ticks import TickStore
 from libshm import TICK_LAYOUT, JournalReader, JournalWriter
 from libshm.inspect import inspect_journal
@@ -179,6 +181,10 @@ def test_md_recorder_replay_ends_and_closes_the_journal(recording: Path, tmp_pat
     reader = JournalReader(live)
     assert sum(1 for _ in reader.tail()) == 27_953  # tail() ends: the writer closed it
     assert reader.ended
+    status = read_status(status_path(tmp_path / "journal", "md_recorder"))
+    assert isinstance(status, RecorderStatus)  # its last figures, written as it stopped
+    assert (status.kept, status.drops, status.instruments) == (27_953, {}, 1)
+    assert status.trading_day == 20210104 and status.pid != os.getpid()
 
 
 def frames_in(journal: Path) -> int:

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from contracts.calendar import Phase
+from contracts.status import RecorderStatus, read_status, status_path
 from libshm import JournalReader, NotAJournal, decode_tick
 from services.md_recorder.filters import TickFilter
 from services.md_recorder.normalise import CHINA, Drop, Normaliser
@@ -135,6 +136,9 @@ def test_md_recorder_runs_the_simulated_market(tmp_path: Path) -> None:
         assert verify.returncode == 0, verify.stdout + verify.stderr
         ticks += [decode_tick(f.payload) for f in iter(JournalReader(day).read, None)]
     assert len(ticks) == stopped["kept"]
+    status = read_status(status_path(tmp_path / "journal", "md_recorder"))
+    assert isinstance(status, RecorderStatus)
+    assert (status.kept, status.instruments) == (stopped["kept"], stopped["instruments"])
     assert {t.instrument for t in ticks} >= {"rb2105", "cu2102"}
 
 

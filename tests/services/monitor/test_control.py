@@ -88,6 +88,9 @@ def test_an_admin_halts_the_account_and_a_viewer_cannot(tmp_path: Path, recordin
             assert health["engines"]["paper"]["state"] == "open"  # the engine heartbeats
             assert health["engines"]["paper"]["trading_day"] == DAY
             assert health["market"]["state"] == "absent"  # no md_recorder in this deployment
+            figures = health["engines"]["paper"]["status"]  # the engine's own status file
+            assert figures["service"] == "engine" and figures["ticks"] >= 40, figures
+            assert figures["trading_day"] == DAY and figures["feed"] == "live"
             admin.send(json.dumps({"type": "command", "account": "paper", "action": "halt",
                                    "command_id": "h1"}))  # fmt: skip
             run.feed(5)

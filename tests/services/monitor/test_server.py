@@ -11,6 +11,7 @@ import json
 import socket
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import msgspec
@@ -19,6 +20,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from contracts import messages as m
+from contracts.status import EngineStatus, Latency, RecorderStatus, status_path, write_status
 from libshm import JournalWriter, SnapshotWriter, book_tick
 from tests.helpers import log_lines, run_hft
 from tests.services.monitor.harness import (
@@ -344,3 +346,38 @@ def test_the_page_under_any_host_name_may_connect_and_another_sites_page_may_not
     assert upgrade(f"http://desk-host:{port}") == 101
     assert upgrade("http://evil.example") == 403
     assert upgrade(f"http://desk-host:{port + 1}") == 403
+
+
+def test_health_carries_each_services_figures_to_those_who_may_see_them(
+    deployment: Deployment,
+) -> None:
+    root = deployment.root
+    figures = {a: EngineStatus(100 + i, time.time_ns(), 20210104, 1000 * (i + 1), 7 + i, 0, 0.0,
+                               "live", Latency(5, 5, 20.0 + i, 90.0, 99.0))
+               for i, a in enumerate("AB")}  # fmt: skip
+    for account, status in figures.items():
+        assert write_status(status_path(root / account, "engine"), status) is None
+    md = RecorderStatus(99, time.time_ns(), 20210104, 27_953, 120.5,
+                        {"duplicate": 2, "outside_hours": 11}, 3.5, 1, 0)  # fmt: skip
+    assert write_status(status_path(root / "own", "md_recorder"), md) is None
+    url = deployment.start()
+    viewer, _ = subscribe(url, VIEWER_A)
+    while (message := json.loads(viewer.recv(timeout=5)))["type"] != "health":
+        pass
+    assert list(message["engines"]) == ["A"]  # B's figures never reach a viewer of A
+    a = message["engines"]["A"]
+    assert msgspec.convert(a["status"], EngineStatus) == figures["A"]
+    assert 0 <= a["status_age_s"] < 60
+    assert msgspec.convert(message["market"]["status"], RecorderStatus) == md
+    viewer.close()
+    port = url.rsplit(":", 1)[1]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    for line in (
+        'hft_md_recorder_ticks_dropped{reason="outside_hours"} 11',
+        "hft_md_recorder_ticks_per_second 120.5",
+        'hft_engine_tick_to_order_us{account="B",quantile="0.5"} 21.0',
+        'hft_engine_tick_to_order_us{account="A",quantile="0.99"} 90.0',
+        'hft_engine_behind_ticks{account="A"} 0',
+    ):
+        assert line in text.splitlines(), text

@@ -24,6 +24,7 @@ from pydantic import (
     PlainValidator,
     ValidationError,
     ValidationInfo,
+    field_validator,
     model_validator,
 )
 from pydantic.types import Strict
@@ -33,6 +34,7 @@ from contracts.errors import UserError
 __all__ = [
     "AgentConfig",
     "AgentRiskConfig",
+    "AlertsConfig",
     "CtpMdConfig",
     "CtpTradeConfig",
     "DeploymentConfig",
@@ -351,6 +353,30 @@ class MonitorAccount(_Section):
     """The engine's ``suite.journal_dir``: its day journals are ``journal_dir/engine/YYYYMMDD``."""
 
 
+class AlertsConfig(_Section):
+    refusal_burst: int = Field(20, ge=1)
+    """This many refusals (risk gate, exchange, cancel) of an account within ``refusal_window_s``
+    raise an alert."""
+    refusal_window_s: float = Field(10.0, gt=0)
+    behind_s: float = Field(5.0, gt=0)
+    """An engine this many seconds behind its feed raises an alert."""
+    command: list[str] = Field(default_factory=list)
+    """A program run for each alert raised or cleared (argv, no shell), the alert's JSON on its
+    standard input; empty: none."""
+    webhook: bool = False
+    """Post each alert as JSON to ``alert_webhook_url`` (credentials file or
+    ``HFT_ALERT_WEBHOOK_URL``)."""
+    timeout_s: float = Field(10.0, gt=0, le=300)
+    """How long a command or a post may take before it is abandoned (and logged)."""
+
+    @field_validator("command")
+    @classmethod
+    def _program(cls, v: list[str]) -> list[str]:
+        if v and not v[0]:
+            raise ValueError("the command's first element is the program to run")
+        return v
+
+
 class MonitorConfig(_Section):
     host: str = "127.0.0.1"
     port: Port = 8765
@@ -374,6 +400,7 @@ class MonitorConfig(_Section):
     replay_deltas: int = Field(100_000, ge=0, le=10_000_000)
     """Deltas kept per account for clients that resume."""
     marks_hz: float = Field(4.0, gt=0, le=100)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
 
 
 class DeploymentConfig(_Section):

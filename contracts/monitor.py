@@ -18,6 +18,7 @@ __all__ = [
     "TOPICS",
     "AccountSnapshot",
     "AgentView",
+    "Alert",
     "Auth",
     "BusRequest",
     "ClientMessage",
@@ -245,6 +246,20 @@ class Health(msgspec.Struct, frozen=True, tag_field="type", tag="health"):
     market: ServiceHealth
 
 
+class Alert(msgspec.Struct, frozen=True, tag_field="type", tag="alert"):
+    """A condition the operator should look at, raised by the monitor and sent again, with
+    ``cleared_ns`` set, when it ends. ``id`` names the condition (the same while it lasts);
+    ``account`` is empty for the suite's own services (md_recorder), which every client sees."""
+
+    id: str
+    account: str
+    kind: Literal["silent", "halt", "refusals", "behind", "overrun", "reconciliation"]
+    severity: Literal["critical", "warning"]
+    text: str
+    raised_ns: int  # wall clock, epoch ns
+    cleared_ns: int = 0
+
+
 class Marks(msgspec.Struct, frozen=True, tag_field="type", tag="marks"):
     """The latest prices of an account's open positions (md_recorder's snapshot table) and the
     mark-to-market PnL they give each agent against the positions' basis; a live sample."""
@@ -305,6 +320,8 @@ class ZmqEndpoints(msgspec.Struct, frozen=True, tag_field="type", tag="endpoints
 
 
 PROTOCOL_VERSION = 1
-ServerMessage = Hello | AccountSnapshot | Delta | ErrorReply | Reply | Health | Marks | DayCurves
+ServerMessage = (
+    Hello | AccountSnapshot | Delta | ErrorReply | Reply | Health | Marks | DayCurves | Alert
+)
 ClientMessage = Auth | Subscribe | Command
 BusRequest = SnapshotRequest | EndpointsRequest

@@ -26,6 +26,7 @@ from contracts.config import MonitorConfig
 from contracts.monitor import (
     PROTOCOL_VERSION,
     TOPICS,
+    Alert,
     Auth,
     ClientMessage,
     Command,
@@ -40,6 +41,7 @@ from contracts.monitor import (
     Subscribe,
 )
 from contracts.status import EngineStatus, RecorderStatus
+from services.monitor.alerts import Alerts, Notifier
 from services.monitor.auth import Grant, Tokens, TooManyFailures
 from services.monitor.control import EngineLink
 from services.monitor.fanout import ClientQueue, Curves, History
@@ -119,6 +121,10 @@ class MonitorServer:
         self.clients: set[_Client] = set()
         self.origins: set[str] = set(config.origins)
         self.static = load_static()
+        self.alerts = Alerts(config.alerts)
+        self.notifier: Notifier | None = None
+        self.webhook: str | None = None
+        """Runs the operator's command and posts to the webhook for each alert (the service)."""
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- publishing ----------------------------------------------------------------------------
@@ -138,6 +144,31 @@ class MonitorServer:
                     if new_day:  # its snapshot, numbered from 1 again, instead of what queued
                         client.queue.restart()
                     self._offer(client, data, now)
+
+    def publish_alerts(self, alerts: list[Alert]) -> None:
+        """Send each alert raised or cleared to the clients that may see it (an alert of the
+        suite, with no account, to all), log it and hand it to the notifier."""
+        now = self.clock()
+        for alert in alerts:
+            data = _encode(alert)
+            if alert.cleared_ns:
+                self.log.info("alert_cleared", id=alert.id, account=alert.account,
+                              kind=alert.kind, text=alert.text)  # fmt: skip
+            else:
+                emit = self.log.error if alert.severity == "critical" else self.log.warning
+                emit("alert_raised", id=alert.id, account=alert.account, kind=alert.kind,
+                     severity=alert.severity, text=alert.text)  # fmt: skip
+            for account in [alert.account] if alert.account else list(self.states):
+                for sink in self.sinks:
+                    sink(account, b"alert", data)
+            for client in self.clients:
+                if not alert.account or alert.account in client.accounts:
+                    self._offer(client, data, now)
+            if self.notifier is not None:
+                self.notifier.notify(alert)
+
+    def _active_alerts(self, accounts: list[str]) -> list[bytes]:
+        return [_encode(a) for a in self.alerts.visible(accounts)]
 
     def _offer(self, client: _Client, data: bytes, now: int) -> None:
         """Queue ``data`` for ``client``; one too far behind is dropped here and now, since its
@@ -268,6 +299,7 @@ class MonitorServer:
             if curves.samples and curves.trading_day == state.trading_day:
                 client.backlog.append(_encode(DayCurves(account, curves.trading_day,
                                                            curves.samples)))  # fmt: skip
+        client.backlog.extend(self._active_alerts(accounts))
         self.clients.add(client)
         client.wake.set()
         client.sender = asyncio.create_task(self._send(client))
@@ -373,6 +405,7 @@ class MonitorServer:
                         queue.stale = False
                         client.backlog.clear()
                         snapshots = [_encode(self.states[a].snapshot()) for a in client.accounts]
+                        snapshots += self._active_alerts(client.accounts)  # what it may have lost
                         for data in snapshots:
                             await ws.send(data, text=True)
                         continue

@@ -32,6 +32,7 @@ from contracts.status import ServiceStatus, read_status, status_path
 from contracts.stop import StopSignals
 from contracts.ticks import days_in
 from libshm import JournalError, JournalReader, NotAJournal, SnapshotBusy, SnapshotReader
+from services.monitor.alerts import Notifier, check_webhook
 from services.monitor.auth import Tokens
 from services.monitor.bus import Bus
 from services.monitor.control import EngineLink
@@ -60,6 +61,8 @@ class Tailer:
         self.closed = False
         self.frames = 0
         self.caught_up = True
+        self.live = False
+        """It has read all the journal held at least once since start: what comes is new."""
         self.status_path = status_path(account.journal_dir, "engine")
 
     def health(self) -> ServiceHealth:
@@ -76,6 +79,7 @@ class Tailer:
             self.closed and any(d > self.day for d in days_in(self.root))
         )
         if newer and not self._open_newest():
+            self.live = self.live or self.reader is None  # no journal yet: all that comes is new
             return []
         assert self.reader is not None
         out: list[m.EngineMessage] = []
@@ -92,6 +96,7 @@ class Tailer:
             if isinstance(msg, m.DayClosed):
                 self.closed = True
         self.caught_up = len(out) < BATCH
+        self.live = self.live or self.caught_up
         return out
 
     def _open_newest(self) -> bool:
@@ -149,6 +154,19 @@ def run_monitor(config: DeploymentConfig) -> int:
     server = MonitorServer(states, tokens, config.monitor, mode=config.suite.mode, log=log)
     engine_token = credentials.engine_token.get_secret_value() if credentials.engine_token else None
     server.links = {a.name: EngineLink(a.name, a.journal_dir, engine_token) for a in accounts}
+    webhook = (
+        credentials.alert_webhook_url.get_secret_value() if credentials.alert_webhook_url else None
+    )
+    if config.monitor.alerts.webhook:
+        if webhook is None:
+            raise UserError(
+                "monitor.alerts.webhook is true but no URL is set; export HFT_ALERT_WEBHOOK_URL "
+                "or put alert_webhook_url in the credentials file named by "
+                "suite.credentials_file"
+            )
+        if (problem := check_webhook(webhook)) is not None:
+            raise UserError(f"{problem} (the credentials' alert_webhook_url)")
+    server.webhook = webhook
     curve = credentials.monitor_curve_secret_key
     bus = (Bus(states, tokens, config.monitor, mode=config.suite.mode, log=log,
                secret_key=curve.get_secret_value() if curve else None)
@@ -162,9 +180,13 @@ async def _serve(config: DeploymentConfig, server: MonitorServer, bus: Bus | Non
     if bus is not None:
         bus.start(config.suite.journal_dir / "monitor")
         server.sinks.append(bus.send)
+    notifier = Notifier(config.monitor.alerts, server.webhook, log)
+    notifier.start()
+    server.notifier = notifier
     try:
         return await _serve_ws(config, server, bus, tailers, stop=stop, log=log)
     finally:
+        await notifier.close()
         if bus is not None:
             bus.close()
 
@@ -209,13 +231,21 @@ async def _serve_ws(config: DeploymentConfig, server: MonitorServer, bus: Bus | 
                 server.publish_health(engines, md)
                 if bus is not None:
                     bus.health(engines, md)
+                server.publish_alerts(server.alerts.health(engines, md, server.clock()))
             busy = False
             for tailer in tailers:
+                live = tailer.live  # read before: the poll that catches up is not yet live
                 messages = tailer.poll()
                 if messages:
                     busy = True
+                    account = tailer.state.account
                     for msg in messages:
-                        server.publish(tailer.state.apply(msg))
+                        deltas = tailer.state.apply(msg)
+                        server.publish(deltas)
+                        if deltas:
+                            alerts = server.alerts.deltas(account, deltas, server.clock(),
+                                                          live=live)  # fmt: skip
+                            server.publish_alerts(alerts)
             await asyncio.sleep(0 if busy else IDLE_S)
     finally:
         ws_server.close()

@@ -15,6 +15,7 @@ const S = {
   curves: {}, // account -> {day, t: [], prices: {instrument: []}, equity: {agent: []}}
   marks: {}, // account -> the last marks
   health: null,
+  alerts: {}, // id -> the server's active alert (docs/monitor.md, "Alerts")
   backoff: 500,
   commands: 0,
   drawn: false,
@@ -91,6 +92,9 @@ function receive(msg) {
       break;
     }
     case "health": S.health = msg; break;
+    case "alert":
+      if (msg.cleared_ns) delete S.alerts[msg.id]; else S.alerts[msg.id] = msg;
+      break;
     case "reply": toast((msg.ok ? "Engine: " : "Engine refused: ") + msg.text, msg.ok); break;
     case "error": toast("Monitor: " + msg.text, false); break;
   }
@@ -100,6 +104,7 @@ function receive(msg) {
 function hello(msg) {
   S.hello = msg;
   S.backoff = 500;
+  S.alerts = {}; // the server sends the active ones again after the snapshots
   sessionStorage.setItem("hft-token", S.token);
   $("login").hidden = true;
   $("app").hidden = false;
@@ -275,7 +280,7 @@ function render() {
     { text: r.text, cls: "wrap" }])));
 
   renderHealth();
-  renderAlerts(risk, refusals);
+  renderAlerts();
   renderCharts(trades);
 }
 
@@ -295,26 +300,35 @@ function renderHealth() {
   for (const [account, e] of Object.entries(h.engines)) {
     add(`engine ${account}`, `${e.state}${e.trading_day ? " · day " + e.trading_day : ""} · ${e.frames} frames`,
       e.state === "open" || e.state === "closed");
+    const f = e.status;
+    if (f) {
+      add(`${account} feed`, `${f.feed} · ${f.ticks} ticks · ${f.orders} orders · behind ${f.behind_ticks} ticks, ${f.behind_s} s`,
+        f.feed === "live" && f.behind_s < 1);
+      const l = f.tick_to_order;
+      add(`${account} tick→order`, l.samples ? `p50 ${l.p50_us} µs · p99 ${l.p99_us} µs · max ${l.max_us} µs (${l.count})` : "no orders yet", true);
+    }
   }
   add("market data", h.market.state, h.market.state === "open");
+  const md = h.market.status;
+  if (md) {
+    const drops = Object.entries(md.drops);
+    const dropped = drops.reduce((n, [, c]) => n + c, 0);
+    add("md ticks", `${md.ticks_per_s}/s · ${md.kept} kept · ${md.instruments} instruments · lag ${md.lag_ms_median < 0 ? "–" : md.lag_ms_median + " ms"}`,
+      !md.archive_error);
+    add("md drops", dropped ? drops.map(([r, c]) => `${r} ${c}`).join(" · ") : "none", true);
+  }
   add("connection", S.ws ? "live" : "reconnecting", !!S.ws);
   add("last update", time(h.time_ns), true);
   dl.replaceChildren(...items);
 }
 
-function renderAlerts(risk, refusals) {
-  const alerts = [];
-  const h = S.health;
-  if (h) {
-    for (const [account, e] of Object.entries(h.engines)) {
-      if (e.state === "gone") alerts.push([`The engine of ${account} is silent or gone.`, true]);
-    }
-  }
-  for (const r of risk) {
-    if (r.state === "halted") alerts.push([`${r.scope}${r.target ? " " + r.target : ""} is halted: ${r.reason}`, true]);
-  }
-  const recent = refusals.filter((r) => refusals[0] && refusals[0].time_ns - r.time_ns < 10e9);
-  if (recent.length >= 20) alerts.push([`${recent.length} refusals within 10 s`, false]);
+function renderAlerts() {
+  // the server's alerts (raised and cleared by the monitor for every client alike), and this
+  // page's own: a lost connection
+  const alerts = Object.values(S.alerts)
+    .sort((a, b) => (a.severity === b.severity ? a.raised_ns - b.raised_ns : a.severity === "critical" ? -1 : 1))
+    .map((a) => [`${time(a.raised_ns)} ${a.text}`, a.severity === "critical"]);
+  if (!S.ws) alerts.unshift(["The connection to the monitor is lost; reconnecting.", true]);
   $("alerts").replaceChildren(...alerts.map(([text, bad]) => {
     const div = document.createElement("div");
     div.className = "alert" + (bad ? " bad" : "");

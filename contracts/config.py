@@ -394,12 +394,15 @@ class MonitorConfig(_Section):
     origins: list[str] = Field(default_factory=list)
     """Browser origins allowed besides the server's own (``http://host:port``)."""
     client_queue: int = Field(1000, ge=10, le=1_000_000)
-    """Messages a client may have waiting before its queue is coalesced into a snapshot."""
+    """Changes a client may have waiting (a batch of deltas counts as many as it holds) before
+    its queue is coalesced into a snapshot."""
     slow_grace_s: float = Field(10.0, gt=0)
     """A client coalesced twice within this many seconds is closed as too slow."""
     replay_deltas: int = Field(100_000, ge=0, le=10_000_000)
     """Deltas kept per account for clients that resume."""
     marks_hz: float = Field(4.0, gt=0, le=100)
+    batch_ms: float = Field(10.0, ge=0, le=1000)
+    """Deltas are sent to WebSocket clients in batches at most this often (0: as they come)."""
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "Day",
     "DayCurves",
     "Delta",
+    "Deltas",
     "EndpointsRequest",
     "ErrorReply",
     "Health",
@@ -155,6 +156,16 @@ class Delta(msgspec.Struct, frozen=True, tag_field="type", tag="delta"):
     topic: Topic
     key: str
     value: Value | None
+
+
+class Deltas(msgspec.Struct, frozen=True, tag_field="type", tag="deltas"):
+    """Consecutive deltas of one account and day, oldest first: what WebSocket clients get
+    (a batch per ``monitor.batch_ms``, so a busy engine costs a frame per client per batch,
+    not one per change)."""
+
+    account: str
+    trading_day: int
+    deltas: list[Delta]
 
 
 class AccountSnapshot(msgspec.Struct, frozen=True, tag_field="type", tag="snapshot"):
@@ -319,9 +330,18 @@ class ZmqEndpoints(msgspec.Struct, frozen=True, tag_field="type", tag="endpoints
     curve_public_key: str | None = None
 
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: deltas go to WebSocket clients in batches (`deltas`)
 ServerMessage = (
-    Hello | AccountSnapshot | Delta | ErrorReply | Reply | Health | Marks | DayCurves | Alert
+    Hello
+    | AccountSnapshot
+    | Delta
+    | Deltas
+    | ErrorReply
+    | Reply
+    | Health
+    | Marks
+    | DayCurves
+    | Alert
 )
 ClientMessage = Auth | Subscribe | Command
 BusRequest = SnapshotRequest | EndpointsRequest

@@ -109,7 +109,7 @@ def _run_import(args: argparse.Namespace) -> int:
     return run(args)
 
 
-BENCHMARKS = ("journal", "md_recorder", "engine", "paper")
+BENCHMARKS = ("journal", "md_recorder", "engine", "paper", "monitor")
 
 
 def _add_bench(parser: argparse.ArgumentParser) -> None:

@@ -17,10 +17,13 @@ __all__ = ["ClientQueue", "Curves", "History"]
 
 
 class ClientQueue:
+    """``bound`` counts changes: a batch of deltas weighs as many as it holds, anything else 1."""
+
     def __init__(self, bound: int, grace_ns: int) -> None:
         self.bound = bound
         self.grace_ns = grace_ns
-        self._items: deque[bytes] = deque()
+        self._items: deque[tuple[bytes, int]] = deque()
+        self._size = 0
         self.stale = False
         """The client is to be sent a fresh snapshot before anything else (it fell behind)."""
         self.closed: str | None = None
@@ -30,41 +33,48 @@ class ClientQueue:
         self._missed = 0
 
     def __len__(self) -> int:
-        return len(self._items)
+        return self._size
 
-    def put(self, data: bytes, now_ns: int) -> None:
+    def put(self, data: bytes, now_ns: int, weight: int = 1) -> None:
         if self.closed is not None:
             return
         if self.stale:  # a snapshot will carry it, if the client takes it in time
-            self._missed += 1
+            self._missed += weight
             if self._missed >= self.bound:
-                self.closed = (f"too slow: {self._missed} messages behind while its snapshot "
+                self.closed = (f"too slow: {self._missed} changes behind while its snapshot "
                                "was waiting")  # fmt: skip
             return
-        if len(self._items) >= self.bound:
-            behind = len(self._items)
+        if self._size + weight > self.bound and self._items:
+            behind = self._size
             self._items.clear()
+            self._size = 0
             last = self._coalesced_at
             if last is not None and now_ns - last < self.grace_ns:
-                self.closed = f"too slow: {behind} messages behind, twice within the grace period"
+                self.closed = f"too slow: {behind} changes behind, twice within the grace period"
                 return
             self.stale = True
             self._missed = 0
             self.coalesced += 1
             self._coalesced_at = now_ns
             return
-        self._items.append(data)
+        self._items.append((data, weight))
+        self._size += weight
 
     def restart(self) -> None:
         """A new trading day began: what is queued belongs to the old one; a snapshot of the
         new day replaces it (not counted as falling behind)."""
         if self.closed is None:
             self._items.clear()
+            self._size = 0
             self.stale = True
             self._missed = 0
 
     def take(self) -> bytes | None:
-        return self._items.popleft() if self._items else None
+        if not self._items:
+            return None
+        data, weight = self._items.popleft()
+        self._size -= weight
+        return data
 
 
 class History:

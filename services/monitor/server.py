@@ -21,6 +21,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from contracts.config import MonitorConfig
 from contracts.monitor import (
@@ -79,6 +80,20 @@ def load_static(directory: Path = STATIC_DIR) -> dict[str, tuple[bytes, str]]:
 
 
 _encode = msgspec.json.Encoder().encode
+FLUSH_AT: Final = 2000
+"""Pending deltas that are sent at once, whatever ``monitor.batch_ms`` says."""
+RESUME_BATCH: Final = 1000
+"""Deltas per message when a resumed client is sent what it missed."""
+
+
+class _RawDeltas(msgspec.Struct, frozen=True, tag_field="type", tag="deltas"):
+    """``contracts.monitor.Deltas`` with each delta already encoded (once for every client)."""
+
+    account: str
+    trading_day: int
+    deltas: list[msgspec.Raw]
+
+
 _decode_client = msgspec.json.Decoder(ClientMessage).decode
 
 
@@ -94,6 +109,26 @@ class _Client:
     backlog: list[bytes] = field(default_factory=list)
     """What the client gets first: a snapshot per account, or the deltas it missed (shared
     with the history, so a long resume costs no copy); live deltas queue up meanwhile."""
+    sending: bool = True
+    """Its sender is in a send or has something to send (false only while it waits for
+    more): a message may be written at once only when this is false."""
+
+    def write_now(self, data: bytes) -> bool:
+        """Write ``data`` as a text frame straight to the socket, if nothing waits before it
+        and the socket's buffer is below its limit; False if it must be queued instead. The
+        frame is made by the connection's own Sans-I/O protocol, as its ``send`` would, without
+        the sender task's wake-up and locks: the cost of a fan-out to many clients."""
+        if self.sending or len(self.queue) or self.queue.stale or self.backlog:
+            return False
+        ws = self.ws
+        transport = ws.transport
+        if ws.protocol.state is not State.OPEN or transport.is_closing():
+            return False
+        if transport.get_write_buffer_size() >= transport.get_write_buffer_limits()[1]:
+            return False  # the sender waits for it to drain
+        ws.protocol.send_text(data)
+        ws.send_data()
+        return True
 
 
 class MonitorServer:
@@ -126,28 +161,51 @@ class MonitorServer:
         self.webhook: str | None = None
         """Runs the operator's command and posts to the webhook for each alert (the service)."""
         self._tasks: set[asyncio.Task[None]] = set()
+        self._pending: dict[str, list[msgspec.Raw]] = {}
+        self._pending_count = 0
 
     # -- publishing ----------------------------------------------------------------------------
 
     def publish(self, deltas: list[Delta]) -> None:
-        """Hand new deltas to the history and to every client that may see their account."""
-        now = self.clock()
+        """Hand new deltas to the history and the sinks now, and to the clients that may see
+        their account in the next batch (:meth:`flush`)."""
         for delta in deltas:
             data = _encode(delta)
             history = self.histories[delta.account]
             new_day = history.trading_day and delta.trading_day != history.trading_day
+            if new_day:
+                self.flush()  # the old day's last deltas, then each client's new snapshot
+                for client in self.clients:
+                    if delta.account in client.accounts:
+                        client.queue.restart()
             history.append(delta, data)
             for sink in self.sinks:
                 sink(delta.account, b"delta", data)
+            self._pending.setdefault(delta.account, []).append(msgspec.Raw(data))
+            self._pending_count += 1
+        if self._pending_count >= FLUSH_AT:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send each account's pending deltas as one ``deltas`` message to every client that
+        may see it. Called every ``monitor.batch_ms``, and before anything that must come after
+        them: a snapshot, marks, health, an alert."""
+        if not self._pending_count:
+            return
+        now = self.clock()
+        pending, self._pending, self._pending_count = self._pending, {}, 0
+        for account, items in pending.items():
+            data = _encode(_RawDeltas(account, self.histories[account].trading_day, items))
             for client in self.clients:
-                if delta.account in client.accounts:
-                    if new_day:  # its snapshot, numbered from 1 again, instead of what queued
-                        client.queue.restart()
-                    self._offer(client, data, now)
+                if account in client.accounts:
+                    self._offer(client, data, now, len(items))
 
     def publish_alerts(self, alerts: list[Alert]) -> None:
         """Send each alert raised or cleared to the clients that may see it (an alert of the
         suite, with no account, to all), log it and hand it to the notifier."""
+        if not alerts:
+            return
+        self.flush()
         now = self.clock()
         for alert in alerts:
             data = _encode(alert)
@@ -170,10 +228,12 @@ class MonitorServer:
     def _active_alerts(self, accounts: list[str]) -> list[bytes]:
         return [_encode(a) for a in self.alerts.visible(accounts)]
 
-    def _offer(self, client: _Client, data: bytes, now: int) -> None:
-        """Queue ``data`` for ``client``; one too far behind is dropped here and now, since its
-        sender may be stuck in a send."""
-        client.queue.put(data, now)
+    def _offer(self, client: _Client, data: bytes, now: int, weight: int = 1) -> None:
+        """Queue ``data`` (``weight`` changes) for ``client``; one too far behind is dropped
+        here and now, since its sender may be stuck in a send."""
+        if client.write_now(data):
+            return
+        client.queue.put(data, now, weight)
         client.wake.set()
         if client.queue.closed is not None and not client.dropping:
             client.dropping = True
@@ -185,6 +245,7 @@ class MonitorServer:
         """Send each client the marks of the accounts it may see: the last prices of the day's
         instruments (at market time ``time_ns``), each agent's unrealised PnL and equity; and
         sample them into the account's curves."""
+        self.flush()
         now = self.clock()
         encoded = {}
         for account, state in self.states.items():
@@ -204,6 +265,7 @@ class MonitorServer:
 
     def publish_health(self, engines: Mapping[str, ServiceHealth], market: ServiceHealth) -> None:
         """Send each client the health of the engines it may see, and of the market data."""
+        self.flush()
         now = self.clock()
         self.health_seen = dict(engines), market
         for client in self.clients:
@@ -290,11 +352,17 @@ class MonitorServer:
         client = _Client(ws, grant, accounts,
                          ClientQueue(self.config.client_queue,
                                      int(self.config.slow_grace_s * 1e9)))  # fmt: skip
+        self.flush()  # what is pending is in the state: it must not come again after it
         for account in accounts:  # no await in here: nothing is published meanwhile
             state = self.states[account]
             day, seq = subscribe.since.get(account, (0, -1))
             missed = self.histories[account].after(day, seq, state.seq) if seq >= 0 else None
-            client.backlog.extend(missed if missed is not None else [_encode(state.snapshot())])
+            if missed is None:
+                client.backlog.append(_encode(state.snapshot()))
+            for start in range(0, len(missed or ()), RESUME_BATCH):
+                assert missed is not None
+                batch = [msgspec.Raw(d) for d in missed[start : start + RESUME_BATCH]]
+                client.backlog.append(_encode(_RawDeltas(account, state.trading_day, batch)))
             curves = self.curves[account]
             if curves.samples and curves.trading_day == state.trading_day:
                 client.backlog.append(_encode(DayCurves(account, curves.trading_day,
@@ -396,13 +464,16 @@ class MonitorServer:
         queue, ws = client.queue, client.ws
         try:
             while True:
+                client.sending = False  # from now until it wakes, _offer may write at once
                 await client.wake.wait()
+                client.sending = True
                 client.wake.clear()
                 while True:
                     if queue.closed is not None:
                         return  # _drop closes it
                     if queue.stale:  # every snapshot built before any await: none misses a delta
-                        queue.stale = False
+                        self.flush()  # into this stale queue, where they are dropped: the
+                        queue.stale = False  # snapshot holds them
                         client.backlog.clear()
                         snapshots = [_encode(self.states[a].snapshot()) for a in client.accounts]
                         snapshots += self._active_alerts(client.accounts)  # what it may have lost

@@ -216,9 +216,13 @@ async def _serve_ws(config: DeploymentConfig, server: MonitorServer, bus: Bus | 
     market = _Market(config.suite.shm_dir / "snapshot",
                      status_path(config.suite.journal_dir, "md_recorder"))  # fmt: skip
     loop = asyncio.get_running_loop()
-    next_health = next_marks = loop.time()
+    next_health = next_marks = next_flush = loop.time()
+    batch_s = mc.batch_ms / 1000
     try:
         while not stop.requested:
+            if loop.time() >= next_flush:
+                next_flush = loop.time() + batch_s
+                server.flush()
             if loop.time() >= next_marks:
                 next_marks = loop.time() + 1 / mc.marks_hz
                 wanted = {i for t in tailers for i in t.state.watched()}
@@ -232,26 +236,31 @@ async def _serve_ws(config: DeploymentConfig, server: MonitorServer, bus: Bus | 
                 if bus is not None:
                     bus.health(engines, md)
                 server.publish_alerts(server.alerts.health(engines, md, server.clock()))
-            busy = False
-            for tailer in tailers:
-                live = tailer.live  # read before: the poll that catches up is not yet live
-                messages = tailer.poll()
-                if messages:
-                    busy = True
-                    account = tailer.state.account
-                    for msg in messages:
-                        deltas = tailer.state.apply(msg)
-                        server.publish(deltas)
-                        if deltas:
-                            alerts = server.alerts.deltas(account, deltas, server.clock(),
-                                                          live=live)  # fmt: skip
-                            server.publish_alerts(alerts)
-            await asyncio.sleep(0 if busy else IDLE_S)
+            await asyncio.sleep(0 if _follow(tailers, server) else IDLE_S)
     finally:
         ws_server.close()
         await ws_server.wait_closed()
     log.info("monitor_stopped", clients=len(server.clients))
     return 0
+
+
+def _follow(tailers: list[Tailer], server: MonitorServer) -> bool:
+    """Apply what each account's journal committed since the last call, and publish the deltas
+    and the alerts they raise; True if there was anything."""
+    busy = False
+    for tailer in tailers:
+        live = tailer.live  # read before: the poll that catches up is not yet live
+        messages = tailer.poll()
+        if messages:
+            busy = True
+            account = tailer.state.account
+            for msg in messages:
+                deltas = tailer.state.apply(msg)
+                server.publish(deltas)
+                if deltas:
+                    alerts = server.alerts.deltas(account, deltas, server.clock(), live=live)
+                    server.publish_alerts(alerts)
+    return busy
 
 
 class _Market:

@@ -62,17 +62,19 @@ function receive(msg) {
       S.accounts[msg.account] = { trading_day: msg.trading_day, seq: msg.seq, topics: msg.topics };
       break;
     }
-    case "delta": {
+    case "deltas": {
       const st = S.accounts[msg.account];
-      if (!st || st.trading_day !== msg.trading_day || msg.seq !== st.seq + 1) {
-        // cannot happen with this server; if it did, start over from a fresh snapshot
-        delete S.accounts[msg.account];
-        if (S.ws) S.ws.close();
-        return;
+      for (const d of msg.deltas) {
+        if (!st || st.trading_day !== d.trading_day || d.seq !== st.seq + 1) {
+          // cannot happen with this server; if it did, start over from a fresh snapshot
+          delete S.accounts[msg.account];
+          if (S.ws) S.ws.close();
+          return;
+        }
+        st.seq = d.seq;
+        const values = st.topics[d.topic] || (st.topics[d.topic] = {});
+        if (d.value === null) delete values[d.key]; else values[d.key] = d.value;
       }
-      st.seq = msg.seq;
-      const values = st.topics[msg.topic] || (st.topics[msg.topic] = {});
-      if (msg.value === null) delete values[msg.key]; else values[msg.key] = msg.value;
       break;
     }
     case "history": {

@@ -136,10 +136,21 @@ class Mirror:
         self.accounts: dict[str, dict[str, Any]] = {}
         self.seen: list[tuple[str, str, int]] = []  # (type, account, seq) of every message
         self.health: dict[str, Any] = {}
+        self.alerts: list[dict[str, Any]] = []
 
     def take(self, message: dict[str, Any]) -> None:
         if message["type"] == "health":  # a live sample, not part of the state
             self.health = message
+            return
+        if message["type"] == "alert":
+            self.alerts.append(message)
+            return
+        if message["type"] == "deltas":  # a batch: each delta of it, in order
+            assert message["deltas"], "an empty batch"
+            for delta in message["deltas"]:
+                assert delta["account"] == message["account"], message
+                assert delta["trading_day"] == message["trading_day"], message
+                self.take(delta)
             return
         account = message["account"]
         self.seen.append((message["type"], account, message["seq"]))

@@ -99,9 +99,11 @@ def test_an_admin_halts_the_account_and_a_viewer_cannot(tmp_path: Path, recordin
             while len(got) < 2:
                 assert time.monotonic() < deadline, got
                 message = json.loads(admin.recv(timeout=30))
-                if message["type"] == "reply" or (message["type"] == "delta"
-                                                  and message["topic"] == "risk"):  # fmt: skip
-                    got[message["type"]] = message
+                if message["type"] == "reply":
+                    got["reply"] = message
+                for delta in message["deltas"] if message["type"] == "deltas" else ():
+                    if delta["topic"] == "risk":
+                        got["delta"] = delta
             reply, halted = got["reply"], got["delta"]
             assert (reply["account"], reply["command_id"], reply["ok"]) == ("paper", "h1", True)
             assert halted["key"] == "account/" and halted["value"]["state"] == "halted"

@@ -88,3 +88,16 @@ def test_curves_keep_one_sample_per_spacing_and_halve_when_full() -> None:
     assert len(gaps) == 1 and gaps.pop() >= 10 * 4  # evenly spaced over the whole run
     curves.add(2, Sample(200, {}, {}))  # a new trading day starts afresh
     assert [s.time_ns for s in curves.samples] == [200] and curves.every_ns == 10
+
+
+def test_a_batch_weighs_as_many_changes_as_it_holds() -> None:
+    queue = ClientQueue(bound=10, grace_ns=10 * SECOND)
+    queue.put(b"batch of 6", 0, 6)
+    queue.put(b"batch of 4", 0, 4)
+    assert (len(queue), queue.stale) == (10, False)  # at the bound, not past it
+    queue.put(b"one more", 0)
+    assert (len(queue), queue.stale, queue.coalesced) == (0, True, 1)
+    fresh = ClientQueue(bound=10, grace_ns=10 * SECOND)
+    fresh.put(b"a batch larger than the bound", 0, 25)  # an empty queue takes it whole
+    assert (len(fresh), fresh.stale) == (25, False)
+    assert fresh.take() == b"a batch larger than the bound" and len(fresh) == 0

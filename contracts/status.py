@@ -63,6 +63,7 @@ class RecorderStatus(msgspec.Struct, frozen=True, tag_field="service", tag="md_r
     instruments: int
     last_tick_ns: int  # the newest tick's exchange time (0: none yet)
     archive_error: str = ""  # why the ring cannot be archived, when it cannot (it will fill)
+    stopped: bool = False  # the last figures of a service that stopped cleanly
     version: int = STATUS_VERSION
 
 

@@ -180,9 +180,9 @@ class Recorder:
             "recording": str(self.store.recording(self._day)) if self._day else None,
         }
 
-    def status(self) -> RecorderStatus:
+    def status(self, *, stopped: bool = False) -> RecorderStatus:
         """The figures of the status file (``contracts.status``): the rate is over the time
-        since the last call."""
+        since the last call; ``stopped``: the last ones, as the service stops cleanly."""
         now, kept = self._clock(), self.filters.kept
         elapsed = (now - self._status_at) / 1e9
         rate = (kept - self._status_kept) / elapsed if elapsed > 0 else 0.0
@@ -193,6 +193,7 @@ class Recorder:
             {str(k): v for k, v in sorted(self.filters.dropped.items())},
             lags[len(lags) // 2] / 1e6 if lags else -1.0, len(self.last),
             max((t[4] for t in self.last.values()), default=0), self.archive_error or "",
+            stopped,
         )  # fmt: skip
 
     def close(self) -> None:

@@ -233,7 +233,7 @@ def run_md_recorder(config: DeploymentConfig) -> int:
         raise
     source.stop()
     final = recorder.metrics()
-    status.publish(recorder.status())
+    status.publish(recorder.status(stopped=True))  # the monitor tells a stop from a death
     recorder.close()
     log.info("md_recorder_stopped", **final, **source.describe())
     return 0

@@ -29,6 +29,7 @@ Kind = Literal["silent", "halt", "refusals", "behind", "overrun", "reconciliatio
 WAITING: Final = 100
 """Notifications that may wait for the command or the webhook; older ones are dropped."""
 CLOSE_WAIT_S: Final = 30.0
+STDERR_KEPT: Final = 2000
 
 
 class Alerts:
@@ -196,7 +197,7 @@ class Notifier:
                            hint="check monitor.alerts.command")  # fmt: skip
             return
         try:
-            _, err = await asyncio.wait_for(proc.communicate(data + b"\n"), self.config.timeout_s)
+            err = await asyncio.wait_for(_run(proc, data + b"\n"), self.config.timeout_s)
         except TimeoutError:
             proc.kill()
             await proc.wait()
@@ -206,7 +207,7 @@ class Notifier:
         if proc.returncode != 0:
             self.log.error("alert_command_failed", command=argv[0], alert=alert.id,
                            error=f"exit code {proc.returncode}",
-                           stderr=err.decode("utf-8", "replace")[-500:])  # fmt: skip
+                           stderr=err.decode("utf-8", "replace"))  # fmt: skip
             return
         self.sent += 1
         self.log.info("alert_sent", to="command", alert=alert.id, cleared=bool(alert.cleared_ns))
@@ -215,8 +216,16 @@ class Notifier:
         assert self.url is not None
         host = urlsplit(self.url).netloc.rpartition("@")[2]  # never the URL's path or user
         try:
-            status = await asyncio.to_thread(_post, self.url, data, self.config.timeout_s)
+            status = await asyncio.wait_for(  # the thread ends by its socket's own timeout
+                asyncio.to_thread(_post, self.url, data, self.config.timeout_s),
+                self.config.timeout_s * 2,
+            )  # fmt: skip
+        except TimeoutError:
+            self.log.error("alert_webhook_failed", host=host, alert=alert.id,
+                           error=f"no answer within {self.config.timeout_s * 2:g} s")  # fmt: skip
+            return
         except urllib.error.HTTPError as exc:
+            exc.close()  # it holds the answer's socket
             self.log.error("alert_webhook_failed", host=host, alert=alert.id,
                            error=f"HTTP {exc.code} {exc.reason}")  # fmt: skip
             return
@@ -227,6 +236,22 @@ class Notifier:
         self.sent += 1
         self.log.info("alert_sent", to="webhook", host=host, alert=alert.id, status=status,
                       cleared=bool(alert.cleared_ns))  # fmt: skip
+
+
+async def _run(proc: asyncio.subprocess.Process, data: bytes) -> bytes:
+    """Give the command ``data`` on its standard input; the last ``STDERR_KEPT`` bytes of what
+    it wrote to standard error (the rest is read and dropped, so a chatty command cannot fill
+    the monitor's memory or block on a full pipe)."""
+    assert proc.stdin is not None and proc.stderr is not None
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # it need not read it all
+        proc.stdin.write(data)
+        await proc.stdin.drain()
+        proc.stdin.close()
+    kept = b""
+    while chunk := await proc.stderr.read(65536):
+        kept = (kept + chunk)[-STDERR_KEPT:]
+    await proc.wait()
+    return kept
 
 
 def _post(url: str, data: bytes, timeout_s: float) -> int:

@@ -28,7 +28,7 @@ from contracts.credentials import load_credentials
 from contracts.errors import JournalProblem, UserError
 from contracts.logs import get_logger
 from contracts.monitor import ServiceHealth
-from contracts.status import ServiceStatus, read_status, status_path
+from contracts.status import RecorderStatus, ServiceStatus, read_status, status_path
 from contracts.stop import StopSignals
 from contracts.ticks import days_in
 from libshm import JournalError, JournalReader, NotAJournal, SnapshotBusy, SnapshotReader
@@ -265,7 +265,7 @@ def _follow(tailers: list[Tailer], server: MonitorServer) -> bool:
 
 class _Market:
     """md_recorder's health from its snapshot table (alive while its writer's process lives)
-    and its status file."""
+    and its status file (``closed``: it stopped cleanly; ``gone``: it died)."""
 
     def __init__(self, path: Path, status: Path) -> None:
         self.path = path
@@ -280,8 +280,10 @@ class _Market:
                 self.table = SnapshotReader(self.path)
             except (OSError, JournalError):
                 return ServiceHealth("absent", status=status, status_age_s=age)
-        alive = self.table.writer_alive()
-        return ServiceHealth("open" if alive else "gone", status=status, status_age_s=age)
+        if self.table.writer_alive():
+            return ServiceHealth("open", status=status, status_age_s=age)
+        stopped = isinstance(status, RecorderStatus) and status.stopped
+        return ServiceHealth("closed" if stopped else "gone", status=status, status_age_s=age)
 
     def prices(self, wanted: set[str]) -> tuple[dict[str, float], int] | None:
         """The last price of each ``wanted`` instrument the table holds and the latest of their

@@ -288,3 +288,13 @@ def test_a_webhook_without_a_url_a_bad_url_and_a_misspelt_key_are_one_line_each(
     done = run_hft("monitor", "--config", str(config), env=env)
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
     assert "monitor.alerts.refusal_bursts" in done.stderr
+
+
+def test_a_command_that_floods_its_standard_error_costs_only_the_end_of_it() -> None:
+    flood = ("import sys\nfor _ in range(800): sys.stderr.write('x' * 65536)\n"
+             "sys.stderr.write('the end'); sys.exit(3)")  # 50 MiB, then a message  # fmt: skip
+    log = asyncio.run(notify(AlertsConfig(command=[sys.executable, "-c", flood]), None, ALERT))
+    assert log.events() == ["alert_command_failed"]
+    failed = log.lines[0][1]
+    assert failed["error"] == "exit code 3" and failed["stderr"].endswith("the end")
+    assert len(failed["stderr"]) == 2000

@@ -401,6 +401,8 @@ class MonitorConfig(_Section):
     replay_deltas: int = Field(100_000, ge=0, le=10_000_000)
     """Deltas kept per account for clients that resume."""
     marks_hz: float = Field(4.0, gt=0, le=100)
+    ticks_hz: float = Field(2.0, gt=0, le=20)
+    """The latest ticks of the instruments a client asked for, sent at most this often."""
     batch_ms: float = Field(10.0, ge=0, le=1000)
     """Deltas are sent to WebSocket clients in batches at most this often (0: as they come)."""
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)

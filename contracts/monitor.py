@@ -7,13 +7,14 @@ money is in the account's currency, times are engine nanoseconds since the epoch
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
 from contracts.status import ServiceStatus
 
 __all__ = [
+    "MAX_TICK_INSTRUMENTS",
     "PROTOCOL_VERSION",
     "TOPICS",
     "AccountSnapshot",
@@ -43,9 +44,14 @@ __all__ = [
     "ServiceHealth",
     "SnapshotRequest",
     "Subscribe",
+    "TickView",
+    "Ticks",
     "TradeView",
     "ZmqEndpoints",
 ]
+
+MAX_TICK_INSTRUMENTS = 100
+"""Instruments one client may ask ticks of."""
 
 Topic = Literal["day", "agents", "positions", "orders", "trades", "pnl", "risk", "refusals"]
 TOPICS: tuple[Topic, ...] = (
@@ -211,6 +217,11 @@ class Subscribe(
     the client applied: the server resumes after it, or sends a snapshot."""
 
     since: dict[str, tuple[int, int]] = msgspec.field(default_factory=dict)
+    instruments: Annotated[
+        list[Annotated[str, msgspec.Meta(min_length=1, max_length=32)]],
+        msgspec.Meta(max_length=MAX_TICK_INSTRUMENTS),
+    ] = msgspec.field(default_factory=list)
+    """Instruments whose latest ticks the client wants (``ticks``, ``monitor.ticks_hz``)."""
 
 
 class Command(
@@ -269,6 +280,32 @@ class Alert(msgspec.Struct, frozen=True, tag_field="type", tag="alert"):
     text: str
     raised_ns: int  # wall clock, epoch ns
     cleared_ns: int = 0
+
+
+class TickView(msgspec.Struct, frozen=True):
+    """An instrument's latest tick from md_recorder's snapshot table, top of the book (a price
+    or level the feed left out is null)."""
+
+    instrument: str
+    exchange_time_ns: int
+    last: float | None
+    bid1: float | None
+    bid_volume1: int
+    ask1: float | None
+    ask_volume1: int
+    volume: int
+    turnover: float | None
+    open_interest: float | None
+    upper_limit: float | None
+    lower_limit: float | None
+
+
+class Ticks(msgspec.Struct, frozen=True, tag_field="type", tag="ticks"):
+    """The latest ticks of the instruments a client asked for that changed since it was last
+    sent them, at most ``monitor.ticks_hz`` times a second."""
+
+    time_ns: int
+    ticks: list[TickView]
 
 
 class Marks(msgspec.Struct, frozen=True, tag_field="type", tag="marks"):

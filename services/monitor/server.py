@@ -86,6 +86,13 @@ RESUME_BATCH: Final = 1000
 """Deltas per message when a resumed client is sent what it missed."""
 
 
+class _RawTicks(msgspec.Struct, frozen=True, tag_field="type", tag="ticks"):
+    """``contracts.monitor.Ticks`` with each tick already encoded (once for every client)."""
+
+    time_ns: int
+    ticks: list[msgspec.Raw]
+
+
 class _RawDeltas(msgspec.Struct, frozen=True, tag_field="type", tag="deltas"):
     """``contracts.monitor.Deltas`` with each delta already encoded (once for every client)."""
 
@@ -109,6 +116,8 @@ class _Client:
     backlog: list[bytes] = field(default_factory=list)
     """What the client gets first: a snapshot per account, or the deltas it missed (shared
     with the history, so a long resume costs no copy); live deltas queue up meanwhile."""
+    instruments: list[str] = field(default_factory=list)
+    """Whose ticks it asked for."""
     sending: bool = True
     """Its sender is in a send or has something to send (false only while it waits for
     more): a message may be written at once only when this is false."""
@@ -263,6 +272,22 @@ class MonitorServer:
                 if account in encoded:
                     self._offer(client, encoded[account], now)
 
+    def wanted_ticks(self) -> set[str]:
+        """The instruments some client asked ticks of."""
+        return {i for c in self.clients for i in c.instruments}
+
+    def publish_ticks(self, time_ns: int, changed: Mapping[str, bytes]) -> None:
+        """Send each client the ticks of its instruments among ``changed`` (each an encoded
+        ``TickView``), one ``ticks`` message per client, if any."""
+        if not changed:
+            return
+        self.flush()
+        now = self.clock()
+        for client in self.clients:
+            mine = [msgspec.Raw(changed[i]) for i in client.instruments if i in changed]
+            if mine:
+                self._offer(client, _encode(_RawTicks(time_ns, mine)), now)
+
     def publish_health(self, engines: Mapping[str, ServiceHealth], market: ServiceHealth) -> None:
         """Send each client the health of the engines it may see, and of the market data."""
         self.flush()
@@ -351,7 +376,8 @@ class MonitorServer:
             return
         client = _Client(ws, grant, accounts,
                          ClientQueue(self.config.client_queue,
-                                     int(self.config.slow_grace_s * 1e9)))  # fmt: skip
+                                     int(self.config.slow_grace_s * 1e9)),
+                         instruments=list(dict.fromkeys(subscribe.instruments)))  # fmt: skip
         self.flush()  # what is pending is in the state: it must not come again after it
         for account in accounts:  # no await in here: nothing is published meanwhile
             state = self.states[account]

@@ -27,11 +27,18 @@ from contracts.config import DeploymentConfig, MonitorAccount
 from contracts.credentials import load_credentials
 from contracts.errors import JournalProblem, UserError
 from contracts.logs import get_logger
-from contracts.monitor import ServiceHealth
+from contracts.monitor import ServiceHealth, TickView
 from contracts.status import RecorderStatus, ServiceStatus, read_status, status_path
 from contracts.stop import StopSignals
 from contracts.ticks import days_in
-from libshm import JournalError, JournalReader, NotAJournal, SnapshotBusy, SnapshotReader
+from libshm import (
+    JournalError,
+    JournalReader,
+    NotAJournal,
+    SnapshotBusy,
+    SnapshotReader,
+    Tick,
+)
 from services.monitor.alerts import Notifier, check_webhook
 from services.monitor.auth import Tokens
 from services.monitor.bus import Bus
@@ -216,7 +223,7 @@ async def _serve_ws(config: DeploymentConfig, server: MonitorServer, bus: Bus | 
     market = _Market(config.suite.shm_dir / "snapshot",
                      status_path(config.suite.journal_dir, "md_recorder"))  # fmt: skip
     loop = asyncio.get_running_loop()
-    next_health = next_marks = next_flush = loop.time()
+    next_health = next_marks = next_flush = next_ticks = loop.time()
     batch_s = mc.batch_ms / 1000
     try:
         while not stop.requested:
@@ -228,6 +235,10 @@ async def _serve_ws(config: DeploymentConfig, server: MonitorServer, bus: Bus | 
                 wanted = {i for t in tailers for i in t.state.watched()}
                 if wanted and (marks := market.prices(wanted)) is not None:
                     server.publish_marks(*marks)
+            if loop.time() >= next_ticks:
+                next_ticks = loop.time() + 1 / mc.ticks_hz
+                if wanted := server.wanted_ticks():
+                    server.publish_ticks(*market.changed_ticks(wanted))
             if loop.time() >= next_health:
                 next_health = loop.time() + HEALTH_EVERY_S
                 engines = {t.state.account: t.health() for t in tailers}
@@ -271,6 +282,7 @@ class _Market:
         self.path = path
         self.status_path = status
         self.table: SnapshotReader | None = None
+        self.sent: dict[str, tuple[int, int, int]] = {}
 
     def health(self) -> ServiceHealth:
         status = read_status(self.status_path)
@@ -284,6 +296,31 @@ class _Market:
             return ServiceHealth("open", status=status, status_age_s=age)
         stopped = isinstance(status, RecorderStatus) and status.stopped
         return ServiceHealth("closed" if stopped else "gone", status=status, status_age_s=age)
+
+    def changed_ticks(self, wanted: set[str]) -> tuple[int, dict[str, bytes]]:
+        """The latest tick of each ``wanted`` instrument that changed since the last call
+        (encoded ``TickView``), and the latest of their ticks' times (market time)."""
+        if self.table is None:
+            self.health()
+        if self.table is None:
+            return 0, {}
+        out, latest = {}, 0
+        for instrument in sorted(wanted):
+            try:
+                tick = self.table.read(instrument)
+            except SnapshotBusy:
+                continue
+            if tick is None:
+                continue
+            stamp = (tick.local_time_ns, tick.volume, tick.exchange_time_ns)
+            if self.sent.get(instrument) == stamp:
+                continue
+            self.sent[instrument] = stamp
+            latest = max(latest, tick.local_time_ns)
+            out[instrument] = _encode_tick(tick_view(tick))
+        if len(self.sent) > 4 * len(wanted) + 100:  # instruments nobody asks for any more
+            self.sent = {i: v for i, v in self.sent.items() if i in wanted}
+        return latest, out
 
     def prices(self, wanted: set[str]) -> tuple[dict[str, float], int] | None:
         """The last price of each ``wanted`` instrument the table holds and the latest of their
@@ -302,6 +339,22 @@ class _Market:
                 out[instrument] = tick.last
                 latest = max(latest, tick.local_time_ns)
         return (out, latest) if out else None
+
+
+def _number(x: float) -> float | None:
+    return None if math.isnan(x) else x
+
+
+def tick_view(tick: Tick) -> TickView:
+    n = _number
+    return TickView(
+        tick.instrument, tick.exchange_time_ns, n(tick.last), n(tick.bid_price1),
+        tick.bid_volume1, n(tick.ask_price1), tick.ask_volume1, tick.volume, n(tick.turnover),
+        n(tick.open_interest), n(tick.upper_limit), n(tick.lower_limit),
+    )  # fmt: skip
+
+
+_encode_tick = msgspec.json.Encoder().encode
 
 
 def _age(status: ServiceStatus | None) -> float:

@@ -119,13 +119,16 @@ def received_nothing(ws: ClientConnection) -> int:
 
 
 def subscribe(url: str, token: str, since: dict[str, list[int]] | None = None,
+              instruments: list[str] | None = None,
               **kwargs: Any) -> tuple[ClientConnection, dict[str, Any]]:  # fmt: skip
     ws = connect(
         url, additional_headers={"Authorization": f"Bearer {token}"}, legacy=True, **kwargs
     )
     hello = json.loads(ws.recv(timeout=10))
     assert hello["type"] == "hello"
-    ws.send(json.dumps({"type": "subscribe", "since": since or {}}))
+    ws.send(
+        json.dumps({"type": "subscribe", "since": since or {}, "instruments": instruments or []})
+    )
     return ws, hello
 
 

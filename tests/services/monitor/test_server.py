@@ -13,6 +13,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -20,6 +21,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from contracts import messages as m
+from contracts.monitor import Ticks
 from contracts.status import EngineStatus, Latency, RecorderStatus, status_path, write_status
 from libshm import JournalWriter, SnapshotWriter, book_tick
 from tests.helpers import log_lines, run_hft
@@ -381,3 +383,44 @@ def test_health_carries_each_services_figures_to_those_who_may_see_them(
         'hft_engine_behind_ticks{account="A"} 0',
     ):
         assert line in text.splitlines(), text
+
+
+def test_a_client_gets_the_ticks_it_asked_for_when_they_change_and_no_other(
+    deployment: Deployment,
+) -> None:
+    url = deployment.start()
+    table = SnapshotWriter(deployment.root / "shm" / "snapshot")
+    try:
+        t0 = 1_609_750_000 * 10**9
+        for name, price in (("IF2101", 5250.0), ("IF2102", 5260.0)):
+            table.write(book_tick(name, "CFFEX", DAY, t0, last=price, bid=price - 0.2,
+                                  ask=price + 0.2, upper=5700.0, lower=4700.0))  # fmt: skip
+        asks, _ = subscribe(url, VIEWER_A, instruments=["IF2101", "IF2199"])  # one not traded
+        quiet, _ = subscribe(url, VIEWER_A)
+        first = next_of(asks, "ticks")
+        assert [t["instrument"] for t in first["ticks"]] == ["IF2101"]
+        got = msgspec.convert(first, Ticks)
+        assert (got.ticks[0].last, got.ticks[0].bid1, got.ticks[0].ask1) == (5250.0, 5249.8, 5250.2)
+        assert got.time_ns == t0 and got.ticks[0].exchange_time_ns == t0
+        table.write(book_tick("IF2101", "CFFEX", DAY, t0 + 10**9, last=5251.0, bid=5250.8,
+                              ask=5251.2, upper=5700.0, lower=4700.0))  # fmt: skip
+        second = next_of(asks, "ticks")  # a new tick: sent again; an unchanged one never is
+        assert [(t["instrument"], t["last"]) for t in second["ticks"]] == [("IF2101", 5251.0)]
+        deployment.write("A", 200)  # some deltas, so the quiet client's stream moves
+        while (message := json.loads(quiet.recv(timeout=10)))["type"] != "health":
+            assert message["type"] != "ticks"  # it asked for none
+        quiet.close()
+        asks.close()
+        many, _ = subscribe(url, VIEWER_A, instruments=[f"X{i}" for i in range(101)])
+        refused = json.loads(many.recv(timeout=10))
+        assert refused["type"] == "error" and "length <= 100" in refused["text"], refused
+        many.close()
+    finally:
+        table.close()
+
+
+def next_of(ws: Any, kind: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 30
+    while (message := json.loads(ws.recv(timeout=10)))["type"] != kind:
+        assert time.monotonic() < deadline
+    return message  # type: ignore[no-any-return]

@@ -170,6 +170,9 @@ class MonitorServer:
         self.webhook: str | None = None
         """Runs the operator's command and posts to the webhook for each alert (the service)."""
         self._tasks: set[asyncio.Task[None]] = set()
+        self.last_ticks: dict[str, bytes] = {}
+        """The latest encoded tick of each instrument sent, for clients that ask later."""
+        self.last_tick_ns = 0
         self._pending: dict[str, list[msgspec.Raw]] = {}
         self._pending_count = 0
 
@@ -195,10 +198,11 @@ class MonitorServer:
         if self._pending_count >= FLUSH_AT:
             self.flush()
 
-    def flush(self) -> None:
+    def flush(self, skip: _Client | None = None) -> None:
         """Send each account's pending deltas as one ``deltas`` message to every client that
-        may see it. Called every ``monitor.batch_ms``, and before anything that must come after
-        them: a snapshot, marks, health, an alert."""
+        may see it (but ``skip``, about to get a snapshot that holds them). Called every
+        ``monitor.batch_ms``, and before anything that must come after them: a snapshot, marks,
+        health, an alert."""
         if not self._pending_count:
             return
         now = self.clock()
@@ -206,7 +210,7 @@ class MonitorServer:
         for account, items in pending.items():
             data = _encode(_RawDeltas(account, self.histories[account].trading_day, items))
             for client in self.clients:
-                if account in client.accounts:
+                if account in client.accounts and client is not skip:
                     self._offer(client, data, now, len(items))
 
     def publish_alerts(self, alerts: list[Alert]) -> None:
@@ -283,6 +287,8 @@ class MonitorServer:
             return
         self.flush()
         now = self.clock()
+        self.last_ticks.update(changed)
+        self.last_tick_ns = max(self.last_tick_ns, time_ns)
         for client in self.clients:
             mine = [msgspec.Raw(changed[i]) for i in client.instruments if i in changed]
             if mine:
@@ -394,6 +400,11 @@ class MonitorServer:
                 client.backlog.append(_encode(DayCurves(account, curves.trading_day,
                                                            curves.samples)))  # fmt: skip
         client.backlog.extend(self._active_alerts(accounts))
+        known = [
+            msgspec.Raw(self.last_ticks[i]) for i in client.instruments if i in self.last_ticks
+        ]
+        if known:  # what was sent before it came: its ticks are new to it
+            client.backlog.append(_encode(_RawTicks(self.last_tick_ns, known)))
         self.clients.add(client)
         client.wake.set()
         client.sender = asyncio.create_task(self._send(client))
@@ -498,8 +509,8 @@ class MonitorServer:
                     if queue.closed is not None:
                         return  # _drop closes it
                     if queue.stale:  # every snapshot built before any await: none misses a delta
-                        self.flush()  # into this stale queue, where they are dropped: the
-                        queue.stale = False  # snapshot holds them
+                        self.flush(skip=client)  # for the others: this snapshot holds them
+                        queue.stale = False
                         client.backlog.clear()
                         snapshots = [_encode(self.states[a].snapshot()) for a in client.accounts]
                         snapshots += self._active_alerts(client.accounts)  # what it may have lost

@@ -406,6 +406,12 @@ def test_a_client_gets_the_ticks_it_asked_for_when_they_change_and_no_other(
                               ask=5251.2, upper=5700.0, lower=4700.0))  # fmt: skip
         second = next_of(asks, "ticks")  # a new tick: sent again; an unchanged one never is
         assert [(t["instrument"], t["last"]) for t in second["ticks"]] == [("IF2101", 5251.0)]
+        late, _ = subscribe(url, VIEWER_A, instruments=["IF2102", "IF2101"])
+        told = next_of(late, "ticks")  # IF2101 at once, unchanged since it was last sent
+        assert [(t["instrument"], t["last"]) for t in told["ticks"]] == [("IF2101", 5251.0)]
+        told = next_of(late, "ticks")  # IF2102, which no client had asked for, at the next round
+        assert [(t["instrument"], t["last"]) for t in told["ticks"]] == [("IF2102", 5260.0)]
+        late.close()
         deployment.write("A", 200)  # some deltas, so the quiet client's stream moves
         while (message := json.loads(quiet.recv(timeout=10)))["type"] != "health":
             assert message["type"] != "ticks"  # it asked for none

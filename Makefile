@@ -36,9 +36,11 @@ demo: $(STAMP) $(RECORDING)/head ## run the suite in paper-trading mode on the b
 	$(HFT) journal info $(RECORDING)
 	@$(HFT) up --config configs/paper.toml; rc=$$?; \
 	if [ $$rc -eq 2 ]; then \
-	  echo "demo: hft up, the monitor and the dashboard are not built yet. The recording above is"; \
-	  echo "demo: ready: hft md-recorder --config configs/replay.toml replays it, and"; \
-	  echo "demo: hft engine --config configs/replay.toml trades it on the paper simulator"; \
+	  echo "demo: hft up is not built yet (the operations work). The recording above is ready;"; \
+	  echo "demo: in three terminals, with HFT_MONITOR_ADMIN_TOKEN exported in the third:"; \
+	  echo "demo:   hft md-recorder --config configs/replay.toml   (replays it)"; \
+	  echo "demo:   hft engine --config configs/replay.toml        (trades it on the paper simulator)"; \
+	  echo "demo:   hft monitor --config configs/replay.toml       (the dashboard: the address it logs)"; \
 	else exit $$rc; fi
 
 test: check pytest ## lint, types and the whole test suite

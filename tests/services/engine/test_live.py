@@ -469,8 +469,11 @@ def test_with_the_feed_silent_the_timer_follows_the_engine_clock(
         assert service.run() == 0
     journal = read_journal(tmp_path / "journal" / "engine" / str(DAY))
     calls = [x.time_ns for x in journal if isinstance(x, m.TimerFired) and x.ticks == 40]
-    assert len(calls) >= 12 and calls == [t for t in fired if t > last[0]]
-    assert calls[0] > last[0] and calls[0] - last[0] <= 100_000_000
+    # a call due at the last tick's own time (on the grid) comes after that tick: at its time,
+    # or later if a wake moved the engine's clock first (how many readings of the injected
+    # clock pass before the idle loop's first look decides which)
+    assert len(calls) >= 12 and calls == [t for t in fired if t >= last[0]]
+    assert calls[0] >= last[0] and calls[0] - last[0] <= 100_000_000
     # the first is late if the engine's clock had moved past its due time (a wake for the
     # simulator's 1 ms entry latency): never back in time; the rest lie on the grid, the same
     # after a restart

@@ -59,7 +59,7 @@ class RecorderStatus(msgspec.Struct, frozen=True, tag_field="service", tag="md_r
     kept: int  # ticks written since the service started
     ticks_per_s: float  # over the last interval
     drops: dict[str, int]  # ticks dropped since the service started, by reason
-    lag_ms_median: float  # exchange time to receipt, median over the instruments (-1: unknown)
+    lag_ms_median: float  # exchange time to receipt, median over instruments (-1: unknown, replay)
     instruments: int
     last_tick_ns: int  # the newest tick's exchange time (0: none yet)
     archive_error: str = ""  # why the ring cannot be archived, when it cannot (it will fill)

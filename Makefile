@@ -38,9 +38,9 @@ demo: $(STAMP) $(RECORDING)/head ## run the suite in paper-trading mode on the b
 	if [ $$rc -eq 2 ]; then \
 	  echo "demo: hft up is not built yet (the operations work). The recording above is ready;"; \
 	  echo "demo: in three terminals, with HFT_MONITOR_ADMIN_TOKEN exported in the third:"; \
-	  echo "demo:   hft md-recorder --config configs/replay.toml   (replays it)"; \
-	  echo "demo:   hft engine --config configs/replay.toml        (trades it on the paper simulator)"; \
-	  echo "demo:   hft monitor --config configs/replay.toml       (the dashboard: the address it logs)"; \
+	  echo "demo:   .venv/bin/hft md-recorder --config configs/replay.toml   (replays it)"; \
+	  echo "demo:   .venv/bin/hft engine --config configs/replay.toml        (trades it on the paper simulator)"; \
+	  echo "demo:   .venv/bin/hft monitor --config configs/replay.toml       (the dashboard: http://127.0.0.1:8766/)"; \
 	else exit $$rc; fi
 
 test: check pytest ## lint, types and the whole test suite

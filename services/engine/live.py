@@ -44,6 +44,7 @@ from contracts.config import DeploymentConfig, format_validation_error
 from contracts.credentials import load_credentials
 from contracts.errors import JournalProblem, UserError
 from contracts.logs import get_logger
+from contracts.notify import SystemdNotifier
 from contracts.refusals import RefusalLog
 from contracts.status import LatencyWindow, StatusFile, status_path
 from contracts.stop import StopSignals
@@ -167,6 +168,8 @@ class EngineService(Health, Interrupts):
         self.feed: dict[str, object] = {"state": "live"}
         self._feed_timeout_ns = int(ec.feed_timeout_s * 1e9)
         self.tick_to_order = LatencyWindow()
+        self.notifier = SystemdNotifier()
+        """systemd's readiness, watchdog and status (docs/OPERATIONS.md)."""
         self.status_file = StatusFile(status_path(config.suite.journal_dir, "engine"), self.log)
 
     # -- set-up --------------------------------------------------------------------------------
@@ -262,6 +265,8 @@ class EngineService(Health, Interrupts):
             while day is not None and not self.stop.requested:
                 day, holdings, cash = self._run_day(day, holdings, cash, sock, intake)
         finally:
+            self.notifier.stopping()
+            self.notifier.close()
             watchdog.stop()
             gc.unfreeze()
             if collecting:
@@ -270,6 +275,21 @@ class EngineService(Health, Interrupts):
             ctx.term()
         self.log.info("engine_stopped")
         return 0
+
+    def _idle_wait(self, seconds: float) -> None:
+        """Sleep up to ``seconds`` in steps that keep the watchdog's pings coming."""
+        deadline = time.monotonic() + seconds
+        while not self.stop.requested and (left := deadline - time.monotonic()) > 0:
+            self.notifier.tick(self._notify_status)
+            time.sleep(min(left, 0.25))
+
+    def _notify_status(self) -> str:
+        engine = self.engine
+        if engine is None:
+            return "waiting for a recording"
+        lag = self.lag.get("ticks", 0)
+        return (f"day {engine.trading_day} · feed {self.feed['state']} · {engine.ticks} ticks · "
+                f"{len(engine.orders)} orders · behind {lag:g} ticks")  # fmt: skip
 
     def _first_day(self) -> tuple[int | None, list[m.Holding], dict[str, float]]:
         """The trading day to run and what it opens with: the newest recording's day, with the
@@ -281,7 +301,8 @@ class EngineService(Health, Interrupts):
                 break
             self.log.info("waiting_for_recording", directory=str(self.ticks_store.recordings),
                           ring=str(self.ticks_store.live))  # fmt: skip
-            time.sleep(1.0)
+            self.notifier.ready("waiting for a recording")  # it answers commands meanwhile
+            self._idle_wait(1.0)
         else:
             return None, [], {}
         day = recorded[-1]
@@ -322,10 +343,12 @@ class EngineService(Health, Interrupts):
                 return None, [], {}
             ticks = self._open_ticks(day, existing)
             engine = self.engine = self._new_engine(writer)
+            self.notifier.ready(f"day {day} · journal open")
 
             def next_tick() -> tuple[int, Tick]:
                 while True:
-                    frame = ticks.wait(timeout_s=1.0)
+                    self.notifier.tick(self._notify_status)
+                    frame = ticks.wait(timeout_s=0.25)
                     if frame is not None:
                         return frame.seq, decode_tick(frame.payload)
                     if ticks.ended:
@@ -408,6 +431,7 @@ class EngineService(Health, Interrupts):
                 waiting = True
                 self.log.info("waiting_for_first_tick", day=day,
                               recording=str(self.ticks_store.where(day)))  # fmt: skip
+            self.notifier.tick(self._notify_status)
             if sock.poll(50):
                 self._before_open(sock, intake, day)
         return None
@@ -482,6 +506,7 @@ class EngineService(Health, Interrupts):
         sleep = self.sleep
         orders = engine.orders
         tick_to_order = self.tick_to_order.add
+        notify, status = self.notifier.tick, self._notify_status
         command_by = engine.now + COMMAND_EVERY_NS  # engine time
         due_by = min(command_by, self._timer_due)
         while not stop.requested:
@@ -517,6 +542,7 @@ class EngineService(Health, Interrupts):
                         sleep(IDLE_SLEEP_S)
                     continue
             next_housekeeping = now + HOUSEKEEPING_NS
+            notify(status)  # the watchdog's ping comes from this loop: a stuck loop stops it
             # Wakes and the idle timer only between ticks: they are timed by the tick clock plus
             # the wall time since the last tick, so a replay at full speed must not get them in
             # mid-flood, where the wall time would decide (and two runs of a day would differ).

@@ -27,6 +27,7 @@ from contracts.credentials import load_credentials
 from contracts.ctp_locale import require_ctp_locale
 from contracts.errors import JournalProblem, UserError
 from contracts.logs import get_logger
+from contracts.notify import SystemdNotifier
 from contracts.status import StatusFile, status_path
 from contracts.stop import StopSignals
 from contracts.ticks import TickStore
@@ -197,9 +198,8 @@ def run_md_recorder(config: DeploymentConfig) -> int:
         log.info("md_recorder_snapshot_rebuilt", day=recorder.rebuilt[0],
                  instruments=recorder.rebuilt[1])  # fmt: skip
     log.info("md_recorder_started", source=md.source, instruments=len(instruments))
-    next_metrics = time.monotonic() + METRICS_EVERY_S
     status = StatusFile(status_path(config.suite.journal_dir, "md_recorder"), log)
-    next_status = time.monotonic()
+    notifier = SystemdNotifier()
     try:
         source.start()
         if isinstance(source, ReplaySource) and source.resumed:
@@ -207,36 +207,59 @@ def run_md_recorder(config: DeploymentConfig) -> int:
                 log.info("md_recorder_replay_resumed", day=day, ticks=ticks,
                          text=f"the journal of {day} already holds the first {ticks} ticks of "
                          "this replay; they are not published again")  # fmt: skip
-        while not stop.requested:
-            if isinstance(source, ReplaySource):
-                source.poll(0.2, recorder.write_array)
-                if source.finished:
-                    log.info("md_recorder_replay_finished", **source.describe())
-                    break
-            else:
-                source.poll(0.2, recorder.record)
-            recorder.heartbeat()
-            if time.monotonic() >= next_status:
-                next_status = time.monotonic() + STATUS_EVERY_S
-                status.publish(recorder.status())
-            if time.monotonic() >= next_metrics:
-                next_metrics += METRICS_EVERY_S
-                log.info("md_recorder_metrics", **recorder.metrics(), **source.describe())
-                if (problem := recorder.archive_error) is not None:
-                    log.warning("md_recorder_archive_failing", error=problem,
-                                hint="free space where suite.journal_dir is: the ring keeps the "
-                                "segments until then, and ticks stop when it is full")  # fmt: skip
+        _record(source, recorder, stop, status=status, notifier=notifier, log=log)
     except BaseException:
+        notifier.stopping()
+        notifier.close()
         source.stop()
         with contextlib.suppress(JournalError):  # what stopped it is the error to report
             recorder.close()
         raise
+    notifier.stopping()
+    notifier.close()
     source.stop()
     final = recorder.metrics()
     status.publish(recorder.status(stopped=True))  # the monitor tells a stop from a death
     recorder.close()
     log.info("md_recorder_stopped", **final, **source.describe())
     return 0
+
+
+def _record(source: Source | ReplaySource, recorder: Recorder, stop: StopSignals, *,
+            status: StatusFile, notifier: SystemdNotifier, log: Any) -> None:  # fmt: skip
+    """The service's main loop, until a stop or the end of a replay: ticks, heartbeats, the
+    status file, systemd's readiness, watchdog and status, the metrics line."""
+    next_metrics = time.monotonic() + METRICS_EVERY_S
+    next_status = time.monotonic()
+    last = recorder.status()
+
+    def notify_status() -> str:
+        return (f"day {last.trading_day} · {last.ticks_per_s:g} ticks/s · {last.kept} kept · "
+                f"{sum(last.drops.values())} dropped")  # fmt: skip
+
+    while not stop.requested:
+        if isinstance(source, ReplaySource):
+            source.poll(0.2, recorder.write_array)
+            if source.finished:
+                log.info("md_recorder_replay_finished", **source.describe())
+                break
+        else:
+            source.poll(0.2, recorder.record)
+        recorder.heartbeat()
+        if source.describe().get("logged_in", True):  # CTP: once logged in; others: started
+            notifier.ready("recording")
+        notifier.tick(notify_status)  # the watchdog's ping: from this loop, so a stuck one stops it
+        if time.monotonic() >= next_status:
+            next_status = time.monotonic() + STATUS_EVERY_S
+            last = recorder.status()
+            status.publish(last)
+        if time.monotonic() >= next_metrics:
+            next_metrics += METRICS_EVERY_S
+            log.info("md_recorder_metrics", **recorder.metrics(), **source.describe())
+            if (problem := recorder.archive_error) is not None:
+                log.warning("md_recorder_archive_failing", error=problem,
+                            hint="free space where suite.journal_dir is: the ring keeps the "
+                            "segments until then, and ticks stop when it is full")  # fmt: skip
 
 
 def _ctp_source(config: DeploymentConfig, instruments: list[str], log: Any) -> CtpMdSource:

@@ -28,6 +28,7 @@ from contracts.credentials import load_credentials
 from contracts.errors import JournalProblem, UserError
 from contracts.logs import get_logger
 from contracts.monitor import ServiceHealth, TickView
+from contracts.notify import SystemdNotifier
 from contracts.status import RecorderStatus, ServiceStatus, read_status, status_path
 from contracts.stop import StopSignals
 from contracts.ticks import days_in
@@ -220,6 +221,13 @@ async def _serve_ws(config: DeploymentConfig, server: MonitorServer, bus: Bus | 
     url = f"ws://{mc.host}:{port}"
     _write_endpoint(config.suite.journal_dir / "monitor", url)
     log.info("monitor_started", url=url, accounts=list(server.states), mode=config.suite.mode)
+    notifier = SystemdNotifier()
+    notifier.ready(f"serving {url}")  # the WebSocket server listens, the ZMQ sockets are bound
+
+    def status() -> str:
+        return (f"{len(server.clients)} clients · accounts {', '.join(server.states)} · "
+                f"{len(server.alerts.active)} alerts")  # fmt: skip
+
     market = _Market(config.suite.shm_dir / "snapshot",
                      status_path(config.suite.journal_dir, "md_recorder"))  # fmt: skip
     loop = asyncio.get_running_loop()
@@ -227,6 +235,7 @@ async def _serve_ws(config: DeploymentConfig, server: MonitorServer, bus: Bus | 
     batch_s = mc.batch_ms / 1000
     try:
         while not stop.requested:
+            notifier.tick(status)  # the watchdog's ping: from this loop, so a stuck one stops it
             if loop.time() >= next_flush:
                 next_flush = loop.time() + batch_s
                 server.flush()
@@ -249,6 +258,8 @@ async def _serve_ws(config: DeploymentConfig, server: MonitorServer, bus: Bus | 
                 server.publish_alerts(server.alerts.health(engines, md, server.clock()))
             await asyncio.sleep(0 if _follow(tailers, server) else IDLE_S)
     finally:
+        notifier.stopping()
+        notifier.close()
         ws_server.close()
         await ws_server.wait_closed()
     log.info("monitor_stopped", clients=len(server.clients))

@@ -51,10 +51,15 @@ def test_ready_once_then_the_watchdog_at_half_the_interval_and_the_status_every_
     notifier.ready("again")
     assert received(sock) == [f"READY=1\nSTATUS=day 20210104\nMAINPID={os.getpid()}"]
     asked: list[int] = []
+
+    def status() -> str:
+        asked.append(1)
+        return f"status {len(asked)}"
+
     got = []
     for t in range(0, 10_001, 100):  # 10 s of main loop, every 100 ms
         now[0] = t * MS
-        notifier.tick(lambda: asked.append(1) or f"status {len(asked)}")
+        notifier.tick(status)
         got += received(sock)
     assert got.count("WATCHDOG=1") == 10  # at 1, 2, ... 10 s
     assert [g for g in got if g.startswith("STATUS=")] == ["STATUS=status 1", "STATUS=status 2"]

@@ -320,6 +320,11 @@ class EngineConfig(_Section):
     """When the tick feed dies (md_recorder gone, silent for ``feed_timeout_s``, or its recording
     closed with no newer day): "halt" cancels the working orders and halts the account until an
     operator resumes it, "cancel" only cancels them, "log" only logs it (docs/engine.md)."""
+    on_stop: Literal["cancel", "keep"] = "cancel"
+    """At a stop (SIGTERM, Ctrl-C): "cancel" cancels every working order (journaled, as an
+    operator's cancel_all) and waits up to ``stop_wait_s`` for the answers; "keep" leaves them
+    at the exchange for the next start to manage."""
+    stop_wait_s: float = Field(5.0, ge=0, le=60)
     feed_timeout_s: float = Field(5.0, gt=0)
     """A recorder that is alive but has not written to its journal's head (ticks or heartbeats)
     for this long counts as gone."""

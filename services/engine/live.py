@@ -569,7 +569,40 @@ class EngineService(Health, Interrupts):
                         on_tick(item[1], item[0])
                         continue
                     return self._roll(engine, day)
+        self._cancel_on_stop(engine)
         return None, [], {}
+
+    def _cancel_on_stop(self, engine: Engine) -> None:
+        """``engine.on_stop = "cancel"``: cancel every working order and wait up to
+        ``stop_wait_s`` of wall time for the adapter's answers. All of it is journaled
+        commands, so a recovery repeats it where it happened: a halt of the account first (so
+        no agent sends a new order meanwhile; only if it was active), the cancel_all, and the
+        resume after it (the next start trades as before)."""
+        ec = self.config.engine
+        working = [o for o in engine.orders.values() if o.active]
+        if ec.on_stop != "cancel" or not working:
+            return
+        engine.now = self._engine_now(engine)
+        tag, why = uuid.uuid4().hex[:12], "engine: stopping (engine.on_stop = cancel)"
+        active = engine.gate.state("account", "") == "active"
+        if active:
+            engine.command(m.Halt(0, 0, "account", "", why, f"{tag}-halt"))
+        reply = engine.command(m.CancelAll(0, 0, "account", "", why, f"{tag}-cancel"))
+        deadline = self.clock() + int(ec.stop_wait_s * 1e9)
+        adapter = engine.adapter
+        while any(o.active for o in working) and self.clock() < deadline:
+            if engine.outbox:
+                deliver(engine)
+            now = self._engine_now(engine)
+            while (due := adapter.due_ns) <= now:  # the answers, when they are due
+                engine.wake(due)
+            time.sleep(0.001)
+        if active:
+            engine.now = max(engine.now, self._engine_now(engine))
+            engine.command(m.Resume(0, 0, "account", "", why, f"{tag}-resume"))
+        left = [o.order_id for o in working if o.active]
+        emit = self.log.warning if left else self.log.info
+        emit("engine_stop_cancelled", orders=len(working), still_working=left, text=reply.text)
 
     def _fire_timer(self, engine: Engine, until_ns: int) -> None:
         """The timer's call for the last due time at or before ``until_ns`` (engine time): due

@@ -5,6 +5,7 @@ same directory touches nothing of the first."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -24,6 +25,7 @@ import zmq
 
 from contracts import messages as m
 from contracts.config import load_config
+from contracts.errors import UserError
 from contracts.status import EngineStatus, read_status, status_path
 from libshm import JournalReader, JournalWriter, decode_tick
 from services.engine.journals import read_journal
@@ -194,8 +196,12 @@ def test_ten_thousand_malformed_requests_get_refusals_and_the_feed_goes_on(
             ctx.term()
         assert run.wait_ticks(fed)["ticks"] == fed  # the engine kept up with the feed
     journal = read_journal(tmp_path / "journal" / "engine" / str(DAY))
-    commands = (m.Halt, m.Reduce, m.Resume, m.CancelAll, m.Flatten, m.CommandAck)
-    assert not [x for x in journal if isinstance(x, commands)]  # nothing reached the engine
+    commands = (m.Halt, m.Reduce, m.Resume, m.CancelAll, m.Flatten)
+    own = {x.command_id for x in journal  # the engine's own, cancelling as it stops
+           if isinstance(x, commands) and x.requester.startswith("engine: stopping")}  # fmt: skip
+    assert not [
+        x for x in journal if isinstance(x, (*commands, m.CommandAck)) and x.command_id not in own
+    ]  # nothing a peer sent reached the engine
     events = log_events(run.log)
     refused = [e for e in events if e["event"] == "command_refused"]
     assert 1 <= len(refused) <= 5, len(refused)  # not one line per bad request
@@ -292,3 +298,51 @@ def test_the_status_file_counts_the_days_orders_and_times_the_ticks_that_caused_
         assert 0 < latency.count < 440 and latency.count <= s.orders
         assert 0 < latency.p50_us <= latency.p99_us <= latency.max_us
         assert run.status()["tick_to_order_us"]["count"] >= latency.count
+
+
+def test_sigterm_cancels_the_working_orders_journaled_and_a_restart_recovers_past_it(
+    tmp_path: Path, recording: Path
+) -> None:
+    """engine.on_stop = "cancel" (the default): the account is halted so no agent sends more,
+    every working order is cancelled and its answer awaited, the account resumed, all of it
+    journaled; the restarted engine's recovery replays it and the account trades on."""
+    with running_engine(tmp_path, recording) as run:
+        run.feed(400)
+        status = run.wait_ticks(440)
+        assert any(a["working_orders"] for a in status["agents"].values()), status  # resting
+    path = tmp_path / "journal" / "engine" / str(DAY)
+    journal = read_journal(path)
+    commands = [x for x in journal if isinstance(x, m.Halt | m.CancelAll | m.Resume)]
+    assert [type(x) for x in commands[-3:]] == [m.Halt, m.CancelAll, m.Resume]
+    assert {x.requester for x in commands[-3:]} == {"engine: stopping (engine.on_stop = cancel)"}
+    ended = {x.order_id for x in journal
+             if isinstance(x, m.OrderCancelled | m.OrderRejected)}  # fmt: skip
+    filled: dict[str, int] = {}
+    for x in journal:
+        if isinstance(x, m.Trade):
+            filled[x.order_id] = filled.get(x.order_id, 0) + x.volume
+    working = [x.order_id for x in journal if isinstance(x, m.OrderRequested)
+               and x.order_id not in ended and filled.get(x.order_id, 0) < x.volume]  # fmt: skip
+    assert working == []  # nothing left at the exchange
+    states = [x for x in journal if isinstance(x, m.StateChanged) and x.scope == "account"]
+    assert [x.state for x in states[-2:]] == ["halted", "active"]  # the next start trades
+    assert not [e for e in log_events(tmp_path / "engine.log")  # a warning had one been left
+                if e["event"] == "engine_stop_cancelled"]  # fmt: skip
+    log = tmp_path / "restart.log"
+    config = write_config(tmp_path, CONFIG)
+    proc = start(config, log)
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # recovered: it answers with the day's ticks, the account active
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
+            with contextlib.suppress(UserError):
+                reply = send_command(load_config(config), {"action": "status"}, timeout_s=2.0)
+                got: dict[str, Any] = dict(reply.status or {})
+                if reply.ok and got.get("ticks", 0) >= 440:
+                    break
+            time.sleep(0.1)
+        assert got["trading_day"] == DAY
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, log.read_text()[-2000:]
+    assert read_journal(path)[: len(journal)] == journal  # the recovery went past it unchanged

@@ -109,6 +109,18 @@ def _run_import(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _add_systemd(parser: argparse.ArgumentParser) -> None:
+    from services.tools.systemd_units import add_arguments
+
+    add_arguments(parser)
+
+
+def _run_systemd(args: argparse.Namespace) -> int:
+    from services.tools.systemd_units import run
+
+    return run(args)
+
+
 BENCHMARKS = ("journal", "md_recorder", "engine", "paper", "monitor")
 
 
@@ -195,6 +207,13 @@ COMMANDS: tuple[Command, ...] = (
         _add_path,
         None,
         "backtest and research",
+    ),
+    Command(
+        "systemd",
+        "write the suite's systemd units with this machine's paths (install)",
+        "hft systemd install --config /srv/hft/deploy.toml --user hft",
+        _add_systemd,
+        _run_systemd,
     ),
     Command(
         "doctor",

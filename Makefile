@@ -32,16 +32,13 @@ $(RECORDING)/head: data/market/IF2101_20210104.csv.gz | $(STAMP)
 	$(HFT) import --format ctp-csv $< --out var/recordings
 
 demo: $(STAMP) $(RECORDING)/head ## run the suite in paper-trading mode on the bundled recording
-	$(HFT) doctor --config configs/paper.toml
+	$(HFT) doctor --config configs/replay.toml
 	$(HFT) journal info $(RECORDING)
-	@$(HFT) up --config configs/paper.toml; rc=$$?; \
-	if [ $$rc -eq 2 ]; then \
-	  echo "demo: hft up is not built yet (the operations work). The recording above is ready;"; \
-	  echo "demo: in three terminals, with HFT_MONITOR_ADMIN_TOKEN exported in the third:"; \
-	  echo "demo:   .venv/bin/hft md-recorder --config configs/replay.toml   (replays it)"; \
-	  echo "demo:   .venv/bin/hft engine --config configs/replay.toml        (trades it on the paper simulator)"; \
-	  echo "demo:   .venv/bin/hft monitor --config configs/replay.toml       (the dashboard: http://127.0.0.1:8766/)"; \
-	else exit $$rc; fi
+	@rm -rf var/replay /dev/shm/hft-replay  # each demo trades the day afresh
+	@token=$${HFT_MONITOR_ADMIN_TOKEN:-$$($(PY) -c 'import secrets; print(secrets.token_hex(16))')}; \
+	echo "demo: the bundled IF2101 day replayed at 10x, traded on the paper simulator"; \
+	echo "demo: dashboard http://127.0.0.1:8766/  admin token $$token  (Ctrl-C stops it all)"; \
+	HFT_MONITOR_ADMIN_TOKEN=$$token $(HFT) up --config configs/replay.toml
 
 test: check pytest ## lint, types and the whole test suite
 

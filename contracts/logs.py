@@ -2,6 +2,8 @@
 
 Every line carries ``service``, ``pid``, ``level``, ``event`` and a UTC timestamp. Secret values
 registered with :func:`register_secret` are replaced by ``***`` wherever they appear in a line.
+``hft up`` runs the services with ``HFT_LOG_FORMAT=console`` (readable lines through a pipe),
+``HFT_LOG_PREFIX=NAME`` (each line starts ``NAME |``) and, on a terminal, ``HFT_LOG_COLOR=1``.
 """
 
 from __future__ import annotations
@@ -65,12 +67,16 @@ def configure(
     if level not in LEVELS:
         raise ValueError(f"log level must be one of {', '.join(LEVELS)}")
     out = sys.stderr if stream is None else stream
-    as_json = not out.isatty() if json is None else json
+    forced = os.environ.get("HFT_LOG_FORMAT", "")  # hft up: console lines through a pipe
+    as_json = (not out.isatty() if not forced else forced == "json") if json is None else json
+    colors = out.isatty() or os.environ.get("HFT_LOG_COLOR") == "1"
     renderer: Any = (
         structlog.processors.JSONRenderer(sort_keys=False)
         if as_json
-        else structlog.dev.ConsoleRenderer(colors=out.isatty())
+        else structlog.dev.ConsoleRenderer(colors=colors)
     )
+    if not as_json and (name := os.environ.get("HFT_LOG_PREFIX")):
+        renderer = _prefixed(renderer, name, colors)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -86,6 +92,23 @@ def configure(
     )
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(service=service, pid=os.getpid())
+
+
+_COLOURS = ("\x1b[36m", "\x1b[35m", "\x1b[33m", "\x1b[32m", "\x1b[34m")
+
+
+def _prefixed(renderer: Any, name: str, colors: bool) -> Any:
+    """``renderer`` with ``name |`` before each line (``hft up``: one stream for all services),
+    in a colour of its own on a terminal."""
+    label = f"{name:<12}|"
+    if colors:
+        label = f"{_COLOURS[sum(map(ord, name)) % len(_COLOURS)]}{label}\x1b[0m"
+
+    def render(logger: Any, method: str, event: MutableMapping[str, Any]) -> str:
+        text: str = renderer(logger, method, event)
+        return "\n".join(f"{label} {line}" for line in text.splitlines())
+
+    return render
 
 
 def get_logger(**initial: Any) -> Any:

@@ -109,6 +109,18 @@ def _run_import(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _add_up(parser: argparse.ArgumentParser) -> None:
+    from services.tools.up import add_arguments
+
+    add_arguments(parser)
+
+
+def _run_up(args: argparse.Namespace) -> int:
+    from services.tools.up import run
+
+    return run(args)
+
+
 def _add_systemd(parser: argparse.ArgumentParser) -> None:
     from services.tools.systemd_units import add_arguments
 
@@ -182,9 +194,8 @@ COMMANDS: tuple[Command, ...] = (
         "up",
         "start every service of a deployment in the foreground (for demos and rehearsals)",
         "hft up --config configs/paper.toml",
-        _add_service,
-        None,
-        "operations",
+        _add_up,
+        _run_up,
     ),
     Command(
         "import",

@@ -16,7 +16,7 @@ NAMES = [c.name for c in COMMANDS]
 
 
 REQUIRED = ("md-recorder", "engine", "command", "monitor", "up", "import", "journal", "backtest",
-            "doctor", "bench")  # fmt: skip
+            "doctor", "bench", "systemd")  # fmt: skip
 
 
 def test_required_subcommands_exist() -> None:

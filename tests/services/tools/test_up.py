@@ -1,0 +1,104 @@
+"""``hft up`` on a replay deployment: supervisor starts md_recorder, the engine and the monitor
+with their lines prefixed by name, starts the engine again after a SIGKILL, and Ctrl-C (SIGINT)
+stops all three cleanly with exit 0; a deployment whose monitor has no token is refused in one
+line before anything starts."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from contracts.status import EngineStatus, read_status, status_path
+from libshm.process import pid_alive
+from tests.helpers import ROOT, import_market, run_hft
+from tests.services.monitor.harness import ADMIN
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return import_market(tmp_path_factory.mktemp("rec"), "IF2101_20210104.csv.gz")
+
+
+def replay_config(tmp_path: Path, recording: Path) -> Path:
+    config = tmp_path / "deploy.toml"
+    config.write_text(
+        (ROOT / "configs" / "replay.toml").read_text()
+        .replace('"../var/replay/journal"', f'"{tmp_path / "journal"}"')
+        .replace('"/dev/shm/hft-replay"', f'"{tmp_path / "shm"}"')
+        .replace('"../var/recordings/20210104"', f'"{recording / "20210104"}"')
+        .replace("tcp://127.0.0.1:5561", "tcp://127.0.0.1:0")
+        .replace("port = 8766", "port = 0")
+        .replace("tcp://127.0.0.1:5580", "tcp://127.0.0.1:0")
+        .replace("tcp://127.0.0.1:5579", "tcp://127.0.0.1:0")
+    )  # fmt: skip
+    return config
+
+
+def until(what: str, check: Callable[[], object], proc: subprocess.Popen[bytes], log: Path
+          ) -> object:  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not (found := check()):
+        assert proc.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, f"no {what}: {log.read_text()[-3000:]}"
+        time.sleep(0.05)
+    return found
+
+
+def test_up_starts_all_three_restarts_a_killed_engine_and_stops_all_on_ctrl_c(
+    tmp_path: Path, recording: Path
+) -> None:
+    config = replay_config(tmp_path, recording)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HFT_")}
+    env["HFT_MONITOR_ADMIN_TOKEN"] = ADMIN
+    log = tmp_path / "up.log"
+    with log.open("wb") as out:
+        argv = [sys.executable, "-m", "services.cli", "up", "--config", str(config)]
+        proc = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=out, env=env)
+    try:
+        journal = tmp_path / "journal"
+        until("monitor endpoint", (journal / "monitor" / "endpoint").exists, proc, log)
+
+        def engine_pid() -> int:
+            status = read_status(status_path(journal, "engine"))
+            return status.pid if isinstance(status, EngineStatus) and status.ticks else 0
+
+        first = int(until("a trading engine", engine_pid, proc, log))  # type: ignore[call-overload]
+        os.kill(first, signal.SIGKILL)
+        second = int(until("a new engine", lambda: (p := engine_pid()) != first and p, proc, log))  # type: ignore[call-overload]
+        assert pid_alive(second) and not pid_alive(first)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=60)
+    text = log.read_text()
+    assert code == 0, text[-3000:]
+    lines = text.splitlines()
+    for name in ("md-recorder", "engine", "monitor"):  # each service's lines, by name
+        assert any(line.startswith(f"{name:<12}| ") for line in lines), name
+    # the killed one, and the one supervisor started again (supervisor's own line about the
+    # exit may land inside a service's line: these are counted anywhere)
+    assert text.count("engine_started") == 2
+    assert any("engine_stopped" in line for line in lines)
+    assert any("monitor_stopped" in line for line in lines)
+    assert not pid_alive(second)
+
+
+def test_a_monitor_without_a_token_is_refused_before_anything_starts(
+    tmp_path: Path, recording: Path
+) -> None:
+    done = run_hft("up", "--config", str(replay_config(tmp_path, recording)))
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "hft up: error: hft up: the monitor has no token, so it would not start; export "
+        "HFT_MONITOR_ADMIN_TOKEN (and HFT_MONITOR_TOKEN for viewers) or add [[monitor_tokens]] "
+        "to the credentials file named by suite.credentials_file"
+    ]
+    assert not (tmp_path / "journal" / "up").exists()

@@ -315,7 +315,7 @@ function renderHealth() {
   if (md) {
     const drops = Object.entries(md.drops);
     const dropped = drops.reduce((n, [, c]) => n + c, 0);
-    add("md ticks", `${md.ticks_per_s}/s · ${md.kept} kept · ${md.instruments} instruments · lag ${md.lag_ms_median < 0 ? "–" : md.lag_ms_median + " ms"}`,
+    add("md ticks", `${md.ticks_per_s}/s · ${md.kept} kept · ${md.instruments} instrument${md.instruments === 1 ? "" : "s"} · lag ${md.lag_ms_median < 0 ? "–" : md.lag_ms_median + " ms"}`,
       !md.archive_error);
     add("md drops", dropped ? drops.map(([r, c]) => `${r} ${c}`).join(" · ") : "none", true);
   }

@@ -1,7 +1,7 @@
 """``hft up`` on a replay deployment: supervisor starts md_recorder, the engine and the monitor
 with their lines prefixed by name, starts the engine again after a SIGKILL, and Ctrl-C (SIGINT)
 stops all three cleanly with exit 0; a deployment whose monitor has no token is refused in one
-line before anything starts."""
+line before anything starts; and the demo's deployment shows trades in a real browser."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +20,9 @@ from contracts.status import EngineStatus, read_status, status_path
 from libshm.process import pid_alive
 from tests.helpers import ROOT, import_market, run_hft
 from tests.services.monitor.harness import ADMIN
+from tests.services.monitor.test_dashboard import browser, shot, sign_in
+
+__all__ = ["browser"]  # the fixture, shared with the dashboard's tests
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -102,3 +106,33 @@ def test_a_monitor_without_a_token_is_refused_before_anything_starts(
         "to the credentials file named by suite.credentials_file"
     ]
     assert not (tmp_path / "journal" / "up").exists()
+
+
+def test_the_demo_under_hft_up_shows_trades_on_the_dashboard_within_a_minute(
+    tmp_path: Path, recording: Path, browser: Any
+) -> None:
+    """What ``make demo`` runs (``hft up`` on configs/replay.toml: the bundled day at 10x, the
+    example agent on the paper simulator, the monitor), in a temporary directory: a real
+    Chromium signs in with the admin token and sees the agent's trades within 60 s."""
+    config = replay_config(tmp_path, recording)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HFT_")}
+    env["HFT_MONITOR_ADMIN_TOKEN"] = ADMIN
+    log = tmp_path / "up.log"
+    with log.open("wb") as out:
+        argv = [sys.executable, "-m", "services.cli", "up", "--config", str(config)]
+        proc = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=out, env=env)
+    try:
+        endpoint = tmp_path / "journal" / "monitor" / "endpoint"
+        until("monitor endpoint", endpoint.exists, proc, log)
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        page.goto(endpoint.read_text().strip().replace("ws://", "http://") + "/")
+        sign_in(page, ADMIN)
+        page.wait_for_selector("#mode.replay")
+        page.wait_for_selector("#trades tbody tr", timeout=60_000)
+        assert "IF2101" in (page.text_content("#trades tbody tr") or "")
+        shot(page, "6-demo-trades")
+        page.close()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=60)
+    assert code == 0, log.read_text()[-3000:]

@@ -140,6 +140,7 @@ class Mirror:
         self.seen: list[tuple[str, str, int]] = []  # (type, account, seq) of every message
         self.health: dict[str, Any] = {}
         self.alerts: list[dict[str, Any]] = []
+        self.samples: dict[str, dict[str, Any]] = {}
 
     def take(self, message: dict[str, Any]) -> None:
         if message["type"] == "health":  # a live sample, not part of the state
@@ -147,6 +148,9 @@ class Mirror:
             return
         if message["type"] == "alert":
             self.alerts.append(message)
+            return
+        if message["type"] in ("marks", "history", "ticks"):  # live samples, not the state
+            self.samples[message["type"]] = message
             return
         if message["type"] == "deltas":  # a batch: each delta of it, in order
             assert message["deltas"], "an empty batch"

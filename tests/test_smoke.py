@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,9 +24,9 @@ from contracts import messages as m
 from contracts.status import EngineStatus, RecorderStatus, read_status, status_path
 from libshm.process import pid_alive
 from services.engine.journals import read_journal
-from tests.helpers import ROOT, run_hft
+from tests.helpers import run_hft
 from tests.services.monitor.harness import ADMIN, Mirror, subscribe
-from tests.services.tools.test_up import recording, replay_config
+from tests.services.tools.test_up import recording, replay_config, start_up
 
 __all__ = ["recording"]
 pytestmark = pytest.mark.timeout(300)
@@ -39,11 +38,7 @@ class Suite:
         self.config = replay_config(tmp_path, recording)
         self.journal = tmp_path / "journal"
         self.log = tmp_path / "up.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("HFT_")}
-        env["HFT_MONITOR_ADMIN_TOKEN"] = ADMIN
-        with self.log.open("wb") as out:
-            argv = [sys.executable, "-m", "services.cli", "up", "--config", str(self.config)]
-            self.proc = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=out, env=env)
+        self.proc = start_up(self.config, self.log)
 
     def until(self, what: str, check: Callable[[], Any], timeout_s: float = 90) -> Any:
         deadline = time.monotonic() + timeout_s

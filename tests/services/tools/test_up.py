@@ -47,6 +47,16 @@ def replay_config(tmp_path: Path, recording: Path) -> Path:
     return config
 
 
+def start_up(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    """``hft up --config CONFIG`` with the admin token in its environment, its output in
+    ``log``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HFT_")}
+    env["HFT_MONITOR_ADMIN_TOKEN"] = ADMIN
+    with log.open("wb") as out:
+        argv = [sys.executable, "-m", "services.cli", "up", "--config", str(config)]
+        return subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=out, env=env)
+
+
 def until(what: str, check: Callable[[], object], proc: subprocess.Popen[bytes], log: Path
           ) -> object:  # fmt: skip
     deadline = time.monotonic() + 60
@@ -61,12 +71,8 @@ def test_up_starts_all_three_restarts_a_killed_engine_and_stops_all_on_ctrl_c(
     tmp_path: Path, recording: Path
 ) -> None:
     config = replay_config(tmp_path, recording)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HFT_")}
-    env["HFT_MONITOR_ADMIN_TOKEN"] = ADMIN
     log = tmp_path / "up.log"
-    with log.open("wb") as out:
-        argv = [sys.executable, "-m", "services.cli", "up", "--config", str(config)]
-        proc = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=out, env=env)
+    proc = start_up(config, log)
     try:
         journal = tmp_path / "journal"
         until("monitor endpoint", (journal / "monitor" / "endpoint").exists, proc, log)
@@ -115,12 +121,8 @@ def test_the_demo_under_hft_up_shows_trades_on_the_dashboard_within_a_minute(
     example agent on the paper simulator, the monitor), in a temporary directory: a real
     Chromium signs in with the admin token and sees the agent's trades within 60 s."""
     config = replay_config(tmp_path, recording)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HFT_")}
-    env["HFT_MONITOR_ADMIN_TOKEN"] = ADMIN
     log = tmp_path / "up.log"
-    with log.open("wb") as out:
-        argv = [sys.executable, "-m", "services.cli", "up", "--config", str(config)]
-        proc = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=out, env=env)
+    proc = start_up(config, log)
     try:
         endpoint = tmp_path / "journal" / "monitor" / "endpoint"
         until("monitor endpoint", endpoint.exists, proc, log)

@@ -19,7 +19,7 @@ import pytest
 from contracts.errors import UserError
 from contracts.status import RecorderStatus, read_status, status_path
 from contracts.ticks import TickStore
-from libshm import TICK_LAYOUT, JournalReader, JournalWriter
+from libshm import TICK_LAYOUT, JournalReader, JournalWriter, list_segments
 from libshm.inspect import inspect_journal
 from services.md_recorder.recorder import Recorder
 from services.md_recorder.replay import ReplaySource
@@ -188,7 +188,10 @@ def test_md_recorder_replay_ends_and_closes_the_journal(recording: Path, tmp_pat
 
 
 def frames_in(journal: Path) -> int:
-    return inspect_journal(journal, count_instruments=False).frames if journal.exists() else 0
+    """Frames committed so far: 0 before the directory or its first segment exists."""
+    if not journal.exists() or not list_segments(journal):
+        return 0
+    return inspect_journal(journal, count_instruments=False).frames
 
 
 @pytest.mark.parametrize("shift", [False, True])

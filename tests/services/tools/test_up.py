@@ -85,6 +85,10 @@ def test_up_starts_all_three_restarts_a_killed_engine_and_stops_all_on_ctrl_c(
         os.kill(first, signal.SIGKILL)
         second = int(until("a new engine", lambda: (p := engine_pid()) != first and p, proc, log))  # type: ignore[call-overload]
         assert pid_alive(second) and not pid_alive(first)
+        # supervisor relays the services' lines as it reads their pipes: wait for the new
+        # engine's before stopping, since lines still in a pipe at the stop may be lost
+        until("the new engine's first line", lambda: log.read_text().count("engine_started") >= 2,
+              proc, log)  # fmt: skip
     finally:
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=60)

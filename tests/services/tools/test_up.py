@@ -85,10 +85,6 @@ def test_up_starts_all_three_restarts_a_killed_engine_and_stops_all_on_ctrl_c(
         os.kill(first, signal.SIGKILL)
         second = int(until("a new engine", lambda: (p := engine_pid()) != first and p, proc, log))  # type: ignore[call-overload]
         assert pid_alive(second) and not pid_alive(first)
-        # supervisor relays the services' lines as it reads their pipes: wait for the new
-        # engine's before stopping, since lines still in a pipe at the stop may be lost
-        until("the new engine's first line", lambda: log.read_text().count("engine_started") >= 2,
-              proc, log)  # fmt: skip
     finally:
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=60)
@@ -97,9 +93,8 @@ def test_up_starts_all_three_restarts_a_killed_engine_and_stops_all_on_ctrl_c(
     lines = text.splitlines()
     for name in ("md-recorder", "engine", "monitor"):  # each service's lines, by name
         assert any(line.startswith(f"{name:<12}| ") for line in lines), name
-    # the killed one, and the one supervisor started again (supervisor's own line about the
-    # exit may land inside a service's line: these are counted anywhere)
-    assert text.count("engine_started") == 2
+    # (the restart is proven by the pids above: supervisor may drop what a killed process left
+    # unread in its pipe, so its lines are not counted)
     assert any("engine_stopped" in line for line in lines)
     assert any("monitor_stopped" in line for line in lines)
     assert not pid_alive(second)

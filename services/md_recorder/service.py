@@ -246,8 +246,8 @@ def _record(source: Source | ReplaySource, recorder: Recorder, stop: StopSignals
         else:
             source.poll(0.2, recorder.record)
         recorder.heartbeat()
-        if source.describe().get("logged_in", True):  # CTP: once logged in; others: started
-            notifier.ready("recording")
+        if not notifier.ready_sent and source.describe().get("logged_in", True):
+            notifier.ready("recording")  # CTP: once logged in; the others: once started
         notifier.tick(notify_status)  # the watchdog's ping: from this loop, so a stuck one stops it
         if time.monotonic() >= next_status:
             next_status = time.monotonic() + STATUS_EVERY_S

@@ -14,6 +14,7 @@ import errno
 import math
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
@@ -295,15 +296,35 @@ class _Market:
         self.table: SnapshotReader | None = None
         self.sent: dict[str, tuple[int, int, int]] = {}
 
-    def health(self) -> ServiceHealth:
-        status = read_status(self.status_path)
-        age = _age(status)
+    def _open(self) -> SnapshotReader | None:
+        """The snapshot table, opened the first time it is there."""
         if self.table is None:
             try:
                 self.table = SnapshotReader(self.path)
             except (OSError, JournalError):
-                return ServiceHealth("absent", status=status, status_age_s=age)
-        if self.table.writer_alive():
+                return None
+        return self.table
+
+    def _ticks(self, wanted: set[str]) -> Iterator[Tick]:
+        """The latest tick of each ``wanted`` instrument the table holds, sorted by name."""
+        table = self._open()
+        if table is None:
+            return
+        for instrument in sorted(wanted):
+            try:
+                tick = table.read(instrument)
+            except SnapshotBusy:  # the writer kept it busy past the reader's patience: next time
+                continue
+            if tick is not None:
+                yield tick
+
+    def health(self) -> ServiceHealth:
+        status = read_status(self.status_path)
+        age = _age(status)
+        table = self._open()
+        if table is None:
+            return ServiceHealth("absent", status=status, status_age_s=age)
+        if table.writer_alive():
             return ServiceHealth("open", status=status, status_age_s=age)
         stopped = isinstance(status, RecorderStatus) and status.stopped
         return ServiceHealth("closed" if stopped else "gone", status=status, status_age_s=age)
@@ -311,18 +332,9 @@ class _Market:
     def changed_ticks(self, wanted: set[str]) -> tuple[int, dict[str, bytes]]:
         """The latest tick of each ``wanted`` instrument that changed since the last call
         (encoded ``TickView``), and the latest of their ticks' times (market time)."""
-        if self.table is None:
-            self.health()
-        if self.table is None:
-            return 0, {}
         out, latest = {}, 0
-        for instrument in sorted(wanted):
-            try:
-                tick = self.table.read(instrument)
-            except SnapshotBusy:
-                continue
-            if tick is None:
-                continue
+        for tick in self._ticks(wanted):
+            instrument = tick.instrument
             stamp = (tick.local_time_ns, tick.volume, tick.exchange_time_ns)
             if self.sent.get(instrument) == stamp:
                 continue
@@ -336,18 +348,10 @@ class _Market:
     def prices(self, wanted: set[str]) -> tuple[dict[str, float], int] | None:
         """The last price of each ``wanted`` instrument the table holds and the latest of their
         ticks' times (market time), or None if there is no table or no price."""
-        if self.table is None:
-            self.health()
-        if self.table is None:
-            return None
         out, latest = {}, 0
-        for instrument in sorted(wanted):
-            try:
-                tick = self.table.read(instrument)
-            except SnapshotBusy:  # the writer kept it busy past the reader's patience: next time
-                continue
-            if tick is not None and not math.isnan(tick.last):
-                out[instrument] = tick.last
+        for tick in self._ticks(wanted):
+            if not math.isnan(tick.last):
+                out[tick.instrument] = tick.last
                 latest = max(latest, tick.local_time_ns)
         return (out, latest) if out else None
 

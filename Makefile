@@ -72,6 +72,7 @@ bench: $(STAMP) ## run the benchmarks and print their figures (see docs/BENCHMAR
 	$(HFT) bench engine
 	$(HFT) bench paper
 	$(HFT) bench monitor
+	$(HFT) bench soak
 
 clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build libshm/_fastpath.*.so

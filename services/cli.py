@@ -133,7 +133,7 @@ def _run_systemd(args: argparse.Namespace) -> int:
     return run(args)
 
 
-BENCHMARKS = ("journal", "md_recorder", "engine", "paper", "monitor")
+BENCHMARKS = ("journal", "md_recorder", "engine", "paper", "monitor", "soak")
 
 
 def _add_bench(parser: argparse.ArgumentParser) -> None:

@@ -63,6 +63,7 @@ def deployment(root: Path, recording: Path, pace: float) -> Path:
         .replace('adapter = "paper"', 'adapter = "paper"\non_feed_loss = "log"')
         .replace("tcp://127.0.0.1:5561", "tcp://127.0.0.1:0")
         .replace("port = 8766", "port = 0")
+        .replace('"127.0.0.1:9105"', '""').replace('"127.0.0.1:9106"', '""')
         .replace("tcp://127.0.0.1:5580", "tcp://127.0.0.1:0")
         .replace("tcp://127.0.0.1:5579", "tcp://127.0.0.1:0")
     )  # fmt: skip

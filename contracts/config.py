@@ -69,7 +69,7 @@ Instrument = Annotated[str, Field(pattern=r"^[A-Za-z]{1,3}[0-9]{3,4}$")]
 
 def _port_in_range(address: str) -> str:
     """The port of ``scheme://host:PORT`` is at most 65535 (a larger one would bind another)."""
-    if not address.startswith("ipc://") and int(address.rpartition(":")[2]) > 65535:
+    if address and not address.startswith("ipc://") and int(address.rpartition(":")[2]) > 65535:
         raise ValueError(f"{address}: a port is at most 65535 (0 picks a free one)")
     return address
 
@@ -88,6 +88,10 @@ ZmqEndpoint = Annotated[
 ]
 """``tcp://HOST:PORT`` (port 0: any free port, as the service then reports) or ``ipc://PATH``."""
 Port = Annotated[int, Field(ge=0, le=65535)]
+MetricsAddress = Annotated[
+    str, Field(pattern=r"^(|[^\s/]+:[0-9]{1,5})$"), AfterValidator(_port_in_range)
+]
+"""``HOST:PORT`` where Prometheus metrics are served (port 0: any free port), or "" for none."""
 
 
 def _pace(value: object) -> float | str:
@@ -159,6 +163,8 @@ class MdRecorderConfig(_Section):
     every segment is archived into the day's recording on disk as it completes."""
     calendar_file: ConfigPath | None = None
     """Sessions and products; default: the shipped configs/calendar.toml."""
+    metrics: MetricsAddress = ""
+    """Prometheus metrics at ``http://HOST:PORT/metrics`` ("": none; docs/OPERATIONS.md)."""
     ctp: CtpMdConfig | None = None
     sim: SimConfig | None = None
     replay: ReplayConfig | None = None
@@ -328,6 +334,8 @@ class EngineConfig(_Section):
     feed_timeout_s: float = Field(5.0, gt=0)
     """A recorder that is alive but has not written to its journal's head (ticks or heartbeats)
     for this long counts as gone."""
+    metrics: MetricsAddress = ""
+    """Prometheus metrics at ``http://HOST:PORT/metrics`` ("": none; docs/OPERATIONS.md)."""
     ctp: CtpTradeConfig | None = None
 
     @model_validator(mode="after")

@@ -155,6 +155,11 @@ class LatencyWindow:
         self._ring[self.count % self.size] = ns
         self.count += 1
 
+    def since(self, seen: int) -> list[int]:
+        """The samples added after the first ``seen`` that the ring still holds, oldest first."""
+        ring, size = self._ring, self.size
+        return [ring[i % size] for i in range(max(seen, self.count - size), self.count)]
+
     def summary(self) -> Latency:
         n = min(self.count, self.size)
         if not n:

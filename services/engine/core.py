@@ -85,7 +85,9 @@ MAX_VOLUME: Final = 2**31 - 1  # CTP's volume fields are 32-bit
 MAX_NAME: Final = 64
 _DIRECTIONS: Final = frozenset({"buy", "sell"})
 _KINDS: Final = frozenset({"limit", "market", "fak", "fok"})
-_REPORTED: Final = frozenset({m.OrderRequested, m.RiskRefused, m.OrderRejected, m.Trade})
+_REPORTED: Final = frozenset(
+    {m.OrderRequested, m.RiskRefused, m.OrderRejected, m.Trade, m.CancelRequested}
+)
 ACTIVITY: Final = 10_000  # reported messages kept for the shell to log, newest last
 
 

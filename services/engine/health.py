@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
@@ -15,11 +16,13 @@ import msgspec
 from contracts import messages as m
 from contracts.clock import china_iso
 from contracts.config import DeploymentConfig
+from contracts.metrics import Buckets, MetricsEndpoint
 from contracts.refusals import RefusalLog
 from contracts.status import EngineStatus, LatencyWindow, StatusFile
 from contracts.ticks import TickStore
 from libshm import JournalReader
 from services.engine.core import Engine
+from services.engine.metrics import AgentFigures, EngineFigures
 
 __all__ = ["STATUS_EVERY_NS", "Health"]
 
@@ -47,6 +50,10 @@ class Health:
     clock: Callable[[], int]
     tick_to_order: LatencyWindow
     status_file: StatusFile
+    metrics: MetricsEndpoint[EngineFigures]
+    counts: Counter[tuple[str, ...]]
+    tick_to_order_buckets: Buckets
+    _tick_to_order_seen: int
 
     if TYPE_CHECKING:
 
@@ -58,7 +65,10 @@ class Health:
         self._log_refusals(now)
         self._watch_feed(engine, ticks, day, caught_up=caught_up)
         self._check_lag(ticks)
-        self.status_file.publish(self._figures(engine, day))
+        figures = self._figures(engine, day)
+        self.status_file.publish(figures)
+        if self.metrics.url:
+            self.metrics.publish(self._metric_figures(engine, figures))
         if now >= self._next_status:
             self._next_status = now + STATUS_EVERY_NS
             self._status(engine, day)
@@ -154,28 +164,42 @@ class Health:
         try). A recovery repeats none of these: only messages journaled now are reported."""
         activity = engine.activity
         log = self.log
+        counts = self.counts
         while activity:
             msg = activity.popleft()
+            if isinstance(msg, m.CancelRequested):
+                counts["cancels", msg.agent] += 1
+                continue
             if isinstance(msg, m.OrderRequested):
+                counts["orders", msg.agent] += 1
                 log.info("order", order_id=msg.order_id, agent=msg.agent,
                          instrument=msg.instrument, direction=msg.direction, offset=msg.offset,
                          price=msg.price, volume=msg.volume, kind=msg.kind)  # fmt: skip
             elif isinstance(msg, m.Trade):
                 order = engine.orders.get(msg.order_id)
+                counts["fills", order.agent if order else ""] += 1
+                counts["lots", order.agent if order else ""] += msg.volume
                 log.info("fill", order_id=msg.order_id, trade_id=msg.trade_id,
                          agent=order.agent if order else None,
                          instrument=order.instrument if order else None,
                          direction=order.direction if order else None, price=msg.price,
                          volume=msg.volume, fee=round(msg.fee, 2))  # fmt: skip
             elif isinstance(msg, m.OrderRejected):
+                order = engine.orders.get(msg.order_id)
+                counts["rejections", order.agent if order else "", msg.code] += 1
                 log.warning("order_rejected", order_id=msg.order_id, code=msg.code,
                             text=msg.text)  # fmt: skip
-            elif isinstance(msg, m.RiskRefused) and self.order_refusals.refused(
-                now, msg.agent, msg.code
-            ):
-                log.warning("order_refused", agent=msg.agent, order_id=msg.order_id,
-                            code=msg.code, text=msg.text,
-                            hint="more refusals of this agent are counted for 10 s")  # fmt: skip
+            elif isinstance(msg, m.RiskRefused):
+                counts["refusals", msg.agent, msg.code] += 1
+                if self.order_refusals.refused(now, msg.agent, msg.code):
+                    log.warning(
+                        "order_refused",
+                        agent=msg.agent,
+                        order_id=msg.order_id,
+                        code=msg.code,
+                        text=msg.text,
+                        hint="more refusals of this agent are counted for 10 s",
+                    )
 
     def _figures(self, engine: Engine, day: int) -> EngineStatus:
         """The status file's figures (``contracts.status``), for the monitor."""
@@ -184,6 +208,29 @@ class Health:
             int(self.lag["ticks"]), float(self.lag["seconds"]), str(self.feed["state"]),
             self.tick_to_order.summary(),
         )  # fmt: skip
+
+    def _metric_figures(self, engine: Engine, status: EngineStatus) -> EngineFigures:
+        """What the metrics endpoint shows (``services.engine.metrics``), copied now."""
+        buckets = self.tick_to_order_buckets
+        for ns in self.tick_to_order.since(self._tick_to_order_seen):
+            buckets.add(ns)
+        self._tick_to_order_seen = self.tick_to_order.count
+        agents = {}
+        for name, handle in engine.agents.items():
+            view = handle.account()
+            lines = engine.ledger.accounts[name].lines.items()
+            agents[name] = AgentFigures(
+                view.day_pnl, view.realised, view.fees, view.margin, len(handle.orders),
+                tuple((i, line.position.long, line.position.short) for i, line in lines
+                      if line.position.long or line.position.short),
+            )  # fmt: skip
+        gate = engine.gate
+        states = (("global", "", gate.state("global", "")),
+                  ("account", "", gate.state("account", "")),
+                  *(("instrument", i, gate.state("instrument", i)) for i in engine.specs),
+                  *(("agent", a, gate.state("agent", a)) for a in engine.agents))  # fmt: skip
+        return EngineFigures(status, dict(self.counts), agents, states, len(engine.outbox),
+                             buckets.cumulative())  # fmt: skip
 
     def _status(self, engine: Engine, day: int) -> dict[str, object]:
         gate = engine.gate

@@ -29,6 +29,7 @@ import os
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
@@ -44,6 +45,7 @@ from contracts.config import DeploymentConfig, format_validation_error
 from contracts.credentials import load_credentials
 from contracts.errors import JournalProblem, UserError
 from contracts.logs import get_logger
+from contracts.metrics import Buckets, MetricsEndpoint
 from contracts.notify import SystemdNotifier
 from contracts.refusals import RefusalLog
 from contracts.status import LatencyWindow, StatusFile, status_path
@@ -68,6 +70,7 @@ from services.engine.intake import MAX_REQUEST_BYTES, Intake, refusal
 from services.engine.interrupts import Interrupts, Watchdog
 from services.engine.journals import check_engine_layout, read_journal
 from services.engine.ledger import Spec
+from services.engine.metrics import families
 from services.engine.products import specs_for
 from services.engine.risk import RiskLimits
 from services.engine.strategy import Strategy, validate_params
@@ -171,6 +174,12 @@ class EngineService(Health, Interrupts):
         self.notifier = SystemdNotifier()
         """systemd's readiness, watchdog and status (docs/OPERATIONS.md)."""
         self.status_file = StatusFile(status_path(config.suite.journal_dir, "engine"), self.log)
+        self.metrics = MetricsEndpoint(ec.metrics, "engine", config.suite.journal_dir, families,
+                                       setting="engine.metrics")  # fmt: skip
+        """Prometheus metrics (``engine.metrics``), fed once a second by ``Health``."""
+        self.counts: Counter[tuple[str, ...]] = Counter()
+        self.tick_to_order_buckets = Buckets()
+        self._tick_to_order_seen = 0
 
     # -- set-up --------------------------------------------------------------------------------
 
@@ -254,12 +263,19 @@ class EngineService(Health, Interrupts):
     def _run_locked(self) -> int:
         ctx: zmq.Context[Any] = zmq.Context()
         sock = self._bind(ctx)
+        try:
+            metrics_url = self.metrics.start()
+        except BaseException:
+            sock.close()
+            ctx.term()
+            raise
         intake = Intake(self._token())
         collecting = gc.isenabled()
         watchdog = Watchdog(self)
         watchdog.start()
         self.log.info("engine_started", command_endpoint=self.endpoint, agents=list(self.classes),
-                      token_file=str(self.token_file) if self.token_file else None)  # fmt: skip
+                      token_file=str(self.token_file) if self.token_file else None,
+                      metrics=metrics_url or None)  # fmt: skip
         try:
             day, holdings, cash = self._first_day()
             while day is not None and not self.stop.requested:
@@ -268,6 +284,7 @@ class EngineService(Health, Interrupts):
             self.notifier.stopping()
             self.notifier.close()
             watchdog.stop()
+            self.metrics.close()
             gc.unfreeze()
             if collecting:
                 gc.enable()

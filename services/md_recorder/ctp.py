@@ -315,6 +315,10 @@ class CtpMdSource:
             chunk = names[start : start + 500]
             self._api.SubscribeMarketData(chunk, len(chunk))
 
+    def queued(self) -> int:
+        """Events CTP's thread queued that the service has not handled yet."""
+        return self.events.qsize()
+
     def describe(self) -> dict[str, object]:
         """Connection state for the metrics log line."""
         return {"source": "ctp", **vars(self.state)}

@@ -275,6 +275,9 @@ class ReplaySource:
         self.published += published
         return published
 
+    def queued(self) -> int:
+        return 0  # records are read when due
+
     def describe(self) -> dict[str, object]:
         return {
             "source": "replay", "published": self.published, "laps": self.laps,

@@ -8,7 +8,8 @@ as it completes (``contracts.ticks``); the snapshot table is ``suite.shm_dir/sna
 from the newest day's ticks at start. Every ``METRICS_EVERY_S`` the service logs its counts (kept,
 drops by reason, lag, source state), and a warning while the archive cannot take a segment;
 every ``STATUS_EVERY_S`` it rewrites its status file ``suite.journal_dir/status/md_recorder.json``
-(``contracts.status``), which the monitor reads.
+(``contracts.status``), which the monitor reads, and hands the same figures to its Prometheus
+endpoint (``md_recorder.metrics``, ``services.md_recorder.metrics``).
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ from contracts.credentials import load_credentials
 from contracts.ctp_locale import require_ctp_locale
 from contracts.errors import JournalProblem, UserError
 from contracts.logs import get_logger
+from contracts.metrics import MetricsEndpoint
 from contracts.notify import SystemdNotifier
 from contracts.status import StatusFile, status_path
 from contracts.stop import StopSignals
 from contracts.ticks import TickStore
 from libshm import JournalError, WriterLocked
+from services.md_recorder.metrics import RecorderFigures, families
 from services.md_recorder.normalise import RawTick
 from services.md_recorder.recorder import Recorder
 from services.md_recorder.replay import ReplaySource
@@ -73,6 +76,7 @@ class Source(Protocol):
     def start(self) -> None: ...
     def poll(self, timeout_s: float, on_tick: Callable[[RawTick, int], object]) -> int: ...
     def describe(self) -> dict[str, object]: ...
+    def queued(self) -> int: ...
     def stop(self) -> None: ...
 
 
@@ -99,6 +103,9 @@ class SimSource:
         self._due: tuple[int, list[RawTick]] | None = None
         self._sim0 = self._wall0 = 0
         self.emitted = 0
+
+    def queued(self) -> int:
+        return 0  # ticks are made when due
 
     def start(self) -> None:
         self._due = next(self._ticks)
@@ -197,7 +204,15 @@ def run_md_recorder(config: DeploymentConfig) -> int:
     if recorder.rebuilt is not None:
         log.info("md_recorder_snapshot_rebuilt", day=recorder.rebuilt[0],
                  instruments=recorder.rebuilt[1])  # fmt: skip
-    log.info("md_recorder_started", source=md.source, instruments=len(instruments))
+    metrics = MetricsEndpoint(md.metrics, "md_recorder", config.suite.journal_dir, families,
+                              setting="md_recorder.metrics")  # fmt: skip
+    try:
+        url = metrics.start()
+    except BaseException:
+        recorder.close()
+        raise
+    log.info("md_recorder_started", source=md.source, instruments=len(instruments),
+             metrics=url or None)  # fmt: skip
     status = StatusFile(status_path(config.suite.journal_dir, "md_recorder"), log)
     notifier = SystemdNotifier()
     try:
@@ -207,16 +222,19 @@ def run_md_recorder(config: DeploymentConfig) -> int:
                 log.info("md_recorder_replay_resumed", day=day, ticks=ticks,
                          text=f"the journal of {day} already holds the first {ticks} ticks of "
                          "this replay; they are not published again")  # fmt: skip
-        _record(source, recorder, stop, status=status, notifier=notifier, log=log)
+        _record(source, recorder, stop, status=status, notifier=notifier, metrics=metrics,
+                log=log)  # fmt: skip
     except BaseException:
         notifier.stopping()
         notifier.close()
+        metrics.close()
         source.stop()
         with contextlib.suppress(JournalError):  # what stopped it is the error to report
             recorder.close()
         raise
     notifier.stopping()
     notifier.close()
+    metrics.close()
     source.stop()
     final = recorder.metrics()
     status.publish(recorder.status(stopped=True))  # the monitor tells a stop from a death
@@ -226,7 +244,8 @@ def run_md_recorder(config: DeploymentConfig) -> int:
 
 
 def _record(source: Source | ReplaySource, recorder: Recorder, stop: StopSignals, *,
-            status: StatusFile, notifier: SystemdNotifier, log: Any) -> None:  # fmt: skip
+            status: StatusFile, notifier: SystemdNotifier,
+            metrics: MetricsEndpoint[RecorderFigures], log: Any) -> None:  # fmt: skip
     """The service's main loop, until a stop or the end of a replay: ticks, heartbeats, the
     status file, systemd's readiness, watchdog and status, the metrics line."""
     next_metrics = time.monotonic() + METRICS_EVERY_S
@@ -253,6 +272,7 @@ def _record(source: Source | ReplaySource, recorder: Recorder, stop: StopSignals
             next_status = time.monotonic() + STATUS_EVERY_S
             last = recorder.status()
             status.publish(last)
+            metrics.publish(RecorderFigures(last, source.queued()))
         if time.monotonic() >= next_metrics:
             next_metrics += METRICS_EVERY_S
             log.info("md_recorder_metrics", **recorder.metrics(), **source.describe())

@@ -9,19 +9,24 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, Final
 from urllib.parse import urlsplit
 
 import msgspec
+from prometheus_client import generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import CollectorRegistry
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
 from contracts.config import MonitorConfig
+from contracts.metrics import labelled
 from contracts.monitor import (
     PROTOCOL_VERSION,
     TOPICS,
@@ -44,7 +49,7 @@ from services.monitor.auth import Grant, Tokens, TooManyFailures
 from services.monitor.control import EngineLink
 from services.monitor.fanout import ClientQueue, Curves, History
 from services.monitor.state import AccountState
-from services.monitor.web import health_metrics, load_static, page
+from services.monitor.web import health_metrics, load_static, metrics_response, page
 
 __all__ = ["AUTH_TIMEOUT_S", "MonitorServer"]
 
@@ -143,6 +148,8 @@ class MonitorServer:
         self.origins: set[str] = set(config.origins)
         self.static = load_static()
         self.alerts = Alerts(config.alerts)
+        self._registry = CollectorRegistry(auto_describe=False)
+        self._registry.register(self)  # collect(): the figures of this server, read when scraped
         self.notifier: Notifier | None = None
         self.webhook: str | None = None
         """Runs the operator's command and posts to the webhook for each alert (the service)."""
@@ -291,7 +298,7 @@ class MonitorServer:
         if path.path == "/healthz":
             return connection.respond(HTTPStatus.OK, "ok\n")
         if path.path == "/metrics":
-            return connection.respond(HTTPStatus.OK, self.metrics())
+            return metrics_response(self.metrics())
         if request.headers.get("Upgrade", "").lower() != "websocket":  # a page, not a socket
             return self._page(path.path)
         origin = request.headers.get("Origin")
@@ -309,21 +316,33 @@ class MonitorServer:
     def _page(self, path: str) -> Response:
         return page(self.static, path)
 
-    def metrics(self) -> str:
-        lines = [
-            "# TYPE hft_monitor_clients gauge",
-            f"hft_monitor_clients {len(self.clients)}",
-            "# TYPE hft_monitor_seq gauge",
-        ]
-        lines += [f'hft_monitor_seq{{account="{a}"}} {s.seq}' for a, s in self.states.items()]
-        queued = max((len(c.queue) for c in self.clients), default=0)
-        coalesced = sum(c.queue.coalesced for c in self.clients)
-        lines += [
-            "# TYPE hft_monitor_client_queue_max gauge", f"hft_monitor_client_queue_max {queued}",
-            "# TYPE hft_monitor_coalesced gauge", f"hft_monitor_coalesced {coalesced}",
-        ]  # fmt: skip
+    def metrics(self) -> bytes:
+        """``/metrics``: the monitor's own figures and the services' (prometheus_client's text
+        format), built on the event loop that owns them."""
+        return generate_latest(self._registry)
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily("hft_monitor_clients", "WebSocket clients signed in",
+                                value=len(self.clients))  # fmt: skip
+        yield labelled(GaugeMetricFamily("hft_monitor_seq", "Newest engine journal frame applied",
+                                         labels=["account"]),
+                       (([a], s.seq) for a, s in self.states.items()))  # fmt: skip
+        queues = [len(c.queue) for c in self.clients]
+        yield GaugeMetricFamily("hft_monitor_client_queue_max", "Changes waiting for the slowest "
+                                "client", value=max(queues, default=0))  # fmt: skip
+        yield GaugeMetricFamily("hft_monitor_client_queue", "Changes waiting for every client",
+                                value=sum(queues))  # fmt: skip
+        yield GaugeMetricFamily(
+            "hft_monitor_coalesced",
+            "Changes merged into a later one for a slow client",
+            value=sum(c.queue.coalesced for c in self.clients),
+        )
+        yield labelled(GaugeMetricFamily("hft_monitor_alerts_active", "Alerts raised and not "
+                                         "cleared", labels=["severity"]),
+                       (([sev], n) for sev, n in Counter(
+                           a.severity for a in self.alerts.active.values()).items()))  # fmt: skip
         engines, market = self.health_seen
-        return "\n".join(lines + health_metrics(engines, market)) + "\n"
+        yield from health_metrics(engines, market)
 
     # -- a client ------------------------------------------------------------------------------
 

@@ -1,21 +1,24 @@
 """The monitor's plain HTTP answers, beside its WebSocket server (docs/monitor.md): the
 dashboard's static files with their security headers, and the services' figures as Prometheus
-text for ``/metrics``."""
+metric families for ``/metrics`` (prometheus_client's text format)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from http import HTTPStatus
 from pathlib import Path
 from typing import Final
 
+from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from websockets.datastructures import Headers
 from websockets.http11 import Response
 
+from contracts.metrics import labelled
 from contracts.monitor import ServiceHealth
 from contracts.status import EngineStatus, RecorderStatus
 
-__all__ = ["CSP", "STATIC_DIR", "health_metrics", "load_static", "page"]
+__all__ = ["CSP", "STATIC_DIR", "health_metrics", "load_static", "metrics_response", "page"]
 
 STATIC_DIR: Final = Path(__file__).parent / "static"
 _TYPES: Final = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
@@ -54,33 +57,59 @@ def page(static: Mapping[str, tuple[bytes, str]], path: str) -> Response:
     return Response(status.value, status.phrase, headers, body)
 
 
-def health_metrics(engines: Mapping[str, ServiceHealth], market: ServiceHealth) -> list[str]:
-    """The services' figures (their status files) as Prometheus gauges."""
+def metrics_response(body: bytes) -> Response:
+    """``/metrics``, in the text format Prometheus scrapes."""
+    headers = Headers([("Content-Type", CONTENT_TYPE_LATEST), ("Content-Length", str(len(body))),
+                       ("Cache-Control", "no-cache")])  # fmt: skip
+    return Response(HTTPStatus.OK.value, HTTPStatus.OK.phrase, headers, body)
+
+
+def health_metrics(engines: Mapping[str, ServiceHealth], market: ServiceHealth
+                   ) -> Iterator[Metric]:  # fmt: skip
+    """The services' figures (their status files), labelled by account: one scrape of the
+    monitor sees every service of the machine (each also serves its own, docs/OPERATIONS.md)."""
     up = {"open": 1, "closed": 0, "gone": 0, "absent": 0}
-    lines = ["# TYPE hft_md_recorder_up gauge", f"hft_md_recorder_up {up[market.state]}"]
+    yield GaugeMetricFamily("hft_md_recorder_up", "1 while md_recorder writes its journal",
+                            value=up[market.state])  # fmt: skip
     md = market.status
     if isinstance(md, RecorderStatus):
-        lines += [
-            "# TYPE hft_md_recorder_ticks_per_second gauge",
-            f"hft_md_recorder_ticks_per_second {md.ticks_per_s}",
-            "# TYPE hft_md_recorder_ticks_kept counter", f"hft_md_recorder_ticks_kept {md.kept}",
-            "# TYPE hft_md_recorder_ticks_dropped counter",
-            *(f'hft_md_recorder_ticks_dropped{{reason="{r}"}} {n}' for r, n in md.drops.items()),
-            "# TYPE hft_md_recorder_lag_ms gauge", f"hft_md_recorder_lag_ms {md.lag_ms_median}",
-        ]  # fmt: skip
-    lines += ["# TYPE hft_engine_up gauge"]
-    lines += [f'hft_engine_up{{account="{a}"}} {up[h.state]}' for a, h in engines.items()]
+        yield GaugeMetricFamily("hft_md_recorder_ticks_per_second", "Ticks kept per second",
+                                value=md.ticks_per_s)  # fmt: skip
+        yield CounterMetricFamily("hft_md_recorder_ticks_kept", "Ticks written since md_recorder "
+                                  "started", value=md.kept)  # fmt: skip
+        yield labelled(CounterMetricFamily("hft_md_recorder_ticks_dropped", "Ticks dropped since "
+                                           "md_recorder started", labels=["reason"]),
+                       (([r], n) for r, n in md.drops.items()))  # fmt: skip
+        yield GaugeMetricFamily("hft_md_recorder_lag_ms", "Exchange time to receipt, median (-1: "
+                                "unknown)", value=md.lag_ms_median)  # fmt: skip
+    yield labelled(GaugeMetricFamily("hft_engine_up", "1 while the account's engine runs",
+                                     labels=["account"]),
+                   (([a], up[h.state]) for a, h in engines.items()))  # fmt: skip
     figures = [(a, h.status) for a, h in engines.items() if isinstance(h.status, EngineStatus)]
-    if figures:
-        lines += ["# TYPE hft_engine_behind_ticks gauge"]
-        lines += [f'hft_engine_behind_ticks{{account="{a}"}} {e.behind_ticks}' for a, e in figures]
-        lines += ["# TYPE hft_engine_behind_seconds gauge"]
-        lines += [f'hft_engine_behind_seconds{{account="{a}"}} {e.behind_s}' for a, e in figures]
-        lines += ["# TYPE hft_engine_tick_to_order_us gauge"]
-        for a, e in figures:
-            t = e.tick_to_order
-            lines += [
-                f'hft_engine_tick_to_order_us{{account="{a}",quantile="0.5"}} {t.p50_us}',
-                f'hft_engine_tick_to_order_us{{account="{a}",quantile="0.99"}} {t.p99_us}',
-            ]
-    return lines
+    for name, text, field in (
+        (
+            "hft_engine_behind_ticks",
+            "Ticks committed to the feed and not yet handled",
+            "behind_ticks",
+        ),
+        (
+            "hft_engine_behind_seconds",
+            "How far the newest tick is ahead of the last handled",
+            "behind_s",
+        ),
+        ("hft_engine_orders_today", "Orders sent today", "orders"),
+    ):
+        yield labelled(GaugeMetricFamily(name, text, labels=["account"]),
+                       (([a], getattr(e, field)) for a, e in figures))  # fmt: skip
+    yield labelled(
+        GaugeMetricFamily(
+            "hft_engine_tick_to_order_us",
+            "Tick to order over the newest 4,096, microseconds",
+            labels=["account", "quantile"],
+        ),
+        (
+            row
+            for a, e in figures
+            for row in (([a, "0.5"], e.tick_to_order.p50_us), ([a, "0.99"], e.tick_to_order.p99_us))
+        ),
+    )

@@ -143,7 +143,10 @@ def _config_checks(config: DeploymentConfig) -> list[Check]:
         check_port("monitor port", config.monitor.host, config.monitor.port),
         check_endpoint("monitor zmq", config.monitor.zmq_pub),
         check_endpoint("engine commands", config.engine.command_endpoint),
-    ]
+        *(check_endpoint(f"{name} metrics", f"tcp://{address}")
+          for name, address in (("md_recorder", md.metrics), ("engine", config.engine.metrics))
+          if address),
+    ]  # fmt: skip
     try:
         credentials = load_credentials(suite.credentials_file)
     except UserError as err:

@@ -27,6 +27,7 @@ def test_a_full_disk_stops_the_recorder_in_one_line_and_keeps_what_it_committed(
         (ROOT / "configs/replay.toml").read_text()
         .replace('"../var/replay/journal"', f'"{tmp_path / "journal"}"')
         .replace('"/dev/shm/hft-replay"', f'"{tmp_path / "shm"}"')
+        .replace('"127.0.0.1:9105"', '""').replace('"127.0.0.1:9106"', '""')
         .replace('"../var/recordings/20210104"', f'"{recording / str(DAY)}"')
         .replace("pace = 10.0", 'pace = "max"')
         .replace('source = "replay"\n', 'source = "replay"\nsegment_mb = 1\n', 1)

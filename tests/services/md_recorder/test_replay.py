@@ -165,6 +165,7 @@ def replay_config(tmp_path: Path, recording: Path, pace: str = '"max"', shift: b
         (ROOT / "configs/replay.toml").read_text()
         .replace('"../var/replay/journal"', f'"{tmp_path / "journal"}"')
         .replace('"/dev/shm/hft-replay"', f'"{tmp_path / "shm"}"')
+        .replace('"127.0.0.1:9105"', '""').replace('"127.0.0.1:9106"', '""')
         .replace('"../var/recordings/20210104"', f'"{recording}"')
         .replace("pace = 10.0", f"pace = {pace}")
         .replace("shift_to_now = false", f"shift_to_now = {str(shift).lower()}")

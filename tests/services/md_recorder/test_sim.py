@@ -103,6 +103,7 @@ def sim_config(tmp_path: Path, pace: str) -> Path:
         (ROOT / "configs/paper.toml").read_text()
         .replace('"../var/paper/journal"', f'"{tmp_path / "journal"}"')
         .replace('"/dev/shm/hft-paper"', f'"{tmp_path / "shm"}"')
+        .replace('"127.0.0.1:9103"', '""').replace('"127.0.0.1:9104"', '""')
         .replace("interval_ms = 500", f'interval_ms = 500\npace = {pace}\nstart_day = "2021-01-05"')
     )  # fmt: skip
     return config

@@ -376,11 +376,13 @@ def test_health_carries_each_services_figures_to_those_who_may_see_them(
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
         text = answer.read().decode()
     for line in (
-        'hft_md_recorder_ticks_dropped{reason="outside_hours"} 11',
+        'hft_md_recorder_ticks_dropped_total{reason="outside_hours"} 11.0',
         "hft_md_recorder_ticks_per_second 120.5",
         'hft_engine_tick_to_order_us{account="B",quantile="0.5"} 21.0',
         'hft_engine_tick_to_order_us{account="A",quantile="0.99"} 90.0',
-        'hft_engine_behind_ticks{account="A"} 0',
+        'hft_engine_behind_ticks{account="A"} 0.0',
+        'hft_engine_orders_today{account="B"} 8.0',
+        "hft_monitor_clients 0.0",
     ):
         assert line in text.splitlines(), text
 

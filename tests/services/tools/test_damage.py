@@ -57,6 +57,7 @@ def replay_into(tmp_path: Path, source: Path) -> Path:
         (ROOT / "configs/replay.toml").read_text()
         .replace('"../var/replay/journal"', f'"{tmp_path / "journal"}"')
         .replace('"/dev/shm/hft-replay"', f'"{tmp_path / "shm"}"')
+        .replace('"127.0.0.1:9105"', '""').replace('"127.0.0.1:9106"', '""')
         .replace('"../var/recordings/20210104"', f'"{source}"')
         .replace("pace = 10.0", 'pace = "max"'),
         name="replay.toml",

@@ -41,6 +41,7 @@ def replay_config(tmp_path: Path, recording: Path) -> Path:
         .replace('"../var/recordings/20210104"', f'"{recording / "20210104"}"')
         .replace("tcp://127.0.0.1:5561", "tcp://127.0.0.1:0")
         .replace("port = 8766", "port = 0")
+        .replace('"127.0.0.1:9105"', '""').replace('"127.0.0.1:9106"', '""')
         .replace("tcp://127.0.0.1:5580", "tcp://127.0.0.1:0")
         .replace("tcp://127.0.0.1:5579", "tcp://127.0.0.1:0")
     )  # fmt: skip

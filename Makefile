@@ -72,6 +72,7 @@ bench: $(STAMP) ## run the benchmarks and print their figures (see docs/BENCHMAR
 	$(HFT) bench engine
 	$(HFT) bench paper
 	$(HFT) bench monitor
+	$(HFT) bench relay
 	$(HFT) bench soak
 
 clean: ## remove the virtual environment and caches

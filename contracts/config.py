@@ -6,6 +6,9 @@ what was found. Relative paths are resolved against the directory of the config 
 deployment behaves the same whatever the working directory (systemd starts services in ``/``).
 
 Secrets never live here: see :mod:`contracts.credentials`.
+
+Size: over 500 lines, since every key a deployment file may hold is defined here, in the order of
+docs/configuration.md, which mirrors it: one place to read what a file may say.
 """
 
 from __future__ import annotations
@@ -153,8 +156,34 @@ class ReplayConfig(_Section):
     loop: bool = False
 
 
+Z85Key = Annotated[str, Field(pattern=r"^[0-9a-zA-Z.:+=^!/*?&<>()\[\]{}@%$#-]{40}$")]
+"""A CURVE public key in Z85 (40 characters), as ``hft relay keys`` prints it."""
+TcpEndpoint = Annotated[
+    str, Field(pattern=r"^tcp://[^\s:]+:[0-9]{1,5}$"), AfterValidator(_port_in_range)
+]
+
+
+class RelaySourceConfig(_Section):
+    """``[md_recorder.relay]``: the mirror of another host's tick journal (docs/relay.md)."""
+
+    connect: TcpEndpoint
+    """The relay server's address, ``tcp://HOST:PORT`` (its ``relay.bind``)."""
+    server_key: Z85Key
+    """The relay server's CURVE public key (this host's secret is ``relay_secret_key``)."""
+
+
+class RelayConfig(_Section):
+    """``[relay]``: ``hft relay serve`` on the md_recorder's host (docs/relay.md)."""
+
+    bind: TcpEndpoint = "tcp://127.0.0.1:5590"
+    """Where mirrors connect (``tcp://*:PORT`` or an interface's address to reach other hosts;
+    port 0: any free port, written to ``journal_dir/relay/endpoint``)."""
+    clients: Annotated[list[Z85Key], Field(min_length=1)]
+    """The CURVE public keys of the mirrors allowed to connect (``hft relay keys`` on each)."""
+
+
 class MdRecorderConfig(_Section):
-    source: Literal["ctp", "sim", "replay"]
+    source: Literal["ctp", "sim", "replay", "relay"]
     instruments: list[Instrument] = Field(default_factory=list)
     instruments_file: ConfigPath | None = None
     segment_mb: int = Field(64, ge=1, le=4096)
@@ -168,13 +197,15 @@ class MdRecorderConfig(_Section):
     ctp: CtpMdConfig | None = None
     sim: SimConfig | None = None
     replay: ReplayConfig | None = None
+    relay: RelaySourceConfig | None = None
 
     @model_validator(mode="after")
     def _source_section(self) -> MdRecorderConfig:
         if getattr(self, self.source) is None:
             section = f"[md_recorder.{self.source}]"
             raise ValueError(f"source = {self.source!r} needs a {section} section")
-        if self.source != "replay" and not self.instruments and self.instruments_file is None:
+        if (self.source in ("ctp", "sim") and not self.instruments
+                and self.instruments_file is None):  # fmt: skip
             raise ValueError("give instruments = [...] or instruments_file = PATH")
         return self
 
@@ -426,18 +457,22 @@ class DeploymentConfig(_Section):
     md_recorder: MdRecorderConfig
     engine: EngineConfig
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
+    relay: RelayConfig | None = None
+    """``hft relay serve``: this host's tick journals to mirrors on other hosts."""
 
     @model_validator(mode="after")
     def _mode_fits(self) -> DeploymentConfig:
         mode, source, adapter = self.suite.mode, self.md_recorder.source, self.engine.adapter
-        if mode == "live" and (source != "ctp" or adapter != "ctp"):
+        # "relay": another host's md_recorder, of any mode, mirrored here
+        if mode == "live" and (source not in ("ctp", "relay") or adapter != "ctp"):
             raise ValueError(
-                "mode 'live' needs md_recorder.source = 'ctp' and engine.adapter = 'ctp'"
+                "mode 'live' needs md_recorder.source = 'ctp' (or 'relay') and engine.adapter = "
+                "'ctp'"
             )
         if mode in ("paper", "replay") and adapter != "paper":
             raise ValueError(f"mode {mode!r} needs engine.adapter = 'paper'")
-        if mode == "replay" and source != "replay":
-            raise ValueError("mode 'replay' needs md_recorder.source = 'replay'")
+        if mode == "replay" and source not in ("replay", "relay"):
+            raise ValueError("mode 'replay' needs md_recorder.source = 'replay' (or 'relay')")
         if mode == "paper" and source == "replay":
             raise ValueError("mode 'paper' takes live or simulated data; use mode = 'replay'")
         return self

@@ -33,6 +33,7 @@ ENV_VARS: dict[str, str] = {
     "monitor_admin_token": "HFT_MONITOR_ADMIN_TOKEN",
     "engine_token": "HFT_ENGINE_TOKEN",
     "monitor_curve_secret_key": "HFT_MONITOR_CURVE_SECRET_KEY",
+    "relay_secret_key": "HFT_RELAY_SECRET_KEY",
     "alert_webhook_url": "HFT_ALERT_WEBHOOK_URL",
 }
 
@@ -62,6 +63,9 @@ class Credentials(BaseModel):
     """Authenticates commands to the engine's command socket."""
     monitor_curve_secret_key: SecretStr | None = None
     """The monitor's CURVE secret key (Z85), for ZMQ sockets reachable from other hosts."""
+    relay_secret_key: SecretStr | None = None
+    """This host's CURVE secret key (Z85) for the relay: the server's on the md_recorder's host,
+    the mirror's on the other (docs/relay.md)."""
     monitor_tokens: list[MonitorToken] = Field(default_factory=list)
     alert_webhook_url: SecretStr | None = None
     """Where the monitor posts its alerts (a chat or paging service's URL, often a secret)."""

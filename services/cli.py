@@ -121,6 +121,30 @@ def _run_up(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _add_relay(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=("serve", "mirror", "keys"),
+                        help="serve: this host's tick journals to mirrors; mirror: keep a copy "
+                        "of another host's here; keys: print a new CURVE key pair")  # fmt: skip
+    _config_argument(parser, required=False)
+
+
+def _run_relay(args: argparse.Namespace) -> int:
+    if args.action == "keys":
+        import zmq
+
+        public, secret = zmq.curve_keypair()
+        print(f'public_key = "{public.decode()}"   # for the other side\'s config')
+        print(f'relay_secret_key = "{secret.decode()}"   # this host\'s credentials file only')
+        return 0
+    if not args.config:
+        raise UserError(f"hft relay {args.action} needs --config FILE")
+    install_early()
+    from services.md_recorder.relay import run_mirror, run_server
+
+    config = load_config(args.config)
+    return run_server(config) if args.action == "serve" else run_mirror(config)
+
+
 def _add_systemd(parser: argparse.ArgumentParser) -> None:
     from services.tools.systemd_units import add_arguments
 
@@ -133,7 +157,7 @@ def _run_systemd(args: argparse.Namespace) -> int:
     return run(args)
 
 
-BENCHMARKS = ("journal", "md_recorder", "engine", "paper", "monitor", "soak")
+BENCHMARKS = ("journal", "md_recorder", "engine", "paper", "monitor", "relay", "soak")
 
 
 def _add_bench(parser: argparse.ArgumentParser) -> None:
@@ -196,6 +220,13 @@ COMMANDS: tuple[Command, ...] = (
         "hft up --config configs/paper.toml",
         _add_up,
         _run_up,
+    ),
+    Command(
+        "relay",
+        "serve this host's tick journals to other hosts, or mirror another host's (CURVE)",
+        "hft relay serve --config configs/paper.toml",
+        _add_relay,
+        _run_relay,
     ),
     Command(
         "import",

@@ -181,6 +181,10 @@ def _source(
 
 
 def run_md_recorder(config: DeploymentConfig) -> int:
+    if config.md_recorder.source == "relay":  # another host's md_recorder, mirrored here
+        from services.md_recorder.relay import run_mirror  # noqa: PLC0415
+
+        return run_mirror(config)
     log = get_logger()
     md = config.md_recorder
     calendar = load_calendar(md.calendar_file or DEFAULT_CALENDAR)

@@ -59,7 +59,10 @@ def test_wrong_type_names_expected_and_found(tmp_path: Path) -> None:
 
 def test_wrong_value_names_choices(tmp_path: Path) -> None:
     message = _error_for(tmp_path, PAPER_CONFIG.replace('source = "sim"', 'source = "simulated"'))
-    assert "md_recorder.source: expected 'ctp', 'sim' or 'replay', found 'simulated'" in message
+    assert (
+        "md_recorder.source: expected 'ctp', 'sim', 'replay' or 'relay', found 'simulated'"
+        in message
+    )
 
 
 def test_missing_required_value(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ NAMES = [c.name for c in COMMANDS]
 
 
 REQUIRED = ("md-recorder", "engine", "command", "monitor", "up", "import", "journal", "backtest",
-            "doctor", "bench", "systemd")  # fmt: skip
+            "doctor", "bench", "systemd", "relay")  # fmt: skip
 
 
 def test_required_subcommands_exist() -> None:

@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
 import msgspec
@@ -52,6 +53,7 @@ HOLD_S: Final = 0.5  # a request with nothing to send is answered after this, wi
 ANSWER_TIMEOUT_S: Final = 2.0  # no answer for this long: ask again (and warn once)
 IDLE_SLEEP_S: Final = 0.0002  # between looks at the journals while requests wait
 DAYS_EVERY_S: Final = 0.1
+MAX_HOP_NS: Final = 60_000_000_000
 MAX_MESSAGE: Final = 4096  # a mirror's request is tiny; anything larger is refused by ZMQ
 
 Upstream = Literal["open", "closed", "gone", "none"]
@@ -211,24 +213,22 @@ class Mirror:
         self.upstream_at = -1e18  # when an answer last said the upstream writer is open
         self.kept = 0  # frames appended by this process
         self.last_record: bytes = b""
-        self.last_time_ns = 0
+        self.hop_ns = -1  # from the upstream's write of the newest frame to its append here
+        self.instruments: set[bytes] = set()
         self._resume()
 
     def _resume(self) -> None:
-        """Go on with the newest day of the store if its journal is not closed."""
-        for day in self.store.days():
-            try:
-                reader = self.store.open(day)
-            except JournalError:
-                continue
-            try:
-                if reader.writer_state() == "closed":
-                    self.finished.add(day)
-            finally:
-                reader.close()
+        """Go on with the newest day of the store unless it was copied whole. A day counts as
+        whole by its marker (``relay/DAY.copied``, written when the server said its day closed
+        and every frame was here), not by its journal's state: a mirror stopped by SIGTERM
+        closes its journal too, mid-day."""
+        self.finished = {d for d in self.store.days() if self._marker(d).exists()}
         days = self.store.days()
         if days and days[-1] not in self.finished:
             self._open(days[-1])
+
+    def _marker(self, day: int) -> Path:
+        return self.store.recordings.parent / "relay" / f"{day}.copied"
 
     def _open(self, day: int) -> None:
         try:
@@ -280,7 +280,9 @@ class Mirror:
             self.writer.append_array(records, times)
             self.kept += len(records)
             self.last_record = batch.records[-TICK_DTYPE.itemsize :]
-            self.last_time_ns = int(times[-1])
+            hop = time.time_ns() - int(times[-1])  # the upstream's write to here
+            self.hop_ns = hop if 0 <= hop < MAX_HOP_NS else -1  # a replay's times are old
+            self.instruments.update(np.unique(records["instrument"]).tolist())
         elif batch.upstream == "closed" and batch.caught_up:
             self._finish_day()
             self._choose(batch.days)
@@ -291,6 +293,9 @@ class Mirror:
             self.writer.close()  # readers see the day end, as on the server's host
             self.log.info("relay_mirror_day_closed", day=self.day, frames=self.next_seq)
         self.writer = None
+        marker = self._marker(self.day)
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
         self.finished.add(self.day)
 
     def _choose(self, days: list[int]) -> None:
@@ -311,10 +316,13 @@ class Mirror:
             self.writer.heartbeat()
 
     def status(self, *, rate: float, stopped: bool = False) -> RecorderStatus:
+        """The status file's figures: ``lag_ms_median`` is the hop of the newest batch (the
+        upstream's write to the append here; -1 when unknown, as for a replay's old times)."""
         newest = decode_tick(self.last_record).exchange_time_ns if self.last_record else 0
-        lag = (time.time_ns() - self.last_time_ns) / 1e6 if self.last_time_ns else -1.0
+        lag = self.hop_ns / 1e6 if self.hop_ns >= 0 else -1.0
         return RecorderStatus(os.getpid(), time.time_ns(), self.day, self.kept, round(rate, 1),
-                              {}, round(lag, 3), 0, newest, "", stopped)  # fmt: skip
+                              {}, round(lag, 3), len(self.instruments), newest, "",
+                              stopped)  # fmt: skip
 
     def close(self) -> None:
         writer, self.writer = self.writer, None

@@ -139,7 +139,7 @@ def _run_relay(args: argparse.Namespace) -> int:
     if not args.config:
         raise UserError(f"hft relay {args.action} needs --config FILE")
     install_early()
-    from services.md_recorder.relay import run_mirror, run_server
+    from services.md_recorder.relay_service import run_mirror, run_server
 
     config = load_config(args.config)
     return run_server(config) if args.action == "serve" else run_mirror(config)

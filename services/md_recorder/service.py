@@ -182,7 +182,7 @@ def _source(
 
 def run_md_recorder(config: DeploymentConfig) -> int:
     if config.md_recorder.source == "relay":  # another host's md_recorder, mirrored here
-        from services.md_recorder.relay import run_mirror  # noqa: PLC0415
+        from services.md_recorder.relay_service import run_mirror  # noqa: PLC0415
 
         return run_mirror(config)
     log = get_logger()

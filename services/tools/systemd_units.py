@@ -15,12 +15,13 @@ from typing import Final
 from contracts.config import DeploymentConfig, load_config
 from contracts.errors import UserError
 
-__all__ = ["UNITS", "add_arguments", "render", "run", "state_dirs"]
+__all__ = ["RELAY_UNIT", "UNITS", "add_arguments", "render", "run", "state_dirs"]
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 TEMPLATES: Final = ROOT / "systemd"
 UNITS: Final = ("hft-md-recorder.service", "hft-engine.service", "hft-monitor.service",
                 "hft.target")  # fmt: skip
+RELAY_UNIT: Final = "hft-relay.service"  # also, when the deployment has a [relay] section
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,10 +47,11 @@ def render(config_path: Path, config: DeploymentConfig, *, user: str, group: str
         "@HFT@": str(hft), "@CONFIG@": str(config_path), "@USER@": user, "@GROUP@": group,
         "@ENVIRONMENT_FILE@": str(environment_file), "@STATE_DIR@": str(config_path.parent),
         "@WRITABLE@": " ".join(sorted(str(p) for p in writable)), "@DOCS@": str(ROOT / "docs"),
+        "@RELAY@": f" {RELAY_UNIT}" if config.relay is not None else "",
     }  # fmt: skip
     hardening = _read("hardening.conf.in")
     out = {}
-    for unit in UNITS:
+    for unit in (*UNITS, *([RELAY_UNIT] if config.relay is not None else [])):
         text = _read(f"{unit}.in").replace("@HARDENING@", hardening)
         for key, value in values.items():
             text = text.replace(key, value)

@@ -22,7 +22,8 @@ ANALYZE = shutil.which("systemd-analyze")
 def units(tmp_path: Path) -> Path:
     config = tmp_path / "deploy.toml"
     config.write_text((ROOT / "configs" / "paper.toml").read_text()
-                      .replace('"../var/paper/journal"', f'"{tmp_path / "journal"}"'))  # fmt: skip
+                      .replace('"../var/paper/journal"', f'"{tmp_path / "journal"}"')
+                      + '\n[relay]\nbind = "tcp://*:5590"\nclients = ["' + "k" * 40 + '"]\n')  # fmt: skip
     done = run_hft("systemd", "install", "--config", str(config), "--user", "root",
                    "--prefix", str(tmp_path / "units"), "--environment-file",
                    str(tmp_path / "hft.env"))  # fmt: skip
@@ -48,7 +49,7 @@ def test_the_units_verify_with_no_warning(units: Path) -> None:
     assert done.returncode == 0 and done.stdout + done.stderr == "", done.stdout + done.stderr
 
 
-@pytest.mark.parametrize("unit", ["hft-md-recorder", "hft-engine", "hft-monitor"])
+@pytest.mark.parametrize("unit", ["hft-md-recorder", "hft-engine", "hft-monitor", "hft-relay"])
 def test_each_service_is_exposed_below_3(units: Path, unit: str) -> None:
     tool = analyze()
     done = subprocess.run([tool, "security", "--offline=yes", str(units / f"{unit}.service")],
@@ -70,7 +71,24 @@ def test_the_units_say_what_operations_promises(units: Path, tmp_path: Path) -> 
     assert "\nAfter=hft-engine.service " in (units / "hft-monitor.service").read_text()
     assert "@" not in re.sub(r"SystemCallFilter=.*", "", engine)  # every placeholder filled
     target = (units / "hft.target").read_text()
-    assert "Wants=hft-md-recorder.service hft-engine.service hft-monitor.service" in target
+    assert ("Wants=hft-md-recorder.service hft-engine.service hft-monitor.service "
+            "hft-relay.service\n") in target  # the deployment has a [relay] section
+    relay = (units / "hft-relay.service").read_text()
+    assert re.search(r"^ExecStart=/\S+/hft relay serve --config /\S+/deploy.toml$", relay, re.M)
+    assert "Type=notify" in relay.splitlines() and "PartOf=hft.target" in relay.splitlines()
+
+
+def test_without_a_relay_section_no_relay_unit(tmp_path: Path) -> None:
+    config = tmp_path / "deploy.toml"
+    config.write_text((ROOT / "configs" / "paper.toml").read_text()
+                      .replace('"../var/paper/journal"', f'"{tmp_path / "journal"}"'))  # fmt: skip
+    done = run_hft("systemd", "install", "--config", str(config), "--user", "root",
+                   "--prefix", str(tmp_path / "units"))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (tmp_path / "units").iterdir()) == [
+        "hft-engine.service", "hft-md-recorder.service", "hft-monitor.service", "hft.target"]
+    target = (tmp_path / "units" / "hft.target").read_text()
+    assert "Wants=hft-md-recorder.service hft-engine.service hft-monitor.service\n" in target
 
 
 def test_an_unknown_user_is_one_line(tmp_path: Path) -> None:

@@ -146,6 +146,7 @@ def _config_checks(config: DeploymentConfig) -> list[Check]:
         *(check_endpoint(f"{name} metrics", f"tcp://{address}")
           for name, address in (("md_recorder", md.metrics), ("engine", config.engine.metrics))
           if address),
+        *([check_endpoint("relay", config.relay.bind)] if config.relay is not None else []),
     ]  # fmt: skip
     try:
         credentials = load_credentials(suite.credentials_file)
@@ -156,6 +157,8 @@ def _config_checks(config: DeploymentConfig) -> list[Check]:
         needed.append("ctp_password")
     if config.engine.adapter == "ctp":
         needed.append("ctp_auth_code")
+    if config.relay is not None or config.md_recorder.source == "relay":
+        needed.append("relay_secret_key")
     for field in needed:
         try:
             credentials.require(field)

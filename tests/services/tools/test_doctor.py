@@ -85,3 +85,17 @@ def test_check_space_unwritable_and_short(tmp_path: Path) -> None:
 
 def test_check_port_zero_is_any_port() -> None:
     assert check_port("p", "127.0.0.1", 0).ok
+
+
+def test_a_relay_without_its_secret_key_fails_with_the_fix(tmp_path: Path) -> None:
+    relay = '\n[relay]\nbind = "tcp://127.0.0.1:0"\nclients = ["' + "k" * 40 + '"]\n'
+    config = write_config(tmp_path, PAPER_CONFIG + relay)
+    done = run_hft("doctor", "--config", str(config))
+    assert done.returncode == 1, done.stdout
+    lines = done.stdout.splitlines()
+    assert "ok    relay: 127.0.0.1: any free port (0)" in lines
+    line = next(x for x in lines if "relay_secret_key" in x)
+    assert line.startswith("FAIL") and "export HFT_RELAY_SECRET_KEY=..." in line
+    key = "k" * 40
+    done = run_hft("doctor", "--config", str(config), env={"HFT_RELAY_SECRET_KEY": key})
+    assert done.returncode == 0, done.stdout

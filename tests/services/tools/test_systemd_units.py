@@ -21,9 +21,9 @@ ANALYZE = shutil.which("systemd-analyze")
 @pytest.fixture
 def units(tmp_path: Path) -> Path:
     config = tmp_path / "deploy.toml"
-    config.write_text((ROOT / "configs" / "paper.toml").read_text()
-                      .replace('"../var/paper/journal"', f'"{tmp_path / "journal"}"')
-                      + '\n[relay]\nbind = "tcp://*:5590"\nclients = ["' + "k" * 40 + '"]\n')  # fmt: skip
+    relay = '\n[relay]\nbind = "tcp://*:5590"\nclients = ["' + "k" * 40 + '"]\n'
+    paper = (ROOT / "configs" / "paper.toml").read_text()
+    config.write_text(paper.replace('"../var/paper/journal"', f'"{tmp_path / "journal"}"') + relay)
     done = run_hft("systemd", "install", "--config", str(config), "--user", "root",
                    "--prefix", str(tmp_path / "units"), "--environment-file",
                    str(tmp_path / "hft.env"))  # fmt: skip
@@ -71,8 +71,9 @@ def test_the_units_say_what_operations_promises(units: Path, tmp_path: Path) -> 
     assert "\nAfter=hft-engine.service " in (units / "hft-monitor.service").read_text()
     assert "@" not in re.sub(r"SystemCallFilter=.*", "", engine)  # every placeholder filled
     target = (units / "hft.target").read_text()
-    assert ("Wants=hft-md-recorder.service hft-engine.service hft-monitor.service "
-            "hft-relay.service\n") in target  # the deployment has a [relay] section
+    assert (
+        "Wants=hft-md-recorder.service hft-engine.service hft-monitor.service hft-relay.service\n"
+    ) in target  # the deployment has a [relay] section
     relay = (units / "hft-relay.service").read_text()
     assert re.search(r"^ExecStart=/\S+/hft relay serve --config /\S+/deploy.toml$", relay, re.M)
     assert "Type=notify" in relay.splitlines() and "PartOf=hft.target" in relay.splitlines()
@@ -86,7 +87,11 @@ def test_without_a_relay_section_no_relay_unit(tmp_path: Path) -> None:
                    "--prefix", str(tmp_path / "units"))  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in (tmp_path / "units").iterdir()) == [
-        "hft-engine.service", "hft-md-recorder.service", "hft-monitor.service", "hft.target"]
+        "hft-engine.service",
+        "hft-md-recorder.service",
+        "hft-monitor.service",
+        "hft.target",
+    ]
     target = (tmp_path / "units" / "hft.target").read_text()
     assert "Wants=hft-md-recorder.service hft-engine.service hft-monitor.service\n" in target
 

@@ -172,35 +172,31 @@ def _mirror_loop(  # noqa: PLR0917
     status_file: StatusFile, metrics: MetricsEndpoint[RecorderFigures], log: Any, where: str,
 ) -> None:  # fmt: skip
     clock = time.monotonic
-    asked_at = clock()
-    sock.send(mirror.request())
-    warned = False
+    ask_at = clock()  # when to send the next request
+    asked_at, in_flight, warned = 0.0, False, False
     next_status = clock() + 1.0
     kept_then, then = 0, clock()
-    status = mirror.status(rate=0.0)
     while not stop.requested:
-        if sock.poll(100):
-            data = sock.recv()
-            if not mirror.take(data):
-                continue
-            if warned:
-                log.info("relay_answering_again", connect=where)
-                warned = False
-            notifier.ready(f"mirroring from {where}")
-            if mirror.day == 0:  # nothing to follow yet: do not ask in a tight loop
-                time.sleep(HOLD_S)
-            asked_at = clock()
-            with contextlib.suppress(zmq.Again):
+        if not in_flight and clock() >= ask_at:
+            with contextlib.suppress(zmq.Again):  # a full queue: asked again after the timeout
                 sock.send(mirror.request(), zmq.NOBLOCK)
-        elif clock() - asked_at > ANSWER_TIMEOUT_S:
+            asked_at, in_flight = clock(), True
+        if sock.poll(50):
+            if mirror.take(sock.recv()):  # the answer to the request in flight
+                in_flight = False
+                if warned:
+                    log.info("relay_answering_again", connect=where)
+                    warned = False
+                notifier.ready(f"mirroring from {where}")
+                # nothing to follow yet: ask again later, not in a tight loop
+                ask_at = clock() + (HOLD_S if mirror.day == 0 else 0.0)
+        elif in_flight and clock() - asked_at > ANSWER_TIMEOUT_S:
             if not warned:
                 log.warning("relay_no_answer", connect=where, seconds=ANSWER_TIMEOUT_S,
                             hint="is `hft relay serve` running there, and is this host's public "
                             "key in its relay.clients? asking again")  # fmt: skip
                 warned = True
-            asked_at = clock()
-            with contextlib.suppress(zmq.Again):
-                sock.send(mirror.request(), zmq.NOBLOCK)
+            in_flight, ask_at = False, clock()
         mirror.heartbeat()
         notifier.tick(lambda: f"day {mirror.day} · {mirror.kept} mirrored · upstream "
                       f"{mirror.upstream}")  # fmt: skip

@@ -186,3 +186,56 @@ params = { at = 3000 }
         code = proc.wait(timeout=60)
     assert code == 0, log.read_text()[-2000:]
     assert fake.lines("STOPPING=1")
+
+
+def test_the_relay_is_ready_once_bound_and_its_mirror_once_the_server_answers(
+    tmp_path: Path, systemd_with: Callable[[Callable[[], bool]], FakeSystemd]
+) -> None:
+    import zmq
+
+    server_key, server_secret = (k.decode() for k in zmq.curve_keypair())
+    mirror_key, mirror_secret = (k.decode() for k in zmq.curve_keypair())
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    base = sim_config(tmp_path, "10.0").read_text()
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    serve = a / "deploy.toml"
+    serve.write_text(base.replace(str(tmp_path), str(a)) + f'\n[relay]\nbind = "tcp://127.0.0.1:'
+                     f'{port}"\nclients = ["{mirror_key}"]\n')  # fmt: skip
+    mirror = b / "deploy.toml"
+    mirror.write_text(f"""
+[suite]
+name = "b"
+mode = "paper"
+journal_dir = "{b}/journal"
+shm_dir = "{b}/shm"
+[md_recorder]
+source = "relay"
+[md_recorder.relay]
+connect = "tcp://127.0.0.1:{port}"
+server_key = "{server_key}"
+[engine]
+adapter = "paper"
+""")
+    endpoint = a / "journal" / "relay" / "endpoint"
+    # the mirror first, alone: it may say READY only once the server (started next) answers
+    fake_b = systemd_with(endpoint.exists)
+    log_b = tmp_path / "mirror.log"
+    mirror_proc = start(["md-recorder", "--config", str(mirror)], fake_b, log_b,
+                        HFT_RELAY_SECRET_KEY=mirror_secret)  # fmt: skip
+    try:
+        fake_b.wait("WATCHDOG=1", mirror_proc, log_b)  # its loop runs, with no server yet
+        fake_a = systemd_with(endpoint.exists)
+        log_a = tmp_path / "server.log"
+        server = start(["relay", "serve", "--config", str(serve)], fake_a, log_a,
+                       HFT_RELAY_SECRET_KEY=server_secret)  # fmt: skip
+        pings_then_stops_on_sigterm(fake_b, mirror_proc, log_b)
+        pings_then_stops_on_sigterm(fake_a, server, log_a)
+    finally:
+        for proc in (mirror_proc, *([server] if "server" in locals() else [])):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()

@@ -12,7 +12,9 @@
   (orders repeat prices within its window) and the order-rate limits are raised; every other
   rule runs. ``--warm-us`` sets ``engine.warm_us`` (0: the order path is not kept warm).
   ``--flood N``: a third process sends N malformed requests a second (bad token, two frames,
-  not JSON, wrong types) to the command socket during the run, reading the refusals.
+  not JSON, wrong types) to the command socket during the run, reading the refusals. The
+  engine serves its Prometheus metrics (``engine.metrics``), scraped once a second by a fourth
+  process, as in production.
 - risk gate: ``RiskGate.check_order`` on an opening limit order with two agents, a quote, four
   resting orders of the account and a position; median of per-call times.
 """
@@ -170,6 +172,22 @@ def _flood(endpoint_file: str, rate: int, seconds: float) -> None:
     ctx.term()
 
 
+def _scrape(url_file: str, seconds: float) -> None:
+    """GET the engine's /metrics once a second for ``seconds`` (a scrape's cost is the engine's
+    HTTP thread taking the interpreter from its loop)."""
+    import urllib.request
+
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            url = Path(url_file).read_text().strip()
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                answer.read()
+        except OSError:
+            pass  # not listening yet, or stopped: the next second
+        time.sleep(1.0)
+
+
 def _config(root: Path, every: int, warm_us: int) -> Any:
     data = {
         "suite": {"name": "bench", "mode": "replay", "journal_dir": "journal", "shm_dir": "shm"},
@@ -177,6 +195,7 @@ def _config(root: Path, every: int, warm_us: int) -> Any:
         "engine": {
             "adapter": "paper", "command_endpoint": "tcp://127.0.0.1:0", "start_at": "live",
             "timer_ms": 1000, "warm_us": warm_us,
+            "metrics": "127.0.0.1:0",  # served as in production: its cost is in the figures
             "risk": {"max_orders_per_second": 1_000_000, "account_orders_per_second": 1_000_000,
                      "duplicate_window_ms": 0, "max_daily_loss": 1e12},
             "products": {"default": {"margin_rate": 0.12, "open_rate": 0.000023}},
@@ -211,6 +230,10 @@ def bench_tick_to_order(  # noqa: PLR0917
                 target=_flood, args=(str(endpoint), flood, 2.0 + seconds)
             )
             flooder.start()
+        scraper = mp.get_context("spawn").Process(  # Prometheus, every second while it runs
+            target=_scrape, args=(str(base / "journal" / "status" / "engine.metrics"),
+                                  2.0 + seconds))  # fmt: skip
+        scraper.start()
         while not (tick_path / "head").exists() and writer.is_alive():
             time.sleep(0.01)
         samples: list[int] = []
@@ -230,6 +253,7 @@ def bench_tick_to_order(  # noqa: PLR0917
         service.run()
         watchdog.cancel()
         writer.join(60)
+        scraper.join(60)
         if flooder is not None:
             flooder.join(60)
         lat = np.array(samples[WARM_UP // every :], dtype=np.int64) / 1000.0

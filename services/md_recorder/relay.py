@@ -267,8 +267,8 @@ class Mirror:
         if batch.request != self.request_id:
             return False
         self.upstream = batch.upstream
-        if batch.upstream == "open":
-            self.upstream_at = self.clock()
+        # alive as long as the server said so within ANSWER_TIMEOUT_S, and not since
+        self.upstream_at = self.clock() if batch.upstream == "open" else -1e18
         if self.writer is None or batch.day != self.day:
             self._choose(batch.days)
             return True

@@ -17,7 +17,7 @@ import zmq
 
 from contracts.ticks import TickStore
 from libshm import TICK_DTYPE, TICK_LAYOUT, JournalReader, JournalWriter, book_tick, encode_tick
-from services.md_recorder.relay import HOLD_S, Batch, Mirror, RelayServer, Want
+from services.md_recorder.relay import ANSWER_TIMEOUT_S, HOLD_S, Batch, Mirror, RelayServer, Want
 
 DAY = 20210104
 T0 = 1_609_723_800 * 10**9
@@ -136,3 +136,34 @@ def test_the_mirror_appends_only_the_latest_answer_that_continues_its_journal(
     reader.close()
     assert frames["seq"].tolist() == [0, 1, 2, 3] and frames["time_ns"].tolist() == [0, 1, 2, 3]
     assert frames["payload"].tobytes() == records.tobytes()
+
+
+def test_the_mirror_beats_its_heartbeat_only_while_the_server_says_the_upstream_lives(
+    tmp_path: Path,
+) -> None:
+    import struct
+
+    store = TickStore.of(tmp_path / "shm", tmp_path / "journal")
+    clock = Clock()
+    mirror = Mirror(store, segment_size=1 << 20, ring_segments=2, log=structlog.get_logger(),
+                    clock=clock)  # fmt: skip
+    head = store.ring(DAY) / "head"
+
+    def beat() -> int:
+        before = struct.unpack_from("<q", head.read_bytes(), 16)[0]
+        mirror.heartbeat()
+        return int(struct.unpack_from("<q", head.read_bytes(), 16)[0] - before)
+
+    want = msgspec.msgpack.decode(mirror.request(), type=Want)
+    mirror.take(msgspec.msgpack.encode(Batch(want.request, 0, 0, b"", b"", "none", True, [DAY])))
+    want = msgspec.msgpack.decode(mirror.request(), type=Want)
+    mirror.take(msgspec.msgpack.encode(Batch(want.request, DAY, 0, b"", b"", "open", True, [DAY])))
+    assert beat() > 0  # the upstream's writer is alive: so is this journal's
+    clock.now += ANSWER_TIMEOUT_S + 0.1  # no answer since
+    assert beat() == 0  # this host's engine will see the feed silent, as it is
+    for upstream in ("open", "gone"):  # at once, not when the last "open" is stale
+        want = msgspec.msgpack.decode(mirror.request(), type=Want)
+        mirror.take(msgspec.msgpack.encode(Batch(want.request, DAY, 0, b"", b"", upstream, True,
+                                                 [DAY])))  # fmt: skip
+    assert beat() == 0  # md_recorder died over there
+    mirror.close()

@@ -48,8 +48,13 @@ class TickStore:
         return self.recordings / str(day)
 
     def days(self) -> list[int]:
-        """Trading days with ticks in a ring or a recording, oldest first."""
-        return sorted({*days_in(self.live), *days_in(self.recordings)})
+        """Trading days with ticks in a ring or a recording, oldest first. The newest counts
+        only once its journal has a segment: a writer creates the directory first, and a reader
+        that opened it in between would find no journal there."""
+        days = sorted({*days_in(self.live), *days_in(self.recordings)})
+        if days and not (self.has_ring(days[-1]) or is_journal(self.recording(days[-1]))):
+            days.pop()
+        return days
 
     def has_ring(self, day: int) -> bool:
         return is_journal(self.ring(day))

@@ -477,7 +477,8 @@ class EngineService(Health, Interrupts):
                 self._reply(sock, envelope, msgspec.json.encode(reply))
 
     def _check_recording(self, day: int) -> None:
-        """A finished recording (no writer attached) is checked whole before the day starts."""
+        """A finished recording (its writer closed it, or an imported one) is checked whole
+        before the day starts."""
         path = self.ticks_store.where(day)
         try:
             state = self.ticks_store.open(day).writer_state()
@@ -485,6 +486,10 @@ class EngineService(Health, Interrupts):
             raise UserError(f"{path}: cannot read the day's ticks: {exc}") from None
         if state == "open":
             return  # the recorder's writer checked it when it attached
+        if state == "gone" and self.ticks_store.has_ring(day):
+            # a writer attaching this moment (its head not marked open yet), or one that died:
+            # it, or the next, checks the ring as it attaches; the feed watch acts meanwhile
+            return
         if self.ticks_store.has_ring(day):
             path = self.ticks_store.recording(day)  # a closed ring's recording holds it all
         report = inspect_journal(path, count_instruments=False)

@@ -31,8 +31,10 @@ from libshm import (
     JournalError,
     JournalReader,
     JournalWriter,
+    SnapshotWriter,
     WriterLocked,
     decode_tick,
+    tick_from_row,
 )
 
 __all__ = [
@@ -203,7 +205,10 @@ class Mirror:
     Call :meth:`request` for the next ``Want`` to send and :meth:`take` with each answer."""
 
     def __init__(self, store: TickStore, *, segment_size: int, ring_segments: int, log: Any,
-                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+                 clock: Callable[[], float] = time.monotonic,
+                 snapshot: Path | None = None) -> None:  # fmt: skip
+        """``snapshot``: the snapshot table to keep, as md_recorder does (the monitor's marks and
+        ticks come from it), rebuilt at start from the newest day's journal."""
         self.store = store
         self.segment_size = segment_size
         self.ring_segments = ring_segments
@@ -219,7 +224,25 @@ class Mirror:
         self.last_record: bytes = b""
         self.hop_ns = -1  # from the upstream's write of the newest frame to its append here
         self.instruments: set[bytes] = set()
+        self.snapshot: SnapshotWriter | None = None
+        if snapshot is not None:
+            self._open_snapshot(snapshot)
         self._resume()
+
+    def _open_snapshot(self, path: Path) -> None:
+        try:
+            self.snapshot = SnapshotWriter(path)
+        except WriterLocked as exc:
+            holder = f"process {exc.pid}" if exc.pid else "another process"
+            raise JournalProblem(f"{path}: another md-recorder or mirror ({holder}) writes this "
+                                 "snapshot table; stop it first") from None  # fmt: skip
+        days = self.store.days()
+        if days:
+            reader = self.store.open(days[-1])
+            try:
+                self.snapshot.rebuild(reader)
+            finally:
+                reader.close()
 
     def _resume(self) -> None:
         """Go on with the newest day of the store unless it was copied whole. A day counts as
@@ -287,6 +310,10 @@ class Mirror:
             hop = time.time_ns() - int(times[-1])  # the upstream's write to here
             self.hop_ns = hop if 0 <= hop < MAX_HOP_NS else -1  # a replay's times are old
             self.instruments.update(np.unique(records["instrument"]).tolist())
+            if self.snapshot is not None:  # the latest record of each instrument in the batch
+                _, last_of = np.unique(records["instrument"][::-1], return_index=True)
+                for i in len(records) - 1 - last_of:
+                    self.snapshot.write(tick_from_row(records[i]))
         elif batch.upstream == "closed" and batch.caught_up:
             self._finish_day()
             self._choose(batch.days)
@@ -318,6 +345,8 @@ class Mirror:
         """Tell this host's readers the feed lives, if the server said so lately."""
         if self.writer is not None and self.clock() - self.upstream_at < ANSWER_TIMEOUT_S:
             self.writer.heartbeat()
+            if self.snapshot is not None:
+                self.snapshot.heartbeat(time.time_ns())
 
     def status(self, *, rate: float, stopped: bool = False) -> RecorderStatus:
         """The status file's figures: ``lag_ms_median`` is the hop of the newest batch (the
@@ -330,5 +359,10 @@ class Mirror:
 
     def close(self) -> None:
         writer, self.writer = self.writer, None
-        if writer is not None:
-            writer.close()
+        try:
+            if writer is not None:
+                writer.close()
+        finally:
+            if self.snapshot is not None:
+                self.snapshot.close()
+                self.snapshot = None

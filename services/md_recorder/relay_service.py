@@ -134,7 +134,7 @@ def run_mirror(config: DeploymentConfig) -> int:
     except OSError as exc:
         raise UserError(f"{config.suite.shm_dir}: cannot create it ({exc.strerror})") from None
     mirror = Mirror(store, segment_size=md.segment_mb << 20, ring_segments=md.ring_segments,
-                    log=log)  # fmt: skip
+                    log=log, snapshot=config.suite.shm_dir / "snapshot")  # fmt: skip
     ctx: zmq.Context[Any] = zmq.Context()
     sock: zmq.Socket[Any] = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)

@@ -182,3 +182,29 @@ def test_a_recording_that_ends_cancels_working_orders_when_configured(
     volume = {x.order_id: x.volume for x in journal if isinstance(x, m.OrderRequested)}
     left = {o for o in working if o not in finished and filled.get(o, 0) < volume[o]}
     assert not left  # every order is filled, cancelled or rejected: none left working
+
+
+def test_an_engine_started_after_md_recorder_died_mid_segment_reads_the_ring(
+    tmp_path: Path, recording: Path
+) -> None:
+    """md_recorder SIGKILLed before its ring's first segment was archived (the recording is not
+    there yet): an engine started then reads the ticks from the ring and says the feed is lost;
+    it used to stop at start with "no such journal directory"."""
+    text = CONFIG.replace('"journal/recordings/20210104"', f'"{recording / str(DAY)}"')
+    text = text.replace("[md_recorder.replay]\n", "[md_recorder.replay]\npace = 100.0\n")
+    config = write_config(tmp_path, text)
+    md_log, engine_log = tmp_path / "md.log", tmp_path / "engine.log"
+    md = spawn("md-recorder", "--config", str(config), log=md_log)
+    ring = tmp_path / "shm" / "ticks" / str(DAY)
+    deadline = time.monotonic() + 60
+    while not (ring / "head").exists() or JournalReader(ring).backlog()[0] < 100:
+        assert md.poll() is None and time.monotonic() < deadline, md_log.read_text()[-2000:]
+        time.sleep(0.05)
+    md.send_signal(signal.SIGKILL)
+    md.wait(timeout=30)
+    recorded = tmp_path / "journal" / "recordings" / str(DAY)
+    assert not recorded.exists() or not any(recorded.glob("*.seg"))  # nothing archived yet
+    with engine(config, engine_log) as proc:
+        lost = wait_for("feed_lost", lambda: events(engine_log, "feed_lost"), proc, engine_log)
+        assert "is gone" in lost[0]["text"]
+        assert status(config)["ticks"] >= 100  # the ring's ticks, handled

@@ -4,14 +4,14 @@ B's, while this test writes A's live tick ring as md_recorder does (the bundled 
 bursts). The mirror is SIGKILLed and started again, then the server, then the mirror is stopped
 cleanly (SIGTERM) mid-day and started again, all while frames flow; when A's day closes, B's
 journal holds every frame with the same sequence number, time and payload, verifies, and is
-closed too; an engine on host B handled every tick of it. A mirror
+closed too; an engine on host B handled every tick of it, and B's snapshot table holds the
+day's last tick. A mirror
 whose key the server does not list gets nothing, and both sides say why."""
 
 from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -26,7 +26,13 @@ import zmq
 
 from contracts.status import EngineStatus, read_status, status_path
 from contracts.ticks import TickStore
-from libshm import TICK_LAYOUT, JournalReader, JournalWriter, NotAJournal
+from libshm import (
+    TICK_LAYOUT,
+    JournalReader,
+    JournalWriter,
+    NotAJournal,
+    SnapshotReader,
+)
 from tests.helpers import ROOT, import_market, log_lines, run_hft
 
 pytestmark = pytest.mark.timeout(240)
@@ -48,12 +54,6 @@ def frames_of(reader: JournalReader) -> np.ndarray:
     finally:
         reader.close()
     return np.concatenate(parts) if parts else np.empty(0)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def keys() -> tuple[str, str]:
@@ -103,7 +103,7 @@ class Hosts:
         self.a, self.b = tmp_path / "a", tmp_path / "b"
         self.server_key, server_secret = keys()
         self.mirror_key, mirror_secret = keys()
-        self.port = free_port()
+        self.port = 0  # the server's first start picks a free one, kept for its restarts
         self.a_config = self.a / "deploy.toml"
         self.a.mkdir()
         self.a_config.write_text(
@@ -115,7 +115,7 @@ class Hosts:
             )
             + f'\n[relay]\nbind = "tcp://127.0.0.1:{self.port}"\nclients = ["{self.mirror_key}"]\n'
         )
-        self.b_config = self.write_mirror(self.b, self.server_key)
+        self.b_config = self.b / "deploy.toml"  # written once the server's port is known
         self.env = {"a": server_secret, "b": mirror_secret}
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
@@ -139,8 +139,18 @@ class Hosts:
         return proc
 
     def server(self) -> subprocess.Popen[bytes]:
-        return self.start("server", "relay", "serve", "--config", str(self.a_config),
+        proc = self.start("server", "relay", "serve", "--config", str(self.a_config),
                           secret=self.env["a"])  # fmt: skip
+        if not self.port:
+            endpoint = self.a / "journal" / "relay" / "endpoint"
+            self.until("the server's endpoint", endpoint.exists)
+            self.port = int(endpoint.read_text().strip().rsplit(":", 1)[1])
+            text = self.a_config.read_text()
+            self.a_config.write_text(
+                text.replace("tcp://127.0.0.1:0", f"tcp://127.0.0.1:{self.port}")
+            )
+            self.write_mirror(self.b, self.server_key)
+        return proc
 
     def mirror(self) -> subprocess.Popen[bytes]:
         return self.start("mirror", "md-recorder", "--config", str(self.b_config),
@@ -229,6 +239,25 @@ class Upstream:
         self.writer.close()
 
 
+def closed(store: TickStore) -> bool:
+    reader = store.open(DAY)
+    try:
+        return reader.writer_state() == "closed"
+    finally:
+        reader.close()
+
+
+def same_frames(hosts: Hosts, store_b: TickStore, day_frames: np.ndarray) -> None:
+    """B's journal holds A's frames: sequence numbers, times and payloads; and it verifies."""
+    a = frames_of(TickStore.of(hosts.a / "shm", hosts.a / "journal").open(DAY))
+    b = frames_of(store_b.open(DAY))
+    assert len(a) == len(day_frames) == len(b)
+    assert np.array_equal(a["seq"], b["seq"]) and np.array_equal(a["time_ns"], b["time_ns"])
+    assert a["payload"].tobytes() == b["payload"].tobytes()
+    verify = run_hft("journal", "verify", str(store_b.recording(DAY)))
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
 def test_the_mirror_is_the_same_journal_after_kills_of_either_side(
     hosts: Hosts, day_frames: np.ndarray
 ) -> None:
@@ -259,22 +288,8 @@ def test_the_mirror_is_the_same_journal_after_kills_of_either_side(
     finally:
         upstream.close()  # the day is closed on host A
     store_b = TickStore.of(hosts.b / "shm", hosts.b / "journal")
-
-    def closed() -> bool:
-        reader = store_b.open(DAY)
-        try:
-            return reader.writer_state() == "closed"
-        finally:
-            reader.close()
-
-    hosts.until("the mirror's day closed", closed)
-    a = frames_of(TickStore.of(hosts.a / "shm", hosts.a / "journal").open(DAY))
-    b = frames_of(store_b.open(DAY))
-    assert len(a) == len(day_frames) == len(b)
-    assert np.array_equal(a["seq"], b["seq"]) and np.array_equal(a["time_ns"], b["time_ns"])
-    assert a["payload"].tobytes() == b["payload"].tobytes()
-    verify = run_hft("journal", "verify", str(store_b.recording(DAY)))
-    assert verify.returncode == 0, verify.stdout + verify.stderr
+    hosts.until("the mirror's day closed", lambda: closed(store_b))
+    same_frames(hosts, store_b, day_frames)
 
     def engine_done() -> bool:
         s = read_status(status_path(hosts.b / "journal", "engine"))
@@ -283,6 +298,10 @@ def test_the_mirror_is_the_same_journal_after_kills_of_either_side(
     hosts.until("the engine on host B through the mirrored day", engine_done)
     codes = hosts.stop()
     assert codes == {"server": 0, "mirror": 0, "engine": 0}, codes
+    table = SnapshotReader(hosts.b / "shm" / "snapshot")  # for host B's monitor, as on A
+    slot = table.slot_of("IF2101")
+    assert slot is not None and table.read_record(slot) == day_frames["payload"][-1].tobytes()
+    table.close()
     starts = [x for x in log_lines(hosts.log("mirror")) if x.get("event") == "relay_mirror_day"]
     resumed = [x["next_seq"] for x in starts]
     assert resumed[0] == 0 and 3000 < resumed[1] < resumed[2], resumed  # each from its journal

@@ -12,9 +12,10 @@
   (orders repeat prices within its window) and the order-rate limits are raised; every other
   rule runs. ``--warm-us`` sets ``engine.warm_us`` (0: the order path is not kept warm).
   ``--flood N``: a third process sends N malformed requests a second (bad token, two frames,
-  not JSON, wrong types) to the command socket during the run, reading the refusals. The
-  engine serves its Prometheus metrics (``engine.metrics``), scraped once a second by a fourth
-  process, as in production.
+  not JSON, wrong types) to the command socket during the run, reading the refusals.
+  ``--scrape-s S``: the engine serves its Prometheus metrics (``engine.metrics``), scraped every
+  S seconds by a fourth process, as in production (default 15, a common scrape interval; 0: no
+  metrics).
 - risk gate: ``RiskGate.check_order`` on an opening limit order with two agents, a quote, four
   resting orders of the account and a position; median of per-call times.
 """
@@ -26,6 +27,8 @@ import contextlib
 import ctypes
 import multiprocessing as mp
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -172,30 +175,30 @@ def _flood(endpoint_file: str, rate: int, seconds: float) -> None:
     ctx.term()
 
 
-def _scrape(url_file: str, seconds: float) -> None:
-    """GET the engine's /metrics once a second for ``seconds`` (a scrape's cost is the engine's
-    HTTP thread taking the interpreter from its loop)."""
-    import urllib.request
+SCRAPER = """
+import sys, time, urllib.request
+url_file, end, every = sys.argv[1], time.monotonic() + float(sys.argv[2]), float(sys.argv[3])
+while time.monotonic() < end:
+    try:
+        with open(url_file) as f, urllib.request.urlopen(f.read().strip(), timeout=2) as a:
+            a.read()
+    except OSError:
+        time.sleep(0.1)  # not listening yet, or stopped
+        continue
+    time.sleep(every)
+"""
+"""GETs the engine's /metrics every S seconds, as Prometheus does: a small process of its own
+(nothing imported but urllib), so that only the scrape's cost to the engine is measured."""
 
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        try:
-            url = Path(url_file).read_text().strip()
-            with urllib.request.urlopen(url, timeout=2) as answer:
-                answer.read()
-        except OSError:
-            pass  # not listening yet, or stopped: the next second
-        time.sleep(1.0)
 
-
-def _config(root: Path, every: int, warm_us: int) -> Any:
+def _config(root: Path, every: int, warm_us: int, *, metrics: bool = False) -> Any:
     data = {
         "suite": {"name": "bench", "mode": "replay", "journal_dir": "journal", "shm_dir": "shm"},
         "md_recorder": {"source": "replay", "replay": {"recording": "journal/recordings"}},
         "engine": {
             "adapter": "paper", "command_endpoint": "tcp://127.0.0.1:0", "start_at": "live",
             "timer_ms": 1000, "warm_us": warm_us,
-            "metrics": "127.0.0.1:0",  # served as in production: its cost is in the figures
+            "metrics": "127.0.0.1:0" if metrics else "",  # as in production: in the figures
             "risk": {"max_orders_per_second": 1_000_000, "account_orders_per_second": 1_000_000,
                      "duplicate_window_ms": 0, "max_daily_loss": 1e12},
             "products": {"default": {"margin_rate": 0.12, "open_rate": 0.000023}},
@@ -208,7 +211,14 @@ def _config(root: Path, every: int, warm_us: int) -> Any:
 
 
 def bench_tick_to_order(  # noqa: PLR0917
-    root: Path, runs: int, rate: int, seconds: float, every: int, warm_us: int, flood: int = 0
+    root: Path,
+    runs: int,
+    rate: int,
+    seconds: float,
+    every: int,
+    warm_us: int,
+    flood: int = 0,
+    scrape_s: float = 0.0,
 ) -> dict[str, float]:
     imported = root / "imported"
     import_files([DATA / "IF2101_20210104.csv.gz"], "ctp-csv", imported, load_calendar())
@@ -230,10 +240,9 @@ def bench_tick_to_order(  # noqa: PLR0917
                 target=_flood, args=(str(endpoint), flood, 2.0 + seconds)
             )
             flooder.start()
-        scraper = mp.get_context("spawn").Process(  # Prometheus, every second while it runs
-            target=_scrape, args=(str(base / "journal" / "status" / "engine.metrics"),
-                                  2.0 + seconds))  # fmt: skip
-        scraper.start()
+        scraper = subprocess.Popen([sys.executable, "-c", SCRAPER, str(base / "journal" / "status"
+                                    / "engine.metrics"), str(2.0 + seconds), str(scrape_s)]
+                                   ) if scrape_s else None  # fmt: skip
         while not (tick_path / "head").exists() and writer.is_alive():
             time.sleep(0.01)
         samples: list[int] = []
@@ -245,7 +254,8 @@ def bench_tick_to_order(  # noqa: PLR0917
         ) -> _Timed:  # fmt: skip
             return _Timed(specs, phases, holder, samples, orders)
 
-        service = EngineService(_config(base, every, warm_us), adapter_factory=timed)
+        service = EngineService(_config(base, every, warm_us, metrics=bool(scrape_s)),
+                                adapter_factory=timed)  # fmt: skip
         holder.append(service)
         # whatever the orders do, the run ends a few seconds after the writer's last tick
         watchdog = threading.Timer(2.0 + seconds + 10.0, _stop, args=(service,))
@@ -253,7 +263,8 @@ def bench_tick_to_order(  # noqa: PLR0917
         service.run()
         watchdog.cancel()
         writer.join(60)
-        scraper.join(60)
+        if scraper is not None:
+            scraper.wait(60)
         if flooder is not None:
             flooder.join(60)
         lat = np.array(samples[WARM_UP // every :], dtype=np.int64) / 1000.0
@@ -337,6 +348,11 @@ def run(argv: list[str] | None = None) -> int:
         "--flood", type=int, default=0, metavar="N",
         help="meanwhile, N malformed requests a second to the command socket (0: none)",
     )  # fmt: skip
+    parser.add_argument(
+        "--scrape-s", type=float, default=15.0, metavar="S",
+        help="serve engine.metrics and scrape them every S seconds from another process, as "
+        "Prometheus does (15; 0: no metrics)",
+    )  # fmt: skip
     parser.add_argument("--dir", default="/dev/shm", help="where the journals go")
     args = parser.parse_args(argv)
     configure("bench", "warning")
@@ -353,6 +369,7 @@ def run(argv: list[str] | None = None) -> int:
                 args.every,
                 args.warm_us,
                 args.flood,
+                args.scrape_s,
             )
         )
     for label, value in results.items():

@@ -38,8 +38,8 @@ from libshm import (
 )
 
 __all__ = [
-    "ANSWER_TIMEOUT_S", "HOLD_S", "IDLE_SLEEP_S", "MAX_MESSAGE", "Batch", "Mirror", "RelayServer",
-    "Want",
+    "ANSWER_TIMEOUT_S", "FORGET_S", "HOLD_S", "IDLE_SLEEP_S", "MAX_MESSAGE", "Batch", "Mirror",
+    "RelayServer", "Want",
 ]  # fmt: skip
 
 BATCH: Final = 4096  # frames per answer at most
@@ -48,6 +48,7 @@ ANSWER_TIMEOUT_S: Final = 2.0  # no answer for this long: ask again (and warn on
 IDLE_SLEEP_S: Final = 0.0002  # between looks at the journals while requests wait
 DAYS_EVERY_S: Final = 0.1
 MAX_HOP_NS: Final = 60_000_000_000
+FORGET_S: Final = 30.0  # a mirror silent this long: its reader is closed
 MAX_MESSAGE: Final = 4096  # a mirror's request is tiny; anything larger is refused by ZMQ
 
 Upstream = Literal["open", "closed", "gone", "none"]
@@ -98,6 +99,7 @@ class RelayServer:
         self.clock = clock
         self.waiting: dict[bytes, _Waiting] = {}
         self.readers: dict[bytes, tuple[int, JournalReader]] = {}
+        self._used: dict[bytes, float] = {}  # when each peer's reader last served
         self.sent = 0  # frames sent, for the status line
         self._days: list[int] = []
         self._days_at = -1e18
@@ -134,11 +136,24 @@ class RelayServer:
         now = self.clock()
         for peer, waiting in list(self.waiting.items()):
             batch = self._batch(peer, waiting.want, flush=now - waiting.since >= HOLD_S)
+            self._used[peer] = now
             if batch is not None:
                 del self.waiting[peer]
                 with contextlib.suppress(zmq.Again):  # a mirror that does not read: it asks again
                     self.sock.send_multipart([peer, _encode(batch)], zmq.NOBLOCK)
+        if len(self._used) > len(self.waiting):
+            self._forget(now)
         return len(self.waiting)
+
+    def _forget(self, now: float) -> None:
+        """Close the readers of mirrors gone quiet (a restarted mirror is a new peer): an open
+        reader keeps the ring's old segments mapped."""
+        for peer, used in list(self._used.items()):
+            if now - used > FORGET_S and peer not in self.waiting:
+                del self._used[peer]
+                held = self.readers.pop(peer, None)
+                if held is not None:
+                    held[1].close()
 
     def _batch(self, peer: bytes, want: Want, *, flush: bool) -> Batch | None:
         if flush:

@@ -17,7 +17,15 @@ import zmq
 
 from contracts.ticks import TickStore
 from libshm import TICK_DTYPE, TICK_LAYOUT, JournalReader, JournalWriter, book_tick, encode_tick
-from services.md_recorder.relay import ANSWER_TIMEOUT_S, HOLD_S, Batch, Mirror, RelayServer, Want
+from services.md_recorder.relay import (
+    ANSWER_TIMEOUT_S,
+    FORGET_S,
+    HOLD_S,
+    Batch,
+    Mirror,
+    RelayServer,
+    Want,
+)
 
 DAY = 20210104
 T0 = 1_609_723_800 * 10**9
@@ -167,3 +175,27 @@ def test_the_mirror_beats_its_heartbeat_only_while_the_server_says_the_upstream_
                                                  [DAY])))  # fmt: skip
     assert beat() == 0  # md_recorder died over there
     mirror.close()
+
+
+def test_the_server_closes_the_reader_of_a_mirror_gone_quiet(
+    tmp_path: Path, pair: tuple[zmq.Socket[Any], zmq.Socket[Any]]
+) -> None:
+    router, dealer = pair
+    store = TickStore.of(tmp_path / "shm", tmp_path / "journal")
+    clock = Clock()
+    server = RelayServer(store, router, writer_timeout_ns=5 * 10**9,
+                         log=structlog.get_logger(), clock=clock)  # fmt: skip
+    with JournalWriter(store.ring(DAY), layout=TICK_LAYOUT) as writer:
+        writer.append_array(ticks(2), np.array([1, 2]))
+        ask(dealer, Want(1, DAY, 0))
+        router.poll(1000)
+        server.receive()
+        server.answer()
+        assert answer(dealer) is not None and len(server.readers) == 1
+        clock.now += FORGET_S - 1
+        server.answer()
+        assert len(server.readers) == 1  # a mirror between two requests keeps its reader
+        clock.now += 2
+        server.answer()
+        assert server.readers == {}  # gone quiet (a restarted mirror is a new peer): closed
+    server.close()

@@ -38,6 +38,7 @@ demo: $(STAMP) $(RECORDING)/head ## run the suite in paper-trading mode on the b
 	@token=$${HFT_MONITOR_ADMIN_TOKEN:-$$($(PY) -c 'import secrets; print(secrets.token_hex(16))')}; \
 	echo "demo: the bundled IF2101 day replayed at 10x, traded on the paper simulator"; \
 	echo "demo: dashboard http://127.0.0.1:8766/  admin token $$token  (Ctrl-C stops it all)"; \
+	echo "demo: Prometheus metrics http://127.0.0.1:9105/metrics (md_recorder), :9106/metrics (engine), :8766/metrics (monitor)"; \
 	HFT_MONITOR_ADMIN_TOKEN=$$token $(HFT) up --config configs/replay.toml
 
 test: check pytest ## lint, types and the whole test suite

@@ -138,3 +138,29 @@ def test_the_demo_under_hft_up_shows_trades_on_the_dashboard_within_a_minute(
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=60)
     assert code == 0, log.read_text()[-3000:]
+
+
+def test_a_relay_section_adds_the_relay_server_and_needs_its_key(
+    tmp_path: Path, recording: Path
+) -> None:
+    from services.tools.up import supervisor_config
+
+    text = supervisor_config(
+        tmp_path / "deploy.toml",
+        tmp_path,
+        hft=Path("/x/hft"),
+        level="info",
+        color=False,
+        programs=("md-recorder", "engine", "monitor", "relay"),
+    )
+    assert f"command=/x/hft relay serve --config {tmp_path / 'deploy.toml'} --log-level info" \
+        in text.splitlines()  # fmt: skip
+    config = replay_config(tmp_path, recording)
+    config.write_text(config.read_text() + '\n[relay]\nclients = ["' + "k" * 40 + '"]\n')
+    done = run_hft("up", "--config", str(config), env={"HFT_MONITOR_ADMIN_TOKEN": ADMIN})
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "hft up: error: secret 'relay_secret_key' is not set; export HFT_RELAY_SECRET_KEY=... or "
+        'put relay_secret_key = "..." in the credentials file named by suite.credentials_file'
+    ]
+    assert not (tmp_path / "journal" / "up").exists()  # nothing started

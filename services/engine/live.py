@@ -261,6 +261,8 @@ class EngineService(Health, Interrupts):
             os.close(lock)
 
     def _run_locked(self) -> int:
+        # the token file first: a client that finds the endpoint file reads the token next
+        intake = Intake(self._token())
         ctx: zmq.Context[Any] = zmq.Context()
         sock = self._bind(ctx)
         try:
@@ -269,7 +271,6 @@ class EngineService(Health, Interrupts):
             sock.close()
             ctx.term()
             raise
-        intake = Intake(self._token())
         collecting = gc.isenabled()
         watchdog = Watchdog(self)
         watchdog.start()

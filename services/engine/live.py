@@ -75,18 +75,72 @@ from services.engine.products import specs_for
 from services.engine.risk import RiskLimits
 from services.engine.strategy import Strategy, validate_params
 
-__all__ = ["deliver", "load_strategy", "read_journal", "run_engine"]
+__all__ = ["DAY_END_NS", "assemble", "deliver", "end_of_day", "fire_timer", "load_strategy",
+           "read_journal", "run_engine", "settlements_of"]  # fmt: skip
 
 SPIN_NS: Final = 2_000_000  # keep spinning this long after the last input, then nap
 IDLE_SLEEP_S: Final = 0.00005
 HOUSEKEEPING_NS: Final = 1_000_000  # commands are looked at every millisecond of wall time
 COMMAND_EVERY_NS: Final = 100_000_000  # and before the engine clock moves 100 ms past the last look
 END_CHECK_NS: Final = 500_000_000
+DAY_END_NS: Final = 1_000_000_000  # after a finished day's last tick: the simulator's due events
 COMMAND_BUDGET_NS: Final = 200_000  # commands' share of each housekeeping pass at most
 GC_YOUNG: Final = 2_000  # young objects the idle loop lets pile up before it collects them
 
 AdapterFactory = Callable[[Mapping[str, Spec], Mapping[str, bytes]], Adapter]
 """Builds the day's adapter from the instruments' specs and trading-phase tables."""
+
+
+def assemble(  # noqa: PLR0917 (what an engine is made of)
+    config: DeploymentConfig, specs: Mapping[str, Spec], phases: Mapping[str, bytes],
+    classes: Mapping[str, type[Strategy]], adapter: Adapter,
+    journal: Callable[[bytes, int], object], log: Any,
+) -> Engine:  # fmt: skip
+    """The engine of a deployment with its agents, as the live service and a backtest make it
+    for each trading day."""
+    ec = config.engine
+    engine = Engine(specs=specs, gate_config=ec.risk, adapter=adapter, journal=journal,
+                    phases=phases, log=log,
+                    callback_budget_ns=int(ec.callback_budget_ms * 1e6))  # fmt: skip
+    for agent in ec.agents:
+        limits = RiskLimits.from_config(ec.risk, agent.risk.model_dump())
+        engine.add_agent(agent.name, classes[agent.name], agent.instruments, agent.capital,
+                         limits, agent.params)  # fmt: skip
+    return engine
+
+
+def fire_timer(engine: Engine, due_ns: int, step_ns: int, until_ns: int) -> int:
+    """The timer's call for the last due time at or before ``until_ns`` (engine time); returns
+    the next due time. Due times lie on a grid of ``engine.timer_ms`` from the epoch, so a
+    restarted engine keeps the same ones; periods that passed with no chance to call (a backlog,
+    a break) are one call, at the last of them."""
+    due = due_ns + (until_ns - due_ns) // step_ns * step_ns
+    engine.on_timer(max(due, engine.now))
+    return due + step_ns
+
+
+def end_of_day(engine: Engine, last_tick_ns: int, due_ns: int, step_ns: int) -> int:
+    """A finished day's recording, every tick handled: what the simulator has due up to
+    ``DAY_END_NS`` after the last tick happens, each at its time, and the timer if it is due by
+    then; all by the ticks' clock, so a backlog ends its day the same every time. Returns the
+    timer's next due time."""
+    end = max(last_tick_ns + DAY_END_NS, engine.now)
+    while (due := engine.adapter.due_ns) <= end:
+        engine.wake(due)
+    if end >= due_ns:
+        due_ns = fire_timer(engine, due_ns, step_ns, end)
+    return due_ns
+
+
+def settlements_of(engine: Engine) -> dict[str, float]:
+    """The prices a day's positions are marked to at the roll: each instrument's settlement,
+    else its last price."""
+    settlements = {}
+    for instrument, tick in engine.latest.items():
+        price = tick.settlement if not math.isnan(tick.settlement) else tick.last
+        if not math.isnan(price):
+            settlements[instrument] = price
+    return settlements
 
 
 def load_strategy(ref: str, agent: str) -> type[Strategy]:
@@ -240,16 +294,9 @@ class EngineService(Health, Interrupts):
         return sock
 
     def _new_engine(self, writer: JournalWriter) -> Engine:
-        ec = self.config.engine
         adapter = self.adapter_factory(self.specs, self.phases)
-        engine = Engine(specs=self.specs, gate_config=ec.risk, adapter=adapter,
-                        journal=writer.append, phases=self.phases, log=self.log,
-                        callback_budget_ns=int(ec.callback_budget_ms * 1e6))  # fmt: skip
-        for agent in ec.agents:
-            limits = RiskLimits.from_config(ec.risk, agent.risk.model_dump())
-            engine.add_agent(agent.name, self.classes[agent.name], agent.instruments,
-                             agent.capital, limits, agent.params)  # fmt: skip
-        return engine
+        return assemble(self.config, self.specs, self.phases, self.classes, adapter,
+                        writer.append, self.log)  # fmt: skip
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -513,6 +560,7 @@ class EngineService(Health, Interrupts):
         clock = self.clock
         self._timer_ns = self.config.engine.timer_ms * 1_000_000
         self._timer_due = (engine.now // self._timer_ns + 1) * self._timer_ns  # on the grid
+        # (a backtest runs the same rules: fire_timer, end_of_day)
         self._next_status = clock() + STATUS_EVERY_NS
         next_end_check = clock() + END_CHECK_NS
         young_gc = _collector_off_the_tick_path()
@@ -532,6 +580,7 @@ class EngineService(Health, Interrupts):
         notify, status = self.notifier.tick, self._notify_status
         command_by = engine.now + COMMAND_EVERY_NS  # engine time
         due_by = min(command_by, self._timer_due)
+        day_over = False  # the day's end was handled at its ticks' time (_end_day)
         while not stop.requested:
             item = read()
             if item is not None:
@@ -570,7 +619,17 @@ class EngineService(Health, Interrupts):
             # the wall time since the last tick, so a replay at full speed must not get them in
             # mid-flood, where the wall time would decide (and two runs of a day would differ).
             if item is None:
-                self._quiet_duties(engine, young_gc)
+                if not day_over and ticks.writer_state() == "closed":
+                    if ticks.peek_time() is not None:  # committed just before the close
+                        continue
+                    # the recording is finished and read to its end (a backlog, a replay at
+                    # full speed, a backtest): the day ends at its ticks' time, not the wall's
+                    day_over = True
+                    self._end_day(engine)
+                    if any(d > day for d in self.ticks_store.days()):
+                        return self._roll(engine, day, at=engine.now)
+                else:
+                    self._quiet_duties(engine, young_gc)
             if engine.activity:
                 self._report(engine, now)
             if poll(0):
@@ -628,14 +687,7 @@ class EngineService(Health, Interrupts):
         emit("engine_stop_cancelled", orders=len(working), still_working=left, text=reply.text)
 
     def _fire_timer(self, engine: Engine, until_ns: int) -> None:
-        """The timer's call for the last due time at or before ``until_ns`` (engine time): due
-        times lie on a grid of ``engine.timer_ms`` from the epoch, so a restarted engine keeps
-        the same ones; periods that passed with no chance to call (a backlog, a break) are
-        one call, at the last of them."""
-        step = self._timer_ns
-        due = self._timer_due + (until_ns - self._timer_due) // step * step
-        engine.on_timer(max(due, engine.now))
-        self._timer_due = due + step
+        self._timer_due = fire_timer(engine, self._timer_due, self._timer_ns, until_ns)
 
     def _quiet_duties(self, engine: Engine, young_gc: Callable[[], object]) -> None:
         """With no tick to handle: wake the engine at each time the simulator has something due
@@ -651,21 +703,23 @@ class EngineService(Health, Interrupts):
         if gc.get_count()[0] >= GC_YOUNG:
             young_gc()
 
+    def _end_day(self, engine: Engine) -> None:
+        self._timer_due = end_of_day(engine, self._last_tick_time, self._timer_due,
+                                     self._timer_ns)  # fmt: skip
+
     def _day_ended(self, ticks: JournalReader, day: int) -> bool:
         """The day's recording is closed and a newer trading day is being recorded."""
         if ticks.writer_state() != "closed":
             return False
         return any(d > day for d in self.ticks_store.days())
 
-    def _roll(self, engine: Engine, day: int
+    def _roll(self, engine: Engine, day: int, at: int | None = None
               ) -> tuple[int | None, list[m.Holding], dict[str, float]]:  # fmt: skip
-        settlements = {}
-        for instrument, tick in engine.latest.items():
-            price = tick.settlement if not math.isnan(tick.settlement) else tick.last
-            if not math.isnan(price):
-                settlements[instrument] = price
+        """Roll to the next recorded day at ``at`` (engine time), or at the engine's time for an
+        external input (the wall clock's share) when the day ended while the engine waited."""
         newer = [d for d in self.ticks_store.days() if d > day]
-        engine.roll_day(self._engine_now(engine), newer[0], settlements)
+        engine.roll_day(self._engine_now(engine) if at is None else at, newer[0],
+                        settlements_of(engine))  # fmt: skip
         holdings, cash = engine.holdings()
         self.log.info("day_rolled", day=day, next_day=newer[0], holdings=len(holdings))
         return newer[0], holdings, cash

@@ -196,8 +196,18 @@ def test_an_engine_started_after_md_recorder_died_mid_segment_reads_the_ring(
     md_log, engine_log = tmp_path / "md.log", tmp_path / "engine.log"
     md = spawn("md-recorder", "--config", str(config), log=md_log)
     ring = tmp_path / "shm" / "ticks" / str(DAY)
+
+    def written() -> int:
+        if not (ring / "head").exists():
+            return 0
+        reader = JournalReader(ring)
+        try:
+            return reader.backlog()[0]
+        finally:
+            reader.close()
+
     deadline = time.monotonic() + 60
-    while not (ring / "head").exists() or JournalReader(ring).backlog()[0] < 100:
+    while written() < 100:
         assert md.poll() is None and time.monotonic() < deadline, md_log.read_text()[-2000:]
         time.sleep(0.05)
     md.send_signal(signal.SIGKILL)
@@ -207,4 +217,5 @@ def test_an_engine_started_after_md_recorder_died_mid_segment_reads_the_ring(
     with engine(config, engine_log) as proc:
         lost = wait_for("feed_lost", lambda: events(engine_log, "feed_lost"), proc, engine_log)
         assert "is gone" in lost[0]["text"]
-        assert status(config)["ticks"] >= 100  # the ring's ticks, handled
+        wait_for("the ring's ticks handled", lambda: status(config)["ticks"] >= 100, proc,
+                 engine_log)  # fmt: skip

@@ -1,0 +1,96 @@
+"""The backtest is the live engine: two bundled real days (a roll between them) through
+``hft engine`` as a real process on the finished recording, and through ``Backtest`` in-process.
+The first day's engine journal is the same, frame for frame (the day's end and the roll at the
+ticks' time, never the wall clock's); the second day's live journal begins with every frame of
+the backtest's (after it, the live engine waits for a newer day and stops)."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from contracts import messages as m
+from contracts.config import load_config
+from contracts.errors import UserError
+from contracts.status import EngineStatus, read_status, status_path
+from libshm import JournalReader
+from services.engine.backtest import Backtest
+from tests.helpers import import_market, write_config
+from tests.services.engine.test_feed import spawn
+from tests.services.engine.test_live import CONFIG
+
+pytestmark = pytest.mark.timeout(300)
+DAYS = (20210104, 20210105)
+
+
+@pytest.fixture(scope="module")
+def recordings(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return import_market(tmp_path_factory.mktemp("rec"), "IF2101_20210104.csv.gz",
+                         "IF2101_20210105.csv.gz")  # fmt: skip
+
+
+def deployment(tmp_path: Path, recordings: Path) -> Path:
+    (tmp_path / "journal" / "recordings").mkdir(parents=True)
+    for day in DAYS:  # a link per day: the live test adds the second while the engine runs
+        (tmp_path / "journal" / "recordings" / str(day)).symlink_to(recordings / str(day))
+    text = CONFIG.replace('timer_ms = 600000', 'timer_ms = 60000\non_feed_loss = "log"\n'
+                          'on_stop = "keep"')  # fmt: skip
+    return write_config(tmp_path, text)
+
+
+def frames(path: Path) -> list[bytes]:
+    reader = JournalReader(path)
+    try:
+        return [bytes(f.payload) for f in iter(reader.read, None)]
+    finally:
+        reader.close()
+
+
+def test_a_backtest_writes_the_journal_the_live_engine_writes(
+    tmp_path: Path, recordings: Path
+) -> None:
+    config = deployment(tmp_path, recordings)
+    result = Backtest(load_config(config)).run()
+    assert list(result.journals) == list(DAYS)
+    first = result.messages(DAYS[0])
+    assert isinstance(first[0], m.DayOpened) and isinstance(first[-1], m.DayClosed)
+    assert sum(isinstance(x, m.Trade) for x in first) > 10  # the agents traded
+
+    # the live engine starts at the newest day recorded: the second day comes once it runs the
+    # first (as md_recorder starts a day), long before it reaches the first's end
+    second = tmp_path / "journal" / "recordings" / str(DAYS[1])
+    second.unlink()
+    log = tmp_path / "engine.log"
+    proc = spawn("engine", "--config", str(config), "--log-level", "warning", log=log)
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "journal" / "engine" / str(DAYS[0])).is_dir():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.01)
+        second.symlink_to(recordings / str(DAYS[1]))
+        deadline = time.monotonic() + 240
+        while True:
+            status = read_status(status_path(tmp_path / "journal", "engine"))
+            if isinstance(status, EngineStatus) and status.trading_day == DAYS[1] \
+                    and status.feed == "ended":  # fmt: skip
+                break
+            assert proc.poll() is None, log.read_text()[-2000:]
+            assert time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, log.read_text()[-2000:]
+    live = {day: frames(tmp_path / "journal" / "engine" / str(day)) for day in DAYS}
+    assert live[DAYS[0]] == result.journals[DAYS[0]]  # the whole day, the roll included
+    backtest = result.journals[DAYS[1]]
+    assert live[DAYS[1]][: len(backtest)] == backtest
+
+
+def test_a_day_not_recorded_is_one_clear_error(tmp_path: Path, recordings: Path) -> None:
+    config = load_config(deployment(tmp_path, recordings))
+    with pytest.raises(UserError, match=r"no recording of 20210107 in .*; recorded: "
+                       r"20210104, 20210105"):  # fmt: skip
+        Backtest(config, days=[20210104, 20210107])

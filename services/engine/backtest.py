@@ -11,25 +11,20 @@ reports, sweeps and the speed work are issue 16's next steps.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import structlog
-from pydantic import ValidationError
 
 from contracts import messages as m
-from contracts.calendar import DEFAULT_CALENDAR, load_calendar
-from contracts.config import DeploymentConfig, format_validation_error, load_config
+from contracts.config import DeploymentConfig, load_config
 from contracts.errors import UserError
 from contracts.ticks import TickStore
 from services.engine.adapters.paper.broker import PaperBroker
 from services.engine.core import Engine
-from services.engine.live import assemble, end_of_day, fire_timer, load_strategy, settlements_of
-from services.engine.products import specs_for
-from services.engine.strategy import validate_params
+from services.engine.live import assemble, end_of_day, fire_timer, prepare, settlements_of
 
 __all__ = ["Backtest", "BacktestRun"]
 
@@ -55,20 +50,7 @@ class Backtest:
         if ec.adapter != "paper":
             raise UserError("a backtest trades on the paper simulator: set engine.adapter = "
                             '"paper" (its [engine.paper] section sets the fill model)')  # fmt: skip
-        calendar = load_calendar(config.md_recorder.calendar_file or DEFAULT_CALENDAR)
-        instruments = list(dict.fromkeys(i for a in ec.agents for i in a.instruments))
-        self.specs, self.phases = specs_for(instruments, calendar, ec.products)
-        for directory in reversed(ec.strategy_paths):
-            if str(directory) not in sys.path:
-                sys.path.insert(0, str(directory))
-        self.classes = {a.name: load_strategy(a.strategy, a.name) for a in ec.agents}
-        for i, agent in enumerate(ec.agents):
-            cls = self.classes[agent.name]
-            try:
-                validate_params(cls, agent.params)
-            except ValidationError as exc:
-                where = f"engine.agents[{i}].params (agent {agent.name}, {agent.strategy})"
-                raise UserError(format_validation_error(exc, where, root=cls.Params)) from None
+        self.specs, self.phases, self.classes = prepare(config)
         self.store = TickStore.of(config.suite.shm_dir, config.suite.journal_dir)
         recorded = self.store.days()
         self.days = sorted(recorded if days is None else set(days))

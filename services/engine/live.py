@@ -76,7 +76,7 @@ from services.engine.risk import RiskLimits
 from services.engine.strategy import Strategy, validate_params
 
 __all__ = ["DAY_END_NS", "assemble", "deliver", "end_of_day", "fire_timer", "load_strategy",
-           "read_journal", "run_engine", "settlements_of"]  # fmt: skip
+           "prepare", "read_journal", "run_engine", "settlements_of"]  # fmt: skip
 
 SPIN_NS: Final = 2_000_000  # keep spinning this long after the last input, then nap
 IDLE_SLEEP_S: Final = 0.00005
@@ -89,6 +89,29 @@ GC_YOUNG: Final = 2_000  # young objects the idle loop lets pile up before it co
 
 AdapterFactory = Callable[[Mapping[str, Spec], Mapping[str, bytes]], Adapter]
 """Builds the day's adapter from the instruments' specs and trading-phase tables."""
+
+
+def prepare(config: DeploymentConfig
+            ) -> tuple[dict[str, Spec], dict[str, bytes], dict[str, type[Strategy]]]:  # fmt: skip
+    """What every engine of a deployment is made of: the instruments' specs and session
+    phases, and each agent's strategy class, its parameters checked (a misspelt parameter stops
+    here, in one line)."""
+    ec = config.engine
+    calendar = load_calendar(config.md_recorder.calendar_file or DEFAULT_CALENDAR)
+    instruments = list(dict.fromkeys(i for a in ec.agents for i in a.instruments))
+    specs, phases = specs_for(instruments, calendar, ec.products)
+    for directory in reversed(ec.strategy_paths):
+        if str(directory) not in sys.path:
+            sys.path.insert(0, str(directory))
+    classes = {a.name: load_strategy(a.strategy, a.name) for a in ec.agents}
+    for i, agent in enumerate(ec.agents):
+        cls = classes[agent.name]
+        try:
+            validate_params(cls, agent.params)
+        except ValidationError as exc:
+            where = f"engine.agents[{i}].params (agent {agent.name}, {agent.strategy})"
+            raise UserError(format_validation_error(exc, where, root=cls.Params)) from None
+    return dict(specs), dict(phases), classes
 
 
 def assemble(  # noqa: PLR0917 (what an engine is made of)
@@ -190,20 +213,7 @@ class EngineService(Health, Interrupts):
         self.sleep = sleep
         self.log = get_logger(service="engine")
         ec = config.engine
-        calendar = load_calendar(config.md_recorder.calendar_file or DEFAULT_CALENDAR)
-        instruments = list(dict.fromkeys(i for a in ec.agents for i in a.instruments))
-        self.specs, self.phases = specs_for(instruments, calendar, ec.products)
-        for directory in reversed(ec.strategy_paths):
-            if str(directory) not in sys.path:
-                sys.path.insert(0, str(directory))
-        self.classes = {a.name: load_strategy(a.strategy, a.name) for a in ec.agents}
-        for i, agent in enumerate(ec.agents):  # a misspelt parameter stops here, in one line
-            cls = self.classes[agent.name]
-            try:
-                validate_params(cls, agent.params)
-            except ValidationError as exc:
-                where = f"engine.agents[{i}].params (agent {agent.name}, {agent.strategy})"
-                raise UserError(format_validation_error(exc, where, root=cls.Params)) from None
+        self.specs, self.phases, self.classes = prepare(config)
         self.adapter_factory: AdapterFactory = adapter_factory or (
             lambda specs, phases: PaperBroker(specs, phases, config.engine.paper)
         )

@@ -74,9 +74,12 @@ def test_three_services_trade_survive_a_kill_of_each_and_stop_on_ctrl_c(
         mirror = Mirror()
 
         def positions() -> dict[str, Any]:
-            while True:  # what has come so far
+            # what has come so far, for at most a second: on a slow machine the deltas can come
+            # faster than they are read here, and a drain until quiet then never ends
+            until = time.monotonic() + 1.0
+            while (left := until - time.monotonic()) > 0:
                 try:
-                    mirror.take(json.loads(ws.recv(timeout=0.2)))
+                    mirror.take(json.loads(ws.recv(timeout=min(left, 0.2))))
                 except TimeoutError:
                     break
             topics = mirror.accounts.get("replay", {}).get("topics", {})

@@ -64,6 +64,17 @@ class Suite:
         return [x for x in day if isinstance(x, m.OrderRequested)]
 
 
+def drain(ws: Any, mirror: Mirror) -> None:
+    """What the monitor has sent so far, for at most a second: on a slow machine the deltas can
+    come faster than they are read here, and a drain until quiet then never ends."""
+    until = time.monotonic() + 1.0
+    while (left := until - time.monotonic()) > 0:
+        try:
+            mirror.take(json.loads(ws.recv(timeout=min(left, 0.2))))
+        except TimeoutError:
+            break
+
+
 def test_three_services_trade_survive_a_kill_of_each_and_stop_on_ctrl_c(
     tmp_path: Path, recording: Path
 ) -> None:
@@ -74,14 +85,7 @@ def test_three_services_trade_survive_a_kill_of_each_and_stop_on_ctrl_c(
         mirror = Mirror()
 
         def positions() -> dict[str, Any]:
-            # what has come so far, for at most a second: on a slow machine the deltas can come
-            # faster than they are read here, and a drain until quiet then never ends
-            until = time.monotonic() + 1.0
-            while (left := until - time.monotonic()) > 0:
-                try:
-                    mirror.take(json.loads(ws.recv(timeout=min(left, 0.2))))
-                except TimeoutError:
-                    break
+            drain(ws, mirror)
             topics = mirror.accounts.get("replay", {}).get("topics", {})
             return topics.get("positions", {})  # type: ignore[no-any-return]
 

@@ -5,109 +5,222 @@ tick that passes it (``live.fire_timer``), the day ends at its ticks' time (``li
 and rolls to the next with the live roll's settlements. So a backtest writes, frame for frame,
 the engine journal ``hft engine`` writes for the same finished recording.
 
-Built so far: the run and its engine journal, per day. Results as DataFrames, statistics,
-reports, sweeps and the speed work are issue 16's next steps.
+The results (``services.engine.results``) are read from that journal as it is written, plus
+what a journal does not hold: each agent's equity sampled every ``sample_s`` seconds of market
+time with the prices, and each day's close marked to its settlement prices.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+import sys
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import structlog
+from pydantic import ValidationError
+from tqdm.auto import tqdm
 
 from contracts import messages as m
-from contracts.config import DeploymentConfig, load_config
+from contracts.config import AgentConfig, DeploymentConfig, format_validation_error, load_config
 from contracts.errors import UserError
 from contracts.ticks import TickStore
+from libshm import JournalWriter
 from services.engine.adapters.paper.broker import PaperBroker
 from services.engine.core import Engine
 from services.engine.live import assemble, end_of_day, fire_timer, prepare, settlements_of
+from services.engine.results import BacktestResult, Collector
+from services.engine.strategy import Strategy
 
-__all__ = ["Backtest", "BacktestRun"]
+__all__ = ["Backtest", "BacktestResult"]
 
-
-@dataclass
-class BacktestRun:
-    """What a backtest wrote: each trading day's engine journal (encoded messages, in order)."""
-
-    journals: dict[int, list[bytes]] = field(default_factory=dict)
-
-    def messages(self, day: int) -> list[m.EngineMessage]:
-        return [m.decode(frame) for frame in self.journals[day]]
+DEFAULT_CAPITAL = 1_000_000.0
 
 
 class Backtest:
-    """A deployment's agents over its recorded days (``suite.journal_dir/recordings`` and the
-    rings of ``suite.shm_dir``), with its products, risk limits and paper simulator."""
+    """A deployment's agents (and those added with :meth:`add_strategy`) over its recorded days
+    (``suite.journal_dir/recordings`` and the rings of ``suite.shm_dir``), with its products,
+    risk limits and paper simulator.
 
-    def __init__(self, config: DeploymentConfig, *, days: Iterable[int] | None = None,
-                 log: Any = None) -> None:  # fmt: skip
-        self.config = config
+    ``days`` (or ``start``/``end``, trading days as ``YYYYMMDD``, both included) choose the
+    recorded days; ``journal`` keeps the engine journal of each day in ``journal/YYYYMMDD``
+    (``hft journal cat``); ``sample_s`` is the equity curve's step in market time;
+    ``keep_agents=False`` drops the deployment's own agents."""
+
+    def __init__(
+        self, config: DeploymentConfig, *, days: Iterable[int] | None = None,
+        start: int | None = None, end: int | None = None, journal: str | Path | None = None,
+        sample_s: float = 60.0, keep_agents: bool = True, log: Any = None,
+    ) -> None:  # fmt: skip
         ec = config.engine
         if ec.adapter != "paper":
             raise UserError("a backtest trades on the paper simulator: set engine.adapter = "
                             '"paper" (its [engine.paper] section sets the fill model)')  # fmt: skip
-        self.specs, self.phases, self.classes = prepare(config)
+        self.instruments = list(dict.fromkeys(i for a in ec.agents for i in a.instruments))
+        """The deployment's instruments: an added strategy's if it names none."""
+        if not keep_agents:
+            config = config.model_copy(update={"engine": ec.model_copy(update={"agents": []})})
+        self.config = config
+        self.given: dict[str, type[Strategy]] = {}
         self.store = TickStore.of(config.suite.shm_dir, config.suite.journal_dir)
         recorded = self.store.days()
-        self.days = sorted(recorded if days is None else set(days))
+        chosen = set(recorded if days is None else days)
+        chosen = {d for d in chosen if (start is None or d >= start) and (end is None or d <= end)}
+        self.days = sorted(chosen)
         missing = sorted(set(self.days) - set(recorded))
-        if missing:
-            raise UserError(f"no recording of {', '.join(map(str, missing))} in "
-                            f"{self.store.recordings}; recorded: "
+        if missing or not self.days:
+            raise UserError(f"no recording of {', '.join(map(str, missing)) or 'the days asked'} "
+                            f"in {self.store.recordings}; recorded: "
                             f"{', '.join(map(str, recorded)) or 'none'}")  # fmt: skip
+        if not sample_s > 0:
+            raise UserError(f"sample_s must be above 0 seconds (got {sample_s})")
+        self.sample_ns = int(sample_s * 1e9)
+        self.journal = Path(journal) if journal is not None else None
         self.log = log or structlog.get_logger("backtest")
 
     @classmethod
     def from_config(cls, path: str | Path, **kwargs: Any) -> Backtest:
+        """The deployment file's agents, products, risk limits and recordings."""
         return cls(load_config(path), **kwargs)
 
-    def run(self, progress: Callable[[int, int], object] | None = None) -> BacktestRun:
-        """Every day in order; ``progress(day, ticks)`` after each day."""
-        result = BacktestRun()
+    def add_strategy(
+        self, strategy: type[Strategy], *, name: str | None = None,
+        instruments: Iterable[str] | None = None, capital: float = DEFAULT_CAPITAL,
+        risk: Mapping[str, Any] | None = None, **params: Any,
+    ) -> str:  # fmt: skip
+        """Run ``strategy`` as one more agent with ``params``; returns its name (the class's
+        name, numbered if taken). ``instruments``: those of the deployment's agents (kept or
+        not) if not given; ``risk``: this agent's own limits (``engine.agents.risk``)."""
+        if not (isinstance(strategy, type) and issubclass(strategy, Strategy)):
+            raise UserError(f"add_strategy: {strategy!r} is not a Strategy subclass "
+                            "(services.engine.Strategy)")  # fmt: skip
+        ec = self.config.engine
+        taken = {a.name for a in ec.agents}
+        if name is None:
+            name, n = strategy.__name__, 1
+            while name in taken:
+                n += 1
+                name = f"{strategy.__name__}-{n}"
+        elif name in taken:
+            raise UserError(f"add_strategy: an agent named {name!r} exists; choose another name")
+        chosen = list(instruments or self.instruments)
+        if not chosen:
+            raise UserError(f"add_strategy({strategy.__name__}): say which instruments it "
+                            "trades (instruments=[...]); the deployment has no agent to take "
+                            "them from")  # fmt: skip
+        fields = {"name": name, "strategy": f"{strategy.__module__}:{strategy.__name__}",
+                  "instruments": chosen, "capital": capital, "params": params,
+                  "risk": dict(risk or {})}  # fmt: skip
+        where = f"add_strategy({strategy.__name__})"
+        try:
+            agent = AgentConfig.model_validate(fields)
+        except ValidationError as exc:
+            raise UserError(format_validation_error(exc, where, root=AgentConfig)) from None
+        engine = ec.model_copy(update={"agents": [*ec.agents, agent]})
+        self.config = self.config.model_copy(update={"engine": engine})
+        self.given[name] = strategy
+        return name
+
+    def run(self, progress: bool | None = None) -> BacktestResult:
+        """Every day in order; a progress bar (tqdm) on a terminal or in Jupyter unless
+        ``progress`` is False (None: when standard error is a terminal or in a notebook)."""
+        if not self.config.engine.agents:
+            raise UserError("the backtest has no agent: add one with add_strategy(...) or in "
+                            "the deployment's [[engine.agents]]")  # fmt: skip
+        specs, phases, classes = prepare(self.config, self.given)
+        if self.journal is not None:
+            taken = [d for d in self.days if (self.journal / str(d)).exists()]
+            if taken:
+                raise UserError(f"{self.journal}: already holds the engine journal of "
+                                f"{', '.join(map(str, taken))}; choose a new directory or "
+                                "remove it")  # fmt: skip
+        collector = Collector(specs)
+        capital = {a.name: a.capital for a in self.config.engine.agents}
+        result = BacktestResult(self.days, capital, {i: s.multiplier for i, s in specs.items()},
+                                collector, self.journal)  # fmt: skip
+        bar = _progress_bar(progress)
         holdings: list[m.Holding] = []
         cash: dict[str, float] = {}
-        step = self.config.engine.timer_ms * 1_000_000
-        for i, day in enumerate(self.days):
-            frames = result.journals.setdefault(day, [])
-
-            def journal(data: bytes, _time: int, out: list[bytes] = frames) -> None:
-                out.append(bytes(data))
-
-            engine = assemble(self.config, self.specs, self.phases, self.classes,
-                              PaperBroker(self.specs, self.phases, self.config.engine.paper),
-                              journal, self.log)  # fmt: skip
-            last = self._day(engine, day, holdings, cash, step)
-            if i + 1 < len(self.days):
-                engine.roll_day(engine.now, self.days[i + 1], settlements_of(engine))
-                holdings, cash = engine.holdings()
-            engine.stop()
-            if progress is not None:
-                progress(day, last)
+        try:
+            for i, day in enumerate(self.days):
+                writer = None
+                journal = collector.frame
+                if self.journal is not None:
+                    size = self.config.engine.segment_mb << 20
+                    writer = JournalWriter(self.journal / str(day), layout=m.ENGINE_LAYOUT,
+                                           segment_size=size)  # fmt: skip
+                    journal = _tee(collector.frame, writer.append)
+                try:
+                    engine = assemble(self.config, specs, phases, classes,
+                                      PaperBroker(specs, phases, self.config.engine.paper),
+                                      journal, self.log)  # fmt: skip
+                    self._day(engine, day, holdings, cash, result, bar)
+                    settlements = settlements_of(engine)
+                    result.close(day, engine, settlements)
+                    if i + 1 < len(self.days):
+                        engine.roll_day(engine.now, self.days[i + 1], settlements)
+                        holdings, cash = engine.holdings()
+                    engine.stop()
+                finally:
+                    if writer is not None:
+                        writer.close()
+        finally:
+            if bar is not None:
+                bar.close()
         return result
 
-    def _day(self, engine: Engine, day: int, holdings: list[m.Holding], cash: dict[str, float],
-             step: int) -> int:  # fmt: skip
-        """One day as the live loop runs a backlog; returns the ticks handled."""
+    def _day(  # noqa: PLR0917
+        self, engine: Engine, day: int, holdings: list[m.Holding], cash: dict[str, float],
+        result: BacktestResult, bar: Any,
+    ) -> None:  # fmt: skip
+        """One day as the live loop runs a backlog."""
         reader = self.store.open(day)
+        step = self.config.engine.timer_ms * 1_000_000
+        every = self.sample_ns
         try:
             start = reader.peek_time()
             if start is None:
                 raise UserError(f"{self.store.where(day)}: the recording holds no tick")
             engine.open_day(day, start, reader.next_seq, holdings, cash)
+            if bar is not None:
+                bar.set_description(f"backtest {day}")
             due = (engine.now // step + 1) * step  # the timer's grid, as live
+            sample = (engine.now // every + 1) * every
             last = engine.now
+            shown = engine.ticks
             read, on_tick = reader.next_tick, engine.on_tick
             while (item := read()) is not None:
                 tick_time = item[1].local_time_ns
                 if tick_time > due:
                     due = fire_timer(engine, due, step, tick_time - 1)
+                    if bar is not None:
+                        bar.update(engine.ticks - shown)
+                        shown = engine.ticks
                 on_tick(item[1], item[0])
+                if tick_time >= sample:
+                    result.sample(engine, tick_time)
+                    sample = (tick_time // every + 1) * every
                 last = tick_time
             end_of_day(engine, last, due, step)
-            return engine.ticks
+            result.sample(engine, engine.now)
+            if bar is not None:
+                bar.update(engine.ticks - shown)
         finally:
             reader.close()
+
+
+def _tee(*sinks: Any) -> Any:
+    def journal(data: bytes, time_ns: int) -> None:
+        for sink in sinks:
+            sink(data, time_ns)
+
+    return journal
+
+
+def _progress_bar(progress: bool | None) -> Any:
+    """tqdm's bar (its notebook form in Jupyter), counting ticks; None for no bar."""
+    if progress is None:
+        progress = sys.stderr.isatty() or "ipykernel" in sys.modules
+    if not progress:
+        return None
+    return tqdm(unit=" ticks", unit_scale=True, total=None, smoothing=0.1, mininterval=0.5)

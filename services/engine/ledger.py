@@ -103,14 +103,16 @@ class Line:
     def short_average(self) -> float:
         return self.short_open_cost / self.position.short if self.position.short else 0.0
 
-    def unrealised(self) -> float:
-        """Mark-to-market PnL of the open position against its cost basis."""
+    def unrealised(self, price: float | None = None) -> float:
+        """Mark-to-market PnL of the open position against its cost basis, at the mark (or at
+        ``price``)."""
         p = self.position
-        if (p.long == 0 and p.short == 0) or math.isnan(self.mark):
+        mark = self.mark if price is None else price
+        if (p.long == 0 and p.short == 0) or math.isnan(mark):
             return 0.0
         m = self.spec.multiplier
-        value_long = p.long * self.mark - self.long_today_cost - self.long_yesterday_cost
-        value_short = self.short_today_cost + self.short_yesterday_cost - p.short * self.mark
+        value_long = p.long * mark - self.long_today_cost - self.long_yesterday_cost
+        value_short = self.short_today_cost + self.short_yesterday_cost - p.short * mark
         return (value_long + value_short) * m
 
     def margin(self) -> float:
@@ -155,6 +157,15 @@ class Account:
 
     def available(self) -> float:
         return self.equity() - self.margin()
+
+    def closing_equity(self, settlements: dict[str, float]) -> float:
+        """The cash the roll would leave at these settlement prices (a line with none: its
+        mark), without rolling: the day's close of the last day of a backtest."""
+        total = self.cash
+        for instrument, line in self.lines.items():
+            price = settlements.get(instrument, line.mark)
+            total += line.realised + line.unrealised(price) - line.fees
+        return total
 
 
 class Ledger:

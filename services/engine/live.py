@@ -91,11 +91,12 @@ AdapterFactory = Callable[[Mapping[str, Spec], Mapping[str, bytes]], Adapter]
 """Builds the day's adapter from the instruments' specs and trading-phase tables."""
 
 
-def prepare(config: DeploymentConfig
+def prepare(config: DeploymentConfig, given: Mapping[str, type[Strategy]] | None = None
             ) -> tuple[dict[str, Spec], dict[str, bytes], dict[str, type[Strategy]]]:  # fmt: skip
     """What every engine of a deployment is made of: the instruments' specs and session
     phases, and each agent's strategy class, its parameters checked (a misspelt parameter stops
-    here, in one line)."""
+    here, in one line). ``given``: classes by agent name that are not imported by their
+    ``strategy`` path (a backtest's ``add_strategy`` with a class defined in a notebook)."""
     ec = config.engine
     calendar = load_calendar(config.md_recorder.calendar_file or DEFAULT_CALENDAR)
     instruments = list(dict.fromkeys(i for a in ec.agents for i in a.instruments))
@@ -103,7 +104,8 @@ def prepare(config: DeploymentConfig
     for directory in reversed(ec.strategy_paths):
         if str(directory) not in sys.path:
             sys.path.insert(0, str(directory))
-    classes = {a.name: load_strategy(a.strategy, a.name) for a in ec.agents}
+    given = given or {}
+    classes = {a.name: given.get(a.name) or load_strategy(a.strategy, a.name) for a in ec.agents}
     for i, agent in enumerate(ec.agents):
         cls = classes[agent.name]
         try:

@@ -17,6 +17,7 @@ from websockets.http11 import Response
 from contracts.metrics import labelled
 from contracts.monitor import ServiceHealth
 from contracts.status import EngineStatus, RecorderStatus
+from contracts.vendor import FILES, VENDOR_DIR
 
 __all__ = ["CSP", "STATIC_DIR", "health_metrics", "load_static", "metrics_response", "page"]
 
@@ -37,6 +38,9 @@ def load_static(directory: Path = STATIC_DIR) -> dict[str, tuple[bytes, str]]:
         if path.is_file():
             kind = f"{_TYPES.get(path.suffix, 'text/plain')}; charset=utf-8"
             files["/" + path.relative_to(directory).as_posix()] = (path.read_bytes(), kind)
+    for name in FILES:  # the vendored chart library, shared with the backtest's report
+        kind = f"{_TYPES[Path(name).suffix]}; charset=utf-8"
+        files[f"/vendor/{name}"] = ((VENDOR_DIR / name).read_bytes(), kind)
     files["/"] = files["/index.html"]
     return files
 

@@ -21,8 +21,6 @@ from libshm import JournalError
 
 __all__ = ["main"]
 
-EXIT_NOT_BUILT = 2
-
 
 @dataclass(frozen=True)
 class Command:
@@ -30,9 +28,7 @@ class Command:
     summary: str
     example: str
     add_arguments: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[argparse.Namespace], int] | None
-    """None: the subcommand is planned but not built yet; it says so and exits 2."""
-    planned_in: str = ""
+    run: Callable[[argparse.Namespace], int]
 
 
 def _config_argument(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -181,8 +177,16 @@ def _add_service(parser: argparse.ArgumentParser) -> None:
     _config_argument(parser)
 
 
-def _add_path(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("args", nargs=argparse.REMAINDER, help="arguments (not built yet)")
+def _add_backtest(parser: argparse.ArgumentParser) -> None:
+    from services.engine.backtest_cli import add_arguments
+
+    add_arguments(parser)
+
+
+def _run_backtest(args: argparse.Namespace) -> int:
+    from services.engine.backtest_cli import run
+
+    return run(args)
 
 
 COMMANDS: tuple[Command, ...] = (
@@ -244,11 +248,11 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command(
         "backtest",
-        "run a strategy over a recorded journal in-process, as fast as the machine allows",
-        "hft backtest --config configs/paper.toml --recording var/recordings/20210104",
-        _add_path,
-        None,
-        "backtest and research",
+        "run the agents over recorded days in-process on the live engine's code: statistics, "
+        "report, frames",
+        "hft backtest --config configs/replay.toml --report var/report.html",
+        _add_backtest,
+        _run_backtest,
     ),
     Command(
         "systemd",
@@ -274,18 +278,6 @@ COMMANDS: tuple[Command, ...] = (
 )
 
 
-def _not_built(spec: Command, args: argparse.Namespace) -> int:
-    # The deployment file is still validated, exactly as the finished service will do it.
-    if getattr(args, "config", None):
-        load_config(args.config)
-    print(
-        f"hft {spec.name}: not built yet (it comes with the {spec.planned_in} work); "
-        "nothing was started",
-        file=sys.stderr,
-    )
-    return EXIT_NOT_BUILT
-
-
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hft",
@@ -304,11 +296,10 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     for command in COMMANDS:
-        status = "" if command.run is not None else " [not built yet]"
         child = sub.add_parser(
             command.name,
-            help=command.summary + status,
-            description=command.summary[0].upper() + command.summary[1:] + "." + status,
+            help=command.summary,
+            description=command.summary[0].upper() + command.summary[1:] + ".",
             epilog=f"example:\n  {command.example}",
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
@@ -333,8 +324,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     configure(service=spec.name, level=args.log_level)
     try:
-        if spec.run is None:
-            return _not_built(spec, args)
         code = spec.run(args)
         sys.stdout.flush()  # here, not at exit: a closed pipe is answered below
         return code

@@ -1,9 +1,15 @@
 """engine: strategy agents, risk gate, adapters, position ledger and event journal.
 
 The public path for strategy authors: ``from services.engine import Strategy`` (and the views
-it hands out); nothing else of the engine is theirs to import. The engine's errors are one
-hierarchy under ``EngineError``.
+it hands out), and for research ``from services.engine import Backtest`` (loaded when first
+named, so a strategy's import does not load the backtest's pandas or the live shell's ZMQ);
+nothing else of the engine is theirs to import. The engine's errors are one hierarchy under
+``EngineError``.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from services.engine.errors import EngineError, InvalidTransition, Overfill, RecoveryDiverged
 from services.engine.strategy import (
@@ -16,7 +22,19 @@ from services.engine.strategy import (
     TradeView,
 )
 
+if TYPE_CHECKING:
+    from services.engine.backtest import Backtest, BacktestResult
+
 __all__ = [
-    "AccountView", "EngineError", "InvalidTransition", "OrderView", "Overfill", "PositionView",
+    "AccountView", "Backtest", "BacktestResult", "EngineError", "InvalidTransition", "OrderView",
+    "Overfill", "PositionView",
     "RecoveryDiverged", "Strategy", "StrategyContext", "StrategyParams", "TradeView",
 ]  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("Backtest", "BacktestResult"):
+        from services.engine import backtest  # noqa: PLC0415 (on first use)
+
+        return getattr(backtest, name)
+    raise AttributeError(f"module 'services.engine' has no attribute {name!r}")

@@ -25,7 +25,7 @@ from contracts import messages as m
 from contracts.config import AgentConfig, DeploymentConfig, format_validation_error, load_config
 from contracts.errors import UserError
 from contracts.ticks import TickStore
-from libshm import JournalWriter
+from libshm import JournalWriter, is_journal
 from services.engine.adapters.paper.broker import PaperBroker
 from services.engine.core import Engine
 from services.engine.live import assemble, end_of_day, fire_timer, prepare, settlements_of
@@ -42,14 +42,17 @@ class Backtest:
     (``suite.journal_dir/recordings`` and the rings of ``suite.shm_dir``), with its products,
     risk limits and paper simulator.
 
-    ``days`` (or ``start``/``end``, trading days as ``YYYYMMDD``, both included) choose the
-    recorded days; ``journal`` keeps the engine journal of each day in ``journal/YYYYMMDD``
-    (``hft journal cat``); ``sample_s`` is the equity curve's step in market time;
-    ``keep_agents=False`` drops the deployment's own agents."""
+    ``recordings`` is a directory of recorded days (``YYYYMMDD`` journals, as md_recorder and
+    ``hft import`` write them) or one such journal; by default the deployment's own
+    (``tick_source``). ``days`` (or ``start``/``end``, trading days as ``YYYYMMDD``, both
+    included) choose among them; ``journal`` keeps the engine journal of each day in
+    ``journal/YYYYMMDD`` (``hft journal cat``); ``sample_s`` is the equity curve's step in
+    market time; ``keep_agents=False`` drops the deployment's own agents."""
 
     def __init__(
         self, config: DeploymentConfig, *, days: Iterable[int] | None = None,
-        start: int | None = None, end: int | None = None, journal: str | Path | None = None,
+        start: int | None = None, end: int | None = None, recordings: str | Path | None = None,
+        journal: str | Path | None = None,
         sample_s: float = 60.0, keep_agents: bool = True, log: Any = None,
     ) -> None:  # fmt: skip
         ec = config.engine
@@ -62,8 +65,8 @@ class Backtest:
             config = config.model_copy(update={"engine": ec.model_copy(update={"agents": []})})
         self.config = config
         self.given: dict[str, type[Strategy]] = {}
-        self.store = TickStore.of(config.suite.shm_dir, config.suite.journal_dir)
-        recorded = self.store.days()
+        self.store, only = tick_source(config, recordings)
+        recorded = [d for d in self.store.days() if only is None or d == only]
         chosen = set(recorded if days is None else days)
         chosen = {d for d in chosen if (start is None or d >= start) and (end is None or d <= end)}
         self.days = sorted(chosen)
@@ -207,6 +210,32 @@ class Backtest:
                 bar.update(engine.ticks - shown)
         finally:
             reader.close()
+
+
+def tick_source(config: DeploymentConfig, recordings: str | Path | None = None
+                ) -> tuple[TickStore, int | None]:  # fmt: skip
+    """Where a backtest reads its ticks, and the one day to read if only one: ``recordings``
+    (a directory of day journals, or one of them); else the deployment's recordings and rings
+    if they hold a day; else, for a replay deployment, what it replays (its recording, or
+    every day of its directory of recordings)."""
+    if recordings is None:
+        store = TickStore.of(config.suite.shm_dir, config.suite.journal_dir)
+        replay = config.md_recorder.replay
+        if store.days() or config.md_recorder.source != "replay" or replay is None:
+            return store, None
+        recordings = replay.recording
+    path = Path(recordings)
+    no_rings = path / ".no-rings"  # a backtest of files reads no live ring
+    if is_journal(path):
+        if not (path.name.isdigit() and len(path.name) == 8):
+            raise UserError(f"{path}: a recorded day's journal is named after its trading "
+                            "day (YYYYMMDD); rename it, or give the directory that holds "
+                            "it")  # fmt: skip
+        return TickStore(no_rings, path.parent), int(path.name)
+    if not path.is_dir():
+        raise UserError(f"{path}: no such recordings directory (a directory of YYYYMMDD "
+                        "journals, as md_recorder and hft import write them)")  # fmt: skip
+    return TickStore(no_rings, path), None
 
 
 def _tee(*sinks: Any) -> Any:

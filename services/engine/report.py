@@ -14,6 +14,7 @@ from typing import Any, Final, Protocol
 import numpy as np
 import pandas as pd
 
+from contracts.errors import UserError
 from contracts.vendor import read
 
 __all__ = ["MAX_TRADES_DRAWN", "Report", "Reported"]
@@ -199,8 +200,12 @@ class Report:
 """
 
     def write(self, path: Path) -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.html(), encoding="utf-8")
+        text = self.html()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise UserError(f"{path}: cannot write the report ({exc.strerror})") from None
         return path
 
     def _repr_html_(self) -> str:

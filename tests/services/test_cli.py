@@ -44,21 +44,6 @@ def test_every_subcommand_explains_itself_with_an_example(name: str) -> None:
     assert "--log-level" in done.stdout
 
 
-@pytest.mark.parametrize("name", [c.name for c in COMMANDS if c.run is None])
-def test_unbuilt_subcommand_says_so_and_exits_2(name: str) -> None:
-    args = (
-        [name, "--config", str(CONFIGS / "paper.toml")]
-        if name in ("md-recorder", "engine", "monitor", "up")
-        else [name]
-    )
-    done = run_hft(*args)
-    assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [
-        next(line for line in done.stderr.splitlines() if "not built yet" in line)
-    ]
-    assert done.stdout == ""
-
-
 def test_no_subcommand_prints_help_and_exits_2() -> None:
     done = run_hft()
     assert done.returncode == 2

@@ -147,16 +147,15 @@ class Backtest:
         try:
             for i, day in enumerate(self.days):
                 writer = None
-                journal = collector.frame
                 if self.journal is not None:
                     size = self.config.engine.segment_mb << 20
                     writer = JournalWriter(self.journal / str(day), layout=m.ENGINE_LAYOUT,
                                            segment_size=size)  # fmt: skip
-                    journal = _tee(collector.frame, writer.append)
                 try:
                     engine = assemble(self.config, specs, phases, classes,
                                       PaperBroker(specs, phases, self.config.engine.paper),
-                                      journal, self.log)  # fmt: skip
+                                      writer.append if writer is not None else None, self.log,
+                                      collector.message)  # fmt: skip
                     self._day(engine, day, holdings, cash, result, bar)
                     settlements = settlements_of(engine)
                     result.close(day, engine, settlements)
@@ -236,14 +235,6 @@ def tick_source(config: DeploymentConfig, recordings: str | Path | None = None
         raise UserError(f"{path}: no such recordings directory (a directory of YYYYMMDD "
                         "journals, as md_recorder and hft import write them)")  # fmt: skip
     return TickStore(no_rings, path), None
-
-
-def _tee(*sinks: Any) -> Any:
-    def journal(data: bytes, time_ns: int) -> None:
-        for sink in sinks:
-            sink(data, time_ns)
-
-    return journal
 
 
 def _progress_bar(progress: bool | None) -> Any:

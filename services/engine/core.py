@@ -105,9 +105,11 @@ class Engine(AgentRunner, Commands, Recovery):
         log: Any = None,
         callback_budget_ns: int = 10_000_000,
         clock: Callable[[], int] = time.monotonic_ns,
+        observer: Callable[[m.EngineMessage], object] | None = None,
     ) -> None:
         """``clock``: what times an agent's callbacks against ``callback_budget_ns`` (wall time,
-        never journaled: the engine's own time is the ticks')."""
+        never journaled: the engine's own time is the ticks'). ``observer``: called with each
+        message journaled, after the journal (a backtest's results)."""
         self.specs = dict(specs)
         self.phases = dict(phases or {})
         self.adapter = adapter
@@ -122,6 +124,8 @@ class Engine(AgentRunner, Commands, Recovery):
         self.latest: dict[str, Tick] = {}
         self.trading_day = 0
         self.now = 0
+        self.wants_timer = False
+        """Whether an agent has ``on_timer``: the timer is not fired (nor journaled) if none."""
         self.ticks = 0  # sequence number of the next tick to dispatch
         self.sent = 0  # orders handed to the adapter by this process
         # submits and cancels for an adapter that is not deterministic, for the shell to hand
@@ -130,6 +134,7 @@ class Engine(AgentRunner, Commands, Recovery):
         self._direct = adapter.deterministic
         self._dry = False  # warm(): the order path runs up to the journal and stops there
         self._journal = journal
+        self._observer = observer
         self._expect: deque[m.EngineMessage] = deque()
         self.recent_commands: deque[dict[str, object]] = deque(maxlen=RECENT_COMMANDS)
         self._last_refusal = ""  # code and text of the gate's last refusal (for flatten)
@@ -182,6 +187,9 @@ class Engine(AgentRunner, Commands, Recovery):
             raise ValueError(f"agent {name}: no product facts for {', '.join(unknown)}")
         if isinstance(factory, type) and issubclass(factory, Strategy):
             params = validate_params(factory, params or {})
+            self.wants_timer |= factory.on_timer is not Strategy.on_timer
+        else:  # a factory: its strategy's class is known only once it is made
+            self.wants_timer = True
         handle = AgentHandle(self, name, instruments, capital, limits, dict(params or {}), factory,
                              self.log.bind(agent=name))  # fmt: skip
         self.agents[name] = handle
@@ -466,6 +474,8 @@ class Engine(AgentRunner, Commands, Recovery):
         else:
             if self._journal is not None:
                 self._journal(_encode(msg), msg.time_ns)
+            if self._observer is not None:
+                self._observer(msg)
             if type(msg) in _REPORTED:
                 self.activity.append(msg)
             fresh = True

@@ -119,14 +119,15 @@ def prepare(config: DeploymentConfig, given: Mapping[str, type[Strategy]] | None
 def assemble(  # noqa: PLR0917 (what an engine is made of)
     config: DeploymentConfig, specs: Mapping[str, Spec], phases: Mapping[str, bytes],
     classes: Mapping[str, type[Strategy]], adapter: Adapter,
-    journal: Callable[[bytes, int], object], log: Any,
+    journal: Callable[[bytes, int], object] | None, log: Any,
+    observer: Callable[[m.EngineMessage], object] | None = None,
 ) -> Engine:  # fmt: skip
     """The engine of a deployment with its agents, as the live service and a backtest make it
     for each trading day."""
     ec = config.engine
     engine = Engine(specs=specs, gate_config=ec.risk, adapter=adapter, journal=journal,
-                    phases=phases, log=log,
-                    callback_budget_ns=int(ec.callback_budget_ms * 1e6))  # fmt: skip
+                    phases=phases, log=log, callback_budget_ns=int(ec.callback_budget_ms * 1e6),
+                    observer=observer)  # fmt: skip
     for agent in ec.agents:
         limits = RiskLimits.from_config(ec.risk, agent.risk.model_dump())
         engine.add_agent(agent.name, classes[agent.name], agent.instruments, agent.capital,
@@ -138,9 +139,11 @@ def fire_timer(engine: Engine, due_ns: int, step_ns: int, until_ns: int) -> int:
     """The timer's call for the last due time at or before ``until_ns`` (engine time); returns
     the next due time. Due times lie on a grid of ``engine.timer_ms`` from the epoch, so a
     restarted engine keeps the same ones; periods that passed with no chance to call (a backlog,
-    a break) are one call, at the last of them."""
+    a break) are one call, at the last of them. With no agent that has ``on_timer`` nothing is
+    called or journaled (what the simulator has due happens at the next tick, at its time)."""
     due = due_ns + (until_ns - due_ns) // step_ns * step_ns
-    engine.on_timer(max(due, engine.now))
+    if engine.wants_timer:  # no agent has on_timer: nothing to call, nothing to journal
+        engine.on_timer(max(due, engine.now))
     return due + step_ns
 
 

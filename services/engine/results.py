@@ -40,8 +40,8 @@ TRADE_COLUMNS: Final = ("day", "time_ns", "order_id", "trade_id", "price", "volu
 
 
 class Collector:
-    """Rows of the results from the engine journal's frames, in the order they are written
-    (the journal callback's signature: the encoded message and its time)."""
+    """Rows of the results from the engine journal's messages, in the order they are written
+    (the engine's ``observer``)."""
 
     def __init__(self, specs: Mapping[str, Spec]) -> None:
         self.specs = dict(specs)
@@ -53,8 +53,7 @@ class Collector:
         self.cancel_requests = 0
         self.cancel_refusals: Counter[str] = Counter()
 
-    def frame(self, data: bytes, _time_ns: int) -> None:
-        msg = m.decode(data)
+    def message(self, msg: m.EngineMessage) -> None:
         kind = type(msg)
         if kind is m.OrderRequested:
             o: m.OrderRequested = msg  # type: ignore[assignment]

@@ -456,6 +456,7 @@ def test_with_the_feed_silent_the_timer_follows_the_engine_clock(
 
         def engine_that_records_timers(journal_writer: JournalWriter) -> Any:
             engine = new_engine(journal_writer)
+            engine.wants_timer = True  # its agents have no on_timer: fire it all the same
             on_timer = engine.on_timer
 
             def timed(now_ns: int) -> None:

@@ -102,6 +102,7 @@ def test_the_frames_agree_with_the_engine_journal_kept(run: tuple[Any, Path]) ->
     every = [x for day in DAYS for x in journal[day]]
     sent = {x.order_id: x for x in every if isinstance(x, m.OrderRequested)}
     fills = [x for x in every if isinstance(x, m.Trade)]
+    assert not any(isinstance(x, m.TimerFired) for x in every)  # no agent has on_timer
 
     trades = result.trades
     assert len(trades) == len(fills) > 50
@@ -172,9 +173,10 @@ def test_a_strategy_class_from_a_notebook_is_added_with_its_parameters(
     config = load_config(deployment(tmp_path, recordings))
 
     class Patient(Follower):  # defined here, not importable by a module path
-        pass
+        def on_timer(self, now_ns: int) -> None:
+            self.timed = getattr(self, "timed", 0) + 1
 
-    bt = Backtest(config, days=[DAYS[0]], keep_agents=False)
+    bt = Backtest(config, days=[DAYS[0]], keep_agents=False, journal=tmp_path / "kept")
     with pytest.raises(UserError, match="no agent"):
         bt.run(progress=False)
     assert bt.add_strategy(Patient, fast=10, slow=60) == "Patient"
@@ -183,6 +185,9 @@ def test_a_strategy_class_from_a_notebook_is_added_with_its_parameters(
     assert result.capital == {"Patient": 1_000_000.0, "Patient-2": 500_000.0}
     assert set(result.trades["agent"]) == {"Patient", "Patient-2"}
     assert result.trades["instrument"].eq("IF2101").all()  # the deployment's instruments
+    timers = [x.time_ns for f in frames(tmp_path / "kept" / str(DAYS[0]))
+              if isinstance(x := m.decode(f), m.TimerFired)]  # fmt: skip
+    assert len(timers) > 200 and all(t % 60_000_000_000 == 0 for t in timers)  # timer_ms 60000
 
     misspelt = Backtest(config, days=[DAYS[0]], keep_agents=False)
     misspelt.add_strategy(Patient, fsat=10)

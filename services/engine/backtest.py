@@ -149,8 +149,10 @@ class Backtest:
                 writer = None
                 if self.journal is not None:
                     size = self.config.engine.segment_mb << 20
+                    # no segment prepared ahead: most days of most backtests fill a fraction
+                    # of one, and the spare's 16 MB would be faulted in for nothing each day
                     writer = JournalWriter(self.journal / str(day), layout=m.ENGINE_LAYOUT,
-                                           segment_size=size)  # fmt: skip
+                                           segment_size=size, prepare_ahead=False)  # fmt: skip
                 try:
                     engine = assemble(self.config, specs, phases, classes,
                                       PaperBroker(specs, phases, self.config.engine.paper),

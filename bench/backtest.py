@@ -72,6 +72,7 @@ cancel_limit = 100000000
 max_cancel_ratio = 1e9
 price_band = 1.0
 duplicate_window_ms = 0
+self_trade = false
 
 [engine.products.IF]
 margin_rate = 0.12
@@ -147,24 +148,35 @@ def _backtest(case: str, recordings: Path, work: Path) -> int:
             pass
 
     class BestQuoter(Strategy):
-        """One lot at the best bid and one at the best ask, re-quoted when either moves."""
+        """One lot at the best bid and one at the best ask; when either moves, the order there
+        is cancelled and a new one sent at once."""
+
+        def on_start(self) -> None:
+            self.quotes: dict[str, tuple[str, float]] = {}  # side -> (order id, price)
 
         def on_tick(self, tick: Tick) -> None:
             bid, ask = tick.bid_price1, tick.ask_price1
             if math.isnan(bid) or math.isnan(ask):
                 return
-            working = {o.direction: o for o in self.open_orders(tick.instrument)}
+            quotes = self.quotes
             for direction, price in (("buy", bid), ("sell", ask)):
-                order = working.get(direction)
-                if order is None:
-                    self.send_order(tick.instrument, direction, price, 1)  # type: ignore[arg-type]
-                elif order.price != price and order.state != "pending_cancel":
-                    self.cancel(order.order_id)
+                quote = quotes.get(direction)
+                if quote is not None:
+                    if quote[1] == price:
+                        continue
+                    self.cancel(quote[0])
+                sent = self.send_order(tick.instrument, direction, price, 1)  # type: ignore[arg-type]
+                if sent:
+                    quotes[direction] = (sent[0], price)
+                else:
+                    quotes.pop(direction, None)
 
     configure("bench", "error")
     (work / "deploy.toml").write_text(CONFIG.format(recordings=recordings), encoding="utf-8")
     bt = Backtest(load_config(work / "deploy.toml"), journal=work / "engine")
-    bt.add_strategy(Idle if case == "nothing" else BestQuoter, instruments=["IF2101"])
+    # capital enough for any position the quoter's fills add up to: the peers check none
+    bt.add_strategy(Idle if case == "nothing" else BestQuoter, instruments=["IF2101"],
+                    capital=1e12)  # fmt: skip
     result = bt.run(progress=False)
     stats = result.stats
     print(f"orders={stats['orders']} cancels={stats['cancel_requests']} fills={stats['fills']}",

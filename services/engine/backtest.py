@@ -137,7 +137,7 @@ class Backtest:
                 raise UserError(f"{self.journal}: already holds the engine journal of "
                                 f"{', '.join(map(str, taken))}; choose a new directory or "
                                 "remove it")  # fmt: skip
-        collector = Collector(specs)
+        collector = Collector()
         capital = {a.name: a.capital for a in self.config.engine.agents}
         result = BacktestResult(self.days, capital, {i: s.multiplier for i, s in specs.items()},
                                 collector, self.journal)  # fmt: skip

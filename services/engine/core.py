@@ -89,6 +89,9 @@ _REPORTED: Final = frozenset(
     {m.OrderRequested, m.RiskRefused, m.OrderRejected, m.Trade, m.CancelRequested}
 )
 ACTIVITY: Final = 10_000  # reported messages kept for the shell to log, newest last
+FINISHED_KEEP_NS: Final = 60_000_000_000
+"""A finished order stays in ``Engine.orders`` this long (engine time) for late events about it
+(a cancel refused after the fill), then leaves memory; the journal keeps it."""
 
 
 class Engine(AgentRunner, Commands, Recovery):
@@ -119,7 +122,11 @@ class Engine(AgentRunner, Commands, Recovery):
         self.log = log or structlog.get_logger("engine")
         self.agents: dict[str, AgentHandle] = {}
         self.by_instrument: dict[str, list[AgentHandle]] = {}
-        self.orders: dict[str, Order] = {}  # every order of the day that left the gate
+        self.orders: dict[str, Order] = {}
+        """The day's orders that left the gate: the working ones, and those finished less than
+        ``FINISHED_KEEP_NS`` ago."""
+        self.order_count = 0  # orders of the day that left the gate
+        self._finished: deque[tuple[int, str]] = deque()  # (finish time, id), oldest first
         self.working: dict[str, dict[str, Order]] = {}  # per instrument, every agent's
         self.latest: dict[str, Tick] = {}
         self.trading_day = 0
@@ -222,6 +229,9 @@ class Engine(AgentRunner, Commands, Recovery):
             self._wake_until(now)
         self.ticks = seq + 1
         self.now = now
+        finished = self._finished
+        if finished and finished[0][0] < now - FINISHED_KEEP_NS:
+            self._forget(now - FINISHED_KEEP_NS)
         instrument = tick.instrument
         self.latest[instrument] = tick  # also the risk gate's quote
         held = self.ledger.mark(instrument, tick.last)
@@ -553,6 +563,7 @@ class Engine(AgentRunner, Commands, Recovery):
         order.apply(Event.SUBMIT)
         order_id = order.order_id
         self.orders[order_id] = order
+        self.order_count += 1
         working = self.working.get(order.instrument)
         if working is None:
             working = self.working[order.instrument] = {}
@@ -646,7 +657,14 @@ class Engine(AgentRunner, Commands, Recovery):
             working.pop(order.order_id, None)
         handle = self.agents[order.agent]
         handle.orders.pop(order.order_id, None)
+        self._finished.append((self.now, order.order_id))
         self._notify(handle, order)
+
+    def _forget(self, before_ns: int) -> None:
+        """Finished orders leave memory once they finished before ``before_ns``."""
+        finished, orders = self._finished, self.orders
+        while finished and finished[0][0] < before_ns:
+            orders.pop(finished.popleft()[1], None)
 
     def _check_loss(self, handle: AgentHandle) -> None:
         gate = self.gate

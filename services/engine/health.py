@@ -204,7 +204,7 @@ class Health:
     def _figures(self, engine: Engine, day: int) -> EngineStatus:
         """The status file's figures (``contracts.status``), for the monitor."""
         return EngineStatus(
-            os.getpid(), time.time_ns(), day, engine.ticks, len(engine.orders),
+            os.getpid(), time.time_ns(), day, engine.ticks, engine.order_count,
             int(self.lag["ticks"]), float(self.lag["seconds"]), str(self.feed["state"]),
             self.tick_to_order.summary(),
         )  # fmt: skip
@@ -253,7 +253,7 @@ class Health:
         states = {"global": gate.state("global", ""), "account": gate.state("account", ""),
                   "instruments": instruments}  # fmt: skip
         status: dict[str, object] = {"trading_day": day, "ticks": engine.ticks,
-                                     "orders": len(engine.orders), "states": states,
+                                     "orders": engine.order_count, "states": states,
                                      "agents": agents, "feed": self.feed,
                                      "behind_feed": self.lag,
                                      "tick_to_order_us": msgspec.structs.asdict(

@@ -369,7 +369,7 @@ class EngineService(Health, Interrupts):
             return "waiting for a recording"
         lag = self.lag.get("ticks", 0)
         return (f"day {engine.trading_day} · feed {self.feed['state']} · {engine.ticks} ticks · "
-                f"{len(engine.orders)} orders · behind {lag:g} ticks")  # fmt: skip
+                f"{engine.order_count} orders · behind {lag:g} ticks")  # fmt: skip
 
     def _first_day(self) -> tuple[int | None, list[m.Holding], dict[str, float]]:
         """The trading day to run and what it opens with: the newest recording's day, with the
@@ -590,7 +590,6 @@ class EngineService(Health, Interrupts):
         on_tick = engine.on_tick
         warm = engine.warm
         sleep = self.sleep
-        orders = engine.orders
         tick_to_order = self.tick_to_order.add
         notify, status = self.notifier.tick, self._notify_status
         command_by = engine.now + COMMAND_EVERY_NS  # engine time
@@ -609,12 +608,12 @@ class EngineService(Health, Interrupts):
                                            ticks.peek_time)  # fmt: skip
                         command_by = engine.now + COMMAND_EVERY_NS
                     due_by = min(command_by, self._timer_due)
-                sent, read_at = len(orders), clock()
+                sent, read_at = engine.order_count, clock()
                 on_tick(item[1], item[0])
                 if engine.outbox:  # an adapter on its own thread (CTP): hand them over
                     deliver(engine)
                 self._last_tick_wall = idle_since = now = clock()
-                if len(orders) != sent:  # the tick caused orders: they are with the adapter
+                if engine.order_count != sent:  # the tick caused orders: with the adapter
                     tick_to_order(now - read_at)
                 self._last_tick_time = tick_time
                 if now < next_housekeeping:

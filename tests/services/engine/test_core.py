@@ -825,3 +825,29 @@ def test_reduce_lets_an_agent_only_close_and_resume_lets_it_open_again(
         for x in journal[start:]
         if isinstance(x, m.OrderRequested) and x.agent == "trend" and x.offset == "open"
     ]
+
+
+def test_finished_orders_leave_memory_a_minute_after_they_finish(
+    ticks: list[tuple[int, Tick]],
+) -> None:
+    """The quoter's day: ``Engine.orders`` keeps the working orders and those finished within
+    the last minute of engine time, never the rest (the journal has them all)."""
+    journal: list[m.EngineMessage] = []
+    engine = make_engine(journal)
+    engine.open_day(DAY, ticks[0][1].local_time_ns)
+    run(engine, ticks)
+    requested = {x.order_id: x.volume for x in journal if isinstance(x, m.OrderRequested)}
+    assert engine.order_count == len(requested) > 1000
+    finished: dict[str, int] = {}  # order id -> the time of its last event
+    filled: dict[str, int] = {}
+    for x in journal:
+        if isinstance(x, m.OrderCancelled | m.OrderRejected):
+            finished[x.order_id] = x.time_ns
+        elif isinstance(x, m.Trade):
+            filled[x.order_id] = filled.get(x.order_id, 0) + x.volume
+            if filled[x.order_id] == requested[x.order_id]:
+                finished[x.order_id] = x.time_ns
+    cutoff = engine.now - 60_000_000_000
+    expected = {i for i in requested if i not in finished or finished[i] >= cutoff}
+    assert set(engine.orders) == expected
+    assert len(engine.orders) < len(requested) / 10

@@ -29,11 +29,29 @@ from services.engine.report import Report
 if TYPE_CHECKING:
     from services.engine.core import Engine
 
-__all__ = ["TRADING_DAYS_PER_YEAR", "BacktestResult", "Collector", "closing_pnl", "stats_of"]
+__all__ = [
+    "TRADING_DAYS_PER_YEAR",
+    "BacktestResult",
+    "Collector",
+    "OrderCounts",
+    "closing_pnl",
+    "stats_of",
+]
 
 TRADING_DAYS_PER_YEAR: Final = 242
 """China's futures exchanges trade about 242 days a year (the annualisation factor)."""
 TZ: Final = "Asia/Shanghai"
+
+
+@dataclass
+class OrderCounts:
+    """What the statistics count of the orders, kept as the backtest runs."""
+
+    sent: int = 0
+    cancelled: int = 0  # sent orders that ended cancelled (partly filled or not)
+    rejected: int = 0
+    refused: Counter[str] = field(default_factory=Counter)  # by the risk gate's code
+    cancel_requests: int = 0
 
 
 class _Names:
@@ -51,8 +69,12 @@ class _Names:
             self.names.append(name)
         return found
 
-    def decode(self, codes: array[int]) -> np.ndarray:
-        return np.asarray(self.names, dtype=object)[np.frombuffer(codes, dtype=np.int32)]
+    def decode(self, codes: array[int]) -> pd.Categorical:
+        """A column of codes as pandas categories (a code per row, each string once: a
+        million orders stay small)."""
+        names = pd.Index(self.names, dtype=object)
+        column = pd.Categorical.from_codes(np.frombuffer(codes, dtype=np.int32), categories=names)
+        return column.remove_unused_categories()
 
 
 _NUMBERED = re.compile(r"^(.*?)(\d{1,18})$")
@@ -85,7 +107,7 @@ class Collector:
         self.t_day, self.t_time, self.t_order = array("q"), array("q"), array("q")
         self.t_prefix, self.t_number = array("i"), array("q")
         self.t_price, self.t_volume, self.t_fee = array("d"), array("q"), array("d")
-        self.cancel_requests = 0
+        self.counts = OrderCounts()
         self.cancel_refusals: Counter[str] = Counter()
 
     def _id(self, text: str) -> tuple[int, int]:
@@ -115,17 +137,20 @@ class Collector:
         self.o_value.append(0.0)
         return row
 
-    def _end(self, order_id: str, status: int, reason: str) -> None:
+    def _end(self, order_id: str, status: int, reason: str) -> bool:
         row = self.working.pop(order_id, None)
-        if row is not None:
-            self.o_status[row] = status
-            self.o_reason[row] = self.names.code(reason)
+        if row is None:
+            return False
+        self.o_status[row] = status
+        self.o_reason[row] = self.names.code(reason)
+        return True
 
     def message(self, msg: m.EngineMessage) -> None:
         kind = type(msg)
         if kind is m.OrderRequested:
             o: m.OrderRequested = msg  # type: ignore[assignment]
             self.working[o.order_id] = self._order(o, self._working_code, self._none)
+            self.counts.sent += 1
         elif kind is m.Trade:
             t: m.Trade = msg  # type: ignore[assignment]
             row = self.working.get(t.order_id, -1)
@@ -145,15 +170,17 @@ class Collector:
                     self.o_status[row] = self._filled
                     del self.working[t.order_id]
         elif kind is m.OrderCancelled:
-            self._end(msg.order_id, self._cancelled, msg.text)  # type: ignore[union-attr]
+            c: m.OrderCancelled = msg  # type: ignore[assignment]
+            self.counts.cancelled += self._end(c.order_id, self._cancelled, c.text)
         elif kind is m.OrderRejected:
             r: m.OrderRejected = msg  # type: ignore[assignment]
-            self._end(r.order_id, self._rejected, f"{r.code}: {r.text}")
+            self.counts.rejected += self._end(r.order_id, self._rejected, f"{r.code}: {r.text}")
         elif kind is m.RiskRefused:
             x: m.RiskRefused = msg  # type: ignore[assignment]
             self._order(x, self._refused, self.names.code(f"{x.code}: {x.text}"))
+            self.counts.refused[x.code] += 1
         elif kind is m.CancelRequested:
-            self.cancel_requests += 1
+            self.counts.cancel_requests += 1
         elif kind is m.CancelRefused:
             self.cancel_refusals[msg.code] += 1  # type: ignore[union-attr]
         elif kind is m.DayOpened:
@@ -192,12 +219,11 @@ class Collector:
         known = rows >= 0
         picked = np.where(known, rows, 0)
 
+        strings = np.asarray([*names.names, None], dtype=object)
+
         def of(column: array[int]) -> np.ndarray:
-            if not len(column):
-                return np.empty(len(rows), dtype=object)
-            values = names.decode(column)[picked]
-            values[~known] = None
-            return values
+            codes = np.frombuffer(column, dtype=np.int32)[picked] if len(column) else picked
+            return strings[np.where(known, codes, -1)]  # a fill of an order not seen: None
 
         order_ids = np.asarray(self._ids(self.o_prefix, self.o_number) or [""], dtype=object)
         trade_orders = order_ids[picked]
@@ -282,7 +308,9 @@ class BacktestResult:
     def orders(self) -> pd.DataFrame:
         """Every order the agents sent, those the risk gate refused included, in time order,
         with its end: ``status`` filled, cancelled, rejected, refused or working; ``filled``
-        lots and their average ``fill_price``; ``reason`` for a refusal, rejection or cancel."""
+        lots and their average ``fill_price``; ``reason`` for a refusal, rejection or cancel.
+        The repeated strings (agent, instrument, direction, offset, kind, status, reason) are
+        pandas categories, as a million orders would otherwise take hundreds of MB."""
         out = self.collector.orders_frame()
         out.insert(1, "time", _times(out["time_ns"]))
         return out
@@ -334,7 +362,7 @@ class BacktestResult:
         before = equity.shift(1).fillna(start)
         peak = equity.cummax().clip(lower=start)
         trades = self.trades
-        value = trades["price"] * trades["volume"] * trades["instrument"].map(self.multipliers)
+        value = trades["price"] * trades["volume"] * _multiplier(trades, self.multipliers)
         by_day = pd.DataFrame({"day": trades["day"], "fee": trades["fee"], "value": value})
         grouped = by_day.groupby("day")
         out = pd.DataFrame({
@@ -351,8 +379,8 @@ class BacktestResult:
     def stats(self) -> pd.Series:
         """The statistics (``stats_of``) of the account."""
         return stats_of(self.daily["equity"], sum(self.capital.values()), self.trades,
-                        self.orders, self.collector, self.equity["account"],
-                        self.multipliers)  # fmt: skip
+                        self.collector.counts, sampled=self.equity["account"],
+                        multipliers=self.multipliers)  # fmt: skip
 
     # -- pictures ------------------------------------------------------------------------------
 
@@ -368,6 +396,11 @@ class BacktestResult:
 def _times(ns: Any) -> pd.DatetimeIndex:
     return pd.DatetimeIndex(pd.to_datetime(np.asarray(ns, dtype="int64"), unit="ns", utc=True)
                             ).tz_convert(TZ)  # fmt: skip
+
+
+def _multiplier(trades: pd.DataFrame, multipliers: Mapping[str, int]) -> pd.Series:
+    """Each fill's contract multiplier (1 where unknown)."""
+    return trades["instrument"].astype(object).map(multipliers).fillna(1).astype("float64")
 
 
 def closing_pnl(trades: pd.DataFrame, multipliers: Mapping[str, int]) -> pd.Series:
@@ -399,10 +432,9 @@ def closing_pnl(trades: pd.DataFrame, multipliers: Mapping[str, int]) -> pd.Seri
     return pd.Series(out, index=trades.index, name="pnl")
 
 
-def stats_of(  # noqa: PLR0917
-    daily_equity: pd.Series, start: float, trades: pd.DataFrame, orders: pd.DataFrame,
-    collector: Collector | None = None, sampled: pd.Series | None = None,
-    multipliers: Mapping[str, int] | None = None,
+def stats_of(
+    daily_equity: pd.Series, start: float, trades: pd.DataFrame, counts: OrderCounts, *,
+    sampled: pd.Series | None = None, multipliers: Mapping[str, int] | None = None,
 ) -> pd.Series:  # fmt: skip
     """The statistics of an account from its equity at each trading day's close.
 
@@ -437,12 +469,11 @@ def stats_of(  # noqa: PLR0917
         longest = max(longest, run)
     pnl = trades["pnl"].dropna() if len(trades) else pd.Series(dtype="float64")
     wins, losses = pnl[pnl > 0], pnl[pnl < 0]
-    sent = orders[orders["status"] != "refused"] if len(orders) else orders
-    refused = orders[orders["status"] == "refused"] if len(orders) else orders
+    sent, refused = counts.sent, sum(counts.refused.values())
     fills = len(trades)
     turnover = 0.0
     if fills:
-        lots = trades["volume"] * trades["instrument"].map(multipliers or {}).fillna(1)
+        lots = trades["volume"] * _multiplier(trades, multipliers or {})
         turnover = float((trades["price"] * lots).sum())
     out: dict[str, Any] = {
         "days": days, "start_equity": float(start),
@@ -459,18 +490,14 @@ def stats_of(  # noqa: PLR0917
         "avg_win": wins.mean() if len(wins) else math.nan,
         "avg_loss": losses.mean() if len(losses) else math.nan,
         "turnover": turnover, "fees": float(trades["fee"].sum()) if fills else 0.0,
-        "orders": len(sent), "fills": fills,
-        "cancels": int((sent["status"] == "cancelled").sum()) if len(sent) else 0,
-        "rejected": int((sent["status"] == "rejected").sum()) if len(sent) else 0,
-        "refused": len(refused),
-        "order_to_trade": len(sent) / fills if fills else math.nan,
+        "orders": sent, "fills": fills, "cancels": counts.cancelled,
+        "rejected": counts.rejected, "refused": refused,
+        "order_to_trade": sent / fills if fills else math.nan,
+        "cancel_requests": counts.cancel_requests,
     }  # fmt: skip
     if sampled is not None and len(sampled):
         curve = np.concatenate([[start], sampled.to_numpy(dtype="float64")])
         out["max_drawdown_intraday"] = float(np.min(curve / np.maximum.accumulate(curve) - 1))
-    if collector is not None:
-        out["cancel_requests"] = collector.cancel_requests
-    if len(refused):
-        for code, n in Counter(refused["reason"].str.partition(":")[0]).most_common():
-            out[f"refused[{code}]"] = n
+    for code, n in counts.refused.most_common():
+        out[f"refused[{code}]"] = n
     return pd.Series(out, dtype="object")

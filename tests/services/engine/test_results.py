@@ -20,7 +20,7 @@ from contracts.config import load_config
 from contracts.errors import UserError
 from services.engine import Strategy
 from services.engine.backtest import Backtest
-from services.engine.results import TRADING_DAYS_PER_YEAR, closing_pnl, stats_of
+from services.engine.results import TRADING_DAYS_PER_YEAR, OrderCounts, closing_pnl, stats_of
 from strategies.follower import Follower
 from tests.services.engine.test_backtest import DAYS, deployment, frames, recordings
 from tests.services.monitor.test_dashboard import browser
@@ -35,8 +35,7 @@ def test_stats_agree_with_the_reference_formulas_on_a_known_series() -> None:
     equity = pd.Series(closes, index=range(20210104, 20210110))
     no_trades = pd.DataFrame({"pnl": [], "price": [], "volume": [], "fee": [],
                               "instrument": []})  # fmt: skip
-    no_orders = pd.DataFrame({"status": []})
-    got = stats_of(equity, start, no_trades, no_orders)
+    got = stats_of(equity, start, no_trades, OrderCounts())
 
     previous = [start, *closes[:-1]]
     r = [e / p - 1 for e, p in zip(closes, previous, strict=True)]
@@ -61,8 +60,7 @@ def test_stats_agree_with_the_reference_formulas_on_a_known_series() -> None:
 
 def test_a_drawdown_never_regained_lasts_to_the_end() -> None:
     equity = pd.Series([99.0, 98.0, 99.5])
-    got = stats_of(equity, 100.0, pd.DataFrame({"pnl": [], "fee": []}),
-                   pd.DataFrame({"status": []}))  # fmt: skip
+    got = stats_of(equity, 100.0, pd.DataFrame({"pnl": [], "fee": []}), OrderCounts())
     assert got["max_drawdown"] == pytest.approx(-0.02)  # the start is the first peak
     assert got["max_drawdown_days"] == 3
 
@@ -156,7 +154,11 @@ def test_the_pnl_is_the_trades_cash_flows_and_the_stats_add_up(run: tuple[Any, P
     assert daily["pnl"].sum() == pytest.approx(stats["end_equity"] - stats["start_equity"])
     assert stats["fills"] == len(trades) == daily["fills"].sum()
     assert stats["fees"] == pytest.approx(daily["fees"].sum())
-    assert stats["orders"] == (result.orders["status"] != "refused").sum()
+    status = result.orders["status"]
+    assert stats["orders"] == (status != "refused").sum()  # counted as it ran, and the frame
+    assert stats["cancels"] == (status == "cancelled").sum() > 0
+    assert stats["refused"] == (status == "refused").sum()
+    assert stats["rejected"] == (status == "rejected").sum()
     assert stats["days"] == len(DAYS) and list(daily.index) == list(DAYS)
     assert stats["turnover"] == pytest.approx((trades["price"] * trades["volume"] * 300).sum())
     # the equity curve: a sample a minute of market time at most, each day's last at its end

@@ -1,7 +1,7 @@
 """engine: strategy agents, risk gate, adapters, position ledger and event journal.
 
 The public path for strategy authors: ``from services.engine import Strategy`` (and the views
-it hands out), and for research ``from services.engine import Backtest`` (loaded when first
+it hands out), and for research ``from services.engine import Backtest, sweep`` (loaded when first
 named, so a strategy's import does not load the backtest's pandas or the live shell's ZMQ);
 nothing else of the engine is theirs to import. The engine's errors are one hierarchy under
 ``EngineError``.
@@ -24,11 +24,12 @@ from services.engine.strategy import (
 
 if TYPE_CHECKING:
     from services.engine.backtest import Backtest, BacktestResult
+    from services.engine.sweeps import sweep
 
 __all__ = [
     "AccountView", "Backtest", "BacktestResult", "EngineError", "InvalidTransition", "OrderView",
     "Overfill", "PositionView",
-    "RecoveryDiverged", "Strategy", "StrategyContext", "StrategyParams", "TradeView",
+    "RecoveryDiverged", "Strategy", "StrategyContext", "StrategyParams", "TradeView", "sweep",
 ]  # fmt: skip
 
 
@@ -37,4 +38,8 @@ def __getattr__(name: str) -> Any:
         from services.engine import backtest  # noqa: PLC0415 (on first use)
 
         return getattr(backtest, name)
+    if name == "sweep":
+        from services.engine.sweeps import sweep  # noqa: PLC0415
+
+        return sweep
     raise AttributeError(f"module 'services.engine' has no attribute {name!r}")

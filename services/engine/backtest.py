@@ -12,6 +12,7 @@ time with the prices, and each day's close marked to its settlement prices.
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 
 import structlog
 from pydantic import ValidationError
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from contracts import messages as m
 from contracts.config import AgentConfig, DeploymentConfig, format_validation_error, load_config
@@ -240,9 +241,12 @@ def tick_source(config: DeploymentConfig, recordings: str | Path | None = None
 
 
 def _progress_bar(progress: bool | None) -> Any:
-    """tqdm's bar (its notebook form in Jupyter), counting ticks; None for no bar."""
+    """tqdm's bar counting ticks (in Jupyter with ipywidgets, its widget); None for none."""
     if progress is None:
         progress = sys.stderr.isatty() or "ipykernel" in sys.modules
     if not progress:
         return None
-    return tqdm(unit=" ticks", unit_scale=True, total=None, smoothing=0.1, mininterval=0.5)
+    bar: Any = tqdm
+    if "ipykernel" in sys.modules and importlib.util.find_spec("ipywidgets") is not None:
+        from tqdm.notebook import tqdm as bar  # noqa: PLC0415 (Jupyter's widget)
+    return bar(unit=" ticks", unit_scale=True, total=None, smoothing=0.1, mininterval=0.5)

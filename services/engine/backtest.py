@@ -13,7 +13,10 @@ time with the prices, and each day's close marked to its settlement prices.
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import sys
+import tempfile
+import weakref
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -28,7 +31,9 @@ from contracts.errors import UserError
 from contracts.ticks import TickStore
 from libshm import JournalWriter, is_journal
 from services.engine.adapters.paper.broker import PaperBroker
+from services.engine.continuous import Continuous, build_continuous
 from services.engine.core import Engine
+from services.engine.ledger import Spec
 from services.engine.live import assemble, end_of_day, fire_timer, prepare, settlements_of
 from services.engine.results import BacktestResult, Collector
 from services.engine.strategy import Strategy
@@ -46,14 +51,16 @@ class Backtest:
     ``recordings`` is a directory of recorded days (``YYYYMMDD`` journals, as md_recorder and
     ``hft import`` write them) or one such journal; by default the deployment's own
     (``tick_source``). ``days`` (or ``start``/``end``, trading days as ``YYYYMMDD``, both
-    included) choose among them; ``journal`` keeps the engine journal of each day in
+    included) choose among them; ``continuous`` names products traded as their continuous
+    instrument (``["IF"]``: ``IF888``, the main contract by open interest, rolled as
+    ``services.engine.continuous`` says); ``journal`` keeps the engine journal of each day in
     ``journal/YYYYMMDD`` (``hft journal cat``); ``sample_s`` is the equity curve's step in
     market time; ``keep_agents=False`` drops the deployment's own agents."""
 
     def __init__(
         self, config: DeploymentConfig, *, days: Iterable[int] | None = None,
         start: int | None = None, end: int | None = None, recordings: str | Path | None = None,
-        journal: str | Path | None = None,
+        journal: str | Path | None = None, continuous: Iterable[str] = (),
         sample_s: float = 60.0, keep_agents: bool = True, log: Any = None,
     ) -> None:  # fmt: skip
         ec = config.engine
@@ -81,6 +88,14 @@ class Backtest:
         self.sample_ns = int(sample_s * 1e9)
         self.journal = Path(journal) if journal is not None else None
         self.log = log or structlog.get_logger("backtest")
+        self.series: dict[str, Continuous] = {}
+        """The continuous instruments traded (``continuous``), by name (``IF888``)."""
+        if continuous:
+            made = Path(tempfile.mkdtemp(prefix="hft-continuous-"))
+            weakref.finalize(self, shutil.rmtree, made, ignore_errors=True)  # gone with it
+            self.series = build_continuous(self.store, continuous, self.days, made)
+            self.store = TickStore(made / ".no-rings", made)
+            self.instruments = list(self.series)
 
     @classmethod
     def from_config(cls, path: str | Path, **kwargs: Any) -> Backtest:
@@ -165,6 +180,9 @@ class Backtest:
                     if i + 1 < len(self.days):
                         engine.roll_day(engine.now, self.days[i + 1], settlements)
                         holdings, cash = engine.holdings()
+                        if self.series:
+                            holdings = self._roll_contracts(self.days[i + 1], holdings, cash,
+                                                            specs, result)  # fmt: skip
                     engine.stop()
                 finally:
                     if writer is not None:
@@ -173,6 +191,29 @@ class Backtest:
             if bar is not None:
                 bar.close()
         return result
+
+    def _roll_contracts(
+        self, day: int, holdings: list[m.Holding], cash: dict[str, float],
+        specs: Mapping[str, Spec], result: BacktestResult,
+    ) -> list[m.Holding]:  # fmt: skip
+        """Positions in a continuous instrument whose main contract changes on ``day``: closed
+        in the old contract and opened in the new at their closing prices of the day before,
+        both fees paid from ``cash``; the holdings re-based to the new contract's price."""
+        out = []
+        for h in holdings:
+            series = self.series.get(h.instrument)
+            roll = series.rolls.get(day) if series is not None else None
+            if roll is None:
+                out.append(h)
+                continue
+            lots, spec = h.long + h.short, specs[h.instrument]
+            fee = spec.fee("close", roll.old_price, lots) + spec.fee("open", roll.new_price, lots)
+            cash[h.agent] -= fee
+            out.append(m.Holding(h.agent, h.instrument, h.long, h.short, h.long * roll.new_price,
+                                 h.short * roll.new_price, roll.new_price))  # fmt: skip
+            result.roll_rows.append((day, h.agent, h.instrument, roll.old, roll.new, h.long,
+                                     h.short, roll.old_price, roll.new_price, fee))  # fmt: skip
+        return out
 
     def _day(  # noqa: PLR0917
         self, engine: Engine, day: int, holdings: list[m.Holding], cash: dict[str, float],

@@ -16,7 +16,7 @@ from services.engine.results import BacktestResult
 
 __all__ = ["add_arguments", "run"]
 
-FRAMES = ("trades", "orders", "positions", "equity", "daily_equity", "daily")
+FRAMES = ("trades", "orders", "positions", "equity", "daily_equity", "daily", "rolls")
 
 
 def _day(text: str) -> int:
@@ -34,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="recorded days to read (a directory of YYYYMMDD journals, or "
                              "one); default: the deployment's, or what a replay deployment "
                              "replays")  # fmt: skip
+    parser.add_argument("--continuous", action="append", default=[], metavar="PRODUCT",
+                        help="trade this product's main contract as one instrument, PRODUCT888 "
+                             "(repeatable; docs/backtest.md)")  # fmt: skip
     parser.add_argument("--from", dest="start", type=_day, metavar="DAY",
                         help="first trading day (YYYYMMDD; default: the first "
                              "recorded)")  # fmt: skip
@@ -70,8 +73,8 @@ def run(args: argparse.Namespace) -> int:
     if args.only and not args.strategy:
         raise UserError("--only: name the strategies to run with --strategy MODULE:CLASS")
     bt = Backtest(load_config(args.config), start=args.start, end=args.end,
-                  recordings=args.recordings, journal=args.journal, sample_s=args.sample_s,
-                  keep_agents=not args.only)  # fmt: skip
+                  recordings=args.recordings, journal=args.journal, continuous=args.continuous,
+                  sample_s=args.sample_s, keep_agents=not args.only)  # fmt: skip
     for i, ref in enumerate(args.strategy):
         text = args.params[i] if i < len(args.params) else "{}"
         try:
@@ -90,6 +93,9 @@ def run(args: argparse.Namespace) -> int:
     if args.csv is not None:
         for name, path in write_csv(result, args.csv).items():
             print(f"{name}: {path}")
+    if len(result.rolls):
+        print(f"rolls of continuous instruments: {len(result.rolls)}")
+        print(result.rolls.to_string(index=False))
     if args.journal is not None:
         print(f"engine journals: {args.journal}/YYYYMMDD (hft journal cat)")
     return 0

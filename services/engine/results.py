@@ -260,6 +260,8 @@ class BacktestResult:
     """(trading day, time, agent, equity at the settlement prices)"""
     holdings: list[tuple[int, str, str, int, int, float]] = field(default_factory=list)
     """(trading day, agent, instrument, long, short, settlement) at each day's close"""
+    roll_rows: list[tuple[Any, ...]] = field(default_factory=list)
+    """A continuous instrument's position moved to the new main contract (``rolls``)."""
 
     # -- filled in while the backtest runs -------------------------------------------------
 
@@ -314,6 +316,15 @@ class BacktestResult:
         out = self.collector.orders_frame()
         out.insert(1, "time", _times(out["time_ns"]))
         return out
+
+    @cached_property
+    def rolls(self) -> pd.DataFrame:
+        """Each position in a continuous instrument moved to a new main contract: on ``day``
+        (the new contract's first), lots closed in ``old`` at ``old_price`` and opened in
+        ``new`` at ``new_price`` (both the previous day's close), ``fee`` for both."""
+        return pd.DataFrame(self.roll_rows, columns=[
+            "day", "agent", "instrument", "old", "new", "long", "short", "old_price",
+            "new_price", "fee"])  # fmt: skip
 
     @cached_property
     def positions(self) -> pd.DataFrame:

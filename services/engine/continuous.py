@@ -25,8 +25,7 @@ import numpy as np
 from contracts.calendar import product_code
 from contracts.errors import UserError
 from contracts.ticks import TickStore
-from libshm import TICK_DTYPE, JournalWriter
-from libshm.record import TICK_LAYOUT
+from libshm import TICK_DTYPE, TICK_LAYOUT, JournalWriter
 
 __all__ = ["SUFFIX", "Continuous", "Roll", "build_continuous", "continuous_name"]
 

@@ -20,8 +20,7 @@ import pytest
 from contracts.config import load_config
 from contracts.errors import UserError
 from contracts.ticks import TickStore
-from libshm import JournalReader, JournalWriter, Tick
-from libshm.record import TICK_LAYOUT
+from libshm import TICK_LAYOUT, JournalReader, JournalWriter, Tick
 from services.engine import Backtest, Strategy
 from services.engine.continuous import build_continuous
 from tests.helpers import import_market, write_config

@@ -72,6 +72,7 @@ bench: $(STAMP) ## run the benchmarks and print their figures (see docs/BENCHMAR
 	$(HFT) bench md_recorder
 	$(HFT) bench engine
 	$(HFT) bench paper
+	$(HFT) bench backtest
 	$(HFT) bench monitor
 	$(HFT) bench relay
 	$(HFT) bench soak

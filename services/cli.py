@@ -178,13 +178,13 @@ def _add_service(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_backtest(parser: argparse.ArgumentParser) -> None:
-    from services.engine.backtest_cli import add_arguments
+    from services.tools.backtest import add_arguments
 
     add_arguments(parser)
 
 
 def _run_backtest(args: argparse.Namespace) -> int:
-    from services.engine.backtest_cli import run
+    from services.tools.backtest import run
 
     return run(args)
 

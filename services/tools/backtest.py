@@ -1,20 +1,48 @@
 """``hft backtest``: ``Backtest`` from a shell. It runs a deployment's agents (and strategies
-named on the command line) over its recorded days, prints the statistics, and writes what was
+named on the command line) over its recorded days, or over tick files imported on the fly through
+md_recorder's normaliser and filters (``--files``), prints the statistics, and writes what was
 asked: the HTML report, the result frames as CSV files, the engine journals."""
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
+from contracts.calendar import DEFAULT_CALENDAR, load_calendar
 from contracts.config import load_config
 from contracts.errors import UserError
 from services.engine.backtest import Backtest
 from services.engine.live import load_strategy
 from services.engine.results import BacktestResult
+from services.md_recorder.importer import FORMATS, import_files, load_mapping
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["add_arguments", "recordings_from_files", "run"]
+
+
+def recordings_from_files(files: Iterable[str | Path], fmt: str, mapping: str | Path | None = None,
+                          calendar: str | Path = DEFAULT_CALENDAR) -> Path:  # fmt: skip
+    """Tick files (``ctp-csv``, ``vnpy-csv``, ``parquet``, or ``csv`` with a ``mapping``)
+    imported as ``hft import`` does into a scratch recordings directory, deleted when the
+    process exits: ``Backtest(config, recordings=recordings_from_files([...], "ctp-csv"))``."""
+    if fmt not in FORMATS:
+        raise UserError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    out = Path(tempfile.mkdtemp(prefix="hft-backtest-files-"))
+    atexit.register(shutil.rmtree, out, ignore_errors=True)
+    report = import_files([Path(f) for f in files], fmt, out, load_calendar(calendar),
+                          mapping=load_mapping(Path(mapping)) if mapping else None)  # fmt: skip
+    print(report.summary(), file=sys.stderr)
+    if report.bad_files:
+        raise UserError("; ".join(report.bad_files))
+    if not report.journals:
+        raise UserError("the files hold no tick to backtest (see the summary above)")
+    return out
+
 
 FRAMES = ("trades", "orders", "positions", "equity", "daily_equity", "daily", "rolls")
 
@@ -34,6 +62,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="recorded days to read (a directory of YYYYMMDD journals, or "
                              "one); default: the deployment's, or what a replay deployment "
                              "replays")  # fmt: skip
+    parser.add_argument("--files", nargs="+", type=Path, metavar="FILE",
+                        help="backtest these tick files, imported on the fly as hft import does "
+                             "(with --format)")  # fmt: skip
+    parser.add_argument("--format", "-f", choices=FORMATS, default="ctp-csv",
+                        help="format of --files (default ctp-csv)")  # fmt: skip
+    parser.add_argument("--mapping", type=Path, metavar="FILE",
+                        help="--format csv: which column is which field "
+                             "(docs/import-mapping.md)")  # fmt: skip
     parser.add_argument("--continuous", action="append", default=[], metavar="PRODUCT",
                         help="trade this product's main contract as one instrument, PRODUCT888 "
                              "(repeatable; docs/backtest.md)")  # fmt: skip
@@ -72,8 +108,13 @@ def run(args: argparse.Namespace) -> int:
                         "--strategy")  # fmt: skip
     if args.only and not args.strategy:
         raise UserError("--only: name the strategies to run with --strategy MODULE:CLASS")
+    if args.files and args.recordings:
+        raise UserError("--files and --recordings: give one of them")
+    recordings = args.recordings
+    if args.files:
+        recordings = recordings_from_files(args.files, args.format, args.mapping)
     bt = Backtest(load_config(args.config), start=args.start, end=args.end,
-                  recordings=args.recordings, journal=args.journal, continuous=args.continuous,
+                  recordings=recordings, journal=args.journal, continuous=args.continuous,
                   sample_s=args.sample_s, keep_agents=not args.only)  # fmt: skip
     for i, ref in enumerate(args.strategy):
         text = args.params[i] if i < len(args.params) else "{}"

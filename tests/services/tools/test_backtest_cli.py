@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.helpers import run_hft
+from tests.helpers import MARKET, run_hft
 from tests.services.engine.test_backtest import DAYS, deployment, recordings
 
 __all__ = ["recordings"]
@@ -79,3 +79,23 @@ def test_a_journal_directory_that_holds_the_day_is_refused(
                    str(tmp_path / "j"), "--no-progress")  # fmt: skip
     assert done.returncode != 0 and "already holds the engine journal of 20210104" in done.stderr
     assert (tmp_path / "j" / str(DAYS[0]) / "precious").read_text() == "keep me"
+
+
+def test_tick_files_are_imported_on_the_fly(tmp_path: Path, recordings: Path) -> None:
+    """The bundled CSV file straight into a backtest: the same ticks as its recording, so the
+    same statistics as a backtest of the recording."""
+    config = deployment(tmp_path, recordings)
+    common = ["backtest", "--config", str(config), "--to", str(DAYS[0]), "--no-progress",
+              "--log-level", "error"]  # fmt: skip
+    from_files = run_hft(*common, "--files", str(MARKET / "IF2101_20210104.csv.gz"),
+                         "--format", "ctp-csv")  # fmt: skip
+    assert from_files.returncode == 0, from_files.stderr
+    assert "ticks written" in from_files.stderr  # the import's summary
+    from_recording = run_hft(*common, "--recordings", str(recordings))
+    assert from_recording.returncode == 0, from_recording.stderr
+    assert from_files.stdout == from_recording.stdout
+    assert "fills" in from_files.stdout
+    both = run_hft(*common, "--files", "x.csv", "--recordings", str(recordings))
+    assert both.returncode != 0 and "give one of them" in both.stderr
+    missing = run_hft(*common, "--files", str(tmp_path / "nothing.csv.gz"))
+    assert missing.returncode != 0 and "Traceback" not in missing.stderr, missing.stderr

@@ -19,8 +19,9 @@ from contracts.status import EngineStatus, read_status, status_path
 from libshm import JournalReader
 from services.engine.backtest import Backtest
 from tests.helpers import import_market, write_config
-from tests.services.engine.test_feed import spawn
+from tests.services.engine.test_feed import spawn, wait_for
 from tests.services.engine.test_live import CONFIG
+from tests.services.tools.test_up import replay_config
 
 pytestmark = pytest.mark.timeout(300)
 DAYS = (20210104, 20210105)
@@ -95,3 +96,41 @@ def test_a_day_not_recorded_is_one_clear_error(tmp_path: Path, recordings: Path)
     with pytest.raises(UserError, match=r"no recording of 20210107 in .*; recorded: "
                        r"20210104, 20210105"):  # fmt: skip
         Backtest(config, days=[20210104, 20210107])
+
+
+def test_a_backtest_writes_the_journal_of_the_live_services_at_full_pace(
+    tmp_path: Path, recordings: Path
+) -> None:
+    """md_recorder replaying the first bundled day at full pace into its live ring and the
+    engine tailing that ring as it is written (started first, waiting for the day), as real
+    processes; then a backtest of what md_recorder recorded: the same engine journal."""
+    config = replay_config(tmp_path, recordings)
+    text = (
+        config.read_text()
+        .replace("pace = 10.0", 'pace = "max"')
+        .replace('adapter = "paper"', 'adapter = "paper"\non_feed_loss = "log"\non_stop = "keep"')
+    )
+    config.write_text(text)
+    log = tmp_path / "services.log"
+    engine = spawn("engine", "--config", str(config), "--log-level", "info", log=log)
+    try:
+        wait_for("the engine waiting for a recording",
+                 lambda: "waiting_for_recording" in log.read_text(), engine, log)  # fmt: skip
+        recorder = spawn("md-recorder", "--config", str(config), "--log-level", "warning", log=log)
+
+        def ended() -> bool:
+            status = read_status(status_path(tmp_path / "journal", "engine"))
+            return isinstance(status, EngineStatus) and status.feed == "ended"
+
+        wait_for("the engine at the end of the day", ended, engine, log, timeout_s=240)
+        recorder.send_signal(signal.SIGTERM)
+        assert recorder.wait(timeout=60) == 0, log.read_text()[-2000:]
+    finally:
+        engine.send_signal(signal.SIGTERM)
+        assert engine.wait(timeout=60) == 0, log.read_text()[-2000:]
+    live = frames(tmp_path / "journal" / "engine" / str(DAYS[0]))
+    kept = tmp_path / "backtest"
+    Backtest(load_config(config), journal=kept).run(progress=False)
+    backtest = frames(kept / str(DAYS[0]))
+    assert sum(isinstance(m.decode(f), m.Trade) for f in backtest) > 10
+    assert live == backtest

@@ -80,9 +80,11 @@ class Backtest:
         self.days = sorted(chosen)
         missing = sorted(set(self.days) - set(recorded))
         if missing or not self.days:
+            hint = "" if recorded else (" (record days with md_recorder, or import tick files: "
+                                        "hft import -f ctp-csv FILE... -o DIR)")  # fmt: skip
             raise UserError(f"no recording of {', '.join(map(str, missing)) or 'the days asked'} "
                             f"in {self.store.recordings}; recorded: "
-                            f"{', '.join(map(str, recorded)) or 'none'}")  # fmt: skip
+                            f"{', '.join(map(str, recorded)) or 'none'}{hint}")  # fmt: skip
         if not sample_s > 0:
             raise UserError(f"sample_s must be above 0 seconds (got {sample_s})")
         self.sample_ns = int(sample_s * 1e9)
@@ -277,7 +279,9 @@ def tick_source(config: DeploymentConfig, recordings: str | Path | None = None
         return TickStore(no_rings, path.parent), int(path.name)
     if not path.is_dir():
         raise UserError(f"{path}: no such recordings directory (a directory of YYYYMMDD "
-                        "journals, as md_recorder and hft import write them)")  # fmt: skip
+                        "journals, as md_recorder and hft import write them; `hft import -f "
+                        "ctp-csv FILE... -o DIR` makes one from tick files, and `make demo` "
+                        "imports the bundled day to var/recordings)")  # fmt: skip
     return TickStore(no_rings, path), None
 
 

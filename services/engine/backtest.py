@@ -234,7 +234,6 @@ class Backtest:
                 bar.set_description(f"backtest {day}")
             due = (engine.now // step + 1) * step  # the timer's grid, as live
             sample = (engine.now // every + 1) * every
-            last = engine.now
             shown = engine.ticks
             read, on_tick = reader.next_tick, engine.on_tick
             while (item := read()) is not None:
@@ -248,8 +247,7 @@ class Backtest:
                 if tick_time >= sample:
                     result.sample(engine, tick_time)
                     sample = (tick_time // every + 1) * every
-                last = tick_time
-            end_of_day(engine, last, due, step)
+            end_of_day(engine, engine.now, due, step)  # now: the last tick's time
             result.sample(engine, engine.now)
             if bar is not None:
                 bar.update(engine.ticks - shown)

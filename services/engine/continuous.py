@@ -85,9 +85,9 @@ def build_continuous(store: TickStore, products: Iterable[str], days: Iterable[i
         renamed = ticks["instrument"].copy()
         today: dict[str, float] = {}
         for name, series in found.items():
-            chosen, contracts = _main(series, ticks, names, day, store)
-            previous = series.mains.get(max(series.mains)) if series.mains else None
-            if previous is not None and chosen != previous:
+            previous = series.mains[max(series.mains)] if series.mains else ""
+            chosen, contracts = _main(series, previous, ticks, names, store.where(day))
+            if previous and chosen != previous:
                 new_price = closes.get(chosen)
                 if new_price is None:  # not recorded the day before: its previous settlement
                     new_price = float(ticks[names == chosen][0]["pre_settlement"])
@@ -108,21 +108,21 @@ def build_continuous(store: TickStore, products: Iterable[str], days: Iterable[i
     return found
 
 
-def _main(series: Continuous, ticks: np.ndarray, names: np.ndarray, day: int,
-          store: TickStore) -> tuple[str, list[str]]:  # fmt: skip
-    """The day's main contract of ``series`` by the rule, and the product's contracts."""
+def _main(series: Continuous, main: str, ticks: np.ndarray, names: np.ndarray,
+          where: Path) -> tuple[str, list[str]]:  # fmt: skip
+    """The day's main contract of ``series`` by the rule, after ``main`` (the previous day's,
+    "" on the first), and the product's contracts in the day's ticks."""
     product = series.product
     contracts = sorted({n for n in set(names.tolist())
                         if product_code(n) == product and n != series.instrument})  # fmt: skip
     if not contracts:
-        raise UserError(f"{store.where(day)}: no contract of product {product!r}; a continuous "
+        raise UserError(f"{where}: no contract of product {product!r}; a continuous "
                         f"{series.instrument} needs the product's contracts recorded")  # fmt: skip
     interest = {}
     for contract in contracts:
         first = ticks[names == contract][0]
         value = float(first["pre_open_interest"])
         interest[contract] = value if not math.isnan(value) else float(first["open_interest"])
-    main = series.mains[max(series.mains)] if series.mains else ""
     eligible = [c for c in contracts if not main or _month(c, product) >= _month(main, product)]
     chosen = max(eligible or contracts, key=lambda c: (interest[c], -_month(c, product)))
     return chosen, contracts

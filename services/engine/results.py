@@ -108,7 +108,6 @@ class Collector:
         self.t_prefix, self.t_number = array("i"), array("q")
         self.t_price, self.t_volume, self.t_fee = array("d"), array("q"), array("d")
         self.counts = OrderCounts()
-        self.cancel_refusals: Counter[str] = Counter()
 
     def _id(self, text: str) -> tuple[int, int]:
         match = _NUMBERED.match(text)
@@ -181,8 +180,6 @@ class Collector:
             self.counts.refused[x.code] += 1
         elif kind is m.CancelRequested:
             self.counts.cancel_requests += 1
-        elif kind is m.CancelRefused:
-            self.cancel_refusals[msg.code] += 1  # type: ignore[union-attr]
         elif kind is m.DayOpened:
             self.day = msg.trading_day  # type: ignore[union-attr]
 

@@ -7,7 +7,6 @@ the backtest's (after it, the live engine waits for a newer day and stops)."""
 from __future__ import annotations
 
 import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -68,20 +67,16 @@ def test_a_backtest_writes_the_journal_the_live_engine_writes(
     log = tmp_path / "engine.log"
     proc = spawn("engine", "--config", str(config), "--log-level", "warning", log=log)
     try:
-        deadline = time.monotonic() + 60
-        while not (tmp_path / "journal" / "engine" / str(DAYS[0])).is_dir():
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
-            time.sleep(0.01)
+        wait_for("the engine on the first day",
+                 (tmp_path / "journal" / "engine" / str(DAYS[0])).is_dir, proc, log)  # fmt: skip
         second.symlink_to(recordings / str(DAYS[1]))
-        deadline = time.monotonic() + 240
-        while True:
+
+        def second_day_ended() -> bool:
             status = read_status(status_path(tmp_path / "journal", "engine"))
-            if isinstance(status, EngineStatus) and status.trading_day == DAYS[1] \
-                    and status.feed == "ended":  # fmt: skip
-                break
-            assert proc.poll() is None, log.read_text()[-2000:]
-            assert time.monotonic() < deadline, log.read_text()[-2000:]
-            time.sleep(0.1)
+            return isinstance(status, EngineStatus) and status.trading_day == DAYS[1] \
+                and status.feed == "ended"  # fmt: skip
+
+        wait_for("the end of the second day", second_day_ended, proc, log, timeout_s=240)
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0, log.read_text()[-2000:]

@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 HFT := $(VENV)/bin/hft
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help install demo test check lint format types pytest bench clean
+.PHONY: help install native demo test check lint format types pytest bench clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -24,6 +24,20 @@ $(STAMP): pyproject.toml setup.py libshm/_ext/fastpath.c
 
 install: $(STAMP) ## create .venv and install the project with its dev tools
 
+# The engine's core compiled with mypyc (services/engine/native.py lists the modules), again
+# whenever an engine source changes. Optional: where it cannot be built the engine runs from its
+# sources (the same journal, slower), and `hft doctor` says so.
+NATIVE := services/engine/native.stamp
+NATIVE_LOG := $(VENV)/native-build.log
+
+$(NATIVE): setup.py $(wildcard services/engine/*.py services/engine/adapters/paper/*.py) | $(STAMP)
+	@echo "make: compiling the engine's core with mypyc (about 2 minutes; log in $(NATIVE_LOG))"
+	@HFT_MYPYC=1 $(PY) setup.py build_ext --inplace >$(NATIVE_LOG) 2>&1 || \
+	  { tail -5 $(NATIVE_LOG); echo "make: the engine's core could not be compiled (log: \
+	$(NATIVE_LOG)); it runs from its sources, slower"; }
+
+native: $(NATIVE) ## compile the engine's core with mypyc (every target that runs it does)
+
 RECORDING := var/recordings/20210104
 
 # The bundled real day (data/market), imported as md_recorder records: configs/replay.toml reads it.
@@ -31,7 +45,7 @@ $(RECORDING)/head: data/market/IF2101_20210104.csv.gz | $(STAMP)
 	rm -rf $(RECORDING)
 	$(HFT) import --format ctp-csv $< --out var/recordings
 
-demo: $(STAMP) $(RECORDING)/head ## run the suite in paper-trading mode on the bundled recording
+demo: $(STAMP) $(NATIVE) $(RECORDING)/head ## run the suite in paper-trading mode on the bundled recording
 	$(HFT) doctor --config configs/replay.toml
 	$(HFT) journal info $(RECORDING)
 	@rm -rf var/replay /dev/shm/hft-replay  # each demo trades the day afresh
@@ -61,13 +75,13 @@ types: $(STAMP)
 # cannot be, one line says what to install (and the CTP tests are skipped, or fail under CI).
 LOCALE_DIR := $(abspath $(VENV))/locale
 
-pytest: $(STAMP)
+pytest: $(STAMP) $(NATIVE)
 	@locpath=$$($(PY) -m contracts.ctp_locale --provide $(LOCALE_DIR)) || locpath=; \
 	if [ -n "$$locpath" ]; then echo "make: the CTP locale is in $$locpath (LOCPATH)"; \
 	  export LOCPATH="$$locpath"; fi; \
 	$(VENV)/bin/pytest
 
-bench: $(STAMP) ## run the benchmarks and print their figures (see docs/BENCHMARKS.md)
+bench: $(STAMP) $(NATIVE) ## run the benchmarks and print their figures (see docs/BENCHMARKS.md)
 	$(HFT) bench journal
 	$(HFT) bench md_recorder
 	$(HFT) bench engine
@@ -78,4 +92,6 @@ bench: $(STAMP) ## run the benchmarks and print their figures (see docs/BENCHMAR
 	$(HFT) bench soak
 
 clean: ## remove the virtual environment and caches
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build libshm/_fastpath.*.so
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build libshm/_fastpath.*.so \
+	  services/engine/native.stamp
+	find services -name '*.so' -delete

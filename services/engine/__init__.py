@@ -11,6 +11,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+# isort: off
+from services.engine import native as native  # first: compiled modules or sources (native.py)
+
+# isort: on
 from services.engine.errors import EngineError, InvalidTransition, Overfill, RecoveryDiverged
 from services.engine.strategy import (
     AccountView,

@@ -11,12 +11,15 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import Any, Final, Protocol
+
+from mypy_extensions import trait
 
 from contracts import messages as m
 from contracts.logs import redact
 from libshm import Tick
 from services.engine.adapter import NEVER
+from services.engine.calling import call_agent
 from services.engine.errors import RecoveryDiverged
 from services.engine.ledger import Ledger, Spec
 from services.engine.orders import Order
@@ -35,6 +38,19 @@ __all__ = [
 
 INTERRUPTED: Final = "interrupted: "
 SLOW_LOG_NS: Final = 10_000_000_000  # a slow agent's callbacks: one line per 10 s at most
+
+
+def text_arg(name: str, value: object) -> str:
+    """An agent's argument that must be a str, or a ``TypeError`` that names it. The engine's
+    calls from agents take ``object`` and check here: a compiled function typed ``str`` would
+    raise its own error instead (native.py), so both run the same."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, not {type(value).__name__}")
+    return value
+
+
+def text_or_none(name: str, value: object) -> str | None:
+    return None if value is None else text_arg(name, value)
 
 
 class AgentInterrupted(BaseException):
@@ -57,8 +73,8 @@ class Host(Protocol):
     specs: dict[str, Spec]
 
     def send(  # noqa: PLR0917
-        self, handle: AgentHandle, instrument: str, direction: str, price: float, volume: int,
-        offset: str, kind: str,
+        self, handle: AgentHandle, instrument: object, direction: object, price: object,
+        volume: object, offset: object, kind: object,
     ) -> list[str]: ...  # fmt: skip
 
     def cancel(self, handle: AgentHandle | None, order_id: str, protective: bool = False
@@ -95,15 +111,17 @@ class AgentHandle:
     def now(self) -> int:
         return self.engine.now
 
-    def cancel(self, order_id: str) -> None:
-        self.engine.cancel(self, order_id)
+    def cancel(self, order_id: object) -> None:
+        self.engine.cancel(self, text_arg("order_id", order_id))
 
-    def cancel_all(self, instrument: str | None = None) -> None:
+    def cancel_all(self, instrument: object = None) -> None:
+        instrument = text_or_none("instrument", instrument)
         for order in list(self.orders.values()):
             if instrument is None or order.instrument == instrument:
                 self.engine.cancel(self, order.order_id)
 
-    def position(self, instrument: str) -> PositionView:
+    def position(self, instrument: object) -> PositionView:
+        instrument = text_arg("instrument", instrument)
         account = self.engine.ledger.accounts[self.name]
         line = account.lines.get(instrument)
         if line is None:
@@ -123,15 +141,16 @@ class AgentHandle:
         return AccountView(a.capital, a.cash, a.realised(), a.unrealised(), a.fees(), margin,
                            equity, equity - margin, state)  # fmt: skip
 
-    def open_orders(self, instrument: str | None = None) -> list[OrderView]:
+    def open_orders(self, instrument: object = None) -> list[OrderView]:
+        instrument = text_or_none("instrument", instrument)
         return [
             view(o)
             for o in self.orders.values()
             if instrument is None or o.instrument == instrument
         ]
 
-    def snapshot(self, instrument: str) -> Tick | None:
-        return self.engine.latest.get(instrument)
+    def snapshot(self, instrument: object) -> Tick | None:
+        return self.engine.latest.get(text_arg("instrument", instrument))
 
 
 class Context:
@@ -154,7 +173,9 @@ class Context:
         self.open_orders: Callable[[str | None], list[OrderView]] = handle.open_orders
         self.snapshot: Callable[[str], Tick | None] = handle.snapshot
         self.now: Callable[[], int] = lambda: engine.now
-        self.price_tick: Callable[[str], float] = lambda i: engine.specs[i].price_tick
+        self.price_tick: Callable[[str], float] = lambda i: (
+            engine.specs[text_arg("instrument", i)].price_tick
+        )
 
 
 def view(order: Order) -> OrderView:
@@ -166,6 +187,7 @@ def view(order: Order) -> OrderView:
     )  # fmt: skip
 
 
+@trait
 class AgentRunner:
     """The part of ``core.Engine`` that starts, calls and stops agents."""
 
@@ -183,12 +205,11 @@ class AgentRunner:
     pending_interrupt: str | None
     _slow: dict[str, list[int]]
 
-    if TYPE_CHECKING:
+    def _emit(self, msg: m.EngineMessage) -> bool:
+        raise NotImplementedError
 
-        def _emit(self, msg: m.EngineMessage) -> bool: ...
-
-        def cancel(self, handle: AgentHandle | None, order_id: str, protective: bool = False
-                   ) -> None: ...  # fmt: skip
+    def cancel(self, handle: AgentHandle | None, order_id: str, protective: bool = False) -> None:
+        raise NotImplementedError  # fmt: skip
 
     def stop(self) -> None:
         """Stop every agent (``on_stop``), without cancelling: orders stay at the exchange."""
@@ -253,7 +274,7 @@ class AgentRunner:
         started = self.call_started = clock()
         self.calling = handle
         try:
-            fn(*args)
+            call_agent(fn, args)
         except RecoveryDiverged:
             self.calling = None
             raise

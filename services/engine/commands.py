@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import Any, Final, Literal
 
 import msgspec
+from mypy_extensions import trait
 
 from contracts import messages as m
 from libshm import Tick
@@ -27,6 +28,7 @@ _STATE_OF: Final[dict[type, Literal["active", "reducing", "halted"]]] = {
 }  # fmt: skip
 
 
+@trait
 class Commands:
     """The part of ``core.Engine`` that applies operator commands."""
 
@@ -46,19 +48,26 @@ class Commands:
     _last_refusal: str
     recent_commands: deque[dict[str, object]]
 
-    if TYPE_CHECKING:
+    def _emit(self, msg: m.EngineMessage) -> bool:
+        raise NotImplementedError
 
-        def _emit(self, msg: m.EngineMessage) -> bool: ...
+    def _pump(self) -> None:
+        raise NotImplementedError
 
-        def _pump(self) -> None: ...
+    def cancel(self, handle: AgentHandle | None, order_id: str, protective: bool = False) -> None:
+        raise NotImplementedError  # fmt: skip
 
-        def cancel(self, handle: AgentHandle | None, order_id: str, protective: bool = False
-                   ) -> None: ...  # fmt: skip
-
-        def _send_leg(  # noqa: PLR0917
-            self, handle: AgentHandle, spec: Spec, direction: str, price: float, offset: str,
-            volume: int, kind: str,
-        ) -> str: ...  # fmt: skip
+    def _send_leg(  # noqa: PLR0917
+        self,
+        handle: AgentHandle,
+        spec: Spec,
+        direction: str,
+        price: float,
+        offset: str,
+        volume: int,
+        kind: str,
+    ) -> str:
+        raise NotImplementedError  # fmt: skip
 
     def command(self, cmd: m.Command) -> m.CommandAck:
         """An operator's command (its ``ticks`` and ``time_ns`` are set here)."""

@@ -64,18 +64,19 @@ from services.engine.strategy import (
 __all__ = ["INTERRUPTED", "AgentHandle", "AgentInterrupted", "Engine", "RecoveryDiverged"]
 
 
-def _normalise(instrument: object, price: object, volume: object) -> tuple[float, int]:
-    """An agent's price and volume as float and int, or a ``TypeError`` or ``ValueError`` that
-    names the argument: numpy scalars and ints for prices are taken, bools and other types are
-    not (``True`` is not one lot). Called only off the common path (a float and an int)."""
-    if type(instrument) is not str:
+def _normalise(instrument: object, price: object, volume: object) -> tuple[str, float, int]:
+    """An agent's instrument, price and volume as str, float and int, or a ``TypeError`` or
+    ``ValueError`` that names the argument: numpy scalars and ints for prices are taken, bools
+    and other types are not (``True`` is not one lot). Called only off the common path (a str,
+    a float and an int)."""
+    if not isinstance(instrument, str):
         raise TypeError(f"instrument must be a str, not {type(instrument).__name__}")
     if isinstance(price, bool) or not isinstance(price, numbers.Real):
         raise TypeError(f"price must be a number, not {type(price).__name__}")
     if isinstance(volume, bool) or not isinstance(volume, numbers.Integral):
         raise TypeError(f"volume must be a whole number of lots (int), not {volume!r}")
     try:
-        return float(price), int(volume)
+        return str(instrument), float(price), int(volume)
     except OverflowError:
         raise ValueError(f"price must be a finite number, not {price!r}") from None
 
@@ -302,15 +303,20 @@ class Engine(AgentRunner, Commands, Recovery):
     # -- agents' actions -----------------------------------------------------------------------
 
     def send(  # noqa: PLR0917 (an agent's order, positional: on the order path)
-        self, handle: AgentHandle, instrument: str, direction: str, price: float, volume: int,
-        offset: str, kind: str,
+        self, handle: AgentHandle, instrument_: object, direction: object, price_: object,
+        volume_: object, offset: object, kind: object,
     ) -> list[str]:  # fmt: skip
+        """An agent's order. Its arguments are checked here, so they are typed ``object``: a
+        compiled function typed ``float`` or ``str`` would convert or refuse them itself
+        (native.py), and the two must run the same."""
         if not handle.running:
             return []
         if self.pending_interrupt is not None:  # a stop waits for the agent: here is safe
             raise AgentInterrupted(self.pending_interrupt)
-        if type(price) is not float or type(volume) is not int or type(instrument) is not str:
-            price, volume = _normalise(instrument, price, volume)
+        if type(price_) is float and type(volume_) is int and type(instrument_) is str:
+            instrument, price, volume = instrument_, price_, volume_
+        else:
+            instrument, price, volume = _normalise(instrument_, price_, volume_)
         if price - price != 0.0:  # NaN or infinite: never journaled (it would not compare)
             raise ValueError(f"price must be a finite number, not {price!r}")
         if not 0 < volume <= MAX_VOLUME:

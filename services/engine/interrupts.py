@@ -14,7 +14,8 @@ from types import FrameType
 from typing import Any, Final, Protocol
 
 from contracts.stop import StopSignals
-from services.engine.agents import INTERRUPTED, AgentInterrupted, AgentRunner
+from services.engine.agents import INTERRUPTED, AgentInterrupted
+from services.engine.calling import call_agent
 from services.engine.core import Engine
 from services.engine.health import STATUS_EVERY_NS
 
@@ -91,7 +92,7 @@ def _inside_the_suite(frame: FrameType | None) -> bool:
     return True  # not in an agent's callback at all
 
 
-_CALL_CODE: Final = AgentRunner._call.__code__
+_CALL_CODE: Final = call_agent.__code__  # never compiled: its frame is always there
 
 
 class Watchdog:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING
+
+from mypy_extensions import trait
 
 from contracts import messages as m
 from libshm import Tick
@@ -32,6 +33,7 @@ def from_adapter(msg: m.EngineMessage) -> bool:
     )
 
 
+@trait
 class Recovery:
     """The part of ``core.Engine`` that replays a day's journal."""
 
@@ -41,27 +43,36 @@ class Recovery:
     ticks: int
     _expect: deque[m.EngineMessage]
 
-    if TYPE_CHECKING:
+    def _emit(self, msg: m.EngineMessage) -> bool:
+        raise NotImplementedError
 
-        def _emit(self, msg: m.EngineMessage) -> bool: ...
+    def _pump(self) -> None:
+        raise NotImplementedError
 
-        def _pump(self) -> None: ...
+    def open_day(
+        self,
+        trading_day: int,
+        now_ns: int,
+        first_tick: int = 0,
+        holdings: Iterable[m.Holding] = (),
+        cash: Mapping[str, float] | None = None,
+    ) -> None:
+        raise NotImplementedError  # fmt: skip
 
-        def open_day(
-            self, trading_day: int, now_ns: int, first_tick: int = 0,
-            holdings: Iterable[m.Holding] = (), cash: Mapping[str, float] | None = None,
-        ) -> None: ...  # fmt: skip
+    def on_tick(self, tick: Tick, seq: int) -> None:
+        raise NotImplementedError
 
-        def on_tick(self, tick: Tick, seq: int) -> None: ...
+    def on_timer(self, now_ns: int) -> None:
+        raise NotImplementedError
 
-        def on_timer(self, now_ns: int) -> None: ...
+    def wake(self, now_ns: int) -> None:
+        raise NotImplementedError
 
-        def wake(self, now_ns: int) -> None: ...
+    def command(self, cmd: m.Command) -> m.CommandAck:
+        raise NotImplementedError
 
-        def command(self, cmd: m.Command) -> m.CommandAck: ...
-
-        def roll_day(self, now_ns: int, next_day: int, settlements: Mapping[str, float]
-                     ) -> None: ...  # fmt: skip
+    def roll_day(self, now_ns: int, next_day: int, settlements: Mapping[str, float]) -> None:
+        raise NotImplementedError  # fmt: skip
 
     def recover(self, journal: Iterable[m.EngineMessage], next_tick: Callable[[], tuple[int, Tick]]
                 ) -> int:  # fmt: skip

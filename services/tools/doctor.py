@@ -179,10 +179,24 @@ def check_fast_path() -> Check:
     )
 
 
+def check_native() -> Check:
+    """The engine's core compiled with mypyc: optional (same journal without it), about 2x the
+    speed on the order path (docs/engine.md, "Compiled core")."""
+    from services.engine import native  # noqa: PLC0415 (the engine only when asked)
+
+    return Check(
+        "engine compiled core",
+        native.compiled(),
+        native.status(),
+        "run make native (it needs a C compiler: apt-get install -y gcc)",
+        required=False,
+    )
+
+
 def run_doctor(config_path: str | None) -> int:
     """Print every check; return 1 if a required one failed, else 0."""
     log = get_logger()
-    checks = [check_python(), check_fast_path()]
+    checks = [check_python(), check_fast_path(), check_native()]
     config: DeploymentConfig | None = None
     config_check: Check | None = None
     if config_path is not None:

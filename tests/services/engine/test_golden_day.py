@@ -7,10 +7,13 @@ in the commit."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import MutableMapping
+from typing import Any
 
 import pytest
 import structlog
 
+from contracts import messages as m
 from contracts.calendar import load_calendar
 from contracts.config import PaperConfig, ProductRates, RiskConfig
 from libshm import Tick
@@ -37,32 +40,54 @@ GOLDEN = {
 }  # fmt: skip
 
 
-@pytest.mark.parametrize("name", list(GOLDEN))
-def test_the_real_day_journals_the_same_bytes(ticks: list[tuple[int, Tick]], name: str) -> None:
-    paper, frames, digest = GOLDEN[name]
+def run_day(
+    ticks: list[tuple[int, Tick]],
+    name: str,
+    *,
+    upto: int | None = None,
+    recover: list[bytes] | None = None,
+) -> tuple[list[bytes], list[MutableMapping[str, Any]]]:
+    """The day through the engine under simulator configuration ``name``: the journal's frames
+    and the error lines logged. ``upto``: stop after that many ticks (a crash). ``recover``: a
+    journal of the day's start (an earlier run's frames) to recover from first."""
+    paper = GOLDEN[name][0]
     specs, phases = specs_for(["IF2101"], load_calendar(), RATES)
-    sha = hashlib.sha256()
-    count = 0
-
-    def journal(data: bytes, _time: int) -> None:
-        nonlocal count
-        sha.update(data)
-        count += 1
-
+    out: list[bytes] = []
     engine = Engine(specs=specs, gate_config=RISK, adapter=PaperBroker(specs, phases, paper),
-                    phases=phases, journal=journal)  # fmt: skip
+                    phases=phases, journal=lambda data, _time: out.append(bytes(data)))  # fmt: skip
     limits = RiskLimits.from_config(RISK)
     engine.add_agent("mm", Quoter, ["IF2101"], 1e6, limits,
                      {"spread_ticks": 1, "size": 1, "max_position": 3})  # fmt: skip
     engine.add_agent("trend", Follower, ["IF2101"], 1e6, limits,
                      {"fast": 10, "slow": 60, "size": 2})  # fmt: skip
-    engine.open_day(DAY, ticks[0][1].local_time_ns)
+    source = iter(ticks)
     with structlog.testing.capture_logs() as logs:
-        for i, (seq, tick) in enumerate(ticks):
+        if recover:
+            engine.recover([m.decode(f) for f in recover], lambda: next(source))
+            out[:0] = recover  # what the journal held before: the recovery checked, not wrote
+        else:
+            engine.open_day(DAY, ticks[0][1].local_time_ns)
+        for seq, tick in source:
+            if upto is not None and seq >= ticks[0][0] + upto:
+                break
             engine.on_tick(tick, seq)
-            if i % 50 == 49:
+            if (seq - ticks[0][0]) % 50 == 49:
                 engine.on_timer(tick.local_time_ns + 1)
-        last = ticks[-1][1]
-        engine.roll_day(last.local_time_ns + 1_000_000_000, DAY + 1, {"IF2101": last.last})
-    assert [e for e in logs if e["log_level"] == "error"] == []  # nothing refused on the way
-    assert (count, sha.hexdigest()) == (frames, digest)
+        else:
+            last = ticks[-1][1]
+            engine.roll_day(last.local_time_ns + 1_000_000_000, DAY + 1, {"IF2101": last.last})
+    return out, [e for e in logs if e["log_level"] == "error"]
+
+
+def digest_of(frames: list[bytes]) -> tuple[int, str]:
+    sha = hashlib.sha256()
+    for frame in frames:
+        sha.update(frame)
+    return len(frames), sha.hexdigest()
+
+
+@pytest.mark.parametrize("name", list(GOLDEN))
+def test_the_real_day_journals_the_same_bytes(ticks: list[tuple[int, Tick]], name: str) -> None:
+    frames, errors = run_day(ticks, name)
+    assert errors == []  # nothing refused on the way
+    assert digest_of(frames) == GOLDEN[name][1:]

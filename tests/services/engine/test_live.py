@@ -439,7 +439,7 @@ def test_with_the_feed_silent_the_timer_follows_the_engine_clock(
     )
     fake = [time.monotonic_ns()]
     holder: list[EngineService] = []
-    fired: list[int] = []  # every timer call's time
+    fired: list[int] = []  # every timer call's time, as journaled
     last = [0]  # the 40th tick's time
 
     def clock() -> int:
@@ -457,13 +457,12 @@ def test_with_the_feed_silent_the_timer_follows_the_engine_clock(
         def engine_that_records_timers(journal_writer: JournalWriter) -> Any:
             engine = new_engine(journal_writer)
             engine.wants_timer = True  # its agents have no on_timer: fire it all the same
-            on_timer = engine.on_timer
 
-            def timed(now_ns: int) -> None:
-                fired.append(now_ns)
-                on_timer(now_ns)
+            def observe(msg: m.EngineMessage) -> None:  # each message as it is journaled
+                if isinstance(msg, m.TimerFired):
+                    fired.append(msg.time_ns)
 
-            engine.on_timer = timed  # type: ignore[method-assign]
+            engine._observer = observe
             return engine
 
         service._new_engine = engine_that_records_timers  # type: ignore[method-assign,assignment]

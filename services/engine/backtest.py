@@ -31,11 +31,12 @@ from contracts.errors import UserError
 from contracts.ticks import TickStore
 from libshm import JournalWriter, is_journal
 from services.engine.adapters.paper.broker import PaperBroker
+from services.engine.collect import Collector
 from services.engine.continuous import Continuous, build_continuous
 from services.engine.core import Engine
 from services.engine.ledger import Spec
 from services.engine.live import assemble, end_of_day, fire_timer, prepare, settlements_of
-from services.engine.results import BacktestResult, Collector
+from services.engine.results import BacktestResult
 from services.engine.strategy import Strategy
 
 __all__ = ["Backtest", "BacktestResult"]

@@ -43,6 +43,7 @@ MODULES: Final = (
     "services.engine.risk",
     "services.engine.orders",
     "services.engine.offsets",
+    "services.engine.collect",
     "services.engine.adapters.paper.broker",
     "services.engine.adapters.paper.exchange",
     "services.engine.adapters.paper.front",

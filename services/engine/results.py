@@ -1,7 +1,7 @@
 """A backtest's results (docs/backtest.md, "Results"): orders, trades, positions and equity as
 pandas DataFrames, and the statistics, read from the engine journal's frames as the backtest
-writes them (``Collector``) and from what a journal does not hold: the equity and prices sampled
-in market time and each day's close (``BacktestResult.sample``, ``.close``).
+writes them (``collect.Collector``) and from what a journal does not hold: the equity and
+prices sampled in market time and each day's close (``BacktestResult.sample``, ``.close``).
 
 Times are the engine's (the ticks' receive times), shown in China's time zone. Statistics are
 computed on the account's equity at each trading day's close (marked to the settlement prices,
@@ -11,9 +11,8 @@ as China's daily mark-to-market does), with the formulas and their sources in ``
 from __future__ import annotations
 
 import math
-import re
 from array import array
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -23,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 import pandas as pd
 
-from contracts import messages as m
+from services.engine.collect import Collector, Names, OrderCounts
 from services.engine.report import Report
 
 if TYPE_CHECKING:
@@ -35,7 +34,9 @@ __all__ = [
     "Collector",
     "OrderCounts",
     "closing_pnl",
+    "orders_frame",
     "stats_of",
+    "trades_frame",
 ]
 
 TRADING_DAYS_PER_YEAR: Final = 242
@@ -43,200 +44,69 @@ TRADING_DAYS_PER_YEAR: Final = 242
 TZ: Final = "Asia/Shanghai"
 
 
-@dataclass
-class OrderCounts:
-    """What the statistics count of the orders, kept as the backtest runs."""
-
-    sent: int = 0
-    cancelled: int = 0  # sent orders that ended cancelled (partly filled or not)
-    rejected: int = 0
-    refused: Counter[str] = field(default_factory=Counter)  # by the risk gate's code
-    cancel_requests: int = 0
+def _decode(names: Names, codes: array[int]) -> pd.Categorical:
+    """A column of codes as pandas categories (a code per row, each string once: a million
+    orders stay small)."""
+    index = pd.Index(names.names, dtype=object)
+    column = pd.Categorical.from_codes(np.frombuffer(codes, dtype=np.int32), categories=index)
+    return column.remove_unused_categories()
 
 
-class _Names:
-    """Repeated strings (agents, instruments, sides, states, reasons, id prefixes) as small
-    integer codes, so that a row of the results holds numbers only."""
-
-    def __init__(self) -> None:
-        self.codes: dict[str, int] = {}
-        self.names: list[str] = []
-
-    def code(self, name: str) -> int:
-        found = self.codes.get(name)
-        if found is None:
-            found = self.codes[name] = len(self.names)
-            self.names.append(name)
-        return found
-
-    def decode(self, codes: array[int]) -> pd.Categorical:
-        """A column of codes as pandas categories (a code per row, each string once: a
-        million orders stay small)."""
-        names = pd.Index(self.names, dtype=object)
-        column = pd.Categorical.from_codes(np.frombuffer(codes, dtype=np.int32), categories=names)
-        return column.remove_unused_categories()
+def _ids(c: Collector, prefixes: array[int], numbers: array[int]) -> list[str]:
+    names = c.names.names
+    pairs = zip(prefixes, numbers, strict=True)
+    return [names[p] + str(n) if n >= 0 else names[p] for p, n in pairs]
 
 
-_NUMBERED = re.compile(r"^(.*?)(\d{1,18})$")
+def orders_frame(c: Collector) -> pd.DataFrame:
+    names = c.names
+    filled = np.frombuffer(c.o_filled, dtype=np.int64)
+    value = np.frombuffer(c.o_value, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fill_price = np.where(filled > 0, value / np.maximum(filled, 1), np.nan)
+    return pd.DataFrame({
+        "day": np.frombuffer(c.o_day, dtype=np.int64),
+        "time_ns": np.frombuffer(c.o_time, dtype=np.int64),
+        "order_id": _ids(c, c.o_prefix, c.o_number),
+        "agent": _decode(names, c.o_agent),
+        "instrument": _decode(names, c.o_instrument),
+        "direction": _decode(names, c.o_direction),
+        "offset": _decode(names, c.o_offset),
+        "price": np.frombuffer(c.o_price, dtype=np.float64),
+        "volume": np.frombuffer(c.o_volume, dtype=np.int64),
+        "kind": _decode(names, c.o_kind),
+        "status": _decode(names, c.o_status),
+        "filled": filled, "fill_price": fill_price,
+        "reason": _decode(names, c.o_reason),
+    })  # fmt: skip
 
 
-class Collector:
-    """The results' rows from the engine journal's messages in the order they are written (the
-    engine's ``observer``), kept as typed columns (about 90 bytes an order, 60 a fill, whatever
-    the strings): each order sent or refused, with its end once it has one, and each fill. Only
-    the working orders are looked up by id, so the lookup table stays small."""
+def trades_frame(c: Collector) -> pd.DataFrame:
+    rows = np.frombuffer(c.t_order, dtype=np.int64)
+    known = rows >= 0
+    picked = np.where(known, rows, 0)
 
-    def __init__(self) -> None:
-        self.day = 0
-        self.names = _Names()
-        code = self.names.code
-        self._working_code, self._filled = code("working"), code("filled")
-        self._cancelled, self._rejected, self._refused = (
-            code("cancelled"), code("rejected"), code("refused"))  # fmt: skip
-        self._none = code("")
-        self.working: dict[str, int] = {}  # order id -> its row, while it works
-        # orders: one row each
-        self.o_day, self.o_time = array("q"), array("q")
-        self.o_prefix, self.o_number = array("i"), array("q")  # the id: prefix + number
-        self.o_agent, self.o_instrument = array("i"), array("i")
-        self.o_direction, self.o_offset, self.o_kind = array("i"), array("i"), array("i")
-        self.o_price, self.o_volume = array("d"), array("q")
-        self.o_status, self.o_reason = array("i"), array("i")
-        self.o_filled, self.o_value = array("q"), array("d")
-        # fills: one row each
-        self.t_day, self.t_time, self.t_order = array("q"), array("q"), array("q")
-        self.t_prefix, self.t_number = array("i"), array("q")
-        self.t_price, self.t_volume, self.t_fee = array("d"), array("q"), array("d")
-        self.counts = OrderCounts()
+    strings = np.asarray([*c.names.names, None], dtype=object)
 
-    def _id(self, text: str) -> tuple[int, int]:
-        match = _NUMBERED.match(text)
-        if match is None:  # no number at its end: the whole id is the prefix
-            return self.names.code(text), -1
-        return self.names.code(match[1]), int(match[2])
+    def of(column: array[int]) -> np.ndarray:
+        codes = np.frombuffer(column, dtype=np.int32)[picked] if len(column) else picked
+        return strings[np.where(known, codes, -1)]  # a fill of an order not seen: None
 
-    def _order(self, msg: m.OrderRequested | m.RiskRefused, status: int, reason: int) -> int:
-        code = self.names.code
-        row = len(self.o_time)
-        prefix, number = self._id(msg.order_id)
-        self.o_day.append(self.day)
-        self.o_time.append(msg.time_ns)
-        self.o_prefix.append(prefix)
-        self.o_number.append(number)
-        self.o_agent.append(code(msg.agent))
-        self.o_instrument.append(code(msg.instrument))
-        self.o_direction.append(code(msg.direction))
-        self.o_offset.append(code(msg.offset))
-        self.o_kind.append(code(msg.kind))
-        self.o_price.append(msg.price)
-        self.o_volume.append(msg.volume)
-        self.o_status.append(status)
-        self.o_reason.append(reason)
-        self.o_filled.append(0)
-        self.o_value.append(0.0)
-        return row
-
-    def _end(self, order_id: str, status: int, reason: str) -> bool:
-        row = self.working.pop(order_id, None)
-        if row is None:
-            return False
-        self.o_status[row] = status
-        self.o_reason[row] = self.names.code(reason)
-        return True
-
-    def message(self, msg: m.EngineMessage) -> None:
-        kind = type(msg)
-        if kind is m.OrderRequested:
-            o: m.OrderRequested = msg  # type: ignore[assignment]
-            self.working[o.order_id] = self._order(o, self._working_code, self._none)
-            self.counts.sent += 1
-        elif kind is m.Trade:
-            t: m.Trade = msg  # type: ignore[assignment]
-            row = self.working.get(t.order_id, -1)
-            prefix, number = self._id(t.trade_id)
-            self.t_day.append(self.day)
-            self.t_time.append(t.time_ns)
-            self.t_order.append(row)
-            self.t_prefix.append(prefix)
-            self.t_number.append(number)
-            self.t_price.append(t.price)
-            self.t_volume.append(t.volume)
-            self.t_fee.append(t.fee)
-            if row >= 0:
-                filled = self.o_filled[row] = self.o_filled[row] + t.volume
-                self.o_value[row] += t.price * t.volume
-                if filled >= self.o_volume[row]:
-                    self.o_status[row] = self._filled
-                    del self.working[t.order_id]
-        elif kind is m.OrderCancelled:
-            c: m.OrderCancelled = msg  # type: ignore[assignment]
-            self.counts.cancelled += self._end(c.order_id, self._cancelled, c.text)
-        elif kind is m.OrderRejected:
-            r: m.OrderRejected = msg  # type: ignore[assignment]
-            self.counts.rejected += self._end(r.order_id, self._rejected, f"{r.code}: {r.text}")
-        elif kind is m.RiskRefused:
-            x: m.RiskRefused = msg  # type: ignore[assignment]
-            self._order(x, self._refused, self.names.code(f"{x.code}: {x.text}"))
-            self.counts.refused[x.code] += 1
-        elif kind is m.CancelRequested:
-            self.counts.cancel_requests += 1
-        elif kind is m.DayOpened:
-            self.day = msg.trading_day  # type: ignore[union-attr]
-
-    def _ids(self, prefixes: array[int], numbers: array[int]) -> list[str]:
-        names = self.names.names
-        pairs = zip(prefixes, numbers, strict=True)
-        return [names[p] + str(n) if n >= 0 else names[p] for p, n in pairs]
-
-    def orders_frame(self) -> pd.DataFrame:
-        names = self.names
-        filled = np.frombuffer(self.o_filled, dtype=np.int64)
-        value = np.frombuffer(self.o_value, dtype=np.float64)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            fill_price = np.where(filled > 0, value / np.maximum(filled, 1), np.nan)
-        return pd.DataFrame({
-            "day": np.frombuffer(self.o_day, dtype=np.int64),
-            "time_ns": np.frombuffer(self.o_time, dtype=np.int64),
-            "order_id": self._ids(self.o_prefix, self.o_number),
-            "agent": names.decode(self.o_agent),
-            "instrument": names.decode(self.o_instrument),
-            "direction": names.decode(self.o_direction),
-            "offset": names.decode(self.o_offset),
-            "price": np.frombuffer(self.o_price, dtype=np.float64),
-            "volume": np.frombuffer(self.o_volume, dtype=np.int64),
-            "kind": names.decode(self.o_kind),
-            "status": names.decode(self.o_status),
-            "filled": filled, "fill_price": fill_price,
-            "reason": names.decode(self.o_reason),
-        })  # fmt: skip
-
-    def trades_frame(self) -> pd.DataFrame:
-        names = self.names
-        rows = np.frombuffer(self.t_order, dtype=np.int64)
-        known = rows >= 0
-        picked = np.where(known, rows, 0)
-
-        strings = np.asarray([*names.names, None], dtype=object)
-
-        def of(column: array[int]) -> np.ndarray:
-            codes = np.frombuffer(column, dtype=np.int32)[picked] if len(column) else picked
-            return strings[np.where(known, codes, -1)]  # a fill of an order not seen: None
-
-        order_ids = np.asarray(self._ids(self.o_prefix, self.o_number) or [""], dtype=object)
-        trade_orders = order_ids[picked]
-        trade_orders[~known] = None
-        return pd.DataFrame({
-            "day": np.frombuffer(self.t_day, dtype=np.int64),
-            "time_ns": np.frombuffer(self.t_time, dtype=np.int64),
-            "order_id": trade_orders,
-            "trade_id": self._ids(self.t_prefix, self.t_number),
-            "price": np.frombuffer(self.t_price, dtype=np.float64),
-            "volume": np.frombuffer(self.t_volume, dtype=np.int64),
-            "fee": np.frombuffer(self.t_fee, dtype=np.float64),
-            "agent": of(self.o_agent), "instrument": of(self.o_instrument),
-            "direction": of(self.o_direction), "offset": of(self.o_offset),
-            "kind": of(self.o_kind),
-        })  # fmt: skip
+    order_ids = np.asarray(_ids(c, c.o_prefix, c.o_number) or [""], dtype=object)
+    trade_orders = order_ids[picked]
+    trade_orders[~known] = None
+    return pd.DataFrame({
+        "day": np.frombuffer(c.t_day, dtype=np.int64),
+        "time_ns": np.frombuffer(c.t_time, dtype=np.int64),
+        "order_id": trade_orders,
+        "trade_id": _ids(c, c.t_prefix, c.t_number),
+        "price": np.frombuffer(c.t_price, dtype=np.float64),
+        "volume": np.frombuffer(c.t_volume, dtype=np.int64),
+        "fee": np.frombuffer(c.t_fee, dtype=np.float64),
+        "agent": of(c.o_agent), "instrument": of(c.o_instrument),
+        "direction": of(c.o_direction), "offset": of(c.o_offset),
+        "kind": of(c.o_kind),
+    })  # fmt: skip
 
 
 @dataclass
@@ -296,7 +166,7 @@ class BacktestResult:
     def trades(self) -> pd.DataFrame:
         """Every fill, in time order, with its order's fields and, for a fill that closes,
         ``pnl``: its net profit against the average open price (``closing_pnl``)."""
-        out = self.collector.trades_frame()
+        out = trades_frame(self.collector)
         out.insert(1, "time", _times(out["time_ns"]))
         out["pnl"] = closing_pnl(out, self.multipliers)
         cols = ["day", "time", "agent", "instrument", "direction", "offset", "price", "volume",
@@ -310,7 +180,7 @@ class BacktestResult:
         lots and their average ``fill_price``; ``reason`` for a refusal, rejection or cancel.
         The repeated strings (agent, instrument, direction, offset, kind, status, reason) are
         pandas categories, as a million orders would otherwise take hundreds of MB."""
-        out = self.collector.orders_frame()
+        out = orders_frame(self.collector)
         out.insert(1, "time", _times(out["time_ns"]))
         return out
 

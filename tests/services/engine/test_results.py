@@ -20,7 +20,8 @@ from contracts.config import load_config
 from contracts.errors import UserError
 from services.engine import Strategy
 from services.engine.backtest import Backtest
-from services.engine.results import TRADING_DAYS_PER_YEAR, OrderCounts, closing_pnl, stats_of
+from services.engine.collect import OrderCounts
+from services.engine.results import TRADING_DAYS_PER_YEAR, closing_pnl, stats_of
 from strategies.follower import Follower
 from tests.services.engine.test_backtest import DAYS, deployment, frames, recordings
 from tests.services.monitor.test_dashboard import browser

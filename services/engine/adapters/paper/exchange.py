@@ -60,9 +60,27 @@ class _Books:
         for cached, bids, asks in self._slots:
             if cached is tick:
                 return bids if side == "bid" else asks
-        entry = (tick, tick.bids, tick.asks)
+        entry = (tick, *_levels(tick))
         self._slots = [*self._slots[-1:], entry]
         return entry[1] if side == "bid" else entry[2]
+
+
+def _levels(t: Tick) -> tuple[list[tuple[float, int]], list[tuple[float, int]]]:
+    """``t.bids`` and ``t.asks`` (the present levels, best first), read field by field: the
+    same lists without the interpreted properties' slices (this runs compiled, native.py)."""
+    bids: list[tuple[float, int]] = []
+    asks: list[tuple[float, int]] = []
+    for p, v in ((t.bid_price1, t.bid_volume1), (t.bid_price2, t.bid_volume2),
+                 (t.bid_price3, t.bid_volume3), (t.bid_price4, t.bid_volume4),
+                 (t.bid_price5, t.bid_volume5)):  # fmt: skip
+        if v > 0 and not math.isnan(p):  # shown
+            bids.append((p, v))
+    for p, v in ((t.ask_price1, t.ask_volume1), (t.ask_price2, t.ask_volume2),
+                 (t.ask_price3, t.ask_volume3), (t.ask_price4, t.ask_volume4),
+                 (t.ask_price5, t.ask_volume5)):  # fmt: skip
+        if v > 0 and not math.isnan(p):
+            asks.append((p, v))
+    return bids, asks
 
 
 def _shown(levels: list[tuple[float, int]], side: str, price: float) -> int | None:

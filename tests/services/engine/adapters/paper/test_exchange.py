@@ -17,7 +17,7 @@ import math
 import pytest
 
 from libshm import Tick
-from services.engine.adapters.paper.exchange import Exchange
+from services.engine.adapters.paper.exchange import Exchange, _levels
 from services.engine.adapters.paper.queues import Conservative, Probabilistic, QueueModel
 from services.engine.ledger import Rates, Spec
 from services.engine.orders import Order
@@ -212,3 +212,17 @@ def test_the_probabilistic_model_is_seeded_and_favours_orders_at_the_back() -> N
     near = sum(front.cancelled_ahead(ahead=1, behind=99, cancelled=10) for _ in range(200))
     far = sum(back.cancelled_ahead(ahead=99, behind=1, cancelled=10) for _ in range(200))
     assert far > near
+
+
+def test_the_books_read_the_levels_the_tick_shows(if_day: list[Tick], cu_day: list[Tick]) -> None:
+    """The simulator's own reading of a snapshot's levels (field by field, compiled) is the
+    tick's ``bids`` and ``asks`` on every real tick (one level of IF, five of cu), and with a
+    level gone (NaN price, or no volume) at each place on either side."""
+    gone = [
+        cu_day[0]._replace(**{f"{side}_{what}{level}": value})  # type: ignore[arg-type]
+        for side in ("bid", "ask") for level in range(1, 6)
+        for what, value in (("price", math.nan), ("volume", 0))
+    ]  # fmt: skip
+    assert all(len(t.bids) == len(t.asks) == 5 for t in cu_day[:1])
+    assert all(len(t.bids) + len(t.asks) == 9 for t in gone)
+    assert all(_levels(t) == (t.bids, t.asks) for t in [*if_day, *cu_day, *gone])

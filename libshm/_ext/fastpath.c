@@ -465,6 +465,62 @@ fp_next_tick(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     return out;
 }
 
+PyDoc_STRVAR(next_ticks_doc,
+             "next_ticks(buffer, offset, seq, cls, max) -> list[tick]\n\n"
+             "next_tick() in a loop: the ticks of up to max consecutive committed tick frames "
+             "from offset, the first with sequence number seq; it stops before the first frame "
+             "next_tick() would not answer with a tick (nothing committed, a roll frame, the "
+             "segment's end, another kind of frame), so an empty list means: ask next_tick().");
+
+static PyObject *
+fp_next_ticks(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    CHECK_NARGS("next_ticks", 5);
+    Py_ssize_t off, max;
+    uint64_t seq;
+    Py_buffer view;
+    if (check_tick_type(args[3]) < 0 || parse_ssize(args[1], &off) < 0 ||
+        parse_u64(args[2], &seq) < 0 || parse_ssize(args[4], &max) < 0)
+        return NULL;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    PyObject *out = PyList_New(0);
+    if (out == NULL) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    for (Py_ssize_t n = 0; n < max && off >= 0 && view.len - off >= TICK_FRAME_SIZE; n++) {
+        const char *frame = (const char *)view.buf + off;
+        if (misaligned((char *)frame, &view)) { /* it released the view */
+            Py_DECREF(out);
+            return NULL;
+        }
+        uint64_t commit = __atomic_load_n((const uint64_t *)frame, __ATOMIC_ACQUIRE);
+        uint64_t fseq;
+        uint32_t ftype;
+        memcpy(&fseq, frame + 8, 8);
+        memcpy(&ftype, frame + 24, 4);
+        if (commit == 0 || (commit & 0xFFFFFFFFu) != TICK_FRAME_SIZE || fseq != seq ||
+            (ftype & 0xFFFF) != TYPE_FIXED)
+            break;
+        PyObject *tick = unpack_tick_from(frame + FRAME_HEADER_SIZE, (PyTypeObject *)args[3]);
+        if (tick == NULL)
+            goto fail;
+        int appended = PyList_Append(out, tick);
+        Py_DECREF(tick);
+        if (appended < 0)
+            goto fail;
+        off += TICK_FRAME_SIZE;
+        seq++;
+    }
+    PyBuffer_Release(&view);
+    return out;
+fail:
+    PyBuffer_Release(&view);
+    Py_DECREF(out);
+    return NULL;
+}
+
 PyDoc_STRVAR(commit_frames_doc,
              "commit_frames(buffer, offset, count, frame_len) -> None\n\n"
              "Store the commit words of count consecutive frames of frame_len bytes whose "
@@ -610,6 +666,7 @@ static PyMethodDef methods[] = {
     {"append_bytes", (PyCFunction)(void (*)(void))fp_append_bytes, METH_FASTCALL,
      append_bytes_doc},
     {"next_tick", (PyCFunction)(void (*)(void))fp_next_tick, METH_FASTCALL, next_tick_doc},
+    {"next_ticks", (PyCFunction)(void (*)(void))fp_next_ticks, METH_FASTCALL, next_ticks_doc},
     {"commit_frames", (PyCFunction)(void (*)(void))fp_commit_frames, METH_FASTCALL,
      commit_frames_doc},
     {"snapshot_write", (PyCFunction)(void (*)(void))fp_snapshot_write, METH_FASTCALL,

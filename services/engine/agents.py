@@ -81,6 +81,10 @@ class Host(Protocol):
                ) -> None: ...  # fmt: skip
 
 
+def _no_tick(tick: Tick) -> None:
+    """An agent's ``tick_fn`` before its strategy exists."""
+
+
 @dataclass
 class AgentHandle:
     """The engine side of one agent: what its ``Strategy`` calls into."""
@@ -99,6 +103,7 @@ class AgentHandle:
     wants_trades: bool = True
     wants_timer: bool = True
     orders: dict[str, Order] = field(default_factory=dict)  # working orders
+    tick_fn: Callable[[Tick], object] = _no_tick  # the strategy's on_tick, bound once
 
     def __post_init__(self) -> None:
         # send(instrument, direction, price, volume, offset, kind): the engine's, bound to this
@@ -202,6 +207,7 @@ class AgentRunner:
     call_started: int
     callback_budget_ns: int
     clock: Callable[[], int]
+    marked_calls: bool
     pending_interrupt: str | None
     _slow: dict[str, list[int]]
 
@@ -236,6 +242,7 @@ class AgentRunner:
         handle.wants_orders = cls.on_order is not Strategy.on_order
         handle.wants_trades = cls.on_trade is not Strategy.on_trade
         handle.wants_timer = cls.on_timer is not Strategy.on_timer
+        handle.tick_fn = handle.strategy.on_tick
         handle.running = True
         self._call(handle, handle.strategy.on_start)
 
@@ -274,7 +281,10 @@ class AgentRunner:
         started = self.call_started = clock()
         self.calling = handle
         try:
-            call_agent(fn, args)
+            if self.marked_calls:
+                call_agent(fn, args)
+            else:
+                fn(*args)
         except RecoveryDiverged:
             self.calling = None
             raise

@@ -12,6 +12,7 @@ time with the prices, and each day's close marked to its settlement prices.
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import shutil
 import sys
@@ -34,8 +35,9 @@ from services.engine.adapters.paper.broker import PaperBroker
 from services.engine.collect import Collector
 from services.engine.continuous import Continuous, build_continuous
 from services.engine.core import Engine
+from services.engine.drive import run_ticks
 from services.engine.ledger import Spec
-from services.engine.live import assemble, end_of_day, fire_timer, prepare, settlements_of
+from services.engine.live import assemble, end_of_day, prepare, settlements_of
 from services.engine.results import BacktestResult
 from services.engine.strategy import Strategy
 
@@ -163,8 +165,16 @@ class Backtest:
         bar = _progress_bar(progress)
         holdings: list[m.Holding] = []
         cash: dict[str, float] = {}
+        # as the live service (docs/engine.md, "The garbage collector"): what exists now frozen
+        # (never scanned again), no automatic collection; drive.run_ticks collects the young
+        # objects between its batches of ticks, and each day's end what the day left
+        collecting = gc.isenabled()
+        gc.collect()
+        gc.freeze()
+        gc.disable()
         try:
             for i, day in enumerate(self.days):
+                gc.collect()  # the days before (all that is not frozen: a day's objects)
                 writer = None
                 if self.journal is not None:
                     size = self.config.engine.segment_mb << 20
@@ -177,6 +187,7 @@ class Backtest:
                                       PaperBroker(specs, phases, self.config.engine.paper),
                                       writer.append if writer is not None else None, self.log,
                                       collector.message)  # fmt: skip
+                    engine.marked_calls = False  # no shell to interrupt an agent (docs/engine.md)
                     self._day(engine, day, holdings, cash, result, bar)
                     settlements = settlements_of(engine)
                     result.close(day, engine, settlements)
@@ -191,6 +202,9 @@ class Backtest:
                     if writer is not None:
                         writer.close()
         finally:
+            gc.unfreeze()
+            if collecting:
+                gc.enable()
             if bar is not None:
                 bar.close()
         return result
@@ -235,23 +249,20 @@ class Backtest:
                 bar.set_description(f"backtest {day}")
             due = (engine.now // step + 1) * step  # the timer's grid, as live
             sample = (engine.now // every + 1) * every
-            shown = engine.ticks
-            read, on_tick = reader.next_tick, engine.on_tick
-            while (item := read()) is not None:
-                tick_time = item[1].local_time_ns
-                if tick_time > due:
-                    due = fire_timer(engine, due, step, tick_time - 1)
-                    if bar is not None:
-                        bar.update(engine.ticks - shown)
-                        shown = engine.ticks
-                on_tick(item[1], item[0])
-                if tick_time >= sample:
-                    result.sample(engine, tick_time)
-                    sample = (tick_time // every + 1) * every
+            shown = [engine.ticks]
+
+            def progress() -> None:
+                if bar is not None:
+                    bar.update(engine.ticks - shown[0])
+                    shown[0] = engine.ticks
+
+            def at_sample(time_ns: int) -> None:
+                result.sample(engine, time_ns)
+
+            due = run_ticks(engine, reader, due, step, sample, every, at_sample, progress)
             end_of_day(engine, engine.now, due, step)  # now: the last tick's time
             result.sample(engine, engine.now)
-            if bar is not None:
-                bar.update(engine.ticks - shown)
+            progress()
         finally:
             reader.close()
 

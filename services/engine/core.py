@@ -153,6 +153,10 @@ class Engine(AgentRunner, Commands, Recovery):
         # the agent callback running now, since when (monotonic ns), and the budget: read by
         # the shell's watchdog and stop signal (a callback that blocks), and logged here
         self.calling: AgentHandle | None = None
+        # an agent's callback through calling.call_agent, whose frame tells the live shell's
+        # interrupts where the agent's code begins; a backtest, which interrupts nothing, calls
+        # it directly (agents.AgentRunner._call)
+        self.marked_calls = True
         self.calling_fn: Callable[..., object] | None = None
         self.call_started = 0
         self.callback_budget_ns = callback_budget_ns
@@ -248,7 +252,7 @@ class Engine(AgentRunner, Commands, Recovery):
                     self._check_loss(handle)
         for handle in handles:
             if handle.running:
-                self._call(handle, handle.strategy.on_tick, tick)  # type: ignore[union-attr]
+                self._call(handle, handle.tick_fn, tick)
         self._pump()
 
     def on_timer(self, now_ns: int) -> None:

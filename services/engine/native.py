@@ -44,6 +44,7 @@ MODULES: Final = (
     "services.engine.orders",
     "services.engine.offsets",
     "services.engine.collect",
+    "services.engine.drive",
     "services.engine.adapters.paper.broker",
     "services.engine.adapters.paper.exchange",
     "services.engine.adapters.paper.front",

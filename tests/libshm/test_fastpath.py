@@ -176,6 +176,39 @@ def test_next_tick_reads_what_read_and_decode_read_across_rolls(
     assert item is not None and (item[0], py_encode(item[1])) == (200, py_encode(make_tick(200)))
 
 
+@pytest.mark.parametrize("impl", ["c", "python"])
+def test_next_ticks_reads_in_batches_what_next_tick_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, impl: str
+) -> None:
+    """Batches stop at each roll and at the live end, and go on where they stopped."""
+    write_journal(tmp_path / "j", 200, batch=False)  # 9 segments: 8 rolls
+    if impl == "python":
+        monkeypatch.setattr(accel, "FAST", None)
+    reader = JournalReader(tmp_path / "j")
+    assert (reader._fast_many is not None) == (impl == "c")
+    got, sizes = [], []
+    while True:
+        first, ticks = reader.next_ticks(7)
+        if not ticks:
+            break
+        sizes.append(len(ticks))
+        got += [(first + i, py_encode(t)) for i, t in enumerate(ticks)]
+    assert got == [(i, py_encode(make_tick(i))) for i in range(200)]
+    assert max(sizes) == (7 if impl == "c" else 1) and sum(sizes) == 200
+    assert reader.next_ticks() == (0, [])  # the live end: nothing more, nothing skipped
+    with JournalWriter(tmp_path / "j", layout=TICK_LAYOUT, segment_size=8192) as w:
+        for i in (200, 201):
+            w.append_tick(make_tick(i), frame_time(i))
+    first, ticks = reader.next_ticks()
+    assert (
+        first == 200
+        and [py_encode(t) for t in ticks]
+        == [py_encode(make_tick(i)) for i in (200, 201)][: len(ticks)]
+    )
+    if len(ticks) == 1:  # the first of them came through next_tick (the segment had rolled)
+        assert py_encode(reader.next_ticks()[1][0]) == py_encode(make_tick(201))
+
+
 def test_a_bad_tick_leaves_the_journal_untouched(tmp_path: Path) -> None:
     path = tmp_path / "j"
     with JournalWriter(path, layout=TICK_LAYOUT, segment_size=8192) as w:

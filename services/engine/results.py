@@ -92,9 +92,12 @@ def trades_frame(c: Collector) -> pd.DataFrame:
         codes = np.frombuffer(column, dtype=np.int32)[picked] if len(column) else picked
         return strings[np.where(known, codes, -1)]  # a fill of an order not seen: None
 
-    order_ids = np.asarray(_ids(c, c.o_prefix, c.o_number) or [""], dtype=object)
-    trade_orders = order_ids[picked]
-    trade_orders[~known] = None
+    names, prefixes, numbers = c.names.names, c.o_prefix, c.o_number
+    trade_orders = [  # the ids of the filled orders only (a string per order would be ~100 MB)
+        None if r < 0 else names[prefixes[r]] + str(numbers[r]) if numbers[r] >= 0
+        else names[prefixes[r]]
+        for r in c.t_order
+    ]  # fmt: skip
     return pd.DataFrame({
         "day": np.frombuffer(c.t_day, dtype=np.int64),
         "time_ns": np.frombuffer(c.t_time, dtype=np.int64),

@@ -156,14 +156,19 @@ def test_c_and_pure_free_form_appends_write_identical_journals(
     assert c == py
 
 
+def rolled_journal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, impl: str) -> JournalReader:
+    """A reader of 200 ticks in 9 segments (8 rolls), with the C paths or without."""
+    write_journal(tmp_path / "j", 200, batch=False)
+    if impl == "python":
+        monkeypatch.setattr(accel, "FAST", None)
+    return JournalReader(tmp_path / "j")
+
+
 @pytest.mark.parametrize("impl", ["c", "python"])
 def test_next_tick_reads_what_read_and_decode_read_across_rolls(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, impl: str
 ) -> None:
-    write_journal(tmp_path / "j", 200, batch=False)  # 9 segments: 8 rolls
-    if impl == "python":
-        monkeypatch.setattr(accel, "FAST", None)
-    reader = JournalReader(tmp_path / "j")
+    reader = rolled_journal(tmp_path, monkeypatch, impl)
     assert (reader._fast_next is not None) == (impl == "c")
     got = []
     while (item := reader.next_tick()) is not None:
@@ -181,10 +186,7 @@ def test_next_ticks_reads_in_batches_what_next_tick_reads(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, impl: str
 ) -> None:
     """Batches stop at each roll and at the live end, and go on where they stopped."""
-    write_journal(tmp_path / "j", 200, batch=False)  # 9 segments: 8 rolls
-    if impl == "python":
-        monkeypatch.setattr(accel, "FAST", None)
-    reader = JournalReader(tmp_path / "j")
+    reader = rolled_journal(tmp_path, monkeypatch, impl)
     assert (reader._fast_many is not None) == (impl == "c")
     got, sizes = [], []
     while True:

@@ -31,7 +31,7 @@ if os.environ.get("HFT_MYPYC") == "1":
     ext_modules += mypycify(
         [str(native["source_of"](m).relative_to(native["ROOT"])) for m in native["MODULES"]],
         opt_level="3",
-        group_name="services.engine.compiled",  # its shared library: compiled__mypyc.*.so
+        group_name=native["GROUP"],  # its shared library: services/engine/compiled__mypyc.*.so
     )
 
 setup(ext_modules=ext_modules)

@@ -68,10 +68,17 @@ def digest() -> str:
     return h.hexdigest()
 
 
+GROUP: Final = "services.engine.compiled"  # setup.py's group: its shared library's module
+
+
 def _built() -> bool:
-    """Whether every module has its extension beside its source."""
+    """Whether every module has its extension beside its source, and the shared library they
+    all load is there too (for this Python: the suffix names its version)."""
     suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
-    return all(source_of(m).with_name(m.rsplit(".", 1)[1] + suffix).exists() for m in MODULES)
+    shared = source_of(GROUP).with_name(GROUP.rsplit(".", 1)[1] + "__mypyc" + suffix)
+    return shared.exists() and all(
+        source_of(m).with_name(m.rsplit(".", 1)[1] + suffix).exists() for m in MODULES
+    )
 
 
 class _FromSource:

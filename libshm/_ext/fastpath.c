@@ -410,6 +410,19 @@ fp_append_bytes(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+/* Whether the committed frame at frame (its commit word already loaded) is a plain tick frame
+   with sequence number seq: what next_tick() and next_ticks() decode themselves. */
+static inline int
+is_tick_frame(const char *frame, uint64_t commit, uint64_t seq)
+{
+    uint64_t fseq;
+    uint32_t ftype;
+    memcpy(&fseq, frame + 8, 8);
+    memcpy(&ftype, frame + 24, 4);
+    return (commit & 0xFFFFFFFFu) == TICK_FRAME_SIZE && fseq == seq &&
+           (ftype & 0xFFFF) == TYPE_FIXED;
+}
+
 PyDoc_STRVAR(next_tick_doc,
              "next_tick(buffer, offset, seq, cls) -> (time_ns, tick) | False | None\n\n"
              "The tick frame at offset if it is committed (acquire load of its commit word) "
@@ -441,15 +454,12 @@ fp_next_tick(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
         PyBuffer_Release(&view);
         Py_RETURN_FALSE;
     }
-    uint64_t fseq, ftime;
-    uint32_t ftype;
-    memcpy(&fseq, frame + 8, 8);
-    memcpy(&ftime, frame + 16, 8);
-    memcpy(&ftype, frame + 24, 4);
-    if ((commit & 0xFFFFFFFFu) != TICK_FRAME_SIZE || fseq != seq || (ftype & 0xFFFF) != TYPE_FIXED) {
+    if (!is_tick_frame(frame, commit, seq)) {
         PyBuffer_Release(&view);
         Py_RETURN_NONE;
     }
+    uint64_t ftime;
+    memcpy(&ftime, frame + 16, 8);
     PyObject *tick = unpack_tick_from(frame + FRAME_HEADER_SIZE, (PyTypeObject *)args[3]);
     PyBuffer_Release(&view);
     if (tick == NULL)
@@ -496,12 +506,7 @@ fp_next_ticks(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
             return NULL;
         }
         uint64_t commit = __atomic_load_n((const uint64_t *)frame, __ATOMIC_ACQUIRE);
-        uint64_t fseq;
-        uint32_t ftype;
-        memcpy(&fseq, frame + 8, 8);
-        memcpy(&ftype, frame + 24, 4);
-        if (commit == 0 || (commit & 0xFFFFFFFFu) != TICK_FRAME_SIZE || fseq != seq ||
-            (ftype & 0xFFFF) != TYPE_FIXED)
+        if (commit == 0 || !is_tick_frame(frame, commit, seq))
             break;
         PyObject *tick = unpack_tick_from(frame + FRAME_HEADER_SIZE, (PyTypeObject *)args[3]);
         if (tick == NULL)

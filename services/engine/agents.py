@@ -215,7 +215,7 @@ class AgentRunner:
         raise NotImplementedError
 
     def cancel(self, handle: AgentHandle | None, order_id: str, protective: bool = False) -> None:
-        raise NotImplementedError  # fmt: skip
+        raise NotImplementedError
 
     def stop(self) -> None:
         """Stop every agent (``on_stop``), without cancelling: orders stay at the exchange."""

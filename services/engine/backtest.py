@@ -19,6 +19,7 @@ import sys
 import tempfile
 import weakref
 from collections.abc import Iterable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -256,9 +257,7 @@ class Backtest:
                     bar.update(engine.ticks - shown[0])
                     shown[0] = engine.ticks
 
-            def at_sample(time_ns: int) -> None:
-                result.sample(engine, time_ns)
-
+            at_sample = partial(result.sample, engine)
             due = run_ticks(engine, reader, due, step, sample, every, at_sample, progress)
             end_of_day(engine, engine.now, due, step)  # now: the last tick's time
             result.sample(engine, engine.now)

@@ -120,29 +120,22 @@ class Collector:
         return 1
 
     def message(self, msg: m.EngineMessage) -> None:
-        kind = type(msg)
-        if kind is m.OrderRequested:
-            assert isinstance(msg, m.OrderRequested)
+        if isinstance(msg, m.OrderRequested):
             self.working[msg.order_id] = self._order(msg, self._working_code, self._none)
             self.counts.sent += 1
-        elif kind is m.Trade:
-            assert isinstance(msg, m.Trade)
+        elif isinstance(msg, m.Trade):
             self._fill(msg)
-        elif kind is m.OrderCancelled:
-            assert isinstance(msg, m.OrderCancelled)
+        elif isinstance(msg, m.OrderCancelled):
             self.counts.cancelled += self._end(msg.order_id, self._cancelled, msg.text)
-        elif kind is m.CancelRequested:
+        elif isinstance(msg, m.CancelRequested):
             self.counts.cancel_requests += 1
-        elif kind is m.OrderRejected:
-            assert isinstance(msg, m.OrderRejected)
+        elif isinstance(msg, m.OrderRejected):
             reason = f"{msg.code}: {msg.text}"
             self.counts.rejected += self._end(msg.order_id, self._rejected, reason)
-        elif kind is m.RiskRefused:
-            assert isinstance(msg, m.RiskRefused)
+        elif isinstance(msg, m.RiskRefused):
             self._order(msg, self._refused, self.names.code(f"{msg.code}: {msg.text}"))
             self.counts.refused[msg.code] += 1
-        elif kind is m.DayOpened:
-            assert isinstance(msg, m.DayOpened)
+        elif isinstance(msg, m.DayOpened):
             self.day = msg.trading_day
 
     def _fill(self, t: m.Trade) -> None:

@@ -55,7 +55,7 @@ class Commands:
         raise NotImplementedError
 
     def cancel(self, handle: AgentHandle | None, order_id: str, protective: bool = False) -> None:
-        raise NotImplementedError  # fmt: skip
+        raise NotImplementedError
 
     def _send_leg(  # noqa: PLR0917
         self,
@@ -67,7 +67,7 @@ class Commands:
         volume: int,
         kind: str,
     ) -> str:
-        raise NotImplementedError  # fmt: skip
+        raise NotImplementedError
 
     def command(self, cmd: m.Command) -> m.CommandAck:
         """An operator's command (its ``ticks`` and ``time_ns`` are set here)."""

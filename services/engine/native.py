@@ -51,6 +51,7 @@ MODULES: Final = (
     "services.engine.adapters.paper.latency",
     "services.engine.adapters.paper.queues",
 )
+GROUP: Final = "services.engine.compiled"  # setup.py's group: its shared library's module
 STAMP: Final = Path(__file__).with_name("native.stamp")
 
 _state: list[str] = []  # [status text] once install() has decided
@@ -66,9 +67,6 @@ def digest() -> str:
     for module in MODULES:
         h.update(module.encode() + b"\0" + source_of(module).read_bytes() + b"\0")
     return h.hexdigest()
-
-
-GROUP: Final = "services.engine.compiled"  # setup.py's group: its shared library's module
 
 
 def _built() -> bool:

@@ -57,7 +57,7 @@ class Recovery:
         holdings: Iterable[m.Holding] = (),
         cash: Mapping[str, float] | None = None,
     ) -> None:
-        raise NotImplementedError  # fmt: skip
+        raise NotImplementedError
 
     def on_tick(self, tick: Tick, seq: int) -> None:
         raise NotImplementedError
@@ -72,7 +72,7 @@ class Recovery:
         raise NotImplementedError
 
     def roll_day(self, now_ns: int, next_day: int, settlements: Mapping[str, float]) -> None:
-        raise NotImplementedError  # fmt: skip
+        raise NotImplementedError
 
     def recover(self, journal: Iterable[m.EngineMessage], next_tick: Callable[[], tuple[int, Tick]]
                 ) -> int:  # fmt: skip

@@ -52,10 +52,14 @@ def _decode(names: Names, codes: array[int]) -> pd.Categorical:
     return column.remove_unused_categories()
 
 
+def _id(names: list[str], prefix: int, number: int) -> str:
+    """An id from its codes: ``collect.split_id`` undone."""
+    return names[prefix] + str(number) if number >= 0 else names[prefix]
+
+
 def _ids(c: Collector, prefixes: array[int], numbers: array[int]) -> list[str]:
     names = c.names.names
-    pairs = zip(prefixes, numbers, strict=True)
-    return [names[p] + str(n) if n >= 0 else names[p] for p, n in pairs]
+    return [_id(names, p, n) for p, n in zip(prefixes, numbers, strict=True)]
 
 
 def orders_frame(c: Collector) -> pd.DataFrame:
@@ -94,10 +98,8 @@ def trades_frame(c: Collector) -> pd.DataFrame:
 
     names, prefixes, numbers = c.names.names, c.o_prefix, c.o_number
     trade_orders = [  # the ids of the filled orders only (a string per order would be ~100 MB)
-        None if r < 0 else names[prefixes[r]] + str(numbers[r]) if numbers[r] >= 0
-        else names[prefixes[r]]
-        for r in c.t_order
-    ]  # fmt: skip
+        None if r < 0 else _id(names, prefixes[r], numbers[r]) for r in c.t_order
+    ]
     return pd.DataFrame({
         "day": np.frombuffer(c.t_day, dtype=np.int64),
         "time_ns": np.frombuffer(c.t_time, dtype=np.int64),

@@ -22,7 +22,9 @@ Contract:
 - **``due_ns``** is the engine time of the next thing a deterministic adapter will do unasked
   (an order reaching the simulated exchange, an event reaching the engine), or ``NEVER``; the
   engine wakes itself then if no input comes first. An attribute, not a call: it is read before
-  every tick.
+  every tick. Before it, :meth:`Adapter.events` has nothing to give, and the engine does not
+  call it (an adapter whose events come through ``Engine.adapter_event``, CTP, keeps it at
+  ``NEVER``).
 """
 
 from __future__ import annotations

@@ -209,6 +209,7 @@ class AgentRunner:
     clock: Callable[[], int]
     marked_calls: bool
     pending_interrupt: str | None
+    journal_failed: BaseException | None
     _slow: dict[str, list[int]]
 
     def _emit(self, msg: m.EngineMessage) -> bool:
@@ -290,8 +291,12 @@ class AgentRunner:
             raise
         except BaseException:  # SystemExit, KeyboardInterrupt too (signals only set a flag)
             self.calling = None
+            if self.journal_failed is not None:  # the engine's failure, not the agent's
+                raise self.journal_failed from None
             self._failed(handle)
         self.calling = None
+        if self.journal_failed is not None:  # the agent caught it: it stops the engine still
+            raise self.journal_failed
         elapsed = clock() - started
         if elapsed > self.callback_budget_ns:
             self._slow_call(handle, fn, elapsed)

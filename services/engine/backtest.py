@@ -159,10 +159,8 @@ class Backtest:
                 raise UserError(f"{self.journal}: already holds the engine journal of "
                                 f"{', '.join(map(str, taken))}; choose a new directory or "
                                 "remove it")  # fmt: skip
-        collector = Collector()
-        capital = {a.name: a.capital for a in self.config.engine.agents}
-        result = BacktestResult(self.days, capital, {i: s.multiplier for i, s in specs.items()},
-                                collector, self.journal)  # fmt: skip
+        result = self._result(specs)
+        collector = result.collector
         bar = _progress_bar(progress)
         holdings: list[m.Holding] = []
         cash: dict[str, float] = {}
@@ -203,11 +201,22 @@ class Backtest:
                     if writer is not None:
                         writer.close()
         finally:
+            collector.close()
             gc.unfreeze()
             if collecting:
                 gc.enable()
             if bar is not None:
                 bar.close()
+        return result
+
+    def _result(self, specs: Mapping[str, Spec]) -> BacktestResult:
+        """An empty result; its rows go to files (``collect.py``) removed with it."""
+        rows = Path(tempfile.mkdtemp(prefix="hft-backtest-"))
+        multipliers = {i: s.multiplier for i, s in specs.items()}
+        capital = {a.name: a.capital for a in self.config.engine.agents}
+        result = BacktestResult(self.days, capital, multipliers, Collector(rows, multipliers),
+                                self.journal)  # fmt: skip
+        weakref.finalize(result, shutil.rmtree, rows, ignore_errors=True)
         return result
 
     def _roll_contracts(

@@ -1,19 +1,40 @@
 """A backtest's rows as it runs (compiled: ``native.py``): each message the engine journals is
-given to :meth:`Collector.message` (the engine's ``observer``), which keeps the orders and fills
-as typed columns. ``results.py`` turns them into DataFrames at the end."""
+given to :meth:`Collector.message` (the engine's ``observer``), which writes the orders, their
+ends and the fills as fixed binary rows to files in its directory, and keeps in memory only the
+working orders, the counts and the sums the statistics need. So a backtest's memory stays flat
+however many orders it sends; ``results.py`` reads the rows back into DataFrames when asked.
+
+Row layouts (little-endian, no padding; ``ORDER_ROW`` and the others, and the numpy dtypes of
+the same fields in ``results.py``): the ids as a prefix code and a number (``split_id``), the
+repeated strings as codes into ``Names`` (agent, instrument, side, offset, kind, status,
+reason)."""
 
 from __future__ import annotations
 
-from array import array
+import struct
 from collections import Counter
-from typing import Final
+from pathlib import Path
+from typing import IO, Final
 
 from contracts import messages as m
 
-__all__ = ["MAX_DIGITS", "Collector", "Names", "OrderCounts", "split_id"]
+__all__ = [
+    "END_ROW", "FILL_ROW", "MAX_DIGITS", "ORDER_ROW", "Collector", "FillSums", "Names",
+    "OrderCounts", "split_id",
+]  # fmt: skip
 
 MAX_DIGITS: Final = 18  # a number part that fits an int64 column
-_DIGITS: Final = frozenset("0123456789")
+_DIGITS: Final = "0123456789"
+ORDER_ROW: Final = struct.Struct("<qqiqiiiiidqii")
+"""An order: day, time, id prefix, id number, agent, instrument, direction, offset, kind,
+price, volume, status, reason (refused, or working until its end row)."""
+END_ROW: Final = struct.Struct("<qii")
+"""A working order's end: its order row, status (filled, cancelled, rejected), reason."""
+FILL_ROW: Final = struct.Struct("<qqqiqdqdiiiiid")
+"""A fill: day, time, order row (-1: an order not seen), id prefix, id number, price, volume,
+fee, agent, instrument, direction, offset, kind (its order's; -1 if not seen), and its closing
+PnL by average cost (NaN for an opening fill: ``Collector._pnl``)."""
+BUFFER: Final = 1 << 20  # bytes of rows held before they are written
 
 
 class OrderCounts:
@@ -25,6 +46,22 @@ class OrderCounts:
         self.rejected = 0
         self.refused: Counter[str] = Counter()  # by the risk gate's code
         self.cancel_requests = 0
+
+
+class FillSums:
+    """What the statistics sum of the fills, in the order they happened: the whole run's, and
+    each trading day's fees, fills and turnover (``by_day``)."""
+
+    def __init__(self) -> None:
+        self.fills = 0
+        self.fees = 0.0
+        self.turnover = 0.0  # price x lots x multiplier
+        self.closes = 0  # closing fills with an open price (a PnL)
+        self.wins = 0
+        self.win_sum = 0.0
+        self.losses = 0
+        self.loss_sum = 0.0
+        self.by_day: dict[int, list[float]] = {}  # day -> [fees, fills, turnover]
 
 
 class Names:
@@ -48,9 +85,7 @@ def split_id(text: str) -> tuple[str, int]:
     -1) when it does not end in such a number: the number is the id's trailing ASCII digits (at
     most ``MAX_DIGITS``) without leading zeros, which stay in the prefix ("P007" is "P00", 7)."""
     end = len(text)
-    start = end
-    while start > 0 and end - start < MAX_DIGITS and text[start - 1] in _DIGITS:
-        start -= 1
+    start = max(len(text.rstrip(_DIGITS)), end - MAX_DIGITS)
     if start == end:
         return text, -1
     while start < end - 1 and text[start] == "0":
@@ -58,14 +93,80 @@ def split_id(text: str) -> tuple[str, int]:
     return text[:start], int(text[start:])
 
 
-class Collector:
-    """The results' rows from the engine journal's messages in the order they are written,
-    kept as typed columns (about 90 bytes an order, 60 a fill, whatever the strings): each order
-    sent or refused, with its end once it has one, and each fill. Only the working orders are
-    looked up by id, so the lookup table stays small."""
+class _Working:
+    """A working order, as the collector needs it until its end."""
+
+    def __init__(  # noqa: PLR0917
+        self, row: int, remaining: int, agent: int, instrument: int, direction: int,
+        offset: int, kind: int, multiplier: float, side: int,
+    ) -> None:  # fmt: skip
+        self.row = row
+        self.remaining = remaining
+        self.agent = agent
+        self.instrument = instrument
+        self.direction = direction
+        self.offset = offset
+        self.kind = kind
+        self.multiplier = multiplier
+        self.side = side  # the position a fill opens or closes: 0 long, 1 short
+
+
+class _Lots:
+    """An agent's open lots of one instrument and side: how many, their cost and open fees."""
 
     def __init__(self) -> None:
+        self.lots = 0
+        self.cost = 0.0
+        self.fees = 0.0
+
+
+class _Rows:
+    """Fixed rows appended to a file through a buffer."""
+
+    def __init__(self, path: Path, row: struct.Struct) -> None:
+        self.path = path
+        self.row = row
+        self.size = row.size
+        self.count = 0
+        self.buffer = bytearray(BUFFER)
+        self.used = 0
+        self.file: IO[bytes] = open(path, "wb")  # noqa: SIM115 (closed by close())
+
+    def room(self) -> int:
+        """The offset to pack the next row at (the buffer written out first if full)."""
+        used = self.used
+        if used + self.size > BUFFER:
+            self.flush()
+            used = 0
+        self.used = used + self.size
+        self.count += 1
+        return used
+
+    def flush(self) -> None:
+        if self.file.closed:
+            return
+        if self.used:
+            self.file.write(memoryview(self.buffer)[: self.used])
+            self.used = 0
+        self.file.flush()
+
+    def close(self) -> None:
+        if not self.file.closed:
+            self.flush()
+            self.file.close()
+
+
+class Collector:
+    """The results' rows from the engine journal's messages in the order they are written,
+    as files in ``directory`` (``orders.bin``, ``ends.bin``, ``fills.bin``; rows of
+    ``ORDER_ROW``, ``END_ROW``, ``FILL_ROW``). Only the working orders are held, by id, so the
+    table stays small. ``multipliers``: each instrument's contract multiplier (turnover and
+    closing PnL; 1 if not given)."""
+
+    def __init__(self, directory: Path, multipliers: dict[str, int] | None = None) -> None:
         self.day = 0
+        self.directory = directory
+        self.multipliers = {k: float(v) for k, v in (multipliers or {}).items()}
         self.names = Names()
         code = self.names.code
         self._working_code = code("working")
@@ -74,85 +175,151 @@ class Collector:
         self._rejected = code("rejected")
         self._refused = code("refused")
         self._none = code("")
-        self.working: dict[str, int] = {}  # order id -> its row, while it works
-        # orders: one row each
-        self.o_day, self.o_time = array("q"), array("q")
-        self.o_prefix, self.o_number = array("i"), array("q")  # the id: prefix + number
-        self.o_agent, self.o_instrument = array("i"), array("i")
-        self.o_direction, self.o_offset, self.o_kind = array("i"), array("i"), array("i")
-        self.o_price, self.o_volume = array("d"), array("q")
-        self.o_status, self.o_reason = array("i"), array("i")
-        self.o_filled, self.o_value = array("q"), array("d")
-        # fills: one row each
-        self.t_day, self.t_time, self.t_order = array("q"), array("q"), array("q")
-        self.t_prefix, self.t_number = array("i"), array("q")
-        self.t_price, self.t_volume, self.t_fee = array("d"), array("q"), array("d")
+        self._buy = code("buy")
+        self._open = code("open")
+        self.working: dict[str, _Working] = {}
+        self.orders = _Rows(directory / "orders.bin", ORDER_ROW)
+        self.ends = _Rows(directory / "ends.bin", END_ROW)
+        self.fills = _Rows(directory / "fills.bin", FILL_ROW)
+        self._held: dict[int, _Lots] = {}  # (agent, instrument, side) as one int -> open lots
         self.counts = OrderCounts()
+        self.sums = FillSums()
 
-    def _order(self, msg: m.OrderRequested | m.RiskRefused, status: int, reason: int) -> int:
-        code = self.names.code
-        row = len(self.o_time)
+    def flush(self) -> None:
+        """Every row written to its file (before the files are read)."""
+        self.orders.flush()
+        self.ends.flush()
+        self.fills.flush()
+
+    def close(self) -> None:
+        self.orders.close()
+        self.ends.close()
+        self.fills.close()
+
+    def message(self, msg: m.EngineMessage) -> None:
+        kind = type(msg)
+        if kind is m.OrderRequested:
+            self._requested(msg)  # type: ignore[arg-type]
+        elif kind is m.Trade:
+            self._fill(msg)  # type: ignore[arg-type]
+        elif kind is m.OrderCancelled:
+            self.counts.cancelled += self._end(msg.order_id, self._cancelled, msg.text)  # type: ignore[union-attr]
+        elif kind is m.CancelRequested:
+            self.counts.cancel_requests += 1
+        elif kind is m.OrderRejected:
+            reason = f"{msg.code}: {msg.text}"  # type: ignore[union-attr]
+            self.counts.rejected += self._end(msg.order_id, self._rejected, reason)  # type: ignore[union-attr]
+        elif kind is m.RiskRefused:
+            self._refused_row(msg)  # type: ignore[arg-type]
+        elif kind is m.DayOpened:
+            self.day = msg.trading_day  # type: ignore[union-attr]
+
+    def _order_row(  # noqa: PLR0917
+        self, msg: m.OrderRequested | m.RiskRefused, agent: int, instrument: int,
+        direction: int, offset: int, kind: int, status: int, reason: int,
+    ) -> int:  # fmt: skip
+        rows = self.orders
+        row = rows.count
+        at = rows.room()
         prefix, number = split_id(msg.order_id)
-        self.o_day.append(self.day)
-        self.o_time.append(msg.time_ns)
-        self.o_prefix.append(code(prefix))
-        self.o_number.append(number)
-        self.o_agent.append(code(msg.agent))
-        self.o_instrument.append(code(msg.instrument))
-        self.o_direction.append(code(msg.direction))
-        self.o_offset.append(code(msg.offset))
-        self.o_kind.append(code(msg.kind))
-        self.o_price.append(msg.price)
-        self.o_volume.append(msg.volume)
-        self.o_status.append(status)
-        self.o_reason.append(reason)
-        self.o_filled.append(0)
-        self.o_value.append(0.0)
+        ORDER_ROW.pack_into(rows.buffer, at, self.day, msg.time_ns, self.names.code(prefix),
+                            number, agent, instrument, direction, offset, kind, msg.price,
+                            msg.volume, status, reason)  # fmt: skip
         return row
+
+    def _requested(self, msg: m.OrderRequested) -> None:
+        code = self.names.code
+        agent, instrument, direction = code(msg.agent), code(msg.instrument), code(msg.direction)
+        offset, kind = code(msg.offset), code(msg.kind)
+        row = self._order_row(msg, agent, instrument, direction, offset, kind,
+                              self._working_code, self._none)  # fmt: skip
+        # the position a fill of it opens (buy: long) or closes (sell: long)
+        buys = direction == self._buy
+        side = (0 if buys else 1) if offset == self._open else (1 if buys else 0)
+        self.working[msg.order_id] = _Working(row, msg.volume, agent, instrument, direction,
+                                              offset, kind,
+                                              self.multipliers.get(msg.instrument, 1.0),
+                                              side)  # fmt: skip
+        self.counts.sent += 1
+
+    def _refused_row(self, msg: m.RiskRefused) -> None:
+        code = self.names.code
+        self._order_row(msg, code(msg.agent), code(msg.instrument), code(msg.direction),
+                        code(msg.offset), code(msg.kind), self._refused,
+                        code(f"{msg.code}: {msg.text}"))  # fmt: skip
+        self.counts.refused[msg.code] += 1
 
     def _end(self, order_id: str, status: int, reason: str) -> int:
         """Mark a working order's end; 1 if it was working, else 0."""
-        row = self.working.pop(order_id, -1)
-        if row < 0:
+        working = self.working.pop(order_id, None)
+        if working is None:
             return 0
-        self.o_status[row] = status
-        self.o_reason[row] = self.names.code(reason)
+        ends = self.ends
+        END_ROW.pack_into(ends.buffer, ends.room(), working.row, status, self.names.code(reason))
         return 1
 
-    def message(self, msg: m.EngineMessage) -> None:
-        if isinstance(msg, m.OrderRequested):
-            self.working[msg.order_id] = self._order(msg, self._working_code, self._none)
-            self.counts.sent += 1
-        elif isinstance(msg, m.Trade):
-            self._fill(msg)
-        elif isinstance(msg, m.OrderCancelled):
-            self.counts.cancelled += self._end(msg.order_id, self._cancelled, msg.text)
-        elif isinstance(msg, m.CancelRequested):
-            self.counts.cancel_requests += 1
-        elif isinstance(msg, m.OrderRejected):
-            reason = f"{msg.code}: {msg.text}"
-            self.counts.rejected += self._end(msg.order_id, self._rejected, reason)
-        elif isinstance(msg, m.RiskRefused):
-            self._order(msg, self._refused, self.names.code(f"{msg.code}: {msg.text}"))
-            self.counts.refused[msg.code] += 1
-        elif isinstance(msg, m.DayOpened):
-            self.day = msg.trading_day
-
     def _fill(self, t: m.Trade) -> None:
-        row = self.working.get(t.order_id, -1)
+        working = self.working.get(t.order_id)
+        price, volume, fee = t.price, t.volume, t.fee
         prefix, number = split_id(t.trade_id)
-        self.t_day.append(self.day)
-        self.t_time.append(t.time_ns)
-        self.t_order.append(row)
-        self.t_prefix.append(self.names.code(prefix))
-        self.t_number.append(number)
-        self.t_price.append(t.price)
-        self.t_volume.append(t.volume)
-        self.t_fee.append(t.fee)
-        if row >= 0:
-            filled = self.o_filled[row] + t.volume
-            self.o_filled[row] = filled
-            self.o_value[row] += t.price * t.volume
-            if filled >= self.o_volume[row]:
-                self.o_status[row] = self._filled
-                del self.working[t.order_id]
+        sums = self.sums
+        sums.fills += 1
+        sums.fees += fee
+        day = sums.by_day.get(self.day)
+        if day is None:
+            day = sums.by_day[self.day] = [0.0, 0.0, 0.0]
+        day[0] += fee
+        day[1] += 1.0
+        fills = self.fills
+        at = fills.room()
+        if working is None:  # an order this backtest did not see sent: its fields unknown
+            FILL_ROW.pack_into(fills.buffer, at, self.day, t.time_ns, -1,
+                               self.names.code(prefix), number, price, volume, fee, -1, -1, -1,
+                               -1, -1, float("nan"))  # fmt: skip
+            return
+        value = price * volume * working.multiplier
+        sums.turnover += value
+        day[2] += value
+        pnl = self._pnl(working, price, volume, fee)
+        FILL_ROW.pack_into(fills.buffer, at, self.day, t.time_ns, working.row,
+                           self.names.code(prefix), number, price, volume, fee, working.agent,
+                           working.instrument, working.direction, working.offset, working.kind,
+                           pnl)  # fmt: skip
+        working.remaining -= volume
+        if working.remaining <= 0:
+            del self.working[t.order_id]
+            ends = self.ends
+            END_ROW.pack_into(ends.buffer, ends.room(), working.row, self._filled, self._none)
+
+    def _pnl(self, working: _Working, price: float, volume: int, fee: float) -> float:
+        """A fill's closing PnL by the average-cost method: (price - average open price) x
+        lots x multiplier for a long position closed (the reverse for a short), less the fill's
+        fee and the open fees of the lots it closes (their average per lot); NaN for an opening
+        fill, and for a close of lots this backtest did not open. Lots are kept per agent,
+        instrument and side, in the order of the fills."""
+        key = (working.agent << 33) | (working.instrument << 1) | working.side
+        lots = self._held.get(key)
+        if lots is None:
+            lots = self._held[key] = _Lots()
+        if working.offset == self._open:
+            lots.lots += volume
+            lots.cost += price * volume
+            lots.fees += fee
+            return float("nan")
+        if lots.lots < volume:
+            return float("nan")
+        average, fee_each = lots.cost / lots.lots, lots.fees / lots.lots
+        points = price - average if working.side == 0 else average - price
+        pnl = points * volume * working.multiplier - fee - fee_each * volume
+        lots.lots -= volume
+        lots.cost -= average * volume
+        lots.fees -= fee_each * volume
+        sums = self.sums
+        sums.closes += 1
+        if pnl > 0:
+            sums.wins += 1
+            sums.win_sum += pnl
+        elif pnl < 0:
+            sums.losses += 1
+            sums.loss_sum += pnl
+        return pnl

@@ -164,6 +164,9 @@ class Engine(AgentRunner, Commands, Recovery):
         # an interrupt that arrived while the agent was inside the engine (send, cancel): it is
         # raised at the agent's next call into the engine, never in the middle of engine code
         self.pending_interrupt: str | None = None
+        # the journal's write failed (a full disk): nothing may happen after it, so the error
+        # goes on up even through an agent's callback that caught it (AgentRunner._call)
+        self.journal_failed: BaseException | None = None
         self._slow: dict[str, list[int]] = {}  # agent -> [over budget since the line, last line]
         self._ack = m.CommandAck(0, 0, "", False, "")
         self._apply_of: dict[type, Callable[[Any], None]] = {
@@ -263,9 +266,17 @@ class Engine(AgentRunner, Commands, Recovery):
 
     def wake(self, now_ns: int) -> None:
         """The clock reached ``now_ns`` (the adapter's ``due_ns``) with no tick: what the
-        adapter had due by then happens now."""
+        adapter had due by then happens now. Journaled (``Wake``) only if the engine hears of
+        something then: a wake in which only the simulator moves (an order reaching its
+        exchange) changes nothing of the engine's, and the simulator does the same later,
+        at the same times, whenever it is next called (docs/engine.md, "Wakes")."""
         self.now = now_ns
+        events = self.adapter.events(now_ns)
+        if not events:
+            return
         self._emit(m.Wake(self.ticks, now_ns))
+        for event in events:
+            self._event(event)
         self._pump()
 
     def _wake_until(self, end_ns: int) -> None:
@@ -493,7 +504,11 @@ class Engine(AgentRunner, Commands, Recovery):
             fresh = False
         else:
             if self._journal is not None:
-                self._journal(_encode(msg), msg.time_ns)
+                try:
+                    self._journal(_encode(msg), msg.time_ns)
+                except BaseException as exc:
+                    self.journal_failed = exc
+                    raise
             if self._observer is not None:
                 self._observer(msg)
             if type(msg) in _REPORTED:
@@ -502,8 +517,12 @@ class Engine(AgentRunner, Commands, Recovery):
         return fresh
 
     def _pump(self) -> None:
-        """Handle what the adapter produced (it may produce more as orders go out)."""
-        events = self.adapter.events(self.now)
+        """Handle what the adapter produced (it may produce more as orders go out). Nothing
+        is due before the adapter's ``due_ns``: it is not asked then (the adapter port)."""
+        adapter = self.adapter
+        if adapter.due_ns > self.now:
+            return
+        events = adapter.events(self.now)
         while events:
             for event in events:
                 self._event(event)

@@ -11,9 +11,6 @@ as China's daily mark-to-market does), with the formulas and their sources in ``
 from __future__ import annotations
 
 import math
-from array import array
-from collections import defaultdict
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -22,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 import pandas as pd
 
-from services.engine.collect import Collector, Names, OrderCounts
+from services.engine.collect import Collector, FillSums, Names, OrderCounts
 from services.engine.report import Report
 
 if TYPE_CHECKING:
@@ -32,8 +29,8 @@ __all__ = [
     "TRADING_DAYS_PER_YEAR",
     "BacktestResult",
     "Collector",
+    "FillSums",
     "OrderCounts",
-    "closing_pnl",
     "orders_frame",
     "stats_of",
     "trades_frame",
@@ -44,11 +41,31 @@ TRADING_DAYS_PER_YEAR: Final = 242
 TZ: Final = "Asia/Shanghai"
 
 
-def _decode(names: Names, codes: array[int]) -> pd.Categorical:
+_I4, _I8, _F8 = "<i4", "<i8", "<f8"
+ORDER_DTYPE: Final = np.dtype([
+    ("day", _I8), ("time_ns", _I8), ("prefix", _I4), ("number", _I8), ("agent", _I4),
+    ("instrument", _I4), ("direction", _I4), ("offset", _I4), ("kind", _I4), ("price", _F8),
+    ("volume", _I8), ("status", _I4), ("reason", _I4),
+])  # fmt: skip
+"""``collect.ORDER_ROW`` as numpy reads it."""
+END_DTYPE: Final = np.dtype([("row", _I8), ("status", _I4), ("reason", _I4)])
+FILL_DTYPE: Final = np.dtype([
+    ("day", _I8), ("time_ns", _I8), ("order", _I8), ("prefix", _I4), ("number", _I8),
+    ("price", _F8), ("volume", _I8), ("fee", _F8), ("agent", _I4), ("instrument", _I4),
+    ("direction", _I4), ("offset", _I4), ("kind", _I4), ("pnl", _F8),
+])  # fmt: skip
+
+
+def _rows(c: Collector, name: str, dtype: np.dtype[Any]) -> np.ndarray:
+    c.flush()
+    return np.fromfile(c.directory / name, dtype=dtype)
+
+
+def _decode(names: Names, codes: np.ndarray) -> pd.Categorical:
     """A column of codes as pandas categories (a code per row, each string once: a million
-    orders stay small)."""
+    orders stay small); -1 (unknown) is missing."""
     index = pd.Index(names.names, dtype=object)
-    column = pd.Categorical.from_codes(np.frombuffer(codes, dtype=np.int32), categories=index)
+    column = pd.Categorical.from_codes(codes.astype(np.int32), categories=index)
     return column.remove_unused_categories()
 
 
@@ -57,60 +74,63 @@ def _id(names: list[str], prefix: int, number: int) -> str:
     return names[prefix] + str(number) if number >= 0 else names[prefix]
 
 
-def _ids(c: Collector, prefixes: array[int], numbers: array[int]) -> list[str]:
+def _ids(c: Collector, prefixes: np.ndarray, numbers: np.ndarray) -> list[str]:
     names = c.names.names
-    return [_id(names, p, n) for p, n in zip(prefixes, numbers, strict=True)]
+    return [_id(names, p, n) for p, n in zip(prefixes.tolist(), numbers.tolist(), strict=True)]
 
 
 def orders_frame(c: Collector) -> pd.DataFrame:
-    names = c.names
-    filled = np.frombuffer(c.o_filled, dtype=np.int64)
-    value = np.frombuffer(c.o_value, dtype=np.float64)
+    """Every order row with its end (status and reason) and what filled of it."""
+    rows = _rows(c, "orders.bin", ORDER_DTYPE)
+    ends = _rows(c, "ends.bin", END_DTYPE)
+    fills = _rows(c, "fills.bin", FILL_DTYPE)
+    status, reason = rows["status"].copy(), rows["reason"].copy()
+    status[ends["row"]] = ends["status"]  # at most one end per order
+    reason[ends["row"]] = ends["reason"]
+    seen = fills[fills["order"] >= 0]
+    filled = np.bincount(seen["order"], weights=seen["volume"], minlength=len(rows))
+    value = np.bincount(seen["order"], weights=seen["price"] * seen["volume"],
+                        minlength=len(rows))  # fmt: skip
     with np.errstate(invalid="ignore", divide="ignore"):
         fill_price = np.where(filled > 0, value / np.maximum(filled, 1), np.nan)
+    names = c.names
     return pd.DataFrame({
-        "day": np.frombuffer(c.o_day, dtype=np.int64),
-        "time_ns": np.frombuffer(c.o_time, dtype=np.int64),
-        "order_id": _ids(c, c.o_prefix, c.o_number),
-        "agent": _decode(names, c.o_agent),
-        "instrument": _decode(names, c.o_instrument),
-        "direction": _decode(names, c.o_direction),
-        "offset": _decode(names, c.o_offset),
-        "price": np.frombuffer(c.o_price, dtype=np.float64),
-        "volume": np.frombuffer(c.o_volume, dtype=np.int64),
-        "kind": _decode(names, c.o_kind),
-        "status": _decode(names, c.o_status),
-        "filled": filled, "fill_price": fill_price,
-        "reason": _decode(names, c.o_reason),
+        "day": rows["day"], "time_ns": rows["time_ns"],
+        "order_id": _ids(c, rows["prefix"], rows["number"]),
+        "agent": _decode(names, rows["agent"]),
+        "instrument": _decode(names, rows["instrument"]),
+        "direction": _decode(names, rows["direction"]),
+        "offset": _decode(names, rows["offset"]),
+        "price": rows["price"], "volume": rows["volume"],
+        "kind": _decode(names, rows["kind"]),
+        "status": _decode(names, status),
+        "filled": filled.astype(np.int64), "fill_price": fill_price,
+        "reason": _decode(names, reason),
     })  # fmt: skip
 
 
 def trades_frame(c: Collector) -> pd.DataFrame:
-    rows = np.frombuffer(c.t_order, dtype=np.int64)
-    known = rows >= 0
-    picked = np.where(known, rows, 0)
-
-    strings = np.asarray([*c.names.names, None], dtype=object)
-
-    def of(column: array[int]) -> np.ndarray:
-        codes = np.frombuffer(column, dtype=np.int32)[picked] if len(column) else picked
-        return strings[np.where(known, codes, -1)]  # a fill of an order not seen: None
-
-    names, prefixes, numbers = c.names.names, c.o_prefix, c.o_number
+    """Every fill with its order's fields (None for an order the backtest did not see) and its
+    closing PnL (``collect.Collector._pnl``)."""
+    fills = _rows(c, "fills.bin", FILL_DTYPE)
+    orders = _rows(c, "orders.bin", ORDER_DTYPE)[["prefix", "number"]]
+    strings = np.asarray([*c.names.names, None], dtype=object)  # code -1: None
+    names = c.names.names
+    rows = fills["order"]
+    picked = orders[np.maximum(rows, 0)] if len(orders) else np.zeros(len(rows), orders.dtype)
     trade_orders = [  # the ids of the filled orders only (a string per order would be ~100 MB)
-        None if r < 0 else _id(names, prefixes[r], numbers[r]) for r in c.t_order
+        None if r < 0 else _id(names, p, n)
+        for r, p, n in zip(
+            rows.tolist(), picked["prefix"].tolist(), picked["number"].tolist(), strict=True
+        )
     ]
     return pd.DataFrame({
-        "day": np.frombuffer(c.t_day, dtype=np.int64),
-        "time_ns": np.frombuffer(c.t_time, dtype=np.int64),
-        "order_id": trade_orders,
-        "trade_id": _ids(c, c.t_prefix, c.t_number),
-        "price": np.frombuffer(c.t_price, dtype=np.float64),
-        "volume": np.frombuffer(c.t_volume, dtype=np.int64),
-        "fee": np.frombuffer(c.t_fee, dtype=np.float64),
-        "agent": of(c.o_agent), "instrument": of(c.o_instrument),
-        "direction": of(c.o_direction), "offset": of(c.o_offset),
-        "kind": of(c.o_kind),
+        "day": fills["day"], "time_ns": fills["time_ns"], "order_id": trade_orders,
+        "trade_id": _ids(c, fills["prefix"], fills["number"]),
+        "price": fills["price"], "volume": fills["volume"], "fee": fills["fee"],
+        "agent": strings[fills["agent"]], "instrument": strings[fills["instrument"]],
+        "direction": strings[fills["direction"]], "offset": strings[fills["offset"]],
+        "kind": strings[fills["kind"]], "pnl": fills["pnl"],
     })  # fmt: skip
 
 
@@ -170,10 +190,9 @@ class BacktestResult:
     @cached_property
     def trades(self) -> pd.DataFrame:
         """Every fill, in time order, with its order's fields and, for a fill that closes,
-        ``pnl``: its net profit against the average open price (``closing_pnl``)."""
+        ``pnl``: its net profit against the average open price (``collect.Collector._pnl``)."""
         out = trades_frame(self.collector)
         out.insert(1, "time", _times(out["time_ns"]))
-        out["pnl"] = closing_pnl(out, self.multipliers)
         cols = ["day", "time", "agent", "instrument", "direction", "offset", "price", "volume",
                 "fee", "pnl", "order_id", "trade_id", "time_ns"]  # fmt: skip
         return out[cols]
@@ -244,26 +263,22 @@ class BacktestResult:
         start = sum(self.capital.values())
         before = equity.shift(1).fillna(start)
         peak = equity.cummax().clip(lower=start)
-        trades = self.trades
-        value = trades["price"] * trades["volume"] * _multiplier(trades, self.multipliers)
-        by_day = pd.DataFrame({"day": trades["day"], "fee": trades["fee"], "value": value})
-        grouped = by_day.groupby("day")
+        by_day = self.collector.sums.by_day  # summed as the fills came (collect.FillSums)
+        sums = [by_day.get(int(day), [0.0, 0.0, 0.0]) for day in equity.index]
         out = pd.DataFrame({
             "equity": equity, "pnl": equity - before, "return": equity / before - 1,
             "drawdown": equity / peak - 1,
-            "fees": grouped["fee"].sum().reindex(equity.index, fill_value=0.0),
-            "fills": grouped["fee"].size().reindex(equity.index, fill_value=0).astype("int64"),
-            "turnover": grouped["value"].sum().reindex(equity.index, fill_value=0.0),
-        })  # fmt: skip
+            "fees": [x[0] for x in sums], "fills": [int(x[1]) for x in sums],
+            "turnover": [x[2] for x in sums],
+        }, index=equity.index)  # fmt: skip
         out.index.name = "day"
         return out
 
     @cached_property
     def stats(self) -> pd.Series:
         """The statistics (``stats_of``) of the account."""
-        return stats_of(self.daily["equity"], sum(self.capital.values()), self.trades,
-                        self.collector.counts, sampled=self.equity["account"],
-                        multipliers=self.multipliers)  # fmt: skip
+        return stats_of(self.daily["equity"], sum(self.capital.values()), self.collector.sums,
+                        self.collector.counts, sampled=self.equity["account"])  # fmt: skip
 
     # -- pictures ------------------------------------------------------------------------------
 
@@ -281,43 +296,9 @@ def _times(ns: Any) -> pd.DatetimeIndex:
                             ).tz_convert(TZ)  # fmt: skip
 
 
-def _multiplier(trades: pd.DataFrame, multipliers: Mapping[str, int]) -> pd.Series:
-    """Each fill's contract multiplier (1 where unknown)."""
-    return trades["instrument"].astype(object).map(multipliers).fillna(1).astype("float64")
-
-
-def closing_pnl(trades: pd.DataFrame, multipliers: Mapping[str, int]) -> pd.Series:
-    """Each closing fill's net profit by the average-cost method: (price - average open price)
-    x lots x multiplier for a long position closed (the reverse for a short), less the fill's
-    fee and the open fees of the lots it closes (their average per lot). Opening fills: NaN.
-    Rows in time order; a position's lots and cost are kept per agent, instrument and side."""
-    held: dict[tuple[str, str, str], list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
-    out = np.full(len(trades), math.nan)
-    rows = zip(trades["agent"], trades["instrument"], trades["direction"], trades["offset"],
-               trades["price"], trades["volume"], trades["fee"], strict=True)  # fmt: skip
-    for i, (agent, instrument, direction, offset, price, volume, fee) in enumerate(rows):
-        if offset == "open":
-            lots = held[agent, instrument, "long" if direction == "buy" else "short"]
-            lots[0] += volume
-            lots[1] += price * volume
-            lots[2] += fee
-            continue
-        side = "long" if direction == "sell" else "short"
-        lots = held[agent, instrument, side]
-        if lots[0] < volume:  # a close of lots this backtest did not open: no open price
-            continue
-        average, fee_each = lots[1] / lots[0], lots[2] / lots[0]
-        points = price - average if side == "long" else average - price
-        out[i] = points * volume * multipliers[instrument] - fee - fee_each * volume
-        lots[0] -= volume
-        lots[1] -= average * volume
-        lots[2] -= fee_each * volume
-    return pd.Series(out, index=trades.index, name="pnl")
-
-
 def stats_of(
-    daily_equity: pd.Series, start: float, trades: pd.DataFrame, counts: OrderCounts, *,
-    sampled: pd.Series | None = None, multipliers: Mapping[str, int] | None = None,
+    daily_equity: pd.Series, start: float, fills: FillSums, counts: OrderCounts, *,
+    sampled: pd.Series | None = None,
 ) -> pd.Series:  # fmt: skip
     """The statistics of an account from its equity at each trading day's close.
 
@@ -330,9 +311,10 @@ def stats_of(
     maximum drawdown min_t(E_t / max_{s<=t} E_s - 1), the peak including E_0 (Magdon-Ismail and
     Atiya 2004); its duration the most trading days from a peak to the close that regains it
     (or to the end); Calmar annual return / |maximum drawdown| (Young 1991, here over the whole
-    run). Of the closing fills' ``pnl``: win rate the share above 0, profit factor the sum of
-    gains over the sum of losses, average win and average loss. Turnover: price x lots x
-    multiplier of every fill; order-to-trade: orders sent per fill."""
+    run). Of the closing fills' PnL by average cost (``collect.Collector._pnl``; ``fills`` holds
+    their sums): win rate the share above 0, profit factor the sum of gains over the sum of
+    losses, average win and average loss. Turnover: price x lots x multiplier of every fill;
+    order-to-trade: orders sent per fill."""
     equity = daily_equity.astype("float64")
     days = len(equity)
     before = np.concatenate([[start], equity.to_numpy()[:-1]])
@@ -350,14 +332,8 @@ def stats_of(
     for value, peak in zip(path, peaks, strict=True):
         run = 0 if value >= peak else run + 1
         longest = max(longest, run)
-    pnl = trades["pnl"].dropna() if len(trades) else pd.Series(dtype="float64")
-    wins, losses = pnl[pnl > 0], pnl[pnl < 0]
     sent, refused = counts.sent, sum(counts.refused.values())
-    fills = len(trades)
-    turnover = 0.0
-    if fills:
-        lots = trades["volume"] * _multiplier(trades, multipliers or {})
-        turnover = float((trades["price"] * lots).sum())
+    f = fills
     out: dict[str, Any] = {
         "days": days, "start_equity": float(start),
         "end_equity": float(equity.iloc[-1]) if days else math.nan,
@@ -367,15 +343,15 @@ def stats_of(
         "sortino": mean / downside * root if days and downside > 0 else math.nan,
         "max_drawdown": drawdown, "max_drawdown_days": longest,
         "calmar": annual / -drawdown if drawdown < 0 else math.nan,
-        "closes": len(pnl),
-        "win_rate": len(wins) / len(pnl) if len(pnl) else math.nan,
-        "profit_factor": wins.sum() / -losses.sum() if len(losses) else math.nan,
-        "avg_win": wins.mean() if len(wins) else math.nan,
-        "avg_loss": losses.mean() if len(losses) else math.nan,
-        "turnover": turnover, "fees": float(trades["fee"].sum()) if fills else 0.0,
-        "orders": sent, "fills": fills, "cancels": counts.cancelled,
+        "closes": f.closes,
+        "win_rate": f.wins / f.closes if f.closes else math.nan,
+        "profit_factor": f.win_sum / -f.loss_sum if f.losses else math.nan,
+        "avg_win": f.win_sum / f.wins if f.wins else math.nan,
+        "avg_loss": f.loss_sum / f.losses if f.losses else math.nan,
+        "turnover": f.turnover, "fees": f.fees,
+        "orders": sent, "fills": f.fills, "cancels": counts.cancelled,
         "rejected": counts.rejected, "refused": refused,
-        "order_to_trade": sent / fills if fills else math.nan,
+        "order_to_trade": sent / f.fills if f.fills else math.nan,
         "cancel_requests": counts.cancel_requests,
     }  # fmt: skip
     if sampled is not None and len(sampled):

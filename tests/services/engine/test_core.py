@@ -273,6 +273,53 @@ def test_an_agent_that_raises_is_stopped_its_orders_cancelled_and_the_others_go_
     assert later and all(x.agent == "mm" for x in later)
 
 
+class Sends(Strategy):
+    """Sends on every tick."""
+
+    def on_tick(self, tick: Tick) -> None:
+        self.buy("IF2101", tick.bid_price1, 1)
+
+
+class Swallows(Strategy):
+    """Sends on every tick and catches whatever its send raises."""
+
+    def on_tick(self, tick: Tick) -> None:
+        try:
+            self.buy("IF2101", tick.bid_price1, 1)
+        except Exception:  # what a careless strategy does
+            self.caught = True
+
+
+@pytest.mark.parametrize("agent", [Swallows, Sends])
+def test_a_journal_that_fails_in_an_agent_s_send_stops_the_engine_not_the_agent(
+    ticks: list[tuple[int, Tick]], agent: type[Strategy]
+) -> None:
+    """A full disk while an agent sends: the journal's error goes up to the engine's caller
+    (the shell stops, the day recovers), even from an agent that catches it; the agent is not
+    stopped for it, and nothing after the failed write is journaled."""
+    journal: list[bytes] = []
+
+    def write(data: bytes, _time: int) -> None:
+        if len(journal) == 40:
+            raise OSError(28, "No space left on device")
+        journal.append(bytes(data))
+
+    specs, phases = specs_for(["IF2101"], load_calendar(), RATES)
+    engine = Engine(specs=specs, gate_config=RISK, adapter=PaperBroker(specs, phases, INSTANT),
+                    phases=phases, journal=write)  # fmt: skip
+    engine.add_agent("a", agent, ["IF2101"], 1e6, RiskLimits.from_config(RISK))
+    engine.open_day(DAY, ticks[0][1].local_time_ns)
+    with pytest.raises(OSError, match="No space left"):
+        run(engine, ticks[:3000])
+    failed = engine.journal_failed
+    assert isinstance(failed, OSError)
+    assert engine.agents["a"].running
+    assert len(journal) == 40
+    assert not any(isinstance(m.decode(f), m.AgentStopped) for f in journal)
+    if agent is Swallows:
+        assert engine.agents["a"].strategy.caught  # type: ignore[union-attr]
+
+
 class Crosser(Strategy):
     """Rests a bid, then tries to sell into it from another agent of the same account."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,8 @@ from contracts.config import load_config
 from contracts.errors import UserError
 from services.engine import Strategy
 from services.engine.backtest import Backtest
-from services.engine.collect import OrderCounts
-from services.engine.results import TRADING_DAYS_PER_YEAR, closing_pnl, stats_of
+from services.engine.collect import Collector, FillSums, OrderCounts
+from services.engine.results import TRADING_DAYS_PER_YEAR, stats_of, trades_frame
 from strategies.follower import Follower
 from tests.services.engine.test_backtest import DAYS, deployment, frames, recordings
 from tests.services.monitor.test_dashboard import browser
@@ -34,9 +35,7 @@ def test_stats_agree_with_the_reference_formulas_on_a_known_series() -> None:
     start = 100.0
     closes = [102.0, 99.0, 101.0, 97.0, 103.0, 104.0]
     equity = pd.Series(closes, index=range(20210104, 20210110))
-    no_trades = pd.DataFrame({"pnl": [], "price": [], "volume": [], "fee": [],
-                              "instrument": []})  # fmt: skip
-    got = stats_of(equity, start, no_trades, OrderCounts())
+    got = stats_of(equity, start, FillSums(), OrderCounts())
 
     previous = [start, *closes[:-1]]
     r = [e / p - 1 for e, p in zip(closes, previous, strict=True)]
@@ -61,12 +60,44 @@ def test_stats_agree_with_the_reference_formulas_on_a_known_series() -> None:
 
 def test_a_drawdown_never_regained_lasts_to_the_end() -> None:
     equity = pd.Series([99.0, 98.0, 99.5])
-    got = stats_of(equity, 100.0, pd.DataFrame({"pnl": [], "fee": []}), OrderCounts())
+    got = stats_of(equity, 100.0, FillSums(), OrderCounts())
     assert got["max_drawdown"] == pytest.approx(-0.02)  # the start is the first peak
     assert got["max_drawdown_days"] == 3
 
 
-def test_the_pnl_of_closing_fills_by_average_cost() -> None:
+def closing_pnl(trades: pd.DataFrame, multipliers: dict[str, int]) -> list[float]:
+    """The reference: each closing fill's net PnL by average cost, from the trades frame in
+    time order (written apart from ``collect.Collector._pnl``, which computes it as the fills
+    come)."""
+    held: dict[tuple[str, str, str], list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
+    out: list[float] = []
+    columns = ("agent", "instrument", "direction", "offset", "price", "volume", "fee")
+    rows: list[tuple[str, str, str, str, float, int, float]] = list(
+        zip(*(trades[c].tolist() for c in columns), strict=True)
+    )
+    for agent, instrument, direction, offset, price, volume, fee in rows:
+        if offset == "open":
+            lots = held[agent, instrument, "long" if direction == "buy" else "short"]
+            lots[0] += volume
+            lots[1] += price * volume
+            lots[2] += fee
+            out.append(math.nan)
+            continue
+        side = "long" if direction == "sell" else "short"
+        lots = held[agent, instrument, side]
+        if lots[0] < volume:
+            out.append(math.nan)
+            continue
+        average, fee_each = lots[1] / lots[0], lots[2] / lots[0]
+        points = price - average if side == "long" else average - price
+        out.append(points * volume * multipliers[instrument] - fee - fee_each * volume)
+        lots[0] -= volume
+        lots[1] -= average * volume
+        lots[2] -= fee_each * volume
+    return out
+
+
+def test_the_pnl_of_closing_fills_by_average_cost(tmp_path: Path) -> None:
     rows = [  # agent, instrument, direction, offset, price, volume, fee
         ("a", "X", "buy", "open", 100.0, 1, 1.0),
         ("a", "X", "buy", "open", 110.0, 1, 1.0),  # long 2 at an average of 105, fees 1 a lot
@@ -76,12 +107,21 @@ def test_the_pnl_of_closing_fills_by_average_cost() -> None:
         ("a", "X", "sell", "close_yesterday", 100.0, 1, 0.0),  # (100 - 105) x 10 - 0 - 1 = -51
         ("b", "X", "sell", "close", 100.0, 1, 0.0),  # b holds nothing: no open price, no PnL
     ]
-    trades = pd.DataFrame(rows, columns=["agent", "instrument", "direction", "offset", "price",
-                                         "volume", "fee"])  # fmt: skip
-    got = closing_pnl(trades, {"X": 10}).tolist()
+    c = Collector(tmp_path, {"X": 10})
+    for i, (agent, instrument, direction, offset, price, volume, fee) in enumerate(rows):
+        sides: tuple[Any, Any] = (direction, offset)  # the literals of OrderRequested
+        c.message(m.OrderRequested(0, i, f"{agent}-{i}", agent, instrument, "CFFEX", *sides,
+                                   price, volume, "limit"))  # fmt: skip
+        c.message(m.Trade(0, i, f"{agent}-{i}", f"T{i}", price, volume, fee))
+    c.close()
+    got = trades_frame(c)["pnl"].tolist()
     assert [math.isnan(x) for x in got] == [True, True, False, True, False, False, True]
     assert got[2] == pytest.approx(147) and got[4] == pytest.approx(48)
     assert got[5] == pytest.approx(-51)
+    s = c.sums
+    assert (s.closes, s.wins, s.losses) == (3, 2, 1)
+    assert s.win_sum == pytest.approx(147 + 48) and s.loss_sum == pytest.approx(-51)
+    assert s.turnover == pytest.approx(10 * sum(r[4] * r[5] for r in rows))
 
 
 @pytest.fixture(scope="module")
@@ -162,6 +202,20 @@ def test_the_pnl_is_the_trades_cash_flows_and_the_stats_add_up(run: tuple[Any, P
     assert stats["rejected"] == (status == "rejected").sum()
     assert stats["days"] == len(DAYS) and list(daily.index) == list(DAYS)
     assert stats["turnover"] == pytest.approx((trades["price"] * trades["volume"] * 300).sum())
+    # each closing fill's PnL, summed as the backtest ran, against the reference on the frame
+    want = pd.Series(closing_pnl(trades, {"IF2101": 300}))
+    assert want.notna().sum() > 10
+    assert trades["pnl"].to_numpy() == pytest.approx(want.to_numpy(), nan_ok=True)
+    pnl = want.dropna()
+    wins, losses = pnl[pnl > 0], pnl[pnl < 0]
+    assert stats["closes"] == len(pnl)
+    assert stats["win_rate"] == pytest.approx(len(wins) / len(pnl))
+    assert stats["profit_factor"] == pytest.approx(wins.sum() / -losses.sum())
+    assert stats["avg_win"] == pytest.approx(wins.mean())
+    assert stats["avg_loss"] == pytest.approx(losses.mean())
+    per_day = trades.groupby("day")
+    assert daily["fees"].to_numpy() == pytest.approx(per_day["fee"].sum().to_numpy())
+    assert daily["fills"].tolist() == per_day.size().tolist()
     # the equity curve: a sample a minute of market time at most, each day's last at its end
     times = result.equity.index.asi8
     assert (times[1:] > times[:-1]).all()

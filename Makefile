@@ -32,6 +32,7 @@ NATIVE_LOG := $(VENV)/native-build.log
 
 $(NATIVE): setup.py $(wildcard services/engine/*.py services/engine/adapters/paper/*.py) | $(STAMP)
 	@echo "make: compiling the engine's core with mypyc (about 2 minutes; log in $(NATIVE_LOG))"
+	@rm -f $(NATIVE) $$(find services -name '*.so')  # none left of a module no longer compiled
 	@HFT_MYPYC=1 $(PY) setup.py build_ext --inplace >$(NATIVE_LOG) 2>&1 || \
 	  { tail -5 $(NATIVE_LOG); echo "make: the engine's core could not be compiled (log: \
 	$(NATIVE_LOG)); it runs from its sources, slower"; }

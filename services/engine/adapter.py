@@ -1,6 +1,6 @@
 """The adapter port: what the engine core asks of where its orders go (the paper simulator in
 ``adapters/paper/``, the CTP trading adapter in ``adapters/ctp/``). Adapters import this module,
-never the core.
+never the core, and subclass :class:`Adapter` (defined in ``port.py``, which is compiled).
 
 Contract:
 
@@ -29,13 +29,11 @@ Contract:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Final, Literal, Protocol
+from typing import TYPE_CHECKING, Literal
 
 import msgspec
 
-from contracts import messages as m
-from libshm import Tick
+from services.engine.port import NEVER, Adapter
 
 if TYPE_CHECKING:
     from services.engine.orders import Order
@@ -44,8 +42,6 @@ __all__ = [
     "NEVER", "Accepted", "Adapter", "AdapterEvent", "CancelRefused", "Cancelled", "Outgoing",
     "Rejected", "Traded",
 ]  # fmt: skip
-
-NEVER: Final = 2**63 - 1  # a time after every other
 
 
 # The adapter events. ``time_ns`` is the engine time the event reached the engine (the
@@ -114,32 +110,3 @@ class Outgoing(msgspec.Struct, frozen=True):
     action: Literal["submit", "cancel"]
     order: Order
     time_ns: int
-
-
-class Adapter(Protocol):
-    """Where orders go: the CTP trading adapter or the paper simulator."""
-
-    deterministic: bool
-    """True if its events follow only from the ticks and orders it is given (a simulator in this
-    process): recovery feeds it again instead of reading its events from the journal."""
-
-    due_ns: int
-    """The engine time of the next thing a deterministic adapter does (an order reaching the
-    simulated exchange, an event reaching the engine), or ``NEVER``: the engine wakes then
-    (:meth:`Engine.wake`) if no input comes first. ``NEVER`` for an adapter that runs on its own
-    (CTP). An attribute, not a call: it is read before every tick."""
-
-    def submit(self, order: Order, now_ns: int) -> None: ...
-
-    def cancel(self, order: Order, now_ns: int) -> None: ...
-
-    def on_tick(self, tick: Tick, now_ns: int) -> None: ...
-
-    def open_day(self, trading_day: int, holdings: Iterable[m.Holding], cash: float) -> None:
-        """The trading day starts with these holdings (every agent's) and the account's cash."""
-        ...
-
-    def events(self, now_ns: int) -> list[AdapterEvent]:
-        """Events that have reached the engine by ``now_ns`` and were not returned before (the
-        engine calls this after every input, with the input's time)."""
-        ...

@@ -45,6 +45,7 @@ MODULES: Final = (
     "services.engine.offsets",
     "services.engine.collect",
     "services.engine.drive",
+    "services.engine.port",
     "services.engine.adapters.paper.broker",
     "services.engine.adapters.paper.exchange",
     "services.engine.adapters.paper.front",

@@ -10,19 +10,17 @@ from collections.abc import Iterable
 
 from contracts import messages as m
 from libshm import Tick
-from services.engine.adapter import NEVER, AdapterEvent
+from services.engine.adapter import Adapter, AdapterEvent
 from services.engine.adapters.paper.broker import PaperBroker
 from services.engine.core import Engine
 from services.engine.orders import Order
 
 
-class Remote:
+class Remote(Adapter):
     """The adapter: it hands requests to the venue and never produces events itself."""
 
-    deterministic = False
-    due_ns = NEVER
-
     def __init__(self, venue: PaperBroker, market: int = -1) -> None:
+        super().__init__()
         self.venue = venue
         self.requests: list[tuple[str, str]] = []  # (action, order id) that reached the venue
         self.market = market  # the last tick the venue's market moved to (it lives through a crash)

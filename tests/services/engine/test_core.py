@@ -19,7 +19,7 @@ from contracts.calendar import load_calendar
 from contracts.config import PaperConfig, ProductRates, RiskConfig
 from contracts.logs import register_secret
 from libshm import Tick, book_tick
-from services.engine.adapter import NEVER, Accepted, CancelRefused, Traded
+from services.engine.adapter import Accepted, Adapter, CancelRefused, Traded
 from services.engine.adapters.paper.broker import PaperBroker
 from services.engine.core import Engine, RecoveryDiverged
 from services.engine.orders import Order
@@ -724,11 +724,8 @@ def test_orders_no_exchange_would_take_are_refused_or_raise(ticks: list[tuple[in
     assert engine.agents["probe"].running  # it caught them: a mistake is not a crash
 
 
-class Venue:
+class Venue(Adapter):
     """An adapter that runs on its own and answers only what the test tells it to."""
-
-    deterministic = False
-    due_ns = NEVER
 
     def submit(self, order: Order, now_ns: int) -> None: ...
 

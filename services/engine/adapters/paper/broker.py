@@ -19,6 +19,7 @@ from libshm import Tick
 from services.engine.adapter import (
     NEVER,
     Accepted,
+    Adapter,
     AdapterEvent,
     Cancelled,
     CancelRefused,
@@ -37,7 +38,7 @@ __all__ = ["PaperBroker"]
 _NONE: list[AdapterEvent] = []  # shared and never appended to: "no events yet"
 
 
-class PaperBroker:
+class PaperBroker(Adapter):
     """The adapter. ``deterministic``: recovery feeds it again to rebuild it."""
 
     deterministic = True
@@ -48,6 +49,7 @@ class PaperBroker:
         phases: Mapping[str, bytes] | None = None,
         config: PaperConfig | None = None,
     ) -> None:
+        super().__init__()
         config = config or PaperConfig()
         self.config = config
         self.specs = dict(specs)
@@ -70,7 +72,7 @@ class PaperBroker:
         self._trades = 0
         self._exchange_ids = 0
         self._marked: dict[str, Tick] = {}  # the snapshot each instrument was last marked at
-        self.due_ns = NEVER  # the earliest arrival or event (the Adapter protocol's due_ns)
+        # due_ns (Adapter): the earliest arrival or event
 
     # -- the engine's calls ----------------------------------------------------------------------
 

@@ -207,7 +207,7 @@ class AgentRunner:
     call_started: int
     callback_budget_ns: int
     clock: Callable[[], int]
-    marked_calls: bool
+    shell_calls: bool
     pending_interrupt: str | None
     journal_failed: BaseException | None
     _slow: dict[str, list[int]]
@@ -277,12 +277,14 @@ class AgentRunner:
         if outer is not None:  # from inside another agent's callback (send -> fill -> on_trade)
             self._call_nested(outer, handle, fn, args)
             return
-        self.calling_fn = fn
-        clock = self.clock
-        started = self.call_started = clock()
+        shell = self.shell_calls  # False in a backtest: nothing interrupts or times the agent
+        started = 0
+        if shell:
+            self.calling_fn = fn
+            started = self.call_started = self.clock()
         self.calling = handle
         try:
-            if self.marked_calls:
+            if shell:
                 call_agent(fn, args)
             else:
                 fn(*args)
@@ -297,9 +299,10 @@ class AgentRunner:
         self.calling = None
         if self.journal_failed is not None:  # the agent caught it: it stops the engine still
             raise self.journal_failed
-        elapsed = clock() - started
-        if elapsed > self.callback_budget_ns:
-            self._slow_call(handle, fn, elapsed)
+        if shell:
+            elapsed = self.clock() - started
+            if elapsed > self.callback_budget_ns:
+                self._slow_call(handle, fn, elapsed)
 
     def _call_nested(self, outer: AgentHandle, handle: AgentHandle, fn: Callable[..., object],
                      args: tuple[object, ...]) -> None:  # fmt: skip

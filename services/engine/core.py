@@ -154,9 +154,10 @@ class Engine(AgentRunner, Commands, Recovery):
         # the shell's watchdog and stop signal (a callback that blocks), and logged here
         self.calling: AgentHandle | None = None
         # an agent's callback through calling.call_agent, whose frame tells the live shell's
-        # interrupts where the agent's code begins; a backtest, which interrupts nothing, calls
-        # it directly (agents.AgentRunner._call)
-        self.marked_calls = True
+        # interrupts where the agent's code begins, and timed against its budget; a backtest,
+        # which interrupts nothing and whose wall time is no deadline, calls it directly
+        # (agents.AgentRunner._call)
+        self.shell_calls = True
         self.calling_fn: Callable[..., object] | None = None
         self.call_started = 0
         self.callback_budget_ns = callback_budget_ns

@@ -27,8 +27,6 @@ from services.engine.offsets import (
 
 __all__ = ["Account", "Ledger", "Line", "Rates", "Spec"]
 
-_isnan = math.isnan
-
 
 @dataclass(frozen=True)
 class Rates:
@@ -117,7 +115,7 @@ class Line:
 
     def margin(self) -> float:
         mark = self.mark
-        if _isnan(mark):  # no price yet: margin on the cost basis
+        if math.isnan(mark):  # no price yet: margin on the cost basis
             cost = (
                 self.long_today_cost + self.long_yesterday_cost
                 + self.short_today_cost + self.short_yesterday_cost
@@ -218,7 +216,7 @@ class Ledger:
     def mark(self, instrument: str, price: float) -> bool:
         """Mark ``instrument``'s lines to ``price``; True if one of them holds a position (its
         mark-to-market moved)."""
-        if _isnan(price):  # no price
+        if math.isnan(price):  # no price
             return False
         self.marks[instrument] = price
         held = False

@@ -18,7 +18,9 @@ if TYPE_CHECKING:
 
 __all__ = ["NEVER", "Adapter"]
 
-NEVER: Final = 2**63 - 1  # a time after every other
+NEVER: Final = 2**62 - 1
+"""A time after every other (in the year 2116): the largest int mypyc keeps unboxed, so the
+compiled core compares times with it natively."""
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)

@@ -161,8 +161,10 @@ def viewer_on_a_phone(browser: Any, http: str) -> None:
     phone = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
     phone.goto(http)
     sign_in(phone, VIEWER_A)
-    phone.wait_for_selector("#mode.paper")
-    phone.wait_for_selector("#positions tbody tr")
+    # the first snapshot over a fresh WebSocket: as long a wait as the admin's, since under a
+    # full test run's load it has taken more than the default 30 s
+    phone.wait_for_selector("#mode.paper", timeout=90_000)
+    phone.wait_for_selector("#positions tbody tr", timeout=90_000)
     assert not phone.is_visible("#halt")  # a viewer's page: no control
     assert phone.query_selector("#orders button") is None
     shot(phone, "5-phone-viewer")

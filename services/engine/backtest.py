@@ -213,7 +213,12 @@ class Backtest:
 
     def _result(self, specs: Mapping[str, Spec]) -> BacktestResult:
         """An empty result; its rows go to files (``collect.py``) removed with it."""
-        rows = Path(tempfile.mkdtemp(prefix="hft-backtest-"))
+        try:
+            rows = Path(tempfile.mkdtemp(prefix="hft-backtest-"))
+        except OSError as exc:
+            raise UserError(f"{tempfile.gettempdir()}: cannot make the backtest's results "
+                            f"directory there ({exc.strerror}); set TMPDIR to a directory "
+                            "with room") from None  # fmt: skip
         multipliers = {i: s.multiplier for i, s in specs.items()}
         capital = {a.name: a.capital for a in self.config.engine.agents}
         result = BacktestResult(self.days, capital, multipliers, Collector(rows, multipliers),

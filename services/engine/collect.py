@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO, Final
 
 from contracts import messages as m
+from contracts.errors import UserError
 
 __all__ = [
     "END_ROW", "FILL_ROW", "MAX_DIGITS", "ORDER_ROW", "Collector", "FillSums", "Names",
@@ -130,7 +131,10 @@ class _Rows:
         self.count = 0
         self.buffer = bytearray(BUFFER)
         self.used = 0
-        self.file: IO[bytes] = open(path, "wb")  # noqa: SIM115 (closed by close())
+        try:
+            self.file: IO[bytes] = open(path, "wb")  # noqa: SIM115 (closed by close())
+        except OSError as exc:
+            raise _unwritable(path, exc) from None
 
     def room(self) -> int:
         """The offset to pack the next row at (the buffer written out first if full)."""
@@ -145,15 +149,26 @@ class _Rows:
     def flush(self) -> None:
         if self.file.closed:
             return
-        if self.used:
-            self.file.write(memoryview(self.buffer)[: self.used])
-            self.used = 0
-        self.file.flush()
+        try:
+            if self.used:
+                self.file.write(memoryview(self.buffer)[: self.used])
+                self.used = 0
+            self.file.flush()
+        except OSError as exc:
+            raise _unwritable(self.path, exc) from None
 
     def close(self) -> None:
-        if not self.file.closed:
+        if self.file.closed:
+            return
+        try:
             self.flush()
+        finally:
             self.file.close()
+
+
+def _unwritable(path: Path, exc: OSError) -> UserError:
+    return UserError(f"{path}: cannot write the backtest's results ({exc.strerror}); free space "
+                     "there, or set TMPDIR to a directory with room, and run it again")  # fmt: skip
 
 
 class Collector:
@@ -192,9 +207,13 @@ class Collector:
         self.fills.flush()
 
     def close(self) -> None:
-        self.orders.close()
-        self.ends.close()
-        self.fills.close()
+        try:
+            self.orders.close()
+        finally:
+            try:
+                self.ends.close()
+            finally:
+                self.fills.close()
 
     def message(self, msg: m.EngineMessage) -> None:
         kind = type(msg)

@@ -165,8 +165,9 @@ class Engine(AgentRunner, Commands, Recovery):
         # an interrupt that arrived while the agent was inside the engine (send, cancel): it is
         # raised at the agent's next call into the engine, never in the middle of engine code
         self.pending_interrupt: str | None = None
-        # the journal's write failed (a full disk): nothing may happen after it, so the error
-        # goes on up even through an agent's callback that caught it (AgentRunner._call)
+        # the journal's write failed (a full disk), or the observer's (a backtest's results):
+        # nothing may happen after it, so the error goes on up even through an agent's callback
+        # that caught it (AgentRunner._call)
         self.journal_failed: BaseException | None = None
         self._slow: dict[str, list[int]] = {}  # agent -> [over budget since the line, last line]
         self._ack = m.CommandAck(0, 0, "", False, "")
@@ -504,14 +505,14 @@ class Engine(AgentRunner, Commands, Recovery):
                 )
             fresh = False
         else:
-            if self._journal is not None:
-                try:
+            try:
+                if self._journal is not None:
                     self._journal(_encode(msg), msg.time_ns)
-                except BaseException as exc:
-                    self.journal_failed = exc
-                    raise
-            if self._observer is not None:
-                self._observer(msg)
+                if self._observer is not None:
+                    self._observer(msg)
+            except BaseException as exc:  # the engine's, even inside an agent's send
+                self.journal_failed = exc
+                raise
             if type(msg) in _REPORTED:
                 self.activity.append(msg)
             fresh = True

@@ -13,7 +13,7 @@ from contracts import messages as m
 from libshm import Tick
 
 if TYPE_CHECKING:
-    from services.engine.adapter import AdapterEvent
+    from services.engine.events import AdapterEvent
     from services.engine.orders import Order
 
 __all__ = ["NEVER", "Adapter"]

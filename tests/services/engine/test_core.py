@@ -290,23 +290,30 @@ class Swallows(Strategy):
             self.caught = True
 
 
+@pytest.mark.parametrize("where", ["journal", "observer"])
 @pytest.mark.parametrize("agent", [Swallows, Sends])
 def test_a_journal_that_fails_in_an_agent_s_send_stops_the_engine_not_the_agent(
-    ticks: list[tuple[int, Tick]], agent: type[Strategy]
+    ticks: list[tuple[int, Tick]], agent: type[Strategy], where: str
 ) -> None:
-    """A full disk while an agent sends: the journal's error goes up to the engine's caller
-    (the shell stops, the day recovers), even from an agent that catches it; the agent is not
-    stopped for it, and nothing after the failed write is journaled."""
+    """A full disk while an agent sends (under the journal, or under a backtest's results, the
+    observer): the error goes up to the engine's caller (the shell stops, the day recovers),
+    even from an agent that catches it; the agent is not stopped for it, and nothing after the
+    failed write is journaled."""
     journal: list[bytes] = []
 
     def write(data: bytes, _time: int) -> None:
-        if len(journal) == 40:
+        if where == "journal" and len(journal) == 40:
             raise OSError(28, "No space left on device")
         journal.append(bytes(data))
 
+    def observe(_msg: m.EngineMessage) -> None:
+        if len(journal) == 41:  # the 41st is journaled, then its observer fails
+            raise OSError(28, "No space left on device")
+
     specs, phases = specs_for(["IF2101"], load_calendar(), RATES)
     engine = Engine(specs=specs, gate_config=RISK, adapter=PaperBroker(specs, phases, INSTANT),
-                    phases=phases, journal=write)  # fmt: skip
+                    phases=phases, journal=write,
+                    observer=observe if where == "observer" else None)  # fmt: skip
     engine.add_agent("a", agent, ["IF2101"], 1e6, RiskLimits.from_config(RISK))
     engine.open_day(DAY, ticks[0][1].local_time_ns)
     with pytest.raises(OSError, match="No space left"):
@@ -314,7 +321,7 @@ def test_a_journal_that_fails_in_an_agent_s_send_stops_the_engine_not_the_agent(
     failed = engine.journal_failed
     assert isinstance(failed, OSError)
     assert engine.agents["a"].running
-    assert len(journal) == 40
+    assert len(journal) == (40 if where == "journal" else 41)
     assert not any(isinstance(m.decode(f), m.AgentStopped) for f in journal)
     if agent is Swallows:
         assert engine.agents["a"].strategy.caught  # type: ignore[union-attr]

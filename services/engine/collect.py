@@ -36,6 +36,13 @@ FILL_ROW: Final = struct.Struct("<qqqiqdqdiiiiid")
 fee, agent, instrument, direction, offset, kind (its order's; -1 if not seen), and its closing
 PnL by average cost (NaN for an opening fill: ``Collector._pnl``)."""
 BUFFER: Final = 1 << 20  # bytes of rows held before they are written
+_REQUESTED, _TRADE, _CANCELLED, _CANCEL_REQUESTED, _REJECTED, _REFUSED, _DAY = range(1, 8)
+_KIND: Final[dict[type, int]] = {
+    m.OrderRequested: _REQUESTED, m.Trade: _TRADE, m.OrderCancelled: _CANCELLED,
+    m.CancelRequested: _CANCEL_REQUESTED, m.OrderRejected: _REJECTED, m.RiskRefused: _REFUSED,
+    m.DayOpened: _DAY,
+}  # fmt: skip
+"""The messages the collector reads, by class (the others: 0)."""
 
 
 class OrderCounts:
@@ -85,6 +92,10 @@ def split_id(text: str) -> tuple[str, int]:
     """An id as (prefix, number) such that ``prefix + str(number)`` gives it back, or (the id,
     -1) when it does not end in such a number: the number is the id's trailing ASCII digits (at
     most ``MAX_DIGITS``) without leading zeros, which stay in the prefix ("P007" is "P00", 7)."""
+    head, dash, tail = text.rpartition("-")  # the engine's ids: agent-day-n
+    if (dash and 0 < len(tail) <= MAX_DIGITS and tail.isascii() and tail.isdigit()
+            and (tail[0] != "0" or len(tail) == 1)):  # fmt: skip
+        return head + dash, int(tail)
     end = len(text)
     start = max(len(text.rstrip(_DIGITS)), end - MAX_DIGITS)
     if start == end:
@@ -216,21 +227,23 @@ class Collector:
                 self.fills.close()
 
     def message(self, msg: m.EngineMessage) -> None:
-        kind = type(msg)
-        if kind is m.OrderRequested:
+        kind = _KIND.get(type(msg), 0)  # one lookup: the message classes live in another module
+        if kind == 0:
+            return
+        if kind == _REQUESTED:
             self._requested(msg)  # type: ignore[arg-type]
-        elif kind is m.Trade:
+        elif kind == _TRADE:
             self._fill(msg)  # type: ignore[arg-type]
-        elif kind is m.OrderCancelled:
+        elif kind == _CANCELLED:
             self.counts.cancelled += self._end(msg.order_id, self._cancelled, msg.text)  # type: ignore[union-attr]
-        elif kind is m.CancelRequested:
+        elif kind == _CANCEL_REQUESTED:
             self.counts.cancel_requests += 1
-        elif kind is m.OrderRejected:
+        elif kind == _REJECTED:
             reason = f"{msg.code}: {msg.text}"  # type: ignore[union-attr]
             self.counts.rejected += self._end(msg.order_id, self._rejected, reason)  # type: ignore[union-attr]
-        elif kind is m.RiskRefused:
+        elif kind == _REFUSED:
             self._refused_row(msg)  # type: ignore[arg-type]
-        elif kind is m.DayOpened:
+        else:
             self.day = msg.trading_day  # type: ignore[union-attr]
 
     def _order_row(  # noqa: PLR0917

@@ -1,14 +1,42 @@
-"""The backtest's results collector: a disk that cannot take its rows is one clear error."""
+"""The backtest's results collector: an id's split into a prefix and a number gives the id back
+exactly, and a disk that cannot take its rows is one clear error."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from contracts import messages as m
 from contracts.errors import UserError
-from services.engine.collect import BUFFER, ORDER_ROW, Collector
+from services.engine.collect import BUFFER, MAX_DIGITS, ORDER_ROW, Collector, split_id
+
+
+@pytest.mark.parametrize(
+    ("text", "parts"),
+    [
+        ("mm-20210104-12", ("mm-20210104-", 12)),  # the engine's order ids
+        ("P7", ("P", 7)),  # the simulator's trade ids
+        ("P007", ("P00", 7)),  # leading zeros stay in the prefix
+        ("x-0", ("x-", 0)),
+        ("x-00", ("x-0", 0)),
+        ("abc", ("abc", -1)),  # no number
+        ("x-\u0661\u0662", ("x-\u0661\u0662", -1)),  # digits, but not ASCII ones
+        ("7" * 20, ("77", int("7" * MAX_DIGITS))),  # at most MAX_DIGITS in the number
+        ("a-" + "7" * 19, ("a-7", int("7" * MAX_DIGITS))),
+    ],
+)
+def test_an_id_splits_into_its_prefix_and_number(text: str, parts: tuple[str, int]) -> None:
+    assert split_id(text) == parts
+
+
+@given(st.text(alphabet=st.sampled_from("ab-0123456789\u0661"), max_size=30))
+def test_every_id_comes_back_exactly_from_its_parts(text: str) -> None:
+    prefix, number = split_id(text)
+    assert (prefix + str(number) if number >= 0 else prefix) == text
+    assert number < 10**MAX_DIGITS
 
 
 def test_a_full_disk_under_the_results_is_one_clear_error(tmp_path: Path) -> None:

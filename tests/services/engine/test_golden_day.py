@@ -93,3 +93,25 @@ def test_the_real_day_journals_the_same_bytes(ticks: list[tuple[int, Tick]], nam
     frames, errors = run_day(ticks, name)
     assert errors == []  # nothing refused on the way
     assert digest_of(frames) == GOLDEN[name][1:]
+
+
+def test_a_journal_with_wakes_that_brought_nothing_recovers(ticks: list[tuple[int, Tick]]) -> None:
+    """The engine before 478eac4 journaled a ``Wake`` also when nothing reached it then (an
+    order only reaching the simulated exchange): a day it journaled recovers with this one. Such
+    wakes are put before each ``Wake`` of the journal's first half, at the time of the message
+    before it (when nothing can be due: the engine had just taken what was), and the day
+    recovered from it goes on exactly as the uninterrupted one."""
+    full, _ = run_day(ticks, "default")
+    cut = len(full) // 2
+    old: list[bytes] = []
+    added = 0
+    for frame in full[:cut]:
+        if isinstance(m.decode(frame), m.Wake) and old:
+            before = m.decode(old[-1])
+            old.append(m.encode(m.Wake(before.ticks, before.time_ns)))
+            added += 1
+        old.append(frame)
+    assert added > 1000
+    out, errors = run_day(ticks, "default", recover=old)
+    assert errors == []
+    assert out[len(old) :] == full[cut:]

@@ -43,10 +43,16 @@ CLOSE_TODAY: Final = Offset.CLOSE_TODAY
 CLOSE_YESTERDAY: Final = Offset.CLOSE_YESTERDAY
 
 
-@dataclass(frozen=True)
+@dataclass(init=False)  # its own __init__: compiled (a dataclass's is interpreted)
 class Leg:
+    """A part of an order: its offset and lots (a value: never changed once made)."""
+
     offset: Offset
     volume: int
+
+    def __init__(self, offset: Offset, volume: int) -> None:
+        self.offset = offset
+        self.volume = volume
 
 
 @dataclass

@@ -9,7 +9,7 @@ fill beyond the order's volume is refused as an overfill.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 
 from services.engine.errors import InvalidTransition, Overfill
@@ -84,7 +84,7 @@ TERMINAL: Final = frozenset(s for s, moves in TRANSITIONS.items() if not moves)
 LATE_ACCEPT: Final = frozenset({S.ACCEPTED, S.PARTIALLY_FILLED, S.FILLED, S.CANCELLED})
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)  # its own __init__: compiled (a dataclass's is interpreted)
 class Order:
     """One order as the engine knows it."""
 
@@ -95,13 +95,32 @@ class Order:
     offset: str  # "open" | "close" | "close_today" | "close_yesterday"
     price: float
     volume: int
-    kind: str = "limit"  # "limit" | "market" | "fak" | "fok"
-    state: State = State.CREATED
-    filled: int = 0
-    fill_cost: float = 0.0  # sum of price x volume of the fills
-    trade_ids: set[str] = field(default_factory=set)
-    reason: str = ""
-    _before_cancel: State = State.CREATED
+    kind: str  # "limit" | "market" | "fak" | "fok"
+    state: State
+    filled: int
+    fill_cost: float  # sum of price x volume of the fills
+    trade_ids: set[str]
+    reason: str
+    _before_cancel: State
+
+    def __init__(  # noqa: PLR0917 (the fields, in order)
+        self, order_id: str, agent: str, instrument: str, direction: str, offset: str,
+        price: float, volume: int, kind: str = "limit",
+    ) -> None:  # fmt: skip
+        self.order_id = order_id
+        self.agent = agent
+        self.instrument = instrument
+        self.direction = direction
+        self.offset = offset
+        self.price = price
+        self.volume = volume
+        self.kind = kind
+        self.state = State.CREATED
+        self.filled = 0
+        self.fill_cost = 0.0
+        self.trade_ids = set()
+        self.reason = ""
+        self._before_cancel = State.CREATED
 
     @property
     def remaining(self) -> int:

@@ -38,13 +38,18 @@ REFUSALS: dict[str, tuple[str, str]] = {
 }
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)  # its own __init__: compiled (a dataclass's is interpreted)
 class Resting:
     """A simulated order working at the exchange."""
 
     order: Order
     left: int
     ahead: float | None  # market volume in front of it; None until its level has been seen
+
+    def __init__(self, order: Order, left: int, ahead: float | None) -> None:
+        self.order = order
+        self.left = left
+        self.ahead = ahead
 
 
 class _Books:

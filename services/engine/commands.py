@@ -202,7 +202,7 @@ class Commands:
             left = leg.volume
             while left:
                 take = min(left, max_volume)
-                order_id = self._send_leg(handle, spec, direction, price, leg.offset.value,
+                order_id = self._send_leg(handle, spec, direction, price, leg.text,
                                           take, "fak")  # fmt: skip
                 if order_id in self.orders:
                     n += 1

@@ -366,7 +366,7 @@ class Engine(AgentRunner, Commands, Recovery):
         else:
             raise ValueError(f"offset must be auto, open or close, not {offset!r}")
         return [
-            self._send_leg(handle, spec, direction, price, leg.offset.value, leg.volume, kind)
+            self._send_leg(handle, spec, direction, price, leg.text, leg.volume, kind)
             for leg in legs
         ]
 

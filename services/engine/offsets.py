@@ -50,9 +50,12 @@ class Leg:
     offset: Offset
     volume: int
 
-    def __init__(self, offset: Offset, volume: int) -> None:
+    def __init__(self, offset: Offset, volume: int, text: str = "") -> None:
         self.offset = offset
         self.volume = volume
+        # the offset as messages spell it (plan() gives it: an enum's value is read by
+        # interpreted code)
+        self.text = text or offset.value
 
 
 @dataclass
@@ -122,19 +125,20 @@ def plan(
     legs: list[Leg] = []
     left = volume
     if exchange in CLOSE_TODAY_EXCHANGES:
-        buckets = [(Offset.CLOSE_TODAY, today), (Offset.CLOSE_YESTERDAY, yesterday)]
+        buckets = [(CLOSE_TODAY, today, "close_today"),
+                   (CLOSE_YESTERDAY, yesterday, "close_yesterday")]  # fmt: skip
         if not today_first:
             buckets.reverse()
-        for offset, available in buckets:
+        for offset, available, text in buckets:
             take = min(left, available)
             if take:
-                legs.append(Leg(offset, take))
+                legs.append(Leg(offset, take, text))
                 left -= take
     else:
         take = min(left, today + yesterday)
         if take:
-            legs.append(Leg(Offset.CLOSE, take))
+            legs.append(Leg(CLOSE, take, "close"))
             left -= take
     if left and open_rest:
-        legs.append(Leg(Offset.OPEN, left))
+        legs.append(Leg(OPEN, left, "open"))
     return legs

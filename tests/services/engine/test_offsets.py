@@ -17,9 +17,13 @@ def test_shfe_splits_closes_yesterday_first() -> None:
     assert plan(pos, "sell", 4, "SHFE", today_first=True) == [
         Leg(Offset.CLOSE_TODAY, 2), Leg(Offset.CLOSE_YESTERDAY, 2),
     ]  # fmt: skip
-    assert plan(pos, "sell", 7, "INE") == [
+    legs = plan(pos, "sell", 7, "INE")
+    assert legs == [
         Leg(Offset.CLOSE_YESTERDAY, 3), Leg(Offset.CLOSE_TODAY, 2), Leg(Offset.OPEN, 2),
     ]  # fmt: skip
+    # the offset as messages spell it, which plan() gives each leg
+    assert [leg.text for leg in legs] == ["close_yesterday", "close_today", "open"]
+    assert plan(pos, "sell", 1, "DCE")[0].text == "close"
 
 
 def test_other_exchanges_take_one_close() -> None:

@@ -204,6 +204,7 @@ class Collector:
         self._buy = code("buy")
         self._open = code("open")
         self.working: dict[str, _Working] = {}
+        self._prefix = ""  # the last order id's prefix (_split)
         self.orders = _Rows(directory / "orders.bin", ORDER_ROW)
         self.ends = _Rows(directory / "ends.bin", END_ROW)
         self.fills = _Rows(directory / "fills.bin", FILL_ROW)
@@ -253,16 +254,20 @@ class Collector:
         rows = self.orders
         row = rows.count
         at = rows.room()
-        prefix, number = split_id(msg.order_id)
+        prefix, number = self._split(msg.order_id)
         ORDER_ROW.pack_into(rows.buffer, at, self.day, msg.time_ns, self.names.code(prefix),
                             number, agent, instrument, direction, offset, kind, msg.price,
                             msg.volume, status, reason)  # fmt: skip
         return row
 
     def _requested(self, msg: m.OrderRequested) -> None:
-        code = self.names.code
-        agent, instrument, direction = code(msg.agent), code(msg.instrument), code(msg.direction)
-        offset, kind = code(msg.offset), code(msg.kind)
+        names = self.names  # called as names.code(...): a bound method kept aside is called by name
+        agent, instrument = names.code(msg.agent), names.code(msg.instrument)
+        direction, offset, kind = (
+            names.code(msg.direction),
+            names.code(msg.offset),
+            names.code(msg.kind),
+        )
         row = self._order_row(msg, agent, instrument, direction, offset, kind,
                               self._working_code, self._none)  # fmt: skip
         # the position a fill of it opens (buy: long) or closes (sell: long)
@@ -275,11 +280,25 @@ class Collector:
         self.counts.sent += 1
 
     def _refused_row(self, msg: m.RiskRefused) -> None:
-        code = self.names.code
-        self._order_row(msg, code(msg.agent), code(msg.instrument), code(msg.direction),
-                        code(msg.offset), code(msg.kind), self._refused,
-                        code(f"{msg.code}: {msg.text}"))  # fmt: skip
+        names = self.names
+        self._order_row(msg, names.code(msg.agent), names.code(msg.instrument),
+                        names.code(msg.direction), names.code(msg.offset), names.code(msg.kind),
+                        self._refused, names.code(f"{msg.code}: {msg.text}"))  # fmt: skip
         self.counts.refused[msg.code] += 1
+
+    def _split(self, order_id: str) -> tuple[str, int]:
+        """``split_id`` of an order id, the prefix of the one before tried first (the engine's
+        ids of an agent and day share it): its prefix and number give the id back exactly."""
+        prefix = self._prefix
+        if prefix and order_id.startswith(prefix):
+            tail = order_id[len(prefix) :]
+            if (0 < len(tail) <= MAX_DIGITS and tail.isascii() and tail.isdigit()
+                    and (tail[0] != "0" or len(tail) == 1)):  # fmt: skip
+                return prefix, int(tail)
+        prefix, number = split_id(order_id)
+        if number >= 0:
+            self._prefix = prefix
+        return prefix, number
 
     def _end(self, order_id: str, status: int, reason: str) -> int:
         """Mark a working order's end; 1 if it was working, else 0."""

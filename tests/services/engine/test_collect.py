@@ -3,6 +3,7 @@ exactly, and a disk that cannot take its rows is one clear error."""
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,23 @@ def test_every_id_comes_back_exactly_from_its_parts(text: str) -> None:
     prefix, number = split_id(text)
     assert (prefix + str(number) if number >= 0 else prefix) == text
     assert number < 10**MAX_DIGITS
+
+
+@given(st.lists(st.sampled_from(["a-1-", "a-1-0", "b-2-", "P", "P00", "7" * 17, ""]).flatmap(
+    lambda head: st.builds(lambda n: head + n, st.text("0123456789", max_size=20))
+), max_size=40))  # fmt: skip
+def test_order_ids_split_one_after_another_come_back_exactly(ids: list[str]) -> None:
+    """The collector tries the previous id's prefix first: whatever the ids and their order, each
+    comes back exactly from its parts."""
+    with tempfile.TemporaryDirectory() as tmp:
+        c = Collector(Path(tmp), {})
+        try:
+            for text in ids:
+                prefix, number = c._split(text)
+                assert (prefix + str(number) if number >= 0 else prefix) == text
+                assert number < 10**MAX_DIGITS
+        finally:
+            c.close()
 
 
 def test_a_full_disk_under_the_results_is_one_clear_error(tmp_path: Path) -> None:

@@ -293,11 +293,10 @@ class AgentRunner:
             raise
         except BaseException:  # SystemExit, KeyboardInterrupt too (signals only set a flag)
             self.calling = None
-            if self.journal_failed is not None:  # the engine's failure, not the agent's
-                raise self.journal_failed from None
-            self._failed(handle)
+            if self.journal_failed is None:  # else the engine's failure, not the agent's
+                self._failed(handle)
         self.calling = None
-        if self.journal_failed is not None:  # the agent caught it: it stops the engine still
+        if self.journal_failed is not None:  # raised, or caught by the agent: it stops the engine
             raise self.journal_failed
         if shell:
             elapsed = self.clock() - started

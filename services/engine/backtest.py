@@ -186,9 +186,8 @@ class Backtest:
                                       PaperBroker(specs, phases, self.config.engine.paper),
                                       writer.append if writer is not None else None, self.log,
                                       collector.message)  # fmt: skip
-                    engine.shell_calls = (
-                        False  # no shell to interrupt or time an agent (docs/engine.md)
-                    )
+                    # no shell to interrupt or time an agent (docs/engine.md)
+                    engine.shell_calls = False
                     self._day(engine, day, holdings, cash, result, bar)
                     settlements = settlements_of(engine)
                     result.close(day, engine, settlements)

@@ -92,10 +92,6 @@ def split_id(text: str) -> tuple[str, int]:
     """An id as (prefix, number) such that ``prefix + str(number)`` gives it back, or (the id,
     -1) when it does not end in such a number: the number is the id's trailing ASCII digits (at
     most ``MAX_DIGITS``) without leading zeros, which stay in the prefix ("P007" is "P00", 7)."""
-    head, dash, tail = text.rpartition("-")  # the engine's ids: agent-day-n
-    if (dash and 0 < len(tail) <= MAX_DIGITS and tail.isascii() and tail.isdigit()
-            and (tail[0] != "0" or len(tail) == 1)):  # fmt: skip
-        return head + dash, int(tail)
     end = len(text)
     start = max(len(text.rstrip(_DIGITS)), end - MAX_DIGITS)
     if start == end:
@@ -137,7 +133,6 @@ class _Rows:
 
     def __init__(self, path: Path, row: struct.Struct) -> None:
         self.path = path
-        self.row = row
         self.size = row.size
         self.count = 0
         self.buffer = bytearray(BUFFER)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from contracts.calendar import CHINA_OFFSET_S, DAY_SECONDS
+from contracts.calendar import china_second
 from libshm import Tick
 from services.engine.adapters.paper.queues import QueueModel
 from services.engine.ledger import Spec
@@ -121,10 +121,7 @@ class Exchange:
         tick = self.tick
         if self.phases and tick is not None:
             elapsed = max(0, now_ns - tick.local_time_ns)
-            second = (
-                (tick.exchange_time_ns + elapsed) // 1_000_000_000 + CHINA_OFFSET_S
-            ) % DAY_SECONDS
-            if not self.phases[second]:  # china_second, inline: a compiled call, not a Python one
+            if not self.phases[china_second(tick.exchange_time_ns + elapsed)]:
                 return REFUSALS["hours"]
         if order.kind == "market":
             return None

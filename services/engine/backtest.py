@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gc
 import importlib.util
+import os
 import shutil
 import sys
 import tempfile
@@ -97,7 +98,7 @@ class Backtest:
         self.series: dict[str, Continuous] = {}
         """The continuous instruments traded (``continuous``), by name (``IF888``)."""
         if continuous:
-            made = Path(tempfile.mkdtemp(prefix="hft-continuous-"))
+            made = scratch_dir("hft-continuous")
             weakref.finalize(self, shutil.rmtree, made, ignore_errors=True)  # gone with it
             self.series = build_continuous(self.store, continuous, self.days, made)
             self.store = TickStore(made / ".no-rings", made)
@@ -212,12 +213,7 @@ class Backtest:
 
     def _result(self, specs: Mapping[str, Spec]) -> BacktestResult:
         """An empty result; its rows go to files (``collect.py``) removed with it."""
-        try:
-            rows = Path(tempfile.mkdtemp(prefix="hft-backtest-"))
-        except OSError as exc:
-            raise UserError(f"{tempfile.gettempdir()}: cannot make the backtest's results "
-                            f"directory there ({exc.strerror}); set TMPDIR to a directory "
-                            "with room") from None  # fmt: skip
+        rows = scratch_dir("hft-backtest")
         multipliers = {i: s.multiplier for i, s in specs.items()}
         capital = {a.name: a.capital for a in self.config.engine.agents}
         result = BacktestResult(self.days, capital, multipliers, Collector(rows, multipliers),
@@ -319,3 +315,31 @@ def _progress_bar(progress: bool | None) -> Any:
     if "ipykernel" in sys.modules and importlib.util.find_spec("ipywidgets") is not None:
         from tqdm.notebook import tqdm as bar  # noqa: PLC0415 (Jupyter's widget)
     return bar(unit=" ticks", unit_scale=True, total=None, smoothing=0.1, mininterval=0.5)
+
+
+def scratch_dir(prefix: str) -> Path:
+    """A new directory ``PREFIX-PID-XXXX`` in ``TMPDIR`` for a backtest's scratch files (removed
+    with the object that owns them). Directories of the same prefix left by a process that no
+    longer runs (one killed with SIGKILL, whose finalizers never ran) are removed first; one
+    whose process still runs, or cannot be told, is kept."""
+    root = Path(tempfile.gettempdir())
+    for left in root.glob(f"{prefix}-*-*"):
+        pid = left.name[len(prefix) + 1 :].partition("-")[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(left, ignore_errors=True)
+    try:
+        return Path(tempfile.mkdtemp(prefix=f"{prefix}-{os.getpid()}-", dir=root))
+    except OSError as exc:
+        raise UserError(f"{root}: cannot make a backtest's scratch directory there "
+                        f"({exc.strerror}); set TMPDIR to a directory with room"
+                        ) from None  # fmt: skip
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: it runs
+        return True
+    return True

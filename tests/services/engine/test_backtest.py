@@ -6,7 +6,11 @@ the backtest's (after it, the live engine waits for a newer day and stops)."""
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,7 +20,7 @@ from contracts.config import load_config
 from contracts.errors import UserError
 from contracts.status import EngineStatus, read_status, status_path
 from libshm import JournalReader
-from services.engine.backtest import Backtest
+from services.engine.backtest import Backtest, scratch_dir
 from tests.helpers import import_market, write_config
 from tests.services.engine.test_feed import spawn, wait_for
 from tests.services.engine.test_live import CONFIG
@@ -129,3 +133,47 @@ def test_a_backtest_writes_the_journal_of_the_live_services_at_full_pace(
     backtest = frames(kept / str(DAYS[0]))
     assert sum(isinstance(m.decode(f), m.Trade) for f in backtest) > 10
     assert live == backtest
+
+
+SCRATCH = """
+import os, signal, sys
+from services.engine.backtest import scratch_dir
+print(scratch_dir("hft-backtest"), flush=True)
+if sys.argv[1] == "kill":
+    os.kill(os.getpid(), signal.SIGKILL)  # as the OOM killer would: no finalizer runs
+sys.stdin.read()
+"""
+
+
+def test_scratch_left_by_a_killed_backtest_is_removed_by_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    running = subprocess.Popen([sys.executable, "-c", SCRATCH, "wait"], env=env, text=True,
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)  # fmt: skip
+    try:
+        assert running.stdout is not None
+        kept = Path(running.stdout.readline().strip())
+        killed = subprocess.run([sys.executable, "-c", SCRATCH, "kill"], env=env,
+                                stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                check=False)  # fmt: skip
+        assert killed.returncode == -signal.SIGKILL
+        left = Path(killed.stdout.strip())
+        other = tmp_path / "hft-backtest-notes"  # not one of ours: untouched
+        other.mkdir()
+        assert left.is_dir() and kept.is_dir() and left.parent == tmp_path
+        monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+        made = scratch_dir("hft-backtest")
+        assert not left.exists()
+        assert kept.is_dir() and other.is_dir() and made.is_dir()
+        assert made.name.startswith(f"hft-backtest-{os.getpid()}-")
+    finally:
+        running.communicate("")
+
+
+def test_scratch_in_a_directory_that_cannot_take_it_is_one_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))
+    with pytest.raises(UserError, match="set TMPDIR to a directory with room"):
+        scratch_dir("hft-backtest")

@@ -1,8 +1,17 @@
 """Trading sessions and products: when each product trades, and trading-day arithmetic.
 
-The facts live in ``configs/calendar.toml``; this module validates them (strictly, like every
-config) and answers, per second of the exchange's day, whether a product is in continuous
-trading, in a call auction or closed. Times are exchange time (China, UTC+8, no daylight saving).
+The facts live in ``configs/calendar.toml`` (sessions, products, the dated changes of a
+product's hours, the periods without night sessions) and ``configs/holidays.toml`` (the weekdays
+the exchanges are closed); this module validates them (strictly, like every config) and answers,
+per second of the exchange's day, whether a product is in continuous trading, in a call auction
+or closed, by the hours in force on a given trading day. Times are exchange time (China, UTC+8,
+no daylight saving).
+
+Trading days: a weekday that is not an exchange holiday. A night session belongs to the next
+trading day and is held on the evening of the trading day before it, and only if no holiday
+lies between the two (the exchanges hold no night session before a holiday): so trading day T
+has a night session when the weekday before T is a trading day, T is not in a period without
+night sessions, and its product's session has a night section.
 """
 
 from __future__ import annotations
@@ -23,13 +32,19 @@ __all__ = [
     "CHINA_OFFSET_S",
     "DAY_SECONDS",
     "DEFAULT_CALENDAR",
+    "DEFAULT_HOLIDAYS",
     "Calendar",
     "CalendarFile",
+    "Change",
+    "Day",
+    "HolidaysFile",
     "Phase",
     "Product",
     "Session",
+    "as_date",
     "china_second",
     "load_calendar",
+    "load_holidays",
     "next_weekday",
     "previous_weekday",
     "product_code",
@@ -37,6 +52,8 @@ __all__ = [
 ]
 
 DEFAULT_CALENDAR: Final = Path(__file__).resolve().parent.parent / "configs" / "calendar.toml"
+DEFAULT_HOLIDAYS: Final = DEFAULT_CALENDAR.with_name("holidays.toml")
+NIGHT_STARTS: Final = 18 * 3600  # a section or auction starting at or after 18:00 is the night's
 DAY_SECONDS: Final = 86_400
 CHINA_OFFSET_S: Final = 8 * 3600  # China time is UTC+8 all year
 
@@ -77,18 +94,83 @@ class Product(_Strict):
     close_today: bool = False
 
 
+class Change(_Strict):
+    """A change of hours: on trading days before ``trading_day`` the ``products`` traded the
+    session ``before`` (unless an earlier change of theirs says otherwise); from it on, the
+    session of the next change, or the product's own ``session`` after the last."""
+
+    trading_day: dt.date
+    products: Annotated[list[str], Field(min_length=1)]
+    before: str
+    source: Annotated[str, Field(min_length=1)]
+
+
+class NoNight(_Strict):
+    """Trading days ``first`` to ``last`` (inclusive) had no night session (a suspension)."""
+
+    first: dt.date
+    last: dt.date
+    source: Annotated[str, Field(min_length=1)]
+
+
 class CalendarFile(_Strict):
+    holidays_file: str | None = None
+    """The exchange holidays, relative to this file; the bundled ``configs/holidays.toml``
+    when not given."""
     sessions: dict[str, Session]
     products: dict[str, Product]
+    changes: list[Change] = Field(default_factory=list)
+    no_night: list[NoNight] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _sessions_exist(self) -> CalendarFile:
+        defined = ", ".join(sorted(self.sessions))
         for code, product in self.products.items():
             if product.session not in self.sessions:
                 raise ValueError(
                     f"product {code} names session {product.session!r}, which is not defined; "
-                    f"defined: {', '.join(sorted(self.sessions))}"
+                    f"defined: {defined}"
                 )
+        seen: set[tuple[str, dt.date]] = set()
+        for i, change in enumerate(self.changes):
+            where = f"changes[{i}] ({change.trading_day})"
+            if change.before not in self.sessions:
+                raise ValueError(f"{where}: session {change.before!r} is not defined; "
+                                 f"defined: {defined}")  # fmt: skip
+            for code in change.products:
+                if code not in self.products:
+                    raise ValueError(f"{where}: product {code} is not under [products]")
+                if (code, change.trading_day) in seen:
+                    raise ValueError(f"{where}: product {code} changes twice on that day")
+                seen.add((code, change.trading_day))
+        for i, period in enumerate(self.no_night):
+            if period.last < period.first:
+                raise ValueError(f"no_night[{i}]: last ({period.last}) is before first "
+                                 f"({period.first})")  # fmt: skip
+        return self
+
+
+class HolidayYear(_Strict):
+    source: Annotated[str, Field(min_length=1)]
+    closed: list[dt.date]
+
+
+class HolidaysFile(_Strict):
+    """``configs/holidays.toml``: per year, the weekdays the exchanges are closed."""
+
+    years: dict[str, HolidayYear]
+
+    @model_validator(mode="after")
+    def _dates_fit(self) -> HolidaysFile:
+        for year, entry in self.years.items():
+            if not (year.isdigit() and len(year) == 4):
+                raise ValueError(f"years.{year}: a year is four digits")
+            for day in entry.closed:
+                if day.year != int(year):
+                    raise ValueError(f"years.{year}: {day} is not in {year}")
+                if day.weekday() >= 5:
+                    raise ValueError(f"years.{year}: {day} is a {day:%A}; list only weekdays "
+                                     "(the exchanges never trade on a weekend)")  # fmt: skip
         return self
 
 
@@ -109,18 +191,21 @@ def _minute(hhmm: str) -> int:
     return int(hours) * 60 + int(minutes)
 
 
-def _phase_table(session: Session) -> bytes:
+def _phase_table(session: Session, night: bool = True) -> bytes:
     """The phase of every second of the day. A section includes its end minute's first second
-    (the closing snapshot is stamped 15:00:00.x); an auction window is [start, end)."""
+    (the closing snapshot is stamped 15:00:00.x); an auction window is [start, end). Without
+    ``night``, the sections and auctions that start at 18:00 or later are left out."""
     table = bytearray(DAY_SECONDS)
     for window in session.auctions:
         start, end = window_seconds(window)
-        for sec in _seconds(start, end):
-            table[sec] = Phase.AUCTION
+        if night or start < NIGHT_STARTS:
+            for sec in _seconds(start, end):
+                table[sec] = Phase.AUCTION
     for window in session.sections:
         start, end = window_seconds(window)
-        for sec in _seconds(start, end + 1):
-            table[sec] = Phase.OPEN
+        if night or start < NIGHT_STARTS:
+            for sec in _seconds(start, end + 1):
+                table[sec] = Phase.OPEN
     return bytes(table)
 
 
@@ -138,19 +223,46 @@ def product_code(instrument: str) -> str:
     return instrument[:end]
 
 
-class Calendar:
-    """Sessions and products, with per-second phase tables built once."""
+Day = dt.date | int
+"""A trading day as a date or as the journals' ``YYYYMMDD`` integer."""
 
-    def __init__(self, data: CalendarFile, source: str = "calendar") -> None:
+
+def as_date(day: Day) -> dt.date:
+    """A ``YYYYMMDD`` integer (or a date) as a date."""
+    if isinstance(day, dt.date):
+        return day
+    return dt.date(day // 10_000, day // 100 % 100, day % 100)
+
+
+class Calendar:
+    """Sessions, products and holidays, with per-second phase tables built once per version."""
+
+    def __init__(
+        self, data: CalendarFile, source: str = "calendar",
+        holidays: HolidaysFile | None = None,
+    ) -> None:  # fmt: skip
         self.data = data
         self.source = source
-        self._tables = {name: _phase_table(s) for name, s in data.sessions.items()}
+        self._tables: dict[tuple[str, bool], bytes] = {
+            (name, True): _phase_table(s) for name, s in data.sessions.items()
+        }
         self._folded: dict[str, str] = {}
         for code in data.products:
             key = code.lower()
             # a code that differs only in case from another stays exact-match only
             self._folded[key] = "" if key in self._folded else code
         self._cache: dict[str, Product | None] = {}
+        self._codes = {id(p): code for code, p in data.products.items()}
+        self._changes: dict[str, list[tuple[dt.date, str]]] = {}
+        for change in sorted(data.changes, key=lambda c: c.trading_day):
+            for code in change.products:
+                self._changes.setdefault(code, []).append((change.trading_day, change.before))
+        self.holidays: frozenset[dt.date] = frozenset(
+            day for year in (holidays.years.values() if holidays else ()) for day in year.closed
+        )
+        self.holiday_years: frozenset[int] = frozenset(
+            int(year) for year in (holidays.years if holidays else ())
+        )
 
     def product(self, instrument: str) -> Product | None:
         """The product of ``instrument``, or None if the calendar does not know it."""
@@ -164,20 +276,73 @@ class Calendar:
         self._cache[instrument] = product
         return product
 
-    def phase_table(self, product: Product) -> bytes:
-        """The product's phase per second of the day, indexable by seconds since midnight."""
-        return self._tables[product.session]
+    # -- hours by trading day ----------------------------------------------------------------
 
-    def phase(self, instrument: str, second_of_day: int) -> Phase | None:
+    def session_name(self, product: Product, trading_day: Day | None = None) -> str:
+        """The session ``product`` traded on ``trading_day`` (None: the session in force now)."""
+        if trading_day is not None:
+            day = as_date(trading_day)
+            for changed, before in self._changes.get(self._codes.get(id(product), ""), ()):
+                if day < changed:
+                    return before
+        return product.session
+
+    def phase_table(self, product: Product, trading_day: Day | None = None) -> bytes:
+        """The product's phase per second of the day, indexable by seconds since midnight: by
+        the hours in force on ``trading_day`` and without night sections if that day had no
+        night session; None: the hours in force now, night included."""
+        name = self.session_name(product, trading_day)
+        night = trading_day is None or self.night_held(trading_day)
+        table = self._tables.get((name, night))
+        if table is None:
+            table = self._tables[name, night] = _phase_table(self.data.sessions[name], night)
+        return table
+
+    def phase(self, instrument: str, second_of_day: int, trading_day: Day | None = None
+              ) -> Phase | None:  # fmt: skip
         """The phase at ``second_of_day`` (exchange time); None for an unknown product."""
         product = self.product(instrument)
         if product is None:
             return None
-        return Phase(self._tables[product.session][second_of_day % DAY_SECONDS])
+        return Phase(self.phase_table(product, trading_day)[second_of_day % DAY_SECONDS])
 
-    def has_night(self, product: Product) -> bool:
-        sections = self.data.sessions[product.session].sections
-        return any(window_seconds(w)[0] >= 18 * 3600 for w in sections)
+    def has_night(self, product: Product, trading_day: Day | None = None) -> bool:
+        """Whether the product's session (on ``trading_day``, or now) has a night section."""
+        sections = self.data.sessions[self.session_name(product, trading_day)].sections
+        return any(window_seconds(w)[0] >= NIGHT_STARTS for w in sections)
+
+    # -- trading days ------------------------------------------------------------------------
+
+    def is_trading_day(self, day: Day) -> bool:
+        """A weekday that is not an exchange holiday."""
+        day = as_date(day)
+        return day.weekday() < 5 and day not in self.holidays
+
+    def next_trading_day(self, day: Day) -> dt.date:
+        """The first trading day after ``day``."""
+        day = as_date(day) + _ONE_DAY
+        while not self.is_trading_day(day):
+            day += _ONE_DAY
+        return day
+
+    def previous_trading_day(self, day: Day) -> dt.date:
+        """The last trading day before ``day``."""
+        day = as_date(day) - _ONE_DAY
+        while not self.is_trading_day(day):
+            day -= _ONE_DAY
+        return day
+
+    def night_held(self, trading_day: Day) -> bool:
+        """Whether the exchanges held night sessions for ``trading_day``: on the evening of the
+        weekday before it, which must be a trading day (no night before a holiday), and not in
+        a period without night sessions (``no_night``)."""
+        day = as_date(trading_day)
+        if not self.is_trading_day(previous_weekday(day)):
+            return False
+        return not any(p.first <= day <= p.last for p in self.data.no_night)
+
+
+_ONE_DAY: Final = dt.timedelta(days=1)
 
 
 def load_calendar(path: str | Path = DEFAULT_CALENDAR) -> Calendar:
@@ -195,7 +360,26 @@ def load_calendar(path: str | Path = DEFAULT_CALENDAR) -> Calendar:
         data = CalendarFile.model_validate(raw)
     except ValidationError as exc:
         raise UserError(format_validation_error(exc, str(path), CalendarFile)) from None
-    return Calendar(data, str(path))
+    holidays = DEFAULT_HOLIDAYS if data.holidays_file is None else path.parent / data.holidays_file
+    return Calendar(data, str(path), load_holidays(holidays))
+
+
+def load_holidays(path: str | Path = DEFAULT_HOLIDAYS) -> HolidaysFile:
+    """Read and check a holidays file; any problem is one ``UserError`` naming the file."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such holidays file (see configs/holidays.toml; a calendar "
+                        "names its own with holidays_file)") from None  # fmt: skip
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read the holidays: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        return HolidaysFile.model_validate(raw)
+    except ValidationError as exc:
+        raise UserError(format_validation_error(exc, str(path), HolidaysFile)) from None
 
 
 def next_weekday(day: dt.date) -> dt.date:

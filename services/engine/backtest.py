@@ -39,7 +39,7 @@ from services.engine.continuous import Continuous, build_continuous
 from services.engine.core import Engine
 from services.engine.drive import run_ticks
 from services.engine.ledger import Spec
-from services.engine.live import assemble, end_of_day, prepare, settlements_of
+from services.engine.live import assemble, day_phases, end_of_day, prepare, settlements_of
 from services.engine.results import BacktestResult
 from services.engine.strategy import Strategy
 
@@ -153,7 +153,7 @@ class Backtest:
         if not self.config.engine.agents:
             raise UserError("the backtest has no agent: add one with add_strategy(...) or in "
                             "the deployment's [[engine.agents]]")  # fmt: skip
-        specs, phases, classes = prepare(self.config, self.given)
+        specs, _, classes = prepare(self.config, self.given)
         if self.journal is not None:
             taken = [d for d in self.days if (self.journal / str(d)).exists()]
             if taken:
@@ -183,6 +183,7 @@ class Backtest:
                     writer = JournalWriter(self.journal / str(day), layout=m.ENGINE_LAYOUT,
                                            segment_size=size, prepare_ahead=False)  # fmt: skip
                 try:
+                    phases = day_phases(self.config, specs, day)  # the day's hours
                     engine = assemble(self.config, specs, phases, classes,
                                       PaperBroker(specs, phases, self.config.engine.paper),
                                       writer.append if writer is not None else None, self.log,

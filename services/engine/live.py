@@ -22,6 +22,7 @@ loop with its housekeeping deadlines, the commands, the roll) is one sequence re
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import importlib
 import math
@@ -40,7 +41,7 @@ import zmq
 from pydantic import ValidationError
 
 from contracts import messages as m
-from contracts.calendar import DEFAULT_CALENDAR, load_calendar
+from contracts.calendar import DEFAULT_CALENDAR, Calendar, load_calendar
 from contracts.config import DeploymentConfig, format_validation_error
 from contracts.credentials import load_credentials
 from contracts.errors import JournalProblem, UserError
@@ -114,6 +115,23 @@ def prepare(config: DeploymentConfig, given: Mapping[str, type[Strategy]] | None
             where = f"engine.agents[{i}].params (agent {agent.name}, {agent.strategy})"
             raise UserError(format_validation_error(exc, where, root=cls.Params)) from None
     return dict(specs), dict(phases), classes
+
+
+def day_phases(config: DeploymentConfig, specs: Mapping[str, Spec], day: int) -> dict[str, bytes]:
+    """The instruments' phase tables on trading day ``day``: the hours then in force, without
+    a night session if that day had none (contracts/calendar.py)."""
+    calendar = _calendar(config.md_recorder.calendar_file or DEFAULT_CALENDAR)
+    out = {}
+    for instrument in specs:
+        product = calendar.product(instrument)
+        assert product is not None  # specs_for checked every instrument
+        out[instrument] = calendar.phase_table(product, day)
+    return out
+
+
+@functools.lru_cache(maxsize=4)
+def _calendar(path: Path) -> Calendar:
+    return load_calendar(path)
 
 
 def assemble(  # noqa: PLR0917 (what an engine is made of)
@@ -308,9 +326,10 @@ class EngineService(Health, Interrupts):
         (self.root / "command.endpoint").write_text(self.endpoint + "\n", encoding="utf-8")
         return sock
 
-    def _new_engine(self, writer: JournalWriter) -> Engine:
-        adapter = self.adapter_factory(self.specs, self.phases)
-        return assemble(self.config, self.specs, self.phases, self.classes, adapter,
+    def _new_engine(self, writer: JournalWriter, day: int) -> Engine:
+        phases = day_phases(self.config, self.specs, day)
+        adapter = self.adapter_factory(self.specs, phases)
+        return assemble(self.config, self.specs, phases, self.classes, adapter,
                         writer.append, self.log)  # fmt: skip
 
     # -- the loop ------------------------------------------------------------------------------
@@ -422,7 +441,7 @@ class EngineService(Health, Interrupts):
                 self.log.info("day_already_closed", day=day)
                 return None, [], {}
             ticks = self._open_ticks(day, existing)
-            engine = self.engine = self._new_engine(writer)
+            engine = self.engine = self._new_engine(writer, day)
             self.notifier.ready(f"day {day} · journal open")
 
             def next_tick() -> tuple[int, Tick]:

@@ -304,7 +304,8 @@ def read_mapped_csv(path: Path, mapping: Mapping) -> Iterator[tuple[int, RawTick
                 continue
             date = stamp.strftime("%Y%m%d")
             raw = ["nan"] * len(CTP_FIELDS)
-            raw[0] = row[col[cols.trading_day]].strip() if cols.trading_day else date
+            # no trading-day column: the normaliser derives it from the date and the calendar
+            raw[0] = row[col[cols.trading_day]].strip() if cols.trading_day else ""
             raw[1], raw[2] = date, stamp.strftime("%H:%M:%S")
             raw[3] = str(stamp.microsecond // 1000)
             raw[4] = row[col[cols.instrument]].strip() if cols.instrument else instrument

@@ -8,11 +8,16 @@ Rules (docs/md_recorder.md has the reasoning and the real-feed facts behind them
 
 - Exchange time is China time (UTC+8) from the calendar date of the tick, ``UpdateTime`` and
   ``UpdateMillisec``. The calendar date of a day-session tick is its trading day. A night tick
-  (18:00 and later, or before 06:00 after midnight) belongs to the evening of the weekday before
-  its trading day: on DCE ``ActionDay`` is the trading day at night, so the evening is computed;
-  elsewhere ``ActionDay`` is the calendar date and is used when present.
-- A night tick whose ``TradingDay`` is not after its evening (CZCE sends the calendar date) gets
-  the evening's next weekday as its trading day.
+  (18:00 and later, or before 06:00 after midnight) belongs to the evening of the trading day
+  before its trading day: on DCE ``ActionDay`` is the trading day at night, so the evening is
+  computed; elsewhere ``ActionDay`` is the calendar date and is used when present.
+- A night tick whose ``TradingDay`` is not after its evening (CZCE sends the calendar date) or is
+  not a trading day (a file's calendar date after midnight on a Saturday) gets the evening's
+  next trading day (the calendar's holidays skipped) as its trading day.
+- An empty ``TradingDay`` (a vendor file without a trading-day column) is derived: the calendar
+  date (``ActionDay``) by day, the evening's next trading day by night.
+- The phase (and so the outside-hours filter) is by the hours in force on the tick's trading
+  day, without a night session on a day that had none (before a holiday, in a suspension).
 - CZCE sends no milliseconds: ticks sharing a second keep their arrival order (the journal's
   sequence), and nothing here reorders them.
 - A price that is not a positive finite number below 1e300 (CTP's DBL_MAX, 0 for "unset") is
@@ -29,7 +34,7 @@ import math
 from math import isfinite, isnan
 from typing import Any, Final
 
-from contracts.calendar import Calendar, Phase, next_weekday, previous_weekday
+from contracts.calendar import Calendar, Phase, Product
 from contracts.clock import CHINA
 from libshm import FLAG_AUCTION, Tick
 
@@ -79,6 +84,7 @@ class Normaliser:
         self._dates: dict[object, dt.date | None] = {}
         self._times: dict[object, int | None] = {}
         self._midnights: dict[dt.date, int] = {}
+        self._tables: dict[tuple[int, dt.date], bytes] = {}
         self.unknown_products: set[str] = set()
 
     # -- parsing with caches: a day has few distinct dates and at most 86,400 times ---------
@@ -131,26 +137,30 @@ class Normaliser:
         try:
             instrument = str(raw[4]).strip()
             exchange = str(raw[5]).strip()
-            trading = self._date(raw[0])
+            given = str(raw[0]).strip()
+            trading = self._date(given) if given else None
             seconds = self._seconds(raw[2])
             millis = int(raw[3])  # type: ignore[call-overload]
         except (TypeError, ValueError, IndexError):
             return Drop.MALFORMED
         if not instrument or len(raw) != len(CTP_FIELDS):
             return Drop.MALFORMED
-        if trading is None or seconds is None or not 0 <= millis < 1000:
+        if (given and trading is None) or seconds is None or not 0 <= millis < 1000:
             return Drop.IMPOSSIBLE_TIME
         product = self.calendar.product(instrument)
         if product is None:
             self.unknown_products.add(instrument)
         elif not exchange:
             exchange = product.exchange  # CTP leaves ExchangeID empty on some fronts
-        day, trading = self._calendar_date(raw[1], exchange, trading, seconds)
+        dates = self._calendar_date(raw[1], exchange, trading, seconds)
+        if dates is None:
+            return Drop.IMPOSSIBLE_TIME
+        day, trading = dates
         exchange_ns = self._midnight_ns(day) + seconds * 1_000_000_000 + millis * 1_000_000
         phase = None
         multiplier = 0
         if product is not None:
-            phase = _PHASES[self.calendar.phase_table(product)[seconds]]
+            phase = _PHASES[self._table(product, trading)[seconds]]
             multiplier = product.multiplier
         try:
             tick = _tick(
@@ -160,20 +170,38 @@ class Normaliser:
             return Drop.MALFORMED
         return tick, phase
 
+    def _table(self, product: Product, trading: dt.date) -> bytes:
+        """The product's phases on its trading day (the hours then in force), cached."""
+        key = (id(product), trading)
+        table = self._tables.get(key)
+        if table is None:
+            if len(self._tables) > 10_000:
+                self._tables.clear()
+            table = self._tables[key] = self.calendar.phase_table(product, trading)
+        return table
+
     def _calendar_date(
-        self, action: object, exchange: str, trading: dt.date, seconds: int
-    ) -> tuple[dt.date, dt.date]:
-        """(calendar date of the tick, corrected trading day)."""
+        self, action: object, exchange: str, trading: dt.date | None, seconds: int
+    ) -> tuple[dt.date, dt.date] | None:
+        """(calendar date of the tick, corrected trading day); None if neither the trading day
+        nor the calendar date is known."""
         if NIGHT_UNTIL <= seconds < NIGHT_FROM:
-            return trading, trading
+            day = trading if trading is not None else self._date(action)
+            return None if day is None else (day, day)
         after_midnight = seconds < NIGHT_UNTIL
-        action_day = None if exchange == "DCE" else self._date(action)
+        # DCE's ActionDay is the trading day at night; without a TradingDay it is all there is
+        action_day = None if exchange == "DCE" and trading is not None else self._date(action)
+        calendar = self.calendar
         if action_day is not None:
             evening = action_day - _ONE_DAY if after_midnight else action_day
+        elif trading is not None:
+            evening = calendar.previous_trading_day(trading)
         else:
-            evening = previous_weekday(trading)
-        if trading <= evening:  # CZCE: TradingDay is the calendar date at night
-            trading = next_weekday(evening)
+            return None
+        # CZCE sends the calendar date as TradingDay at night; a file's date column after
+        # midnight is a Saturday's, or a holiday's
+        if trading is None or trading <= evening or not calendar.is_trading_day(trading):
+            trading = calendar.next_trading_day(evening)
         return (evening + _ONE_DAY if after_midnight else evening), trading
 
 

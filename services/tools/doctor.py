@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 import socket
@@ -10,6 +11,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from contracts.calendar import DEFAULT_CALENDAR, load_calendar
+from contracts.clock import CHINA
 from contracts.config import DeploymentConfig, load_config
 from contracts.credentials import load_credentials
 from contracts.ctp_locale import CTP_LOCALE, LOCALE_FIX, has_locale
@@ -17,7 +20,7 @@ from contracts.errors import UserError
 from contracts.logs import get_logger
 from libshm import accel
 
-__all__ = ["Check", "check_locale", "check_port", "check_space", "run_doctor"]
+__all__ = ["Check", "check_calendar", "check_locale", "check_port", "check_space", "run_doctor"]
 
 MIB = 1 << 20
 
@@ -168,6 +171,27 @@ def _config_checks(config: DeploymentConfig) -> list[Check]:
     return checks
 
 
+def check_calendar(path: Path, today: dt.date) -> Check:
+    """The calendar and its holidays load, and the holidays cover this year (and the next,
+    from December on): a year not covered would count its holidays as trading days."""
+    try:
+        calendar = load_calendar(path)
+    except UserError as err:
+        return Check("calendar", False, str(err).replace("\n", "; "), "edit the file as the "
+                     "message says")  # fmt: skip
+    years = [today.year] + ([today.year + 1] if today.month == 12 else [])
+    missing = [y for y in years if y not in calendar.holiday_years]
+    if missing:
+        return Check(
+            "calendar", False,
+            f"{path}: the exchange holidays of {', '.join(map(str, missing))} are not listed, "
+            "so those holidays would count as trading days",
+            "add the year to configs/holidays.toml from the State Council's notice on that "
+            "year's holidays (published each November or December)", required=False,
+        )  # fmt: skip
+    return Check("calendar", True, f"{path}, holidays listed to {max(calendar.holiday_years)}")
+
+
 def check_fast_path() -> Check:
     """The C fast path of libshm: optional (same bytes without it), about 2x the speed."""
     return Check(
@@ -193,8 +217,9 @@ def check_native() -> Check:
     )
 
 
-def run_doctor(config_path: str | None) -> int:
-    """Print every check; return 1 if a required one failed, else 0."""
+def run_doctor(config_path: str | None, today: dt.date | None = None) -> int:
+    """Print every check; return 1 if a required one failed, else 0. ``today``: the date the
+    holidays must cover (the clock's, in China, by default)."""
     log = get_logger()
     checks = [check_python(), check_fast_path(), check_native()]
     config: DeploymentConfig | None = None
@@ -215,6 +240,9 @@ def run_doctor(config_path: str | None) -> int:
         checks.append(check_ctp_library(required=uses_ctp))
     if config_check is not None:
         checks.append(config_check)
+    calendar = config.md_recorder.calendar_file if config is not None else None
+    today = today or dt.datetime.now(CHINA).date()
+    checks.append(check_calendar(Path(calendar or DEFAULT_CALENDAR), today))
     if config is not None:
         checks.extend(_config_checks(config))
     else:

@@ -9,7 +9,9 @@ from contracts.config import DeploymentConfig, load_config, parse_config
 from contracts.errors import UserError
 from tests.helpers import CONFIGS, PAPER_CONFIG, run_hft, write_config
 
-SHIPPED = sorted(p for p in CONFIGS.glob("*.toml") if p.name != "calendar.toml")  # deployments
+SHIPPED = sorted(  # deployments
+    p for p in CONFIGS.glob("*.toml") if p.name not in ("calendar.toml", "holidays.toml")
+)
 
 
 def test_three_configs_are_shipped() -> None:

@@ -21,7 +21,8 @@ import pytest
 import zmq
 
 from contracts import messages as m
-from contracts.config import load_config
+from contracts.calendar import Phase, load_calendar
+from contracts.config import ProductRates, load_config
 from contracts.errors import UserError
 from libshm import (
     FREE_FORM,
@@ -33,7 +34,8 @@ from libshm import (
     list_segments,
 )
 from services.engine.journals import read_journal
-from services.engine.live import EngineService, _collector_off_the_tick_path
+from services.engine.live import EngineService, _collector_off_the_tick_path, day_phases
+from services.engine.products import specs_for
 from services.tools.command import _endpoint_and_token, send_command
 from tests.helpers import ROOT, import_market, live_tick_journal, run_hft, write_config
 
@@ -454,8 +456,8 @@ def test_with_the_feed_silent_the_timer_follows_the_engine_clock(
         holder.append(service)
         new_engine = service._new_engine
 
-        def engine_that_records_timers(journal_writer: JournalWriter) -> Any:
-            engine = new_engine(journal_writer)
+        def engine_that_records_timers(journal_writer: JournalWriter, day: int) -> Any:
+            engine = new_engine(journal_writer, day)
             engine.wants_timer = True  # its agents have no on_timer: fire it all the same
 
             def observe(msg: m.EngineMessage) -> None:  # each message as it is journaled
@@ -738,3 +740,16 @@ def test_a_misspelt_strategy_parameter_stops_start_up_in_one_line(
         "requote_ticks, size, spread_ticks"
     ]
     assert not (tmp_path / "journal" / "engine").exists()  # nothing was started
+
+
+def test_each_day_runs_on_the_hours_of_that_day() -> None:
+    """The engine's phase tables (its paper exchange's hours, the risk gate's) are those in
+    force on the trading day: a 2017 CZCE night to 23:30, a 2024 one to 23:00, none on the
+    Friday before Labour Day 2017."""
+    config = load_config(ROOT / "configs" / "paper.toml")
+    specs, _ = specs_for(["SR709"], load_calendar(), {"default": ProductRates(margin_rate=0.1)})
+    at_2315, at_2130 = 23 * 3600 + 15 * 60, 21 * 3600 + 30 * 60
+    assert day_phases(config, specs, 20170414)["SR709"][at_2315] == Phase.OPEN
+    assert day_phases(config, specs, 20240416)["SR709"][at_2315] == Phase.CLOSED
+    assert day_phases(config, specs, 20240416)["SR709"][at_2130] == Phase.OPEN
+    assert day_phases(config, specs, 20170502)["SR709"][at_2130] == Phase.CLOSED

@@ -158,7 +158,7 @@ def test_unknown_product_is_kept_and_noted() -> None:
         ({"UpdateTime": "9:30:00"}, Drop.IMPOSSIBLE_TIME),
         ({"UpdateMillisec": "1000"}, Drop.IMPOSSIBLE_TIME),
         ({"TradingDay": "20210230"}, Drop.IMPOSSIBLE_TIME),
-        ({"TradingDay": ""}, Drop.IMPOSSIBLE_TIME),
+        ({"TradingDay": "", "ActionDay": ""}, Drop.IMPOSSIBLE_TIME),
         ({"UpdateMillisec": "x"}, Drop.MALFORMED),
         ({"LastPrice": "abc"}, Drop.MALFORMED),
         ({"Volume": "nan"}, Drop.MALFORMED),

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
+import datetime as dt
 import socket
 from pathlib import Path
 
-from services.tools.doctor import check_locale, check_port, check_space
+from services.tools.doctor import check_calendar, check_locale, check_port, check_space
 from tests.helpers import CONFIGS, PAPER_CONFIG, run_hft, write_config
 
 
@@ -99,3 +100,23 @@ def test_a_relay_without_its_secret_key_fails_with_the_fix(tmp_path: Path) -> No
     key = "k" * 40
     done = run_hft("doctor", "--config", str(config), env={"HFT_RELAY_SECRET_KEY": key})
     assert done.returncode == 0, done.stdout
+
+
+def test_a_year_without_its_holidays_is_a_warning_with_the_fix(tmp_path: Path) -> None:
+    calendar = tmp_path / "calendar.toml"
+    calendar.write_text('holidays_file = "h.toml"\n' + (CONFIGS / "calendar.toml").read_text())
+    (tmp_path / "h.toml").write_text('[years.2026]\nsource = "s"\nclosed = [2026-01-01]\n')
+    assert check_calendar(calendar, dt.date(2026, 11, 30)).ok
+    december = check_calendar(calendar, dt.date(2026, 12, 1))
+    assert not december.ok and not december.required
+    assert "holidays of 2027 are not listed" in december.line()
+    assert "add the year to configs/holidays.toml" in december.line()
+    (tmp_path / "h.toml").write_text("[years.2026]\n")
+    broken = check_calendar(calendar, dt.date(2026, 11, 30))
+    assert not broken.ok and broken.required and "h.toml" in broken.detail
+
+
+def test_the_shipped_calendar_loads_and_names_its_last_year() -> None:
+    """The doctor's calendar line on the shipped files, for a date they cover."""
+    check = check_calendar(CONFIGS / "calendar.toml", dt.date(2026, 6, 1))
+    assert check.ok and "holidays listed to 2026" in check.detail

@@ -252,11 +252,12 @@ class Calendar:
             # a code that differs only in case from another stays exact-match only
             self._folded[key] = "" if key in self._folded else code
         self._cache: dict[str, Product | None] = {}
-        self._codes = {id(p): code for code, p in data.products.items()}
-        self._changes: dict[str, list[tuple[dt.date, str]]] = {}
+        # each product's earlier sessions, by the first trading day after each (in date order)
+        self._changes: dict[int, list[tuple[dt.date, str]]] = {}
         for change in sorted(data.changes, key=lambda c: c.trading_day):
             for code in change.products:
-                self._changes.setdefault(code, []).append((change.trading_day, change.before))
+                earlier = self._changes.setdefault(id(data.products[code]), [])
+                earlier.append((change.trading_day, change.before))
         self.holidays: frozenset[dt.date] = frozenset(
             day for year in (holidays.years.values() if holidays else ()) for day in year.closed
         )
@@ -282,7 +283,7 @@ class Calendar:
         """The session ``product`` traded on ``trading_day`` (None: the session in force now)."""
         if trading_day is not None:
             day = as_date(trading_day)
-            for changed, before in self._changes.get(self._codes.get(id(product), ""), ()):
+            for changed, before in self._changes.get(id(product), ()):
                 if day < changed:
                     return before
         return product.session

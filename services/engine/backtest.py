@@ -153,7 +153,7 @@ class Backtest:
         if not self.config.engine.agents:
             raise UserError("the backtest has no agent: add one with add_strategy(...) or in "
                             "the deployment's [[engine.agents]]")  # fmt: skip
-        specs, _, classes = prepare(self.config, self.given)
+        specs, classes = prepare(self.config, self.given)
         if self.journal is not None:
             taken = [d for d in self.days if (self.journal / str(d)).exists()]
             if taken:

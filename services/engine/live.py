@@ -93,15 +93,16 @@ AdapterFactory = Callable[[Mapping[str, Spec], Mapping[str, bytes]], Adapter]
 
 
 def prepare(config: DeploymentConfig, given: Mapping[str, type[Strategy]] | None = None
-            ) -> tuple[dict[str, Spec], dict[str, bytes], dict[str, type[Strategy]]]:  # fmt: skip
-    """What every engine of a deployment is made of: the instruments' specs and session
-    phases, and each agent's strategy class, its parameters checked (a misspelt parameter stops
-    here, in one line). ``given``: classes by agent name that are not imported by their
-    ``strategy`` path (a backtest's ``add_strategy`` with a class defined in a notebook)."""
+            ) -> tuple[dict[str, Spec], dict[str, type[Strategy]]]:  # fmt: skip
+    """What every engine of a deployment is made of: the instruments' specs (each day's
+    session phases are ``day_phases``), and each agent's strategy class, its parameters checked
+    (a misspelt parameter stops here, in one line). ``given``: classes by agent name that are
+    not imported by their ``strategy`` path (a backtest's ``add_strategy`` with a class defined
+    in a notebook)."""
     ec = config.engine
-    calendar = load_calendar(config.md_recorder.calendar_file or DEFAULT_CALENDAR)
+    calendar = _calendar(config.md_recorder.calendar_file or DEFAULT_CALENDAR)
     instruments = list(dict.fromkeys(i for a in ec.agents for i in a.instruments))
-    specs, phases = specs_for(instruments, calendar, ec.products)
+    specs, _ = specs_for(instruments, calendar, ec.products)
     for directory in reversed(ec.strategy_paths):
         if str(directory) not in sys.path:
             sys.path.insert(0, str(directory))
@@ -114,7 +115,7 @@ def prepare(config: DeploymentConfig, given: Mapping[str, type[Strategy]] | None
         except ValidationError as exc:
             where = f"engine.agents[{i}].params (agent {agent.name}, {agent.strategy})"
             raise UserError(format_validation_error(exc, where, root=cls.Params)) from None
-    return dict(specs), dict(phases), classes
+    return dict(specs), classes
 
 
 def day_phases(config: DeploymentConfig, specs: Mapping[str, Spec], day: int) -> dict[str, bytes]:
@@ -131,6 +132,7 @@ def day_phases(config: DeploymentConfig, specs: Mapping[str, Spec], day: int) ->
 
 @functools.lru_cache(maxsize=4)
 def _calendar(path: Path) -> Calendar:
+    """The calendar, read once a process (``prepare`` and each day's ``day_phases``)."""
     return load_calendar(path)
 
 
@@ -236,7 +238,7 @@ class EngineService(Health, Interrupts):
         self.sleep = sleep
         self.log = get_logger(service="engine")
         ec = config.engine
-        self.specs, self.phases, self.classes = prepare(config)
+        self.specs, self.classes = prepare(config)
         self.adapter_factory: AdapterFactory = adapter_factory or (
             lambda specs, phases: PaperBroker(specs, phases, config.engine.paper)
         )

@@ -278,7 +278,11 @@ COMMANDS: tuple[Command, ...] = (
 )
 
 
-def _build_parser() -> argparse.ArgumentParser:
+def _build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    """Every command is listed, but only the one named in ``argv`` gets its arguments: adding them
+    imports that command's tool, and the others' imports (pandas, the engine) would cost each run
+    of ``hft`` about a second."""
+    chosen = next((a for a in argv if not a.startswith("-")), None)
     parser = argparse.ArgumentParser(
         prog="hft",
         description=(
@@ -309,14 +313,16 @@ def _build_parser() -> argparse.ArgumentParser:
             default="info",
             help="lowest level of log line to print (default: info)",
         )
-        command.add_arguments(child)
+        if command.name == chosen:
+            command.add_arguments(child)
         child.set_defaults(command_spec=command)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``hft`` console script; returns the process exit code."""
-    parser = _build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = _build_parser(argv)
     args = parser.parse_args(argv)
     spec: Command | None = getattr(args, "command_spec", None)
     if spec is None:

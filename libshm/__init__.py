@@ -25,6 +25,7 @@ from libshm.process import acquire_writer_lock
 from libshm.reader import TICK_FRAME_DTYPE, Frame, JournalReader, WaitPolicy
 from libshm.record import (
     FLAG_AUCTION,
+    FLAG_SETTLEMENT,
     TICK_DTYPE,
     TICK_LAYOUT,
     TICK_LAYOUT_ID,
@@ -41,6 +42,7 @@ from libshm.writer import TICK_FRAME_SIZE, JournalWriter
 
 __all__ = [
     "FLAG_AUCTION",
+    "FLAG_SETTLEMENT",
     "FREE_FORM",
     "SEGMENT_HEADER_SIZE",
     "TICK_DTYPE",

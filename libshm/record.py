@@ -18,6 +18,7 @@ from libshm.layout import Layout
 __all__ = [
     "FLAG_AUCTION",
     "FLAG_OUTSIDE_HOURS",
+    "FLAG_SETTLEMENT",
     "FLAG_SYNTHETIC",
     "TICK_DTYPE",
     "TICK_LAYOUT",
@@ -39,6 +40,10 @@ TICK_LAYOUT_VERSION: Final = 1
 FLAG_AUCTION: Final = 1
 FLAG_OUTSIDE_HOURS: Final = 2
 FLAG_SYNTHETIC: Final = 4
+FLAG_SETTLEMENT: Final = 8
+"""A day's settlement record: a row after the day session's close that carries the exchange's
+settlement price (and the close). Not market activity: the engine marks positions with it and
+neither the simulator nor the agents see it."""
 
 NAN: Final = math.nan
 

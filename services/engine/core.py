@@ -6,7 +6,8 @@ commands, and gives it a ``journal`` function to append encoded messages to. Eve
 a message from ``contracts.messages`` that is journaled *before* it is applied, and applying a
 message is the only way state changes. Orders leave through the adapter port
 (``services/engine/adapter.py``): at once to a deterministic adapter, through the outbox
-(:meth:`Engine.data_to_send`) to the others.
+(:meth:`Engine.data_to_send`) to the others. A settlement record (``FLAG_SETTLEMENT``) only
+updates the instrument's latest tick, whose settlement price the day's roll marks positions to.
 
 This module is the order path and the application of messages; the engine's other parts are
 mixed in from ``agents.py`` (running agents), ``commands.py`` (operator commands) and
@@ -29,7 +30,7 @@ from typing import Any, Final
 import structlog
 
 from contracts import messages as m
-from libshm import Tick
+from libshm import FLAG_SETTLEMENT, Tick
 from services.engine.adapter import (
     Accepted,
     Adapter,
@@ -244,6 +245,8 @@ class Engine(AgentRunner, Commands, Recovery):
             self._forget(now - FINISHED_KEEP_NS)
         instrument = tick.instrument
         self.latest[instrument] = tick  # also the risk gate's quote
+        if tick.flags & FLAG_SETTLEMENT:  # the day's settlement price, for the roll's mark:
+            return  # not market activity, so neither the adapter nor the agents see it
         held = self.ledger.mark(instrument, tick.last)
         self.adapter.on_tick(tick, now)
         self._pump()

@@ -1,35 +1,35 @@
 """``hft import``: tick files into recordings, through the recorder's normaliser and filters.
 
 Each input row becomes a raw CTP tick (``CTP_FIELDS`` order) and goes through the same
-``Normaliser`` and ``TickFilter`` as live data. Ticks are grouped by trading day and written to
-``OUT/YYYYMMDD`` (one journal per trading day, as the recorder writes them) in exchange-time order;
-ticks sharing a time keep their order in the files. Bad rows are counted and the first few are
-reported with file and line; ``strict`` stops at the first and writes nothing.
+``Normaliser`` as live data and the filters' per-row checks (``TickFilter.stateless``). The rows
+kept are grouped by instrument and trading day and put in exchange-time order, rows sharing a
+time (CZCE sends no milliseconds) by cumulative volume, then file order; each group is judged as
+a whole (``filters.judge_sequence``: duplicates, volume going backwards, a stale row ahead of its
+day). What is left is written to ``OUT/YYYYMMDD`` (one journal per trading day, as the recorder
+writes them) in exchange-time order.
+
+Every row read is accounted for: written, already in the journal (``--append``), or dropped
+under one reason; ``--rejects FILE`` lists each dropped row with the column and value at fault.
+``strict`` stops at the first row that cannot become a tick and writes nothing.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import datetime as dt
-import gzip
-import io
+import re
 import struct
-import tomllib
-import zlib
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import Any, Final
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from contracts.calendar import Calendar
-from contracts.config import format_validation_error
-from contracts.errors import JournalProblem, UserError
+from contracts.calendar import Calendar, Phase
+from contracts.errors import JournalProblem
 from libshm import (
+    FLAG_SETTLEMENT,
     SEGMENT_HEADER_SIZE,
     TICK_DTYPE,
     TICK_FRAME_SIZE,
@@ -37,15 +37,18 @@ from libshm import (
     JournalError,
     JournalReader,
     JournalWriter,
+    Tick,
     encode_tick,
     inspect_journal,
     list_segments,
 )
 from services.md_recorder.errors import FileProblem
-from services.md_recorder.filters import TickFilter
+from services.md_recorder.files import FILE_ERRORS, BadInput, header, open_text, why_unreadable
+from services.md_recorder.filters import TickFilter, judge_sequence
+from services.md_recorder.mapping import Mapping, Reject, load_mapping, read_mapped_csv
 from services.md_recorder.normalise import CTP_FIELDS, Drop, Normaliser, RawTick
 
-__all__ = ["FORMATS", "ImportReport", "import_files"]
+__all__ = ["FORMATS", "BadInput", "ImportReport", "import_files", "inspect_file", "load_mapping"]
 
 FORMATS: Final = ("ctp-csv", "vnpy-csv", "csv", "parquet")
 BAD_ROWS_SHOWN: Final = 5
@@ -59,15 +62,24 @@ VNPY_FIELDS: Final = {
     **{f"{side}{kind}{k}": f"{side.lower()}{kind}{k}"
        for side in ("Bid", "Ask") for kind in ("Price", "Volume") for k in range(1, 6)},
 }  # fmt: skip
+VNPY_SOURCES: Final = {
+    **VNPY_FIELDS, "TradingDay": "date", "ActionDay": "date", "UpdateTime": "time",
+    "UpdateMillisec": "time", "InstrumentID": "symbol", "ExchangeID": "exchange",
+}  # fmt: skip
+REJECT_COLUMNS: Final = ("file", "line", "reason", "column", "value", "detail")
 
 
 @dataclass
 class ImportReport:
+    """What an import did. ``rows`` = ``written`` + ``already`` + the sum of ``dropped``, for
+    the files read through; a file that could not be read counts in ``bad_files`` alone."""
+
     rows: int = 0
     written: int = 0
     dropped: Counter[str] = field(default_factory=Counter)
     bad_rows: list[str] = field(default_factory=list)
     bad_count: int = 0
+    """Rows that could not become a tick (also counted in ``dropped``)."""
     days: dict[int, int] = field(default_factory=dict)
     journals: list[Path] = field(default_factory=list)
     unknown_products: set[str] = field(default_factory=set)
@@ -75,98 +87,43 @@ class ImportReport:
     """Files that could not be read through (each skipped whole), with why."""
     already: int = 0
     """Ticks not appended because the day's journal already held them (``--append``)."""
+    settlements: int = 0
+    """Settlement records kept (post-close rows with the day's settlement price)."""
 
     def summary(self) -> str:
         drops = ", ".join(f"{k} {v:,}" for k, v in sorted(self.dropped.items())) or "none"
         days = ", ".join(f"{d} ({n:,})" for d, n in sorted(self.days.items())) or "none"
         already = f", {self.already:,} already in the journal" if self.already else ""
+        settled = f" ({self.settlements:,} settlement records)" if self.settlements else ""
         return (
-            f"{self.rows:,} rows read, {self.written:,} ticks written{already}, dropped: "
-            f"{drops}; trading days: {days}"
+            f"{self.rows:,} rows read, {self.written:,} ticks written{settled}{already}, "
+            f"dropped: {drops}; trading days: {days}"
         )
 
 
-class BadInput(UserError):
-    """A file that cannot be imported at all (wrong format, missing columns, unreadable)."""
-
-
-def _open_text(path: Path) -> IO[str]:
-    """The file as text: gzip-compressed if it ends in ``.gz``; UTF-8, or UTF-16 or UTF-8 with a
-    byte-order mark (what spreadsheet programs write)."""
-    try:
-        raw: Any = gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")  # noqa: SIM115 (the wrapper returned closes it)
-        try:
-            head = raw.peek(4)[:4]
-        except (OSError, EOFError) as exc:
-            raw.close()
-            raise FileProblem(_why_unreadable(path, exc)) from None
-        encoding = "utf-8"
-        if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-            encoding = "utf-16"
-        elif head.startswith(b"\xef\xbb\xbf"):
-            encoding = "utf-8-sig"
-        return io.TextIOWrapper(raw, encoding=encoding, newline="")
-    except FileNotFoundError:
-        raise BadInput(f"{path}: no such file") from None
-    except PermissionError:
-        raise BadInput(f"{path}: permission denied") from None
-    except IsADirectoryError:
-        raise BadInput(f"{path}: is a directory; give the files in it") from None
-    except OSError as exc:
-        raise BadInput(f"{path}: cannot read: {exc.strerror}") from None
-
-
-FILE_ERRORS: Final = (OSError, EOFError, zlib.error, UnicodeDecodeError)
-
-
-def _why_unreadable(path: Path, exc: BaseException) -> str:
-    if isinstance(exc, gzip.BadGzipFile):
-        return "not a gzip file, though its name ends in .gz; rename it or compress it"
-    if isinstance(exc, (EOFError, zlib.error)):
-        return f"the compressed data is cut short or damaged ({exc}); fetch the file again"
-    if isinstance(exc, UnicodeDecodeError):
-        return (f"not UTF-8 or UTF-16 text ({exc.reason} at byte {exc.start} of a block); "
-                "convert it, e.g. `iconv -f GB18030 -t UTF-8`")  # fmt: skip
-    return f"cannot read: {getattr(exc, 'strerror', None) or exc}"
-
-
-def _header(path: Path, reader: Iterator[list[str]], needed: tuple[str, ...]) -> list[str]:
-    try:
-        header = [h.strip() for h in next(reader)]
-    except StopIteration:
-        raise BadInput(f"{path}: empty file") from None
-    missing = [c for c in needed if c not in header]
-    if missing:
-        raise BadInput(
-            f"{path}: missing columns {', '.join(missing)}; is this the right --format? "
-            f"(found: {', '.join(header[:8])}{', ...' if len(header) > 8 else ''})"
-        )
-    return header
-
-
-def read_ctp_csv(path: Path) -> Iterator[tuple[int, RawTick | str]]:
+def read_ctp_csv(path: Path) -> Iterator[tuple[int, RawTick | Reject]]:
     """(line, raw tick) per row of a CSV whose columns are CTP field names, any order; a
-    row that cannot be split into the columns gives (line, message)."""
-    with _open_text(path) as text:
+    row that cannot be split into the columns gives (line, reject)."""
+    with open_text(path) as text:
         reader = csv.reader(text)
-        header = _header(path, reader, CTP_FIELDS)
-        index = [header.index(name) for name in CTP_FIELDS]
-        width = len(header)
+        found = header(path, reader, CTP_FIELDS)
+        index = [found.index(name) for name in CTP_FIELDS]
+        width = len(found)
         for row in reader:
             if len(row) != width:
-                yield reader.line_num, f"{len(row)} columns, expected {width}"
+                yield reader.line_num, _columns(len(row), width)
                 continue
             yield reader.line_num, tuple(row[i] for i in index)
 
 
-def read_vnpy_csv(path: Path) -> Iterator[tuple[int, RawTick | str]]:
+def read_vnpy_csv(path: Path) -> Iterator[tuple[int, RawTick | Reject]]:
     """vn.py's CSV tick export (``symbol,date,time,lastPrice,...``): level 1 only; columns it
     lacks (cumulative volume, limits) become absent."""
-    with _open_text(path) as text:
+    with open_text(path) as text:
         reader = csv.reader(text)
-        header = _header(path, reader, VNPY_COLUMNS)
-        col = {name: i for i, name in enumerate(header)}
-        width = len(header)
+        found = header(path, reader, VNPY_COLUMNS)
+        col = {name: i for i, name in enumerate(found)}
+        width = len(found)
 
         def get(row: list[str], name: str, default: str = "0") -> str:
             i = col.get(name)
@@ -174,7 +131,7 @@ def read_vnpy_csv(path: Path) -> Iterator[tuple[int, RawTick | str]]:
 
         for row in reader:
             if len(row) != width:
-                yield reader.line_num, f"{len(row)} columns, expected {width}"
+                yield reader.line_num, _columns(len(row), width)
                 continue
             clock, _, fraction = get(row, "time").partition(".")
             millis = str(round(float("0." + fraction) * 1000)) if fraction.isdigit() else "0"
@@ -190,140 +147,73 @@ def read_vnpy_csv(path: Path) -> Iterator[tuple[int, RawTick | str]]:
             yield reader.line_num, tuple(raw)
 
 
-READERS: Final[dict[str, Callable[[Path], Iterator[tuple[int, RawTick | str]]]]] = {
-    "ctp-csv": read_ctp_csv,
-    "vnpy-csv": read_vnpy_csv,
-}
-
-# Tick fields a mapping can name, and the CTP field each one fills.
-MAPPABLE: Final = {
-    "last": "LastPrice", "open": "OpenPrice", "high": "HighestPrice", "low": "LowestPrice",
-    "close": "ClosePrice", "pre_close": "PreClosePrice", "pre_settlement": "PreSettlementPrice",
-    "settlement": "SettlementPrice", "upper_limit": "UpperLimitPrice",
-    "lower_limit": "LowerLimitPrice", "average": "AveragePrice", "volume": "Volume",
-    "turnover": "Turnover", "open_interest": "OpenInterest",
-    "pre_open_interest": "PreOpenInterest",
-    **{f"{side}_{kind}{k}": f"{side.title()}{kind.title()}{k}"
-       for side in ("bid", "ask") for kind in ("price", "volume") for k in range(1, 6)},
-}  # fmt: skip
-PRICES: Final = {name for name in MAPPABLE if "volume" not in name and name != "open_interest"}
+def _columns(found: int, width: int) -> Reject:
+    return Reject(Drop.MALFORMED, "", "", f"{found} columns, expected {width}")
 
 
-class MappingColumns(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-    instrument: str | None = None
-    exchange: str | None = None
-    trading_day: str | None = None
-    date: str | None = None
-    time: str | None = None
-    datetime: str | None = None
-    values: dict[str, str] = Field(default_factory=dict)
-    """tick field -> column, for the fields in ``MAPPABLE``."""
+Read = Callable[[Path], Iterator[tuple[int, RawTick | Reject]]]
 
 
-class MappingFormat(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+def _reader(fmt: str, mapping: Mapping | None) -> tuple[Read, dict[str, str]]:
+    """The row reader of ``fmt`` and which column of its files each CTP field comes from."""
+    if fmt == "csv":
+        if mapping is None:
+            raise BadInput("--format csv needs --mapping FILE.toml (see docs/import-mapping.md)")
+        chosen = mapping
 
-    date: str = "%Y%m%d"
-    time: str = "%H:%M:%S"
-    datetime: str = "%Y-%m-%d %H:%M:%S.%f"
-    price_scale: float = Field(1.0, gt=0)
-    delimiter: str = Field(",", min_length=1, max_length=1)
+        def read(path: Path) -> Iterator[tuple[int, RawTick | Reject]]:
+            return read_mapped_csv(path, chosen)
+
+        return read, mapping.source_columns()
+    if fmt == "vnpy-csv":
+        return read_vnpy_csv, dict(VNPY_SOURCES)
+    if fmt == "ctp-csv":
+        return read_ctp_csv, {name: name for name in CTP_FIELDS}
+    raise BadInput(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
 
 
-class Mapping(BaseModel):
-    """``--mapping FILE.toml``: which column of a vendor's CSV is which tick field."""
+@dataclass(slots=True)
+class _Row:
+    """A row that became a tick and passed the per-row checks, waiting for its day's."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    tick: Tick
+    record: bytes
+    file: int
+    line: int
+    order: int  # position in the files, for the final order of rows sharing a time
 
-    columns: MappingColumns
-    format: MappingFormat = Field(default_factory=MappingFormat)
-    instrument: str | None = None
-    """A constant instrument id, for files of one instrument without an instrument column."""
-    exchange: str | None = None
 
-    @model_validator(mode="after")
-    def _complete(self) -> Mapping:
-        unknown = sorted(set(self.columns.values) - set(MAPPABLE))
-        if unknown:
-            raise ValueError(
-                f"columns.values: unknown tick fields {', '.join(unknown)}; known: "
-                f"{', '.join(MAPPABLE)}"
+@dataclass
+class _Import:
+    """State of one import: the rows kept so far and every reject, per file until it is read
+    through."""
+
+    calendar: Calendar
+    sources: dict[str, str]
+    strict: bool
+    keep_rejects: bool
+    report: ImportReport = field(default_factory=ImportReport)
+    rows: list[_Row] = field(default_factory=list)
+    rejects: list[tuple[int, int, str, str, str, str]] = field(default_factory=list)
+    paths: list[Path] = field(default_factory=list)
+
+    def reject(self, file: int, line: int, reject: Reject, shown: bool = True) -> None:
+        report = self.report
+        report.dropped[reject.reason] += 1
+        column = self.sources.get(reject.column, reject.column)
+        if shown:
+            path = self.paths[file]
+            where = f" in column {column} ({reject.value!r})" if column else ""
+            message = f"{reject.reason}{where}: {reject.detail}"
+            report.bad_count += 1
+            if len(report.bad_rows) < BAD_ROWS_SHOWN:
+                report.bad_rows.append(f"{path}:{line}: {message}")
+            if self.strict:
+                raise BadInput(f"{path}:{line}: {message} (--strict stops at the first bad row)")
+        if self.keep_rejects:
+            self.rejects.append(
+                (file, line, str(reject.reason), column, reject.value, reject.detail)
             )
-        cols = self.columns
-        if cols.datetime is None and (cols.date is None or cols.time is None):
-            raise ValueError("columns: give datetime, or both date and time")
-        if self.columns.instrument is None and self.instrument is None:
-            raise ValueError("give columns.instrument or a constant instrument")
-        if "last" not in self.columns.values:
-            raise ValueError("columns.values: last (the last price) is required")
-        return self
-
-
-def load_mapping(path: Path) -> Mapping:
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BadInput(f"{path}: no such mapping file") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise BadInput(f"{path}: cannot read the mapping: {exc}") from None
-    try:
-        return Mapping.model_validate(raw)
-    except ValidationError as exc:
-        raise BadInput(format_validation_error(exc, str(path), Mapping)) from None
-
-
-def read_mapped_csv(path: Path, mapping: Mapping) -> Iterator[tuple[int, RawTick | str]]:
-    """Rows of any CSV, through ``mapping``, as raw CTP ticks."""
-    cols, fmt = mapping.columns, mapping.format
-    needed = tuple(
-        c for c in (cols.instrument, cols.exchange, cols.trading_day, cols.date, cols.time,
-                    cols.datetime, *cols.values.values()) if c is not None
-    )  # fmt: skip
-    scale = fmt.price_scale
-    instrument, exchange = mapping.instrument or "", mapping.exchange or ""
-    with _open_text(path) as text:
-        reader = csv.reader(text, delimiter=fmt.delimiter)
-        header = _header(path, reader, needed)
-        col = {name: i for i, name in enumerate(header)}
-        width = len(header)
-        for row in reader:
-            if len(row) != width:
-                yield reader.line_num, f"{len(row)} columns, expected {width}"
-                continue
-            try:
-                if cols.datetime is not None:
-                    stamp = dt.datetime.strptime(row[col[cols.datetime]].strip(), fmt.datetime)
-                else:
-                    day = dt.datetime.strptime(row[col[cols.date or ""]].strip(), fmt.date).date()
-                    clock = dt.datetime.strptime(row[col[cols.time or ""]].strip(), fmt.time)
-                    stamp = dt.datetime.combine(day, clock.time())
-            except ValueError as exc:
-                yield reader.line_num, f"impossible_time: {exc}"
-                continue
-            date = stamp.strftime("%Y%m%d")
-            raw = ["nan"] * len(CTP_FIELDS)
-            # no trading-day column: the normaliser derives it from the date and the calendar
-            raw[0] = row[col[cols.trading_day]].strip() if cols.trading_day else ""
-            raw[1], raw[2] = date, stamp.strftime("%H:%M:%S")
-            raw[3] = str(stamp.microsecond // 1000)
-            raw[4] = row[col[cols.instrument]].strip() if cols.instrument else instrument
-            raw[5] = row[col[cols.exchange]].strip() if cols.exchange else exchange
-            for i in _VOLUMES:  # a volume the file lacks is 0; any other value absent
-                raw[i] = "0"
-            for name, column in cols.values.items():
-                value = row[col[column]].strip()
-                if name in PRICES and scale != 1.0 and value:
-                    # a value that is not a number stays as it is: the normaliser reports it
-                    with contextlib.suppress(ValueError):
-                        value = repr(float(value) / scale)
-                raw[_INDEX[MAPPABLE[name]]] = value or ("0" if "volume" in name else "nan")
-            yield reader.line_num, tuple(raw)
-
-
-_INDEX: Final = {name: i for i, name in enumerate(CTP_FIELDS)}
-_VOLUMES: Final = [i for i, name in enumerate(CTP_FIELDS) if "Volume" in name]
 
 
 def import_files(  # noqa: PLR0917
@@ -335,42 +225,40 @@ def import_files(  # noqa: PLR0917
     append: bool = False,
     progress: Callable[[int], object] | None = None,
     mapping: Mapping | None = None,
+    rejects: Path | None = None,
 ) -> ImportReport:
-    """Import ``paths`` into ``out/YYYYMMDD`` journals; see the module docstring."""
+    """Import ``paths`` into ``out/YYYYMMDD`` journals; see the module docstring. With
+    ``rejects``, every dropped row is written there (CSV: file, line, reason, column, value,
+    detail)."""
     if fmt == "parquet":
         return _import_parquet(paths, out, append)
-    read: Callable[[Path], Iterator[tuple[int, RawTick | str]]]
-    if fmt == "csv":
-        if mapping is None:
-            raise BadInput("--format csv needs --mapping FILE.toml (see docs/import-mapping.md)")
-        chosen = mapping
-
-        def read(path: Path) -> Iterator[tuple[int, RawTick | str]]:
-            return read_mapped_csv(path, chosen)
-    else:
-        read = READERS[fmt]
-    report = ImportReport()
-    normaliser = Normaliser(calendar)
+    read, sources = _reader(fmt, mapping)
+    state = _Import(calendar, sources, strict, rejects is not None, paths=list(paths))
+    report = state.report
+    normaliser = Normaliser(calendar, check_exchange=True)
     filters = TickFilter(check_local_time=False)  # files carry no receive time
-    by_day: dict[int, list[bytes]] = defaultdict(list)
-    times: dict[int, list[int]] = defaultdict(list)
-    for path in paths:
+    for number, path in enumerate(paths):
+        before = (report.rows, len(state.rows), len(state.rejects), Counter(report.dropped),
+                  report.bad_count, list(report.bad_rows))  # fmt: skip
         try:
-            staged = _read_file(path, read, normaliser, filters, report, strict, progress)
-        except FileProblem as exc:
-            _bad_file(report, path, str(exc), strict)
-            continue
-        except FILE_ERRORS as exc:
-            _bad_file(report, path, _why_unreadable(path, exc), strict)
-            continue
-        for day, record, time_ns in staged:  # a file's ticks count once it is read through
-            by_day[day].append(record)
-            times[day].append(time_ns)
-    report.dropped.update(filters.dropped)
+            _read_file(state, number, read(path), normaliser, filters, progress)
+        except (FileProblem, *FILE_ERRORS) as exc:
+            why = str(exc) if isinstance(exc, FileProblem) else why_unreadable(path, exc)
+            if strict:
+                raise BadInput(f"{path}: {why} (--strict stops at the first bad file)") from None
+            report.bad_files.append(f"{path}: {why}; nothing of it was imported")
+            # a file counts once it is read through: forget what was taken of this one
+            report.rows = before[0]
+            del state.rows[before[1] :], state.rejects[before[2] :]
+            report.dropped, report.bad_count, report.bad_rows = before[3], before[4], before[5]
     report.unknown_products = normaliser.unknown_products
+    by_day = _judge_days(state)
+    if rejects is not None:
+        _write_rejects(rejects, state)
     for day in sorted(by_day):
-        order = np.argsort(np.asarray(times[day], dtype=np.int64), kind="stable")
-        records = np.frombuffer(b"".join(by_day[day]), dtype=TICK_DTYPE)[order]
+        kept = by_day[day]
+        kept.sort(key=lambda r: (r.tick[4], r.order))
+        records = np.frombuffer(b"".join(r.record for r in kept), dtype=TICK_DTYPE)
         journal = out / str(day)
         written = _write(journal, records, append)
         report.already += len(records) - written
@@ -381,40 +269,231 @@ def import_files(  # noqa: PLR0917
 
 
 def _read_file(  # noqa: PLR0917
-    path: Path,
-    read: Callable[[Path], Iterator[tuple[int, RawTick | str]]],
+    state: _Import,
+    number: int,
+    rows: Iterator[tuple[int, RawTick | Reject]],
     normaliser: Normaliser,
     filters: TickFilter,
-    report: ImportReport,
-    strict: bool,
     progress: Callable[[int], object] | None,
-) -> list[tuple[int, bytes, int]]:
-    """(trading day, record, exchange time) of each tick of one file kept by the filters."""
-    staged = []
-    for line, raw in read(path):
+) -> None:
+    """Each row of one file through the normaliser and the per-row checks."""
+    report = state.report
+    kept = state.rows
+    for line, raw in rows:
         report.rows += 1
         if progress is not None and report.rows % 10_000 == 0:
             progress(10_000)
-        if isinstance(raw, str):
-            _bad(report, path, line, raw, strict)
+        if isinstance(raw, Reject):
+            state.reject(number, line, raw)
             continue
         result = normaliser.normalise(raw, 0)
         if isinstance(result, Drop):
-            filters.count(result)
-            _bad(report, path, line, f"{result}: {_brief(raw)}", strict)
+            state.reject(number, line, fault(normaliser, raw, result))
             continue
         tick, phase = result
         tick = tick._replace(local_time_ns=tick[4])
-        try:  # before the filters, which remember the last volume of each instrument
+        try:
             record = encode_tick(tick)
         except (struct.error, ValueError, OverflowError) as exc:  # e.g. 1e30 lots
-            filters.count(Drop.OUT_OF_RANGE)
-            _bad(report, path, line, f"{Drop.OUT_OF_RANGE}: {exc}", strict)
+            state.reject(number, line, _out_of_range(raw, exc))
             continue
-        if filters.check(tick, phase) is not None:
+        reason = filters.stateless(tick, phase)
+        if reason is not None:
+            state.reject(number, line, _filtered(raw, tick, reason, phase), shown=False)
             continue
-        staged.append((tick[2], record, tick[4]))
-    return staged
+        kept.append(_Row(tick, record, number, line, report.rows))
+
+
+def _judge_days(state: _Import) -> dict[int, list[_Row]]:
+    """The rows kept by each instrument's trading day as a whole, by trading day."""
+    groups: dict[tuple[int, str], list[_Row]] = {}
+    for row in state.rows:
+        groups.setdefault((row.tick[2], row.tick[0]), []).append(row)
+    state.rows = []
+    by_day: dict[int, list[_Row]] = {}
+    for (day, _), rows in groups.items():
+        rows.sort(key=lambda r: (r.tick[4], r.tick[17]))
+        _share_positions(rows)
+        verdicts = judge_sequence([r.tick for r in rows])
+        kept = by_day.setdefault(day, [])
+        for row, verdict in zip(rows, verdicts, strict=True):
+            if verdict is None:
+                kept.append(row)
+                if row.tick[3] & FLAG_SETTLEMENT:
+                    state.report.settlements += 1
+                continue
+            reason, other = verdict
+            state.reject(row.file, row.line, _judged(row, reason, rows[other], state.paths),
+                         shown=False)  # fmt: skip
+    return by_day
+
+
+def _share_positions(rows: list[_Row]) -> None:
+    """Rows of one instrument sharing a time, now ordered by volume: give them their file
+    positions in that order, so the day's final sort (time, position) keeps it while rows of
+    different instruments sharing a time stay in file order."""
+    i, n = 0, len(rows)
+    while i < n:
+        j = i + 1
+        while j < n and rows[j].tick[4] == rows[i].tick[4]:
+            j += 1
+        if j - i > 1:
+            for row, order in zip(rows[i:j], sorted(r.order for r in rows[i:j]), strict=True):
+                row.order = order
+        i = j
+
+
+def _write_rejects(path: Path, state: _Import) -> None:
+    state.rejects.sort(key=lambda r: (r[0], r[1]))
+    try:
+        with path.open("w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(REJECT_COLUMNS)
+            for file, line, reason, column, value, detail in state.rejects:
+                writer.writerow((state.paths[file], line, reason, column, value, detail))
+    except OSError as exc:
+        raise BadInput(f"--rejects {path}: cannot write: {exc.strerror}") from None
+
+
+# -- which column and value are at fault ----------------------------------------------------
+
+_FIELD: Final = {name: i for i, name in enumerate(CTP_FIELDS)}
+# tick field (libshm's names, as encode_tick's errors give them) -> CTP field
+_TICK_TO_CTP: Final = {
+    "instrument": "InstrumentID", "exchange": "ExchangeID", "volume": "Volume",
+    "turnover": "Turnover", "open_interest": "OpenInterest",
+    **{f"{side}_volume{k}": f"{side.title()}Volume{k}" for side in ("bid", "ask")
+       for k in range(1, 6)},
+}  # fmt: skip
+_TICK_FIELD: Final = re.compile(r"tick field '(\w+)'")
+
+
+def _value(raw: RawTick, name: str) -> str:
+    return str(raw[_FIELD[name]])
+
+
+def fault(normaliser: Normaliser, raw: RawTick, reason: Drop) -> Reject:
+    """The column (CTP field) and value that made the normaliser drop ``raw``, found again on
+    this slow path only for the rows it dropped."""
+    if reason is Drop.WRONG_EXCHANGE:
+        product = normaliser.calendar.product(str(raw[4]).strip())
+        home = product.exchange if product is not None else "?"
+        return Reject(reason, "ExchangeID", _value(raw, "ExchangeID"),
+                      f"the calendar has {raw[4]} on {home}; translate the file's code in the "
+                      "mapping ([translate.exchange], docs/import-mapping.md)")  # fmt: skip
+    if reason is Drop.IMPOSSIBLE_TIME:
+        given = str(raw[0]).strip()
+        if given and normaliser._date(given) is None:
+            return Reject(reason, "TradingDay", given, "not a trading day (YYYYMMDD)")
+        if normaliser._seconds(raw[2]) is None:
+            return Reject(reason, "UpdateTime", _value(raw, "UpdateTime"),
+                          "not a time of day (HH:MM:SS)")  # fmt: skip
+        return Reject(reason, "UpdateMillisec", _value(raw, "UpdateMillisec"),
+                      "not milliseconds 0 to 999, or no date to place the time on")  # fmt: skip
+    if not str(raw[4]).strip():
+        return Reject(reason, "InstrumentID", "", "no instrument")
+    try:
+        int(raw[3])  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return Reject(reason, "UpdateMillisec", _value(raw, "UpdateMillisec"), "not a number")
+    for name in CTP_FIELDS[6:]:
+        text = _value(raw, name)
+        try:
+            float(text)
+        except ValueError:
+            what = (
+                "empty: a row needs its last price"
+                if not text and name == "LastPrice"
+                else "not a number"
+            )
+            return Reject(reason, name, text, what)
+    return Reject(reason, "", "", "a value the tick cannot take")
+
+
+def _out_of_range(raw: RawTick, exc: BaseException) -> Reject:
+    found = _TICK_FIELD.search(str(exc))
+    name = _TICK_TO_CTP.get(found.group(1), "") if found else ""
+    return Reject(Drop.OUT_OF_RANGE, name, _value(raw, name) if name else "", str(exc))
+
+
+def _filtered(raw: RawTick, tick: Tick, reason: Drop, phase: Phase | None) -> Reject:
+    """Why the per-row checks dropped a tick, with the column at fault."""
+    if reason is Drop.OUTSIDE_HOURS:
+        day = tick[2]
+        return Reject(reason, "UpdateTime", _value(raw, "UpdateTime"),
+                      f"{tick[0]} is closed then on trading day {day}")  # fmt: skip
+    if reason is Drop.CROSSED_BOOK:
+        return Reject(reason, "BidPrice1", _value(raw, "BidPrice1"),
+                      f"bid {tick[21]} at or above ask {tick[26]}")  # fmt: skip
+    if reason is Drop.OUTSIDE_LIMITS:
+        lower, upper = tick[15], tick[14]
+        for name, price in (("LastPrice", tick[6]), ("BidPrice1", tick[21]),
+                            ("AskPrice1", tick[26])):  # fmt: skip
+            if price > upper or price < lower:
+                return Reject(reason, name, _value(raw, name),
+                              f"outside the day's limits {lower} to {upper}")  # fmt: skip
+    return Reject(reason, "", "", f"phase {phase}")
+
+
+def _judged(row: _Row, reason: Drop, other: _Row, paths: list[Path]) -> Reject:
+    """Why the day's sequence dropped ``row``, judged by ``other``."""
+    at = f"line {other.line}" if other.file == row.file else f"{paths[other.file]}:{other.line}"
+    volume = str(row.tick[17])
+    if reason is Drop.DUPLICATE:
+        return Reject(reason, "", "", f"the same tick as {at}")
+    if reason is Drop.VOLUME_BACKWARDS:
+        return Reject(reason, "Volume", volume,
+                      f"below {other.tick[17]} at {at}, earlier in its trading day")  # fmt: skip
+    if reason is Drop.STALE:
+        return Reject(reason, "Volume", volume,
+                      f"above {other.tick[17]} at {at}, later in its trading day {row.tick[2]}: "
+                      "a copy of another moment")  # fmt: skip
+    return Reject(reason, "SettlementPrice", str(row.tick[13]), f"the same settlement as {at}")
+
+
+# -- looking at a file through its format ---------------------------------------------------
+
+
+def inspect_file(
+    path: Path, fmt: str, calendar: Calendar, mapping: Mapping | None = None, rows: int = 10
+) -> list[dict[str, str]]:
+    """The first ``rows`` rows of ``path`` as the format (and mapping) reads them and the
+    normaliser takes them: for ``hft import --inspect``."""
+    if fmt == "parquet":
+        raise BadInput("--inspect reads CSV formats; `hft journal cat` shows Parquet's records")
+    read, sources = _reader(fmt, mapping)
+    normaliser = Normaliser(calendar, check_exchange=True)
+    out = []
+    for line, raw in read(path):
+        entry = {"line": str(line)}
+        if isinstance(raw, Reject):
+            column = sources.get(raw.column, raw.column)
+            entry["result"] = Reject(raw.reason, column, raw.value, raw.detail).message()
+        else:
+            for name in ("TradingDay", "ActionDay", "UpdateTime", "UpdateMillisec",
+                         "InstrumentID", "ExchangeID", "LastPrice", "Volume", "BidPrice1",
+                         "AskPrice1", "SettlementPrice"):  # fmt: skip
+                entry[name] = _value(raw, name)
+            result = normaliser.normalise(raw, 0)
+            if isinstance(result, Drop):
+                bad = fault(normaliser, raw, result)
+                entry["result"] = Reject(bad.reason, sources.get(bad.column, bad.column),
+                                         bad.value, bad.detail).message()  # fmt: skip
+            else:
+                tick, phase = result
+                kind = (
+                    "settlement record"
+                    if tick[3] & FLAG_SETTLEMENT
+                    else ("unknown product" if phase is None else phase.name.lower())
+                )
+                entry["result"] = f"trading day {tick[2]}, {kind}"
+        out.append(entry)
+        if len(out) >= rows:
+            break
+    return out
+
+
+# -- Parquet and writing --------------------------------------------------------------------
 
 
 def _import_parquet(paths: list[Path], out: Path, append: bool) -> ImportReport:
@@ -450,24 +529,6 @@ def _import_parquet(paths: list[Path], out: Path, append: bool) -> ImportReport:
         report.written += written
         report.journals.append(journal)
     return report
-
-
-def _brief(raw: RawTick) -> str:
-    return f"{raw[4]} {raw[0]} {raw[2]}.{raw[3]}"
-
-
-def _bad(report: ImportReport, path: Path, line: int, message: str, strict: bool) -> None:
-    report.bad_count += 1
-    if len(report.bad_rows) < BAD_ROWS_SHOWN:
-        report.bad_rows.append(f"{path}:{line}: {message}")
-    if strict:
-        raise BadInput(f"{path}:{line}: {message} (--strict stops at the first bad row)")
-
-
-def _bad_file(report: ImportReport, path: Path, message: str, strict: bool) -> None:
-    if strict:
-        raise BadInput(f"{path}: {message} (--strict stops at the first bad file)")
-    report.bad_files.append(f"{path}: {message}; nothing of it was imported")
 
 
 def _write(journal: Path, records: np.ndarray, append: bool) -> int:

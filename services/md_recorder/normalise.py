@@ -19,7 +19,13 @@ Rules (docs/md_recorder.md has the reasoning and the real-feed facts behind them
 - The phase (and so the outside-hours filter) is by the hours in force on the tick's trading
   day, without a night session on a day that had none (before a holiday, in a suspension).
 - CZCE sends no milliseconds: ticks sharing a second keep their arrival order (the journal's
-  sequence), and nothing here reorders them.
+  sequence), and nothing here reorders them (an import orders them by cumulative volume).
+- A row after the day session's close (before 18:00) that carries a settlement price is the
+  day's settlement record: flagged ``FLAG_SETTLEMENT`` (the filters keep it, not as market
+  activity). Its phase is still closed.
+- With ``check_exchange`` (imports), a row whose exchange is not the calendar's for its product
+  is dropped as ``wrong_exchange``: a vendor's own code (``XDCE``) needs translating, or the
+  rules that depend on the exchange would silently not apply.
 - A price that is not a positive finite number below 1e300 (CTP's DBL_MAX, 0 for "unset") is
   absent (NaN); a depth level without a price has volume 0.
 - ``AveragePrice`` is turnover / volume; SHFE, DCE, INE and CFFEX include the contract multiplier
@@ -36,7 +42,7 @@ from typing import Any, Final
 
 from contracts.calendar import Calendar, Phase, Product
 from contracts.clock import CHINA
-from libshm import FLAG_AUCTION, Tick
+from libshm import FLAG_AUCTION, FLAG_SETTLEMENT, Tick
 
 __all__ = ["CHINA", "CTP_FIELDS", "Drop", "Normaliser", "RawTick"]
 
@@ -74,13 +80,17 @@ class Drop(enum.StrEnum):
     CROSSED_BOOK = "crossed_book"
     OUTSIDE_LIMITS = "outside_limits"
     OUT_OF_RANGE = "out_of_range"  # a value the record cannot hold (1e30 lots, a 40-byte id)
+    STALE = "stale"  # volume ahead of the rest of its trading day's sequence (imports)
+    WRONG_EXCHANGE = "wrong_exchange"  # not the calendar's exchange for the product (imports)
 
 
 class Normaliser:
     """Raw CTP values -> ``Tick`` plus the tick's trading phase (for the filters)."""
 
-    def __init__(self, calendar: Calendar) -> None:
+    def __init__(self, calendar: Calendar, check_exchange: bool = False) -> None:
         self.calendar = calendar
+        self.check_exchange = check_exchange
+        self._closes: dict[bytes, int] = {}
         self._dates: dict[object, dt.date | None] = {}
         self._times: dict[object, int | None] = {}
         self._midnights: dict[dt.date, int] = {}
@@ -152,6 +162,8 @@ class Normaliser:
             self.unknown_products.add(instrument)
         elif not exchange:
             exchange = product.exchange  # CTP leaves ExchangeID empty on some fronts
+        elif self.check_exchange and exchange != product.exchange:
+            return Drop.WRONG_EXCHANGE
         dates = self._calendar_date(raw[1], exchange, trading, seconds)
         if dates is None:
             return Drop.IMPOSSIBLE_TIME
@@ -159,12 +171,23 @@ class Normaliser:
         exchange_ns = self._midnight_ns(day) + seconds * 1_000_000_000 + millis * 1_000_000
         phase = None
         multiplier = 0
+        post_close = False
         if product is not None:
-            phase = _PHASES[self._table(product, trading)[seconds]]
+            table = self._table(product, trading)
+            phase = _PHASES[table[seconds]]
             multiplier = product.multiplier
+            post_close = phase is Phase.CLOSED and self._close(table) <= seconds < NIGHT_FROM
         try:
             tick = _tick(
-                raw, instrument, exchange, trading, phase, exchange_ns, local_time_ns, multiplier
+                raw,
+                instrument,
+                exchange,
+                trading,
+                phase,
+                exchange_ns,
+                local_time_ns,
+                multiplier,
+                post_close,
             )
         except (TypeError, ValueError, OverflowError):
             return Drop.MALFORMED
@@ -179,6 +202,14 @@ class Normaliser:
                 self._tables.clear()
             table = self._tables[key] = self.calendar.phase_table(product, trading)
         return table
+
+    def _close(self, table: bytes) -> int:
+        """The first second after the day session's last open one, in ``table``'s day."""
+        close = self._closes.get(table)
+        if close is None:
+            day = table[NIGHT_UNTIL:NIGHT_FROM].rstrip(_CLOSED)
+            close = self._closes[table] = NIGHT_UNTIL + len(day) if day else NIGHT_FROM
+        return close
 
     def _calendar_date(
         self, action: object, exchange: str, trading: dt.date | None, seconds: int
@@ -206,6 +237,7 @@ class Normaliser:
 
 
 _PHASES: Final = tuple(Phase)
+_CLOSED: Final = bytes([_PHASES.index(Phase.CLOSED)])
 _new_tick = tuple.__new__
 
 
@@ -218,6 +250,7 @@ def _tick(  # noqa: PLR0917
     exchange_ns: int,
     local_ns: int,
     multiplier: int,
+    post_close: bool = False,
 ) -> Tick:
     # raw[6:]: last, pre_settlement, pre_close, pre_oi, open, high, low, volume, turnover, oi,
     # close, settlement, upper, lower, average, then (bid, bid volume, ask, ask volume) x 5
@@ -232,10 +265,13 @@ def _tick(  # noqa: PLR0917
     if multiplier and average > 2 * p[0]:  # turnover / volume including the multiplier
         average /= multiplier
     turnover, open_interest = nums[8], nums[9]
+    flags = FLAG_AUCTION if phase is Phase.AUCTION else 0
+    if post_close and not isnan(p[11]):
+        flags = FLAG_SETTLEMENT
     return _new_tick(
         Tick, (
             instrument, exchange, trading.year * 10_000 + trading.month * 100 + trading.day,
-            FLAG_AUCTION if phase is Phase.AUCTION else 0, exchange_ns, local_ns,
+            flags, exchange_ns, local_ns,
             p[0], p[4], p[5], p[6], p[10], p[2], p[1], p[11], p[12], p[13], average,
             int(nums[7]), turnover if isfinite(turnover) and turnover < ABSENT_ABOVE else NAN,
             open_interest if 0 <= open_interest < ABSENT_ABOVE else NAN, p[3],

@@ -18,7 +18,7 @@ import pytest
 from contracts.ctp_locale import has_locale
 from contracts.logs import get_logger
 from contracts.ticks import TickStore
-from libshm import JournalReader, Tick, decode_tick, encode_tick
+from libshm import FLAG_SETTLEMENT, JournalReader, Tick, decode_tick, encode_tick
 from services.md_recorder.normalise import CTP_FIELDS
 from services.md_recorder.recorder import Recorder
 from tests.helpers import import_market, run_hft_until
@@ -105,7 +105,9 @@ def test_real_structs_through_the_spi_into_the_journal(tmp_path: Path) -> None:
     import_market(tmp_path / "imported", "IF2101_20210104.csv.gz")
     live = ticks_in(tmp_path / "live/20210104")
     want = ticks_in(tmp_path / "imported/20210104")
-    assert len(live) == len(want) == len(IF_ROWS) - 2  # the two post-close ticks dropped
+    # the second post-close tick dropped; the first kept as the settlement record
+    assert len(live) == len(want) == len(IF_ROWS) - 1
+    assert live[-1].flags == FLAG_SETTLEMENT and live[-1].settlement == 5278.6
     for got, expected in zip(live, want, strict=True):
         assert got.local_time_ns == RECEIVED
         assert encode_tick(got._replace(local_time_ns=0)) == encode_tick(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contracts.calendar import Phase
-from libshm import Tick
+from libshm import FLAG_SETTLEMENT, Tick
 from services.md_recorder.filters import TickFilter
 from services.md_recorder.normalise import Drop, Normaliser
 from tests.services.md_recorder.test_normalise import CAL, IF_ROWS, make
@@ -18,9 +18,11 @@ def tick_of(raw: tuple[object, ...]) -> tuple[Tick, Phase | None]:
     return tick._replace(local_time_ns=tick.exchange_time_ns), phase
 
 
-def test_real_day_drops_only_the_post_close_ticks() -> None:
+def test_real_day_keeps_the_first_settlement_record_and_drops_the_repeat() -> None:
+    """The real day's two post-close rows both carry the settlement price 5278.6: the first is
+    kept as the day's settlement record, the second says nothing new."""
     normaliser, filters = Normaliser(CAL), TickFilter()
-    dropped = []
+    dropped, settled = [], []
     for raw in IF_ROWS:
         out = normaliser.normalise(raw, 0)
         assert not isinstance(out, Drop)
@@ -28,8 +30,22 @@ def test_real_day_drops_only_the_post_close_ticks() -> None:
         tick = tick._replace(local_time_ns=tick.exchange_time_ns)
         if filters.check(tick, phase) is not None:
             dropped.append(raw[2])
-    assert dropped == ["15:30:48", "15:35:19"]
-    assert filters.summary() == {"kept": len(IF_ROWS) - 2, "outside_hours": 2}
+        elif tick.flags & FLAG_SETTLEMENT:
+            settled.append((raw[2], tick.settlement, phase))
+    assert dropped == ["15:35:19"]
+    assert settled == [("15:30:48", 5278.6, Phase.CLOSED)]
+    assert filters.summary() == {"kept": len(IF_ROWS) - 1, "outside_hours": 1}
+
+
+def test_a_post_close_row_without_a_settlement_price_is_outside_hours() -> None:
+    filters = TickFilter()
+    tick, phase = tick_of(make(IF_ROWS[-2], SettlementPrice="0.0"))
+    assert phase is Phase.CLOSED and not tick.flags & FLAG_SETTLEMENT
+    assert filters.check(tick, phase) is Drop.OUTSIDE_HOURS
+    # nor is a pre-open row that carries one (a vendor's copy of the day before's)
+    early, phase = tick_of(make(IF_ROWS[-2], UpdateTime="08:55:00"))
+    assert phase is Phase.CLOSED and not early.flags & FLAG_SETTLEMENT
+    assert filters.check(early, phase) is Drop.OUTSIDE_HOURS
 
 
 def test_exact_duplicate() -> None:

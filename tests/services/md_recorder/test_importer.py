@@ -53,12 +53,17 @@ def in_hours(row: dict[str, str]) -> bool:
 def test_ctp_csv_round_trips(tmp_path: Path, name: str) -> None:
     done = run_hft("import", "--format", "ctp-csv", str(MARKET / name), "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr
-    source = [r for r in source_rows(name) if in_hours(r)]
+    rows = source_rows(name)
+    source = [r for r in rows if in_hours(r)]
+    # the first post-close row that carries the settlement price is the day's settlement record
+    settled = [r for r in rows if not in_hours(r) and price(r["SettlementPrice"]) > 0][:1]
     day = source[0]["TradingDay"]
     assert f"wrote {tmp_path / day}" in done.stdout
     got = cat(tmp_path / day)
-    assert len(got) == len(source)
-    for want, row in zip(source, got, strict=True):
+    assert len(got) == len(source) + len(settled)
+    assert [r["flags"] for r in got[len(source) :]] == ["8"] * len(settled)
+    assert {r["flags"] for r in got[: len(source)]} <= {"0", "1"}
+    for want, row in zip(source + settled, got, strict=True):
         assert row["instrument"] == want["InstrumentID"]
         assert row["trading_day"] == want["TradingDay"]
         expected = dt.datetime.strptime(
@@ -72,6 +77,7 @@ def test_ctp_csv_round_trips(tmp_path: Path, name: str) -> None:
         assert float(row["turnover"]) == float(want["Turnover"])
         for ours, theirs in (
             ("last", "LastPrice"), ("high", "HighestPrice"), ("upper_limit", "UpperLimitPrice"),
+            ("settlement", "SettlementPrice"), ("close", "ClosePrice"),
             *((f"bid_price{k}", f"BidPrice{k}") for k in range(1, 6)),
             *((f"ask_price{k}", f"AskPrice{k}") for k in range(1, 6)),
         ):  # fmt: skip
@@ -141,16 +147,19 @@ def test_bad_rows_are_counted_and_shown_with_line_numbers(tmp_path: Path) -> Non
     src.write_text("\n".join(text) + "\n")
     done = run_hft("import", "-f", "ctp-csv", str(src), "-o", str(tmp_path / "rec"))
     assert done.returncode == 0, done.stderr
-    assert f"bad row: {src}:4: impossible_time" in done.stderr
-    assert f"bad row: {src}:8: 10 columns, expected 41" in done.stderr
-    assert f"bad row: {src}:10: malformed" in done.stderr
+    assert (
+        f"bad row: {src}:4: impossible_time in column UpdateTime ('25:01:33'): not a time of day"
+        in done.stderr
+    )
+    assert f"bad row: {src}:8: malformed: 10 columns, expected 41" in done.stderr
+    assert f"bad row: {src}:10: malformed in column LastPrice ('4x7" in done.stderr
     assert "200 rows read, 197 ticks written" in done.stdout
     assert "Traceback" not in done.stderr
     strict = run_hft("import", "-f", "ctp-csv", str(src), "-o", str(tmp_path / "s"), "--strict")
     assert strict.returncode == 2
     assert strict.stderr.strip().splitlines() == [
-        f"hft import: error: {src}:4: impossible_time: cu1909 20190916 25:01:33.500 "
-        "(--strict stops at the first bad row)"
+        f"hft import: error: {src}:4: impossible_time in column UpdateTime ('25:01:33'): not a "
+        "time of day (HH:MM:SS) (--strict stops at the first bad row)"
     ]
     assert not (tmp_path / "s").exists()
 
@@ -248,7 +257,8 @@ def test_a_value_the_record_cannot_hold_is_a_bad_row(
     done = run_hft("import", "-f", "ctp-csv", str(src), "-o", str(tmp_path / "rec"))
     assert done.returncode == 0, done.stderr
     (line,) = [x for x in done.stderr.splitlines() if x.startswith("bad row:")]
-    assert line.startswith(f"bad row: {src}:6: out_of_range: tick field") and expected in line
+    assert line.startswith(f"bad row: {src}:6: out_of_range in column {column} (")
+    assert expected in line
     # the others are all kept: a refused row leaves no trace in the filters' memory
     assert "59 rows read, 58 ticks written, dropped: out_of_range 1;" in done.stdout
     assert "Traceback" not in done.stderr

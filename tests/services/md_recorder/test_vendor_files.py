@@ -332,7 +332,8 @@ def test_the_documented_vendor_example_imports_as_the_docs_say(tmp_path: Path) -
     assert "4 rows read, 4 ticks written (1 settlement records)" in out
     dce = journal(tmp_path / "out" / "20170417")
     assert [r["exchange_time"] for r in dce] == [
-        "2017-04-14T21:00:01.000+08:00", "2017-04-14T23:29:59.500+08:00"
+        "2017-04-14T21:00:01.000+08:00",
+        "2017-04-14T23:29:59.500+08:00",
     ]
     (cu,) = journal(tmp_path / "out" / "20190916")
     assert (cu["exchange"], cu["exchange_time"]) == ("SHFE", "2019-09-16T14:01:00.095+08:00")

@@ -17,7 +17,7 @@ close as the instrument's previous settlement record of the day is dropped as ``
 
 ``stateless`` is the part that needs no earlier tick, ``follows`` the part that does: an import
 runs the first on each row and the second on each instrument's trading day in time order
-(``judge_sequence``), which judges a row against the whole of its day, not only against
+(``judge_days``), which judges a row against the whole of its day, not only against
 the row before it.
 """
 
@@ -26,14 +26,15 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from collections import Counter
-from itertools import pairwise
 from typing import Final
+
+import numpy as np
 
 from contracts.calendar import Phase
 from libshm import FLAG_SETTLEMENT, Tick
 from services.md_recorder.normalise import Drop
 
-__all__ = ["TickFilter", "follows", "judge_sequence", "longest_rising", "same_settlement"]
+__all__ = ["SEQUENCE", "TickFilter", "follows", "judge_days", "longest_rising", "same_settlement"]
 
 LIMIT_SLACK: Final = 1e-6
 
@@ -119,47 +120,110 @@ def same_settlement(tick: Tick, settled: Tick) -> bool:
     )
 
 
-def judge_sequence(ticks: list[Tick]) -> list[tuple[Drop, int] | None]:
-    """One instrument's trading day, in time order (ticks sharing a time by cumulative volume):
-    None for each tick kept, else (why it is dropped, the index of the tick it was judged by).
+def judge_days(records: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An import's rows (tick records, and ``order``, their positions in the files) judged by
+    each instrument's trading day as a whole. Returns (``perm``: the rows in judging order, the
+    verdict of each row of ``perm``: 0 kept or a ``SEQUENCE`` code, and the position in ``perm``
+    of the row it was judged by).
 
-    Judged against the whole day, not the tick before: the kept ticks are the longest sequence
-    whose cumulative volume never falls (of several, the one that keeps earlier ticks). A tick
-    off it below the kept tick before it is ``volume_backwards``; one above the kept tick after
-    it is ``stale``, a copy of another moment (a vendor's copy of the previous night's close
-    stamped with this day), and it alone is dropped, not the day's real ticks that follow it.
-    A tick equal to the one before it is a ``duplicate``; a settlement record with nothing new,
-    ``outside_hours``."""
-    out: list[tuple[Drop, int] | None] = [None] * len(ticks)
+    A day is in exchange-time order, rows sharing a time by cumulative volume, then file order.
+    A row equal to the one before it is a ``duplicate``; a settlement record with the same
+    settlement and close as the day's previous one, ``outside_hours``. The others kept are the
+    longest sequence whose cumulative volume never falls (of several, the one keeping earlier
+    rows): a row off it below the kept row before it is ``volume_backwards``; one above the kept
+    row after it is ``stale``, a copy of another moment (a vendor's copy of the previous night's
+    close stamped with this day), and it alone is dropped, not the day's real rows after it.
+    Days whose volume never falls are judged with whole columns, the others row by row."""
+    n = len(records)
+    _, inst = np.unique(records["instrument"], return_inverse=True)
+    day = records["trading_day"]
+    perm = np.lexsort((order, records["volume"], records["exchange_time_ns"], inst, day))
+    r = records[perm]
+    starts = np.ones(n, dtype=bool)
+    starts[1:] = (day[perm][1:] != day[perm][:-1]) | (inst[perm][1:] != inst[perm][:-1])
+    g = np.cumsum(starts) - 1
+    raw = r.view(np.uint8).reshape(n, records.dtype.itemsize)
+    verdict = np.zeros(n, dtype=np.uint8)
+    other = np.arange(n)
+    # a settlement record saying what the day's previous one said
+    settles = np.flatnonzero((r["flags"] & FLAG_SETTLEMENT) != 0)
+    if len(settles) > 1:
+        a, b = settles[1:], settles[:-1]
+        same = (
+            (g[a] == g[b])
+            & _same(r["settlement"][a], r["settlement"][b])
+            & _same(r["close"][a], r["close"][b])
+        )
+        kept = np.concatenate(([True], ~same))
+        said = np.maximum.accumulate(np.where(kept, settles, 0))  # the day's last kept one
+        verdict[a[same]], other[a[same]] = SEQUENCE.index(Drop.OUTSIDE_HOURS), said[:-1][same]
+    # a row equal to the one before it (the rows just dropped left out)
+    rest = np.flatnonzero(verdict == 0)
+    if len(rest) > 1:
+        a, b = rest[1:], rest[:-1]
+        dup = (g[a] == g[b]) & np.all(raw[a] == raw[b], axis=1)
+        verdict[a[dup]] = SEQUENCE.index(Drop.DUPLICATE)
+        # the row each repeats: the last before it that is no duplicate
+        first = np.where(verdict[rest] == 0, rest, 0)
+        other[rest] = np.where(verdict[rest] != 0, np.maximum.accumulate(first), other[rest])
+    # days whose volume falls somewhere are judged row by row
+    plain = np.flatnonzero(verdict == 0)
+    volume = r["volume"]
+    falls = plain[1:][(volume[plain[1:]] < volume[plain[:-1]]) & (g[plain[1:]] == g[plain[:-1]])]
+    hard = np.unique(g[falls])
+    if len(hard):
+        starts_at = np.searchsorted(g, hard)
+        ends_at = np.searchsorted(g, hard, side="right")
+        for a0, b0 in zip(starts_at.tolist(), ends_at.tolist(), strict=True):
+            _judge_one(r, raw, a0, b0, verdict, other)
+    return perm, verdict, other
+
+
+SEQUENCE: Final = (None, Drop.DUPLICATE, Drop.OUTSIDE_HOURS, Drop.VOLUME_BACKWARDS, Drop.STALE)
+"""Codes of ``judge_days``' verdicts."""
+
+
+def _judge_one(  # noqa: PLR0917
+    r: np.ndarray, raw: np.ndarray, a: int, b: int, verdict: np.ndarray, other: np.ndarray
+) -> None:
+    """``judge_days`` for the rows ``a:b`` of one day, row by row."""
     candidates: list[int] = []
     settled = -1
-    for i, tick in enumerate(ticks):
-        if tick[3] & FLAG_SETTLEMENT:
-            if settled >= 0 and same_settlement(tick, ticks[settled]):
-                out[i] = (Drop.OUTSIDE_HOURS, settled)
+    for i in range(a, b):
+        verdict[i] = 0
+        if r["flags"][i] & FLAG_SETTLEMENT:
+            if settled >= 0 and _same_settlement(r, i, settled):
+                verdict[i], other[i] = SEQUENCE.index(Drop.OUTSIDE_HOURS), settled
                 continue
             settled = i
-        if candidates:
-            last = ticks[candidates[-1]]
-            if tick[6:] == last[6:] and tick[:5] == last[:5]:
-                out[i] = (Drop.DUPLICATE, candidates[-1])
-                continue
+        if candidates and raw[i].tobytes() == raw[candidates[-1]].tobytes():
+            verdict[i], other[i] = SEQUENCE.index(Drop.DUPLICATE), candidates[-1]
+            continue
         candidates.append(i)
-    volumes = [ticks[i][17] for i in candidates]
-    if all(a <= b for a, b in pairwise(volumes)):
-        return out
+    volumes = r["volume"][candidates].tolist()
     keep = longest_rising(volumes)
-    before = -1  # the last kept candidate so far
+    before = -1
     for k, i in enumerate(candidates):
         if keep[k]:
             before = i
-            continue
-        if before >= 0 and ticks[i][17] < ticks[before][17]:
-            out[i] = (Drop.VOLUME_BACKWARDS, before)
+        elif before >= 0 and volumes[k] < r["volume"][before]:
+            verdict[i], other[i] = SEQUENCE.index(Drop.VOLUME_BACKWARDS), before
         else:
             after = next(candidates[j] for j in range(k + 1, len(candidates)) if keep[j])
-            out[i] = (Drop.STALE, after)
-    return out
+            verdict[i], other[i] = SEQUENCE.index(Drop.STALE), after
+
+
+def _same_settlement(r: np.ndarray, i: int, j: int) -> bool:
+    return bool(
+        _same(r["settlement"][i : i + 1], r["settlement"][j : j + 1])[0]
+        and _same(r["close"][i : i + 1], r["close"][j : j + 1])[0]
+    )
+
+
+def _same(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Equal, or both absent (NaN)."""
+    same: np.ndarray = (x == y) | (np.isnan(x) & np.isnan(y))
+    return same
 
 
 def longest_rising(values: list[int]) -> list[bool]:

@@ -4,7 +4,7 @@ Each input row becomes a raw CTP tick (``CTP_FIELDS`` order) and goes through th
 ``Normaliser`` as live data and the filters' per-row checks (``TickFilter.stateless``). The rows
 kept are grouped by instrument and trading day and put in exchange-time order, rows sharing a
 time (CZCE sends no milliseconds) by cumulative volume, then file order; each group is judged as
-a whole (``filters.judge_sequence``: duplicates, volume going backwards, a stale row ahead of its
+a whole (``filters.judge_days``: duplicates, volume going backwards, a stale row ahead of its
 day). What is left is written to ``OUT/YYYYMMDD`` (one journal per trading day, as the recorder
 writes them) in exchange-time order.
 
@@ -38,13 +38,15 @@ from libshm import (
     JournalReader,
     JournalWriter,
     Tick,
+    decode_tick,
     encode_tick,
     inspect_journal,
     list_segments,
 )
+from services.md_recorder.columnar import STATELESS, Columns, normalise_columns, read_ctp_columns
 from services.md_recorder.errors import FileProblem
 from services.md_recorder.files import FILE_ERRORS, BadInput, header, open_text, why_unreadable
-from services.md_recorder.filters import TickFilter, judge_sequence
+from services.md_recorder.filters import SEQUENCE, TickFilter, judge_days
 from services.md_recorder.mapping import Mapping, Reject, load_mapping, read_mapped_csv
 from services.md_recorder.normalise import CTP_FIELDS, Drop, Normaliser, RawTick
 
@@ -172,28 +174,63 @@ def _reader(fmt: str, mapping: Mapping | None) -> tuple[Read, dict[str, str]]:
     raise BadInput(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
 
 
-@dataclass(slots=True)
-class _Row:
-    """A row that became a tick and passed the per-row checks, waiting for its day's."""
+@dataclass
+class _Kept:
+    """Rows that became ticks and passed the per-row checks, waiting for their day's: records
+    with, for each, its file, line and position in the files (``order``)."""
 
-    tick: Tick
-    record: bytes
-    file: int
-    line: int
-    order: int  # position in the files, for the final order of rows sharing a time
+    records: list[np.ndarray] = field(default_factory=list)
+    file: list[np.ndarray] = field(default_factory=list)
+    line: list[np.ndarray] = field(default_factory=list)
+    order: list[np.ndarray] = field(default_factory=list)
+    pending: list[tuple[bytes, int, int, int]] = field(default_factory=list)
+    """One row at a time from the per-row path, gathered into the arrays by ``flush``."""
+
+    def add(self, records: np.ndarray, file: int, line: np.ndarray, order: np.ndarray) -> None:
+        self.flush()
+        self.records.append(records)
+        self.file.append(np.full(len(records), file, dtype=np.int64))
+        self.line.append(line.astype(np.int64))
+        self.order.append(order.astype(np.int64))
+
+    def flush(self) -> None:
+        if self.pending:
+            rows = self.pending
+            self.pending = []
+            self.records.append(np.frombuffer(b"".join(r[0] for r in rows), dtype=TICK_DTYPE))
+            self.file.append(np.array([r[1] for r in rows], dtype=np.int64))
+            self.line.append(np.array([r[2] for r in rows], dtype=np.int64))
+            self.order.append(np.array([r[3] for r in rows], dtype=np.int64))
+
+    def size(self) -> tuple[int, int]:
+        return len(self.records), len(self.pending)
+
+    def cut(self, size: tuple[int, int]) -> None:
+        """Forget what was added after ``size()`` returned ``size``."""
+        chunks, pending = size
+        for part in (self.records, self.file, self.line, self.order):
+            del part[chunks:]
+        del self.pending[pending:]
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        self.flush()
+        if not self.records:
+            empty = np.zeros(0, dtype=np.int64)
+            return np.zeros(0, dtype=TICK_DTYPE), empty, empty, empty
+        return (np.concatenate(self.records), np.concatenate(self.file),
+                np.concatenate(self.line), np.concatenate(self.order))  # fmt: skip
 
 
 @dataclass
 class _Import:
-    """State of one import: the rows kept so far and every reject, per file until it is read
-    through."""
+    """State of one import: the rows kept so far and every reject."""
 
     calendar: Calendar
     sources: dict[str, str]
     strict: bool
     keep_rejects: bool
     report: ImportReport = field(default_factory=ImportReport)
-    rows: list[_Row] = field(default_factory=list)
+    kept: _Kept = field(default_factory=_Kept)
     rejects: list[tuple[int, int, str, str, str, str]] = field(default_factory=list)
     paths: list[Path] = field(default_factory=list)
 
@@ -226,10 +263,12 @@ def import_files(  # noqa: PLR0917
     progress: Callable[[int], object] | None = None,
     mapping: Mapping | None = None,
     rejects: Path | None = None,
+    columnar: bool = True,
 ) -> ImportReport:
     """Import ``paths`` into ``out/YYYYMMDD`` journals; see the module docstring. With
     ``rejects``, every dropped row is written there (CSV: file, line, reason, column, value,
-    detail)."""
+    detail). ``columnar=False`` takes every row through the per-row path (the reference the
+    columnar one is tested against)."""
     if fmt == "parquet":
         return _import_parquet(paths, out, append)
     read, sources = _reader(fmt, mapping)
@@ -238,10 +277,16 @@ def import_files(  # noqa: PLR0917
     normaliser = Normaliser(calendar, check_exchange=True)
     filters = TickFilter(check_local_time=False)  # files carry no receive time
     for number, path in enumerate(paths):
-        before = (report.rows, len(state.rows), len(state.rejects), Counter(report.dropped),
+        before = (report.rows, state.kept.size(), len(state.rejects), Counter(report.dropped),
                   report.bad_count, list(report.bad_rows))  # fmt: skip
         try:
-            _read_file(state, number, read(path), normaliser, filters, progress)
+            cols = _columns_of(path, fmt) if columnar else None
+            if cols is not None:
+                _take_columns(state, number, cols, normaliser, filters)
+                if progress is not None:
+                    progress(len(cols))
+            else:
+                _read_file(state, number, read(path), normaliser, filters, progress)
         except (FileProblem, *FILE_ERRORS) as exc:
             why = str(exc) if isinstance(exc, FileProblem) else why_unreadable(path, exc)
             if strict:
@@ -249,16 +294,15 @@ def import_files(  # noqa: PLR0917
             report.bad_files.append(f"{path}: {why}; nothing of it was imported")
             # a file counts once it is read through: forget what was taken of this one
             report.rows = before[0]
-            del state.rows[before[1] :], state.rejects[before[2] :]
+            state.kept.cut(before[1])
+            del state.rejects[before[2] :]
             report.dropped, report.bad_count, report.bad_rows = before[3], before[4], before[5]
     report.unknown_products = normaliser.unknown_products
-    by_day = _judge_days(state)
+    by_day = _judge(state)
     if rejects is not None:
         _write_rejects(rejects, state)
     for day in sorted(by_day):
-        kept = by_day[day]
-        kept.sort(key=lambda r: (r.tick[4], r.order))
-        records = np.frombuffer(b"".join(r.record for r in kept), dtype=TICK_DTYPE)
+        records = by_day[day]
         journal = out / str(day)
         written = _write(journal, records, append)
         report.already += len(records) - written
@@ -266,6 +310,40 @@ def import_files(  # noqa: PLR0917
         report.written += written
         report.journals.append(journal)
     return report
+
+
+def _columns_of(path: Path, fmt: str) -> Columns | None:
+    if fmt == "ctp-csv":
+        return read_ctp_columns(path)
+    return None
+
+
+def _take_columns(
+    state: _Import, number: int, cols: Columns, normaliser: Normaliser, filters: TickFilter
+) -> None:
+    """One file read as columns: the fast path's rows, then the rows it left, one by one."""
+    report = state.report
+    base = report.rows
+    report.rows += len(cols)
+    done = normalise_columns(cols, normaliser)
+    for i in done.slow.tolist():  # the per-row path, in file order within what it was given
+        _take_row(state, number, i + 2, base + i + 1, cols.raw(i), normaliser, filters)
+    dropped = done.drop != 0
+    for code in np.unique(done.drop[dropped]).tolist():
+        reason = Drop(STATELESS[code])
+        rows = done.index[done.drop == code]
+        if state.keep_rejects:
+            for i, record in zip(rows.tolist(), done.records[done.drop == code], strict=True):
+                tick = decode_tick(record.tobytes())
+                state.reject(number, i + 2, _filtered(cols.raw(i), tick, reason, None), False)
+        else:
+            report.dropped[reason] += len(rows)
+    keep = ~dropped
+    index = done.index[keep]
+    state.kept.add(done.records[keep], number, index + 2, base + index + 1)
+    for instrument in {r.decode() for r in np.unique(done.records["instrument"][keep])}:
+        if normaliser.calendar.product(instrument) is None:
+            normaliser.unknown_products.add(instrument)
 
 
 def _read_file(  # noqa: PLR0917
@@ -278,7 +356,6 @@ def _read_file(  # noqa: PLR0917
 ) -> None:
     """Each row of one file through the normaliser and the per-row checks."""
     report = state.report
-    kept = state.rows
     for line, raw in rows:
         report.rows += 1
         if progress is not None and report.rows % 10_000 == 0:
@@ -286,61 +363,71 @@ def _read_file(  # noqa: PLR0917
         if isinstance(raw, Reject):
             state.reject(number, line, raw)
             continue
-        result = normaliser.normalise(raw, 0)
-        if isinstance(result, Drop):
-            state.reject(number, line, fault(normaliser, raw, result))
-            continue
-        tick, phase = result
-        tick = tick._replace(local_time_ns=tick[4])
-        try:
-            record = encode_tick(tick)
-        except (struct.error, ValueError, OverflowError) as exc:  # e.g. 1e30 lots
-            state.reject(number, line, _out_of_range(raw, exc))
-            continue
-        reason = filters.stateless(tick, phase)
-        if reason is not None:
-            state.reject(number, line, _filtered(raw, tick, reason, phase), shown=False)
-            continue
-        kept.append(_Row(tick, record, number, line, report.rows))
+        _take_row(state, number, line, report.rows, raw, normaliser, filters)
 
 
-def _judge_days(state: _Import) -> dict[int, list[_Row]]:
-    """The rows kept by each instrument's trading day as a whole, by trading day."""
-    groups: dict[tuple[int, str], list[_Row]] = {}
-    for row in state.rows:
-        groups.setdefault((row.tick[2], row.tick[0]), []).append(row)
-    state.rows = []
-    by_day: dict[int, list[_Row]] = {}
-    for (day, _), rows in groups.items():
-        rows.sort(key=lambda r: (r.tick[4], r.tick[17]))
-        _share_positions(rows)
-        verdicts = judge_sequence([r.tick for r in rows])
-        kept = by_day.setdefault(day, [])
-        for row, verdict in zip(rows, verdicts, strict=True):
-            if verdict is None:
-                kept.append(row)
-                if row.tick[3] & FLAG_SETTLEMENT:
-                    state.report.settlements += 1
-                continue
-            reason, other = verdict
-            state.reject(row.file, row.line, _judged(row, reason, rows[other], state.paths),
+def _take_row(  # noqa: PLR0917
+    state: _Import,
+    number: int,
+    line: int,
+    order: int,
+    raw: RawTick,
+    normaliser: Normaliser,
+    filters: TickFilter,
+) -> None:
+    """One row through the normaliser and the per-row checks (the reference path)."""
+    result = normaliser.normalise(raw, 0)
+    if isinstance(result, Drop):
+        state.reject(number, line, fault(normaliser, raw, result))
+        return
+    tick, phase = result
+    tick = tick._replace(local_time_ns=tick[4])
+    try:
+        record = encode_tick(tick)
+    except (struct.error, ValueError, OverflowError) as exc:  # e.g. 1e30 lots
+        state.reject(number, line, _out_of_range(raw, exc))
+        return
+    reason = filters.stateless(tick, phase)
+    if reason is not None:
+        state.reject(number, line, _filtered(raw, tick, reason, phase), shown=False)
+        return
+    state.kept.pending.append((record, number, line, order))
+
+
+def _judge(state: _Import) -> dict[int, np.ndarray]:
+    """The rows kept, judged by each instrument's trading day as a whole; by trading day, in
+    the journal's order: exchange time, then position in the files, except that rows of one
+    instrument sharing a time keep the volume order they were judged in."""
+    records, files, lines, order = state.kept.arrays()
+    state.kept = _Kept()
+    perm, verdict, other = judge_days(records, order)
+    if state.keep_rejects:
+        for k in np.flatnonzero(verdict).tolist():
+            j, o = perm[k], perm[other[k]]
+            state.reject(int(files[j]), int(lines[j]),
+                         _judged(records[j], int(files[j]), SEQUENCE[verdict[k]],
+                                 records[o], int(files[o]), int(lines[o]), state.paths),
                          shown=False)  # fmt: skip
+    else:
+        for code, count in zip(*np.unique(verdict[verdict != 0], return_counts=True),
+                               strict=True):  # fmt: skip
+            state.report.dropped[str(SEQUENCE[code])] += int(count)
+    kept = perm[verdict == 0]
+    records = records[kept]
+    state.report.settlements = int(np.count_nonzero(records["flags"] & FLAG_SETTLEMENT))
+    # rows of one instrument sharing a time take that time's file positions in volume order
+    position = order[kept]
+    _, inst = np.unique(records["instrument"], return_inverse=True)
+    by_position = np.lexsort((position, records["exchange_time_ns"], inst,
+                              records["trading_day"]))  # fmt: skip
+    position = position[by_position]  # the same runs as the judging order, sorted by position
+    by_day: dict[int, np.ndarray] = {}
+    days = records["trading_day"]
+    for day in np.unique(days).tolist():
+        mine = days == day
+        final = np.lexsort((position[mine], records["exchange_time_ns"][mine]))
+        by_day[int(day)] = records[mine][final]
     return by_day
-
-
-def _share_positions(rows: list[_Row]) -> None:
-    """Rows of one instrument sharing a time, now ordered by volume: give them their file
-    positions in that order, so the day's final sort (time, position) keeps it while rows of
-    different instruments sharing a time stay in file order."""
-    i, n = 0, len(rows)
-    while i < n:
-        j = i + 1
-        while j < n and rows[j].tick[4] == rows[i].tick[4]:
-            j += 1
-        if j - i > 1:
-            for row, order in zip(rows[i:j], sorted(r.order for r in rows[i:j]), strict=True):
-                row.order = order
-        i = j
 
 
 def _write_rejects(path: Path, state: _Import) -> None:
@@ -383,9 +470,9 @@ def fault(normaliser: Normaliser, raw: RawTick, reason: Drop) -> Reject:
                       "mapping ([translate.exchange], docs/import-mapping.md)")  # fmt: skip
     if reason is Drop.IMPOSSIBLE_TIME:
         given = str(raw[0]).strip()
-        if given and normaliser._date(given) is None:
+        if given and normaliser.date_of(given) is None:
             return Reject(reason, "TradingDay", given, "not a trading day (YYYYMMDD)")
-        if normaliser._seconds(raw[2]) is None:
+        if normaliser.seconds_of(raw[2]) is None:
             return Reject(reason, "UpdateTime", _value(raw, "UpdateTime"),
                           "not a time of day (HH:MM:SS)")  # fmt: skip
         return Reject(reason, "UpdateMillisec", _value(raw, "UpdateMillisec"),
@@ -435,20 +522,29 @@ def _filtered(raw: RawTick, tick: Tick, reason: Drop, phase: Phase | None) -> Re
     return Reject(reason, "", "", f"phase {phase}")
 
 
-def _judged(row: _Row, reason: Drop, other: _Row, paths: list[Path]) -> Reject:
-    """Why the day's sequence dropped ``row``, judged by ``other``."""
-    at = f"line {other.line}" if other.file == row.file else f"{paths[other.file]}:{other.line}"
-    volume = str(row.tick[17])
+def _judged(  # noqa: PLR0917
+    record: np.ndarray,
+    file: int,
+    reason: Drop | None,
+    other: np.ndarray,
+    other_file: int,
+    other_line: int,
+    paths: list[Path],
+) -> Reject:
+    """Why the day's sequence dropped ``record``, judged by ``other``."""
+    at = f"line {other_line}" if other_file == file else f"{paths[other_file]}:{other_line}"
+    volume = str(int(record["volume"]))
     if reason is Drop.DUPLICATE:
         return Reject(reason, "", "", f"the same tick as {at}")
     if reason is Drop.VOLUME_BACKWARDS:
-        return Reject(reason, "Volume", volume,
-                      f"below {other.tick[17]} at {at}, earlier in its trading day")  # fmt: skip
+        below = f"below {int(other['volume'])} at {at}, earlier in its trading day"
+        return Reject(reason, "Volume", volume, below)
     if reason is Drop.STALE:
         return Reject(reason, "Volume", volume,
-                      f"above {other.tick[17]} at {at}, later in its trading day {row.tick[2]}: "
-                      "a copy of another moment")  # fmt: skip
-    return Reject(reason, "SettlementPrice", str(row.tick[13]), f"the same settlement as {at}")
+                      f"above {int(other['volume'])} at {at}, later in its trading day "
+                      f"{int(record['trading_day'])}: a copy of another moment")  # fmt: skip
+    return Reject(Drop.OUTSIDE_HOURS, "SettlementPrice", repr(float(record["settlement"])),
+                  f"the same settlement as {at}")  # fmt: skip
 
 
 # -- looking at a file through its format ---------------------------------------------------

@@ -99,7 +99,7 @@ class Normaliser:
 
     # -- parsing with caches: a day has few distinct dates and at most 86,400 times ---------
 
-    def _date(self, value: object) -> dt.date | None:
+    def date_of(self, value: object) -> dt.date | None:
         try:
             return self._dates[value]
         except KeyError:
@@ -113,7 +113,7 @@ class Normaliser:
             self._dates[value] = day
         return day
 
-    def _seconds(self, value: object) -> int | None:
+    def seconds_of(self, value: object) -> int | None:
         try:
             return self._times[value]
         except KeyError:
@@ -132,7 +132,7 @@ class Normaliser:
             self._times[value] = seconds
         return seconds
 
-    def _midnight_ns(self, day: dt.date) -> int:
+    def midnight_ns(self, day: dt.date) -> int:
         ns = self._midnights.get(day)
         if ns is None:
             midnight = dt.datetime(day.year, day.month, day.day, tzinfo=CHINA)
@@ -148,8 +148,8 @@ class Normaliser:
             instrument = str(raw[4]).strip()
             exchange = str(raw[5]).strip()
             given = str(raw[0]).strip()
-            trading = self._date(given) if given else None
-            seconds = self._seconds(raw[2])
+            trading = self.date_of(given) if given else None
+            seconds = self.seconds_of(raw[2])
             millis = int(raw[3])  # type: ignore[call-overload]
         except (TypeError, ValueError, IndexError):
             return Drop.MALFORMED
@@ -164,19 +164,19 @@ class Normaliser:
             exchange = product.exchange  # CTP leaves ExchangeID empty on some fronts
         elif self.check_exchange and exchange != product.exchange:
             return Drop.WRONG_EXCHANGE
-        dates = self._calendar_date(raw[1], exchange, trading, seconds)
+        dates = self.calendar_date(raw[1], exchange, trading, seconds)
         if dates is None:
             return Drop.IMPOSSIBLE_TIME
         day, trading = dates
-        exchange_ns = self._midnight_ns(day) + seconds * 1_000_000_000 + millis * 1_000_000
+        exchange_ns = self.midnight_ns(day) + seconds * 1_000_000_000 + millis * 1_000_000
         phase = None
         multiplier = 0
         post_close = False
         if product is not None:
-            table = self._table(product, trading)
+            table = self.phase_table(product, trading)
             phase = _PHASES[table[seconds]]
             multiplier = product.multiplier
-            post_close = phase is Phase.CLOSED and self._close(table) <= seconds < NIGHT_FROM
+            post_close = phase is Phase.CLOSED and self.close_second(table) <= seconds < NIGHT_FROM
         try:
             tick = _tick(
                 raw,
@@ -193,7 +193,7 @@ class Normaliser:
             return Drop.MALFORMED
         return tick, phase
 
-    def _table(self, product: Product, trading: dt.date) -> bytes:
+    def phase_table(self, product: Product, trading: dt.date) -> bytes:
         """The product's phases on its trading day (the hours then in force), cached."""
         key = (id(product), trading)
         table = self._tables.get(key)
@@ -203,7 +203,7 @@ class Normaliser:
             table = self._tables[key] = self.calendar.phase_table(product, trading)
         return table
 
-    def _close(self, table: bytes) -> int:
+    def close_second(self, table: bytes) -> int:
         """The first second after the day session's last open one, in ``table``'s day."""
         close = self._closes.get(table)
         if close is None:
@@ -211,17 +211,17 @@ class Normaliser:
             close = self._closes[table] = NIGHT_UNTIL + len(day) if day else NIGHT_FROM
         return close
 
-    def _calendar_date(
+    def calendar_date(
         self, action: object, exchange: str, trading: dt.date | None, seconds: int
     ) -> tuple[dt.date, dt.date] | None:
         """(calendar date of the tick, corrected trading day); None if neither the trading day
         nor the calendar date is known."""
         if NIGHT_UNTIL <= seconds < NIGHT_FROM:
-            day = trading if trading is not None else self._date(action)
+            day = trading if trading is not None else self.date_of(action)
             return None if day is None else (day, day)
         after_midnight = seconds < NIGHT_UNTIL
         # DCE's ActionDay is the trading day at night; without a TradingDay it is all there is
-        action_day = None if exchange == "DCE" and trading is not None else self._date(action)
+        action_day = None if exchange == "DCE" and trading is not None else self.date_of(action)
         calendar = self.calendar
         if action_day is not None:
             evening = action_day - _ONE_DAY if after_midnight else action_day

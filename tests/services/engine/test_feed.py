@@ -167,7 +167,7 @@ def test_a_recording_that_ends_cancels_working_orders_when_configured(
         ended = wait_for("feed_ended", lambda: events(log, "feed_ended"), proc, log, 120.0)
         now = status(config)
     assert ended[0]["level"] == "warning" and "has ended" in ended[0]["text"]
-    assert ended[0]["ticks"] == now["ticks"] == 27_953  # only once every tick was handled
+    assert ended[0]["ticks"] == now["ticks"] == 27_954  # only once every tick was handled
     assert now["feed"]["state"] == "ended" and now["states"]["account"] == "active"
     journal = read_journal(tmp_path / "journal" / "engine" / str(DAY))
     assert engine_commands(journal) == [("CancelAll", "account", "engine: feed ended")]

@@ -40,7 +40,7 @@ from services.tools.command import _endpoint_and_token, send_command
 from tests.helpers import ROOT, import_market, live_tick_journal, run_hft, write_config
 
 DAY = 20210104
-TICKS_IN_DAY = 27_953  # rows of the bundled file kept by the normaliser and filters
+TICKS_IN_DAY = 27_954  # rows of the bundled file kept: 27,953 in hours and the settlement record
 
 CONFIG = """\
 [suite]

@@ -19,7 +19,7 @@ from tests.helpers import import_market
 from tests.services.engine.test_golden_day import DAY, GOLDEN, digest_of, run_day
 
 ROOT = Path(__file__).resolve().parents[3]
-HALF = 14_000  # ticks before the crash in the recovery test (the day has 27,953)
+HALF = 14_000  # ticks before the crash in the recovery test (the day has 27,954)
 
 
 @pytest.fixture(scope="module")

@@ -113,7 +113,7 @@ def test_real_structs_through_the_spi_into_the_journal(tmp_path: Path) -> None:
         assert encode_tick(got._replace(local_time_ns=0)) == encode_tick(
             expected._replace(local_time_ns=0)
         )
-    assert recorder.filters.summary() == {"kept": len(live), "outside_hours": 2}
+    assert recorder.filters.summary() == {"kept": len(live), "outside_hours": 1}
 
 
 def free_port() -> int:

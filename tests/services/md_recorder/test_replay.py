@@ -78,7 +78,7 @@ def test_max_pace_republishes_every_record_unchanged(recording: Path, tmp_path: 
     recorder = replay(source, tmp_path / "live")
     for day in ("20190916", "20210104"):
         assert records(tmp_path / "live" / day).tobytes() == records(recording / day).tobytes()
-    assert source.published == 200 + 27_953
+    assert source.published == 200 + 27_954
     assert recorder.filters.kept == source.published
     assert sorted(recorder.last) == ["IF2101", "cu1909"]
     assert recorder.last["IF2101"].exchange_time_ns == int(records(recording / "20210104")[-1][4])
@@ -180,11 +180,11 @@ def test_md_recorder_replay_ends_and_closes_the_journal(recording: Path, tmp_pat
     assert "md_recorder_replay_finished" in done.stderr
     live = tmp_path / "journal" / "recordings" / "20210104"
     reader = JournalReader(live)
-    assert sum(1 for _ in reader.tail()) == 27_953  # tail() ends: the writer closed it
+    assert sum(1 for _ in reader.tail()) == 27_954  # tail() ends: the writer closed it
     assert reader.ended
     status = read_status(status_path(tmp_path / "journal", "md_recorder"))
     assert isinstance(status, RecorderStatus)  # its last figures, written as it stopped
-    assert (status.kept, status.drops, status.instruments) == (27_953, {}, 1)
+    assert (status.kept, status.drops, status.instruments) == (27_954, {}, 1)
     assert status.trading_day == 20210104 and status.pid != os.getpid()
 
 
@@ -214,9 +214,9 @@ def test_a_killed_replay_resumes_after_the_last_tick_it_published(
             time.sleep(0.05)
         child.send_signal(signal.SIGKILL)
     killed_at = frames_in(ring)
-    assert 3_000 <= killed_at < 27_953
+    assert 3_000 <= killed_at < 27_954
     fast = replay_config(tmp_path, recording / "20210104", shift=shift, name="fast.toml")
-    for resumed in (killed_at, 27_953):  # the second run finds the replay complete
+    for resumed in (killed_at, 27_954):  # the second run finds the replay complete
         done = run_hft("md-recorder", "--config", str(fast))
         assert done.returncode == 0, done.stderr
         events = [json.loads(line) for line in done.stderr.splitlines()]

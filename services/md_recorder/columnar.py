@@ -1,0 +1,332 @@
+"""The import's fast path: whole files as columns, normalised and filtered with numpy.
+
+pyarrow's CSV reader turns a file into columns of text (several threads); each column of numbers
+is cast at once, and everything that has few distinct values (dates, times of day, instruments,
+exchanges and their combinations) is worked out once per distinct value by the per-row
+``Normaliser`` itself (``date_of``, ``seconds_of``, ``calendar_date``, ``phase_table``,
+``close_second``), then
+spread over the rows. So the rules live in one place; this module applies them to many rows at a
+time.
+
+A row the columns cannot take as they are (a value that is not a number, an impossible date or
+time, a volume that is not a finite number the record can hold, a name it cannot hold, a wrong
+exchange) is handed back by its index, and the per-row path decides it as it decides every row.
+A file the reader cannot take whole (a row with the wrong number of columns, a byte-order mark,
+text that is not UTF-8, a damaged gzip stream) is read by the per-row path from the start.
+``tests/services/md_recorder/test_columnar.py`` compares the two paths on every bundled file and
+on random rows: the same journals, the same drops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+
+from contracts.calendar import Phase
+from libshm import FLAG_AUCTION, FLAG_SETTLEMENT, TICK_DTYPE
+from services.md_recorder.normalise import (
+    ABSENT_ABOVE,
+    CTP_FIELDS,
+    NIGHT_FROM,
+    NIGHT_UNTIL,
+    Normaliser,
+)
+
+__all__ = ["STATELESS", "Columns", "Normalised", "normalise_columns", "read_ctp_columns"]
+
+NUMBERS: Final = CTP_FIELDS[6:]
+TEXTS: Final = ("TradingDay", "ActionDay", "UpdateTime", "InstrumentID", "ExchangeID")
+STATELESS: Final = ("", "outside_hours", "crossed_book", "outside_limits")
+"""Codes of ``Normalised.drop``: the drops of ``TickFilter.stateless``."""
+_AUCTION: Final = int(Phase.AUCTION)
+_CLOSED: Final = int(Phase.CLOSED)
+_NO_PHASE: Final = 255
+LIMIT_SLACK: Final = 1e-6
+I32: Final = 2.0**31
+I64: Final = 2.0**63
+DAY: Final = 86_400
+
+
+@dataclass
+class Columns:
+    """One file's rows in ``CTP_FIELDS`` terms. Each text field as (distinct values, the code
+    of each row); numbers as float64 (rows x 35, ``NUMBERS`` order) with ``bad`` marking rows
+    where some number's text was not one; ``millis`` -1 where not a whole number."""
+
+    texts: dict[str, tuple[list[str], np.ndarray]]
+    millis: np.ndarray
+    numbers: np.ndarray
+    bad: np.ndarray
+    table: Any  # the pyarrow table of text, for the rows the per-row path takes
+
+    def __len__(self) -> int:
+        return len(self.millis)
+
+    def raw(self, i: int) -> tuple[object, ...]:
+        """Row ``i`` as the raw tick (the file's text) the per-row path takes."""
+        row = self.table.slice(i, 1).to_pylist()[0]
+        return tuple(row[name] for name in CTP_FIELDS)
+
+
+def read_ctp_columns(path: Path) -> Columns | None:
+    """A CTP CSV file as columns, or None where the per-row reader must read it (it gives the
+    message for a file that is wrong)."""
+    import pyarrow as pa  # noqa: PLC0415 - heavy; only imports need it
+    import pyarrow.csv as pacsv  # noqa: PLC0415
+
+    try:
+        with path.open("rb") as f:
+            head = f.read(4)
+    except OSError:
+        return None  # missing, a directory, not readable: the per-row reader's message
+    if head.startswith((b"\xff\xfe", b"\xfe\xff", b"\xef\xbb\xbf")):
+        return None  # UTF-16 or a byte-order mark: the per-row reader's decoding
+    invalid = []
+
+    def on_invalid(row: Any) -> str:
+        invalid.append(row)
+        return "skip"
+
+    try:
+        table = pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(block_size=1 << 24),
+            parse_options=pacsv.ParseOptions(
+                invalid_row_handler=on_invalid, ignore_empty_lines=False
+            ),
+            convert_options=pacsv.ConvertOptions(
+                column_types=dict.fromkeys(CTP_FIELDS, pa.string()),
+                include_columns=list(CTP_FIELDS),
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except (pa.ArrowInvalid, OSError, KeyError):
+        return None  # missing columns, damaged gzip, not UTF-8: the per-row reader says which
+    if invalid:
+        return None  # a row of the wrong width: its line number comes from the per-row reader
+    return columns_of(table)
+
+
+def columns_of(table: Any) -> Columns:
+    """``Columns`` of a pyarrow table of text with the ``CTP_FIELDS`` columns."""
+    import pyarrow as pa  # noqa: PLC0415
+    import pyarrow.compute as pc  # noqa: PLC0415
+
+    rows = table.num_rows
+    texts = {}
+    for name in TEXTS:
+        encoded = pc.dictionary_encode(table.column(name)).combine_chunks()
+        texts[name] = (
+            encoded.dictionary.to_pylist(),
+            encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64),
+        )
+    bad = np.zeros(rows, dtype=bool)
+    numbers = np.empty((rows, len(NUMBERS)), dtype=np.float64)
+    for j, name in enumerate(NUMBERS):
+        column = table.column(name)
+        try:
+            numbers[:, j] = pc.cast(column, pa.float64()).to_numpy()
+        except pa.ArrowInvalid:  # some text is not a number: those rows are the per-row path's
+            wrong = [v for v in pc.unique(column).to_pylist() if not _is_number(v)]
+            mask = pc.is_in(column, value_set=pa.array(wrong, pa.string()))
+            bad |= mask.to_numpy(zero_copy_only=False)
+            fixed = pc.if_else(mask, pa.scalar("nan"), column)
+            numbers[:, j] = pc.cast(fixed, pa.float64()).to_numpy()
+    millis_text = table.column("UpdateMillisec")
+    try:
+        millis = pc.cast(millis_text, pa.int64()).to_numpy()
+    except pa.ArrowInvalid:
+        values = pc.unique(millis_text).to_pylist()
+        lookup = {v: _int_or(v, -1) for v in values}
+        codes = pc.index_in(millis_text, value_set=pa.array(values, pa.string())).to_numpy()
+        millis = np.array([lookup[v] for v in values], dtype=np.int64)[codes]
+    return Columns(texts, np.asarray(millis, dtype=np.int64), numbers, bad, table)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _int_or(text: str, default: int) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        return default
+
+
+@dataclass
+class Normalised:
+    """What the fast path made of the rows it took: ``index`` (rows of ``Columns``), their
+    records, and the per-row checks' verdict on each (``drop``: a code of ``STATELESS``);
+    ``slow``: the rows left to the per-row path."""
+
+    index: np.ndarray
+    records: np.ndarray
+    drop: np.ndarray
+    slow: np.ndarray
+
+
+def normalise_columns(cols: Columns, normaliser: Normaliser) -> Normalised:  # noqa: PLR0915
+    """What ``Normaliser.normalise`` and then ``TickFilter.stateless`` make of each row, for the
+    rows whose every value the columns can take; the others left in ``slow``."""
+    ok = ~cols.bad & (cols.millis >= 0) & (cols.millis < 1000)
+    nums = cols.numbers
+    calendar = normaliser.calendar
+    # -- names: instrument and exchange, decided per distinct pair ------------------------------
+    inst_u, inst_c = cols.texts["InstrumentID"]
+    exch_u, exch_c = cols.texts["ExchangeID"]
+    products = [calendar.product(str(name).strip()) for name in inst_u]
+    inst_ok = np.array([bool(s) and s == s.strip() and s.isascii() and len(s) <= 32
+                        for s in inst_u], dtype=bool)  # fmt: skip
+    ok &= inst_ok[inst_c] if len(inst_u) else ok
+    width = len(exch_u) + 1
+    pair_u, pair_c = np.unique(inst_c * width + exch_c, return_inverse=True)
+    pair_exchange: list[str] = []
+    pair_ok = np.ones(len(pair_u), dtype=bool)
+    for k, key in enumerate(pair_u.tolist()):
+        product = products[key // width]
+        text = exch_u[key % width]
+        exchange = text.strip()
+        if product is not None and not exchange:
+            exchange = product.exchange
+        elif product is not None and normaliser.check_exchange and exchange != product.exchange:
+            pair_ok[k] = False
+        if text != text.strip() or not exchange.isascii() or len(exchange) > 8:
+            pair_ok[k] = False
+        pair_exchange.append(exchange)
+    ok &= pair_ok[pair_c]
+    # -- times of day ---------------------------------------------------------------------------
+    time_u, time_c = cols.texts["UpdateTime"]
+    seconds_u = np.array([_or(normaliser.seconds_of(t), -1) for t in time_u], dtype=np.int64)
+    seconds = seconds_u[time_c]
+    ok &= seconds >= 0
+    # -- trading day and calendar date, per distinct (trading day, date, pair, part of day) ----
+    td_u, td_c = cols.texts["TradingDay"]
+    ad_u, ad_c = cols.texts["ActionDay"]
+    part = np.where(seconds < NIGHT_UNTIL, 2, np.where(seconds >= NIGHT_FROM, 1, 0))
+    key = ((td_c * len(ad_u) + ad_c) * len(pair_u) + pair_c) * 3 + part
+    key_u, key_c = np.unique(key, return_inverse=True)
+    day_ns = np.zeros(len(key_u), dtype=np.int64)
+    trading_u = np.zeros(len(key_u), dtype=np.int64)
+    date_ok = np.ones(len(key_u), dtype=bool)
+    trading_dates: list[Any] = []
+    for k, value in enumerate(key_u.tolist()):
+        rest, p = divmod(value, 3)
+        rest, e = divmod(rest, len(pair_u))
+        t, a = divmod(rest, len(ad_u))
+        given = str(td_u[t]).strip()
+        trading = normaliser.date_of(given) if given else None
+        dates = None
+        if not (given and trading is None):
+            probe = (NIGHT_UNTIL, NIGHT_FROM, 0)[p]
+            dates = normaliser.calendar_date(ad_u[a], pair_exchange[e], trading, probe)
+        if dates is None:
+            date_ok[k] = False
+            trading_dates.append(None)
+            continue
+        day, trading = dates
+        day_ns[k] = normaliser.midnight_ns(day)
+        trading_u[k] = trading.year * 10_000 + trading.month * 100 + trading.day
+        trading_dates.append(trading)
+    ok &= date_ok[key_c]
+    # -- volumes: finite numbers the record can hold ----------------------------------------
+    prices = np.where((nums > 0.0) & (nums < ABSENT_ABOVE), nums, np.nan)
+    volume = nums[:, 7]
+    ok &= np.isfinite(volume) & (np.abs(volume) < I64)
+    for first in (15, 17):  # bid and ask levels: price, volume
+        for level in range(5):
+            present = ~np.isnan(prices[:, first + 4 * level])
+            v = nums[:, first + 1 + 4 * level]
+            ok &= ~present | (np.isfinite(v) & (np.abs(v) < I32))
+    slow = np.flatnonzero(~ok)
+    take = np.flatnonzero(ok)
+    # -- phases: one table per distinct (product, trading day); few distinct tables -----------
+    rows_key = key_c[take]
+    secs = seconds[take]
+    group = inst_c[take] * len(key_u) + rows_key
+    g_u, g_c = np.unique(group, return_inverse=True)
+    tables: dict[bytes, int] = {}
+    stacked: list[np.ndarray] = []
+    closes: list[int] = []
+    g_table = np.zeros(len(g_u), dtype=np.int64)
+    g_multiplier = np.zeros(len(g_u), dtype=np.float64)
+    for k, value in enumerate(g_u.tolist()):
+        product = products[value // len(key_u)]
+        if product is None:
+            table = b""
+        else:
+            table = normaliser.phase_table(product, trading_dates[value % len(key_u)])
+            g_multiplier[k] = product.multiplier
+        index = tables.get(table)
+        if index is None:
+            index = tables[table] = len(stacked)
+            if table:
+                stacked.append(np.frombuffer(table, dtype=np.uint8))
+                closes.append(normaliser.close_second(table))
+            else:
+                stacked.append(np.full(DAY, _NO_PHASE, dtype=np.uint8))
+                closes.append(NIGHT_FROM)
+        g_table[k] = index
+    row_table = g_table[g_c]
+    phase = np.stack(stacked)[row_table, secs] if len(take) else np.zeros(0, dtype=np.uint8)
+    close = np.array(closes, dtype=np.int64)[row_table] if len(take) else np.zeros(0, np.int64)
+    post_close = (phase == _CLOSED) & (secs >= close) & (secs < NIGHT_FROM)
+    multiplier = g_multiplier[g_c]
+    # -- the records ----------------------------------------------------------------------------
+    p = prices[take]
+    raw = nums[take]
+    out = np.zeros(len(take), dtype=TICK_DTYPE)
+    inst_bytes = np.array([s.encode() for s in inst_u], dtype="S32") if len(inst_u) else None
+    if inst_bytes is not None:
+        out["instrument"] = inst_bytes[inst_c[take]]
+    out["exchange"] = np.array([s.encode() for s in pair_exchange], dtype="S8")[pair_c[take]]
+    out["trading_day"] = trading_u[rows_key]
+    last, settlement = p[:, 0], p[:, 11]
+    flags = np.where(phase == _AUCTION, FLAG_AUCTION, 0)
+    flags = np.where(post_close & ~np.isnan(settlement), FLAG_SETTLEMENT, flags)
+    out["flags"] = flags
+    exchange_ns = day_ns[rows_key] + secs * 1_000_000_000 + cols.millis[take] * 1_000_000
+    out["exchange_time_ns"] = exchange_ns
+    out["local_time_ns"] = exchange_ns
+    out["last"], out["open"], out["high"], out["low"] = last, p[:, 4], p[:, 5], p[:, 6]
+    out["close"], out["pre_close"], out["pre_settlement"] = p[:, 10], p[:, 2], p[:, 1]
+    out["settlement"], out["upper_limit"], out["lower_limit"] = settlement, p[:, 12], p[:, 13]
+    average = p[:, 14]
+    with np.errstate(invalid="ignore"):
+        scale = (multiplier > 0) & (average > 2 * last)
+    out["average"] = np.where(scale, average / np.where(scale, multiplier, 1.0), average)
+    out["volume"] = raw[:, 7].astype(np.int64)
+    turnover, oi = raw[:, 8], raw[:, 9]
+    out["turnover"] = np.where(np.isfinite(turnover) & (turnover < ABSENT_ABOVE), turnover, np.nan)
+    out["open_interest"] = np.where((oi >= 0) & (oi < ABSENT_ABOVE), oi, np.nan)
+    out["pre_open_interest"] = p[:, 3]
+    bids, asks = p[:, 15::4], p[:, 17::4]
+    out["bid_price"], out["ask_price"] = bids, asks
+    bid_volume = np.where(np.isnan(bids), 0.0, raw[:, 16::4])
+    ask_volume = np.where(np.isnan(asks), 0.0, raw[:, 18::4])
+    out["bid_volume"] = np.trunc(bid_volume).astype(np.int32)
+    out["ask_volume"] = np.trunc(ask_volume).astype(np.int32)
+    # -- the checks that need no earlier tick (TickFilter.stateless), in its order -----------
+    bid1, ask1 = p[:, 15], p[:, 17]
+    upper = out["upper_limit"] + LIMIT_SLACK
+    lower = out["lower_limit"] - LIMIT_SLACK
+    outside = np.zeros(len(take), dtype=bool)
+    for price in (last, bid1, ask1):
+        outside |= (price > upper) | (price < lower)
+    drop = np.where(outside, 3, 0)
+    drop = np.where((phase != _AUCTION) & (bid1 >= ask1), 2, drop)
+    drop = np.where(phase == _CLOSED, 1, drop)
+    drop = np.where(flags == FLAG_SETTLEMENT, 0, drop).astype(np.uint8)
+    return Normalised(take, out, drop, slow)
+
+
+def _or(value: int | None, default: int) -> int:
+    return default if value is None else value

@@ -19,6 +19,9 @@ on random rows: the same journals, the same drops.
 
 from __future__ import annotations
 
+import datetime as dt
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -27,15 +30,32 @@ import numpy as np
 
 from contracts.calendar import Phase
 from libshm import FLAG_AUCTION, FLAG_SETTLEMENT, TICK_DTYPE
+from services.md_recorder.mapping import (
+    MAPPABLE,
+    PRICES,
+    Mapping,
+    Reject,
+    RowMapper,
+    millis_of,
+    parser_of,
+)
 from services.md_recorder.normalise import (
     ABSENT_ABOVE,
     CTP_FIELDS,
     NIGHT_FROM,
     NIGHT_UNTIL,
     Normaliser,
+    RawTick,
 )
 
-__all__ = ["STATELESS", "Columns", "Normalised", "normalise_columns", "read_ctp_columns"]
+__all__ = [
+    "STATELESS",
+    "Columns",
+    "Normalised",
+    "normalise_columns",
+    "read_ctp_columns",
+    "read_mapped_columns",
+]
 
 NUMBERS: Final = CTP_FIELDS[6:]
 TEXTS: Final = ("TradingDay", "ActionDay", "UpdateTime", "InstrumentID", "ExchangeID")
@@ -60,20 +80,16 @@ class Columns:
     millis: np.ndarray
     numbers: np.ndarray
     bad: np.ndarray
-    table: Any  # the pyarrow table of text, for the rows the per-row path takes
+    raw: Callable[[int], RawTick | Reject]
+    """Row ``i`` as its reader gives it to the per-row path (from the file's text)."""
 
     def __len__(self) -> int:
         return len(self.millis)
 
-    def raw(self, i: int) -> tuple[object, ...]:
-        """Row ``i`` as the raw tick (the file's text) the per-row path takes."""
-        row = self.table.slice(i, 1).to_pylist()[0]
-        return tuple(row[name] for name in CTP_FIELDS)
 
-
-def read_ctp_columns(path: Path) -> Columns | None:
-    """A CTP CSV file as columns, or None where the per-row reader must read it (it gives the
-    message for a file that is wrong)."""
+def _read_text(path: Path, columns: tuple[str, ...], delimiter: str = ",") -> Any:
+    """``columns`` of a CSV file as a pyarrow table of text, or None where the per-row reader
+    must read the file (it gives the message for a file that is wrong)."""
     import pyarrow as pa  # noqa: PLC0415 - heavy; only imports need it
     import pyarrow.csv as pacsv  # noqa: PLC0415
 
@@ -95,11 +111,11 @@ def read_ctp_columns(path: Path) -> Columns | None:
             path,
             read_options=pacsv.ReadOptions(block_size=1 << 24),
             parse_options=pacsv.ParseOptions(
-                invalid_row_handler=on_invalid, ignore_empty_lines=False
+                delimiter=delimiter, invalid_row_handler=on_invalid, ignore_empty_lines=False
             ),
             convert_options=pacsv.ConvertOptions(
-                column_types=dict.fromkeys(CTP_FIELDS, pa.string()),
-                include_columns=list(CTP_FIELDS),
+                column_types=dict.fromkeys(columns, pa.string()),
+                include_columns=list(columns),
                 strings_can_be_null=False,
                 quoted_strings_can_be_null=False,
             ),
@@ -108,7 +124,154 @@ def read_ctp_columns(path: Path) -> Columns | None:
         return None  # missing columns, damaged gzip, not UTF-8: the per-row reader says which
     if invalid:
         return None  # a row of the wrong width: its line number comes from the per-row reader
-    return columns_of(table)
+    return table
+
+
+def read_ctp_columns(path: Path) -> Columns | None:
+    """A CTP CSV file as columns, or None where the per-row reader must read it."""
+    table = _read_text(path, CTP_FIELDS)
+    return None if table is None else columns_of(table)
+
+
+def read_mapped_columns(path: Path, mapping: Mapping) -> Columns | None:
+    """A CSV file read through ``mapping`` as columns, or None where the per-row reader must
+    read it. Dates, times, trading days, milliseconds and names are parsed once per distinct
+    value; a datetime column whose form is a date form and a time form with a space between
+    is split in two first, so a day's rows need one parse per distinct date and time."""
+
+    table = _read_text(path, mapping.needed(), mapping.format.delimiter)
+    if table is None:
+        return None
+    texts, millis, slow = _mapped_times(table, mapping)
+    _mapped_names(table, mapping, texts, slow)
+    numbers = _mapped_numbers(table, mapping, slow)
+    to_raw = RowMapper(mapping, table.column_names)
+
+    def raw(i: int) -> RawTick | Reject:
+        row = table.slice(i, 1).to_pylist()[0]
+        return to_raw([row[name] for name in table.column_names])
+
+    return Columns(texts, millis, numbers, slow, raw)
+
+
+def _mapped_times(
+    table: Any, mapping: Mapping
+) -> tuple[dict[str, tuple[list[str], np.ndarray]], np.ndarray, np.ndarray]:
+    """(the date and time texts in CTP's form, milliseconds, rows the per-row path takes)."""
+    import pyarrow as pa  # noqa: PLC0415
+    import pyarrow.compute as pc  # noqa: PLC0415
+
+    rows = table.num_rows
+    cols, fmt = mapping.columns, mapping.format
+    slow = np.zeros(rows, dtype=bool)
+    texts: dict[str, tuple[list[str], np.ndarray]] = {}
+    millis = np.zeros(rows, dtype=np.int64)
+    # -- the exchange time ----------------------------------------------------------------------
+    if cols.datetime is not None:
+        forms = fmt.datetime.split(" ")
+        column = table.column(cols.datetime)
+        if len(forms) == 2:
+            split = pc.split_pattern(column, " ", max_splits=1)
+            whole = pc.equal(pc.list_value_length(split), 2).to_numpy(zero_copy_only=False)
+            slow |= ~whole
+            padded = pc.if_else(pc.equal(pc.list_value_length(split), 2), split,
+                                pa.scalar(["", ""], pa.list_(pa.string())))  # fmt: skip
+            dates, times = pc.list_element(padded, 0), pc.list_element(padded, 1)
+            date_form, time_form = forms
+        else:
+            dates, times, date_form, time_form = column, column, fmt.datetime, fmt.datetime
+    else:
+        dates, times = table.column(cols.date), table.column(cols.time)
+        date_form, time_form = fmt.date, fmt.time
+    d_u, d_c = _encoded(dates)
+    day_text = [_strftime(text, date_form, "%Y%m%d") for text in d_u]
+    slow |= np.array([t is None for t in day_text], dtype=bool)[d_c] if d_u else slow
+    texts["ActionDay"] = ([t or "" for t in day_text], d_c)
+    t_u, t_c = _encoded(times)
+    clocks = [_clock(text, time_form) for text in t_u]
+    slow |= np.array([c is None for c in clocks], dtype=bool)[t_c] if t_u else slow
+    texts["UpdateTime"] = ([c[0] if c else "" for c in clocks], t_c)
+    millis = np.array([c[1] if c else 0 for c in clocks], dtype=np.int64)[t_c] if t_u else millis
+    if cols.millis is not None:
+        m_u, m_c = _encoded(table.column(cols.millis))
+        given = [millis_of(text) for text in m_u]
+        slow |= np.array([g is None for g in given], dtype=bool)[m_c]
+        millis = np.array([g if g is not None else 0 for g in given], dtype=np.int64)[m_c]
+    return texts, millis, slow
+
+
+def _mapped_names(
+    table: Any, mapping: Mapping, texts: dict[str, tuple[list[str], np.ndarray]], slow: np.ndarray
+) -> None:
+    """Trading day, instrument and exchange into ``texts``; rows whose trading day is not in
+    its form marked in ``slow``."""
+    rows = table.num_rows
+    cols = mapping.columns
+    parse = parser_of(mapping)
+    if cols.trading_day is not None:
+        td_u, td_c = _encoded(table.column(cols.trading_day))
+        days = [parse.trading_day(text.strip()) for text in td_u]
+        slow |= np.array([not isinstance(d, str) for d in days], dtype=bool)[td_c]
+        texts["TradingDay"] = ([d if isinstance(d, str) else "" for d in days], td_c)
+    else:
+        texts["TradingDay"] = ([""], np.zeros(rows, dtype=np.int64))
+    for field, column, constant, table_of in (
+        ("InstrumentID", cols.instrument, mapping.instrument, mapping.translate.instrument),
+        ("ExchangeID", cols.exchange, mapping.exchange, mapping.translate.exchange),
+    ):
+        if column is None:
+            value = constant or ""
+            texts[field] = ([table_of.get(value, value)], np.zeros(rows, dtype=np.int64))
+        else:
+            u, c = _encoded(table.column(column))
+            texts[field] = ([table_of.get(s.strip(), s.strip()) for s in u], c)
+
+
+def _mapped_numbers(table: Any, mapping: Mapping, slow: np.ndarray) -> np.ndarray:
+    """The mapped number columns in ``NUMBERS`` order (a field the file lacks: volumes 0, the
+    rest absent); rows with a value that is not a plain number, or no last price, marked in
+    ``slow``."""
+    import pyarrow as pa  # noqa: PLC0415
+    import pyarrow.compute as pc  # noqa: PLC0415
+
+    rows = table.num_rows
+    fmt = mapping.format
+    numbers = np.full((rows, len(NUMBERS)), np.nan)
+    for j, name in enumerate(NUMBERS):
+        if "Volume" in name:
+            numbers[:, j] = 0.0
+    scale = fmt.price_scale
+    for key, column_name in mapping.columns.values.items():
+        name = MAPPABLE[key]
+        j = NUMBERS.index(name)
+        column = table.column(column_name)
+        empty = pc.equal(column, "").to_numpy(zero_copy_only=False)
+        if key == "last":
+            slow |= empty  # a row without its last price is bad: the per-row path says so
+        default = "0" if "volume" in key else "nan"
+        filled = pc.if_else(pc.equal(column, ""), pa.scalar(default), column)
+        values, bad = _floats(filled)
+        slow |= bad
+        if key in PRICES and scale != 1.0:
+            values = values / scale
+        numbers[:, j] = values
+    return numbers
+
+
+def _strftime(text: str, form: str, out: str) -> str | None:
+    try:
+        return dt.datetime.strptime(text.strip(), form).strftime(out)
+    except ValueError:
+        return None
+
+
+def _clock(text: str, form: str) -> tuple[str, int] | None:
+    """(``HH:MM:SS``, milliseconds) of a time in ``form``, or None."""
+    try:
+        t = dt.datetime.strptime(text.strip(), form)
+    except ValueError:
+        return None
+    return f"{t.hour:02d}:{t.minute:02d}:{t.second:02d}", t.microsecond // 1000
 
 
 def columns_of(table: Any) -> Columns:
@@ -117,25 +280,12 @@ def columns_of(table: Any) -> Columns:
     import pyarrow.compute as pc  # noqa: PLC0415
 
     rows = table.num_rows
-    texts = {}
-    for name in TEXTS:
-        encoded = pc.dictionary_encode(table.column(name)).combine_chunks()
-        texts[name] = (
-            encoded.dictionary.to_pylist(),
-            encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64),
-        )
+    texts = {name: _encoded(table.column(name)) for name in TEXTS}
     bad = np.zeros(rows, dtype=bool)
     numbers = np.empty((rows, len(NUMBERS)), dtype=np.float64)
     for j, name in enumerate(NUMBERS):
-        column = table.column(name)
-        try:
-            numbers[:, j] = pc.cast(column, pa.float64()).to_numpy()
-        except pa.ArrowInvalid:  # some text is not a number: those rows are the per-row path's
-            wrong = [v for v in pc.unique(column).to_pylist() if not _is_number(v)]
-            mask = pc.is_in(column, value_set=pa.array(wrong, pa.string()))
-            bad |= mask.to_numpy(zero_copy_only=False)
-            fixed = pc.if_else(mask, pa.scalar("nan"), column)
-            numbers[:, j] = pc.cast(fixed, pa.float64()).to_numpy()
+        numbers[:, j], wrong = _floats(table.column(name))
+        bad |= wrong
     millis_text = table.column("UpdateMillisec")
     try:
         millis = pc.cast(millis_text, pa.int64()).to_numpy()
@@ -144,15 +294,41 @@ def columns_of(table: Any) -> Columns:
         lookup = {v: _int_or(v, -1) for v in values}
         codes = pc.index_in(millis_text, value_set=pa.array(values, pa.string())).to_numpy()
         millis = np.array([lookup[v] for v in values], dtype=np.int64)[codes]
-    return Columns(texts, np.asarray(millis, dtype=np.int64), numbers, bad, table)
+
+    def raw(i: int) -> RawTick:
+        row = table.slice(i, 1).to_pylist()[0]
+        return tuple(row[name] for name in CTP_FIELDS)
+
+    return Columns(texts, np.asarray(millis, dtype=np.int64), numbers, bad, raw)
 
 
-def _is_number(text: str) -> bool:
+_NUMBER: Final = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def _floats(column: Any) -> tuple[np.ndarray, np.ndarray]:
+    """A column of text as float64, and where a value was not a plain decimal number (those
+    rows are the per-row path's: Python's ``float`` decides them)."""
+    import pyarrow as pa  # noqa: PLC0415
+    import pyarrow.compute as pc  # noqa: PLC0415
+
     try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+        values = pc.cast(column, pa.float64()).to_numpy()
+        return values, np.zeros(len(values), dtype=bool)
+    except pa.ArrowInvalid:
+        pass
+    wrong = [v for v in pc.unique(column).to_pylist() if not _NUMBER.fullmatch(v)]
+    mask = pc.is_in(column, value_set=pa.array(wrong, pa.string()))
+    fixed = pc.if_else(mask, pa.scalar("0"), column)
+    return pc.cast(fixed, pa.float64()).to_numpy(), mask.to_numpy(zero_copy_only=False)
+
+
+def _encoded(column: Any) -> tuple[list[str], np.ndarray]:
+    """(distinct values, the code of each row) of a column of text."""
+    import pyarrow.compute as pc  # noqa: PLC0415
+
+    encoded = pc.dictionary_encode(column).combine_chunks()
+    return (encoded.dictionary.to_pylist(),
+            encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64))  # fmt: skip
 
 
 def _int_or(text: str, default: int) -> int:

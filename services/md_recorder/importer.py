@@ -16,7 +16,6 @@ under one reason; ``--rejects FILE`` lists each dropped row with the column and 
 from __future__ import annotations
 
 import csv
-import re
 import struct
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -26,7 +25,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from contracts.calendar import Calendar, Phase
+from contracts.calendar import Calendar
 from contracts.errors import JournalProblem
 from libshm import (
     FLAG_SETTLEMENT,
@@ -37,37 +36,30 @@ from libshm import (
     JournalError,
     JournalReader,
     JournalWriter,
-    Tick,
     decode_tick,
     encode_tick,
     inspect_journal,
     list_segments,
 )
-from services.md_recorder.columnar import STATELESS, Columns, normalise_columns, read_ctp_columns
+from services.md_recorder.columnar import (
+    STATELESS,
+    Columns,
+    normalise_columns,
+    read_ctp_columns,
+    read_mapped_columns,
+)
 from services.md_recorder.errors import FileProblem
-from services.md_recorder.files import FILE_ERRORS, BadInput, header, open_text, why_unreadable
+from services.md_recorder.faults import fault, filtered, judged, out_of_range
+from services.md_recorder.files import FILE_ERRORS, BadInput, why_unreadable
 from services.md_recorder.filters import SEQUENCE, TickFilter, judge_days
-from services.md_recorder.mapping import Mapping, Reject, load_mapping, read_mapped_csv
-from services.md_recorder.normalise import CTP_FIELDS, Drop, Normaliser, RawTick
+from services.md_recorder.mapping import Mapping, Reject, load_mapping
+from services.md_recorder.normalise import Drop, Normaliser, RawTick
+from services.md_recorder.readers import FORMATS, inspect_file, reader
 
 __all__ = ["FORMATS", "BadInput", "ImportReport", "import_files", "inspect_file", "load_mapping"]
 
-FORMATS: Final = ("ctp-csv", "vnpy-csv", "csv", "parquet")
 BAD_ROWS_SHOWN: Final = 5
 MIB: Final = 1 << 20
-VNPY_COLUMNS: Final = ("symbol", "date", "time", "lastPrice", "bidPrice1", "askPrice1")
-# CTP field -> vn.py column, for the columns vn.py's export may have
-VNPY_FIELDS: Final = {
-    "LastPrice": "lastPrice", "Volume": "volume", "OpenInterest": "openInterest",
-    "UpperLimitPrice": "upperLimit", "LowerLimitPrice": "lowerLimit", "OpenPrice": "openPrice",
-    "HighestPrice": "highPrice", "LowestPrice": "lowPrice", "PreClosePrice": "preClosePrice",
-    **{f"{side}{kind}{k}": f"{side.lower()}{kind}{k}"
-       for side in ("Bid", "Ask") for kind in ("Price", "Volume") for k in range(1, 6)},
-}  # fmt: skip
-VNPY_SOURCES: Final = {
-    **VNPY_FIELDS, "TradingDay": "date", "ActionDay": "date", "UpdateTime": "time",
-    "UpdateMillisec": "time", "InstrumentID": "symbol", "ExchangeID": "exchange",
-}  # fmt: skip
 REJECT_COLUMNS: Final = ("file", "line", "reason", "column", "value", "detail")
 
 
@@ -91,6 +83,8 @@ class ImportReport:
     """Ticks not appended because the day's journal already held them (``--append``)."""
     settlements: int = 0
     """Settlement records kept (post-close rows with the day's settlement price)."""
+    columnar: int = 0
+    """Rows the columnar path normalised (the others went through the per-row path)."""
 
     def summary(self) -> str:
         drops = ", ".join(f"{k} {v:,}" for k, v in sorted(self.dropped.items())) or "none"
@@ -101,77 +95,6 @@ class ImportReport:
             f"{self.rows:,} rows read, {self.written:,} ticks written{settled}{already}, "
             f"dropped: {drops}; trading days: {days}"
         )
-
-
-def read_ctp_csv(path: Path) -> Iterator[tuple[int, RawTick | Reject]]:
-    """(line, raw tick) per row of a CSV whose columns are CTP field names, any order; a
-    row that cannot be split into the columns gives (line, reject)."""
-    with open_text(path) as text:
-        reader = csv.reader(text)
-        found = header(path, reader, CTP_FIELDS)
-        index = [found.index(name) for name in CTP_FIELDS]
-        width = len(found)
-        for row in reader:
-            if len(row) != width:
-                yield reader.line_num, _columns(len(row), width)
-                continue
-            yield reader.line_num, tuple(row[i] for i in index)
-
-
-def read_vnpy_csv(path: Path) -> Iterator[tuple[int, RawTick | Reject]]:
-    """vn.py's CSV tick export (``symbol,date,time,lastPrice,...``): level 1 only; columns it
-    lacks (cumulative volume, limits) become absent."""
-    with open_text(path) as text:
-        reader = csv.reader(text)
-        found = header(path, reader, VNPY_COLUMNS)
-        col = {name: i for i, name in enumerate(found)}
-        width = len(found)
-
-        def get(row: list[str], name: str, default: str = "0") -> str:
-            i = col.get(name)
-            return row[i] if i is not None else default
-
-        for row in reader:
-            if len(row) != width:
-                yield reader.line_num, _columns(len(row), width)
-                continue
-            clock, _, fraction = get(row, "time").partition(".")
-            millis = str(round(float("0." + fraction) * 1000)) if fraction.isdigit() else "0"
-            date = get(row, "date")
-            raw = [""] * len(CTP_FIELDS)
-            raw[0], raw[1], raw[2], raw[3] = date, date, clock.zfill(8), millis
-            raw[4], raw[5] = get(row, "symbol"), get(row, "exchange", "")
-            for i, name in enumerate(CTP_FIELDS[6:], 6):
-                # a column the file lacks: volumes 0, anything else absent
-                missing = "0" if "Volume" in name else "nan"
-                source = VNPY_FIELDS.get(name)
-                raw[i] = get(row, source, missing) if source else missing
-            yield reader.line_num, tuple(raw)
-
-
-def _columns(found: int, width: int) -> Reject:
-    return Reject(Drop.MALFORMED, "", "", f"{found} columns, expected {width}")
-
-
-Read = Callable[[Path], Iterator[tuple[int, RawTick | Reject]]]
-
-
-def _reader(fmt: str, mapping: Mapping | None) -> tuple[Read, dict[str, str]]:
-    """The row reader of ``fmt`` and which column of its files each CTP field comes from."""
-    if fmt == "csv":
-        if mapping is None:
-            raise BadInput("--format csv needs --mapping FILE.toml (see docs/import-mapping.md)")
-        chosen = mapping
-
-        def read(path: Path) -> Iterator[tuple[int, RawTick | Reject]]:
-            return read_mapped_csv(path, chosen)
-
-        return read, mapping.source_columns()
-    if fmt == "vnpy-csv":
-        return read_vnpy_csv, dict(VNPY_SOURCES)
-    if fmt == "ctp-csv":
-        return read_ctp_csv, {name: name for name in CTP_FIELDS}
-    raise BadInput(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
 
 
 @dataclass
@@ -271,7 +194,7 @@ def import_files(  # noqa: PLR0917
     columnar one is tested against)."""
     if fmt == "parquet":
         return _import_parquet(paths, out, append)
-    read, sources = _reader(fmt, mapping)
+    read, sources = reader(fmt, mapping)
     state = _Import(calendar, sources, strict, rejects is not None, paths=list(paths))
     report = state.report
     normaliser = Normaliser(calendar, check_exchange=True)
@@ -280,7 +203,7 @@ def import_files(  # noqa: PLR0917
         before = (report.rows, state.kept.size(), len(state.rejects), Counter(report.dropped),
                   report.bad_count, list(report.bad_rows))  # fmt: skip
         try:
-            cols = _columns_of(path, fmt) if columnar else None
+            cols = _columns_of(path, fmt, mapping) if columnar else None
             if cols is not None:
                 _take_columns(state, number, cols, normaliser, filters)
                 if progress is not None:
@@ -312,9 +235,11 @@ def import_files(  # noqa: PLR0917
     return report
 
 
-def _columns_of(path: Path, fmt: str) -> Columns | None:
+def _columns_of(path: Path, fmt: str, mapping: Mapping | None) -> Columns | None:
     if fmt == "ctp-csv":
         return read_ctp_columns(path)
+    if fmt == "csv" and mapping is not None:
+        return read_mapped_columns(path, mapping)
     return None
 
 
@@ -326,16 +251,22 @@ def _take_columns(
     base = report.rows
     report.rows += len(cols)
     done = normalise_columns(cols, normaliser)
+    report.columnar += len(done.index)
     for i in done.slow.tolist():  # the per-row path, in file order within what it was given
-        _take_row(state, number, i + 2, base + i + 1, cols.raw(i), normaliser, filters)
+        raw = cols.raw(i)
+        if isinstance(raw, Reject):
+            state.reject(number, i + 2, raw)
+        else:
+            _take_row(state, number, i + 2, base + i + 1, raw, normaliser, filters)
     dropped = done.drop != 0
     for code in np.unique(done.drop[dropped]).tolist():
         reason = Drop(STATELESS[code])
         rows = done.index[done.drop == code]
         if state.keep_rejects:
             for i, record in zip(rows.tolist(), done.records[done.drop == code], strict=True):
-                tick = decode_tick(record.tobytes())
-                state.reject(number, i + 2, _filtered(cols.raw(i), tick, reason, None), False)
+                tick, raw = decode_tick(record.tobytes()), cols.raw(i)
+                assert not isinstance(raw, Reject)  # the fast path took it: its reader did
+                state.reject(number, i + 2, filtered(raw, tick, reason, None), False)
         else:
             report.dropped[reason] += len(rows)
     keep = ~dropped
@@ -385,11 +316,11 @@ def _take_row(  # noqa: PLR0917
     try:
         record = encode_tick(tick)
     except (struct.error, ValueError, OverflowError) as exc:  # e.g. 1e30 lots
-        state.reject(number, line, _out_of_range(raw, exc))
+        state.reject(number, line, out_of_range(raw, exc))
         return
     reason = filters.stateless(tick, phase)
     if reason is not None:
-        state.reject(number, line, _filtered(raw, tick, reason, phase), shown=False)
+        state.reject(number, line, filtered(raw, tick, reason, phase), shown=False)
         return
     state.kept.pending.append((record, number, line, order))
 
@@ -405,7 +336,7 @@ def _judge(state: _Import) -> dict[int, np.ndarray]:
         for k in np.flatnonzero(verdict).tolist():
             j, o = perm[k], perm[other[k]]
             state.reject(int(files[j]), int(lines[j]),
-                         _judged(records[j], int(files[j]), SEQUENCE[verdict[k]],
+                         judged(records[j], int(files[j]), SEQUENCE[verdict[k]],
                                  records[o], int(files[o]), int(lines[o]), state.paths),
                          shown=False)  # fmt: skip
     else:
@@ -440,153 +371,6 @@ def _write_rejects(path: Path, state: _Import) -> None:
                 writer.writerow((state.paths[file], line, reason, column, value, detail))
     except OSError as exc:
         raise BadInput(f"--rejects {path}: cannot write: {exc.strerror}") from None
-
-
-# -- which column and value are at fault ----------------------------------------------------
-
-_FIELD: Final = {name: i for i, name in enumerate(CTP_FIELDS)}
-# tick field (libshm's names, as encode_tick's errors give them) -> CTP field
-_TICK_TO_CTP: Final = {
-    "instrument": "InstrumentID", "exchange": "ExchangeID", "volume": "Volume",
-    "turnover": "Turnover", "open_interest": "OpenInterest",
-    **{f"{side}_volume{k}": f"{side.title()}Volume{k}" for side in ("bid", "ask")
-       for k in range(1, 6)},
-}  # fmt: skip
-_TICK_FIELD: Final = re.compile(r"tick field '(\w+)'")
-
-
-def _value(raw: RawTick, name: str) -> str:
-    return str(raw[_FIELD[name]])
-
-
-def fault(normaliser: Normaliser, raw: RawTick, reason: Drop) -> Reject:
-    """The column (CTP field) and value that made the normaliser drop ``raw``, found again on
-    this slow path only for the rows it dropped."""
-    if reason is Drop.WRONG_EXCHANGE:
-        product = normaliser.calendar.product(str(raw[4]).strip())
-        home = product.exchange if product is not None else "?"
-        return Reject(reason, "ExchangeID", _value(raw, "ExchangeID"),
-                      f"the calendar has {raw[4]} on {home}; translate the file's code in the "
-                      "mapping ([translate.exchange], docs/import-mapping.md)")  # fmt: skip
-    if reason is Drop.IMPOSSIBLE_TIME:
-        given = str(raw[0]).strip()
-        if given and normaliser.date_of(given) is None:
-            return Reject(reason, "TradingDay", given, "not a trading day (YYYYMMDD)")
-        if normaliser.seconds_of(raw[2]) is None:
-            return Reject(reason, "UpdateTime", _value(raw, "UpdateTime"),
-                          "not a time of day (HH:MM:SS)")  # fmt: skip
-        return Reject(reason, "UpdateMillisec", _value(raw, "UpdateMillisec"),
-                      "not milliseconds 0 to 999, or no date to place the time on")  # fmt: skip
-    if not str(raw[4]).strip():
-        return Reject(reason, "InstrumentID", "", "no instrument")
-    try:
-        int(raw[3])  # type: ignore[call-overload]
-    except (TypeError, ValueError):
-        return Reject(reason, "UpdateMillisec", _value(raw, "UpdateMillisec"), "not a number")
-    for name in CTP_FIELDS[6:]:
-        text = _value(raw, name)
-        try:
-            float(text)
-        except ValueError:
-            what = (
-                "empty: a row needs its last price"
-                if not text and name == "LastPrice"
-                else "not a number"
-            )
-            return Reject(reason, name, text, what)
-    return Reject(reason, "", "", "a value the tick cannot take")
-
-
-def _out_of_range(raw: RawTick, exc: BaseException) -> Reject:
-    found = _TICK_FIELD.search(str(exc))
-    name = _TICK_TO_CTP.get(found.group(1), "") if found else ""
-    return Reject(Drop.OUT_OF_RANGE, name, _value(raw, name) if name else "", str(exc))
-
-
-def _filtered(raw: RawTick, tick: Tick, reason: Drop, phase: Phase | None) -> Reject:
-    """Why the per-row checks dropped a tick, with the column at fault."""
-    if reason is Drop.OUTSIDE_HOURS:
-        day = tick[2]
-        return Reject(reason, "UpdateTime", _value(raw, "UpdateTime"),
-                      f"{tick[0]} is closed then on trading day {day}")  # fmt: skip
-    if reason is Drop.CROSSED_BOOK:
-        return Reject(reason, "BidPrice1", _value(raw, "BidPrice1"),
-                      f"bid {tick[21]} at or above ask {tick[26]}")  # fmt: skip
-    if reason is Drop.OUTSIDE_LIMITS:
-        lower, upper = tick[15], tick[14]
-        for name, price in (("LastPrice", tick[6]), ("BidPrice1", tick[21]),
-                            ("AskPrice1", tick[26])):  # fmt: skip
-            if price > upper or price < lower:
-                return Reject(reason, name, _value(raw, name),
-                              f"outside the day's limits {lower} to {upper}")  # fmt: skip
-    return Reject(reason, "", "", f"phase {phase}")
-
-
-def _judged(  # noqa: PLR0917
-    record: np.ndarray,
-    file: int,
-    reason: Drop | None,
-    other: np.ndarray,
-    other_file: int,
-    other_line: int,
-    paths: list[Path],
-) -> Reject:
-    """Why the day's sequence dropped ``record``, judged by ``other``."""
-    at = f"line {other_line}" if other_file == file else f"{paths[other_file]}:{other_line}"
-    volume = str(int(record["volume"]))
-    if reason is Drop.DUPLICATE:
-        return Reject(reason, "", "", f"the same tick as {at}")
-    if reason is Drop.VOLUME_BACKWARDS:
-        below = f"below {int(other['volume'])} at {at}, earlier in its trading day"
-        return Reject(reason, "Volume", volume, below)
-    if reason is Drop.STALE:
-        return Reject(reason, "Volume", volume,
-                      f"above {int(other['volume'])} at {at}, later in its trading day "
-                      f"{int(record['trading_day'])}: a copy of another moment")  # fmt: skip
-    return Reject(Drop.OUTSIDE_HOURS, "SettlementPrice", repr(float(record["settlement"])),
-                  f"the same settlement as {at}")  # fmt: skip
-
-
-# -- looking at a file through its format ---------------------------------------------------
-
-
-def inspect_file(
-    path: Path, fmt: str, calendar: Calendar, mapping: Mapping | None = None, rows: int = 10
-) -> list[dict[str, str]]:
-    """The first ``rows`` rows of ``path`` as the format (and mapping) reads them and the
-    normaliser takes them: for ``hft import --inspect``."""
-    if fmt == "parquet":
-        raise BadInput("--inspect reads CSV formats; `hft journal cat` shows Parquet's records")
-    read, sources = _reader(fmt, mapping)
-    normaliser = Normaliser(calendar, check_exchange=True)
-    out = []
-    for line, raw in read(path):
-        entry = {"line": str(line)}
-        if isinstance(raw, Reject):
-            column = sources.get(raw.column, raw.column)
-            entry["result"] = Reject(raw.reason, column, raw.value, raw.detail).message()
-        else:
-            for name in ("TradingDay", "ActionDay", "UpdateTime", "UpdateMillisec",
-                         "InstrumentID", "ExchangeID", "LastPrice", "Volume", "BidPrice1",
-                         "AskPrice1", "SettlementPrice"):  # fmt: skip
-                entry[name] = _value(raw, name)
-            result = normaliser.normalise(raw, 0)
-            if isinstance(result, Drop):
-                bad = fault(normaliser, raw, result)
-                entry["result"] = Reject(bad.reason, sources.get(bad.column, bad.column),
-                                         bad.value, bad.detail).message()  # fmt: skip
-            else:
-                tick, phase = result
-                kind = (
-                    "settlement record"
-                    if tick[3] & FLAG_SETTLEMENT
-                    else ("unknown product" if phase is None else phase.name.lower())
-                )
-                entry["result"] = f"trading day {tick[2]}, {kind}"
-        out.append(entry)
-        if len(out) >= rows:
-            break
-    return out
 
 
 # -- Parquet and writing --------------------------------------------------------------------

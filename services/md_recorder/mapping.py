@@ -12,10 +12,10 @@ import csv
 import datetime as dt
 import re
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Final
+from typing import Final
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -23,7 +23,17 @@ from contracts.config import format_validation_error
 from services.md_recorder.files import BadInput, header, open_text
 from services.md_recorder.normalise import CTP_FIELDS, Drop, RawTick
 
-__all__ = ["MAPPABLE", "Mapping", "Reject", "load_mapping", "read_mapped_csv"]
+__all__ = [
+    "MAPPABLE",
+    "PRICES",
+    "Mapping",
+    "Reject",
+    "RowMapper",
+    "load_mapping",
+    "millis_of",
+    "parser_of",
+    "read_mapped_csv",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +148,13 @@ class Mapping(BaseModel):
     def values_items(self) -> list[tuple[str, str]]:
         return list(self.columns.values.items())
 
+    def needed(self) -> tuple[str, ...]:
+        """The file's columns the mapping reads, each once."""
+        cols = self.columns
+        named = (cols.instrument, cols.exchange, cols.trading_day, cols.date, cols.time,
+                 cols.datetime, cols.millis, *cols.values.values())  # fmt: skip
+        return tuple(dict.fromkeys(c for c in named if c is not None))
+
 
 def load_mapping(path: Path) -> Mapping:
     try:
@@ -216,41 +233,46 @@ class _Parser:
 def read_mapped_csv(path: Path, mapping: Mapping) -> Iterator[tuple[int, RawTick | Reject]]:
     """(line, raw CTP tick or reject) per row of any CSV, through ``mapping``."""
     with open_text(path) as text:
-        yield from _rows(path, mapping, text)
+        reader = csv.reader(text, delimiter=mapping.format.delimiter)
+        found = header(path, reader, mapping.needed())
+        to_raw = RowMapper(mapping, found)
+        width = len(found)
+        for row in reader:
+            if len(row) != width:
+                yield reader.line_num, Reject(Drop.MALFORMED, "", "",
+                                              f"{len(row)} columns, expected {width}")  # fmt: skip
+                continue
+            yield reader.line_num, to_raw(row)
 
 
-def _rows(path: Path, mapping: Mapping, text: IO[str]) -> Iterator[tuple[int, RawTick | Reject]]:
-    cols, fmt, translate = mapping.columns, mapping.format, mapping.translate
-    scale = fmt.price_scale
-    instrument = translate.instrument.get(mapping.instrument or "", mapping.instrument or "")
-    exchange = translate.exchange.get(mapping.exchange or "", mapping.exchange or "")
-    parse = _Parser(mapping)
-    reader = csv.reader(text, delimiter=fmt.delimiter)
-    needed = tuple(
-        c for c in (cols.instrument, cols.exchange, cols.trading_day, cols.date, cols.time,
-                    cols.datetime, cols.millis, *cols.values.values()) if c is not None
-    )  # fmt: skip
-    found = header(path, reader, needed)
-    col = {name: i for i, name in enumerate(found)}
-    width = len(found)
-    values = [(_INDEX[MAPPABLE[name]], col[column], name, name in PRICES and scale != 1.0)
-              for name, column in cols.values.items()]  # fmt: skip
-    for row in reader:
-        line = reader.line_num
-        if len(row) != width:
-            yield line, Reject(Drop.MALFORMED, "", "", f"{len(row)} columns, expected {width}")
-            continue
+class RowMapper:
+    """One row of a mapped file (its cells, in ``columns`` order) -> raw CTP tick or reject."""
+
+    def __init__(self, mapping: Mapping, columns: list[str]) -> None:
+        self.mapping = mapping
+        self.parse = _Parser(mapping)
+        translate = mapping.translate
+        self.instrument = translate.instrument.get(mapping.instrument or "",
+                                                   mapping.instrument or "")  # fmt: skip
+        self.exchange = translate.exchange.get(mapping.exchange or "", mapping.exchange or "")
+        self.col = {name: i for i, name in enumerate(columns)}
+        scale = mapping.format.price_scale
+        self.values = [(_INDEX[MAPPABLE[name]], self.col[column], name,
+                        name in PRICES and scale != 1.0)
+                       for name, column in mapping.columns.values.items()]  # fmt: skip
+
+    def __call__(self, row: Sequence[str]) -> RawTick | Reject:
+        cols, col, parse = self.mapping.columns, self.col, self.parse
+        translate = self.mapping.translate
         stamp = _stamp(row, col, cols, parse)
         if isinstance(stamp, Reject):
-            yield line, stamp
-            continue
+            return stamp
         day, clock, millis = stamp
         raw = ["nan"] * len(CTP_FIELDS)
         if cols.trading_day is not None:  # else the normaliser derives it from the date
             trading = parse.trading_day(row[col[cols.trading_day]].strip())
             if isinstance(trading, Reject):
-                yield line, trading
-                continue
+                return trading
             raw[0] = trading
         else:
             raw[0] = ""
@@ -259,15 +281,16 @@ def _rows(path: Path, mapping: Mapping, text: IO[str]) -> Iterator[tuple[int, Ra
             value = row[col[cols.instrument]].strip()
             raw[4] = translate.instrument.get(value, value)
         else:
-            raw[4] = instrument
+            raw[4] = self.instrument
         if cols.exchange is not None:
             value = row[col[cols.exchange]].strip()
             raw[5] = translate.exchange.get(value, value)
         else:
-            raw[5] = exchange
+            raw[5] = self.exchange
         for i in _VOLUMES:  # a volume the file lacks is 0; any other value absent
             raw[i] = "0"
-        for i, j, name, scaled in values:
+        scale = self.mapping.format.price_scale
+        for i, j, name, scaled in self.values:
             value = row[j].strip()
             if not value:  # the last price is never absent in a file: an empty one is bad
                 value = "" if name == "last" else "0" if "volume" in name else "nan"
@@ -276,11 +299,11 @@ def _rows(path: Path, mapping: Mapping, text: IO[str]) -> Iterator[tuple[int, Ra
                 with contextlib.suppress(ValueError):
                     value = repr(float(value) / scale)
             raw[i] = value
-        yield line, tuple(raw)
+        return tuple(raw)
 
 
 def _stamp(
-    row: list[str], col: dict[str, int], cols: MappingColumns, parse: _Parser
+    row: Sequence[str], col: dict[str, int], cols: MappingColumns, parse: _Parser
 ) -> tuple[str, str, str] | Reject:
     """(``YYYYMMDD``, ``HH:MM:SS``, milliseconds) of a row, or the reject."""
     if cols.datetime is not None:
@@ -298,10 +321,24 @@ def _stamp(
         day, clock = date, time
     millis = clock.microsecond // 1000
     if cols.millis is not None:
-        text = row[col[cols.millis]].strip()
-        if not _MILLIS.fullmatch(text) or int(float(text)) > 999:
-            return Reject(Drop.IMPOSSIBLE_TIME, cols.millis, text,
+        text = row[col[cols.millis]]
+        given = millis_of(text)
+        if given is None:
+            return Reject(Drop.IMPOSSIBLE_TIME, cols.millis, text.strip(),
                           "not a whole number of milliseconds, 0 to 999")  # fmt: skip
-        millis = int(float(text))
+        millis = given
     return (f"{day.year:04d}{day.month:02d}{day.day:02d}",
             f"{clock.hour:02d}:{clock.minute:02d}:{clock.second:02d}", str(millis))  # fmt: skip
+
+
+def millis_of(text: str) -> int | None:
+    """A milliseconds column's value (``95``, ``500.0``), or None if it is not one."""
+    text = text.strip()
+    if not _MILLIS.fullmatch(text) or int(float(text)) > 999:
+        return None
+    return int(float(text))
+
+
+def parser_of(mapping: Mapping) -> _Parser:
+    """The mapping's parser of dates, times and trading days (each distinct text once)."""
+    return _Parser(mapping)

@@ -236,10 +236,10 @@ def _mapped_numbers(table: Any, mapping: Mapping, slow: np.ndarray) -> np.ndarra
 
     rows = table.num_rows
     fmt = mapping.format
-    numbers = np.full((rows, len(NUMBERS)), np.nan)
+    numbers = np.full((len(NUMBERS), rows), np.nan)
     for j, name in enumerate(NUMBERS):
         if "Volume" in name:
-            numbers[:, j] = 0.0
+            numbers[j] = 0.0
     scale = fmt.price_scale
     for key, column_name in mapping.columns.values.items():
         name = MAPPABLE[key]
@@ -254,7 +254,7 @@ def _mapped_numbers(table: Any, mapping: Mapping, slow: np.ndarray) -> np.ndarra
         slow |= bad
         if key in PRICES and scale != 1.0:
             values = values / scale
-        numbers[:, j] = values
+        numbers[j] = values
     return numbers
 
 
@@ -282,9 +282,9 @@ def columns_of(table: Any) -> Columns:
     rows = table.num_rows
     texts = {name: _encoded(table.column(name)) for name in TEXTS}
     bad = np.zeros(rows, dtype=bool)
-    numbers = np.empty((rows, len(NUMBERS)), dtype=np.float64)
+    numbers = np.empty((len(NUMBERS), rows), dtype=np.float64)
     for j, name in enumerate(NUMBERS):
-        numbers[:, j], wrong = _floats(table.column(name))
+        numbers[j], wrong = _floats(table.column(name))
         bad |= wrong
     millis_text = table.column("UpdateMillisec")
     try:
@@ -348,6 +348,11 @@ class Normalised:
     records: np.ndarray
     drop: np.ndarray
     slow: np.ndarray
+    instruments: list[str]
+    """The file's distinct instrument ids; ``codes`` gives each record's."""
+    codes: np.ndarray
+    unknown: set[str]
+    """Instruments of the records whose product the calendar lacks."""
 
 
 def normalise_columns(cols: Columns, normaliser: Normaliser) -> Normalised:  # noqa: PLR0915
@@ -414,16 +419,26 @@ def normalise_columns(cols: Columns, normaliser: Normaliser) -> Normalised:  # n
         trading_dates.append(trading)
     ok &= date_ok[key_c]
     # -- volumes: finite numbers the record can hold ----------------------------------------
-    prices = np.where((nums > 0.0) & (nums < ABSENT_ABOVE), nums, np.nan)
-    volume = nums[:, 7]
+    volume = nums[7]
     ok &= np.isfinite(volume) & (np.abs(volume) < I64)
-    for first in (15, 17):  # bid and ask levels: price, volume
-        for level in range(5):
-            present = ~np.isnan(prices[:, first + 4 * level])
-            v = nums[:, first + 1 + 4 * level]
-            ok &= ~present | (np.isfinite(v) & (np.abs(v) < I32))
+    for j in range(15, 35, 2):  # bid and ask levels: price, volume
+        level_price, v = nums[j], nums[j + 1]
+        present = (level_price > 0.0) & (level_price < ABSENT_ABOVE)
+        ok &= ~present | (np.isfinite(v) & (np.abs(v) < I32))
     slow = np.flatnonzero(~ok)
-    take = np.flatnonzero(ok)
+    every = not len(slow)
+    take = np.arange(len(ok)) if every else np.flatnonzero(ok)
+
+    def number(j: int) -> np.ndarray:
+        """Column ``j`` of the numbers, for the rows taken."""
+        column: np.ndarray = nums[j] if every else nums[j][take]
+        return column
+
+    def price(j: int) -> np.ndarray:
+        """A price column: absent (NaN) unless a positive number below CTP's DBL_MAX."""
+        x = number(j)
+        return np.where((x > 0.0) & (x < ABSENT_ABOVE), x, np.nan)
+
     # -- phases: one table per distinct (product, trading day); few distinct tables -----------
     rows_key = key_c[take]
     secs = seconds[take]
@@ -457,51 +472,52 @@ def normalise_columns(cols: Columns, normaliser: Normaliser) -> Normalised:  # n
     post_close = (phase == _CLOSED) & (secs >= close) & (secs < NIGHT_FROM)
     multiplier = g_multiplier[g_c]
     # -- the records ----------------------------------------------------------------------------
-    p = prices[take]
-    raw = nums[take]
     out = np.zeros(len(take), dtype=TICK_DTYPE)
-    inst_bytes = np.array([s.encode() for s in inst_u], dtype="S32") if len(inst_u) else None
-    if inst_bytes is not None:
-        out["instrument"] = inst_bytes[inst_c[take]]
+    if len(inst_u):
+        out["instrument"] = np.array([s.encode() for s in inst_u], dtype="S32")[inst_c[take]]
     out["exchange"] = np.array([s.encode() for s in pair_exchange], dtype="S8")[pair_c[take]]
     out["trading_day"] = trading_u[rows_key]
-    last, settlement = p[:, 0], p[:, 11]
+    last, settlement = price(0), price(11)
     flags = np.where(phase == _AUCTION, FLAG_AUCTION, 0)
     flags = np.where(post_close & ~np.isnan(settlement), FLAG_SETTLEMENT, flags)
     out["flags"] = flags
     exchange_ns = day_ns[rows_key] + secs * 1_000_000_000 + cols.millis[take] * 1_000_000
     out["exchange_time_ns"] = exchange_ns
     out["local_time_ns"] = exchange_ns
-    out["last"], out["open"], out["high"], out["low"] = last, p[:, 4], p[:, 5], p[:, 6]
-    out["close"], out["pre_close"], out["pre_settlement"] = p[:, 10], p[:, 2], p[:, 1]
-    out["settlement"], out["upper_limit"], out["lower_limit"] = settlement, p[:, 12], p[:, 13]
-    average = p[:, 14]
+    out["last"], out["settlement"] = last, settlement
+    for field, j in (("open", 4), ("high", 5), ("low", 6), ("close", 10), ("pre_close", 2),
+                     ("pre_settlement", 1), ("upper_limit", 12), ("lower_limit", 13),
+                     ("pre_open_interest", 3)):  # fmt: skip
+        out[field] = price(j)
+    average = price(14)
     with np.errstate(invalid="ignore"):
         scale = (multiplier > 0) & (average > 2 * last)
     out["average"] = np.where(scale, average / np.where(scale, multiplier, 1.0), average)
-    out["volume"] = raw[:, 7].astype(np.int64)
-    turnover, oi = raw[:, 8], raw[:, 9]
+    out["volume"] = number(7).astype(np.int64)
+    turnover, oi = number(8), number(9)
     out["turnover"] = np.where(np.isfinite(turnover) & (turnover < ABSENT_ABOVE), turnover, np.nan)
     out["open_interest"] = np.where((oi >= 0) & (oi < ABSENT_ABOVE), oi, np.nan)
-    out["pre_open_interest"] = p[:, 3]
-    bids, asks = p[:, 15::4], p[:, 17::4]
-    out["bid_price"], out["ask_price"] = bids, asks
-    bid_volume = np.where(np.isnan(bids), 0.0, raw[:, 16::4])
-    ask_volume = np.where(np.isnan(asks), 0.0, raw[:, 18::4])
-    out["bid_volume"] = np.trunc(bid_volume).astype(np.int32)
-    out["ask_volume"] = np.trunc(ask_volume).astype(np.int32)
+    for level in range(5):
+        bid, ask = price(15 + 4 * level), price(17 + 4 * level)
+        out["bid_price"][:, level], out["ask_price"][:, level] = bid, ask
+        bid_volume = np.where(np.isnan(bid), 0.0, number(16 + 4 * level))
+        ask_volume = np.where(np.isnan(ask), 0.0, number(18 + 4 * level))
+        out["bid_volume"][:, level] = np.trunc(bid_volume).astype(np.int32)
+        out["ask_volume"][:, level] = np.trunc(ask_volume).astype(np.int32)
     # -- the checks that need no earlier tick (TickFilter.stateless), in its order -----------
-    bid1, ask1 = p[:, 15], p[:, 17]
+    bid1, ask1 = out["bid_price"][:, 0], out["ask_price"][:, 0]
     upper = out["upper_limit"] + LIMIT_SLACK
     lower = out["lower_limit"] - LIMIT_SLACK
     outside = np.zeros(len(take), dtype=bool)
-    for price in (last, bid1, ask1):
-        outside |= (price > upper) | (price < lower)
+    for value in (last, bid1, ask1):
+        outside |= (value > upper) | (value < lower)
     drop = np.where(outside, 3, 0)
     drop = np.where((phase != _AUCTION) & (bid1 >= ask1), 2, drop)
     drop = np.where(phase == _CLOSED, 1, drop)
     drop = np.where(flags == FLAG_SETTLEMENT, 0, drop).astype(np.uint8)
-    return Normalised(take, out, drop, slow)
+    taken = np.unique(inst_c[take]).tolist()
+    unknown = {inst_u[k] for k in taken if products[k] is None}
+    return Normalised(take, out, drop, slow, inst_u, inst_c[take], unknown)
 
 
 def _or(value: int | None, default: int) -> int:

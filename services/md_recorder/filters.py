@@ -120,9 +120,12 @@ def same_settlement(tick: Tick, settled: Tick) -> bool:
     )
 
 
-def judge_days(records: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """An import's rows (tick records, and ``order``, their positions in the files) judged by
-    each instrument's trading day as a whole. Returns (``perm``: the rows in judging order, the
+def judge_days(
+    records: np.ndarray, order: np.ndarray, group: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An import's rows (tick records, ``order``, their positions in the files, and ``group``, a
+    number per instrument and trading day) judged by each instrument's trading day as a whole.
+    Returns (``perm``: the rows in judging order, the
     verdict of each row of ``perm``: 0 kept or a ``SEQUENCE`` code, and the position in ``perm``
     of the row it was judged by).
 
@@ -135,25 +138,26 @@ def judge_days(records: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.n
     close stamped with this day), and it alone is dropped, not the day's real rows after it.
     Days whose volume never falls are judged with whole columns, the others row by row."""
     n = len(records)
-    _, inst = np.unique(records["instrument"], return_inverse=True)
-    day = records["trading_day"]
-    perm = np.lexsort((order, records["volume"], records["exchange_time_ns"], inst, day))
-    r = records[perm]
+    time, volume = records["exchange_time_ns"], records["volume"]
+    perm = np.lexsort((order, group))
+    g, t, v = group[perm], time[perm], volume[perm]
+    inside = g[1:] == g[:-1]
+    later = (t[1:] > t[:-1]) | ((t[1:] == t[:-1]) & (v[1:] >= v[:-1]))
+    if not np.all(later | ~inside):  # some day's file order is not its time and volume order
+        perm = np.lexsort((order, volume, time, group))
+        g = group[perm]
+    flags, settlement, close = (records[name][perm] for name in ("flags", "settlement", "close"))
+    time, volume, last = time[perm], volume[perm], records["last"][perm].view(np.int64)
     starts = np.ones(n, dtype=bool)
-    starts[1:] = (day[perm][1:] != day[perm][:-1]) | (inst[perm][1:] != inst[perm][:-1])
+    starts[1:] = g[1:] != g[:-1]
     g = np.cumsum(starts) - 1
-    raw = r.view(np.uint8).reshape(n, records.dtype.itemsize)
     verdict = np.zeros(n, dtype=np.uint8)
     other = np.arange(n)
     # a settlement record saying what the day's previous one said
-    settles = np.flatnonzero((r["flags"] & FLAG_SETTLEMENT) != 0)
+    settles = np.flatnonzero((flags & FLAG_SETTLEMENT) != 0)
     if len(settles) > 1:
         a, b = settles[1:], settles[:-1]
-        same = (
-            (g[a] == g[b])
-            & _same(r["settlement"][a], r["settlement"][b])
-            & _same(r["close"][a], r["close"][b])
-        )
+        same = (g[a] == g[b]) & _same(settlement[a], settlement[b]) & _same(close[a], close[b])
         kept = np.concatenate(([True], ~same))
         said = np.maximum.accumulate(np.where(kept, settles, 0))  # the day's last kept one
         verdict[a[same]], other[a[same]] = SEQUENCE.index(Drop.OUTSIDE_HOURS), said[:-1][same]
@@ -161,21 +165,29 @@ def judge_days(records: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.n
     rest = np.flatnonzero(verdict == 0)
     if len(rest) > 1:
         a, b = rest[1:], rest[:-1]
-        dup = (g[a] == g[b]) & np.all(raw[a] == raw[b], axis=1)
+        maybe = (g[a] == g[b]) & (time[a] == time[b]) & (volume[a] == volume[b])
+        maybe &= last[a] == last[b]  # the price's bits
+        dup = np.zeros(len(a), dtype=bool)  # the same bytes, checked where it can be
+        size = records.dtype.itemsize
+        same_bytes = records[perm[a[maybe]]].view(np.uint8).reshape(-1, size) == records[
+            perm[b[maybe]]
+        ].view(np.uint8).reshape(-1, size)
+        dup[maybe] = np.all(same_bytes, axis=1)
         verdict[a[dup]] = SEQUENCE.index(Drop.DUPLICATE)
         # the row each repeats: the last before it that is no duplicate
         first = np.where(verdict[rest] == 0, rest, 0)
         other[rest] = np.where(verdict[rest] != 0, np.maximum.accumulate(first), other[rest])
     # days whose volume falls somewhere are judged row by row
     plain = np.flatnonzero(verdict == 0)
-    volume = r["volume"]
     falls = plain[1:][(volume[plain[1:]] < volume[plain[:-1]]) & (g[plain[1:]] == g[plain[:-1]])]
     hard = np.unique(g[falls])
     if len(hard):
         starts_at = np.searchsorted(g, hard)
         ends_at = np.searchsorted(g, hard, side="right")
         for a0, b0 in zip(starts_at.tolist(), ends_at.tolist(), strict=True):
-            _judge_one(r, raw, a0, b0, verdict, other)
+            r = records[perm[a0:b0]]
+            raw = r.view(np.uint8).reshape(b0 - a0, records.dtype.itemsize)
+            _judge_one(r, raw, a0, verdict, other)
     return perm, verdict, other
 
 
@@ -183,21 +195,23 @@ SEQUENCE: Final = (None, Drop.DUPLICATE, Drop.OUTSIDE_HOURS, Drop.VOLUME_BACKWAR
 """Codes of ``judge_days``' verdicts."""
 
 
-def _judge_one(  # noqa: PLR0917
-    r: np.ndarray, raw: np.ndarray, a: int, b: int, verdict: np.ndarray, other: np.ndarray
+def _judge_one(
+    r: np.ndarray, raw: np.ndarray, at: int, verdict: np.ndarray, other: np.ndarray
 ) -> None:
-    """``judge_days`` for the rows ``a:b`` of one day, row by row."""
+    """``judge_days`` for one day, row by row: its rows ``r`` (bytes ``raw``), the first of
+    them at ``at`` in ``verdict`` and ``other``."""
     candidates: list[int] = []
     settled = -1
-    for i in range(a, b):
-        verdict[i] = 0
+    for i in range(len(r)):
+        verdict[at + i] = 0
         if r["flags"][i] & FLAG_SETTLEMENT:
             if settled >= 0 and _same_settlement(r, i, settled):
-                verdict[i], other[i] = SEQUENCE.index(Drop.OUTSIDE_HOURS), settled
+                verdict[at + i], other[at + i] = SEQUENCE.index(Drop.OUTSIDE_HOURS), at + settled
                 continue
             settled = i
         if candidates and raw[i].tobytes() == raw[candidates[-1]].tobytes():
-            verdict[i], other[i] = SEQUENCE.index(Drop.DUPLICATE), candidates[-1]
+            verdict[at + i] = SEQUENCE.index(Drop.DUPLICATE)
+            other[at + i] = at + candidates[-1]
             continue
         candidates.append(i)
     volumes = r["volume"][candidates].tolist()
@@ -207,10 +221,10 @@ def _judge_one(  # noqa: PLR0917
         if keep[k]:
             before = i
         elif before >= 0 and volumes[k] < r["volume"][before]:
-            verdict[i], other[i] = SEQUENCE.index(Drop.VOLUME_BACKWARDS), before
+            verdict[at + i], other[at + i] = SEQUENCE.index(Drop.VOLUME_BACKWARDS), at + before
         else:
             after = next(candidates[j] for j in range(k + 1, len(candidates)) if keep[j])
-            verdict[i], other[i] = SEQUENCE.index(Drop.STALE), after
+            verdict[at + i], other[at + i] = SEQUENCE.index(Drop.STALE), at + after
 
 
 def _same_settlement(r: np.ndarray, i: int, j: int) -> bool:

@@ -100,48 +100,51 @@ class ImportReport:
 @dataclass
 class _Kept:
     """Rows that became ticks and passed the per-row checks, waiting for their day's: records
-    with, for each, its file, line and position in the files (``order``)."""
+    with, for each, its instrument's code, file, line and position in the files (``order``)."""
 
-    records: list[np.ndarray] = field(default_factory=list)
-    file: list[np.ndarray] = field(default_factory=list)
-    line: list[np.ndarray] = field(default_factory=list)
-    order: list[np.ndarray] = field(default_factory=list)
-    pending: list[tuple[bytes, int, int, int]] = field(default_factory=list)
-    """One row at a time from the per-row path, gathered into the arrays by ``flush``."""
+    parts: list[tuple[np.ndarray, ...]] = field(default_factory=list)
+    pending: list[tuple[bytes, int, int, int, int]] = field(default_factory=list)
+    """One row at a time from the per-row path, gathered into ``parts`` by ``flush``."""
+    codes: dict[str, int] = field(default_factory=dict)
 
-    def add(self, records: np.ndarray, file: int, line: np.ndarray, order: np.ndarray) -> None:
+    def code(self, instrument: str) -> int:
+        """The instrument's number in this import."""
+        return self.codes.setdefault(instrument, len(self.codes))
+
+    def add(
+        self, records: np.ndarray, inst: np.ndarray, file: int, line: np.ndarray,
+        order: np.ndarray,
+    ) -> None:  # fmt: skip
         self.flush()
-        self.records.append(records)
-        self.file.append(np.full(len(records), file, dtype=np.int64))
-        self.line.append(line.astype(np.int64))
-        self.order.append(order.astype(np.int64))
+        self.parts.append((records, inst.astype(np.int64),
+                           np.full(len(records), file, dtype=np.int64),
+                           line.astype(np.int64), order.astype(np.int64)))  # fmt: skip
 
     def flush(self) -> None:
         if self.pending:
             rows = self.pending
             self.pending = []
-            self.records.append(np.frombuffer(b"".join(r[0] for r in rows), dtype=TICK_DTYPE))
-            self.file.append(np.array([r[1] for r in rows], dtype=np.int64))
-            self.line.append(np.array([r[2] for r in rows], dtype=np.int64))
-            self.order.append(np.array([r[3] for r in rows], dtype=np.int64))
+            self.parts.append((
+                np.frombuffer(b"".join(r[0] for r in rows), dtype=TICK_DTYPE),
+                *(np.array([r[k] for r in rows], dtype=np.int64) for k in range(1, 5)),
+            ))  # fmt: skip
 
     def size(self) -> tuple[int, int]:
-        return len(self.records), len(self.pending)
+        return len(self.parts), len(self.pending)
 
     def cut(self, size: tuple[int, int]) -> None:
         """Forget what was added after ``size()`` returned ``size``."""
-        chunks, pending = size
-        for part in (self.records, self.file, self.line, self.order):
-            del part[chunks:]
-        del self.pending[pending:]
+        del self.parts[size[0] :], self.pending[size[1] :]
 
-    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """(records, instrument codes, files, lines, orders) of every row kept."""
         self.flush()
-        if not self.records:
+        if not self.parts:
             empty = np.zeros(0, dtype=np.int64)
-            return np.zeros(0, dtype=TICK_DTYPE), empty, empty, empty
-        return (np.concatenate(self.records), np.concatenate(self.file),
-                np.concatenate(self.line), np.concatenate(self.order))  # fmt: skip
+            return np.zeros(0, dtype=TICK_DTYPE), empty, empty, empty, empty
+        if len(self.parts) == 1:
+            return self.parts[0]
+        return tuple(np.concatenate(column) for column in zip(*self.parts, strict=True))
 
 
 @dataclass
@@ -259,6 +262,7 @@ def _take_columns(
         else:
             _take_row(state, number, i + 2, base + i + 1, raw, normaliser, filters)
     dropped = done.drop != 0
+    normaliser.unknown_products |= done.unknown
     for code in np.unique(done.drop[dropped]).tolist():
         reason = Drop(STATELESS[code])
         rows = done.index[done.drop == code]
@@ -269,12 +273,15 @@ def _take_columns(
                 state.reject(number, i + 2, filtered(raw, tick, reason, None), False)
         else:
             report.dropped[reason] += len(rows)
-    keep = ~dropped
-    index = done.index[keep]
-    state.kept.add(done.records[keep], number, index + 2, base + index + 1)
-    for instrument in {r.decode() for r in np.unique(done.records["instrument"][keep])}:
-        if normaliser.calendar.product(instrument) is None:
-            normaliser.unknown_products.add(instrument)
+    codes = np.array([state.kept.code(name) for name in done.instruments], dtype=np.int64)
+    if dropped.any():
+        keep = ~dropped
+        index = done.index[keep]
+        state.kept.add(done.records[keep], codes[done.codes[keep]], number, index + 2,
+                       base + index + 1)  # fmt: skip
+    else:
+        index = done.index
+        state.kept.add(done.records, codes[done.codes], number, index + 2, base + index + 1)
 
 
 def _read_file(  # noqa: PLR0917
@@ -322,16 +329,17 @@ def _take_row(  # noqa: PLR0917
     if reason is not None:
         state.reject(number, line, filtered(raw, tick, reason, phase), shown=False)
         return
-    state.kept.pending.append((record, number, line, order))
+    state.kept.pending.append((record, state.kept.code(tick[0]), number, line, order))
 
 
 def _judge(state: _Import) -> dict[int, np.ndarray]:
     """The rows kept, judged by each instrument's trading day as a whole; by trading day, in
     the journal's order: exchange time, then position in the files, except that rows of one
     instrument sharing a time keep the volume order they were judged in."""
-    records, files, lines, order = state.kept.arrays()
+    records, inst, files, lines, order = state.kept.arrays()
     state.kept = _Kept()
-    perm, verdict, other = judge_days(records, order)
+    group = records["trading_day"].astype(np.int64) * (1 << 24) + inst
+    perm, verdict, other = judge_days(records, order, group)
     if state.keep_rejects:
         for k in np.flatnonzero(verdict).tolist():
             j, o = perm[k], perm[other[k]]
@@ -344,21 +352,17 @@ def _judge(state: _Import) -> dict[int, np.ndarray]:
                                strict=True):  # fmt: skip
             state.report.dropped[str(SEQUENCE[code])] += int(count)
     kept = perm[verdict == 0]
-    records = records[kept]
-    state.report.settlements = int(np.count_nonzero(records["flags"] & FLAG_SETTLEMENT))
+    group, position = group[kept], order[kept]
+    time, days = records["exchange_time_ns"][kept], records["trading_day"][kept]
     # rows of one instrument sharing a time take that time's file positions in volume order
-    position = order[kept]
-    _, inst = np.unique(records["instrument"], return_inverse=True)
-    by_position = np.lexsort((position, records["exchange_time_ns"], inst,
-                              records["trading_day"]))  # fmt: skip
-    position = position[by_position]  # the same runs as the judging order, sorted by position
-    by_day: dict[int, np.ndarray] = {}
-    days = records["trading_day"]
-    for day in np.unique(days).tolist():
-        mine = days == day
-        final = np.lexsort((position[mine], records["exchange_time_ns"][mine]))
-        by_day[int(day)] = records[mine][final]
-    return by_day
+    run = (group[1:] == group[:-1]) & (time[1:] == time[:-1])
+    if np.any(run & (position[1:] < position[:-1])):
+        position = position[np.lexsort((position, time, group))]
+    final = np.lexsort((position, time, days))
+    records, days = records[kept[final]], days[final]
+    state.report.settlements = int(np.count_nonzero(records["flags"] & FLAG_SETTLEMENT))
+    bounds = np.flatnonzero(days[1:] != days[:-1]) + 1
+    return {int(part["trading_day"][0]): part for part in np.split(records, bounds) if len(part)}
 
 
 def _write_rejects(path: Path, state: _Import) -> None:

@@ -5,7 +5,11 @@
   queue, normalised, filtered, appended to the journal and published in the snapshot table; the
   time from the callback's start to the commit, per tick, in one thread (the wake-up of the service
   thread by the queue is not included).
-- import: ``hft import`` of the three bundled IF2101 days (84,347 rows), rows per second.
+- import: ``hft import`` of a whole-market-like file: the three bundled IF2101 days copied as
+  twelve instruments (IF2101..IF2112, 1,012,164 rows, 235 MB of CTP CSV), rows per second, as
+  ``ctp-csv`` and as a vendor's CSV through a mapping (separate date, time and millisecond
+  columns, ISO dates, a translated exchange code), each by the columnar path and, on the first
+  84,347 rows, by the per-row path it is tested against (the ratio in one run).
 - replay: a recorded day of about 1,000,000 ticks published at maximum pace into a new live
   journal and the snapshot table (journal opening included).
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 import argparse
 import csv
 import gzip
+import shutil
 import statistics
 import tempfile
 import time
@@ -29,6 +34,7 @@ from contracts.logs import get_logger
 from contracts.ticks import TickStore
 from libshm import TICK_LAYOUT, JournalReader, JournalWriter
 from services.md_recorder.importer import import_files
+from services.md_recorder.mapping import load_mapping
 from services.md_recorder.normalise import CTP_FIELDS
 from services.md_recorder.recorder import Recorder
 from services.md_recorder.replay import ReplaySource
@@ -89,14 +95,96 @@ def bench_struct_to_frame(root: Path, runs: int) -> dict[str, float]:
     }
 
 
+VENDOR_MAPPING = """\
+[columns]
+instrument = "Code"
+exchange = "Exch"
+trading_day = "TD"
+date = "Date"
+time = "Time"
+millis = "Ms"
+[columns.values]
+last = "Last"
+volume = "Vol"
+turnover = "Amount"
+open_interest = "OI"
+bid_price1 = "Bid"
+bid_volume1 = "BidVol"
+ask_price1 = "Ask"
+ask_volume1 = "AskVol"
+settlement = "Settle"
+[format]
+date = "%Y-%m-%d"
+trading_day = "%Y-%m-%d"
+[translate.exchange]
+CCFX = "CFFEX"
+"""
+COPIES = 12
+
+
+def _big_files(root: Path) -> tuple[Path, Path, Path, Path]:
+    """(CTP CSV, vendor CSV, their first 84,347 rows as small files) of the bundled days
+    copied as ``COPIES`` instruments."""
+    rows: list[list[str]] = []
+    for path in IF_DAYS:
+        rows.extend(_rows(path))
+    header = list(CTP_FIELDS)
+    col = {name: i for i, name in enumerate(header)}
+    vendor_header = ["Code", "Exch", "TD", "Date", "Time", "Ms", "Last", "Vol", "Amount", "OI",
+                     "Bid", "BidVol", "Ask", "AskVol", "Settle"]  # fmt: skip
+
+    def dashed(day: str) -> str:
+        return f"{day[:4]}-{day[4:6]}-{day[6:]}"
+
+    def vendor(row: list[str]) -> list[str]:
+        return [row[col["InstrumentID"]], "CCFX", dashed(row[0]), dashed(row[1]), row[2],
+                str(int(row[3])), row[col["LastPrice"]], row[col["Volume"]],
+                row[col["Turnover"]], row[col["OpenInterest"]], row[col["BidPrice1"]],
+                row[col["BidVolume1"]], row[col["AskPrice1"]], row[col["AskVolume1"]],
+                row[col["SettlementPrice"]]]  # fmt: skip
+
+    paths = [root / name for name in ("big-ctp.csv", "big-vendor.csv", "small-ctp.csv",
+                                      "small-vendor.csv")]  # fmt: skip
+    files = [p.open("w", newline="") for p in paths]
+    writers = [csv.writer(f) for f in files]
+    writers[0].writerow(header), writers[2].writerow(header)
+    writers[1].writerow(vendor_header), writers[3].writerow(vendor_header)
+    for copy in range(1, COPIES + 1):
+        for source in rows:
+            row = [*source[:4], f"IF21{copy:02d}", *source[5:]]
+            writers[0].writerow(row)
+            writers[1].writerow(vendor(row))
+            if copy == 1:
+                writers[2].writerow(row)
+                writers[3].writerow(vendor(row))
+    for f in files:
+        f.close()
+    (root / "vendor.toml").write_text(VENDOR_MAPPING)
+    return paths[0], paths[1], paths[2], paths[3]
+
+
 def bench_import(root: Path, runs: int) -> dict[str, float]:
     calendar = load_calendar()
-    rates = []
-    for run in range(runs):
-        start = time.perf_counter()
-        report = import_files(IF_DAYS, "ctp-csv", root / f"import{run}", calendar)
-        rates.append(report.rows / (time.perf_counter() - start))
-    return {"import ctp-csv, 3 IF2101 days (rows/s)": statistics.median(rates)}
+    big_ctp, big_vendor, small_ctp, small_vendor = _big_files(root)
+    mapping = load_mapping(root / "vendor.toml")
+    results: dict[str, float] = {}
+    for label, path, fmt, columnar in (
+        ("ctp-csv, 1,012,164 rows, columnar", big_ctp, "ctp-csv", True),
+        ("mapped csv, 1,012,164 rows, columnar", big_vendor, "csv", True),
+        ("ctp-csv, 84,347 rows, columnar", small_ctp, "ctp-csv", True),
+        ("ctp-csv, 84,347 rows, per row", small_ctp, "ctp-csv", False),
+        ("mapped csv, 84,347 rows, columnar", small_vendor, "csv", True),
+        ("mapped csv, 84,347 rows, per row", small_vendor, "csv", False),
+    ):
+        rates = []
+        for run in range(runs):
+            out = root / f"import-{fmt}-{columnar}-{run}"
+            start = time.perf_counter()
+            report = import_files([path], fmt, out, calendar, mapping=mapping, columnar=columnar)
+            rates.append(report.rows / (time.perf_counter() - start))
+            shutil.rmtree(out)
+        results[f"import {label} (rows/s)"] = statistics.median(rates)
+    return results
 
 
 def bench_replay(root: Path, runs: int) -> dict[str, float]:

@@ -9,7 +9,8 @@
   twelve instruments (IF2101..IF2112, 1,012,164 rows, 235 MB of CTP CSV), rows per second, as
   ``ctp-csv`` and as a vendor's CSV through a mapping (separate date, time and millisecond
   columns, ISO dates, a translated exchange code), each by the columnar path and, on the first
-  84,347 rows, by the per-row path it is tested against (the ratio in one run).
+  84,347 rows, by the per-row path it is tested against (the ratio in one run); and the CTP CSV
+  as two files read by two worker processes.
 - replay: a recorded day of about 1,000,000 ticks published at maximum pace into a new live
   journal and the snapshot table (journal opening included).
 """
@@ -122,9 +123,9 @@ CCFX = "CFFEX"
 COPIES = 12
 
 
-def _big_files(root: Path) -> tuple[Path, Path, Path, Path]:
-    """(CTP CSV, vendor CSV, their first 84,347 rows as small files) of the bundled days
-    copied as ``COPIES`` instruments."""
+def _big_files(root: Path) -> list[Path]:
+    """[CTP CSV, vendor CSV, their first 84,347 rows as small files, the CTP CSV in two
+    halves] of the bundled days copied as ``COPIES`` instruments."""
     rows: list[list[str]] = []
     for path in IF_DAYS:
         rows.extend(_rows(path))
@@ -143,44 +144,49 @@ def _big_files(root: Path) -> tuple[Path, Path, Path, Path]:
                 row[col["BidVolume1"]], row[col["AskPrice1"]], row[col["AskVolume1"]],
                 row[col["SettlementPrice"]]]  # fmt: skip
 
-    paths = [root / name for name in ("big-ctp.csv", "big-vendor.csv", "small-ctp.csv",
-                                      "small-vendor.csv")]  # fmt: skip
+    names = ("big-ctp.csv", "big-vendor.csv", "small-ctp.csv", "small-vendor.csv",
+             "half1-ctp.csv", "half2-ctp.csv")  # fmt: skip
+    paths = [root / name for name in names]
     files = [p.open("w", newline="") for p in paths]
     writers = [csv.writer(f) for f in files]
-    writers[0].writerow(header), writers[2].writerow(header)
+    for k in (0, 2, 4, 5):
+        writers[k].writerow(header)
     writers[1].writerow(vendor_header), writers[3].writerow(vendor_header)
     for copy in range(1, COPIES + 1):
         for source in rows:
             row = [*source[:4], f"IF21{copy:02d}", *source[5:]]
             writers[0].writerow(row)
             writers[1].writerow(vendor(row))
+            writers[4 if copy <= COPIES // 2 else 5].writerow(row)
             if copy == 1:
                 writers[2].writerow(row)
                 writers[3].writerow(vendor(row))
     for f in files:
         f.close()
     (root / "vendor.toml").write_text(VENDOR_MAPPING)
-    return paths[0], paths[1], paths[2], paths[3]
+    return paths
 
 
 def bench_import(root: Path, runs: int) -> dict[str, float]:
     calendar = load_calendar()
-    big_ctp, big_vendor, small_ctp, small_vendor = _big_files(root)
+    big_ctp, big_vendor, small_ctp, small_vendor, *halves = _big_files(root)
     mapping = load_mapping(root / "vendor.toml")
     results: dict[str, float] = {}
-    for label, path, fmt, columnar in (
-        ("ctp-csv, 1,012,164 rows, columnar", big_ctp, "ctp-csv", True),
-        ("mapped csv, 1,012,164 rows, columnar", big_vendor, "csv", True),
-        ("ctp-csv, 84,347 rows, columnar", small_ctp, "ctp-csv", True),
-        ("ctp-csv, 84,347 rows, per row", small_ctp, "ctp-csv", False),
-        ("mapped csv, 84,347 rows, columnar", small_vendor, "csv", True),
-        ("mapped csv, 84,347 rows, per row", small_vendor, "csv", False),
+    for label, paths, fmt, columnar, workers in (
+        ("ctp-csv, 1,012,164 rows, columnar", [big_ctp], "ctp-csv", True, 1),
+        ("ctp-csv, the same in 2 files, 2 processes", halves, "ctp-csv", True, 2),
+        ("mapped csv, 1,012,164 rows, columnar", [big_vendor], "csv", True, 1),
+        ("ctp-csv, 84,347 rows, columnar", [small_ctp], "ctp-csv", True, 1),
+        ("ctp-csv, 84,347 rows, per row", [small_ctp], "ctp-csv", False, 1),
+        ("mapped csv, 84,347 rows, columnar", [small_vendor], "csv", True, 1),
+        ("mapped csv, 84,347 rows, per row", [small_vendor], "csv", False, 1),
     ):
         rates = []
         for run in range(runs):
-            out = root / f"import-{fmt}-{columnar}-{run}"
+            out = root / f"import-{fmt}-{columnar}-{workers}-{run}"
             start = time.perf_counter()
-            report = import_files([path], fmt, out, calendar, mapping=mapping, columnar=columnar)
+            report = import_files(paths, fmt, out, calendar, mapping=mapping, columnar=columnar,
+                                  workers=workers)  # fmt: skip
             rates.append(report.rows / (time.perf_counter() - start))
             shutil.rmtree(out)
         results[f"import {label} (rows/s)"] = statistics.median(rates)

@@ -16,6 +16,7 @@ under one reason; ``--rejects FILE`` lists each dropped row with the column and 
 from __future__ import annotations
 
 import csv
+import os
 import struct
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -41,19 +42,14 @@ from libshm import (
     inspect_journal,
     list_segments,
 )
-from services.md_recorder.columnar import (
-    STATELESS,
-    Columns,
-    normalise_columns,
-    read_ctp_columns,
-    read_mapped_columns,
-)
+from services.md_recorder.columnar import STATELESS
 from services.md_recorder.errors import FileProblem
 from services.md_recorder.faults import fault, filtered, judged, out_of_range
 from services.md_recorder.files import FILE_ERRORS, BadInput, why_unreadable
 from services.md_recorder.filters import SEQUENCE, TickFilter, judge_days
 from services.md_recorder.mapping import Mapping, Reject, load_mapping
 from services.md_recorder.normalise import Drop, Normaliser, RawTick
+from services.md_recorder.prepare import Prepared, prepared_files
 from services.md_recorder.readers import FORMATS, inspect_file, reader
 
 __all__ = ["FORMATS", "BadInput", "ImportReport", "import_files", "inspect_file", "load_mapping"]
@@ -85,6 +81,8 @@ class ImportReport:
     """Settlement records kept (post-close rows with the day's settlement price)."""
     columnar: int = 0
     """Rows the columnar path normalised (the others went through the per-row path)."""
+    processes: set[int] = field(default_factory=set)
+    """The processes that read files through the columnar path."""
 
     def summary(self) -> str:
         drops = ", ".join(f"{k} {v:,}" for k, v in sorted(self.dropped.items())) or "none"
@@ -190,11 +188,13 @@ def import_files(  # noqa: PLR0917
     mapping: Mapping | None = None,
     rejects: Path | None = None,
     columnar: bool = True,
+    workers: int | None = None,
 ) -> ImportReport:
     """Import ``paths`` into ``out/YYYYMMDD`` journals; see the module docstring. With
     ``rejects``, every dropped row is written there (CSV: file, line, reason, column, value,
     detail). ``columnar=False`` takes every row through the per-row path (the reference the
-    columnar one is tested against)."""
+    columnar one is tested against). Several files are read in up to ``workers`` processes at
+    once (default: the machine's cores; ``prepare.prepared_files`` says when)."""
     if fmt == "parquet":
         return _import_parquet(paths, out, append)
     read, sources = reader(fmt, mapping)
@@ -202,15 +202,19 @@ def import_files(  # noqa: PLR0917
     report = state.report
     normaliser = Normaliser(calendar, check_exchange=True)
     filters = TickFilter(check_local_time=False)  # files carry no receive time
-    for number, path in enumerate(paths):
+    jobs = workers if workers is not None else os.cpu_count() or 1
+    ready: Iterator[Prepared | None] = (
+        prepared_files(paths, fmt, mapping, calendar, normaliser, state.keep_rejects, jobs)
+        if columnar else iter([None] * len(paths))
+    )  # fmt: skip
+    for number, (path, prepared) in enumerate(zip(paths, ready, strict=True)):
         before = (report.rows, state.kept.size(), len(state.rejects), Counter(report.dropped),
                   report.bad_count, list(report.bad_rows))  # fmt: skip
         try:
-            cols = _columns_of(path, fmt, mapping) if columnar else None
-            if cols is not None:
-                _take_columns(state, number, cols, normaliser, filters)
+            if prepared is not None:
+                _take_prepared(state, number, prepared, normaliser, filters)
                 if progress is not None:
-                    progress(len(cols))
+                    progress(prepared.rows)
             else:
                 _read_file(state, number, read(path), normaliser, filters, progress)
         except (FileProblem, *FILE_ERRORS) as exc:
@@ -238,25 +242,18 @@ def import_files(  # noqa: PLR0917
     return report
 
 
-def _columns_of(path: Path, fmt: str, mapping: Mapping | None) -> Columns | None:
-    if fmt == "ctp-csv":
-        return read_ctp_columns(path)
-    if fmt == "csv" and mapping is not None:
-        return read_mapped_columns(path, mapping)
-    return None
-
-
-def _take_columns(
-    state: _Import, number: int, cols: Columns, normaliser: Normaliser, filters: TickFilter
+def _take_prepared(
+    state: _Import, number: int, prepared: Prepared, normaliser: Normaliser, filters: TickFilter
 ) -> None:
     """One file read as columns: the fast path's rows, then the rows it left, one by one."""
     report = state.report
     base = report.rows
-    report.rows += len(cols)
-    done = normalise_columns(cols, normaliser)
+    report.rows += prepared.rows
+    done = prepared.done
     report.columnar += len(done.index)
+    report.processes.add(prepared.pid)
     for i in done.slow.tolist():  # the per-row path, in file order within what it was given
-        raw = cols.raw(i)
+        raw = prepared.raws[i]
         if isinstance(raw, Reject):
             state.reject(number, i + 2, raw)
         else:
@@ -268,7 +265,7 @@ def _take_columns(
         rows = done.index[done.drop == code]
         if state.keep_rejects:
             for i, record in zip(rows.tolist(), done.records[done.drop == code], strict=True):
-                tick, raw = decode_tick(record.tobytes()), cols.raw(i)
+                tick, raw = decode_tick(record.tobytes()), prepared.raws[i]
                 assert not isinstance(raw, Reject)  # the fast path took it: its reader did
                 state.reject(number, i + 2, filtered(raw, tick, reason, None), False)
         else:

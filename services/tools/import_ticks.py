@@ -40,6 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"write nothing: show the first {INSPECT_ROWS} rows of each file as the format "
         "(and mapping) reads them and what the normaliser makes of them",
     )  # fmt: skip
+    parser.add_argument(
+        "--jobs", "-j", type=int, default=None, metavar="N",
+        help="read up to N files at once in worker processes (default: the machine's cores; "
+        "small imports use one)",
+    )  # fmt: skip
     parser.add_argument("--strict", action="store_true", help="stop at the first bad row")
     parser.add_argument(
         "--append", action="store_true", help="add to a trading day that is already recorded"
@@ -55,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.out is None:
         raise UserError("--out DIR is needed: where the trading days' journals go")
+    if args.jobs is not None and args.jobs < 1:
+        raise UserError(f"--jobs {args.jobs}: give 1 or more")
     bar = None
     if sys.stderr.isatty():
         bar = tqdm(unit=" rows", unit_scale=True, file=sys.stderr, desc="import")
@@ -62,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         report = import_files(
             args.files, args.format, args.out, calendar, strict=args.strict,
             append=args.append, progress=bar.update if bar is not None else None,
-            mapping=mapping, rejects=args.rejects,
+            mapping=mapping, rejects=args.rejects, workers=args.jobs,
         )  # fmt: skip
     finally:
         if bar is not None:

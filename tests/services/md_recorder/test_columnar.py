@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import csv
 import gzip
+import os
 import random
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -274,3 +276,38 @@ def both_mapped(tmp_path: Path, files: list[Path], mapping: Path) -> tuple[Impor
     )
     assert fast.bad_rows == slow.bad_rows
     return fast, slow
+
+
+def test_files_read_in_worker_processes_import_as_in_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two real files and one with random faults, read by two worker processes (the size
+    threshold lowered so these small files use them), give what one process gives."""
+    from services.md_recorder import prepare
+
+    faulty = tmp_path / "rows.csv"
+    with faulty.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(CTP_FIELDS)
+        writer.writerows(random_rows(11))
+    files = [CTP_FILES[0], faulty, CTP_FILES[-1]]
+    monkeypatch.setattr(prepare, "PARALLEL_FROM", 0)
+    reports = []
+    for workers in (2, 1):
+        name = f"w{workers}"
+        rejects = tmp_path / f"{name}.csv"
+        reports.append(import_files(files, "ctp-csv", tmp_path / name, CALENDAR,
+                                    workers=workers, rejects=rejects))  # fmt: skip
+    two, one = reports
+    assert journals(tmp_path / "w2") == journals(tmp_path / "w1")
+    assert (tmp_path / "w2.csv").read_text() == (tmp_path / "w1.csv").read_text()
+    assert (two.rows, two.written, two.dropped, two.columnar, two.bad_rows) == (
+        one.rows,
+        one.written,
+        one.dropped,
+        one.columnar,
+        one.bad_rows,
+    )
+    assert len(two.processes) == 2 and os.getpid() not in two.processes
+    assert one.processes == {os.getpid()}
+    assert not list(Path(tempfile.gettempdir()).glob("hft-import-*"))  # the scratch is gone

@@ -194,7 +194,8 @@ def import_files(  # noqa: PLR0917
     ``rejects``, every dropped row is written there (CSV: file, line, reason, column, value,
     detail). ``columnar=False`` takes every row through the per-row path (the reference the
     columnar one is tested against). Several files are read in up to ``workers`` processes at
-    once (default: the machine's cores; ``prepare.prepared_files`` says when)."""
+    once (default: half the machine's cores, since each file's CSV reader already runs on
+    several threads; ``prepare.prepared_files`` says when)."""
     if fmt == "parquet":
         return _import_parquet(paths, out, append)
     read, sources = reader(fmt, mapping)
@@ -202,7 +203,7 @@ def import_files(  # noqa: PLR0917
     report = state.report
     normaliser = Normaliser(calendar, check_exchange=True)
     filters = TickFilter(check_local_time=False)  # files carry no receive time
-    jobs = workers if workers is not None else os.cpu_count() or 1
+    jobs = workers if workers is not None else max(1, (os.cpu_count() or 1) // 2)
     ready: Iterator[Prepared | None] = (
         prepared_files(paths, fmt, mapping, calendar, normaliser, state.keep_rejects, jobs)
         if columnar else iter([None] * len(paths))

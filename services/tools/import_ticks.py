@@ -42,8 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--jobs", "-j", type=int, default=None, metavar="N",
-        help="read up to N files at once in worker processes (default: the machine's cores; "
-        "small imports use one)",
+        help="read up to N files at once in worker processes (default: half the machine's "
+        "cores, as each file's reader uses several threads; small imports use one)",
     )  # fmt: skip
     parser.add_argument("--strict", action="store_true", help="stop at the first bad row")
     parser.add_argument(

@@ -339,3 +339,15 @@ def test_the_documented_vendor_example_imports_as_the_docs_say(tmp_path: Path) -
     assert (cu["exchange"], cu["exchange_time"]) == ("SHFE", "2019-09-16T14:01:00.095+08:00")
     (settled,) = journal(tmp_path / "out" / "20210104")
     assert (settled["flags"], settled["settlement"]) == ("8", "5278.6")
+
+
+def test_a_wrong_jobs_count_or_no_out_is_one_clear_line(tmp_path: Path) -> None:
+    src = str(MARKET / "cu1909_20190916.csv.gz")
+    for args, message in (
+        (("-o", str(tmp_path / "o"), "--jobs", "0"), "hft import: error: --jobs 0: give 1 or more"),
+        ((), "hft import: error: --out DIR is needed: where the trading days' journals go"),
+    ):
+        done = run_hft("import", "-f", "ctp-csv", src, *args)
+        assert done.returncode == 2
+        assert done.stderr.strip().splitlines() == [message]
+    assert not (tmp_path / "o").exists()

@@ -96,30 +96,7 @@ def bench_struct_to_frame(root: Path, runs: int) -> dict[str, float]:
     }
 
 
-VENDOR_MAPPING = """\
-[columns]
-instrument = "Code"
-exchange = "Exch"
-trading_day = "TD"
-date = "Date"
-time = "Time"
-millis = "Ms"
-[columns.values]
-last = "Last"
-volume = "Vol"
-turnover = "Amount"
-open_interest = "OI"
-bid_price1 = "Bid"
-bid_volume1 = "BidVol"
-ask_price1 = "Ask"
-ask_volume1 = "AskVol"
-settlement = "Settle"
-[format]
-date = "%Y-%m-%d"
-trading_day = "%Y-%m-%d"
-[translate.exchange]
-CCFX = "CFFEX"
-"""
+VENDOR_MAPPING = DATA.parent.parent / "docs" / "examples" / "vendor-mapping.toml"
 COPIES = 12
 
 
@@ -131,8 +108,8 @@ def _big_files(root: Path) -> list[Path]:
         rows.extend(_rows(path))
     header = list(CTP_FIELDS)
     col = {name: i for i, name in enumerate(header)}
-    vendor_header = ["Code", "Exch", "TD", "Date", "Time", "Ms", "Last", "Vol", "Amount", "OI",
-                     "Bid", "BidVol", "Ask", "AskVol", "Settle"]  # fmt: skip
+    vendor_header = ["Code", "Exch", "TradingDate", "Date", "Time", "Ms", "Last", "Vol", "Amount",
+                     "OI", "Bid", "BidVol", "Ask", "AskVol", "Settle"]  # fmt: skip
 
     def dashed(day: str) -> str:
         return f"{day[:4]}-{day[4:6]}-{day[6:]}"
@@ -163,14 +140,13 @@ def _big_files(root: Path) -> list[Path]:
                 writers[3].writerow(vendor(row))
     for f in files:
         f.close()
-    (root / "vendor.toml").write_text(VENDOR_MAPPING)
     return paths
 
 
 def bench_import(root: Path, runs: int) -> dict[str, float]:
     calendar = load_calendar()
     big_ctp, big_vendor, small_ctp, small_vendor, *halves = _big_files(root)
-    mapping = load_mapping(root / "vendor.toml")
+    mapping = load_mapping(VENDOR_MAPPING)
     results: dict[str, float] = {}
     for label, paths, fmt, columnar, workers in (
         ("ctp-csv, 1,012,164 rows, columnar", [big_ctp], "ctp-csv", True, 1),

@@ -10,13 +10,14 @@ import os
 import random
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from contracts.calendar import load_calendar
 from libshm import JournalReader
 from services.md_recorder.importer import ImportReport, import_files
-from services.md_recorder.mapping import load_mapping
+from services.md_recorder.mapping import Mapping, load_mapping
 from services.md_recorder.normalise import CTP_FIELDS
 from tests.helpers import ROOT
 
@@ -36,26 +37,33 @@ def journals(out: Path) -> dict[str, bytes]:
     return found
 
 
-def both(tmp_path: Path, files: list[Path], fmt: str = "ctp-csv") -> tuple[ImportReport, ...]:
-    """Import ``files`` both ways; assert the journals and the rejects are the same."""
+def alike(tmp_path: Path, files: list[Path], fmt: str, mapping: Mapping | None,
+          **ways: dict[str, Any]) -> list[ImportReport]:  # fmt: skip
+    """Import ``files`` each way (a name: ``import_files``' keyword arguments); assert that all
+    give the same journals byte for byte, the same ``--rejects`` lines and the same counts."""
+    tmp_path.mkdir(exist_ok=True)
     reports = []
-    for columnar in (True, False):
-        name = "columnar" if columnar else "rows"
-        reports.append(import_files(files, fmt, tmp_path / name, CALENDAR, columnar=columnar,
-                                    rejects=tmp_path / f"{name}.csv"))  # fmt: skip
-    fast, slow = reports
+    for name, kwargs in ways.items():
+        reports.append(import_files(files, fmt, tmp_path / name, CALENDAR, mapping=mapping,
+                                    rejects=tmp_path / f"{name}.csv", **kwargs))  # fmt: skip
+    names = list(ways)
+    first = reports[0]
+    for name, report in zip(names[1:], reports[1:], strict=True):
+        assert journals(tmp_path / name) == journals(tmp_path / names[0])
+        assert (tmp_path / f"{name}.csv").read_text() == (tmp_path / f"{names[0]}.csv").read_text()
+        assert (report.rows, report.written, report.dropped, report.settlements, report.days,
+                report.bad_rows, report.bad_count, report.unknown_products) == (
+            first.rows, first.written, first.dropped, first.settlements, first.days,
+            first.bad_rows, first.bad_count, first.unknown_products)  # fmt: skip
+    return reports
+
+
+def both(tmp_path: Path, files: list[Path], fmt: str = "ctp-csv",
+         mapping: Mapping | None = None) -> tuple[ImportReport, ImportReport]:  # fmt: skip
+    """The columnar import and the per-row one of ``files``, found alike."""
+    fast, slow = alike(tmp_path, files, fmt, mapping, columnar={"columnar": True},
+                       rows={"columnar": False})  # fmt: skip
     assert slow.columnar == 0
-    assert journals(tmp_path / "columnar") == journals(tmp_path / "rows")
-    assert (tmp_path / "columnar.csv").read_text() == (tmp_path / "rows.csv").read_text()
-    assert (fast.rows, fast.written, fast.dropped, fast.settlements, fast.days) == (
-        slow.rows,
-        slow.written,
-        slow.dropped,
-        slow.settlements,
-        slow.days,
-    )
-    assert fast.bad_rows == slow.bad_rows and fast.bad_count == slow.bad_count
-    assert fast.unknown_products == slow.unknown_products
     return fast, slow
 
 
@@ -232,7 +240,7 @@ def test_random_vendor_rows_import_the_same_both_ways(tmp_path: Path, seed: int)
         writer.writerows(vendor_rows(seed))
     mapping = tmp_path / "vendor.toml"
     mapping.write_text(VENDOR_MAPPING)
-    fast, _ = both_mapped(tmp_path, [src], mapping)
+    fast, _ = both(tmp_path, [src], "csv", load_mapping(mapping))
     assert fast.rows == 300 and len(fast.dropped) >= 3 and 150 < fast.columnar < 300
 
 
@@ -248,34 +256,12 @@ def test_a_datetime_column_and_the_vnpy_example_import_the_same_both_ways(tmp_pa
             writer.writerow([when, r["LastPrice"], r["Volume"], r["BidPrice1"], r["AskPrice1"]])
     mapping = tmp_path / "stamped.toml"
     mapping.write_text(STAMPED_MAPPING)
-    fast, _ = both_mapped(tmp_path / "a", [src], mapping)
+    fast, _ = both(tmp_path / "a", [src], "csv", load_mapping(mapping))
     assert fast.written > 3000 and fast.columnar == fast.rows
     example = ROOT / "docs" / "examples" / "vnpy-mapping.toml"
-    fast, _ = both_mapped(tmp_path / "b", [MARKET / "RM705-2017-03-20.vnpy.csv.gz"], example)
+    fast, _ = both(tmp_path / "b", [MARKET / "RM705-2017-03-20.vnpy.csv.gz"], "csv",
+                   load_mapping(example))  # fmt: skip
     assert fast.written > 10_000 and fast.columnar == fast.rows
-
-
-def both_mapped(tmp_path: Path, files: list[Path], mapping: Path) -> tuple[ImportReport, ...]:
-    tmp_path.mkdir(exist_ok=True)
-    chosen = load_mapping(mapping)
-    reports = []
-    for columnar in (True, False):
-        name = "columnar" if columnar else "rows"
-        rejects = tmp_path / f"{name}.csv"
-        reports.append(import_files(files, "csv", tmp_path / name, CALENDAR, mapping=chosen,
-                                    columnar=columnar, rejects=rejects))  # fmt: skip
-    fast, slow = reports
-    assert slow.columnar == 0
-    assert journals(tmp_path / "columnar") == journals(tmp_path / "rows")
-    assert (tmp_path / "columnar.csv").read_text() == (tmp_path / "rows.csv").read_text()
-    assert (fast.rows, fast.written, fast.dropped, fast.settlements) == (
-        slow.rows,
-        slow.written,
-        slow.dropped,
-        slow.settlements,
-    )
-    assert fast.bad_rows == slow.bad_rows
-    return fast, slow
 
 
 def test_files_read_in_worker_processes_import_as_in_one(
@@ -292,22 +278,8 @@ def test_files_read_in_worker_processes_import_as_in_one(
         writer.writerows(random_rows(11))
     files = [CTP_FILES[0], faulty, CTP_FILES[-1]]
     monkeypatch.setattr(prepare, "PARALLEL_FROM", 0)
-    reports = []
-    for workers in (2, 1):
-        name = f"w{workers}"
-        rejects = tmp_path / f"{name}.csv"
-        reports.append(import_files(files, "ctp-csv", tmp_path / name, CALENDAR,
-                                    workers=workers, rejects=rejects))  # fmt: skip
-    two, one = reports
-    assert journals(tmp_path / "w2") == journals(tmp_path / "w1")
-    assert (tmp_path / "w2.csv").read_text() == (tmp_path / "w1.csv").read_text()
-    assert (two.rows, two.written, two.dropped, two.columnar, two.bad_rows) == (
-        one.rows,
-        one.written,
-        one.dropped,
-        one.columnar,
-        one.bad_rows,
-    )
+    two, one = alike(tmp_path, files, "ctp-csv", None, w2={"workers": 2}, w1={"workers": 1})
+    assert two.columnar == one.columnar
     assert len(two.processes) == 2 and os.getpid() not in two.processes
     assert one.processes == {os.getpid()}
     assert not list(Path(tempfile.gettempdir()).glob("hft-import-*"))  # the scratch is gone

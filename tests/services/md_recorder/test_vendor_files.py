@@ -17,33 +17,9 @@ from tests.helpers import ROOT, run_hft
 
 MARKET = ROOT / "data" / "market"
 
-VENDOR_MAPPING = """\
-[columns]
-instrument = "Code"
-exchange = "Exch"
-trading_day = "TradingDate"
-date = "Date"
-time = "Time"
-millis = "Ms"
-[columns.values]
-last = "Last"
-volume = "Vol"
-turnover = "Amount"
-open_interest = "OI"
-bid_price1 = "Bid"
-bid_volume1 = "BidVol"
-ask_price1 = "Ask"
-ask_volume1 = "AskVol"
-settlement = "Settle"
-[format]
-date = "%Y-%m-%d"
-trading_day = "%Y-%m-%d"
-[translate.exchange]
-XSGE = "SHFE"
-XDCE = "DCE"
-XZCE = "CZCE"
-CCFX = "CFFEX"
-"""
+# docs/import-mapping.md's example: separate date, time and millisecond columns, ISO dates, the
+# vendor's exchange codes translated
+VENDOR_MAPPING = (ROOT / "docs" / "examples" / "vendor-mapping.toml").read_text()
 HEADER = ("Code", "Exch", "TradingDate", "Date", "Time", "Ms", "Last", "Vol", "Amount", "OI",
           "Bid", "BidVol", "Ask", "AskVol", "Settle")  # fmt: skip
 

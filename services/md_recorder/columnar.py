@@ -120,7 +120,7 @@ def _read_text(path: Path, columns: tuple[str, ...], delimiter: str = ",") -> An
                 quoted_strings_can_be_null=False,
             ),
         )
-    except (pa.ArrowInvalid, OSError, KeyError):
+    except (pa.ArrowException, OSError, KeyError):
         return None  # missing columns, damaged gzip, not UTF-8: the per-row reader says which
     if invalid:
         return None  # a row of the wrong width: its line number comes from the per-row reader

@@ -54,11 +54,16 @@ class Prepared:
 def prepare(path: Path, fmt: str, mapping: Mapping | None, normaliser: Normaliser,
             keep_rejects: bool) -> Prepared | None:  # fmt: skip
     """The columnar work on one file; None where the per-row reader must read it."""
-    if fmt == "ctp-csv":
-        cols = read_ctp_columns(path)
-    elif fmt == "csv" and mapping is not None:
-        cols = read_mapped_columns(path, mapping)
-    else:
+    import pyarrow as pa  # noqa: PLC0415 - heavy; only imports need it
+
+    try:
+        if fmt == "ctp-csv":
+            cols = read_ctp_columns(path)
+        elif fmt == "csv" and mapping is not None:
+            cols = read_mapped_columns(path, mapping)
+        else:
+            return None
+    except pa.ArrowException:  # anything the columns cannot take: the per-row path decides
         return None
     if cols is None:
         return None

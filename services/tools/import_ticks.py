@@ -97,7 +97,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"{n} of {of} files could not be read; {rest}", file=sys.stderr)
         return 1
     if report.written == 0 and report.already == 0:
-        top = ", ".join(f"{k} {v:,}" for k, v in report.dropped.most_common(3)) or "no rows"
+        if not report.rows:
+            print("nothing was imported: the files hold no rows", file=sys.stderr)
+            return 1
+        top = ", ".join(f"{k} {v:,}" for k, v in report.dropped.most_common(3))
         hint = "" if args.rejects else "; --rejects FILE lists every dropped row"
         print(f"nothing was imported ({top}){hint}", file=sys.stderr)
         return 1

@@ -327,3 +327,11 @@ def test_a_wrong_jobs_count_or_no_out_is_one_clear_line(tmp_path: Path) -> None:
         assert done.returncode == 2
         assert done.stderr.strip().splitlines() == [message]
     assert not (tmp_path / "o").exists()
+
+
+def test_a_file_of_a_header_alone_imports_nothing_and_says_so(tmp_path: Path) -> None:
+    vendor = write_vendor(tmp_path / "empty.csv", [])
+    code, out, err = run_import(tmp_path, vendor)
+    assert code == 1
+    assert "0 rows read, 0 ticks written" in out
+    assert err.strip().splitlines() == ["nothing was imported: the files hold no rows"]

@@ -7,6 +7,7 @@ import mmap
 import os
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 from libshm.errors import NotAJournal, WriterLocked
 from libshm.layout import FILE_MODE, HEAD, STATE_CLOSED, STATE_OPEN
@@ -24,8 +25,18 @@ def pid_alive(pid: int) -> bool:
         return True  # alive, owned by another user
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except (FileNotFoundError, IndexError):
+            return running(f)
+    except FileNotFoundError:
+        return False
+
+
+def running(stat: BinaryIO) -> bool:
+    """Whether the process whose ``/proc/PID/stat`` is open as ``stat`` runs and is not a
+    zombie. A process that ended and was reaped after the file was opened makes the read fail
+    with ESRCH: it runs no more."""
+    try:
+        return stat.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (ProcessLookupError, IndexError):
         return False
 
 

@@ -18,6 +18,7 @@ import pytest
 
 from libshm import TICK_LAYOUT, JournalReader, JournalWriter, WaitPolicy, WriterGone, encode_tick
 from libshm.inspect import inspect_journal
+from libshm.process import pid_alive, running
 from libshm.seqlock import SLOT_SIZE, SnapshotBusy, SnapshotReader, SnapshotWriter
 from tests.helpers import ROOT
 from tests.libshm.workers import frame_time, make_tick
@@ -292,3 +293,15 @@ def test_bulk_reads_and_checks_of_a_journal_being_written_see_no_damage(tmp_path
             reads += 1
         assert proc.poll() is None
     assert reads > 20
+
+
+def test_a_process_reaped_while_its_stat_is_read_is_not_running() -> None:
+    """``pid_alive`` opens ``/proc/PID/stat`` and then reads it; a process that ends and is
+    reaped in between makes the read fail with ESRCH (an engine once died of it). Here the
+    file of a real child is opened, the child killed and reaped, then read."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    with open(f"/proc/{child.pid}/stat", "rb") as stat:
+        child.kill()
+        child.wait()
+        assert not running(stat)
+    assert not pid_alive(child.pid)

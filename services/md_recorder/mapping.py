@@ -136,7 +136,7 @@ class Mapping(BaseModel):
         """CTP field -> the file's column it comes from (for reports)."""
         cols = self.columns
         stamp = cols.datetime or ""
-        out = {MAPPABLE[name]: column for name, column in self.values_items()}
+        out = {MAPPABLE[name]: column for name, column in cols.values.items()}
         out["TradingDay"] = cols.trading_day or cols.date or stamp
         out["ActionDay"] = cols.date or stamp
         out["UpdateTime"] = cols.time or stamp
@@ -144,9 +144,6 @@ class Mapping(BaseModel):
         out["InstrumentID"] = cols.instrument or "(instrument)"
         out["ExchangeID"] = cols.exchange or "(exchange)"
         return out
-
-    def values_items(self) -> list[tuple[str, str]]:
-        return list(self.columns.values.items())
 
     def needed(self) -> tuple[str, ...]:
         """The file's columns the mapping reads, each once."""

@@ -20,7 +20,7 @@ import os
 import struct
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -164,8 +164,7 @@ class _Import:
         column = self.sources.get(reject.column, reject.column)
         if shown:
             path = self.paths[file]
-            where = f" in column {column} ({reject.value!r})" if column else ""
-            message = f"{reject.reason}{where}: {reject.detail}"
+            message = replace(reject, column=column).message()
             report.bad_count += 1
             if len(report.bad_rows) < BAD_ROWS_SHOWN:
                 report.bad_rows.append(f"{path}:{line}: {message}")

@@ -12,10 +12,10 @@ import csv
 import datetime as dt
 import re
 import tomllib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -66,6 +66,7 @@ PRICES: Final = {name for name in MAPPABLE if "volume" not in name and name != "
 _INDEX: Final = {name: i for i, name in enumerate(CTP_FIELDS)}
 _VOLUMES: Final = [i for i, name in enumerate(CTP_FIELDS) if "Volume" in name]
 _MILLIS: Final = re.compile(r"\d{1,3}(\.0*)?")
+_T = TypeVar("_T")
 
 
 class MappingColumns(BaseModel):
@@ -178,45 +179,31 @@ class _Parser:
 
     def trading_day(self, text: str) -> str | Reject:
         """``YYYYMMDD`` (what the normaliser reads), "" for an empty cell, or the reject."""
-        got = self._days.get(text)
-        if got is None:
-            got = ""
-            if text:
-                pattern = self.fmt.trading_day
-                try:
-                    got = dt.datetime.strptime(text, pattern).strftime("%Y%m%d")
-                except ValueError:
-                    hint = ("; set [format] trading_day to the file's form, e.g. \"%Y-%m-%d\""
-                            if pattern == "%Y%m%d" else " ([format] trading_day)")  # fmt: skip
-                    got = Reject(Drop.IMPOSSIBLE_TIME, self.cols.trading_day or "", text,
-                                 f"not a trading day in the form {pattern!r}{hint}")  # fmt: skip
-            if len(self._days) < 100_000:
-                self._days[text] = got
-        return got
+        form = self.fmt.trading_day
+        hint = ("; set [format] trading_day to the file's form, e.g. \"%Y-%m-%d\""
+                if form == "%Y%m%d" else " ([format] trading_day)")  # fmt: skip
+        return _once(
+            self._days, 100_000, text,
+            lambda t: dt.datetime.strptime(t, form).strftime("%Y%m%d") if t else "",
+            lambda: Reject(Drop.IMPOSSIBLE_TIME, self.cols.trading_day or "", text,
+                           f"not a trading day in the form {form!r}{hint}"),
+        )  # fmt: skip
 
     def date(self, text: str) -> dt.date | Reject:
-        got = self._dates.get(text)
-        if got is None:
-            try:
-                got = dt.datetime.strptime(text, self.fmt.date).date()
-            except ValueError:
-                why = f"not a date in the form {self.fmt.date!r} ([format] date)"
-                got = Reject(Drop.IMPOSSIBLE_TIME, self.cols.date or "", text, why)
-            if len(self._dates) < 100_000:
-                self._dates[text] = got
-        return got
+        form = self.fmt.date
+        return _once(
+            self._dates, 100_000, text, lambda t: dt.datetime.strptime(t, form).date(),
+            lambda: Reject(Drop.IMPOSSIBLE_TIME, self.cols.date or "", text,
+                           f"not a date in the form {form!r} ([format] date)"),
+        )  # fmt: skip
 
     def time(self, text: str) -> dt.time | Reject:
-        got = self._times.get(text)
-        if got is None:
-            try:
-                got = dt.datetime.strptime(text, self.fmt.time).time()
-            except ValueError:
-                why = f"not a time in the form {self.fmt.time!r} ([format] time)"
-                got = Reject(Drop.IMPOSSIBLE_TIME, self.cols.time or "", text, why)
-            if len(self._times) < 200_000:
-                self._times[text] = got
-        return got
+        form = self.fmt.time
+        return _once(
+            self._times, 200_000, text, lambda t: dt.datetime.strptime(t, form).time(),
+            lambda: Reject(Drop.IMPOSSIBLE_TIME, self.cols.time or "", text,
+                           f"not a time in the form {form!r} ([format] time)"),
+        )  # fmt: skip
 
     def stamp(self, text: str) -> dt.datetime | Reject:
         try:
@@ -225,6 +212,23 @@ class _Parser:
             return Reject(Drop.IMPOSSIBLE_TIME, self.cols.datetime or "", text,
                           f"not a date and time in the form {self.fmt.datetime!r} "
                           "([format] datetime)")  # fmt: skip
+
+
+def _once(
+    cache: dict[str, _T | Reject], limit: int, text: str, parse: Callable[[str], _T],
+    reject: Callable[[], Reject],
+) -> _T | Reject:  # fmt: skip
+    """``parse(text)``, or ``reject()`` where it raises ValueError; each text once (up to
+    ``limit`` remembered)."""
+    got = cache.get(text)
+    if got is None:
+        try:
+            got = parse(text)
+        except ValueError:
+            got = reject()
+        if len(cache) < limit:
+            cache[text] = got
+    return got
 
 
 def read_mapped_csv(path: Path, mapping: Mapping) -> Iterator[tuple[int, RawTick | Reject]]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Final
 
@@ -119,7 +120,7 @@ def inspect_file(
         entry = {"line": str(line)}
         if isinstance(raw, Reject):
             column = sources.get(raw.column, raw.column)
-            entry["result"] = Reject(raw.reason, column, raw.value, raw.detail).message()
+            entry["result"] = replace(raw, column=column).message()
         else:
             for name in ("TradingDay", "ActionDay", "UpdateTime", "UpdateMillisec",
                          "InstrumentID", "ExchangeID", "LastPrice", "Volume", "BidPrice1",
@@ -128,8 +129,8 @@ def inspect_file(
             result = normaliser.normalise(raw, 0)
             if isinstance(result, Drop):
                 bad = fault(normaliser, raw, result)
-                entry["result"] = Reject(bad.reason, sources.get(bad.column, bad.column),
-                                         bad.value, bad.detail).message()  # fmt: skip
+                column = sources.get(bad.column, bad.column)
+                entry["result"] = replace(bad, column=column).message()
             else:
                 tick, phase = result
                 kind = (

@@ -1,6 +1,7 @@
 """The compiled parts; everything else about the package is in pyproject.toml.
 
-- libshm's C hot paths (``libshm/_ext``), built by every install. Optional: where they cannot be
+- libshm's C hot paths (``libshm/_ext``) and the import's one-pass CSV reader
+  (``services/md_recorder/_ext``), built by every install. Optional: where they cannot be
   compiled (no C compiler) the install goes on and the pure-Python paths run (same bytes,
   slower); ``hft doctor`` says which one is in use.
 - The engine's core compiled with mypyc (``services/engine/native.py`` lists the modules), built
@@ -21,7 +22,13 @@ ext_modules = [
         depends=["libshm/_ext/xxhash.h"],
         extra_compile_args=["-O3", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
         optional=True,
-    )
+    ),
+    Extension(
+        "services.md_recorder._csvscan",
+        sources=["services/md_recorder/_ext/csvscan.c"],
+        extra_compile_args=["-O3", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+        optional=True,
+    ),
 ]
 native = None
 if os.environ.get("HFT_MYPYC") == "1":

@@ -385,11 +385,15 @@ class JournalWriter:
         self._seq = seq + 1
         return seq
 
-    def append_array(self, records: np.ndarray, time_ns: np.ndarray | int) -> int:
+    def append_array(
+        self, records: np.ndarray, time_ns: np.ndarray | int, order: np.ndarray | None = None
+    ) -> int:
         """Append many fixed records at once (a numpy array of the layout's dtype, such as
         ``TICK_DTYPE``); returns the sequence number of the first. For bulk writers (replay,
         import): headers and payloads are copied vectorised, then each frame's checksum is
-        computed and the commit words are stored in order, after every payload.
+        computed and the commit words are stored in order, after every payload. With
+        ``order`` (positions in ``records``), ``records[order]`` is appended, gathered straight
+        into the journal; ``time_ns`` is then one per position of ``order``.
         """
         if self._fixed is None or self._frame_dtype is None:
             raise TypeError("this journal has no fixed layout; use append()")
@@ -397,16 +401,22 @@ class JournalWriter:
             raise TypeError(
                 f"records of {records.dtype.itemsize} bytes; layout needs {self._payload_len}"
             )
+        count = len(records)
+        if order is not None:
+            order = np.asarray(order, dtype=np.intp)
+            if len(order) and (order.min() < 0 or order.max() >= count):
+                raise IndexError(f"order holds positions outside the {count} records")
+            count = len(order)
         first = self._seq
-        times = np.broadcast_to(np.asarray(time_ns, dtype=np.int64), (len(records),))
+        times = np.broadcast_to(np.asarray(time_ns, dtype=np.int64), (count,))
         flen = self._fixed_len
         done = 0
-        while done < len(records):
+        while done < count:
             room = (self._limit - self._off) // flen
             if room <= 0:
                 self._roll()
                 continue
-            k = min(room, len(records) - done)
+            k = min(room, count - done)
             base, seq = self._off, self._seq
             frames: Any = np.frombuffer(  # structured: numpy's stubs cannot type the fields
                 self._mv, dtype=self._frame_dtype, count=k, offset=base
@@ -416,7 +426,12 @@ class JournalWriter:
             frames["type"] = TYPE_FIXED
             frames["flags"] = 0
             frames["payload_len"] = self._payload_len
-            frames["payload"] = records[done : done + k].view(frames.dtype["payload"])
+            payload = frames.dtype["payload"]
+            if order is None:
+                frames["payload"] = records[done : done + k].view(payload)
+            else:  # gathered into place; every position was checked above
+                np.take(records.view(payload), order[done : done + k], out=frames["payload"],
+                        mode="clip")  # fmt: skip
             del frames
             mv = self._mv
             if self._fast is not None:  # checksums and commit words, in order, in C

@@ -19,11 +19,18 @@ on random rows: the same journals, the same drops.
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
+import gzip
+import importlib
+import mmap
+import os
 import re
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Final
 
 import numpy as np
@@ -49,6 +56,7 @@ from services.md_recorder.normalise import (
 )
 
 __all__ = [
+    "SCANNER",
     "STATELESS",
     "Columns",
     "Normalised",
@@ -68,20 +76,43 @@ LIMIT_SLACK: Final = 1e-6
 I32: Final = 2.0**31
 I64: Final = 2.0**63
 DAY: Final = 86_400
+_MILLIS_KIND: Final = 35
+_TEXT_KIND: Final = 64
+_SKIP_KIND: Final = 127
+
+
+def _scanner() -> ModuleType | None:
+    if os.environ.get("HFT_PURE_PYTHON") == "1":
+        return None
+    try:
+        return importlib.import_module("services.md_recorder._csvscan")
+    except ImportError:  # not compiled: pyarrow's reader
+        return None
+
+
+SCANNER: ModuleType | None = _scanner()
+"""``services.md_recorder._csvscan`` (``_ext/csvscan.c``): plain CSV files straight to records,
+on every core; None where it is not built or ``HFT_PURE_PYTHON=1`` is set (pyarrow then reads
+every file). A test switches with ``monkeypatch.setattr(columnar, "SCANNER", None)``."""
 
 
 @dataclass
 class Columns:
     """One file's rows in ``CTP_FIELDS`` terms. Each text field as (distinct values, the code
-    of each row); numbers as float64 (rows x 35, ``NUMBERS`` order) with ``bad`` marking rows
-    where some number's text was not one; ``millis`` -1 where not a whole number."""
+    of each row); ``millis`` -1 where not a whole number; ``bad`` marks rows where some
+    number's text was not one (or, from the scanner, did not fit its field). The numbers come
+    either as float64 (``numbers``: rows x 35, ``NUMBERS`` order; pyarrow's reader) or already
+    in their record fields (``records``; the scanner), with ``written``: the text fields whose
+    raw values (distinct, in code order) the scanner copied into the records."""
 
     texts: dict[str, tuple[list[str], np.ndarray]]
     millis: np.ndarray
-    numbers: np.ndarray
+    numbers: np.ndarray | None
     bad: np.ndarray
     raw: Callable[[int], RawTick | Reject]
     """Row ``i`` as its reader gives it to the per-row path (from the file's text)."""
+    records: np.ndarray | None = None
+    written: dict[str, list[str]] | None = None
 
     def __len__(self) -> int:
         return len(self.millis)
@@ -129,6 +160,9 @@ def _read_text(path: Path, columns: tuple[str, ...], delimiter: str = ",") -> An
 
 def read_ctp_columns(path: Path) -> Columns | None:
     """A CTP CSV file as columns, or None where the per-row reader must read it."""
+    scanned = _scan_ctp(path)
+    if scanned is not None:
+        return scanned
     table = _read_text(path, CTP_FIELDS)
     return None if table is None else columns_of(table)
 
@@ -138,12 +172,19 @@ def read_mapped_columns(path: Path, mapping: Mapping) -> Columns | None:
     read it. Dates, times, trading days, milliseconds and names are parsed once per distinct
     value; a datetime column whose form is a date form and a time form with a space between
     is split in two first, so a day's rows need one parse per distinct date and time."""
-
+    scanned = _scan_mapped(path, mapping)
+    if scanned is not None:
+        return scanned
     table = _read_text(path, mapping.needed(), mapping.format.delimiter)
     if table is None:
         return None
-    texts, millis, slow = _mapped_times(table, mapping)
-    _mapped_names(table, mapping, texts, slow)
+
+    def encoded(name: str) -> tuple[list[str], np.ndarray]:
+        return _encoded(table.column(name))
+
+    rows = table.num_rows
+    texts, millis, slow = _mapped_times(encoded, rows, mapping)
+    _mapped_names(encoded, rows, mapping, texts, slow)
     numbers = _mapped_numbers(table, mapping, slow)
     to_raw = RowMapper(mapping, table.column_names)
 
@@ -154,14 +195,177 @@ def read_mapped_columns(path: Path, mapping: Mapping) -> Columns | None:
     return Columns(texts, millis, numbers, slow, raw)
 
 
+# -- the scanner: plain files straight to records ------------------------------------------------
+
+
+@dataclass
+class _Scan:
+    """What ``_csvscan.scan`` made of a file: per text slot (distinct values, codes), the
+    records, and per row: slow, milliseconds, the line's text."""
+
+    texts: list[tuple[list[str], np.ndarray]]
+    records: np.ndarray
+    slow: np.ndarray
+    millis: np.ndarray
+    line: Callable[[int], list[str]]
+    """Row ``i``'s cells (a plain line: its text split at the delimiter)."""
+
+
+def _scan(  # noqa: PLR0917
+    path: Path,
+    delimiter: str,
+    needed: tuple[str, ...],
+    roles: dict[str, int],
+    initial: np.ndarray,
+    divisor: np.ndarray,
+    empty_slow: np.ndarray,
+    names: dict[str, str],
+) -> tuple[_Scan, list[str], list[str]] | None:
+    """A plain file through the scanner, with its text slots' columns and its header; None
+    where it is not plain (or the scanner is not built). ``roles``: each column's kind (a
+    column not in it is skipped); ``names``: the text slot's column whose raw text goes to the
+    record's ``instrument`` or ``exchange`` field."""
+    if SCANNER is None or len(delimiter) != 1 or delimiter in '"\r\n':
+        return None
+    if not (delimiter == "\t" or (delimiter.isascii() and delimiter.isprintable())):
+        return None
+    data = _plain_bytes(path)
+    if data is None:
+        return None
+    begin = 3 if data[:3] == b"\xef\xbb\xbf" else 0  # UTF-8's byte-order mark
+    end = data.find(b"\n", begin)
+    first = data[begin : end if end >= 0 else len(data)].removesuffix(b"\r")
+    if not first.isascii() or b'"' in first or b"\r" in first:
+        return None
+    header = [name.strip() for name in first.decode("ascii").split(delimiter)]
+    if any(header.count(name) != 1 for name in needed):
+        return None  # missing or twice: the per-row reader's message, or its choice
+    spec = bytes(roles.get(name, _SKIP_KIND) for name in header)
+    slots = sorted((k - _TEXT_KIND, name) for name, k in roles.items() if k >= _TEXT_KIND)
+    offsets = {"instrument": (0, 32), "exchange": (32, 8)}
+    placed = {column: offsets[field] for field, column in names.items()}
+    text_offset = np.array([placed.get(name, (-1, 0)) for _, name in slots], dtype=np.int32)
+    got = SCANNER.scan(data, end + 1 if end >= 0 else len(data), ord(delimiter), spec,
+                       initial, divisor, empty_slow, text_offset, os.cpu_count() or 1)  # fmt: skip
+    if got is None:
+        return None
+    rows, values, records, codes, slow, millis, starts, wide = got
+    if wide and not _utf8(data):
+        return None  # the per-row reader names the byte
+    code = np.frombuffer(codes, dtype=np.int32).reshape(len(slots), rows).astype(np.int64)
+    begins = np.frombuffer(starts, dtype=np.int64)
+
+    def line(i: int) -> list[str]:
+        begin = int(begins[i])
+        stop = data.find(b"\n", begin)
+        text = data[begin : stop if stop >= 0 else len(data)].removesuffix(b"\r")
+        cells: list[str] = text.decode("utf-8").split(delimiter)
+        return cells
+
+    scan = _Scan([(values[k], code[k]) for k in range(len(slots))],
+                 np.frombuffer(records, dtype=TICK_DTYPE),
+                 np.frombuffer(slow, dtype=np.uint8).astype(bool),
+                 np.frombuffer(millis, dtype=np.int64), line)  # fmt: skip
+    return scan, [name for _, name in slots], header
+
+
+def _plain_bytes(path: Path) -> Any:
+    """The file's bytes (mapped, or decompressed if it ends in ``.gz``), or None where the
+    per-row reader must say what is wrong with it (missing, empty, damaged)."""
+    try:
+        with path.open("rb") as f:
+            if path.suffix == ".gz":
+                return gzip.decompress(f.read()) or None
+            if not os.fstat(f.fileno()).st_size:
+                return None
+            return mmap.mmap(f.fileno(), 0, flags=mmap.MAP_SHARED | mmap.MAP_POPULATE,
+                             prot=mmap.PROT_READ)  # fmt: skip
+    except (OSError, ValueError, EOFError, zlib.error):
+        return None
+
+
+def _utf8(data: Any) -> bool:
+    try:
+        codecs.utf_8_decode(data, "strict", True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _scan_ctp(path: Path) -> Columns | None:
+    """A CTP CSV file through the scanner, or None."""
+    roles = {name: j for j, name in enumerate(NUMBERS)}
+    roles |= {"UpdateMillisec": _MILLIS_KIND}
+    roles |= {name: _TEXT_KIND + k for k, name in enumerate(TEXTS)}
+    got = _scan(path, ",", CTP_FIELDS, roles, np.full(len(NUMBERS), np.nan),
+                np.ones(len(NUMBERS)), np.ones(len(NUMBERS), dtype=np.uint8),
+                {"instrument": "InstrumentID", "exchange": "ExchangeID"})  # fmt: skip
+    if got is None:
+        return None
+    scan, slots, header = got
+    texts = dict(zip(slots, scan.texts, strict=True))
+    written = {name: texts[name][0] for name in ("InstrumentID", "ExchangeID")}
+
+    def raw(i: int) -> RawTick:
+        row = scan.line(i)
+        return tuple(row[index[name]] for name in CTP_FIELDS)
+
+    index = {name: header.index(name) for name in CTP_FIELDS}
+    return Columns(texts, scan.millis, None, scan.slow, raw, scan.records, written)
+
+
+def _scan_mapped(path: Path, mapping: Mapping) -> Columns | None:
+    """A CSV file read through ``mapping`` by the scanner, or None."""
+    cols, scale = mapping.columns, mapping.format.price_scale
+    text_columns = [c for c in (cols.datetime, cols.date, cols.time, cols.millis,
+                                cols.trading_day, cols.instrument, cols.exchange)
+                    if c is not None]  # fmt: skip
+    roles = {name: _TEXT_KIND + k for k, name in enumerate(dict.fromkeys(text_columns))}
+    for key, column in cols.values.items():
+        if column in roles:
+            return None  # a column in two roles: pyarrow's path reads it
+        roles[column] = NUMBERS.index(MAPPABLE[key])
+    initial = np.array([0.0 if "Volume" in name else np.nan for name in NUMBERS])
+    divisor = np.ones(len(NUMBERS))
+    for key in cols.values:
+        if key in PRICES and scale != 1.0:
+            divisor[NUMBERS.index(MAPPABLE[key])] = scale
+    empty_slow = np.zeros(len(NUMBERS), dtype=np.uint8)
+    empty_slow[0] = 1  # a row without its last price is bad: the per-row path says so
+    names = {field: column
+             for field, column in (("instrument", cols.instrument), ("exchange", cols.exchange))
+             if column}  # fmt: skip
+    got = _scan(path, mapping.format.delimiter, mapping.needed(), roles,
+                initial, divisor, empty_slow, names)  # fmt: skip
+    if got is None:
+        return None
+    scan, slots, header = got
+    by_column = dict(zip(slots, scan.texts, strict=True))
+
+    def encoded(name: str) -> tuple[list[str], np.ndarray]:
+        return by_column[name]
+
+    rows = len(scan.records)
+    texts, millis, slow = _mapped_times(encoded, rows, mapping)
+    _mapped_names(encoded, rows, mapping, texts, slow)
+    written = {field: by_column[column][0]
+               for field, column in (("InstrumentID", cols.instrument),
+                                     ("ExchangeID", cols.exchange))
+               if column}  # fmt: skip
+    to_raw: list[RowMapper] = []
+
+    def raw(i: int) -> RawTick | Reject:
+        if not to_raw:
+            to_raw.append(RowMapper(mapping, header))
+        return to_raw[0](scan.line(i))
+
+    return Columns(texts, millis, None, slow | scan.slow, raw, scan.records, written)
+
+
 def _mapped_times(
-    table: Any, mapping: Mapping
+    encoded: Callable[[str], tuple[list[str], np.ndarray]], rows: int, mapping: Mapping
 ) -> tuple[dict[str, tuple[list[str], np.ndarray]], np.ndarray, np.ndarray]:
     """(the date and time texts in CTP's form, milliseconds, rows the per-row path takes)."""
-    import pyarrow as pa  # noqa: PLC0415
-    import pyarrow.compute as pc  # noqa: PLC0415
-
-    rows = table.num_rows
     cols, fmt = mapping.columns, mapping.format
     slow = np.zeros(rows, dtype=bool)
     texts: dict[str, tuple[list[str], np.ndarray]] = {}
@@ -169,49 +373,56 @@ def _mapped_times(
     # -- the exchange time ----------------------------------------------------------------------
     if cols.datetime is not None:
         forms = fmt.datetime.split(" ")
-        column = table.column(cols.datetime)
+        u, c = encoded(cols.datetime)
         if len(forms) == 2:
-            split = pc.split_pattern(column, " ", max_splits=1)
-            whole = pc.equal(pc.list_value_length(split), 2).to_numpy(zero_copy_only=False)
-            slow |= ~whole
-            padded = pc.if_else(pc.equal(pc.list_value_length(split), 2), split,
-                                pa.scalar(["", ""], pa.list_(pa.string())))  # fmt: skip
-            dates, times = pc.list_element(padded, 0), pc.list_element(padded, 1)
-            date_form, time_form = forms
+            halves = [text.split(" ", 1) for text in u]
+            whole = np.array([len(h) == 2 for h in halves], dtype=bool)
+            slow |= ~whole[c] if u else slow
+            d_u, d_of = _distinct([h[0] if len(h) == 2 else "" for h in halves])
+            t_u, t_of = _distinct([h[1] if len(h) == 2 else "" for h in halves])
+            (d_c, t_c), (date_form, time_form) = (d_of[c], t_of[c]), forms
         else:
-            dates, times, date_form, time_form = column, column, fmt.datetime, fmt.datetime
+            d_u, d_c, t_u, t_c = u, c, u, c
+            date_form = time_form = fmt.datetime
     else:
-        dates, times = table.column(cols.date), table.column(cols.time)
+        assert cols.date is not None and cols.time is not None  # the mapping's check
+        (d_u, d_c), (t_u, t_c) = encoded(cols.date), encoded(cols.time)
         date_form, time_form = fmt.date, fmt.time
-    d_u, d_c = _encoded(dates)
     day_text = [_strftime(text, date_form, "%Y%m%d") for text in d_u]
     slow |= np.array([t is None for t in day_text], dtype=bool)[d_c] if d_u else slow
     texts["ActionDay"] = ([t or "" for t in day_text], d_c)
-    t_u, t_c = _encoded(times)
     clocks = [_clock(text, time_form) for text in t_u]
     slow |= np.array([c is None for c in clocks], dtype=bool)[t_c] if t_u else slow
     texts["UpdateTime"] = ([c[0] if c else "" for c in clocks], t_c)
     millis = np.array([c[1] if c else 0 for c in clocks], dtype=np.int64)[t_c] if t_u else millis
     if cols.millis is not None:
-        m_u, m_c = _encoded(table.column(cols.millis))
+        m_u, m_c = encoded(cols.millis)
         given = [millis_of(text) for text in m_u]
-        slow |= np.array([g is None for g in given], dtype=bool)[m_c]
-        millis = np.array([g if g is not None else 0 for g in given], dtype=np.int64)[m_c]
+        slow |= np.array([g is None for g in given], dtype=bool)[m_c] if m_u else slow
+        millis = (np.array([g if g is not None else 0 for g in given], dtype=np.int64)[m_c]
+                  if m_u else millis)  # fmt: skip
     return texts, millis, slow
 
 
+def _distinct(values: list[str]) -> tuple[list[str], np.ndarray]:
+    """(distinct values in first-seen order, the code of each of ``values``)."""
+    codes: dict[str, int] = {}
+    of = np.array([codes.setdefault(v, len(codes)) for v in values], dtype=np.int64)
+    return list(codes), of
+
+
 def _mapped_names(
-    table: Any, mapping: Mapping, texts: dict[str, tuple[list[str], np.ndarray]], slow: np.ndarray
-) -> None:
+    encoded: Callable[[str], tuple[list[str], np.ndarray]], rows: int, mapping: Mapping,
+    texts: dict[str, tuple[list[str], np.ndarray]], slow: np.ndarray,
+) -> None:  # fmt: skip
     """Trading day, instrument and exchange into ``texts``; rows whose trading day is not in
     its form marked in ``slow``."""
-    rows = table.num_rows
     cols = mapping.columns
     parse = parser_of(mapping)
     if cols.trading_day is not None:
-        td_u, td_c = _encoded(table.column(cols.trading_day))
+        td_u, td_c = encoded(cols.trading_day)
         days = [parse.trading_day(text.strip()) for text in td_u]
-        slow |= np.array([not isinstance(d, str) for d in days], dtype=bool)[td_c]
+        slow |= np.array([not isinstance(d, str) for d in days], dtype=bool)[td_c] if td_u else slow
         texts["TradingDay"] = ([d if isinstance(d, str) else "" for d in days], td_c)
     else:
         texts["TradingDay"] = ([""], np.zeros(rows, dtype=np.int64))
@@ -223,7 +434,7 @@ def _mapped_names(
             value = constant or ""
             texts[field] = ([table_of.get(value, value)], np.zeros(rows, dtype=np.int64))
         else:
-            u, c = _encoded(table.column(column))
+            u, c = encoded(column)
             texts[field] = ([table_of.get(s.strip(), s.strip()) for s in u], c)
 
 
@@ -353,6 +564,8 @@ class Normalised:
     codes: np.ndarray
     unknown: set[str]
     """Instruments of the records whose product the calendar lacks."""
+    scanned: bool = False
+    """Whether the scanner read the file (else pyarrow's reader)."""
 
 
 def normalise_columns(cols: Columns, normaliser: Normaliser) -> Normalised:  # noqa: PLR0915
@@ -418,26 +631,17 @@ def normalise_columns(cols: Columns, normaliser: Normaliser) -> Normalised:  # n
         trading_u[k] = trading.year * 10_000 + trading.month * 100 + trading.day
         trading_dates.append(trading)
     ok &= date_ok[key_c]
-    # -- volumes: finite numbers the record can hold ----------------------------------------
-    volume = nums[7]
-    ok &= np.isfinite(volume) & (np.abs(volume) < I64)
-    for j in range(15, 35, 2):  # bid and ask levels: price, volume
-        level_price, v = nums[j], nums[j + 1]
-        present = (level_price > 0.0) & (level_price < ABSENT_ABOVE)
-        ok &= ~present | (np.isfinite(v) & (np.abs(v) < I32))
+    # -- volumes: finite numbers the record can hold (the scanner checked its own) ----------
+    if nums is not None:
+        volume = nums[7]
+        ok &= np.isfinite(volume) & (np.abs(volume) < I64)
+        for j in range(15, 35, 2):  # bid and ask levels: price, volume
+            level_price, v = nums[j], nums[j + 1]
+            present = (level_price > 0.0) & (level_price < ABSENT_ABOVE)
+            ok &= ~present | (np.isfinite(v) & (np.abs(v) < I32))
     slow = np.flatnonzero(~ok)
     every = not len(slow)
     take = np.arange(len(ok)) if every else np.flatnonzero(ok)
-
-    def number(j: int) -> np.ndarray:
-        """Column ``j`` of the numbers, for the rows taken."""
-        column: np.ndarray = nums[j] if every else nums[j][take]
-        return column
-
-    def price(j: int) -> np.ndarray:
-        """A price column: absent (NaN) unless a positive number below CTP's DBL_MAX."""
-        x = number(j)
-        return np.where((x > 0.0) & (x < ABSENT_ABOVE), x, np.nan)
 
     # -- phases: one table per distinct (product, trading day); few distinct tables -----------
     rows_key = key_c[take]
@@ -472,38 +676,30 @@ def normalise_columns(cols: Columns, normaliser: Normaliser) -> Normalised:  # n
     post_close = (phase == _CLOSED) & (secs >= close) & (secs < NIGHT_FROM)
     multiplier = g_multiplier[g_c]
     # -- the records ----------------------------------------------------------------------------
-    out = np.zeros(len(take), dtype=TICK_DTYPE)
-    if len(inst_u):
+    if cols.records is not None:  # the scanner's: numbers in place, raw names where written
+        out = cols.records if every else cols.records[take]
+    else:
+        out = _records(cols, take, every)
+    written = cols.written or {}
+    if len(inst_u) and written.get("InstrumentID") != inst_u:
         out["instrument"] = np.array([s.encode() for s in inst_u], dtype="S32")[inst_c[take]]
-    out["exchange"] = np.array([s.encode() for s in pair_exchange], dtype="S8")[pair_c[take]]
+    raw_exchange = written.get("ExchangeID")
+    if raw_exchange is None or any(raw_exchange[key % width] != pair_exchange[k]
+                                   for k, key in enumerate(pair_u.tolist())):  # fmt: skip
+        out["exchange"] = np.array([s.encode() for s in pair_exchange], dtype="S8")[pair_c[take]]
     out["trading_day"] = trading_u[rows_key]
-    last, settlement = price(0), price(11)
+    last, settlement = out["last"], out["settlement"]
     flags = np.where(phase == _AUCTION, FLAG_AUCTION, 0)
     flags = np.where(post_close & ~np.isnan(settlement), FLAG_SETTLEMENT, flags)
     out["flags"] = flags
     exchange_ns = day_ns[rows_key] + secs * 1_000_000_000 + cols.millis[take] * 1_000_000
     out["exchange_time_ns"] = exchange_ns
     out["local_time_ns"] = exchange_ns
-    out["last"], out["settlement"] = last, settlement
-    for field, j in (("open", 4), ("high", 5), ("low", 6), ("close", 10), ("pre_close", 2),
-                     ("pre_settlement", 1), ("upper_limit", 12), ("lower_limit", 13),
-                     ("pre_open_interest", 3)):  # fmt: skip
-        out[field] = price(j)
-    average = price(14)
+    average = out["average"]
     with np.errstate(invalid="ignore"):
         scale = (multiplier > 0) & (average > 2 * last)
-    out["average"] = np.where(scale, average / np.where(scale, multiplier, 1.0), average)
-    out["volume"] = number(7).astype(np.int64)
-    turnover, oi = number(8), number(9)
-    out["turnover"] = np.where(np.isfinite(turnover) & (turnover < ABSENT_ABOVE), turnover, np.nan)
-    out["open_interest"] = np.where((oi >= 0) & (oi < ABSENT_ABOVE), oi, np.nan)
-    for level in range(5):
-        bid, ask = price(15 + 4 * level), price(17 + 4 * level)
-        out["bid_price"][:, level], out["ask_price"][:, level] = bid, ask
-        bid_volume = np.where(np.isnan(bid), 0.0, number(16 + 4 * level))
-        ask_volume = np.where(np.isnan(ask), 0.0, number(18 + 4 * level))
-        out["bid_volume"][:, level] = np.trunc(bid_volume).astype(np.int32)
-        out["ask_volume"][:, level] = np.trunc(ask_volume).astype(np.int32)
+    if scale.any():
+        out["average"] = np.where(scale, average / np.where(scale, multiplier, 1.0), average)
     # -- the checks that need no earlier tick (TickFilter.stateless), in its order -----------
     bid1, ask1 = out["bid_price"][:, 0], out["ask_price"][:, 0]
     upper = out["upper_limit"] + LIMIT_SLACK
@@ -517,7 +713,44 @@ def normalise_columns(cols: Columns, normaliser: Normaliser) -> Normalised:  # n
     drop = np.where(flags == FLAG_SETTLEMENT, 0, drop).astype(np.uint8)
     taken = np.unique(inst_c[take]).tolist()
     unknown = {inst_u[k] for k in taken if products[k] is None}
-    return Normalised(take, out, drop, slow, inst_u, inst_c[take], unknown)
+    return Normalised(take, out, drop, slow, inst_u, inst_c[take], unknown,
+                      cols.records is not None)  # fmt: skip
+
+
+def _records(cols: Columns, take: np.ndarray, every: bool) -> np.ndarray:
+    """The records of the rows taken, their number fields from ``cols.numbers`` (the fields
+    ``normalise_columns`` fills itself left zero)."""
+    nums = cols.numbers
+    assert nums is not None
+
+    def number(j: int) -> np.ndarray:
+        """Column ``j`` of the numbers, for the rows taken."""
+        column: np.ndarray = nums[j] if every else nums[j][take]
+        return column
+
+    def price(j: int) -> np.ndarray:
+        """A price column: absent (NaN) unless a positive number below CTP's DBL_MAX."""
+        x = number(j)
+        return np.where((x > 0.0) & (x < ABSENT_ABOVE), x, np.nan)
+
+    out = np.zeros(len(take), dtype=TICK_DTYPE)
+    out["last"], out["settlement"], out["average"] = price(0), price(11), price(14)
+    for field, j in (("open", 4), ("high", 5), ("low", 6), ("close", 10), ("pre_close", 2),
+                     ("pre_settlement", 1), ("upper_limit", 12), ("lower_limit", 13),
+                     ("pre_open_interest", 3)):  # fmt: skip
+        out[field] = price(j)
+    out["volume"] = number(7).astype(np.int64)
+    turnover, oi = number(8), number(9)
+    out["turnover"] = np.where(np.isfinite(turnover) & (turnover < ABSENT_ABOVE), turnover, np.nan)
+    out["open_interest"] = np.where((oi >= 0) & (oi < ABSENT_ABOVE), oi, np.nan)
+    for level in range(5):
+        bid, ask = price(15 + 4 * level), price(17 + 4 * level)
+        out["bid_price"][:, level], out["ask_price"][:, level] = bid, ask
+        bid_volume = np.where(np.isnan(bid), 0.0, number(16 + 4 * level))
+        ask_volume = np.where(np.isnan(ask), 0.0, number(18 + 4 * level))
+        out["bid_volume"][:, level] = np.trunc(bid_volume).astype(np.int32)
+        out["ask_volume"][:, level] = np.trunc(ask_volume).astype(np.int32)
+    return out
 
 
 def _or(value: int | None, default: int) -> int:

@@ -121,13 +121,13 @@ def same_settlement(tick: Tick, settled: Tick) -> bool:
 
 
 def judge_days(
-    records: np.ndarray, order: np.ndarray, group: np.ndarray
+    records: np.ndarray, order: np.ndarray, group: np.ndarray, rows: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """An import's rows (tick records, ``order``, their positions in the files, and ``group``, a
-    number per instrument and trading day) judged by each instrument's trading day as a whole.
-    Returns (``perm``: the rows in judging order, the
-    verdict of each row of ``perm``: 0 kept or a ``SEQUENCE`` code, and the position in ``perm``
-    of the row it was judged by).
+    """An import's rows (``records[rows]``, or all of ``records``; for each row ``order``, its
+    position in the files, and ``group``, a number per instrument and trading day) judged by
+    each instrument's trading day as a whole. Returns (``perm``: the rows in judging order, as
+    positions in ``rows``; the verdict of each row of ``perm``: 0 kept or a ``SEQUENCE`` code;
+    and the position in ``perm`` of the row it was judged by).
 
     A day is in exchange-time order, rows sharing a time by cumulative volume, then file order.
     A row equal to the one before it is a ``duplicate``; a settlement record with the same
@@ -137,8 +137,9 @@ def judge_days(
     row after it is ``stale``, a copy of another moment (a vendor's copy of the previous night's
     close stamped with this day), and it alone is dropped, not the day's real rows after it.
     Days whose volume never falls are judged with whole columns, the others row by row."""
-    n = len(records)
-    time, volume = records["exchange_time_ns"], records["volume"]
+    at = np.arange(len(records)) if rows is None else rows
+    n = len(at)
+    time, volume = records["exchange_time_ns"][at], records["volume"][at]
     perm = np.lexsort((order, group))
     g, t, v = group[perm], time[perm], volume[perm]
     inside = g[1:] == g[:-1]
@@ -146,8 +147,9 @@ def judge_days(
     if not np.all(later | ~inside):  # some day's file order is not its time and volume order
         perm = np.lexsort((order, volume, time, group))
         g = group[perm]
-    flags, settlement, close = (records[name][perm] for name in ("flags", "settlement", "close"))
-    time, volume, last = time[perm], volume[perm], records["last"][perm].view(np.int64)
+    where = at[perm]  # each row of perm among the records
+    flags, settlement, close = (records[name][where] for name in ("flags", "settlement", "close"))
+    time, volume, last = time[perm], volume[perm], records["last"][where].view(np.int64)
     starts = np.ones(n, dtype=bool)
     starts[1:] = g[1:] != g[:-1]
     g = np.cumsum(starts) - 1
@@ -169,8 +171,8 @@ def judge_days(
         maybe &= last[a] == last[b]  # the price's bits
         dup = np.zeros(len(a), dtype=bool)  # the same bytes, checked where it can be
         size = records.dtype.itemsize
-        same_bytes = records[perm[a[maybe]]].view(np.uint8).reshape(-1, size) == records[
-            perm[b[maybe]]
+        same_bytes = records[where[a[maybe]]].view(np.uint8).reshape(-1, size) == records[
+            where[b[maybe]]
         ].view(np.uint8).reshape(-1, size)
         dup[maybe] = np.all(same_bytes, axis=1)
         verdict[a[dup]] = SEQUENCE.index(Drop.DUPLICATE)
@@ -185,7 +187,7 @@ def judge_days(
         starts_at = np.searchsorted(g, hard)
         ends_at = np.searchsorted(g, hard, side="right")
         for a0, b0 in zip(starts_at.tolist(), ends_at.tolist(), strict=True):
-            r = records[perm[a0:b0]]
+            r = records[where[a0:b0]]
             raw = r.view(np.uint8).reshape(b0 - a0, records.dtype.itemsize)
             _judge_one(r, raw, a0, verdict, other)
     return perm, verdict, other

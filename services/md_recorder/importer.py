@@ -81,6 +81,8 @@ class ImportReport:
     """Settlement records kept (post-close rows with the day's settlement price)."""
     columnar: int = 0
     """Rows the columnar path normalised (the others went through the per-row path)."""
+    scanned: int = 0
+    """Rows of the files the C scanner read (the rest of the columnar path's: pyarrow's)."""
     processes: set[int] = field(default_factory=set)
     """The processes that read files through the columnar path."""
 
@@ -97,10 +99,11 @@ class ImportReport:
 
 @dataclass
 class _Kept:
-    """Rows that became ticks and passed the per-row checks, waiting for their day's: records
-    with, for each, its instrument's code, file, line and position in the files (``order``)."""
+    """Rows that became ticks and passed the per-row checks, waiting for their day's: records,
+    the positions of the rows kept among them (None: all), and for each row kept its
+    instrument's code, file, line and position in the files (``order``)."""
 
-    parts: list[tuple[np.ndarray, ...]] = field(default_factory=list)
+    parts: list[tuple[Any, ...]] = field(default_factory=list)
     pending: list[tuple[bytes, int, int, int, int]] = field(default_factory=list)
     """One row at a time from the per-row path, gathered into ``parts`` by ``flush``."""
     codes: dict[str, int] = field(default_factory=dict)
@@ -109,13 +112,14 @@ class _Kept:
         """The instrument's number in this import."""
         return self.codes.setdefault(instrument, len(self.codes))
 
-    def add(
-        self, records: np.ndarray, inst: np.ndarray, file: int, line: np.ndarray,
-        order: np.ndarray,
+    def add(  # noqa: PLR0917
+        self, records: np.ndarray, rows: np.ndarray | None, inst: np.ndarray, file: int,
+        line: np.ndarray, order: np.ndarray,
     ) -> None:  # fmt: skip
+        """``records[rows]`` kept (``rows`` None: all), without copying the records."""
         self.flush()
-        self.parts.append((records, inst.astype(np.int64),
-                           np.full(len(records), file, dtype=np.int64),
+        self.parts.append((records, rows, inst.astype(np.int64),
+                           np.full(len(inst), file, dtype=np.int64),
                            line.astype(np.int64), order.astype(np.int64)))  # fmt: skip
 
     def flush(self) -> None:
@@ -123,7 +127,7 @@ class _Kept:
             rows = self.pending
             self.pending = []
             self.parts.append((
-                np.frombuffer(b"".join(r[0] for r in rows), dtype=TICK_DTYPE),
+                np.frombuffer(b"".join(r[0] for r in rows), dtype=TICK_DTYPE), None,
                 *(np.array([r[k] for r in rows], dtype=np.int64) for k in range(1, 5)),
             ))  # fmt: skip
 
@@ -135,14 +139,21 @@ class _Kept:
         del self.parts[size[0] :], self.pending[size[1] :]
 
     def arrays(self) -> tuple[np.ndarray, ...]:
-        """(records, instrument codes, files, lines, orders) of every row kept."""
+        """(records, the positions of the rows kept among them, and of each row kept: its
+        instrument code, file, line and order)."""
         self.flush()
         if not self.parts:
             empty = np.zeros(0, dtype=np.int64)
-            return np.zeros(0, dtype=TICK_DTYPE), empty, empty, empty, empty
-        if len(self.parts) == 1:
-            return self.parts[0]
-        return tuple(np.concatenate(column) for column in zip(*self.parts, strict=True))
+            return np.zeros(0, dtype=TICK_DTYPE), empty, empty, empty, empty, empty
+        positions, base = [], 0
+        for records, rows, *_ in self.parts:
+            positions.append(np.arange(base, base + len(records)) if rows is None else rows + base)
+            base += len(records)
+        records = (self.parts[0][0] if len(self.parts) == 1
+                   else np.concatenate([part[0] for part in self.parts]))  # fmt: skip
+        rest = [np.concatenate(column) for column in zip(*(p[2:] for p in self.parts),
+                                                          strict=True)]  # fmt: skip
+        return records, np.concatenate(positions), *rest
 
 
 @dataclass
@@ -228,14 +239,14 @@ def import_files(  # noqa: PLR0917
             del state.rejects[before[2] :]
             report.dropped, report.bad_count, report.bad_rows = before[3], before[4], before[5]
     report.unknown_products = normaliser.unknown_products
-    by_day = _judge(state)
+    records, by_day = _judge(state)
     if rejects is not None:
         _write_rejects(rejects, state)
     for day in sorted(by_day):
-        records = by_day[day]
+        rows = by_day[day]
         journal = out / str(day)
-        written = _write(journal, records, append)
-        report.already += len(records) - written
+        written = _write(journal, records, rows, append)
+        report.already += len(rows) - written
         report.days[day] = written
         report.written += written
         report.journals.append(journal)
@@ -251,6 +262,7 @@ def _take_prepared(
     report.rows += prepared.rows
     done = prepared.done
     report.columnar += len(done.index)
+    report.scanned += prepared.rows if done.scanned else 0
     report.processes.add(prepared.pid)
     for i in done.slow.tolist():  # the per-row path, in file order within what it was given
         raw = prepared.raws[i]
@@ -272,13 +284,14 @@ def _take_prepared(
             report.dropped[reason] += len(rows)
     codes = np.array([state.kept.code(name) for name in done.instruments], dtype=np.int64)
     if dropped.any():
-        keep = ~dropped
+        keep = np.flatnonzero(~dropped)
         index = done.index[keep]
-        state.kept.add(done.records[keep], codes[done.codes[keep]], number, index + 2,
+        state.kept.add(done.records, keep, codes[done.codes[keep]], number, index + 2,
                        base + index + 1)  # fmt: skip
     else:
         index = done.index
-        state.kept.add(done.records, codes[done.codes], number, index + 2, base + index + 1)
+        state.kept.add(done.records, None, codes[done.codes], number, index + 2,
+                       base + index + 1)  # fmt: skip
 
 
 def _read_file(  # noqa: PLR0917
@@ -329,20 +342,22 @@ def _take_row(  # noqa: PLR0917
     state.kept.pending.append((record, state.kept.code(tick[0]), number, line, order))
 
 
-def _judge(state: _Import) -> dict[int, np.ndarray]:
-    """The rows kept, judged by each instrument's trading day as a whole; by trading day, in
-    the journal's order: exchange time, then position in the files, except that rows of one
-    instrument sharing a time keep the volume order they were judged in."""
-    records, inst, files, lines, order = state.kept.arrays()
+def _judge(state: _Import) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """The rows kept, judged by each instrument's trading day as a whole: (records, and by
+    trading day the positions of its rows among them in the journal's order: exchange time,
+    then position in the files, except that rows of one instrument sharing a time keep the
+    volume order they were judged in)."""
+    records, rows, inst, files, lines, order = state.kept.arrays()
     state.kept = _Kept()
-    group = records["trading_day"].astype(np.int64) * (1 << 24) + inst
-    perm, verdict, other = judge_days(records, order, group)
+    days = records["trading_day"][rows]
+    group = days.astype(np.int64) * (1 << 24) + inst
+    perm, verdict, other = judge_days(records, order, group, rows)
     if state.keep_rejects:
         for k in np.flatnonzero(verdict).tolist():
             j, o = perm[k], perm[other[k]]
             state.reject(int(files[j]), int(lines[j]),
-                         judged(records[j], int(files[j]), SEQUENCE[verdict[k]],
-                                 records[o], int(files[o]), int(lines[o]), state.paths),
+                         judged(records[rows[j]], int(files[j]), SEQUENCE[verdict[k]],
+                                records[rows[o]], int(files[o]), int(lines[o]), state.paths),
                          shown=False)  # fmt: skip
     else:
         for code, count in zip(*np.unique(verdict[verdict != 0], return_counts=True),
@@ -350,16 +365,19 @@ def _judge(state: _Import) -> dict[int, np.ndarray]:
             state.report.dropped[str(SEQUENCE[code])] += int(count)
     kept = perm[verdict == 0]
     group, position = group[kept], order[kept]
-    time, days = records["exchange_time_ns"][kept], records["trading_day"][kept]
+    time, days = records["exchange_time_ns"][rows[kept]], days[kept]
     # rows of one instrument sharing a time take that time's file positions in volume order
     run = (group[1:] == group[:-1]) & (time[1:] == time[:-1])
     if np.any(run & (position[1:] < position[:-1])):
         position = position[np.lexsort((position, time, group))]
     final = np.lexsort((position, time, days))
-    records, days = records[kept[final]], days[final]
-    state.report.settlements = int(np.count_nonzero(records["flags"] & FLAG_SETTLEMENT))
+    journal_order, days = rows[kept[final]], days[final]
+    flags = records["flags"][journal_order]
+    state.report.settlements = int(np.count_nonzero(flags & FLAG_SETTLEMENT))
     bounds = np.flatnonzero(days[1:] != days[:-1]) + 1
-    return {int(part["trading_day"][0]): part for part in np.split(records, bounds) if len(part)}
+    parts = np.split(journal_order, bounds)
+    return records, {int(days[at]): part for at, part in zip([0, *bounds.tolist()], parts,
+                                                             strict=True) if len(part)}  # fmt: skip
 
 
 def _write_rejects(path: Path, state: _Import) -> None:
@@ -404,7 +422,7 @@ def _import_parquet(paths: list[Path], out: Path, append: bool) -> ImportReport:
         part = records[records["trading_day"] == day]
         part = part[np.argsort(part["exchange_time_ns"], kind="stable")]
         journal = out / str(int(day))
-        written = _write(journal, part, append)
+        written = _write(journal, part, np.arange(len(part)), append)
         report.already += len(part) - written
         report.days[int(day)] = written
         report.written += written
@@ -412,11 +430,12 @@ def _import_parquet(paths: list[Path], out: Path, append: bool) -> ImportReport:
     return report
 
 
-def _write(journal: Path, records: np.ndarray, append: bool) -> int:
-    """Write ``records`` as the day's journal, or append those it does not hold yet (a tick
-    whose every field equals one already there is not appended again); the number written."""
+def _write(journal: Path, records: np.ndarray, rows: np.ndarray, append: bool) -> int:
+    """Write ``records[rows]`` as the day's journal, or append those it does not hold yet (a
+    tick whose every field equals one already there is not appended again); the number
+    written."""
     if journal.exists() and append:
-        records = _not_in(journal, records)
+        rows = rows[_not_in(journal, records[rows])]
     if journal.exists() and not append:
         try:
             exists = bool(list_segments(journal))
@@ -428,22 +447,22 @@ def _write(journal: Path, records: np.ndarray, append: bool) -> int:
                 "pass --append to add to it"
             )
     # One segment holds a typical single-instrument day; big imports roll over 64 MiB segments.
-    need = len(records) * TICK_FRAME_SIZE + SEGMENT_HEADER_SIZE + 4096
+    need = len(rows) * TICK_FRAME_SIZE + SEGMENT_HEADER_SIZE + 4096
     segment = min(max((need + MIB - 1) // MIB * MIB, MIB), 64 * MIB)
     try:
         with JournalWriter(journal, layout=TICK_LAYOUT, segment_size=segment) as writer:
-            if len(records):
-                writer.append_array(records, records["exchange_time_ns"])
+            if len(rows):
+                writer.append_array(records, records["exchange_time_ns"][rows], order=rows)
     except JournalError as exc:
         raise JournalProblem(str(exc)) from None
-    return len(records)
+    return len(rows)
 
 
 def _not_in(journal: Path, records: np.ndarray) -> np.ndarray:
-    """The records ``journal`` does not hold already, byte for byte."""
+    """Which of ``records`` ``journal`` does not hold already, byte for byte (a mask)."""
     try:
         if not list_segments(journal):
-            return records
+            return np.ones(len(records), dtype=bool)
         report = inspect_journal(journal, count_instruments=False)
         if not report.intact:
             raise JournalProblem(
@@ -457,8 +476,8 @@ def _not_in(journal: Path, records: np.ndarray) -> np.ndarray:
     except JournalError as exc:
         raise JournalProblem(str(exc)) from None
     if not held:
-        return records
+        return np.ones(len(records), dtype=bool)
     size = f"S{TICK_DTYPE.itemsize}"  # whole records compared as one byte string each
     seen = np.concatenate(held).view(size)
-    result: np.ndarray = records[~np.isin(records.view(size), seen)]
-    return result
+    fresh: np.ndarray = ~np.isin(records.view(size), seen)
+    return fresh

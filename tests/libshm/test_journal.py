@@ -226,6 +226,22 @@ def test_append_array_matches_per_tick_appends(tmp_path: Path) -> None:
     assert [p for _, p in got] == [encode_tick(make_tick(i)) for i in range(40)]
 
 
+def test_append_array_with_an_order_appends_the_records_gathered(tmp_path: Path) -> None:
+    """Positions gathered straight into the journal, across segment rolls, with a time each."""
+    records = np.frombuffer(b"".join(encode_tick(make_tick(i)) for i in range(40)), TICK_DTYPE)
+    order = np.array([int(k) for k in np.random.default_rng(7).permutation(40)[:33]])
+    times = np.array([frame_time(int(k)) for k in order])
+    with JournalWriter(tmp_path / "a", layout=TICK_LAYOUT, segment_size=SMALL) as w:
+        assert w.append_array(records, times, order=order) == 0
+        with pytest.raises(IndexError, match="outside the 40 records"):
+            w.append_array(records, times[:1], order=np.array([40]))
+    got = read_all(tmp_path / "a", verify=True)
+    assert [p for _, p in got] == [encode_tick(make_tick(int(k))) for k in order]
+    assert len(list_segments(tmp_path / "a")) > 1
+    reader = JournalReader(tmp_path / "a")
+    assert [reader.read().time_ns for _ in order] == times.tolist()  # type: ignore[union-attr]
+
+
 def test_ring_keeps_n_segments_and_reports_overrun(tmp_path: Path) -> None:
     path = tmp_path / "ring"
     with JournalWriter(path, layout=TICK_LAYOUT, segment_size=SMALL, ring_segments=3) as w:

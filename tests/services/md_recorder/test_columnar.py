@@ -1,6 +1,7 @@
 """The columnar import against the per-row one, its reference: on every bundled file and on
 random rows (real rows with faults put in at random, seeded), the same journals byte for byte,
-the same counts and the same ``--rejects`` lines."""
+the same counts and the same ``--rejects`` lines. The columnar path is taken both ways it reads
+files: the C scanner (``_ext/csvscan.c``, plain files) and pyarrow's reader (every file)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pytest
 
 from contracts.calendar import load_calendar
 from libshm import JournalReader
+from services.md_recorder import columnar
 from services.md_recorder.importer import ImportReport, import_files
 from services.md_recorder.mapping import Mapping, load_mapping
 from services.md_recorder.normalise import CTP_FIELDS
@@ -43,9 +45,15 @@ def alike(tmp_path: Path, files: list[Path], fmt: str, mapping: Mapping | None,
     give the same journals byte for byte, the same ``--rejects`` lines and the same counts."""
     tmp_path.mkdir(exist_ok=True)
     reports = []
+    built = columnar.SCANNER
     for name, kwargs in ways.items():
-        reports.append(import_files(files, fmt, tmp_path / name, CALENDAR, mapping=mapping,
-                                    rejects=tmp_path / f"{name}.csv", **kwargs))  # fmt: skip
+        options = dict(kwargs)
+        columnar.SCANNER = built if options.pop("scanner", True) else None
+        try:
+            reports.append(import_files(files, fmt, tmp_path / name, CALENDAR, mapping=mapping,
+                                        rejects=tmp_path / f"{name}.csv", **options))  # fmt: skip
+        finally:
+            columnar.SCANNER = built
     names = list(ways)
     first = reports[0]
     for name, report in zip(names[1:], reports[1:], strict=True):
@@ -58,13 +66,26 @@ def alike(tmp_path: Path, files: list[Path], fmt: str, mapping: Mapping | None,
     return reports
 
 
+def scanner_built() -> None:
+    """CI builds the scanner, so there its comparisons never skip."""
+    if columnar.SCANNER is None and not os.environ.get("CI"):
+        pytest.skip("services.md_recorder._csvscan is not built (no C compiler at install)")
+    assert columnar.SCANNER is not None, "the scanner was not built: run `make install` with gcc"
+
+
 def both(tmp_path: Path, files: list[Path], fmt: str = "ctp-csv",
          mapping: Mapping | None = None) -> tuple[ImportReport, ImportReport]:  # fmt: skip
-    """The columnar import and the per-row one of ``files``, found alike."""
-    fast, slow = alike(tmp_path, files, fmt, mapping, columnar={"columnar": True},
-                       rows={"columnar": False})  # fmt: skip
-    assert slow.columnar == 0
+    """The columnar import (by the scanner where built, and by pyarrow's reader) and the
+    per-row one of ``files``, found alike; the first and the per-row one."""
+    fast, arrow, slow = alike(tmp_path, files, fmt, mapping, columnar={"columnar": True},
+                              arrow={"scanner": False}, rows={"columnar": False})  # fmt: skip
+    assert slow.columnar == 0 and arrow.scanned == 0
+    assert fast.scanned in (0, fast.rows)  # a file is the scanner's whole or not at all
     return fast, slow
+
+
+def test_the_scanner_is_built_where_a_compiler_is() -> None:
+    scanner_built()
 
 
 @pytest.mark.parametrize("path", CTP_FILES, ids=lambda p: p.name)

@@ -235,9 +235,12 @@ def _scan(  # noqa: PLR0917
     begin = 3 if data[:3] == b"\xef\xbb\xbf" else 0  # UTF-8's byte-order mark
     end = data.find(b"\n", begin)
     first = data[begin : end if end >= 0 else len(data)].removesuffix(b"\r")
-    if not first.isascii() or b'"' in first or b"\r" in first:
+    if b'"' in first or b"\r" in first:
         return None
-    header = [name.strip() for name in first.decode("ascii").split(delimiter)]
+    try:
+        header = [name.strip() for name in first.decode("utf-8").split(delimiter)]
+    except UnicodeDecodeError:
+        return None
     if any(header.count(name) != 1 for name in needed):
         return None  # missing or twice: the per-row reader's message, or its choice
     spec = bytes(roles.get(name, _SKIP_KIND) for name in header)

@@ -81,7 +81,13 @@ def both(tmp_path: Path, files: list[Path], fmt: str = "ctp-csv",
                               arrow={"scanner": False}, rows={"columnar": False})  # fmt: skip
     assert slow.columnar == 0 and arrow.scanned == 0
     assert fast.scanned in (0, fast.rows)  # a file is the scanner's whole or not at all
+    assert fast.bad_files == arrow.bad_files == slow.bad_files
     return fast, slow
+
+
+def scanned(report: ImportReport) -> bool:
+    """Whether the scanner read every file of the import (where it is built)."""
+    return report.scanned == (report.rows if columnar.SCANNER is not None else 0)
 
 
 def test_the_scanner_is_built_where_a_compiler_is() -> None:
@@ -91,7 +97,7 @@ def test_the_scanner_is_built_where_a_compiler_is() -> None:
 @pytest.mark.parametrize("path", CTP_FILES, ids=lambda p: p.name)
 def test_every_bundled_file_imports_the_same_both_ways(tmp_path: Path, path: Path) -> None:
     fast, _ = both(tmp_path, [path])
-    assert fast.written > 0 and fast.columnar == fast.rows
+    assert fast.written > 0 and fast.columnar == fast.rows and scanned(fast)
 
 
 def real_rows() -> list[list[str]]:
@@ -159,6 +165,7 @@ def test_random_rows_import_the_same_both_ways(tmp_path: Path, seed: int) -> Non
         writer.writerows(random_rows(seed))
     fast, _ = both(tmp_path, [src])
     assert fast.rows == 300 and 150 < fast.columnar < 300  # the faulty rows went row by row
+    assert scanned(fast)
     assert fast.written + sum(fast.dropped.values()) == fast.rows
     assert len(fast.dropped) >= 3  # the faults reached several checks
 
@@ -263,6 +270,26 @@ def test_random_vendor_rows_import_the_same_both_ways(tmp_path: Path, seed: int)
     mapping.write_text(VENDOR_MAPPING)
     fast, _ = both(tmp_path, [src], "csv", load_mapping(mapping))
     assert fast.rows == 300 and len(fast.dropped) >= 3 and 150 < fast.columnar < 300
+    assert scanned(fast)
+
+
+def test_a_spreadsheet_export_with_names_in_chinese_is_scanned(tmp_path: Path) -> None:
+    """A byte-order mark, Windows line ends and a column of names the import does not read:
+    still the scanner's, and the same as the other paths. The same file with a byte that is
+    not UTF-8 in that column is a bad file every way."""
+    mapping = tmp_path / "vendor.toml"
+    mapping.write_text(VENDOR_MAPPING)
+    header = [*VENDOR_HEADER, "名称"]
+    rows = [[*row, "沪深300股指期货"] for row in vendor_rows(21)]
+    text = "\r\n".join(",".join(row) for row in [header, *rows]) + "\r\n"
+    src = tmp_path / "export.csv"
+    src.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    fast, _ = both(tmp_path / "a", [src], "csv", load_mapping(mapping))
+    assert fast.rows == 300 and fast.written > 100 and scanned(fast)
+    src.write_bytes(b"\xef\xbb\xbf" + text.encode().replace("股指".encode(), b"\xff", 1))
+    fast, _ = both(tmp_path / "b", [src], "csv", load_mapping(mapping))
+    assert fast.written == 0 and fast.scanned == 0
+    assert len(fast.bad_files) == 1 and "not UTF-8" in fast.bad_files[0]
 
 
 def test_a_datetime_column_and_the_vnpy_example_import_the_same_both_ways(tmp_path: Path) -> None:
@@ -278,7 +305,7 @@ def test_a_datetime_column_and_the_vnpy_example_import_the_same_both_ways(tmp_pa
     mapping = tmp_path / "stamped.toml"
     mapping.write_text(STAMPED_MAPPING)
     fast, _ = both(tmp_path / "a", [src], "csv", load_mapping(mapping))
-    assert fast.written > 3000 and fast.columnar == fast.rows
+    assert fast.written > 3000 and fast.columnar == fast.rows and scanned(fast)
     example = ROOT / "docs" / "examples" / "vnpy-mapping.toml"
     fast, _ = both(tmp_path / "b", [MARKET / "RM705-2017-03-20.vnpy.csv.gz"], "csv",
                    load_mapping(example))  # fmt: skip

@@ -550,11 +550,14 @@ fp_commit_frames(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     char *frame = (char *)view.buf + off;
     if (misaligned(frame, &view))
         return NULL;
+    /* the buffer is held; a bulk write (an import writing several days) lets other threads run */
+    Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < count; i++, frame += flen) {
         uint64_t checksum = XXH3_64bits(frame + 8, (size_t)flen - 8) & 0xFFFFFFFFu;
         __atomic_store_n((uint64_t *)frame, (uint64_t)flen | (checksum << 32),
                          __ATOMIC_RELEASE);
     }
+    Py_END_ALLOW_THREADS
     PyBuffer_Release(&view);
     Py_RETURN_NONE;
 }

@@ -248,27 +248,31 @@ def _scan(  # noqa: PLR0917
     offsets = {"instrument": (0, 32), "exchange": (32, 8)}
     placed = {column: offsets[field] for field, column in names.items()}
     text_offset = np.array([placed.get(name, (-1, 0)) for _, name in slots], dtype=np.int32)
-    got = SCANNER.scan(data, end + 1 if end >= 0 else len(data), ord(delimiter), spec,
-                       initial, divisor, empty_slow, text_offset, os.cpu_count() or 1)  # fmt: skip
+    parts = SCANNER.lines(data, end + 1 if end >= 0 else len(data), os.cpu_count() or 1)
+    rows = sum(lines for _, _, lines in parts)
+    # numpy's own memory (huge pages where the kernel gives them: far fewer page faults)
+    records = np.empty(rows, dtype=TICK_DTYPE)
+    code = np.empty((len(slots), rows), dtype=np.int32)
+    slow, millis = np.empty(rows, dtype=np.uint8), np.empty(rows, dtype=np.int64)
+    starts = np.empty(rows, dtype=np.int64)
+    got = SCANNER.scan(data, parts, ord(delimiter), spec, initial, divisor, empty_slow,
+                       text_offset, records, code, slow, millis, starts)  # fmt: skip
     if got is None:
         return None
-    rows, values, records, codes, slow, millis, starts, wide = got
+    values, wide = got
     if wide and not _utf8(data):
         return None  # the per-row reader names the byte
-    code = np.frombuffer(codes, dtype=np.int32).reshape(len(slots), rows).astype(np.int64)
-    begins = np.frombuffer(starts, dtype=np.int64)
 
     def line(i: int) -> list[str]:
-        begin = int(begins[i])
+        begin = int(starts[i])
         stop = data.find(b"\n", begin)
         text = data[begin : stop if stop >= 0 else len(data)].removesuffix(b"\r")
         cells: list[str] = text.decode("utf-8").split(delimiter)
         return cells
 
-    scan = _Scan([(values[k], code[k]) for k in range(len(slots))],
-                 np.frombuffer(records, dtype=TICK_DTYPE),
-                 np.frombuffer(slow, dtype=np.uint8).astype(bool),
-                 np.frombuffer(millis, dtype=np.int64), line)  # fmt: skip
+    codes = code.astype(np.int64)
+    scan = _Scan([(values[k], codes[k]) for k in range(len(slots))], records,
+                 slow.astype(bool), millis, line)  # fmt: skip
     return scan, [name for _, name in slots], header
 
 
@@ -585,7 +589,7 @@ def normalise_columns(cols: Columns, normaliser: Normaliser) -> Normalised:  # n
                         for s in inst_u], dtype=bool)  # fmt: skip
     ok &= inst_ok[inst_c] if len(inst_u) else ok
     width = len(exch_u) + 1
-    pair_u, pair_c = np.unique(inst_c * width + exch_c, return_inverse=True)
+    pair_u, pair_c = _distinct_codes(inst_c * width + exch_c, max(len(inst_u), 1) * width)
     pair_exchange: list[str] = []
     pair_ok = np.ones(len(pair_u), dtype=bool)
     for k, key in enumerate(pair_u.tolist()):
@@ -610,7 +614,7 @@ def normalise_columns(cols: Columns, normaliser: Normaliser) -> Normalised:  # n
     ad_u, ad_c = cols.texts["ActionDay"]
     part = np.where(seconds < NIGHT_UNTIL, 2, np.where(seconds >= NIGHT_FROM, 1, 0))
     key = ((td_c * len(ad_u) + ad_c) * len(pair_u) + pair_c) * 3 + part
-    key_u, key_c = np.unique(key, return_inverse=True)
+    key_u, key_c = _distinct_codes(key, max(len(td_u) * len(ad_u), 1) * len(pair_u) * 3)
     day_ns = np.zeros(len(key_u), dtype=np.int64)
     trading_u = np.zeros(len(key_u), dtype=np.int64)
     date_ok = np.ones(len(key_u), dtype=bool)
@@ -650,7 +654,7 @@ def normalise_columns(cols: Columns, normaliser: Normaliser) -> Normalised:  # n
     rows_key = key_c[take]
     secs = seconds[take]
     group = inst_c[take] * len(key_u) + rows_key
-    g_u, g_c = np.unique(group, return_inverse=True)
+    g_u, g_c = _distinct_codes(group, max(len(inst_u), 1) * len(key_u))
     tables: dict[bytes, int] = {}
     stacked: list[np.ndarray] = []
     closes: list[int] = []
@@ -714,10 +718,22 @@ def normalise_columns(cols: Columns, normaliser: Normaliser) -> Normalised:  # n
     drop = np.where((phase != _AUCTION) & (bid1 >= ask1), 2, drop)
     drop = np.where(phase == _CLOSED, 1, drop)
     drop = np.where(flags == FLAG_SETTLEMENT, 0, drop).astype(np.uint8)
-    taken = np.unique(inst_c[take]).tolist()
+    taken = _distinct_codes(inst_c[take], max(len(inst_u), 1))[0].tolist()
     unknown = {inst_u[k] for k in taken if products[k] is None}
     return Normalised(take, out, drop, slow, inst_u, inst_c[take], unknown,
                       cols.records is not None)  # fmt: skip
+
+
+def _distinct_codes(values: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(values, return_inverse=True)`` of whole numbers in ``[0, size)``: by a table
+    of the size where it is small (no sort), else by ``np.unique``."""
+    if size > max(4 * len(values), 1 << 16):
+        distinct, inverse = np.unique(values, return_inverse=True)
+        return distinct, inverse.reshape(-1)
+    present = np.zeros(size, dtype=bool)
+    present[values] = True
+    code = np.cumsum(present, dtype=np.int64) - 1
+    return np.flatnonzero(present), code[values]
 
 
 def _records(cols: Columns, take: np.ndarray, every: bool) -> np.ndarray:

@@ -20,6 +20,7 @@ import os
 import struct
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
@@ -242,10 +243,17 @@ def import_files(  # noqa: PLR0917
     records, by_day = _judge(state)
     if rejects is not None:
         _write_rejects(rejects, state)
-    for day in sorted(by_day):
-        rows = by_day[day]
-        journal = out / str(day)
-        written = _write(journal, records, rows, append)
+    days = sorted(by_day)
+    for day in days:  # before any is written: an import writes all its days or none
+        _check_new(out / str(day), append)
+    # each day's journal is its own file: written at once, one thread per core (gathering,
+    # page faults and checksums run without the GIL)
+    with ThreadPoolExecutor(max(1, min(len(days), os.cpu_count() or 1))) as pool:
+        writes = [pool.submit(_write, out / str(day), records, by_day[day], append)
+                  for day in days]  # fmt: skip
+        done = [w.result() for w in writes]
+    for day, written in zip(days, done, strict=True):
+        rows, journal = by_day[day], out / str(day)
         report.already += len(rows) - written
         report.days[day] = written
         report.written += written
@@ -436,6 +444,23 @@ def _write(journal: Path, records: np.ndarray, rows: np.ndarray, append: bool) -
     written."""
     if journal.exists() and append:
         rows = rows[_not_in(journal, records[rows])]
+    _check_new(journal, append)
+    # One segment holds the day up to 256 MiB (about 790,000 ticks); bigger days roll over
+    # segments of that size. The size is known, so no spare segment is prepared ahead.
+    need = len(rows) * TICK_FRAME_SIZE + SEGMENT_HEADER_SIZE + 4096
+    segment = min(max((need + MIB - 1) // MIB * MIB, MIB), 256 * MIB)
+    try:
+        with JournalWriter(journal, layout=TICK_LAYOUT, segment_size=segment,
+                           prepare_ahead=False) as writer:  # fmt: skip
+            if len(rows):
+                writer.append_array(records, records["exchange_time_ns"][rows], order=rows)
+    except JournalError as exc:
+        raise JournalProblem(str(exc)) from None
+    return len(rows)
+
+
+def _check_new(journal: Path, append: bool) -> None:
+    """Refuses to write over a recording that exists, unless appending."""
     if journal.exists() and not append:
         try:
             exists = bool(list_segments(journal))
@@ -446,16 +471,6 @@ def _write(journal: Path, records: np.ndarray, rows: np.ndarray, append: bool) -
                 f"{journal}: a recording of this trading day already exists; remove it, or "
                 "pass --append to add to it"
             )
-    # One segment holds a typical single-instrument day; big imports roll over 64 MiB segments.
-    need = len(rows) * TICK_FRAME_SIZE + SEGMENT_HEADER_SIZE + 4096
-    segment = min(max((need + MIB - 1) // MIB * MIB, MIB), 64 * MIB)
-    try:
-        with JournalWriter(journal, layout=TICK_LAYOUT, segment_size=segment) as writer:
-            if len(rows):
-                writer.append_array(records, records["exchange_time_ns"][rows], order=rows)
-    except JournalError as exc:
-        raise JournalProblem(str(exc)) from None
-    return len(rows)
 
 
 def _not_in(journal: Path, records: np.ndarray) -> np.ndarray:

@@ -1,12 +1,13 @@
 /*
  * services.md_recorder._csvscan: the import's reader of plain CSV files, in one pass.
  *
- * scan() reads a whole file's data rows straight into tick records: each number column is
+ * lines() cuts a file at line ends into one part per thread and counts each part's rows;
+ * scan() then reads the parts at once, straight into tick records: each number column is
  * parsed and written to its record field by the rules of columnar.normalise_columns (absent
  * prices NaN, volumes truncated, a level's volume 0 where its price is absent), and each text
  * column is encoded as (distinct values, the code of each row), so that Python decides dates,
- * times and names once per distinct value, as the pyarrow path does. The file is cut at line
- * ends into one part per thread, and the parts are read at once without the GIL.
+ * times and names once per distinct value, as the pyarrow path does. Both run without the GIL;
+ * the caller allocates the outputs between them, so they live in numpy's memory.
  *
  * It takes only the plain form: no quote character, no control character but the delimiter and
  * the line ends ("\n" or "\r\n"), every row with the header's number of fields. Anything else
@@ -68,6 +69,14 @@ static const int PRICE_OFF[] = {64, 72, 80, 88, 96, 104, 112, 120, 128, 136, 176
 static const double POW10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
                                  1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
                                  1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+#if LDBL_MANT_DIG == 64
+/* 10^0 .. 10^27, each exact in a 64-bit mantissa (5^27 < 2^64) */
+static const long double LPOW10[28] = {
+    1e0L,  1e1L,  1e2L,  1e3L,  1e4L,  1e5L,  1e6L,  1e7L,  1e8L,  1e9L,
+    1e10L, 1e11L, 1e12L, 1e13L, 1e14L, 1e15L, 1e16L, 1e17L, 1e18L, 1e19L,
+    1e20L, 1e21L, 1e22L, 1e23L, 1e24L, 1e25L, 1e26L, 1e27L};
+#endif
 
 /* Byte classes: 0 inside a field, 1 ends a field (delimiter, '\n', '\r'), 2 not plain (a quote, a
    control character), 3 beyond ASCII. */
@@ -163,9 +172,17 @@ parse_number(const char **at, const char *end, const Spec *spec, int huge_ok, in
     *ok = 1;
     if (mantissa == 0)
         return negative ? -0.0 : 0.0;
+    while (exp10 < 0 && mantissa % 10 == 0) { /* "5230.0" is 5230: no division */
+        mantissa /= 10;
+        exp10++;
+        significant--;
+    }
     if (!dropped && significant <= 15 && exp10 >= -22 && exp10 <= 22) {
         double v = (double)mantissa;
-        v = exp10 < 0 ? v / POW10[-exp10] : v * POW10[exp10];
+        if (exp10 < 0)
+            v /= POW10[-exp10];
+        else if (exp10 > 0)
+            v *= POW10[exp10];
         return negative ? -v : v;
     }
 #if LDBL_MANT_DIG == 64
@@ -173,12 +190,10 @@ parse_number(const char **at, const char *end, const Spec *spec, int huge_ok, in
         /* one operation on exact operands (10^27 < 2^64 * 2^27): within half a unit of the
            64-bit mantissa, so its rounding to double is right unless it lies on a midpoint
            (low 11 bits 0x400) */
-        long double x = (long double)mantissa, scale = 1.0L;
-        for (int k = exp10 < 0 ? -exp10 : exp10; k > 0; k--)
-            scale *= 10.0L;
-        x = exp10 < 0 ? x / scale : x * scale;
-        int e2;
-        uint64_t bits = (uint64_t)ldexpl(frexpl(x, &e2), 64);
+        long double x = (long double)mantissa;
+        x = exp10 < 0 ? x / LPOW10[-exp10] : x * LPOW10[exp10];
+        uint64_t bits; /* x87's 80-bit format: the 64-bit mantissa first */
+        memcpy(&bits, &x, 8);
         if ((bits & 0x7FF) != 0x400) {
             double v = (double)x;
             return negative ? -v : v;
@@ -275,19 +290,43 @@ dict_grow(Dict *d)
     return 0;
 }
 
-/* The code of p[0:n], added if new; -1 on no memory. */
-static int32_t
+/* Whether a[0:n] == b[0:n]; the texts here are short (names, dates, times). */
+static inline int
+same(const char *a, const char *b, Py_ssize_t n)
+{
+    while (n >= 8) {
+        uint64_t x, y;
+        memcpy(&x, a, 8);
+        memcpy(&y, b, 8);
+        if (x != y)
+            return 0;
+        a += 8, b += 8, n -= 8;
+    }
+    while (n-- > 0)
+        if (*a++ != *b++)
+            return 0;
+    return 1;
+}
+
+static int32_t dict_add(Dict *d, const char *p, Py_ssize_t n);
+
+/* The code of p[0:n], added if new; -1 on no memory. Most rows repeat the value before. */
+static inline int32_t
 dict_code(Dict *d, const char *p, Py_ssize_t n)
 {
-    if (d->last >= 0 && d->lengths[d->last] == n &&
-        memcmp(d->base + d->offsets[d->last], p, (size_t)n) == 0)
+    if (d->last >= 0 && d->lengths[d->last] == n && same(d->base + d->offsets[d->last], p, n))
         return d->last;
+    return dict_add(d, p, n);
+}
+
+static int32_t
+dict_add(Dict *d, const char *p, Py_ssize_t n)
+{
     uint32_t h = hash_of(p, n);
     Py_ssize_t at = h & d->mask;
     while (d->table[at]) {
         int32_t k = d->table[at] - 1;
-        if (d->hashes[k] == h && d->lengths[k] == n &&
-            memcmp(d->base + d->offsets[k], p, (size_t)n) == 0)
+        if (d->hashes[k] == h && d->lengths[k] == n && same(d->base + d->offsets[k], p, n))
             return d->last = k;
         at = (at + 1) & d->mask;
     }
@@ -544,17 +583,90 @@ run_parts(void *(*fn)(void *), Part *parts, int count)
     return failed ? -1 : 0;
 }
 
-/* ---- scan ---- */
+/* ---- the entry points ---- */
+
+/* The parts of data[start:]: about equal, each ending after a '\n' (the last at the end). */
+static int
+cut_parts(const char *data, Py_ssize_t start, Py_ssize_t len, long threads, Part *parts)
+{
+    const char *p = data + start, *end = data + len;
+    int nparts = 0;
+    if (threads > MAX_THREADS)
+        threads = MAX_THREADS;
+    if (end - p < (Py_ssize_t)threads << 20)
+        threads = 1; /* a small file: a thread's start costs more than it saves */
+    for (; nparts < threads && p < end; nparts++) {
+        const char *cut = nparts == threads - 1 ? end : p + (end - p) / (threads - nparts);
+        if (cut < end) {
+            const char *line_end = memchr(cut, '\n', (size_t)(end - cut));
+            cut = line_end == NULL ? end : line_end + 1;
+        }
+        parts[nparts].base = data;
+        parts[nparts].begin = p;
+        parts[nparts].end = cut;
+        p = cut;
+    }
+    return nparts;
+}
+
+PyDoc_STRVAR(lines_doc,
+"lines(data, start, threads) -> [(begin, end, lines), ...]\n\n"
+"data[start:] cut at line ends into at most threads parts (one for a file under 1 MiB a\n"
+"thread), and the lines of each (a last line without its end counted), counted at once.");
+
+static PyObject *
+cs_lines(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "lines() takes 3 arguments");
+        return NULL;
+    }
+    Py_ssize_t start = PyLong_AsSsize_t(args[1]);
+    long threads = PyLong_AsLong(args[2]);
+    if (PyErr_Occurred())
+        return NULL;
+    Py_buffer data;
+    if (PyObject_GetBuffer(args[0], &data, PyBUF_SIMPLE) < 0)
+        return NULL;
+    if (start < 0 || start > data.len || threads < 1) {
+        PyBuffer_Release(&data);
+        PyErr_SetString(PyExc_ValueError, "lines(): start beyond the data, or no thread");
+        return NULL;
+    }
+    Part parts[MAX_THREADS];
+    memset(parts, 0, sizeof parts);
+    int nparts = cut_parts(data.buf, start, data.len, threads, parts), failed;
+    Py_BEGIN_ALLOW_THREADS
+    failed = run_parts(count_part, parts, nparts);
+    Py_END_ALLOW_THREADS
+    PyObject *result = NULL;
+    if (failed)
+        PyErr_SetString(PyExc_OSError, "lines(): cannot start a thread");
+    else if ((result = PyList_New(nparts)) != NULL)
+        for (int k = 0; k < nparts; k++) {
+            PyObject *item = Py_BuildValue("(nnn)", parts[k].begin - (const char *)data.buf,
+                                           parts[k].end - (const char *)data.buf, parts[k].lines);
+            if (item == NULL) {
+                Py_CLEAR(result);
+                break;
+            }
+            PyList_SET_ITEM(result, k, item);
+        }
+    PyBuffer_Release(&data);
+    return result;
+}
 
 typedef struct {
-    Py_buffer data, spec, initial, divisor, empty_slow, text_offset;
+    Py_buffer data, spec, initial, divisor, empty_slow, text_offset, records, codes, slow, millis,
+        starts;
 } Views;
 
 static void
 release(Views *v)
 {
-    Py_buffer *all[] = {&v->data,    &v->spec,       &v->initial,
-                        &v->divisor, &v->empty_slow, &v->text_offset};
+    Py_buffer *all[] = {&v->data,       &v->spec,        &v->initial, &v->divisor,
+                        &v->empty_slow, &v->text_offset, &v->records, &v->codes,
+                        &v->slow,       &v->millis,      &v->starts};
     for (size_t k = 0; k < sizeof all / sizeof all[0]; k++)
         if (all[k]->obj != NULL)
             PyBuffer_Release(all[k]);
@@ -588,27 +700,27 @@ merge_codes(Part *parts, int count, int s)
 }
 
 PyDoc_STRVAR(scan_doc,
-"scan(data, start, delimiter, spec, initial, divisor, empty_slow, text_offset, threads)\n"
-"    -> (rows, texts, records, codes, slow, millis, starts, wide) or None\n\n"
-"The data rows of a plain CSV file (data[start:]) as tick records; see the module's comment.\n"
-"spec: one byte per column (0..34 a number of NUMBERS, 35 milliseconds, 64+s text slot s, 127\n"
-"skipped); initial: float64[35], each number's value where the file has no column or, unless\n"
-"empty_slow, an empty value; divisor: float64[35], what each number is divided by;\n"
-"empty_slow: uint8[35], 1 where an empty value leaves the row to the per-row path;\n"
-"text_offset: int32[slots, 2], the record offset a slot's raw text is copied to (-1 none) and\n"
-"its width (the text cut to it, zero-padded). Returned, one entry per row, as bytearrays:\n"
-"records (TICK_DTYPE; trading day, flags and times zero; names as text_offset says), codes\n"
-"(int32 [slots, rows]: each slot's code into texts[slot]), slow (uint8), millis (int64, -1\n"
-"where not 0..999 in plain digits), starts (int64: where each row's line begins); and wide:\n"
+"scan(data, parts, delimiter, spec, initial, divisor, empty_slow, text_offset,\n"
+"     records, codes, slow, millis, starts) -> (texts, wide) or None\n\n"
+"The data rows of a plain CSV file as tick records; see the module's comment. parts: what\n"
+"lines() gave, each part read in its own thread. spec: one byte per column (0..34 a number\n"
+"of NUMBERS, 35 milliseconds, 64+s text slot s, 127 skipped); initial: float64[35], each\n"
+"number's value where the file has no column or, unless empty_slow, an empty value; divisor:\n"
+"float64[35], what each number is divided by; empty_slow: uint8[35], 1 where an empty value\n"
+"leaves the row to the per-row path; text_offset: int32[slots, 2], the record offset a slot's\n"
+"raw text is copied to (-1 none) and its width (the text cut to it, zero-padded).\n"
+"Written, one entry per row (the parts' lines in all): records (TICK_DTYPE; trading day, flags\n"
+"and times zero; names as text_offset says), codes (int32 [slots, rows]: each slot's code into\n"
+"texts[slot]), slow (uint8), millis (int64, -1 where not 0..999 in plain digits), starts\n"
+"(int64: where each row's line begins). Returned: texts, each slot's distinct values, and wide:\n"
 "whether some byte is beyond ASCII (its row is slow unless the column is skipped; the caller\n"
-"checks that the file is UTF-8).\n"
-"None: the file is not plain.");
+"checks that the file is UTF-8). None: the file is not plain.");
 
 static PyObject *
 cs_scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 9) {
-        PyErr_SetString(PyExc_TypeError, "scan() takes 9 arguments");
+    if (nargs != 13) {
+        PyErr_SetString(PyExc_TypeError, "scan() takes 13 arguments");
         return NULL;
     }
     Views v;
@@ -616,27 +728,57 @@ cs_scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     Part parts[MAX_THREADS];
     memset(parts, 0, sizeof parts);
     int nparts = 0, ndicts = 0;
-    PyObject *result = NULL, *records = NULL, *codes = NULL, *slow = NULL, *millis = NULL,
-             *starts = NULL;
+    PyObject *result = NULL;
     Spec spec;
     memset(&spec, 0, sizeof spec);
-    Py_ssize_t start = PyLong_AsSsize_t(args[1]);
     long delimiter = PyLong_AsLong(args[2]);
-    long threads = PyLong_AsLong(args[8]);
     if (PyErr_Occurred())
         return NULL;
+    if (!PyList_Check(args[1]) || PyList_GET_SIZE(args[1]) > MAX_THREADS) {
+        PyErr_SetString(PyExc_TypeError, "scan(): parts must be what lines() gave");
+        return NULL;
+    }
     if (PyObject_GetBuffer(args[0], &v.data, PyBUF_SIMPLE) < 0 ||
         PyObject_GetBuffer(args[3], &v.spec, PyBUF_SIMPLE) < 0 ||
         PyObject_GetBuffer(args[4], &v.initial, PyBUF_SIMPLE) < 0 ||
         PyObject_GetBuffer(args[5], &v.divisor, PyBUF_SIMPLE) < 0 ||
         PyObject_GetBuffer(args[6], &v.empty_slow, PyBUF_SIMPLE) < 0 ||
-        PyObject_GetBuffer(args[7], &v.text_offset, PyBUF_SIMPLE) < 0)
+        PyObject_GetBuffer(args[7], &v.text_offset, PyBUF_SIMPLE) < 0 ||
+        PyObject_GetBuffer(args[8], &v.records, PyBUF_WRITABLE) < 0 ||
+        PyObject_GetBuffer(args[9], &v.codes, PyBUF_WRITABLE) < 0 ||
+        PyObject_GetBuffer(args[10], &v.slow, PyBUF_WRITABLE) < 0 ||
+        PyObject_GetBuffer(args[11], &v.millis, PyBUF_WRITABLE) < 0 ||
+        PyObject_GetBuffer(args[12], &v.starts, PyBUF_WRITABLE) < 0)
         goto done;
+    const char *data = v.data.buf;
+    Py_ssize_t rows = 0, at = 0;
+    nparts = (int)PyList_GET_SIZE(args[1]);
+    for (int k = 0; k < nparts; k++) {
+        Py_ssize_t begin, end, lines;
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(args[1], k), "nnn", &begin, &end, &lines))
+            goto done;
+        if (begin != at && k > 0) {
+            PyErr_SetString(PyExc_ValueError, "scan(): parts must follow one another");
+            goto done;
+        }
+        if (begin < 0 || end < begin || end > v.data.len || lines < 0 || lines > end - begin) {
+            PyErr_SetString(PyExc_ValueError, "scan(): a part beyond the data");
+            goto done;
+        }
+        parts[k].base = data;
+        parts[k].begin = data + begin;
+        parts[k].end = data + end;
+        parts[k].lines = lines;
+        parts[k].row0 = rows;
+        rows += lines;
+        at = end;
+    }
     spec.slots = (int)(v.text_offset.len / 8);
     if (v.initial.len != NUMBERS * 8 || v.divisor.len != NUMBERS * 8 ||
         v.empty_slow.len != NUMBERS || v.text_offset.len % 8 || spec.slots > MAX_SLOTS ||
-        start < 0 || start > v.data.len || v.spec.len == 0 || delimiter < 1 ||
-        delimiter > 127 || threads < 1) {
+        v.spec.len == 0 || delimiter < 1 || delimiter > 127 ||
+        v.records.len != rows * RECORD_SIZE || v.codes.len != rows * spec.slots * 4 ||
+        v.slow.len != rows || v.millis.len != rows * 8 || v.starts.len != rows * 8) {
         PyErr_SetString(PyExc_ValueError, "scan(): arguments of the wrong size");
         goto done;
     }
@@ -655,60 +797,23 @@ cs_scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetFromErrno(PyExc_OSError);
         goto done;
     }
-    /* the parts: about equal, each ending after a '\n' (the last at the end) */
-    const char *data = v.data.buf, *p = data + start, *end = data + v.data.len;
-    if (threads > MAX_THREADS)
-        threads = MAX_THREADS;
-    if (end - p < (Py_ssize_t)threads << 20)
-        threads = 1; /* a small file: a thread's start costs more than it saves */
-    for (; nparts < threads && p < end; nparts++) {
-        const char *cut = nparts == threads - 1 ? end : p + (end - p) / (threads - nparts);
-        if (cut < end) {
-            const char *line_end = memchr(cut, '\n', (size_t)(end - cut));
-            cut = line_end == NULL ? end : line_end + 1;
-        }
-        parts[nparts].spec = &spec;
-        parts[nparts].base = data;
-        parts[nparts].begin = p;
-        parts[nparts].end = cut;
-        p = cut;
-    }
-    int failed;
-    Py_BEGIN_ALLOW_THREADS
-    failed = run_parts(count_part, parts, nparts);
-    Py_END_ALLOW_THREADS
-    if (failed) {
-        PyErr_SetString(PyExc_OSError, "scan(): cannot start a thread");
-        goto done;
-    }
-    Py_ssize_t rows = 0;
-    for (int k = 0; k < nparts; k++) {
-        parts[k].row0 = rows;
-        rows += parts[k].lines;
-    }
-    records = PyByteArray_FromStringAndSize(NULL, rows * RECORD_SIZE);
-    codes = PyByteArray_FromStringAndSize(NULL, rows * spec.slots * 4);
-    slow = PyByteArray_FromStringAndSize(NULL, rows);
-    millis = PyByteArray_FromStringAndSize(NULL, rows * 8);
-    starts = PyByteArray_FromStringAndSize(NULL, rows * 8);
-    if (!records || !codes || !slow || !millis || !starts)
-        goto done;
     for (int k = 0; k < nparts; k++) {
         Part *part = &parts[k];
-        part->records = PyByteArray_AS_STRING(records);
-        part->codes = (int32_t *)PyByteArray_AS_STRING(codes);
+        part->spec = &spec;
+        part->records = v.records.buf;
+        part->codes = v.codes.buf;
         part->capacity = rows;
-        part->slow = (uint8_t *)PyByteArray_AS_STRING(slow);
-        part->millis = (int64_t *)PyByteArray_AS_STRING(millis);
-        part->starts = (int64_t *)PyByteArray_AS_STRING(starts);
+        part->slow = v.slow.buf;
+        part->millis = v.millis.buf;
+        part->starts = v.starts.buf;
+        ndicts = k + 1;
         for (int s = 0; s < spec.slots; s++)
             if (dict_init(&part->dicts[s], data) < 0) {
-                ndicts = k + 1;
                 PyErr_NoMemory();
                 goto done;
             }
-        ndicts = k + 1;
     }
+    int failed;
     Py_BEGIN_ALLOW_THREADS
     failed = run_parts(scan_part, parts, nparts);
     Py_END_ALLOW_THREADS
@@ -716,6 +821,7 @@ cs_scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_OSError, "scan(): cannot start a thread");
         goto done;
     }
+    int wide = 0;
     for (int k = 0; k < nparts; k++) {
         if (parts[k].nomem) {
             PyErr_NoMemory();
@@ -725,6 +831,7 @@ cs_scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             result = Py_NewRef(Py_None);
             goto done;
         }
+        wide |= parts[k].wide;
     }
     for (int s = 0; s < spec.slots; s++)
         if (merge_codes(parts, nparts, s) < 0) {
@@ -742,27 +849,19 @@ cs_scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         }
         PyList_SET_ITEM(texts, s, values);
     }
-    int wide = 0;
-    for (int k = 0; k < nparts; k++)
-        wide |= parts[k].wide;
-    result = Py_BuildValue("(nNOOOOOO)", rows, texts, records, codes, slow, millis, starts,
-                           wide ? Py_True : Py_False);
+    result = Py_BuildValue("(NO)", texts, wide ? Py_True : Py_False);
 done:
     for (int k = 0; k < ndicts; k++)
         for (int s = 0; s < spec.slots; s++)
             dict_free(&parts[k].dicts[s]);
     if (spec.c_locale != (locale_t)0)
         freelocale(spec.c_locale);
-    Py_XDECREF(records);
-    Py_XDECREF(codes);
-    Py_XDECREF(slow);
-    Py_XDECREF(millis);
-    Py_XDECREF(starts);
     release(&v);
     return result;
 }
 
 static PyMethodDef methods[] = {
+    {"lines", (PyCFunction)(void (*)(void))cs_lines, METH_FASTCALL, lines_doc},
     {"scan", (PyCFunction)(void (*)(void))cs_scan, METH_FASTCALL, scan_doc},
     {NULL, NULL, 0, NULL},
 };

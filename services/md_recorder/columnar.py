@@ -76,6 +76,14 @@ LIMIT_SLACK: Final = 1e-6
 I32: Final = 2.0**31
 I64: Final = 2.0**63
 DAY: Final = 86_400
+FACT_CROSSED: Final = 1
+"""Bid1 >= ask1."""
+FACT_OUTSIDE: Final = 2
+"""The last price, bid1 or ask1 beyond a limit (with ``LIMIT_SLACK``)."""
+FACT_AVERAGE_BIG: Final = 4
+"""Average > 2 x last: the average is in money (price x multiplier), not in price."""
+FACT_SETTLES: Final = 8
+"""A settlement price."""
 _MILLIS_KIND: Final = 35
 _TEXT_KIND: Final = 64
 _SKIP_KIND: Final = 127
@@ -113,6 +121,8 @@ class Columns:
     """Row ``i`` as its reader gives it to the per-row path (from the file's text)."""
     records: np.ndarray | None = None
     written: dict[str, list[str]] | None = None
+    facts: np.ndarray | None = None
+    """With ``records``: each row's ``FACT_*`` bits, worked out by the scanner."""
 
     def __len__(self) -> int:
         return len(self.millis)
@@ -206,6 +216,7 @@ class _Scan:
     texts: list[tuple[list[str], np.ndarray]]
     records: np.ndarray
     slow: np.ndarray
+    facts: np.ndarray
     millis: np.ndarray
     line: Callable[[int], list[str]]
     """Row ``i``'s cells (a plain line: its text split at the delimiter)."""
@@ -253,10 +264,10 @@ def _scan(  # noqa: PLR0917
     # numpy's own memory (huge pages where the kernel gives them: far fewer page faults)
     records = np.empty(rows, dtype=TICK_DTYPE)
     code = np.empty((len(slots), rows), dtype=np.int32)
-    slow, millis = np.empty(rows, dtype=np.uint8), np.empty(rows, dtype=np.int64)
-    starts = np.empty(rows, dtype=np.int64)
+    slow, facts = np.empty(rows, dtype=np.uint8), np.empty(rows, dtype=np.uint8)
+    millis, starts = np.empty(rows, dtype=np.int64), np.empty(rows, dtype=np.int64)
     got = SCANNER.scan(data, parts, ord(delimiter), spec, initial, divisor, empty_slow,
-                       text_offset, records, code, slow, millis, starts)  # fmt: skip
+                       text_offset, records, code, slow, facts, millis, starts)  # fmt: skip
     if got is None:
         return None
     values, wide = got
@@ -272,7 +283,7 @@ def _scan(  # noqa: PLR0917
 
     codes = code.astype(np.int64)
     scan = _Scan([(values[k], codes[k]) for k in range(len(slots))], records,
-                 slow.astype(bool), millis, line)  # fmt: skip
+                 slow.astype(bool), facts, millis, line)  # fmt: skip
     return scan, [name for _, name in slots], header
 
 
@@ -318,7 +329,7 @@ def _scan_ctp(path: Path) -> Columns | None:
         return tuple(row[index[name]] for name in CTP_FIELDS)
 
     index = {name: header.index(name) for name in CTP_FIELDS}
-    return Columns(texts, scan.millis, None, scan.slow, raw, scan.records, written)
+    return Columns(texts, scan.millis, None, scan.slow, raw, scan.records, written, scan.facts)
 
 
 def _scan_mapped(path: Path, mapping: Mapping) -> Columns | None:
@@ -366,7 +377,7 @@ def _scan_mapped(path: Path, mapping: Mapping) -> Columns | None:
             to_raw.append(RowMapper(mapping, header))
         return to_raw[0](scan.line(i))
 
-    return Columns(texts, millis, None, slow | scan.slow, raw, scan.records, written)
+    return Columns(texts, millis, None, slow | scan.slow, raw, scan.records, written, scan.facts)
 
 
 def _mapped_times(
@@ -683,10 +694,12 @@ def normalise_columns(cols: Columns, normaliser: Normaliser) -> Normalised:  # n
     post_close = (phase == _CLOSED) & (secs >= close) & (secs < NIGHT_FROM)
     multiplier = g_multiplier[g_c]
     # -- the records ----------------------------------------------------------------------------
-    if cols.records is not None:  # the scanner's: numbers in place, raw names where written
+    if cols.records is not None and cols.facts is not None:  # the scanner's: numbers in place
         out = cols.records if every else cols.records[take]
+        facts = cols.facts if every else cols.facts[take]
     else:
         out = _records(cols, take, every)
+        facts = _facts(out)
     written = cols.written or {}
     if len(inst_u) and written.get("InstrumentID") != inst_u:
         out["instrument"] = np.array([s.encode() for s in inst_u], dtype="S32")[inst_c[take]]
@@ -695,29 +708,23 @@ def normalise_columns(cols: Columns, normaliser: Normaliser) -> Normalised:  # n
                                    for k, key in enumerate(pair_u.tolist())):  # fmt: skip
         out["exchange"] = np.array([s.encode() for s in pair_exchange], dtype="S8")[pair_c[take]]
     out["trading_day"] = trading_u[rows_key]
-    last, settlement = out["last"], out["settlement"]
-    flags = np.where(phase == _AUCTION, FLAG_AUCTION, 0)
-    flags = np.where(post_close & ~np.isnan(settlement), FLAG_SETTLEMENT, flags)
+    auction, closed = phase == _AUCTION, phase == _CLOSED
+    settles = post_close & ((facts & FACT_SETTLES) != 0)
+    flags = auction.astype(np.uint32) * FLAG_AUCTION
+    np.putmask(flags, settles, FLAG_SETTLEMENT)
     out["flags"] = flags
     exchange_ns = day_ns[rows_key] + secs * 1_000_000_000 + cols.millis[take] * 1_000_000
     out["exchange_time_ns"] = exchange_ns
     out["local_time_ns"] = exchange_ns
-    average = out["average"]
-    with np.errstate(invalid="ignore"):
-        scale = (multiplier > 0) & (average > 2 * last)
+    scale = (multiplier > 0) & ((facts & FACT_AVERAGE_BIG) != 0)
     if scale.any():
-        out["average"] = np.where(scale, average / np.where(scale, multiplier, 1.0), average)
+        average = out["average"]
+        np.divide(average, multiplier, out=average, where=scale)
     # -- the checks that need no earlier tick (TickFilter.stateless), in its order -----------
-    bid1, ask1 = out["bid_price"][:, 0], out["ask_price"][:, 0]
-    upper = out["upper_limit"] + LIMIT_SLACK
-    lower = out["lower_limit"] - LIMIT_SLACK
-    outside = np.zeros(len(take), dtype=bool)
-    for value in (last, bid1, ask1):
-        outside |= (value > upper) | (value < lower)
-    drop = np.where(outside, 3, 0)
-    drop = np.where((phase != _AUCTION) & (bid1 >= ask1), 2, drop)
-    drop = np.where(phase == _CLOSED, 1, drop)
-    drop = np.where(flags == FLAG_SETTLEMENT, 0, drop).astype(np.uint8)
+    drop = ((facts & FACT_OUTSIDE) != 0).astype(np.uint8) * np.uint8(3)
+    np.putmask(drop, ~auction & ((facts & FACT_CROSSED) != 0), 2)
+    np.putmask(drop, closed, 1)
+    np.putmask(drop, settles, 0)
     taken = _distinct_codes(inst_c[take], max(len(inst_u), 1))[0].tolist()
     unknown = {inst_u[k] for k in taken if products[k] is None}
     return Normalised(take, out, drop, slow, inst_u, inst_c[take], unknown,
@@ -734,6 +741,22 @@ def _distinct_codes(values: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarr
     present[values] = True
     code = np.cumsum(present, dtype=np.int64) - 1
     return np.flatnonzero(present), code[values]
+
+
+def _facts(out: np.ndarray) -> np.ndarray:
+    """Each record's ``FACT_*`` bits (the scanner's ``facts_of``, for pyarrow's path)."""
+    last, settlement, average = out["last"], out["settlement"], out["average"]
+    bid1, ask1 = out["bid_price"][:, 0], out["ask_price"][:, 0]
+    upper = out["upper_limit"] + LIMIT_SLACK
+    lower = out["lower_limit"] - LIMIT_SLACK
+    outside = np.zeros(len(out), dtype=bool)
+    for value in (last, bid1, ask1):
+        outside |= (value > upper) | (value < lower)
+    facts = np.where(bid1 >= ask1, FACT_CROSSED, 0) | np.where(outside, FACT_OUTSIDE, 0)
+    with np.errstate(invalid="ignore"):
+        facts |= np.where(average > 2 * last, FACT_AVERAGE_BIG, 0)
+    facts |= np.where(np.isnan(settlement), 0, FACT_SETTLES)
+    return facts.astype(np.uint8)
 
 
 def _records(cols: Columns, take: np.ndarray, every: bool) -> np.ndarray:

@@ -378,6 +378,30 @@ price_of(double x)
     return (x > 0.0 && x < ABSENT_ABOVE) ? x : NAN;
 }
 
+/* What normalise_columns asks of each row's numbers (its numpy twin: columnar._facts). */
+#define FACT_CROSSED 1     /* bid1 >= ask1 */
+#define FACT_OUTSIDE 2     /* last, bid1 or ask1 beyond a limit (with LIMIT_SLACK) */
+#define FACT_AVERAGE_BIG 4 /* average > 2 * last: the average is in money, not price */
+#define FACT_SETTLES 8     /* a settlement price */
+#define LIMIT_SLACK 1e-6
+
+static uint8_t
+facts_of(const double *v)
+{
+    double last = price_of(v[0]), bid = price_of(v[15]), ask = price_of(v[17]);
+    double upper = price_of(v[12]) + LIMIT_SLACK, lower = price_of(v[13]) - LIMIT_SLACK;
+    uint8_t facts = 0;
+    if (bid >= ask)
+        facts |= FACT_CROSSED;
+    if (last > upper || last < lower || bid > upper || bid < lower || ask > upper || ask < lower)
+        facts |= FACT_OUTSIDE;
+    if (price_of(v[14]) > 2 * last)
+        facts |= FACT_AVERAGE_BIG;
+    if (!isnan(price_of(v[11])))
+        facts |= FACT_SETTLES;
+    return facts;
+}
+
 /* 1 if the row's numbers fit the record, 0 if the row is the per-row path's. */
 static int
 put_numbers(char *record, const double *v)
@@ -424,7 +448,7 @@ typedef struct {
     char *records;
     int32_t *codes; /* slot-major, capacity rows per slot */
     Py_ssize_t capacity;
-    uint8_t *slow;
+    uint8_t *slow, *facts;
     int64_t *millis, *starts;
     Dict dicts[MAX_SLOTS];
     int plain, nomem, wide;
@@ -554,6 +578,7 @@ scan_part(void *arg)
         if (!put_numbers(record, values))
             fits = 0;
         part->slow[row] = (uint8_t)!fits;
+        part->facts[row] = facts_of(values);
         part->millis[row] = ms;
         row++;
     }
@@ -657,8 +682,8 @@ cs_lines(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 }
 
 typedef struct {
-    Py_buffer data, spec, initial, divisor, empty_slow, text_offset, records, codes, slow, millis,
-        starts;
+    Py_buffer data, spec, initial, divisor, empty_slow, text_offset, records, codes, slow, facts,
+        millis, starts;
 } Views;
 
 static void
@@ -666,7 +691,7 @@ release(Views *v)
 {
     Py_buffer *all[] = {&v->data,       &v->spec,        &v->initial, &v->divisor,
                         &v->empty_slow, &v->text_offset, &v->records, &v->codes,
-                        &v->slow,       &v->millis,      &v->starts};
+                        &v->slow,       &v->facts,       &v->millis,  &v->starts};
     for (size_t k = 0; k < sizeof all / sizeof all[0]; k++)
         if (all[k]->obj != NULL)
             PyBuffer_Release(all[k]);
@@ -701,7 +726,7 @@ merge_codes(Part *parts, int count, int s)
 
 PyDoc_STRVAR(scan_doc,
 "scan(data, parts, delimiter, spec, initial, divisor, empty_slow, text_offset,\n"
-"     records, codes, slow, millis, starts) -> (texts, wide) or None\n\n"
+"     records, codes, slow, facts, millis, starts) -> (texts, wide) or None\n\n"
 "The data rows of a plain CSV file as tick records; see the module's comment. parts: what\n"
 "lines() gave, each part read in its own thread. spec: one byte per column (0..34 a number\n"
 "of NUMBERS, 35 milliseconds, 64+s text slot s, 127 skipped); initial: float64[35], each\n"
@@ -711,7 +736,9 @@ PyDoc_STRVAR(scan_doc,
 "raw text is copied to (-1 none) and its width (the text cut to it, zero-padded).\n"
 "Written, one entry per row (the parts' lines in all): records (TICK_DTYPE; trading day, flags\n"
 "and times zero; names as text_offset says), codes (int32 [slots, rows]: each slot's code into\n"
-"texts[slot]), slow (uint8), millis (int64, -1 where not 0..999 in plain digits), starts\n"
+"texts[slot]), slow (uint8), facts (uint8: 1 bid1 >= ask1, 2 last or a side's first price beyond\n"
+"a limit, 4 average > 2 * last, 8 a settlement price), millis (int64, -1 where not 0..999 in\n"
+"plain digits), starts\n"
 "(int64: where each row's line begins). Returned: texts, each slot's distinct values, and wide:\n"
 "whether some byte is beyond ASCII (its row is slow unless the column is skipped; the caller\n"
 "checks that the file is UTF-8). None: the file is not plain.");
@@ -719,8 +746,8 @@ PyDoc_STRVAR(scan_doc,
 static PyObject *
 cs_scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 13) {
-        PyErr_SetString(PyExc_TypeError, "scan() takes 13 arguments");
+    if (nargs != 14) {
+        PyErr_SetString(PyExc_TypeError, "scan() takes 14 arguments");
         return NULL;
     }
     Views v;
@@ -747,8 +774,9 @@ cs_scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyObject_GetBuffer(args[8], &v.records, PyBUF_WRITABLE) < 0 ||
         PyObject_GetBuffer(args[9], &v.codes, PyBUF_WRITABLE) < 0 ||
         PyObject_GetBuffer(args[10], &v.slow, PyBUF_WRITABLE) < 0 ||
-        PyObject_GetBuffer(args[11], &v.millis, PyBUF_WRITABLE) < 0 ||
-        PyObject_GetBuffer(args[12], &v.starts, PyBUF_WRITABLE) < 0)
+        PyObject_GetBuffer(args[11], &v.facts, PyBUF_WRITABLE) < 0 ||
+        PyObject_GetBuffer(args[12], &v.millis, PyBUF_WRITABLE) < 0 ||
+        PyObject_GetBuffer(args[13], &v.starts, PyBUF_WRITABLE) < 0)
         goto done;
     const char *data = v.data.buf;
     Py_ssize_t rows = 0, at = 0;
@@ -778,7 +806,8 @@ cs_scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         v.empty_slow.len != NUMBERS || v.text_offset.len % 8 || spec.slots > MAX_SLOTS ||
         v.spec.len == 0 || delimiter < 1 || delimiter > 127 ||
         v.records.len != rows * RECORD_SIZE || v.codes.len != rows * spec.slots * 4 ||
-        v.slow.len != rows || v.millis.len != rows * 8 || v.starts.len != rows * 8) {
+        v.slow.len != rows || v.facts.len != rows || v.millis.len != rows * 8 ||
+        v.starts.len != rows * 8) {
         PyErr_SetString(PyExc_ValueError, "scan(): arguments of the wrong size");
         goto done;
     }
@@ -804,6 +833,7 @@ cs_scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         part->codes = v.codes.buf;
         part->capacity = rows;
         part->slow = v.slow.buf;
+        part->facts = v.facts.buf;
         part->millis = v.millis.buf;
         part->starts = v.starts.buf;
         ndicts = k + 1;

@@ -28,22 +28,25 @@ INITIAL = np.array([0.0 if "Volume" in name else np.nan for name in NUMBERS])
 
 def scan(text: bytes, spec: bytes, threads: int = 1, slots: int = 0) -> Any:
     """``lines`` and ``scan`` of ``text`` (no header) with every number as read and no text
-    copied: None, or (rows, texts, and as bytes: records, codes, slow, millis, starts; wide)."""
+    copied: None, or (rows, texts, and as bytes: records, codes, slow, millis, starts; wide;
+    facts)."""
     scanner_built()
     scanner = columnar.SCANNER
     assert scanner is not None
     parts = scanner.lines(text, 0, threads)
     rows = sum(lines for _, _, lines in parts)
-    out = (np.empty(rows, dtype=TICK_DTYPE), np.empty((slots, rows), dtype=np.int32),
-           np.empty(rows, dtype=np.uint8), np.empty(rows, dtype=np.int64),
-           np.empty(rows, dtype=np.int64))  # fmt: skip
+    records, codes = np.empty(rows, dtype=TICK_DTYPE), np.empty((slots, rows), dtype=np.int32)
+    slow, facts = np.empty(rows, dtype=np.uint8), np.empty(rows, dtype=np.uint8)
+    millis, starts = np.empty(rows, dtype=np.int64), np.empty(rows, dtype=np.int64)
     got = scanner.scan(
         text, parts, ord(","), spec, INITIAL, np.ones(len(NUMBERS)),
-        np.zeros(len(NUMBERS), dtype=np.uint8), np.full((slots, 2), -1, dtype=np.int32), *out,
+        np.zeros(len(NUMBERS), dtype=np.uint8), np.full((slots, 2), -1, dtype=np.int32),
+        records, codes, slow, facts, millis, starts,
     )  # fmt: skip
     if got is None:
         return None
-    return rows, got[0], *(a.tobytes() for a in out), got[1]
+    return (rows, got[0], *(a.tobytes() for a in (records, codes, slow, millis, starts)), got[1],
+            facts)  # fmt: skip
 
 
 def turnovers(values: list[str]) -> tuple[np.ndarray, np.ndarray]:

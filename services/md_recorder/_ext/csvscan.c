@@ -88,6 +88,8 @@ typedef struct {
     const uint8_t *empty_slow;
     const int32_t *text_offset;
     int slots;
+    int absent[NUMBERS]; /* the numbers no column gives */
+    int nabsent;
     char sep;
     locale_t c_locale;
 } Spec;
@@ -487,7 +489,8 @@ scan_part(void *arg)
         }
         char *record = part->records + row * RECORD_SIZE;
         memset(record + OFF_TRADING_DAY, 0, 24); /* trading day, flags, times: Python's */
-        memcpy(values, spec->initial, sizeof values);
+        for (int k = 0; k < spec->nabsent; k++) /* the numbers the file has no column for */
+            values[spec->absent[k]] = spec->initial[spec->absent[k]];
         int fits = 1;
         int64_t ms = -1;
         part->starts[row] = p - part->base;
@@ -503,14 +506,17 @@ scan_part(void *arg)
                 if (p == end || cls[(uint8_t)*p] == 1) { /* empty */
                     if (spec->empty_slow[kind])
                         fits = 0;
+                    values[kind] = spec->initial[kind];
                 }
                 else {
                     int ok;
                     double x = parse_number(&p, end, spec, spec->divisor[kind] == 1.0, &ok);
                     if (ok)
                         values[kind] = spec->divisor[kind] == 1.0 ? x : x / spec->divisor[kind];
-                    else
+                    else {
                         fits = 0;
+                        values[kind] = spec->initial[kind]; /* any value: the row is slow */
+                    }
                 }
             }
             for (;;) {
@@ -818,6 +824,13 @@ cs_scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     spec.empty_slow = v.empty_slow.buf;
     spec.text_offset = v.text_offset.buf;
     spec.sep = (char)delimiter;
+    for (int j = 0; j < NUMBERS; j++) {
+        int given = 0;
+        for (Py_ssize_t c = 0; c < spec.ncols; c++)
+            given |= spec.spec[c] == j;
+        if (!given)
+            spec.absent[spec.nabsent++] = j;
+    }
     for (int c = 0; c < 256; c++)
         spec.cls[c] = c >= 0x80 ? 3 : (c < 0x20 || c == 0x7f || c == '"') ? 2 : 0;
     spec.cls[(uint8_t)'\n'] = spec.cls[(uint8_t)'\r'] = spec.cls[(uint8_t)spec.sep] = 1;

@@ -504,6 +504,14 @@ class JournalWriter:
         assert self._head is not None
         HEAD_HEARTBEAT.pack_into(self._head, 16, self._clock() if now_ns is None else now_ns)
 
+    def populate(self) -> None:
+        """Fault the current segment's pages in now, for a bulk writer about to fill it (an
+        import prepares a day's journal in one thread while another works out its rows). With
+        the C fast path only; a no-op without it."""
+        fast = accel.FAST
+        if fast is not None and self._mm is not None:
+            fast.populate(self._mm)
+
     def sync(self) -> None:
         """Flush committed frames to the file system (for recordings on disk)."""
         if self._mm is not None:

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import struct
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
@@ -240,25 +241,112 @@ def import_files(  # noqa: PLR0917
             del state.rejects[before[2] :]
             report.dropped, report.bad_count, report.bad_rows = before[3], before[4], before[5]
     report.unknown_products = normaliser.unknown_products
-    records, by_day = _judge(state)
-    if rejects is not None:
-        _write_rejects(rejects, state)
-    days = sorted(by_day)
-    for day in days:  # before any is written: an import writes all its days or none
-        _check_new(out / str(day), append)
-    # each day's journal is its own file: written at once, one thread per core (gathering,
-    # page faults and checksums run without the GIL)
-    with ThreadPoolExecutor(max(1, min(len(days), os.cpu_count() or 1))) as pool:
-        writes = [pool.submit(_write, out / str(day), records, by_day[day], append)
-                  for day in days]  # fmt: skip
-        done = [w.result() for w in writes]
+    _write_days(state, out, append, rejects)
+    return report
+
+
+def _write_days(state: _Import, out: Path, append: bool, rejects: Path | None) -> None:
+    """The rows kept, judged, written to a journal per trading day; ``--rejects`` written
+    before any journal."""
+    report = state.report
+    kept = state.kept.arrays()
+    state.kept = _Kept()
+    with ThreadPoolExecutor(max(2, os.cpu_count() or 1)) as pool:
+        # the days' journals are made ready on another core while this one judges the rows
+        opening = pool.submit(_open_days, out, kept[0], kept[1], append)
+        try:
+            records, by_day = _judge(state, kept)
+            if rejects is not None:
+                _write_rejects(rejects, state)
+            writers = opening.result()
+        except BaseException:
+            _discard(opening, set())
+            raise
+        days = sorted(by_day)
+        try:
+            # each day's journal is its own file, written at once (gathering, page faults and
+            # checksums run without the GIL)
+            writes = [pool.submit(_fill, writers.get(day), out / str(day), records,
+                                  by_day[day], append) for day in days]  # fmt: skip
+            done = [w.result() for w in writes]
+        finally:
+            _discard(opening, set(days))
     for day, written in zip(days, done, strict=True):
         rows, journal = by_day[day], out / str(day)
         report.already += len(rows) - written
         report.days[day] = written
         report.written += written
         report.journals.append(journal)
-    return report
+
+
+def _segment_size(count: int) -> int:
+    """The segment size of a day of ``count`` ticks: one segment holds the day up to 256 MiB
+    (about 790,000 ticks); bigger days roll over segments of that size."""
+    need = count * TICK_FRAME_SIZE + SEGMENT_HEADER_SIZE + 4096
+    return min(max((need + MIB - 1) // MIB * MIB, MIB), 256 * MIB)
+
+
+def _open_days(
+    out: Path, records: np.ndarray, rows: np.ndarray, append: bool
+) -> dict[int, JournalWriter]:
+    """Every day's journal the rows kept may need, checked (``_check_new``) before any is
+    made, and made ready: created with its segment sized for the day's rows before judging
+    (an upper bound) and its pages faulted in. With ``append`` none is made here (``_write``
+    opens each as it is)."""
+    days, counts = np.unique(records["trading_day"][rows], return_counts=True)
+    for day in days.tolist():  # before any is written: an import writes all its days or none
+        _check_new(out / str(day), append)
+    writers: dict[int, JournalWriter] = {}
+    if append:
+        return writers
+    try:
+        for day, count in zip(days.tolist(), counts.tolist(), strict=True):
+            size = _segment_size(count)
+            writer = JournalWriter(out / str(day), layout=TICK_LAYOUT, segment_size=size,
+                                   prepare_ahead=False)  # fmt: skip
+            writers[day] = writer
+            writer.populate()
+    except JournalError as exc:
+        _close_unused(out, writers, set())
+        raise JournalProblem(str(exc)) from None
+    except BaseException:
+        _close_unused(out, writers, set())
+        raise
+    return writers
+
+
+def _discard(ready: Future[dict[int, JournalWriter]], used: set[int]) -> None:
+    """The journals ``_open_days`` made that no day's rows went to, removed (a day whose every
+    row the judging dropped, or all of them when the import stops before writing)."""
+    try:
+        writers = ready.result()
+    except BaseException:
+        return
+    if writers:
+        _close_unused(next(iter(writers.values())).path.parent, writers, used)
+
+
+def _close_unused(out: Path, writers: dict[int, JournalWriter], used: set[int]) -> None:
+    for day, writer in writers.items():
+        if day not in used:
+            writer.close()
+            shutil.rmtree(out / str(day), ignore_errors=True)
+
+
+def _fill(
+    writer: JournalWriter | None, journal: Path, records: np.ndarray, rows: np.ndarray,
+    append: bool,
+) -> int:  # fmt: skip
+    """A day's rows into the journal ``_open_days`` made ready, or through ``_write``."""
+    if writer is None:
+        return _write(journal, records, rows, append)
+    try:
+        with writer:
+            if len(rows):
+                writer.append_array(records, records["exchange_time_ns"][rows], order=rows)
+    except JournalError as exc:
+        raise JournalProblem(str(exc)) from None
+    return len(rows)
 
 
 def _take_prepared(
@@ -350,13 +438,14 @@ def _take_row(  # noqa: PLR0917
     state.kept.pending.append((record, state.kept.code(tick[0]), number, line, order))
 
 
-def _judge(state: _Import) -> tuple[np.ndarray, dict[int, np.ndarray]]:
-    """The rows kept, judged by each instrument's trading day as a whole: (records, and by
-    trading day the positions of its rows among them in the journal's order: exchange time,
-    then position in the files, except that rows of one instrument sharing a time keep the
-    volume order they were judged in)."""
-    records, rows, inst, files, lines, order = state.kept.arrays()
-    state.kept = _Kept()
+def _judge(
+    state: _Import, kept: tuple[np.ndarray, ...]
+) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """The rows kept (``_Kept.arrays``), judged by each instrument's trading day as a whole:
+    (records, and by trading day the positions of its rows among them in the journal's order:
+    exchange time, then position in the files, except that rows of one instrument sharing a
+    time keep the volume order they were judged in)."""
+    records, rows, inst, files, lines, order = kept
     days = records["trading_day"][rows]
     group = days.astype(np.int64) * (1 << 24) + inst
     perm, verdict, other = judge_days(records, order, group, rows)
@@ -445,10 +534,7 @@ def _write(journal: Path, records: np.ndarray, rows: np.ndarray, append: bool) -
     if journal.exists() and append:
         rows = rows[_not_in(journal, records[rows])]
     _check_new(journal, append)
-    # One segment holds the day up to 256 MiB (about 790,000 ticks); bigger days roll over
-    # segments of that size. The size is known, so no spare segment is prepared ahead.
-    need = len(rows) * TICK_FRAME_SIZE + SEGMENT_HEADER_SIZE + 4096
-    segment = min(max((need + MIB - 1) // MIB * MIB, MIB), 256 * MIB)
+    segment = _segment_size(len(rows))
     try:
         with JournalWriter(journal, layout=TICK_LAYOUT, segment_size=segment,
                            prepare_ahead=False) as writer:  # fmt: skip

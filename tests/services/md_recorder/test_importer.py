@@ -176,6 +176,26 @@ def test_existing_day_needs_append(tmp_path: Path) -> None:
     assert len(cat(tmp_path / "20190916")) == 200
 
 
+def test_an_import_that_stops_before_writing_leaves_no_journal(tmp_path: Path) -> None:
+    """The days' journals are made ready while the rows are judged; an import refused then
+    (one day already recorded, a rejects file that cannot be written) leaves none of them,
+    and the day that was there is untouched."""
+    days = [str(MARKET / f"IF2101_2021010{d}.csv.gz") for d in (4, 5, 6)]
+    out = tmp_path / "out"
+    assert run_hft("import", "-f", "ctp-csv", days[1], "-o", str(out)).returncode == 0
+    before = cat(out / "20210105")
+    again = run_hft("import", "-f", "ctp-csv", *days, "-o", str(out))
+    assert again.returncode == 2 and "20210105: a recording of this trading day" in again.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["20210105"]
+    assert cat(out / "20210105") == before
+    nowhere = tmp_path / "missing" / "rejects.csv"
+    refused = run_hft("import", "-f", "ctp-csv", days[0], days[2], "-o", str(out), "--rejects",
+                      str(nowhere))  # fmt: skip
+    assert refused.returncode == 2 and "--rejects" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["20210105"]
+
+
 def test_append_adds_only_the_ticks_the_day_lacks(tmp_path: Path) -> None:
     """A second file that overlaps the first (a vendor's re-export of the same day, a re-run
     after a partial import) adds only its new ticks: no tick is in the journal twice."""

@@ -112,40 +112,34 @@ parse_number(const char **at, const char *end, const Spec *spec, int huge_ok, in
         s++;
     }
     uint64_t mantissa = 0;
-    int significant = 0, dropped = 0, exp10 = 0, digits = 0;
-    while (s < end && (unsigned)(*s - '0') < 10) {
-        digits++;
-        if (mantissa || *s != '0') {
-            if (significant < 19) {
-                mantissa = mantissa * 10 + (uint64_t)(*s - '0');
-                significant++;
-            }
-            else {
-                dropped = 1;
-                exp10++;
-            }
+    int significant = 0, dropped = 0, exp10 = 0;
+    const char *first = s;
+    while (s < end && (unsigned)(*s - '0') < 10) { /* leading zeros leave the mantissa 0 */
+        if (significant < 19) {
+            mantissa = mantissa * 10 + (uint64_t)(*s - '0');
+            significant += mantissa != 0;
+        }
+        else {
+            dropped = 1;
+            exp10++;
         }
         s++;
     }
+    Py_ssize_t digits = s - first;
     if (s < end && *s == '.') {
-        s++;
+        const char *fraction = ++s;
         while (s < end && (unsigned)(*s - '0') < 10) {
-            digits++;
-            if (mantissa || *s != '0') {
-                if (significant < 19) {
-                    mantissa = mantissa * 10 + (uint64_t)(*s - '0');
-                    significant++;
-                    exp10--;
-                }
-                else {
-                    dropped = 1;
-                }
+            if (significant < 19) {
+                mantissa = mantissa * 10 + (uint64_t)(*s - '0');
+                significant += mantissa != 0;
+                exp10--;
             }
             else {
-                exp10--;
+                dropped = 1;
             }
             s++;
         }
+        digits += s - fraction;
     }
     *at = s;
     if (digits == 0)

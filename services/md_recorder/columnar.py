@@ -63,6 +63,7 @@ __all__ = [
     "normalise_columns",
     "read_ctp_columns",
     "read_mapped_columns",
+    "scanner_status",
 ]
 
 NUMBERS: Final = CTP_FIELDS[6:]
@@ -96,6 +97,15 @@ def _scanner() -> ModuleType | None:
         return importlib.import_module("services.md_recorder._csvscan")
     except ImportError:  # not compiled: pyarrow's reader
         return None
+
+
+def scanner_status() -> str:
+    """One line for ``hft doctor``: which reader takes plain CSV files."""
+    if SCANNER is not None:
+        return "C scanner (services.md_recorder._csvscan), on every core"
+    if os.environ.get("HFT_PURE_PYTHON") == "1":
+        return "pyarrow's reader (HFT_PURE_PYTHON=1)"
+    return "pyarrow's reader (the C scanner is not built: reinstall with a C compiler for speed)"
 
 
 SCANNER: ModuleType | None = _scanner()

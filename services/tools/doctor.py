@@ -203,6 +203,20 @@ def check_fast_path() -> Check:
     )
 
 
+def check_import_scanner() -> Check:
+    """The import's C scanner: optional (pyarrow's reader takes every file without it, the
+    same journals), about twice the speed of ``hft import`` (docs/BENCHMARKS.md)."""
+    from services.md_recorder import columnar  # noqa: PLC0415 (the importer only when asked)
+
+    return Check(
+        "import scanner",
+        columnar.SCANNER is not None,
+        columnar.scanner_status(),
+        "install a C compiler (apt-get install -y gcc) and run make install again",
+        required=False,
+    )
+
+
 def check_native() -> Check:
     """The engine's core compiled with mypyc: optional (same journal without it), about 2x the
     speed on the order path (docs/engine.md, "Compiled core")."""
@@ -221,7 +235,7 @@ def run_doctor(config_path: str | None, today: dt.date | None = None) -> int:
     """Print every check; return 1 if a required one failed, else 0. ``today``: the date the
     holidays must cover (the clock's, in China, by default)."""
     log = get_logger()
-    checks = [check_python(), check_fast_path(), check_native()]
+    checks = [check_python(), check_fast_path(), check_import_scanner(), check_native()]
     config: DeploymentConfig | None = None
     config_check: Check | None = None
     if config_path is not None:

@@ -120,3 +120,17 @@ def test_the_shipped_calendar_loads_and_names_its_last_year() -> None:
     """The doctor's calendar line on the shipped files, for a date they cover."""
     check = check_calendar(CONFIGS / "calendar.toml", dt.date(2026, 6, 1))
     assert check.ok and "holidays listed to 2026" in check.detail
+
+
+def test_the_import_scanner_line_says_which_reader_runs() -> None:
+    """Built (CI always builds it): the C scanner; with HFT_PURE_PYTHON=1, pyarrow's reader as a
+    warning that names why, and the doctor still passes."""
+    from tests.services.md_recorder.test_columnar import scanner_built
+
+    scanner_built()
+    done = run_hft("doctor")
+    assert "ok    import scanner: C scanner (services.md_recorder._csvscan)" in done.stdout
+    pure = run_hft("doctor", env={"HFT_PURE_PYTHON": "1"})
+    line = next(x for x in pure.stdout.splitlines() if "import scanner:" in x)
+    assert "pyarrow's reader (HFT_PURE_PYTHON=1)" in line and not line.startswith("ok")
+    assert pure.returncode == 0, pure.stdout + pure.stderr

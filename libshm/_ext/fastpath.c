@@ -550,14 +550,17 @@ fp_commit_frames(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     char *frame = (char *)view.buf + off;
     if (misaligned(frame, &view))
         return NULL;
-    /* the buffer is held; a bulk write (an import writing several days) lets other threads run */
-    Py_BEGIN_ALLOW_THREADS
+    /* the buffer is held; a bulk write (an import writing several days at once) lets other
+       threads run, a small batch (a live or replayed burst) keeps the GIL: handing it over costs
+       more than the batch, and a busy reader thread would take it for its whole switch interval */
+    PyThreadState *saved = count >= (1 << 16) ? PyEval_SaveThread() : NULL;
     for (Py_ssize_t i = 0; i < count; i++, frame += flen) {
         uint64_t checksum = XXH3_64bits(frame + 8, (size_t)flen - 8) & 0xFFFFFFFFu;
         __atomic_store_n((uint64_t *)frame, (uint64_t)flen | (checksum << 32),
                          __ATOMIC_RELEASE);
     }
-    Py_END_ALLOW_THREADS
+    if (saved != NULL)
+        PyEval_RestoreThread(saved);
     PyBuffer_Release(&view);
     Py_RETURN_NONE;
 }

@@ -108,6 +108,10 @@ def scanner_status() -> str:
     return "pyarrow's reader (the C scanner is not built: reinstall with a C compiler for speed)"
 
 
+SCAN_THREADS: int = os.cpu_count() or 1
+"""Threads the scanner reads a file with: every core, or its share where several worker
+processes read files at once (``prepare._work``)."""
+
 SCANNER: ModuleType | None = _scanner()
 """``services.md_recorder._csvscan`` (``_ext/csvscan.c``): plain CSV files straight to records,
 on every core; None where it is not built or ``HFT_PURE_PYTHON=1`` is set (pyarrow then reads
@@ -269,7 +273,7 @@ def _scan(  # noqa: PLR0917
     offsets = {"instrument": (0, 32), "exchange": (32, 8)}
     placed = {column: offsets[field] for field, column in names.items()}
     text_offset = np.array([placed.get(name, (-1, 0)) for _, name in slots], dtype=np.int32)
-    parts = SCANNER.lines(data, end + 1 if end >= 0 else len(data), os.cpu_count() or 1)
+    parts = SCANNER.lines(data, end + 1 if end >= 0 else len(data), SCAN_THREADS)
     rows = sum(lines for _, _, lines in parts)
     # numpy's own memory (huge pages where the kernel gives them: far fewer page faults)
     records = np.empty(rows, dtype=TICK_DTYPE)

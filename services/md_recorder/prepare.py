@@ -21,6 +21,7 @@ from typing import Final
 import numpy as np
 
 from contracts.calendar import Calendar
+from services.md_recorder import columnar
 from services.md_recorder.columnar import (
     Normalised,
     normalise_columns,
@@ -74,8 +75,9 @@ def prepare(path: Path, fmt: str, mapping: Mapping | None, normaliser: Normalise
     return Prepared(len(cols), done, {i: cols.raw(i) for i in wanted}, pid=os.getpid())
 
 
-def _work(job: tuple[Path, str, Mapping | None, Calendar, bool, Path]) -> Prepared | None:
-    path, fmt, mapping, calendar, keep_rejects, scratch = job
+def _work(job: tuple[Path, str, Mapping | None, Calendar, bool, Path, int]) -> Prepared | None:
+    path, fmt, mapping, calendar, keep_rejects, scratch, threads = job
+    columnar.SCAN_THREADS = threads  # the cores shared among the workers
     prepared = prepare(path, fmt, mapping, Normaliser(calendar, check_exchange=True),
                        keep_rejects)  # fmt: skip
     if prepared is not None:  # the records go back by file; the rest is small
@@ -98,10 +100,12 @@ def prepared_files(  # noqa: PLR0917
             yield prepare(path, fmt, mapping, normaliser, keep_rejects)
         return
     scratch = Path(tempfile.mkdtemp(prefix="hft-import-"))
+    count = min(workers, len(paths))
+    share = max(1, (os.cpu_count() or 1) // count)  # the scanner's threads in each worker
     try:
         context = multiprocessing.get_context("spawn")  # pyarrow's threads: no fork
-        with ProcessPoolExecutor(min(workers, len(paths)), mp_context=context) as pool:
-            jobs = [(p, fmt, mapping, calendar, keep_rejects, scratch) for p in paths]
+        with ProcessPoolExecutor(count, mp_context=context) as pool:
+            jobs = [(p, fmt, mapping, calendar, keep_rejects, scratch, share) for p in paths]
             for prepared in pool.map(_work, jobs):
                 if prepared is not None:
                     prepared.done.records = np.load(prepared.saved)

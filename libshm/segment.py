@@ -8,6 +8,7 @@ import mmap
 import os
 import shutil
 import struct
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -15,7 +16,13 @@ from typing import Final
 import numpy as np
 
 from libshm import accel
-from libshm.errors import CorruptJournal, JournalFull, NotAJournal, UnsupportedVersion
+from libshm.errors import (
+    CorruptJournal,
+    JournalError,
+    JournalFull,
+    NotAJournal,
+    UnsupportedVersion,
+)
 from libshm.layout import (
     FILE_MODE,
     FORMAT_VERSION,
@@ -38,6 +45,7 @@ from libshm.layout import (
 __all__ = [
     "Scan",
     "SegmentInfo",
+    "Spare",
     "archive_segment",
     "committed_after",
     "create_segment",
@@ -204,6 +212,27 @@ def prepare_spare(directory: Path, segment_size: int, populate: bool) -> mmap.mm
             path.unlink(missing_ok=True)
             raise
     return mapping
+
+
+class Spare:
+    """The next segment, being prepared by a background thread (see ``prepare_spare``)."""
+
+    def __init__(self, directory: Path, segment_size: int) -> None:
+        self._result: mmap.mmap | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(directory, segment_size), name="journal-spare", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, directory: Path, segment_size: int) -> None:
+        try:
+            self._result = prepare_spare(directory, segment_size, populate=True)
+        except (OSError, JournalError):
+            self._result = None  # the rollover creates the segment itself and reports why not
+
+    def take(self) -> mmap.mmap | None:
+        self._thread.join()
+        return self._result
 
 
 def install_spare(  # noqa: PLR0917

@@ -6,7 +6,6 @@ import mmap
 import os
 import platform
 import struct
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -51,13 +50,13 @@ from libshm.record import _ENCODED_EXCHANGE as _EXCHANGES
 from libshm.record import TICK_LAYOUT_ID, TICK_SIZE, Tick, pack_args
 from libshm.segment import (
     SegmentInfo,
+    Spare,
     create_segment,
     damage_in_newest,
     discard_spare,
     install_spare,
     list_segments,
     map_segment,
-    prepare_spare,
     scan_segment,
 )
 
@@ -79,29 +78,7 @@ def _check_architecture() -> None:
 
 
 PREPARE_AHEAD_MIN: Final = 1 << 20
-GATHER_BLOCK: Final = 4096
-"""Records gathered at a time by ``append_array(order=...)`` (about 1.2 MiB of ticks)."""
-
-
-class _Spare:
-    """The next segment, being prepared by a background thread (see ``prepare_spare``)."""
-
-    def __init__(self, directory: Path, segment_size: int) -> None:
-        self._result: mmap.mmap | None = None
-        self._thread = threading.Thread(
-            target=self._run, args=(directory, segment_size), name="journal-spare", daemon=True
-        )
-        self._thread.start()
-
-    def _run(self, directory: Path, segment_size: int) -> None:
-        try:
-            self._result = prepare_spare(directory, segment_size, populate=True)
-        except (OSError, JournalError):
-            self._result = None  # the rollover creates the segment itself and reports why not
-
-    def take(self) -> mmap.mmap | None:
-        self._thread.join()
-        return self._result
+GATHER_BLOCK: Final = 4096  # records gathered at a time by append_array(order=...)
 
 
 class JournalWriter:
@@ -156,7 +133,7 @@ class JournalWriter:
         self._prepare_ahead = (
             segment_size >= PREPARE_AHEAD_MIN if prepare_ahead is None else prepare_ahead
         )
-        self._spare: _Spare | None = None
+        self._spare: Spare | None = None
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -431,8 +408,7 @@ class JournalWriter:
             payload = frames.dtype["payload"]
             if order is None:
                 frames["payload"] = records[done : done + k].view(payload)
-            else:  # gathered in blocks that stay in cache (one whole gather would be a copy
-                # of every record into fresh memory first)
+            else:  # in blocks that stay in cache, not through one copy of them all
                 into, source = frames["payload"], records.view(payload)
                 for at in range(0, k, GATHER_BLOCK):
                     block = order[done + at : done + min(at + GATHER_BLOCK, k)]
@@ -484,7 +460,7 @@ class JournalWriter:
 
     def _start_spare(self) -> None:
         if self._prepare_ahead and self._spare is None:
-            self._spare = _Spare(self.path, self._segment_size)
+            self._spare = Spare(self.path, self._segment_size)
 
     def _take_spare(self) -> mmap.mmap | None:
         """The prepared next segment, waiting for it if need be; None if there is none or its
@@ -511,9 +487,8 @@ class JournalWriter:
         HEAD_HEARTBEAT.pack_into(self._head, 16, self._clock() if now_ns is None else now_ns)
 
     def populate(self) -> None:
-        """Fault the current segment's pages in now, for a bulk writer about to fill it (an
-        import prepares a day's journal in one thread while another works out its rows). With
-        the C fast path only; a no-op without it."""
+        """Fault the current segment's pages in now (C fast path only), for a bulk writer
+        about to fill it: an import makes its days ready while it judges the rows."""
         fast = accel.FAST
         if fast is not None and self._mm is not None:
             fast.populate(self._mm)

@@ -1,36 +1,25 @@
 """The import's fast path: whole files as columns, normalised and filtered with numpy.
 
-pyarrow's CSV reader turns a file into columns of text (several threads); each column of numbers
-is cast at once, and everything that has few distinct values (dates, times of day, instruments,
-exchanges and their combinations) is worked out once per distinct value by the per-row
-``Normaliser`` itself (``date_of``, ``seconds_of``, ``calendar_date``, ``phase_table``,
-``close_second``), then
-spread over the rows. So the rules live in one place; this module applies them to many rows at a
-time.
+Two readers give a file as ``Columns``: the scanner (``scanned.py``, C, plain files, numbers
+straight into the records) and pyarrow's CSV reader (``arrow.py``, every file). Everything that
+has few distinct values (dates, times of day, instruments, exchanges and their combinations) is
+worked out once per distinct value by the per-row ``Normaliser`` itself (``date_of``,
+``seconds_of``, ``calendar_date``, ``phase_table``, ``close_second``), then spread over the rows.
+So the rules live in one place; this module applies them to many rows at a time.
 
 A row the columns cannot take as they are (a value that is not a number, an impossible date or
 time, a volume that is not a finite number the record can hold, a name it cannot hold, a wrong
 exchange) is handed back by its index, and the per-row path decides it as it decides every row.
-A file the reader cannot take whole (a row with the wrong number of columns, a byte-order mark,
-text that is not UTF-8, a damaged gzip stream) is read by the per-row path from the start.
-``tests/services/md_recorder/test_columnar.py`` compares the two paths on every bundled file and
-on random rows: the same journals, the same drops.
+A file no reader takes whole is read by the per-row path from the start.
+``tests/services/md_recorder/test_columnar.py`` compares the three paths on every bundled file
+and on random rows: the same journals, the same drops.
 """
 
 from __future__ import annotations
 
-import codecs
 import datetime as dt
-import gzip
-import importlib
-import mmap
-import os
-import re
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from types import ModuleType
 from typing import Any, Final
 
 import numpy as np
@@ -38,11 +27,8 @@ import numpy as np
 from contracts.calendar import Phase
 from libshm import FLAG_AUCTION, FLAG_SETTLEMENT, TICK_DTYPE
 from services.md_recorder.mapping import (
-    MAPPABLE,
-    PRICES,
     Mapping,
     Reject,
-    RowMapper,
     millis_of,
     parser_of,
 )
@@ -56,14 +42,18 @@ from services.md_recorder.normalise import (
 )
 
 __all__ = [
-    "SCANNER",
+    "FACT_AVERAGE_BIG",
+    "FACT_CROSSED",
+    "FACT_OUTSIDE",
+    "FACT_SETTLES",
+    "NUMBERS",
     "STATELESS",
+    "TEXTS",
     "Columns",
     "Normalised",
+    "mapped_names",
+    "mapped_times",
     "normalise_columns",
-    "read_ctp_columns",
-    "read_mapped_columns",
-    "scanner_status",
 ]
 
 NUMBERS: Final = CTP_FIELDS[6:]
@@ -85,37 +75,6 @@ FACT_AVERAGE_BIG: Final = 4
 """Average > 2 x last: the average is in money (price x multiplier), not in price."""
 FACT_SETTLES: Final = 8
 """A settlement price."""
-_MILLIS_KIND: Final = 35
-_TEXT_KIND: Final = 64
-_SKIP_KIND: Final = 127
-
-
-def _scanner() -> ModuleType | None:
-    if os.environ.get("HFT_PURE_PYTHON") == "1":
-        return None
-    try:
-        return importlib.import_module("services.md_recorder._csvscan")
-    except ImportError:  # not compiled: pyarrow's reader
-        return None
-
-
-def scanner_status() -> str:
-    """One line for ``hft doctor``: which reader takes plain CSV files."""
-    if SCANNER is not None:
-        return "C scanner (services.md_recorder._csvscan), on every core"
-    if os.environ.get("HFT_PURE_PYTHON") == "1":
-        return "pyarrow's reader (HFT_PURE_PYTHON=1)"
-    return "pyarrow's reader (the C scanner is not built: reinstall with a C compiler for speed)"
-
-
-SCAN_THREADS: int = os.cpu_count() or 1
-"""Threads the scanner reads a file with: every core, or its share where several worker
-processes read files at once (``prepare._work``)."""
-
-SCANNER: ModuleType | None = _scanner()
-"""``services.md_recorder._csvscan`` (``_ext/csvscan.c``): plain CSV files straight to records,
-on every core; None where it is not built or ``HFT_PURE_PYTHON=1`` is set (pyarrow then reads
-every file). A test switches with ``monkeypatch.setattr(columnar, "SCANNER", None)``."""
 
 
 @dataclass
@@ -142,259 +101,7 @@ class Columns:
         return len(self.millis)
 
 
-def _read_text(path: Path, columns: tuple[str, ...], delimiter: str = ",") -> Any:
-    """``columns`` of a CSV file as a pyarrow table of text, or None where the per-row reader
-    must read the file (it gives the message for a file that is wrong)."""
-    import pyarrow as pa  # noqa: PLC0415 - heavy; only imports need it
-    import pyarrow.csv as pacsv  # noqa: PLC0415
-
-    try:
-        with path.open("rb") as f:
-            head = f.read(4)
-    except OSError:
-        return None  # missing, a directory, not readable: the per-row reader's message
-    if head.startswith((b"\xff\xfe", b"\xfe\xff", b"\xef\xbb\xbf")):
-        return None  # UTF-16 or a byte-order mark: the per-row reader's decoding
-    invalid = []
-
-    def on_invalid(row: Any) -> str:
-        invalid.append(row)
-        return "skip"
-
-    try:
-        table = pacsv.read_csv(
-            path,
-            read_options=pacsv.ReadOptions(block_size=1 << 24),
-            parse_options=pacsv.ParseOptions(
-                delimiter=delimiter, invalid_row_handler=on_invalid, ignore_empty_lines=False
-            ),
-            convert_options=pacsv.ConvertOptions(
-                column_types=dict.fromkeys(columns, pa.string()),
-                include_columns=list(columns),
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
-            ),
-        )
-    except (pa.ArrowException, OSError, KeyError):
-        return None  # missing columns, damaged gzip, not UTF-8: the per-row reader says which
-    if invalid:
-        return None  # a row of the wrong width: its line number comes from the per-row reader
-    return table
-
-
-def read_ctp_columns(path: Path) -> Columns | None:
-    """A CTP CSV file as columns, or None where the per-row reader must read it."""
-    scanned = _scan_ctp(path)
-    if scanned is not None:
-        return scanned
-    table = _read_text(path, CTP_FIELDS)
-    return None if table is None else columns_of(table)
-
-
-def read_mapped_columns(path: Path, mapping: Mapping) -> Columns | None:
-    """A CSV file read through ``mapping`` as columns, or None where the per-row reader must
-    read it. Dates, times, trading days, milliseconds and names are parsed once per distinct
-    value; a datetime column whose form is a date form and a time form with a space between
-    is split in two first, so a day's rows need one parse per distinct date and time."""
-    scanned = _scan_mapped(path, mapping)
-    if scanned is not None:
-        return scanned
-    table = _read_text(path, mapping.needed(), mapping.format.delimiter)
-    if table is None:
-        return None
-
-    def encoded(name: str) -> tuple[list[str], np.ndarray]:
-        return _encoded(table.column(name))
-
-    rows = table.num_rows
-    texts, millis, slow = _mapped_times(encoded, rows, mapping)
-    _mapped_names(encoded, rows, mapping, texts, slow)
-    numbers = _mapped_numbers(table, mapping, slow)
-    to_raw = RowMapper(mapping, table.column_names)
-
-    def raw(i: int) -> RawTick | Reject:
-        row = table.slice(i, 1).to_pylist()[0]
-        return to_raw([row[name] for name in table.column_names])
-
-    return Columns(texts, millis, numbers, slow, raw)
-
-
-# -- the scanner: plain files straight to records ------------------------------------------------
-
-
-@dataclass
-class _Scan:
-    """What ``_csvscan.scan`` made of a file: per text slot (distinct values, codes), the
-    records, and per row: slow, milliseconds, the line's text."""
-
-    texts: list[tuple[list[str], np.ndarray]]
-    records: np.ndarray
-    slow: np.ndarray
-    facts: np.ndarray
-    millis: np.ndarray
-    line: Callable[[int], list[str]]
-    """Row ``i``'s cells (a plain line: its text split at the delimiter)."""
-
-
-def _scan(  # noqa: PLR0917
-    path: Path,
-    delimiter: str,
-    needed: tuple[str, ...],
-    roles: dict[str, int],
-    initial: np.ndarray,
-    divisor: np.ndarray,
-    empty_slow: np.ndarray,
-    names: dict[str, str],
-) -> tuple[_Scan, list[str], list[str]] | None:
-    """A plain file through the scanner, with its text slots' columns and its header; None
-    where it is not plain (or the scanner is not built). ``roles``: each column's kind (a
-    column not in it is skipped); ``names``: the text slot's column whose raw text goes to the
-    record's ``instrument`` or ``exchange`` field."""
-    if SCANNER is None or len(delimiter) != 1 or delimiter in '"\r\n':
-        return None
-    if not (delimiter == "\t" or (delimiter.isascii() and delimiter.isprintable())):
-        return None
-    data = _plain_bytes(path)
-    if data is None:
-        return None
-    begin = 3 if data[:3] == b"\xef\xbb\xbf" else 0  # UTF-8's byte-order mark
-    end = data.find(b"\n", begin)
-    first = data[begin : end if end >= 0 else len(data)].removesuffix(b"\r")
-    if b'"' in first or b"\r" in first:
-        return None
-    try:
-        header = [name.strip() for name in first.decode("utf-8").split(delimiter)]
-    except UnicodeDecodeError:
-        return None
-    if any(header.count(name) != 1 for name in needed):
-        return None  # missing or twice: the per-row reader's message, or its choice
-    spec = bytes(roles.get(name, _SKIP_KIND) for name in header)
-    slots = sorted((k - _TEXT_KIND, name) for name, k in roles.items() if k >= _TEXT_KIND)
-    offsets = {"instrument": (0, 32), "exchange": (32, 8)}
-    placed = {column: offsets[field] for field, column in names.items()}
-    text_offset = np.array([placed.get(name, (-1, 0)) for _, name in slots], dtype=np.int32)
-    parts = SCANNER.lines(data, end + 1 if end >= 0 else len(data), SCAN_THREADS)
-    rows = sum(lines for _, _, lines in parts)
-    # numpy's own memory (huge pages where the kernel gives them: far fewer page faults)
-    records = np.empty(rows, dtype=TICK_DTYPE)
-    code = np.empty((len(slots), rows), dtype=np.int32)
-    slow, facts = np.empty(rows, dtype=np.uint8), np.empty(rows, dtype=np.uint8)
-    millis, starts = np.empty(rows, dtype=np.int64), np.empty(rows, dtype=np.int64)
-    got = SCANNER.scan(data, parts, ord(delimiter), spec, initial, divisor, empty_slow,
-                       text_offset, records, code, slow, facts, millis, starts)  # fmt: skip
-    if got is None:
-        return None
-    values, wide = got
-    if wide and not _utf8(data):
-        return None  # the per-row reader names the byte
-
-    def line(i: int) -> list[str]:
-        begin = int(starts[i])
-        stop = data.find(b"\n", begin)
-        text = data[begin : stop if stop >= 0 else len(data)].removesuffix(b"\r")
-        cells: list[str] = text.decode("utf-8").split(delimiter)
-        return cells
-
-    codes = code.astype(np.int64)
-    scan = _Scan([(values[k], codes[k]) for k in range(len(slots))], records,
-                 slow.astype(bool), facts, millis, line)  # fmt: skip
-    return scan, [name for _, name in slots], header
-
-
-def _plain_bytes(path: Path) -> Any:
-    """The file's bytes (mapped, or decompressed if it ends in ``.gz``), or None where the
-    per-row reader must say what is wrong with it (missing, empty, damaged)."""
-    try:
-        with path.open("rb") as f:
-            if path.suffix == ".gz":
-                return gzip.decompress(f.read()) or None
-            if not os.fstat(f.fileno()).st_size:
-                return None
-            return mmap.mmap(f.fileno(), 0, flags=mmap.MAP_SHARED | mmap.MAP_POPULATE,
-                             prot=mmap.PROT_READ)  # fmt: skip
-    except (OSError, ValueError, EOFError, zlib.error):
-        return None
-
-
-def _utf8(data: Any) -> bool:
-    try:
-        codecs.utf_8_decode(data, "strict", True)
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
-def _scan_ctp(path: Path) -> Columns | None:
-    """A CTP CSV file through the scanner, or None."""
-    roles = {name: j for j, name in enumerate(NUMBERS)}
-    roles |= {"UpdateMillisec": _MILLIS_KIND}
-    roles |= {name: _TEXT_KIND + k for k, name in enumerate(TEXTS)}
-    got = _scan(path, ",", CTP_FIELDS, roles, np.full(len(NUMBERS), np.nan),
-                np.ones(len(NUMBERS)), np.ones(len(NUMBERS), dtype=np.uint8),
-                {"instrument": "InstrumentID", "exchange": "ExchangeID"})  # fmt: skip
-    if got is None:
-        return None
-    scan, slots, header = got
-    texts = dict(zip(slots, scan.texts, strict=True))
-    written = {name: texts[name][0] for name in ("InstrumentID", "ExchangeID")}
-
-    def raw(i: int) -> RawTick:
-        row = scan.line(i)
-        return tuple(row[index[name]] for name in CTP_FIELDS)
-
-    index = {name: header.index(name) for name in CTP_FIELDS}
-    return Columns(texts, scan.millis, None, scan.slow, raw, scan.records, written, scan.facts)
-
-
-def _scan_mapped(path: Path, mapping: Mapping) -> Columns | None:
-    """A CSV file read through ``mapping`` by the scanner, or None."""
-    cols, scale = mapping.columns, mapping.format.price_scale
-    text_columns = [c for c in (cols.datetime, cols.date, cols.time, cols.millis,
-                                cols.trading_day, cols.instrument, cols.exchange)
-                    if c is not None]  # fmt: skip
-    roles = {name: _TEXT_KIND + k for k, name in enumerate(dict.fromkeys(text_columns))}
-    for key, column in cols.values.items():
-        if column in roles:
-            return None  # a column in two roles: pyarrow's path reads it
-        roles[column] = NUMBERS.index(MAPPABLE[key])
-    initial = np.array([0.0 if "Volume" in name else np.nan for name in NUMBERS])
-    divisor = np.ones(len(NUMBERS))
-    for key in cols.values:
-        if key in PRICES and scale != 1.0:
-            divisor[NUMBERS.index(MAPPABLE[key])] = scale
-    empty_slow = np.zeros(len(NUMBERS), dtype=np.uint8)
-    empty_slow[0] = 1  # a row without its last price is bad: the per-row path says so
-    names = {field: column
-             for field, column in (("instrument", cols.instrument), ("exchange", cols.exchange))
-             if column}  # fmt: skip
-    got = _scan(path, mapping.format.delimiter, mapping.needed(), roles,
-                initial, divisor, empty_slow, names)  # fmt: skip
-    if got is None:
-        return None
-    scan, slots, header = got
-    by_column = dict(zip(slots, scan.texts, strict=True))
-
-    def encoded(name: str) -> tuple[list[str], np.ndarray]:
-        return by_column[name]
-
-    rows = len(scan.records)
-    texts, millis, slow = _mapped_times(encoded, rows, mapping)
-    _mapped_names(encoded, rows, mapping, texts, slow)
-    written = {field: by_column[column][0]
-               for field, column in (("InstrumentID", cols.instrument),
-                                     ("ExchangeID", cols.exchange))
-               if column}  # fmt: skip
-    to_raw: list[RowMapper] = []
-
-    def raw(i: int) -> RawTick | Reject:
-        if not to_raw:
-            to_raw.append(RowMapper(mapping, header))
-        return to_raw[0](scan.line(i))
-
-    return Columns(texts, millis, None, slow | scan.slow, raw, scan.records, written, scan.facts)
-
-
-def _mapped_times(
+def mapped_times(
     encoded: Callable[[str], tuple[list[str], np.ndarray]], rows: int, mapping: Mapping
 ) -> tuple[dict[str, tuple[list[str], np.ndarray]], np.ndarray, np.ndarray]:
     """(the date and time texts in CTP's form, milliseconds, rows the per-row path takes)."""
@@ -443,7 +150,7 @@ def _distinct(values: list[str]) -> tuple[list[str], np.ndarray]:
     return list(codes), of
 
 
-def _mapped_names(
+def mapped_names(
     encoded: Callable[[str], tuple[list[str], np.ndarray]], rows: int, mapping: Mapping,
     texts: dict[str, tuple[list[str], np.ndarray]], slow: np.ndarray,
 ) -> None:  # fmt: skip
@@ -470,37 +177,6 @@ def _mapped_names(
             texts[field] = ([table_of.get(s.strip(), s.strip()) for s in u], c)
 
 
-def _mapped_numbers(table: Any, mapping: Mapping, slow: np.ndarray) -> np.ndarray:
-    """The mapped number columns in ``NUMBERS`` order (a field the file lacks: volumes 0, the
-    rest absent); rows with a value that is not a plain number, or no last price, marked in
-    ``slow``."""
-    import pyarrow as pa  # noqa: PLC0415
-    import pyarrow.compute as pc  # noqa: PLC0415
-
-    rows = table.num_rows
-    fmt = mapping.format
-    numbers = np.full((len(NUMBERS), rows), np.nan)
-    for j, name in enumerate(NUMBERS):
-        if "Volume" in name:
-            numbers[j] = 0.0
-    scale = fmt.price_scale
-    for key, column_name in mapping.columns.values.items():
-        name = MAPPABLE[key]
-        j = NUMBERS.index(name)
-        column = table.column(column_name)
-        empty = pc.equal(column, "").to_numpy(zero_copy_only=False)
-        if key == "last":
-            slow |= empty  # a row without its last price is bad: the per-row path says so
-        default = "0" if "volume" in key else "nan"
-        filled = pc.if_else(pc.equal(column, ""), pa.scalar(default), column)
-        values, bad = _floats(filled)
-        slow |= bad
-        if key in PRICES and scale != 1.0:
-            values = values / scale
-        numbers[j] = values
-    return numbers
-
-
 def _strftime(text: str, form: str, out: str) -> str | None:
     try:
         return dt.datetime.strptime(text.strip(), form).strftime(out)
@@ -515,70 +191,6 @@ def _clock(text: str, form: str) -> tuple[str, int] | None:
     except ValueError:
         return None
     return f"{t.hour:02d}:{t.minute:02d}:{t.second:02d}", t.microsecond // 1000
-
-
-def columns_of(table: Any) -> Columns:
-    """``Columns`` of a pyarrow table of text with the ``CTP_FIELDS`` columns."""
-    import pyarrow as pa  # noqa: PLC0415
-    import pyarrow.compute as pc  # noqa: PLC0415
-
-    rows = table.num_rows
-    texts = {name: _encoded(table.column(name)) for name in TEXTS}
-    bad = np.zeros(rows, dtype=bool)
-    numbers = np.empty((len(NUMBERS), rows), dtype=np.float64)
-    for j, name in enumerate(NUMBERS):
-        numbers[j], wrong = _floats(table.column(name))
-        bad |= wrong
-    millis_text = table.column("UpdateMillisec")
-    try:
-        millis = pc.cast(millis_text, pa.int64()).to_numpy()
-    except pa.ArrowInvalid:
-        values = pc.unique(millis_text).to_pylist()
-        lookup = {v: _int_or(v, -1) for v in values}
-        codes = pc.index_in(millis_text, value_set=pa.array(values, pa.string())).to_numpy()
-        millis = np.array([lookup[v] for v in values], dtype=np.int64)[codes]
-
-    def raw(i: int) -> RawTick:
-        row = table.slice(i, 1).to_pylist()[0]
-        return tuple(row[name] for name in CTP_FIELDS)
-
-    return Columns(texts, np.asarray(millis, dtype=np.int64), numbers, bad, raw)
-
-
-_NUMBER: Final = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
-
-
-def _floats(column: Any) -> tuple[np.ndarray, np.ndarray]:
-    """A column of text as float64, and where a value was not a plain decimal number (those
-    rows are the per-row path's: Python's ``float`` decides them)."""
-    import pyarrow as pa  # noqa: PLC0415
-    import pyarrow.compute as pc  # noqa: PLC0415
-
-    try:
-        values = pc.cast(column, pa.float64()).to_numpy()
-        return values, np.zeros(len(values), dtype=bool)
-    except pa.ArrowInvalid:
-        pass
-    wrong = [v for v in pc.unique(column).to_pylist() if not _NUMBER.fullmatch(v)]
-    mask = pc.is_in(column, value_set=pa.array(wrong, pa.string()))
-    fixed = pc.if_else(mask, pa.scalar("0"), column)
-    return pc.cast(fixed, pa.float64()).to_numpy(), mask.to_numpy(zero_copy_only=False)
-
-
-def _encoded(column: Any) -> tuple[list[str], np.ndarray]:
-    """(distinct values, the code of each row) of a column of text."""
-    import pyarrow.compute as pc  # noqa: PLC0415
-
-    encoded = pc.dictionary_encode(column).combine_chunks()
-    return (encoded.dictionary.to_pylist(),
-            encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64))  # fmt: skip
-
-
-def _int_or(text: str, default: int) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        return default
 
 
 @dataclass

@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import csv
 import os
-import shutil
 import struct
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
@@ -29,21 +28,13 @@ from typing import Any, Final
 import numpy as np
 
 from contracts.calendar import Calendar
-from contracts.errors import JournalProblem
 from libshm import (
     FLAG_SETTLEMENT,
-    SEGMENT_HEADER_SIZE,
     TICK_DTYPE,
-    TICK_FRAME_SIZE,
-    TICK_LAYOUT,
-    JournalError,
-    JournalReader,
-    JournalWriter,
     decode_tick,
     encode_tick,
-    inspect_journal,
-    list_segments,
 )
+from services.md_recorder import journals
 from services.md_recorder.columnar import STATELESS
 from services.md_recorder.errors import FileProblem
 from services.md_recorder.faults import fault, filtered, judged, out_of_range
@@ -253,100 +244,30 @@ def _write_days(state: _Import, out: Path, append: bool, rejects: Path | None) -
     state.kept = _Kept()
     with ThreadPoolExecutor(max(2, os.cpu_count() or 1)) as pool:
         # the days' journals are made ready on another core while this one judges the rows
-        opening = pool.submit(_open_days, out, kept[0], kept[1], append)
+        opening = pool.submit(journals.open_days, out, kept[0], kept[1], append)
         try:
             records, by_day = _judge(state, kept)
             if rejects is not None:
                 _write_rejects(rejects, state)
             writers = opening.result()
         except BaseException:
-            _discard(opening, set())
+            journals.discard(opening, set())
             raise
         days = sorted(by_day)
         try:
             # each day's journal is its own file, written at once (gathering, page faults and
             # checksums run without the GIL)
-            writes = [pool.submit(_fill, writers.get(day), out / str(day), records,
+            writes = [pool.submit(journals.fill, writers.get(day), out / str(day), records,
                                   by_day[day], append) for day in days]  # fmt: skip
             done = [w.result() for w in writes]
         finally:
-            _discard(opening, set(days))
+            journals.discard(opening, set(days))
     for day, written in zip(days, done, strict=True):
         rows, journal = by_day[day], out / str(day)
         report.already += len(rows) - written
         report.days[day] = written
         report.written += written
         report.journals.append(journal)
-
-
-def _segment_size(count: int) -> int:
-    """The segment size of a day of ``count`` ticks: one segment holds the day up to 256 MiB
-    (about 790,000 ticks); bigger days roll over segments of that size."""
-    need = count * TICK_FRAME_SIZE + SEGMENT_HEADER_SIZE + 4096
-    return min(max((need + MIB - 1) // MIB * MIB, MIB), 256 * MIB)
-
-
-def _open_days(
-    out: Path, records: np.ndarray, rows: np.ndarray, append: bool
-) -> dict[int, JournalWriter]:
-    """Every day's journal the rows kept may need, checked (``_check_new``) before any is
-    made, and made ready: created with its segment sized for the day's rows before judging
-    (an upper bound) and its pages faulted in. With ``append`` none is made here (``_write``
-    opens each as it is)."""
-    days, counts = np.unique(records["trading_day"][rows], return_counts=True)
-    for day in days.tolist():  # before any is written: an import writes all its days or none
-        _check_new(out / str(day), append)
-    writers: dict[int, JournalWriter] = {}
-    if append:
-        return writers
-    try:
-        for day, count in zip(days.tolist(), counts.tolist(), strict=True):
-            size = _segment_size(count)
-            writer = JournalWriter(out / str(day), layout=TICK_LAYOUT, segment_size=size,
-                                   prepare_ahead=False)  # fmt: skip
-            writers[day] = writer
-            writer.populate()
-    except JournalError as exc:
-        _close_unused(out, writers, set())
-        raise JournalProblem(str(exc)) from None
-    except BaseException:
-        _close_unused(out, writers, set())
-        raise
-    return writers
-
-
-def _discard(ready: Future[dict[int, JournalWriter]], used: set[int]) -> None:
-    """The journals ``_open_days`` made that no day's rows went to, removed (a day whose every
-    row the judging dropped, or all of them when the import stops before writing)."""
-    try:
-        writers = ready.result()
-    except BaseException:
-        return
-    if writers:
-        _close_unused(next(iter(writers.values())).path.parent, writers, used)
-
-
-def _close_unused(out: Path, writers: dict[int, JournalWriter], used: set[int]) -> None:
-    for day, writer in writers.items():
-        if day not in used:
-            writer.close()
-            shutil.rmtree(out / str(day), ignore_errors=True)
-
-
-def _fill(
-    writer: JournalWriter | None, journal: Path, records: np.ndarray, rows: np.ndarray,
-    append: bool,
-) -> int:  # fmt: skip
-    """A day's rows into the journal ``_open_days`` made ready, or through ``_write``."""
-    if writer is None:
-        return _write(journal, records, rows, append)
-    try:
-        with writer:
-            if len(rows):
-                writer.append_array(records, records["exchange_time_ns"][rows], order=rows)
-    except JournalError as exc:
-        raise JournalProblem(str(exc)) from None
-    return len(rows)
 
 
 def _take_prepared(
@@ -519,66 +440,9 @@ def _import_parquet(paths: list[Path], out: Path, append: bool) -> ImportReport:
         part = records[records["trading_day"] == day]
         part = part[np.argsort(part["exchange_time_ns"], kind="stable")]
         journal = out / str(int(day))
-        written = _write(journal, part, np.arange(len(part)), append)
+        written = journals.write(journal, part, np.arange(len(part)), append)
         report.already += len(part) - written
         report.days[int(day)] = written
         report.written += written
         report.journals.append(journal)
     return report
-
-
-def _write(journal: Path, records: np.ndarray, rows: np.ndarray, append: bool) -> int:
-    """Write ``records[rows]`` as the day's journal, or append those it does not hold yet (a
-    tick whose every field equals one already there is not appended again); the number
-    written."""
-    if journal.exists() and append:
-        rows = rows[_not_in(journal, records[rows])]
-    _check_new(journal, append)
-    segment = _segment_size(len(rows))
-    try:
-        with JournalWriter(journal, layout=TICK_LAYOUT, segment_size=segment,
-                           prepare_ahead=False) as writer:  # fmt: skip
-            if len(rows):
-                writer.append_array(records, records["exchange_time_ns"][rows], order=rows)
-    except JournalError as exc:
-        raise JournalProblem(str(exc)) from None
-    return len(rows)
-
-
-def _check_new(journal: Path, append: bool) -> None:
-    """Refuses to write over a recording that exists, unless appending."""
-    if journal.exists() and not append:
-        try:
-            exists = bool(list_segments(journal))
-        except JournalError:
-            exists = True
-        if exists:
-            raise BadInput(
-                f"{journal}: a recording of this trading day already exists; remove it, or "
-                "pass --append to add to it"
-            )
-
-
-def _not_in(journal: Path, records: np.ndarray) -> np.ndarray:
-    """Which of ``records`` ``journal`` does not hold already, byte for byte (a mask)."""
-    try:
-        if not list_segments(journal):
-            return np.ones(len(records), dtype=bool)
-        report = inspect_journal(journal, count_instruments=False)
-        if not report.intact:
-            raise JournalProblem(
-                f"{report.problems[0]}; --append adds to intact journals only: `hft journal "
-                f"verify {journal}` lists the damage, `hft journal repair {journal}` cuts it there"
-            )
-        reader = JournalReader(journal)
-        held = []
-        while len(frames := reader.read_array()):
-            held.append(frames["payload"].copy())
-    except JournalError as exc:
-        raise JournalProblem(str(exc)) from None
-    if not held:
-        return np.ones(len(records), dtype=bool)
-    size = f"S{TICK_DTYPE.itemsize}"  # whole records compared as one byte string each
-    seen = np.concatenate(held).view(size)
-    fresh: np.ndarray = ~np.isin(records.view(size), seen)
-    return fresh

@@ -1,6 +1,7 @@
 """One file's columnar work, in this process or in worker processes (several files at once):
-the file read as columns and normalised (``columnar.py``), with the raw rows the per-row path
-will need, for ``importer.import_files`` to take in file order.
+the file read as columns (``scanned.py``, else ``arrow.py``) and normalised (``columnar.py``),
+with the raw rows the per-row path will need, for ``importer.import_files`` to take in file
+order.
 
 Workers hand their records back through ``.npy`` files in a scratch directory (removed when
 the import ends), which costs less than sending 300 MB per million rows down a pipe.
@@ -21,13 +22,9 @@ from typing import Final
 import numpy as np
 
 from contracts.calendar import Calendar
-from services.md_recorder import columnar
-from services.md_recorder.columnar import (
-    Normalised,
-    normalise_columns,
-    read_ctp_columns,
-    read_mapped_columns,
-)
+from services.md_recorder import scanned
+from services.md_recorder.arrow import read_ctp_columns, read_mapped_columns
+from services.md_recorder.columnar import Normalised, normalise_columns
 from services.md_recorder.mapping import Mapping, Reject
 from services.md_recorder.normalise import Normaliser, RawTick
 
@@ -59,9 +56,11 @@ def prepare(path: Path, fmt: str, mapping: Mapping | None, normaliser: Normalise
 
     try:
         if fmt == "ctp-csv":
-            cols = read_ctp_columns(path)
+            cols = scanned.scan_ctp(path)
+            cols = read_ctp_columns(path) if cols is None else cols
         elif fmt == "csv" and mapping is not None:
-            cols = read_mapped_columns(path, mapping)
+            cols = scanned.scan_mapped(path, mapping)
+            cols = read_mapped_columns(path, mapping) if cols is None else cols
         else:
             return None
     except pa.ArrowException:  # anything the columns cannot take: the per-row path decides
@@ -77,7 +76,7 @@ def prepare(path: Path, fmt: str, mapping: Mapping | None, normaliser: Normalise
 
 def _work(job: tuple[Path, str, Mapping | None, Calendar, bool, Path, int]) -> Prepared | None:
     path, fmt, mapping, calendar, keep_rejects, scratch, threads = job
-    columnar.SCAN_THREADS = threads  # the cores shared among the workers
+    scanned.SCAN_THREADS = threads  # the cores shared among the workers
     prepared = prepare(path, fmt, mapping, Normaliser(calendar, check_exchange=True),
                        keep_rejects)  # fmt: skip
     if prepared is not None:  # the records go back by file; the rest is small

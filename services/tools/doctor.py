@@ -206,12 +206,12 @@ def check_fast_path() -> Check:
 def check_import_scanner() -> Check:
     """The import's C scanner: optional (pyarrow's reader takes every file without it, the
     same journals), about twice the speed of ``hft import`` (docs/BENCHMARKS.md)."""
-    from services.md_recorder import columnar  # noqa: PLC0415 (the importer only when asked)
+    from services.md_recorder import scanned  # noqa: PLC0415 (the importer only when asked)
 
     return Check(
         "import scanner",
-        columnar.SCANNER is not None,
-        columnar.scanner_status(),
+        scanned.SCANNER is not None,
+        scanned.scanner_status(),
         "install a C compiler (apt-get install -y gcc) and run make install again",
         required=False,
     )

@@ -96,6 +96,34 @@ typedef struct {
 
 /* ---- numbers ---- */
 
+/* The number of digits at the start of the 8 bytes x (0 to 8; the first byte the lowest). A byte
+   that is not a digit has a high nibble other than 3 or, plus 6, overflows its low nibble; a
+   carry out of a byte (0xFA and above, no digit) only reaches the bytes after it. */
+static inline int
+leading_digits(uint64_t x)
+{
+    uint64_t high = (x & 0xF0F0F0F0F0F0F0F0u) ^ 0x3030303030303030u;
+    uint64_t low = ((x + 0x0606060606060606u) & 0xF0F0F0F0F0F0F0F0u) ^ 0x3030303030303030u;
+    uint64_t bad = high | low;
+    return bad ? __builtin_ctzll(bad) >> 3 : 8;
+}
+
+/* The value of the first k digits (1 to 8) of x: the other bytes shifted out, zeros (leading
+   zeros) shifted in, then the digits combined in pairs, fours and eights by multiplication
+   (as fast_float's parse_eight_digits_unrolled). */
+static inline uint64_t
+digits_value(uint64_t x, int k)
+{
+    uint64_t v = (x - 0x3030303030303030u) << (8 * (8 - k));
+    v = v * 10 + (v >> 8);
+    return ((v & 0x000000FF000000FFu) * (100 + (1000000ull << 32)) +
+            ((v >> 16) & 0x000000FF000000FFu) * (1 + (10000ull << 32))) >>
+           32;
+}
+
+static const uint64_t POW10_INT[9] = {1, 10, 100, 1000, 10000, 100000, 1000000, 10000000,
+                                      100000000};
+
 /* A plain number starting at *at (before end): its value, *at moved past it; *ok 0 if the text
    there is no plain number (*at then anywhere inside it). With huge_ok a number of at least
    1e300 may be given as infinity: every field takes such a number as "no value" (prices,
@@ -113,6 +141,30 @@ parse_number(const char **at, const char *end, const Spec *spec, int huge_ok, in
     }
     uint64_t mantissa = 0;
     int significant = 0, dropped = 0, exp10 = 0;
+    Py_ssize_t digits = 0;
+    if (end - s >= 16) { /* at most 7 digits, a point, at most 7 digits: 8 bytes at a time */
+        uint64_t x, y;
+        memcpy(&x, s, 8);
+        int k = leading_digits(x), f = 0;
+        if (k < 8) {
+            mantissa = k ? digits_value(x, k) : 0;
+            const char *q = s + k;
+            if (*q == '.') {
+                memcpy(&y, q + 1, 8);
+                f = leading_digits(y);
+                if (f && f < 8)
+                    mantissa = mantissa * POW10_INT[f] + digits_value(y, f);
+                q += 1 + f;
+            }
+            if (f < 8) {
+                s = q;
+                digits = significant = k + f; /* leading zeros counted: at most 14 all the same */
+                exp10 = -f;
+                goto digits_read;
+            }
+            mantissa = 0;
+        }
+    }
     const char *first = s;
     while (s < end && (unsigned)(*s - '0') < 10) { /* leading zeros leave the mantissa 0 */
         if (significant < 19) {
@@ -125,7 +177,7 @@ parse_number(const char **at, const char *end, const Spec *spec, int huge_ok, in
         }
         s++;
     }
-    Py_ssize_t digits = s - first;
+    digits = s - first;
     if (s < end && *s == '.') {
         const char *fraction = ++s;
         while (s < end && (unsigned)(*s - '0') < 10) {
@@ -141,6 +193,7 @@ parse_number(const char **at, const char *end, const Spec *spec, int huge_ok, in
         }
         digits += s - fraction;
     }
+digits_read:
     *at = s;
     if (digits == 0)
         return 0.0;

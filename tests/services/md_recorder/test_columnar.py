@@ -17,7 +17,7 @@ import pytest
 
 from contracts.calendar import load_calendar
 from libshm import JournalReader
-from services.md_recorder import columnar
+from services.md_recorder import scanned
 from services.md_recorder.importer import ImportReport, import_files
 from services.md_recorder.mapping import Mapping, load_mapping
 from services.md_recorder.normalise import CTP_FIELDS
@@ -45,15 +45,15 @@ def alike(tmp_path: Path, files: list[Path], fmt: str, mapping: Mapping | None,
     give the same journals byte for byte, the same ``--rejects`` lines and the same counts."""
     tmp_path.mkdir(exist_ok=True)
     reports = []
-    built = columnar.SCANNER
+    built = scanned.SCANNER
     for name, kwargs in ways.items():
         options = dict(kwargs)
-        columnar.SCANNER = built if options.pop("scanner", True) else None
+        scanned.SCANNER = built if options.pop("scanner", True) else None
         try:
             reports.append(import_files(files, fmt, tmp_path / name, CALENDAR, mapping=mapping,
                                         rejects=tmp_path / f"{name}.csv", **options))  # fmt: skip
         finally:
-            columnar.SCANNER = built
+            scanned.SCANNER = built
     names = list(ways)
     first = reports[0]
     for name, report in zip(names[1:], reports[1:], strict=True):
@@ -68,9 +68,9 @@ def alike(tmp_path: Path, files: list[Path], fmt: str, mapping: Mapping | None,
 
 def scanner_built() -> None:
     """CI builds the scanner, so there its comparisons never skip."""
-    if columnar.SCANNER is None and not os.environ.get("CI"):
+    if scanned.SCANNER is None and not os.environ.get("CI"):
         pytest.skip("services.md_recorder._csvscan is not built (no C compiler at install)")
-    assert columnar.SCANNER is not None, "the scanner was not built: run `make install` with gcc"
+    assert scanned.SCANNER is not None, "the scanner was not built: run `make install` with gcc"
 
 
 def both(tmp_path: Path, files: list[Path], fmt: str = "ctp-csv",
@@ -85,9 +85,9 @@ def both(tmp_path: Path, files: list[Path], fmt: str = "ctp-csv",
     return fast, slow
 
 
-def scanned(report: ImportReport) -> bool:
+def all_scanned(report: ImportReport) -> bool:
     """Whether the scanner read every file of the import (where it is built)."""
-    return report.scanned == (report.rows if columnar.SCANNER is not None else 0)
+    return report.scanned == (report.rows if scanned.SCANNER is not None else 0)
 
 
 def test_the_scanner_is_built_where_a_compiler_is() -> None:
@@ -97,7 +97,7 @@ def test_the_scanner_is_built_where_a_compiler_is() -> None:
 @pytest.mark.parametrize("path", CTP_FILES, ids=lambda p: p.name)
 def test_every_bundled_file_imports_the_same_both_ways(tmp_path: Path, path: Path) -> None:
     fast, _ = both(tmp_path, [path])
-    assert fast.written > 0 and fast.columnar == fast.rows and scanned(fast)
+    assert fast.written > 0 and fast.columnar == fast.rows and all_scanned(fast)
 
 
 def real_rows() -> list[list[str]]:
@@ -165,7 +165,7 @@ def test_random_rows_import_the_same_both_ways(tmp_path: Path, seed: int) -> Non
         writer.writerows(random_rows(seed))
     fast, _ = both(tmp_path, [src])
     assert fast.rows == 300 and 150 < fast.columnar < 300  # the faulty rows went row by row
-    assert scanned(fast)
+    assert all_scanned(fast)
     assert fast.written + sum(fast.dropped.values()) == fast.rows
     assert len(fast.dropped) >= 3  # the faults reached several checks
 
@@ -270,7 +270,7 @@ def test_random_vendor_rows_import_the_same_both_ways(tmp_path: Path, seed: int)
     mapping.write_text(VENDOR_MAPPING)
     fast, _ = both(tmp_path, [src], "csv", load_mapping(mapping))
     assert fast.rows == 300 and len(fast.dropped) >= 3 and 150 < fast.columnar < 300
-    assert scanned(fast)
+    assert all_scanned(fast)
 
 
 def test_a_spreadsheet_export_with_names_in_chinese_is_scanned(tmp_path: Path) -> None:
@@ -285,7 +285,7 @@ def test_a_spreadsheet_export_with_names_in_chinese_is_scanned(tmp_path: Path) -
     src = tmp_path / "export.csv"
     src.write_bytes(b"\xef\xbb\xbf" + text.encode())
     fast, _ = both(tmp_path / "a", [src], "csv", load_mapping(mapping))
-    assert fast.rows == 300 and fast.written > 100 and scanned(fast)
+    assert fast.rows == 300 and fast.written > 100 and all_scanned(fast)
     src.write_bytes(b"\xef\xbb\xbf" + text.encode().replace("股指".encode(), b"\xff", 1))
     fast, _ = both(tmp_path / "b", [src], "csv", load_mapping(mapping))
     assert fast.written == 0 and fast.scanned == 0
@@ -305,7 +305,7 @@ def test_a_datetime_column_and_the_vnpy_example_import_the_same_both_ways(tmp_pa
     mapping = tmp_path / "stamped.toml"
     mapping.write_text(STAMPED_MAPPING)
     fast, _ = both(tmp_path / "a", [src], "csv", load_mapping(mapping))
-    assert fast.written > 3000 and fast.columnar == fast.rows and scanned(fast)
+    assert fast.written > 3000 and fast.columnar == fast.rows and all_scanned(fast)
     example = ROOT / "docs" / "examples" / "vnpy-mapping.toml"
     fast, _ = both(tmp_path / "b", [MARKET / "RM705-2017-03-20.vnpy.csv.gz"], "csv",
                    load_mapping(example))  # fmt: skip

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from libshm import TICK_DTYPE
-from services.md_recorder import columnar
+from services.md_recorder import scanned
 from services.md_recorder.columnar import NUMBERS
 from tests.services.md_recorder.test_columnar import scanner_built
 
@@ -31,7 +31,7 @@ def scan(text: bytes, spec: bytes, threads: int = 1, slots: int = 0) -> Any:
     copied: None, or (rows, texts, and as bytes: records, codes, slow, millis, starts; wide;
     facts)."""
     scanner_built()
-    scanner = columnar.SCANNER
+    scanner = scanned.SCANNER
     assert scanner is not None
     parts = scanner.lines(text, 0, threads)
     rows = sum(lines for _, _, lines in parts)
@@ -175,7 +175,7 @@ def test_several_threads_give_what_one_gives() -> None:
     assert len(text) > 4 << 20  # enough for four parts of at least 1 MiB
     spec = bytes([TURNOVER, TEXT, MILLIS, TEXT + 1])
     one, four = scan(text, spec, threads=1, slots=2), scan(text, spec, threads=4, slots=2)
-    assert len(columnar.SCANNER.lines(text, 0, 4)) == 4  # type: ignore[union-attr]
+    assert len(scanned.SCANNER.lines(text, 0, 4)) == 4  # type: ignore[union-attr]
     assert one[0] == four[0] == 200_000
     assert one[2] == four[2] and one[4] == four[4] and one[5] == four[5] and one[6] == four[6]
     for got in (one, four):

@@ -43,28 +43,33 @@ def segment_size(count: int) -> int:
 def open_days(
     out: Path, records: np.ndarray, rows: np.ndarray, append: bool
 ) -> dict[int, JournalWriter]:
-    """Every day's journal the rows kept may need, checked (``_check_new``) before any is
+    """Every day's journal the rows kept may need, checked (``check_new``) before any is
     made, and made ready: created with its segment sized for the day's rows before judging
-    (an upper bound) and its pages faulted in. With ``append`` none is made here (``_write``
-    opens each as it is)."""
+    (an upper bound) and its pages faulted in. With ``append`` none is made here (``write``
+    opens each as it is). If one cannot be made (a full disk), none is left, not even the
+    directory of the one that failed."""
     days, counts = np.unique(records["trading_day"][rows], return_counts=True)
     for day in days.tolist():  # before any is written: an import writes all its days or none
         check_new(out / str(day), append)
     writers: dict[int, JournalWriter] = {}
     if append:
         return writers
+    journal = out
+    fresh = False
     try:
         for day, count in zip(days.tolist(), counts.tolist(), strict=True):
-            size = segment_size(count)
-            writer = JournalWriter(out / str(day), layout=TICK_LAYOUT, segment_size=size,
+            journal, size = out / str(day), segment_size(count)
+            fresh = not journal.exists()
+            writer = JournalWriter(journal, layout=TICK_LAYOUT, segment_size=size,
                                    prepare_ahead=False)  # fmt: skip
             writers[day] = writer
             writer.populate()
-    except JournalError as exc:
+    except BaseException as exc:
         close_unused(out, writers, set())
-        raise JournalProblem(str(exc)) from None
-    except BaseException:
-        close_unused(out, writers, set())
+        if fresh:
+            shutil.rmtree(journal, ignore_errors=True)
+        if isinstance(exc, JournalError):
+            raise JournalProblem(str(exc)) from None
         raise
     return writers
 

@@ -9,12 +9,13 @@ import gzip
 import io
 import math
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
 
 from services.md_recorder.normalise import CHINA, CTP_FIELDS
-from tests.helpers import ROOT, run_hft
+from tests.helpers import ROOT, in_small_tmpfs, run_hft
 
 MARKET = ROOT / "data" / "market"
 CTP_FILES = sorted(p.name for p in MARKET.glob("*.csv.gz") if "vnpy" not in p.name)
@@ -194,6 +195,31 @@ def test_an_import_that_stops_before_writing_leaves_no_journal(tmp_path: Path) -
     assert refused.returncode == 2 and "--rejects" in refused.stderr, refused.stderr
     assert "Traceback" not in refused.stderr
     assert sorted(p.name for p in out.iterdir()) == ["20210105"]
+
+
+def test_an_import_onto_a_full_disk_says_so_in_one_line_and_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    """A real full disk (a 15 MiB tmpfs): the first day's journal fits, the second's segment
+    does not; one line names it, and neither journal nor the failed one's directory is left."""
+    days = [str(MARKET / f"IF2101_2021010{d}.csv.gz") for d in (4, 5, 6)]
+    out = tmp_path / "out"
+    out.mkdir()
+    done = in_small_tmpfs(
+        out, "15m",
+        f"{{ {sys.executable} -m services.cli import -f ctp-csv {' '.join(days)} -o {out}; "
+        f"echo exit $?; }}",
+        f"ls -A {out}",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "exit 1", done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr
+    assert lines[0] == (
+        f"hft import: error: {out}/20210105/0000000000.seg: cannot allocate a 10 MiB segment "
+        "(No space left on device); free space there or point the journal elsewhere; every "
+        "frame committed before is intact"
+    )
 
 
 def test_append_adds_only_the_ticks_the_day_lacks(tmp_path: Path) -> None:

@@ -251,7 +251,7 @@ def _write_days(state: _Import, out: Path, append: bool, rejects: Path | None) -
                 _write_rejects(rejects, state)
             writers = opening.result()
         except BaseException:
-            journals.discard(opening, set())
+            journals.discard(out, opening, set())
             raise
         days = sorted(by_day)
         try:
@@ -261,7 +261,7 @@ def _write_days(state: _Import, out: Path, append: bool, rejects: Path | None) -
                                   by_day[day], append) for day in days]  # fmt: skip
             done = [w.result() for w in writes]
         finally:
-            journals.discard(opening, set(days))
+            journals.discard(out, opening, set(days))
     for day, written in zip(days, done, strict=True):
         rows, journal = by_day[day], out / str(day)
         report.already += len(rows) - written

@@ -74,15 +74,14 @@ def open_days(
     return writers
 
 
-def discard(ready: Future[dict[int, JournalWriter]], used: set[int]) -> None:
-    """The journals ``_open_days`` made that no day's rows went to, removed (a day whose every
-    row the judging dropped, or all of them when the import stops before writing)."""
+def discard(out: Path, ready: Future[dict[int, JournalWriter]], used: set[int]) -> None:
+    """The journals ``open_days`` made in ``out`` that no day's rows went to, removed (a day
+    whose every row the judging dropped, or all of them when the import stops before writing)."""
     try:
         writers = ready.result()
     except BaseException:
         return
-    if writers:
-        close_unused(next(iter(writers.values())).path.parent, writers, used)
+    close_unused(out, writers, used)
 
 
 def close_unused(out: Path, writers: dict[int, JournalWriter], used: set[int]) -> None:
@@ -96,7 +95,8 @@ def fill(
     writer: JournalWriter | None, journal: Path, records: np.ndarray, rows: np.ndarray,
     append: bool,
 ) -> int:  # fmt: skip
-    """A day's rows into the journal ``_open_days`` made ready, or through ``_write``."""
+    """A day's rows into the journal ``open_days`` made ready (closed after), or through
+    ``write``."""
     if writer is None:
         return write(journal, records, rows, append)
     try:
@@ -115,15 +115,12 @@ def write(journal: Path, records: np.ndarray, rows: np.ndarray, append: bool) ->
     if journal.exists() and append:
         rows = rows[not_in(journal, records[rows])]
     check_new(journal, append)
-    segment = segment_size(len(rows))
     try:
-        with JournalWriter(journal, layout=TICK_LAYOUT, segment_size=segment,
-                           prepare_ahead=False) as writer:  # fmt: skip
-            if len(rows):
-                writer.append_array(records, records["exchange_time_ns"][rows], order=rows)
+        writer = JournalWriter(journal, layout=TICK_LAYOUT, segment_size=segment_size(len(rows)),
+                               prepare_ahead=False)  # fmt: skip
     except JournalError as exc:
         raise JournalProblem(str(exc)) from None
-    return len(rows)
+    return fill(writer, journal, records, rows, append)
 
 
 def check_new(journal: Path, append: bool) -> None:

@@ -307,6 +307,30 @@ class Calendar:
             return None
         return Phase(self.phase_table(product, trading_day)[second_of_day % DAY_SECONDS])
 
+    def day_sections(self, product: Product, trading_day: Day) -> tuple[tuple[int, int, bool], ...]:
+        """The continuous-trading sections of ``product`` on ``trading_day`` as ``(start, end,
+        night)`` in nanoseconds since the epoch (exchange time), in trading order: by the hours
+        in force that day, the night's held on the evening of the weekday before it (and left
+        out if that day had no night session), a section whose end is before its start ending
+        the next calendar day. The K-lines' trading clock (docs/toolkit.md)."""
+        day = as_date(trading_day)
+        session = self.data.sessions[self.session_name(product, day)]
+        held = self.night_held(day)
+        out: list[tuple[int, int, bool]] = []
+        for window in session.sections:
+            start, end = window_seconds(window)
+            night = start >= NIGHT_STARTS
+            if night and not held:
+                continue
+            midnight = _china_midnight_s(previous_weekday(day) if night else day)
+            first = midnight + start
+            last = midnight + end + (DAY_SECONDS if end <= start else 0)
+            if out and first < out[-1][1] // _NS:
+                raise ValueError(f"session {self.session_name(product, day)}: section {window} "
+                                 "starts before the one listed before it ends")  # fmt: skip
+            out.append((first * _NS, last * _NS, night))
+        return tuple(out)
+
     def has_night(self, product: Product, trading_day: Day | None = None) -> bool:
         """Whether the product's session (on ``trading_day``, or now) has a night section."""
         sections = self.data.sessions[self.session_name(product, trading_day)].sections
@@ -344,6 +368,13 @@ class Calendar:
 
 
 _ONE_DAY: Final = dt.timedelta(days=1)
+_NS: Final = 1_000_000_000
+_EPOCH_ORDINAL: Final = dt.date(1970, 1, 1).toordinal()
+
+
+def _china_midnight_s(day: dt.date) -> int:
+    """Seconds since the epoch at 00:00 China time of ``day``."""
+    return (day.toordinal() - _EPOCH_ORDINAL) * DAY_SECONDS - CHINA_OFFSET_S
 
 
 def load_calendar(path: str | Path = DEFAULT_CALENDAR) -> Calendar:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from services.engine import native as native  # first: compiled modules or sources (native.py)
 
 # isort: on
+from services.engine.bars import Bar
 from services.engine.errors import EngineError, InvalidTransition, Overfill, RecoveryDiverged
 from services.engine.strategy import (
     AccountView,
@@ -31,8 +32,8 @@ if TYPE_CHECKING:
     from services.engine.sweeps import sweep
 
 __all__ = [
-    "AccountView", "Backtest", "BacktestResult", "EngineError", "InvalidTransition", "OrderView",
-    "Overfill", "PositionView",
+    "AccountView", "Backtest", "BacktestResult", "Bar", "EngineError", "InvalidTransition",
+    "OrderView", "Overfill", "PositionView",
     "RecoveryDiverged", "Strategy", "StrategyContext", "StrategyParams", "TradeView", "sweep",
 ]  # fmt: skip
 

@@ -80,6 +80,9 @@ class Host(Protocol):
     def cancel(self, handle: AgentHandle | None, order_id: str, protective: bool = False
                ) -> None: ...  # fmt: skip
 
+    def subscribe_bars(self, handle: AgentHandle, instrument: object, period: object
+                       ) -> None: ...  # fmt: skip
+
 
 def _no_tick(tick: Tick) -> None:
     """An agent's ``tick_fn`` before its strategy exists."""
@@ -118,6 +121,9 @@ class AgentHandle:
 
     def cancel(self, order_id: object) -> None:
         self.engine.cancel(self, text_arg("order_id", order_id))
+
+    def subscribe_bars(self, instrument: object, period: object) -> None:
+        self.engine.subscribe_bars(self, instrument, period)
 
     def cancel_all(self, instrument: object = None) -> None:
         instrument = text_or_none("instrument", instrument)
@@ -163,7 +169,8 @@ class Context:
     bound, and nothing else of the engine."""
 
     __slots__ = ("account", "cancel", "cancel_all", "instruments", "log", "name", "now",
-                 "open_orders", "position", "price_tick", "send", "snapshot")  # fmt: skip
+                 "open_orders", "position", "price_tick", "send", "snapshot",
+                 "subscribe_bars")  # fmt: skip
 
     def __init__(self, handle: AgentHandle) -> None:
         engine = handle.engine
@@ -177,6 +184,7 @@ class Context:
         self.account: Callable[[], AccountView] = handle.account
         self.open_orders: Callable[[str | None], list[OrderView]] = handle.open_orders
         self.snapshot: Callable[[str], Tick | None] = handle.snapshot
+        self.subscribe_bars: Callable[[str, str], None] = handle.subscribe_bars
         self.now: Callable[[], int] = lambda: engine.now
         self.price_tick: Callable[[str], float] = lambda i: (
             engine.specs[text_arg("instrument", i)].price_tick

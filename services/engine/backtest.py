@@ -199,6 +199,7 @@ class Backtest:
                         if self.series:
                             holdings = self._roll_contracts(self.days[i + 1], holdings, cash,
                                                             specs, result)  # fmt: skip
+                    result.add_bars(engine)
                     engine.stop()
                 finally:
                     if writer is not None:

@@ -30,6 +30,7 @@ from typing import Any, Final
 import structlog
 
 from contracts import messages as m
+from contracts.calendar import Calendar
 from libshm import FLAG_SETTLEMENT, Tick
 from services.engine.adapter import (
     Accepted,
@@ -48,6 +49,7 @@ from services.engine.agents import (
     AgentRunner,
     RecoveryDiverged,
 )
+from services.engine.bars import Bar, BarBook, BarBuilder
 from services.engine.commands import RECENT_COMMANDS, Commands
 from services.engine.ledger import Ledger, Spec
 from services.engine.offsets import plan
@@ -111,12 +113,16 @@ class Engine(AgentRunner, Commands, Recovery):
         callback_budget_ns: int = 10_000_000,
         clock: Callable[[], int] = time.monotonic_ns,
         observer: Callable[[m.EngineMessage], object] | None = None,
+        calendar: Calendar | None = None,
     ) -> None:
         """``clock``: what times an agent's callbacks against ``callback_budget_ns`` (wall time,
         never journaled: the engine's own time is the ticks'). ``observer``: called with each
-        message journaled, after the journal (a backtest's results)."""
+        message journaled, after the journal (a backtest's results). ``calendar``: the sessions
+        the K-lines count trading time by (none: an agent's ``subscribe_bars`` is refused)."""
         self.specs = dict(specs)
         self.phases = dict(phases or {})
+        self.calendar = calendar
+        self.bars = BarBook(0, self._sections)  # the day's K-lines (a new book each day)
         self.adapter = adapter
         self.ledger = Ledger()
         self.gate = RiskGate(gate_config, self.ledger)
@@ -236,7 +242,7 @@ class Engine(AgentRunner, Commands, Recovery):
     def on_tick(self, tick: Tick, seq: int) -> None:
         """A tick committed to the day's tick journal at ``seq``."""
         now = tick.local_time_ns
-        if self.adapter.due_ns < now:  # the simulator's events before it, each when due
+        if self.adapter.due_ns < now or self.bars.due_ns < now:  # what fell due before it
             self._wake_until(now)
         self.ticks = seq + 1
         self.now = now
@@ -246,7 +252,7 @@ class Engine(AgentRunner, Commands, Recovery):
         instrument = tick.instrument
         self.latest[instrument] = tick  # also the risk gate's quote
         if tick.flags & FLAG_SETTLEMENT:  # the day's settlement price, for the roll's mark:
-            return  # not market activity, so neither the adapter nor the agents see it
+            return  # not market activity, so neither the adapter, the bars nor the agents see it
         held = self.ledger.mark(instrument, tick.last)
         self.adapter.on_tick(tick, now)
         self._pump()
@@ -258,10 +264,20 @@ class Engine(AgentRunner, Commands, Recovery):
                 line = self.ledger.accounts[handle.name].lines.get(instrument)
                 if line is not None and (line.position.long or line.position.short):
                     self._check_loss(handle)
+        if instrument in self.bars.by_instrument:  # a later bar's tick closes a bar first
+            self._deliver(self.bars.on_tick(tick))
         for handle in handles:
             if handle.running:
                 self._call(handle, handle.tick_fn, tick)
         self._pump()
+
+    @property
+    def due_ns(self) -> int:
+        """The engine time of the next thing due with no input: the adapter's (the paper
+        simulator's) or a bar's close. The shell wakes the engine then (:meth:`wake`)."""
+        due = self.adapter.due_ns
+        bars = self.bars.due_ns
+        return bars if bars < due else due
 
     def on_timer(self, now_ns: int) -> None:
         self._wake_until(now_ns)  # what fell due before it, each at its time
@@ -270,26 +286,58 @@ class Engine(AgentRunner, Commands, Recovery):
         self._pump()
 
     def wake(self, now_ns: int) -> None:
-        """The clock reached ``now_ns`` (the adapter's ``due_ns``) with no tick: what the
-        adapter had due by then happens now. Journaled (``Wake``) only if the engine hears of
-        something then: a wake in which only the simulator moves (an order reaching its
-        exchange) changes nothing of the engine's, and the simulator does the same later,
-        at the same times, whenever it is next called (docs/engine.md, "Wakes")."""
+        """The clock reached ``now_ns`` (:attr:`due_ns`) with no tick: what the adapter had due
+        by then happens now, then the bars due by then close. Journaled (``Wake``) only if the
+        engine hears of something then: a wake in which only the simulator moves (an order
+        reaching its exchange) changes nothing of the engine's, and the simulator does the
+        same later, at the same times, whenever it is next called (docs/engine.md, "Wakes"); a
+        bar's close is journaled, so a recovery closes it at the same point."""
         self.now = now_ns
-        events = self.adapter.events(now_ns)
-        if not events:
+        adapter = self.adapter
+        events = adapter.events(now_ns) if adapter.due_ns <= now_ns else []
+        closing = self.bars.due_ns <= now_ns
+        if not events and not closing:
             return
         self._emit(m.Wake(self.ticks, now_ns))
         for event in events:
             self._event(event)
+        if closing:
+            self._pump()
+            self._deliver(self.bars.close_due(now_ns))
         self._pump()
 
     def _wake_until(self, end_ns: int) -> None:
-        """Wake at each time the adapter has something due before ``end_ns`` (what it does may
-        make more due: an order's acknowledgement after it reaches the exchange)."""
-        adapter = self.adapter
-        while (due := adapter.due_ns) < end_ns:
+        """Wake at each time something is due before ``end_ns`` (what it does may make more
+        due: an order's acknowledgement after it reaches the exchange)."""
+        while (due := self.due_ns) < end_ns:
             self.wake(due)
+
+    # -- K-lines -------------------------------------------------------------------------------
+
+    def subscribe_bars(self, handle: AgentHandle, instrument: object, period: object) -> None:
+        """An agent's subscription to the bars of ``instrument`` (one the engine trades)."""
+        if not isinstance(instrument, str):
+            raise TypeError(f"instrument must be a str, not {type(instrument).__name__}")
+        if instrument not in self.specs:
+            raise ValueError(f"subscribe_bars: {instrument} is not traded by this engine; its "
+                             f"instruments: {', '.join(sorted(self.specs))}")  # fmt: skip
+        if self.calendar is None:
+            raise ValueError("subscribe_bars: this engine was built without a calendar")
+        self.bars.subscribe(instrument, period, handle)
+
+    def _sections(self, instrument: str) -> tuple[tuple[int, int, bool], ...]:
+        calendar = self.calendar
+        product = calendar.product(instrument) if calendar is not None else None
+        if product is None:
+            raise ValueError(f"subscribe_bars: the calendar does not know {instrument}")
+        return calendar.day_sections(product, self.trading_day)  # type: ignore[union-attr]
+
+    def _deliver(self, closed: list[tuple[BarBuilder, Bar]]) -> None:
+        """Closed bars to their subscribers' ``on_bar``, in order."""
+        for builder, bar in closed:
+            for handle in builder.subscribers:
+                if handle.running:
+                    self._call(handle, handle.strategy.on_bar, bar)
 
     def adapter_event(self, event: AdapterEvent, now_ns: int) -> None:
         """An event of an adapter that runs on its own (CTP), with the time it arrived."""
@@ -300,6 +348,8 @@ class Engine(AgentRunner, Commands, Recovery):
     def roll_day(self, now_ns: int, next_day: int, settlements: Mapping[str, float]) -> None:
         """End of the trading day: working orders expire, positions are marked to settlement."""
         self.now = now_ns
+        self._deliver(self.bars.close_all())  # the day's open bars, before its orders expire
+        self._pump()
         for order in list(self.orders.values()):
             if order.active:
                 self._emit(m.OrderCancelled(self.ticks, now_ns, order.order_id,
@@ -570,6 +620,7 @@ class Engine(AgentRunner, Commands, Recovery):
 
     def _apply_day_opened(self, msg: m.DayOpened) -> None:
         self.trading_day = msg.trading_day
+        self.bars = BarBook(msg.trading_day, self._sections)
         self.gate.new_day()
         for name, handle in self.agents.items():
             self.ledger.open_account(name, handle.capital, msg.cash.get(name, handle.capital))

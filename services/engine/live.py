@@ -145,9 +145,10 @@ def assemble(  # noqa: PLR0917 (what an engine is made of)
     """The engine of a deployment with its agents, as the live service and a backtest make it
     for each trading day."""
     ec = config.engine
+    calendar = _calendar(config.md_recorder.calendar_file or DEFAULT_CALENDAR)
     engine = Engine(specs=specs, gate_config=ec.risk, adapter=adapter, journal=journal,
                     phases=phases, log=log, callback_budget_ns=int(ec.callback_budget_ms * 1e6),
-                    observer=observer)  # fmt: skip
+                    observer=observer, calendar=calendar)  # fmt: skip
     for agent in ec.agents:
         limits = RiskLimits.from_config(ec.risk, agent.risk.model_dump())
         engine.add_agent(agent.name, classes[agent.name], agent.instruments, agent.capital,
@@ -173,7 +174,7 @@ def end_of_day(engine: Engine, last_tick_ns: int, due_ns: int, step_ns: int) -> 
     then; all by the ticks' clock, so a backlog ends its day the same every time. Returns the
     timer's next due time."""
     end = max(last_tick_ns + DAY_END_NS, engine.now)
-    while (due := engine.adapter.due_ns) <= end:
+    while (due := engine.due_ns) <= end:
         engine.wake(due)
     if end >= due_ns:
         due_ns = fire_timer(engine, due_ns, step_ns, end)
@@ -729,9 +730,8 @@ class EngineService(Health, Interrupts):
         by now (an order reaching the exchange, an acknowledgement or a fill reaching the
         engine), call the timer if it is due, and collect the young generation if enough
         objects piled up."""
-        adapter = engine.adapter
         now = self._engine_now(engine)
-        while (due := adapter.due_ns) <= now:
+        while (due := engine.due_ns) <= now:
             engine.wake(due)
         if now >= self._timer_due:
             self._fire_timer(engine, now)

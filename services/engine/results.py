@@ -16,9 +16,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+import msgspec
 import numpy as np
 import pandas as pd
 
+from services.engine.bars import Bar
 from services.engine.collect import Collector, FillSums, Names, OrderCounts
 from services.engine.report import Report
 
@@ -154,6 +156,8 @@ class BacktestResult:
     """(trading day, agent, instrument, long, short, settlement) at each day's close"""
     roll_rows: list[tuple[Any, ...]] = field(default_factory=list)
     """A continuous instrument's position moved to the new main contract (``rolls``)."""
+    bar_rows: list[Bar] = field(default_factory=list)
+    """The K-lines the agents subscribed to, as they closed (``bars``)."""
 
     # -- filled in while the backtest runs -------------------------------------------------
 
@@ -185,7 +189,25 @@ class BacktestResult:
                     price = settlements.get(instrument, line.mark)
                     self.holdings.append((day, agent, instrument, p.long, p.short, price))
 
+    def add_bars(self, engine: Engine) -> None:
+        """The day's closed K-lines (the engine's bar book), after its roll."""
+        self.bar_rows.extend(engine.bars.bars())
+
     # -- the frames ----------------------------------------------------------------------------
+
+    @cached_property
+    def bars(self) -> pd.DataFrame:
+        """Every K-line an agent subscribed to (docs/toolkit.md): ``instrument``, ``period``,
+        ``day`` (the trading day), ``start`` and ``end`` (exchange time), open, high, low,
+        close, ``volume``, ``turnover``, ``open_interest``, ``ticks``; by instrument, period
+        and time. A bar still open when the last day's recording ends is not in it."""
+        columns = ["instrument", "period", "day", "start_ns", "end_ns", "open", "high", "low",
+                   "close", "volume", "turnover", "open_interest", "ticks"]  # fmt: skip
+        out = pd.DataFrame([msgspec.structs.astuple(b) for b in self.bar_rows], columns=columns)
+        out = out.sort_values(["instrument", "period", "start_ns"], kind="stable")
+        out.insert(3, "start", _times(out["start_ns"]))
+        out.insert(4, "end", _times(out["end_ns"]))
+        return out.reset_index(drop=True)
 
     @cached_property
     def trades(self) -> pd.DataFrame:

@@ -25,6 +25,8 @@ from libshm import Tick
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
 
+    from services.engine.bars import Bar
+
 __all__ = [
     "AccountView", "OrderView", "PositionView", "Strategy", "StrategyContext", "StrategyParams",
     "TradeView", "validate_params",
@@ -118,6 +120,7 @@ class StrategyContext(Protocol):
     open_orders: Callable[[str | None], list[OrderView]]
     snapshot: Callable[[str], Tick | None]
     price_tick: Callable[[str], float]
+    subscribe_bars: Callable[[str, str], None]
 
 
 class StrategyParams(BaseModel):
@@ -167,6 +170,10 @@ class Strategy:
     def on_timer(self, now_ns: int) -> None:
         """Called every ``engine.timer_ms``."""
 
+    def on_bar(self, bar: Bar) -> None:
+        """A K-line closed, of a subscription (:meth:`subscribe_bars`); before the ``on_tick``
+        of the tick that closed it, if a tick did."""
+
     def on_stop(self) -> None:
         """Called when the agent stops (the engine stops, or the agent raised)."""
 
@@ -211,6 +218,13 @@ class Strategy:
 
     def cancel(self, order_id: str) -> None:
         self._h.cancel(order_id)
+
+    def subscribe_bars(self, instrument: str, period: str) -> None:
+        """Get ``instrument``'s bars of ``period`` in :meth:`on_bar` from now on: ``"30s"``,
+        ``"1m"``, ``"5m"``, ``"1h"`` (trading time, per session; breaks make no empty bars) or
+        ``"1d"`` (the trading day, its night session included); docs/toolkit.md. Usually called
+        in ``on_start``; a period that is not one raises ``ValueError``."""
+        self._h.subscribe_bars(instrument, period)
 
     def cancel_all(self, instrument: str | None = None) -> None:
         self._h.cancel_all(instrument)

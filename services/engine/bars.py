@@ -322,6 +322,10 @@ class BarBook:
         self._due()
         return closed
 
+    def last_due(self) -> int:
+        """The latest due time of an open bar (0 if none is open): a finished day's end."""
+        return max((b.due_ns for b in self.builders.values() if b.key >= 0), default=0)
+
     def bars(self) -> list[Bar]:
         """Every bar closed today, by subscription, each in time order."""
         return [bar for builder in self.builders.values() for bar in builder.history]

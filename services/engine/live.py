@@ -170,10 +170,11 @@ def fire_timer(engine: Engine, due_ns: int, step_ns: int, until_ns: int) -> int:
 
 def end_of_day(engine: Engine, last_tick_ns: int, due_ns: int, step_ns: int) -> int:
     """A finished day's recording, every tick handled: what the simulator has due up to
-    ``DAY_END_NS`` after the last tick happens, each at its time, and the timer if it is due by
-    then; all by the ticks' clock, so a backlog ends its day the same every time. Returns the
-    timer's next due time."""
-    end = max(last_tick_ns + DAY_END_NS, engine.now)
+    ``DAY_END_NS`` after the last tick happens, each at its time, the K-lines still open at
+    their due times (no tick will close them), and the timer if it is due by then; all by the
+    ticks' clock, so a backlog ends its day the same every time. Returns the timer's next due
+    time."""
+    end = max(last_tick_ns + DAY_END_NS, engine.now, engine.bars.last_due())
     while (due := engine.due_ns) <= end:
         engine.wake(due)
     if end >= due_ns:

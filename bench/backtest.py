@@ -9,6 +9,8 @@ the imports (``load``) are timed apart and not counted in the rate:
 - ``floor``: struct over the mapped journal (``TICK_STRUCT.iter_unpack`` of each batch) and one
   Python call per tick: what any Python backtester pays at least.
 - ``nothing``: ``Backtest`` with an agent that does nothing.
+- ``bars``: ``Backtest`` with an agent that subscribes to IF2101's 1-minute, 5-minute, 1-hour
+  and daily K-lines and does nothing with them (its cost over ``nothing`` is building them).
 - ``quoter``: ``Backtest`` with an agent that quotes one lot at the best bid and the best ask and
   re-quotes whenever either moves (cancel, then a new order once the cancel is answered).
 
@@ -40,7 +42,7 @@ from libshm.record import TICK_LAYOUT, TICK_STRUCT
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "market"
 SOURCE_DAYS = ("IF2101_20210104.csv.gz", "IF2101_20210105.csv.gz", "IF2101_20210106.csv.gz")
-CASES = ("floor", "nothing", "quoter")
+CASES = ("floor", "nothing", "bars", "quoter")
 WEEK_NS = 7 * 86_400 * 1_000_000_000
 
 CONFIG = """\
@@ -147,6 +149,14 @@ def _backtest(case: str, recordings: Path, work: Path) -> int:
         def on_tick(self, tick: Tick) -> None:
             pass
 
+    class Bars(Idle):
+        def on_start(self) -> None:
+            for period in ("1m", "5m", "1h", "1d"):
+                self.subscribe_bars("IF2101", period)
+
+        def on_bar(self, bar: Any) -> None:
+            pass
+
     class BestQuoter(Strategy):
         """One lot at the best bid and one at the best ask; when either moves, the order there
         is cancelled and a new one sent at once."""
@@ -175,8 +185,8 @@ def _backtest(case: str, recordings: Path, work: Path) -> int:
     (work / "deploy.toml").write_text(CONFIG.format(recordings=recordings), encoding="utf-8")
     bt = Backtest(load_config(work / "deploy.toml"), journal=work / "engine")
     # capital enough for any position the quoter's fills add up to: the peers check none
-    bt.add_strategy(Idle if case == "nothing" else BestQuoter, instruments=["IF2101"],
-                    capital=1e12)  # fmt: skip
+    cls = {"nothing": Idle, "bars": Bars}.get(case, BestQuoter)
+    bt.add_strategy(cls, instruments=["IF2101"], capital=1e12)
     result = bt.run(progress=False)
     stats = result.stats
     print(f"orders={stats['orders']} cancels={stats['cancel_requests']} fills={stats['fills']}",

@@ -41,8 +41,19 @@ def deployment(tmp_path: Path, recordings: Path) -> Path:
     for day in DAYS:  # a link per day: the live test adds the second while the engine runs
         (tmp_path / "journal" / "recordings" / str(day)).symlink_to(recordings / str(day))
     text = CONFIG.replace('timer_ms = 600000', 'timer_ms = 60000\non_feed_loss = "log"\n'
-                          'on_stop = "keep"')  # fmt: skip
+                          'on_stop = "keep"') + CHANNEL  # fmt: skip
     return write_config(tmp_path, text)
+
+
+CHANNEL = """
+[[engine.agents]]
+name = "channel"
+strategy = "strategies.channel:Channel"
+instruments = ["IF2101"]
+capital = 1000000.0
+params = { period = "1m", lookback = 5 }
+"""
+"""An agent that trades on K-lines: orders from bars closed by the engine's own wake-ups."""
 
 
 def frames(path: Path) -> list[bytes]:
@@ -58,11 +69,20 @@ def test_a_backtest_writes_the_journal_the_live_engine_writes(
 ) -> None:
     config = deployment(tmp_path, recordings)
     kept = tmp_path / "backtest"  # the backtest's engine journals, as hft journal cat reads them
-    Backtest(load_config(config), journal=kept).run(progress=False)
+    result = Backtest(load_config(config), journal=kept).run(progress=False)
     journals = {day: frames(kept / str(day)) for day in DAYS}
     first = [m.decode(f) for f in journals[DAYS[0]]]
     assert isinstance(first[0], m.DayOpened) and isinstance(first[-1], m.DayClosed)
     assert sum(isinstance(x, m.Trade) for x in first) > 10  # the agents traded
+    # the channel agent's orders came from the bars' wake-ups (no tick at xx:xx:00.2)
+    wakes = {x.time_ns for x in first if isinstance(x, m.Wake)}
+    by_channel = [x for x in first if isinstance(x, m.OrderRequested) and x.agent == "channel"]
+    assert len(by_channel) > 3 and {x.time_ns for x in by_channel} <= wakes
+    # and the results carry its bars: both days' 240 minutes, the second day's last included
+    bars = result.bars
+    assert bars.groupby("day").size().to_dict() == {DAYS[0]: 240, DAYS[1]: 240}
+    assert set(bars["period"]) == {"1m"} and str(bars["start"].iloc[0]) == (
+        "2021-01-04 09:30:00+08:00")  # fmt: skip
 
     # the live engine starts at the newest day recorded: the second day comes once it runs the
     # first (as md_recorder starts a day), long before it reaches the first's end

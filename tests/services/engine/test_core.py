@@ -652,7 +652,7 @@ def test_a_strategy_holds_a_context_not_the_engine(ticks: list[tuple[int, Tick]]
     # its fields, and nothing else (slots in Python, a struct when compiled: native.py)
     assert sorted(a for a in dir(context) if not a.startswith("_")) == sorted(
         ("account", "cancel", "cancel_all", "instruments", "log", "name", "now", "open_orders",
-         "position", "price_tick", "send", "snapshot"))  # fmt: skip
+         "position", "price_tick", "send", "snapshot", "subscribe_bars"))  # fmt: skip
     engine.on_tick(ticks[5][1], 5)
     assert strategy.now == ticks[5][1].local_time_ns
     assert strategy.price_tick("IF2101") == 0.2

@@ -9,6 +9,7 @@ Parameters: ``period`` ("1m"), ``lookback`` (20 bars), ``size`` (1).
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from typing import Literal
 
@@ -57,7 +58,7 @@ class Channel(Strategy):
             return
         direction: Literal["buy", "sell"] = "buy" if target > net else "sell"
         price = quote.ask_price1 if direction == "buy" else quote.bid_price1
-        if price != price:  # no quote on that side (NaN)
+        if math.isnan(price):  # no quote on that side
             return
         ids = self.send_order(bar.instrument, direction, price, abs(target - net))
         self.busy = bool(ids) and any(o.active for o in self.open_orders(bar.instrument))

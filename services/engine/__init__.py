@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 from services.engine import native as native  # first: compiled modules or sources (native.py)
 
 # isort: on
-from services.engine.bars import Bar
 from services.engine.errors import EngineError, InvalidTransition, Overfill, RecoveryDiverged
 from services.engine.strategy import (
     AccountView,
+    Bar,
     OrderView,
     PositionView,
     Strategy,

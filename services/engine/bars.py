@@ -14,10 +14,9 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
-import msgspec
-
 from libshm import FLAG_SETTLEMENT, Tick
 from services.engine.port import NEVER
+from services.engine.strategy import Bar
 
 __all__ = [
     "CLOSE_SLACK_NS", "DAILY", "END_GRACE_NS", "Bar", "BarBook", "BarBuilder", "TradingClock",
@@ -58,27 +57,6 @@ def parse_period(period: object) -> tuple[str, int]:
     if seconds % 60 == 0:
         return f"{seconds // 60}m", seconds
     return f"{seconds}s", seconds
-
-
-class Bar(msgspec.Struct, frozen=True, gc=False):
-    """One K-line. ``start_ns`` and ``end_ns`` are the exchange times where its trading time
-    starts and ends (a bar across a break ends after it); ``volume`` and ``turnover`` are what
-    traded in it (differences of the day's cumulative fields), ``open_interest`` is at its last
-    tick, ``ticks`` how many ticks it holds."""
-
-    instrument: str
-    period: str
-    trading_day: int
-    start_ns: int
-    end_ns: int
-    open: float
-    high: float
-    low: float
-    close: float
-    volume: int
-    turnover: float
-    open_interest: float
-    ticks: int
 
 
 class TradingClock:
@@ -293,11 +271,16 @@ class BarBook:
         if builders is None or tick.flags & FLAG_SETTLEMENT:
             return []
         closed = []
+        due = NEVER
         for builder in builders:
             bar = builder.on_tick(tick)
             if bar is not None:
                 closed.append((builder, bar))
-        self._due()
+            due = min(due, builder.due_ns)
+        if len(self.by_instrument) == 1:
+            self.due_ns = due  # the one instrument's builders are all of them
+        else:
+            self._due()
         return closed
 
     def close_due(self, now_ns: int) -> list[tuple[BarBuilder, Bar]]:

@@ -37,6 +37,7 @@ ROOT: Final = Path(__file__).resolve().parents[2]
 MODULES: Final = (
     "services.engine.core",
     "services.engine.agents",
+    "services.engine.bars",
     "services.engine.commands",
     "services.engine.recovery",
     "services.engine.ledger",

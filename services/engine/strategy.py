@@ -25,11 +25,9 @@ from libshm import Tick
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
 
-    from services.engine.bars import Bar
-
 __all__ = [
-    "AccountView", "OrderView", "PositionView", "Strategy", "StrategyContext", "StrategyParams",
-    "TradeView", "validate_params",
+    "AccountView", "Bar", "OrderView", "PositionView", "Strategy", "StrategyContext",
+    "StrategyParams", "TradeView", "validate_params",
 ]  # fmt: skip
 
 OrderType = Literal["limit", "market", "fak", "fok"]
@@ -101,6 +99,27 @@ class AccountView(msgspec.Struct, frozen=True, gc=False):
     @property
     def day_pnl(self) -> float:
         return self.realised + self.unrealised - self.fees
+
+
+class Bar(msgspec.Struct, frozen=True, gc=False):
+    """One K-line. ``start_ns`` and ``end_ns`` are the exchange times where its trading time
+    starts and ends (a bar across a break ends after it); ``volume`` and ``turnover`` are what
+    traded in it (differences of the day's cumulative fields), ``open_interest`` is at its last
+    tick, ``ticks`` how many ticks it holds."""
+
+    instrument: str
+    period: str
+    trading_day: int
+    start_ns: int
+    end_ns: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: int
+    turnover: float
+    open_interest: float
+    ticks: int
 
 
 class StrategyContext(Protocol):

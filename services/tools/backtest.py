@@ -44,7 +44,7 @@ def recordings_from_files(files: Iterable[str | Path], fmt: str, mapping: str | 
     return out
 
 
-FRAMES = ("trades", "orders", "positions", "equity", "daily_equity", "daily", "rolls")
+FRAMES = ("trades", "orders", "positions", "equity", "daily_equity", "daily", "rolls", "bars")
 
 
 def _day(text: str) -> int:

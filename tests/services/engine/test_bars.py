@@ -85,7 +85,7 @@ def collected(periods: list[str], ticks: list[tuple[int, Tick]], *, instrument: 
     if finish:
         last = max(t.local_time_ns for _, t in ticks if not t.flags & FLAG_SETTLEMENT)
         end_of_day(engine, last, NEVER, NS)
-    return engine.agents["bars"].strategy.got  # type: ignore[union-attr]
+    return engine.agents["bars"].strategy.got  # type: ignore[union-attr,no-any-return]
 
 
 # -- the independent batch computation ---------------------------------------------------------
@@ -98,7 +98,8 @@ def raw() -> pd.DataFrame:
     frame = pd.read_csv(MARKET / "IF2101_20210104.csv.gz")
     stamp = pd.to_datetime(frame["ActionDay"].astype(str) + " " + frame["UpdateTime"],
                            format="%Y%m%d %H:%M:%S").dt.tz_localize(CHINA)  # fmt: skip
-    frame["t"] = stamp.dt.as_unit("ns").astype("int64") + frame["UpdateMillisec"].astype("int64") * 1_000_000
+    millis = frame["UpdateMillisec"].astype("int64")
+    frame["t"] = stamp.dt.as_unit("ns").astype("int64") + millis * 1_000_000
     return frame[frame["SettlementPrice"] == 0].reset_index(drop=True)
 
 
@@ -187,8 +188,14 @@ def test_bars_across_the_lunch_break(ticks: list[tuple[int, Tick]], raw: pd.Data
     hhmm = partial(lambda ns: dt.datetime.fromtimestamp(ns / NS, CHINA).strftime("%H:%M"))
     spans = {p: [(hhmm(b.start_ns), hhmm(b.end_ns)) for b, _ in got if b.period == p]
              for p in ("45m", "30m", "1h", "1d")}  # fmt: skip
-    assert spans["45m"] == [("09:30", "10:15"), ("10:15", "11:00"), ("11:00", "13:15"),
-                            ("13:15", "14:00"), ("14:00", "14:45"), ("14:45", "15:00")]
+    assert spans["45m"] == [
+        ("09:30", "10:15"),
+        ("10:15", "11:00"),
+        ("11:00", "13:15"),
+        ("13:15", "14:00"),
+        ("14:00", "14:45"),
+        ("14:45", "15:00"),
+    ]
     assert spans["1h"] == [("09:30", "10:30"), ("10:30", "11:30"), ("13:00", "14:00"),
                            ("14:00", "15:00")]  # fmt: skip
     assert len(spans["30m"]) == 8 and spans["1d"] == [("09:30", "15:00")]
@@ -296,8 +303,10 @@ def test_night_bars_across_midnight_belong_to_the_next_trading_day(tmp_path: Pat
     # the day session's hours count trading time from 09:00 across its breaks (09:00-10:00,
     # 10:00-11:15, 11:15-14:15, 14:15-15:00): its rows (14:01 to 15:00) are in the last two
     day = [(h[0], h[1]) for h in hours if h[0] >= china_ns("20190917", "09:00:00")]
-    assert day == [(china_ns("20190917", "11:15:00"), china_ns("20190917", "14:15:00")),
-                   (china_ns("20190917", "14:15:00"), china_ns("20190917", "15:00:00"))]
+    assert day == [
+        (china_ns("20190917", "11:15:00"), china_ns("20190917", "14:15:00")),
+        (china_ns("20190917", "14:15:00"), china_ns("20190917", "15:00:00")),
+    ]
     assert sum(h[2] for h in hours) == volumes[-1]
     daily = [b for b, _ in got if b.period == "1d"]
     assert len(daily) == 1 and daily[0].ticks == 400 and daily[0].volume == volumes[-1]

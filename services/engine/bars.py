@@ -251,14 +251,19 @@ class BarBook:
         self.by_instrument: dict[str, list[BarBuilder]] = {}
         self.due_ns = NEVER
 
-    def subscribe(self, instrument: str, period: object, subscriber: object) -> BarBuilder:
+    def subscribe(self, instrument: str, period: object, subscriber: object,
+                  latest: Tick | None = None) -> BarBuilder:  # fmt: skip
         """``subscriber`` gets the bars of ``instrument`` and ``period`` from now on (once,
-        however often it subscribes). ``ValueError`` for a period that is not one."""
+        however often it subscribes). ``latest``: the instrument's last tick if the day has
+        had one (a subscription in the middle of the day: its first bar's volume counts from
+        there, not from the day's start). ``ValueError`` for a period that is not one."""
         label, seconds = parse_period(period)
         builder = self.builders.get((instrument, label))
         if builder is None:
             clock = TradingClock(self._sections(instrument), seconds * NS)
             builder = BarBuilder(instrument, label, clock, self.trading_day)
+            if latest is not None:
+                builder.volume, builder.turnover = latest.volume, latest.turnover
             self.builders[instrument, label] = builder
             self.by_instrument.setdefault(instrument, []).append(builder)
         if subscriber not in builder.subscribers:

@@ -323,7 +323,7 @@ class Engine(AgentRunner, Commands, Recovery):
                              f"instruments: {', '.join(sorted(self.specs))}")  # fmt: skip
         if self.calendar is None:
             raise ValueError("subscribe_bars: this engine was built without a calendar")
-        self.bars.subscribe(instrument, period, handle)
+        self.bars.subscribe(instrument, period, handle, self.latest.get(instrument))
 
     def _sections(self, instrument: str) -> tuple[tuple[int, int, bool], ...]:
         calendar = self.calendar

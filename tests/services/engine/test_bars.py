@@ -463,3 +463,43 @@ def test_a_settlement_record_joins_no_bar(ticks: list[tuple[int, Tick]]) -> None
     got = collected(["1d"], ticks)
     assert got[0][0].ticks == len(ticks) - len(settlements)
     assert DAY_END_NS == NS
+
+
+class Late(Collects):
+    """Subscribes on its ``params["at"]``-th tick, not in ``on_start``; a second agent on the
+    same subscription shares the builder."""
+
+    def on_start(self) -> None:
+        self.got = []
+        self.seen = 0
+
+    def on_tick(self, tick: Tick) -> None:
+        self.seen += 1
+        if self.seen == self.params["at"]:
+            for period in self.params["periods"]:
+                self.subscribe_bars(tick.instrument, period)
+
+
+def test_a_subscription_in_the_middle_of_the_day_counts_volume_from_there(
+    ticks: list[tuple[int, Tick]],
+) -> None:
+    agents: list[tuple[str, Any, dict[str, Any]]] = [
+        ("late", Late, {"at": 5000, "periods": ["1d", "1m"]}),
+              ("early", Collects, {"periods": ["1m"]})]  # fmt: skip
+    engine = engine_for("IF2101", agents)
+    engine.open_day(DAY, ticks[0][1].local_time_ns)
+    for seq, tick in ticks:
+        engine.on_tick(tick, seq)
+    end_of_day(engine, ticks[-3][1].local_time_ns, NEVER, NS)
+    late = engine.agents["late"].strategy.got  # type: ignore[union-attr]
+    early = engine.agents["early"].strategy.got  # type: ignore[union-attr]
+    market = [t for _, t in ticks if not t.flags & FLAG_SETTLEMENT]
+    (daily,) = [b for b, _ in late if b.period == "1d"]
+    # from the 5,000th tick on: its volume is what traded after the 4,999th (the subscription
+    # is made inside the 5,000th tick's on_tick, after the bars took that tick)
+    assert daily.volume == market[-1].volume - market[4999].volume
+    assert daily.ticks == len(market) - 5000
+    # the minute bars existed already (the early agent's): the late agent shares them, whole,
+    # from the first that closes after it subscribed
+    minutes = [b for b, _ in late if b.period == "1m"]
+    assert len(minutes) > 150 and minutes == [b for b, _ in early][-len(minutes) :]

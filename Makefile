@@ -88,6 +88,7 @@ bench: $(STAMP) $(NATIVE) ## run the benchmarks and print their figures (see doc
 	$(HFT) bench engine
 	$(HFT) bench paper
 	$(HFT) bench backtest
+	$(HFT) bench indicators
 	$(HFT) bench monitor
 	$(HFT) bench relay
 	$(HFT) bench soak

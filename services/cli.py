@@ -153,7 +153,17 @@ def _run_systemd(args: argparse.Namespace) -> int:
     return run(args)
 
 
-BENCHMARKS = ("journal", "md_recorder", "engine", "paper", "backtest", "monitor", "relay", "soak")
+BENCHMARKS = (
+    "journal",
+    "md_recorder",
+    "engine",
+    "paper",
+    "backtest",
+    "indicators",
+    "monitor",
+    "relay",
+    "soak",
+)
 
 
 def _add_bench(parser: argparse.ArgumentParser) -> None:

@@ -36,12 +36,13 @@ def recordings(tmp_path_factory: pytest.TempPathFactory) -> Path:
                          "IF2101_20210105.csv.gz")  # fmt: skip
 
 
-def deployment(tmp_path: Path, recordings: Path) -> Path:
+def deployment(tmp_path: Path, recordings: Path, more: str = "") -> Path:
+    """The live tests' deployment over the bundled days; ``more``: agents to add."""
     (tmp_path / "journal" / "recordings").mkdir(parents=True)
     for day in DAYS:  # a link per day: the live test adds the second while the engine runs
         (tmp_path / "journal" / "recordings" / str(day)).symlink_to(recordings / str(day))
     text = CONFIG.replace('timer_ms = 600000', 'timer_ms = 60000\non_feed_loss = "log"\n'
-                          'on_stop = "keep"') + CHANNEL  # fmt: skip
+                          'on_stop = "keep"') + more  # fmt: skip
     return write_config(tmp_path, text)
 
 
@@ -67,7 +68,7 @@ def frames(path: Path) -> list[bytes]:
 def test_a_backtest_writes_the_journal_the_live_engine_writes(
     tmp_path: Path, recordings: Path
 ) -> None:
-    config = deployment(tmp_path, recordings)
+    config = deployment(tmp_path, recordings, CHANNEL)
     kept = tmp_path / "backtest"  # the backtest's engine journals, as hft journal cat reads them
     result = Backtest(load_config(config), journal=kept).run(progress=False)
     journals = {day: frames(kept / str(day)) for day in DAYS}

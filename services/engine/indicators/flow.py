@@ -227,13 +227,14 @@ class KyleLambda:
             price = turnover / (volume * self.multiplier)
             if price != self.price:
                 self.previous_price, self.price = self.price, price
+            lots = float(volume)
             if price > before:
-                signed = volume
+                signed = lots
             elif price < before:
-                signed = -volume
+                signed = -lots
             elif not isnan(self.previous_price):
                 reference = self.previous_price
-                signed = volume if price > reference else -volume if price < reference else 0.0
+                signed = lots if price > reference else -lots if price < reference else 0.0
         self._carry(tick, mid)
         if self.pairs.push(signed, mid - before):
             var = self.pairs.var_x()

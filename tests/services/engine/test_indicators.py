@@ -52,14 +52,17 @@ def same(streamed: Any, batch: Any) -> None:
 
 
 @pytest.fixture(scope="module")
-def day(ticks: list[tuple[int, Tick]]) -> pd.DataFrame:
-    """The real day's market ticks (its settlement record left out) as columns."""
-    rows = [t for _, t in ticks if not t.flags & FLAG_SETTLEMENT]
+def rows(ticks: list[tuple[int, Tick]]) -> list[Tick]:
+    """The real day's market ticks (its settlement record left out)."""
+    return [t for _, t in ticks if not t.flags & FLAG_SETTLEMENT]
+
+
+@pytest.fixture(scope="module")
+def day(rows: list[Tick]) -> pd.DataFrame:
+    """The same ticks as columns."""
     fields = ("exchange_time_ns", "last", "bid_price1", "ask_price1", "bid_volume1",
               "ask_volume1", "volume", "turnover")  # fmt: skip
-    frame = pd.DataFrame({f: [getattr(t, f) for t in rows] for f in fields})
-    frame.attrs["ticks"] = rows
-    return frame
+    return pd.DataFrame({f: [getattr(t, f) for t in rows] for f in fields})
 
 
 @pytest.fixture(scope="module")
@@ -170,8 +173,8 @@ def test_donchian(bars: pd.DataFrame, n: int) -> None:
 # -- the book ------------------------------------------------------------------------------------
 
 
-def test_spread_mid_and_microprice(day: pd.DataFrame) -> None:
-    ticks = day.attrs["ticks"]
+def test_spread_mid_and_microprice(day: pd.DataFrame, rows: list[Tick]) -> None:
+    ticks = rows
     bid, ask = day["bid_price1"], day["ask_price1"]
     bv, av = day["bid_volume1"].astype(float), day["ask_volume1"].astype(float)
     same([spread(t) for t in ticks], ask - bid)
@@ -202,8 +205,10 @@ def test_book_imbalance_over_levels(depth: list[Tick], levels: int) -> None:
 
 
 @pytest.mark.parametrize("n", [1, 50])
-def test_order_flow_imbalance(day: pd.DataFrame, depth: list[Tick], n: int) -> None:
-    frames = [(day.attrs["ticks"], day)]
+def test_order_flow_imbalance(
+    day: pd.DataFrame, rows: list[Tick], depth: list[Tick], n: int
+) -> None:
+    frames = [(rows, day)]
     frames.append((depth, pd.DataFrame({f: [getattr(t, f) for t in depth] for f in (
         "bid_price1", "ask_price1", "bid_volume1", "ask_volume1")})))  # fmt: skip
     for ticks, f in frames:
@@ -229,13 +234,13 @@ def _traded(f: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.mark.parametrize("seconds", [5, 60, 900])
-def test_vwap_over_a_time_window(day: pd.DataFrame, seconds: int) -> None:
+def test_vwap_over_a_time_window(day: pd.DataFrame, rows: list[Tick], seconds: int) -> None:
     dv, dturn = _traded(day)
     index = pd.to_datetime(day["exchange_time_ns"])
     volume = pd.Series(dv, index=index).rolling(f"{seconds}s").sum()  # (t − w, t]
     money = pd.Series(dturn, index=index).rolling(f"{seconds}s").sum()
     want = np.where(volume > 0, money / (volume * MULTIPLIER), np.nan)
-    same(stream(VWAP(seconds * NS, MULTIPLIER), day.attrs["ticks"]), want)
+    same(stream(VWAP(seconds * NS, MULTIPLIER), rows), want)
 
 
 @pytest.mark.parametrize("seconds", [1, 30, 600])
@@ -258,7 +263,7 @@ def test_realised_volatility(day: pd.DataFrame, n: int) -> None:
 
 
 @pytest.mark.parametrize("n", [100, 1000])
-def test_kyle_lambda(day: pd.DataFrame, n: int) -> None:
+def test_kyle_lambda(day: pd.DataFrame, rows: list[Tick], n: int) -> None:
     dv, dturn = _traded(day)
     middle = ((day["bid_price1"] + day["ask_price1"]) / 2).to_numpy()
     before = np.concatenate([[np.nan], middle[:-1]])
@@ -278,7 +283,7 @@ def test_kyle_lambda(day: pd.DataFrame, n: int) -> None:
     var = pd.Series(q).rolling(n).var()
     want = np.concatenate([[np.nan], np.where(var > 0, cov / var, np.nan)])
     assert (np.sign(price[1:][dv[1:] > 0] - before[1:][dv[1:] > 0]) == 0).any()  # ties occur
-    same(stream(KyleLambda(n, MULTIPLIER), day.attrs["ticks"]), want)
+    same(stream(KyleLambda(n, MULTIPLIER), rows), want)
 
 
 @pytest.mark.parametrize("n", [5, 30])
@@ -311,7 +316,6 @@ def test_roll_spread(day: pd.DataFrame, n: int) -> None:
 
 @pytest.mark.parametrize(("make", "message"), [
     (lambda: SMA(0), "window must be a whole number of at least 1"),
-    (lambda: SMA(2.5), "window must be a whole number of at least 1"),  # type: ignore[arg-type]
     (EMA, "EMA: give a span n of at least 1 or an alpha"),
     (lambda: EMA(alpha=1.5), "alpha must be in (0, 1]"),
     (lambda: StdDev(1, ddof=1), "ddof must be 0 or 1 and below n"),
@@ -319,18 +323,33 @@ def test_roll_spread(day: pd.DataFrame, n: int) -> None:
     (lambda: VWAP(0, 300), "window_ns must be a positive whole number of ns"),
     (lambda: VWAP(NS, 0), "multiplier must be positive"),
     (lambda: KyleLambda(1, 300), "window must be a whole number of at least 2"),
-    (lambda: book_imbalance(None, 6), "levels must be 1 to 5"),  # type: ignore[arg-type]
 ])  # fmt: skip
 def test_bad_parameters_are_one_clear_error(make: Callable[[], object], message: str) -> None:
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         make()
 
 
-def test_an_empty_book_side_gives_nan_not_a_number_made_up(day: pd.DataFrame) -> None:
-    tick: Tick = day.attrs["ticks"][100]
+def test_a_parameter_of_the_wrong_type_is_refused(day: pd.DataFrame, rows: list[Tick]) -> None:
+    # compiled (mypyc) the annotation refuses it with a TypeError; from the sources, the check
+    with pytest.raises((TypeError, ValueError)):
+        SMA(2.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="levels must be 1 to 5"):
+        book_imbalance(rows[0], 6)
+
+
+def test_an_empty_book_side_gives_nan_not_a_number_made_up(
+    day: pd.DataFrame, rows: list[Tick]
+) -> None:
+    tick: Tick = rows[100]
     empty = tick._replace(bid_price1=math.nan, bid_volume1=0, ask_volume1=0)
     assert math.isnan(mid(empty)) and math.isnan(spread(empty)) and math.isnan(microprice(empty))
     assert math.isnan(book_imbalance(empty))
     ofi = OFI(1)
     ofi.update(tick)
     assert ofi.update(empty) == 0.0 and ofi.update(tick) == ofi.last
+
+
+def test_rsi_of_a_price_that_never_moved_is_50_and_of_one_that_only_rose_100() -> None:
+    assert stream(RSI(3), [5.0] * 5)[-2:] == [50.0, 50.0]
+    assert stream(RSI(3), [5.0, 6.0, 7.0, 7.0, 8.0])[-2:] == [100.0, 100.0]
+    assert stream(RSI(3), [5.0, 4.0, 3.0, 2.0])[-1] == 0.0

@@ -171,7 +171,7 @@ class RSI:
         loss = self.loss.update(-change if change < 0 else 0.0)
         if not isnan(gain):
             total = gain + loss
-            self.value = 100.0 * gain / total if total > 0 else 50.0
+            self.value = 100.0 * (gain / total) if total > 0 else 50.0
         return self.value
 
 

@@ -31,6 +31,10 @@ __all__ = [
     "CommandAck",
     "CommandReply",
     "CommandRequest",
+    "ConditionalEnded",
+    "ConditionalModified",
+    "ConditionalPlaced",
+    "ConditionalTriggered",
     "DayClosed",
     "DayOpened",
     "DayRolled",
@@ -236,6 +240,57 @@ class CancelOrder(Command, frozen=True):
     """Cancel one working order: ``target`` is its order id (the scope is ``account``)."""
 
 
+# -- conditional orders (held by the engine; docs/toolkit.md) ------------------------------------
+
+ConditionalKind = Literal["stop", "stop_limit", "take_profit", "trailing", "iceberg", "twap",
+                          "bracket"]  # fmt: skip
+
+
+class ConditionalPlaced(_Message, frozen=True):
+    """A conditional order an agent placed, held by the engine until it releases orders. A price
+    of 0 is none (0 for ``price``: marketable, ``slip_ticks`` through the opposite best)."""
+
+    cond_id: str
+    agent: str
+    instrument: str
+    kind: ConditionalKind
+    direction: Literal["buy", "sell"]
+    offset: Literal["auto", "open", "close"]
+    volume: int  # a bracket's exits: 0, growing with its entry's fills
+    price: float
+    trigger: float
+    trigger_on: Literal["last", "bid", "ask", "mid"]
+    trail: float  # a trailing stop's distance, in price
+    show: int  # an iceberg's lots shown at a time
+    window_ns: int  # a TWAP's window
+    slices: int  # a TWAP's slices
+    slip_ticks: int
+    group: str  # OCO: the first of a group to trigger ends the others ("" none)
+    parent: str  # the bracket this is an exit of ("" none)
+
+
+class ConditionalTriggered(_Message, frozen=True):
+    """A conditional order's trigger price was reached (at ``price``, by its ``trigger_on``)."""
+
+    cond_id: str
+    price: float
+
+
+class ConditionalModified(_Message, frozen=True):
+    """An agent changed a conditional order's trigger, price or volume (0: unchanged)."""
+
+    cond_id: str
+    trigger: float
+    price: float
+    volume: int
+
+
+class ConditionalEnded(_Message, frozen=True):
+    cond_id: str
+    state: Literal["done", "cancelled", "expired", "refused"]
+    text: str
+
+
 class CommandAck(_Message, frozen=True):
     command_id: str
     ok: bool
@@ -273,6 +328,10 @@ EngineMessage = (
     | CancelOrder
     | CommandAck
     | StateChanged
+    | ConditionalPlaced
+    | ConditionalTriggered
+    | ConditionalModified
+    | ConditionalEnded
 )
 
 ENCODER: Final = msgspec.msgpack.Encoder()  # encode(message) -> bytes, for hot paths

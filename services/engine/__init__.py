@@ -19,6 +19,7 @@ from services.engine.errors import EngineError, InvalidTransition, Overfill, Rec
 from services.engine.strategy import (
     AccountView,
     Bar,
+    ConditionalView,
     OrderView,
     PositionView,
     Strategy,
@@ -32,8 +33,8 @@ if TYPE_CHECKING:
     from services.engine.sweeps import sweep
 
 __all__ = [
-    "AccountView", "Backtest", "BacktestResult", "Bar", "EngineError", "InvalidTransition",
-    "OrderView", "Overfill", "PositionView",
+    "AccountView", "Backtest", "BacktestResult", "Bar", "ConditionalView", "EngineError",
+    "InvalidTransition", "OrderView", "Overfill", "PositionView",
     "RecoveryDiverged", "Strategy", "StrategyContext", "StrategyParams", "TradeView", "sweep",
 ]  # fmt: skip
 

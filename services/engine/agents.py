@@ -26,6 +26,7 @@ from services.engine.orders import Order
 from services.engine.risk import RiskGate, RiskLimits
 from services.engine.strategy import (
     AccountView,
+    ConditionalView,
     OrderView,
     PositionView,
     Strategy,
@@ -83,6 +84,16 @@ class Host(Protocol):
     def subscribe_bars(self, handle: AgentHandle, instrument: object, period: object
                        ) -> None: ...  # fmt: skip
 
+    def place(self, handle: AgentHandle, kind: str, instrument: object, direction: object,  # noqa: PLR0917
+              volume: object, p: dict[str, Any]) -> str: ...  # fmt: skip
+
+    def cancel_conditional(self, handle: AgentHandle, cond_id: object) -> None: ...
+
+    def modify_conditional(self, handle: AgentHandle, cond_id: object, trigger: object,
+                           price: object, volume: object) -> None: ...  # fmt: skip
+
+    def conditional_views(self, handle: AgentHandle) -> list[ConditionalView]: ...
+
 
 def _no_tick(tick: Tick) -> None:
     """An agent's ``tick_fn`` before its strategy exists."""
@@ -105,6 +116,7 @@ class AgentHandle:
     wants_orders: bool = True  # the strategy overrides on_order (else no views are built)
     wants_trades: bool = True
     wants_timer: bool = True
+    wants_conditionals: bool = False
     orders: dict[str, Order] = field(default_factory=dict)  # working orders
     tick_fn: Callable[[Tick], object] = _no_tick  # the strategy's on_tick, bound once
 
@@ -124,6 +136,20 @@ class AgentHandle:
 
     def subscribe_bars(self, instrument: object, period: object) -> None:
         self.engine.subscribe_bars(self, instrument, period)
+
+    def place(self, kind: str, instrument: object, direction: object, volume: object,
+              p: dict[str, Any]) -> str:  # fmt: skip
+        return self.engine.place(self, kind, instrument, direction, volume, p)
+
+    def cancel_conditional(self, cond_id: object) -> None:
+        self.engine.cancel_conditional(self, cond_id)
+
+    def modify_conditional(self, cond_id: object, trigger: object, price: object,
+                           volume: object) -> None:  # fmt: skip
+        self.engine.modify_conditional(self, cond_id, trigger, price, volume)
+
+    def conditionals(self) -> list[ConditionalView]:
+        return self.engine.conditional_views(self)
 
     def cancel_all(self, instrument: object = None) -> None:
         instrument = text_or_none("instrument", instrument)
@@ -168,9 +194,25 @@ class Context:
     """What a strategy holds (``strategy.StrategyContext``): its agent's calls into the engine,
     bound, and nothing else of the engine."""
 
-    __slots__ = ("account", "cancel", "cancel_all", "instruments", "log", "name", "now",
-                 "open_orders", "position", "price_tick", "send", "snapshot",
-                 "subscribe_bars")  # fmt: skip
+    __slots__ = (
+        "account",
+        "cancel",
+        "cancel_all",
+        "cancel_conditional",
+        "conditionals",
+        "instruments",
+        "log",
+        "modify_conditional",
+        "name",
+        "now",
+        "open_orders",
+        "place",
+        "position",
+        "price_tick",
+        "send",
+        "snapshot",
+        "subscribe_bars",
+    )  # fmt: skip
 
     def __init__(self, handle: AgentHandle) -> None:
         engine = handle.engine
@@ -185,6 +227,10 @@ class Context:
         self.open_orders: Callable[[str | None], list[OrderView]] = handle.open_orders
         self.snapshot: Callable[[str], Tick | None] = handle.snapshot
         self.subscribe_bars: Callable[[str, str], None] = handle.subscribe_bars
+        self.place: Callable[[str, str, str, int, dict[str, Any]], str] = handle.place
+        self.cancel_conditional: Callable[[str], None] = handle.cancel_conditional
+        self.modify_conditional: Callable[..., None] = handle.modify_conditional
+        self.conditionals: Callable[[], list[ConditionalView]] = handle.conditionals
         self.now: Callable[[], int] = lambda: engine.now
         self.price_tick: Callable[[str], float] = lambda i: (
             engine.specs[text_arg("instrument", i)].price_tick
@@ -251,6 +297,7 @@ class AgentRunner:
         handle.wants_orders = cls.on_order is not Strategy.on_order
         handle.wants_trades = cls.on_trade is not Strategy.on_trade
         handle.wants_timer = cls.on_timer is not Strategy.on_timer
+        handle.wants_conditionals = cls.on_conditional is not Strategy.on_conditional
         handle.tick_fn = handle.strategy.on_tick
         handle.running = True
         self._call(handle, handle.strategy.on_start)

@@ -33,6 +33,7 @@ from contracts import messages as m
 from contracts.calendar import Calendar
 from libshm import FLAG_SETTLEMENT, Tick
 from services.engine.adapter import (
+    NEVER,
     Accepted,
     Adapter,
     AdapterEvent,
@@ -51,6 +52,7 @@ from services.engine.agents import (
 )
 from services.engine.bars import Bar, BarBook, BarBuilder
 from services.engine.commands import RECENT_COMMANDS, Commands
+from services.engine.conditional import Cond, Conditionals
 from services.engine.ledger import Ledger, Spec
 from services.engine.offsets import plan
 from services.engine.orders import Event, InvalidTransition, Order, OrderIds, Overfill, State
@@ -98,7 +100,7 @@ FINISHED_KEEP_NS: Final = 60_000_000_000
 (a cancel refused after the fill), then leaves memory; the journal keeps it."""
 
 
-class Engine(AgentRunner, Commands, Recovery):
+class Engine(AgentRunner, Commands, Recovery, Conditionals):
     """One trading day of one account's agents."""
 
     def __init__(
@@ -123,6 +125,13 @@ class Engine(AgentRunner, Commands, Recovery):
         self.phases = dict(phases or {})
         self.calendar = calendar
         self.bars = BarBook(0, self._sections)  # the day's K-lines (a new book each day)
+        # conditional orders (conditional.py): all of the day's, the open ones by instrument,
+        # the one each released order belongs to, the next TWAP slice's time, ids issued
+        self.conds: dict[str, Cond] = {}
+        self.cond_by_instrument: dict[str, list[Cond]] = {}
+        self.cond_of_order: dict[str, Cond] = {}
+        self.cond_due = NEVER
+        self.cond_count = 0
         self.adapter = adapter
         self.ledger = Ledger()
         self.gate = RiskGate(gate_config, self.ledger)
@@ -181,7 +190,7 @@ class Engine(AgentRunner, Commands, Recovery):
         self._apply_of: dict[type, Callable[[Any], None]] = {
             m.DayOpened: self._apply_day_opened, m.DayRolled: self._apply_day_rolled,
             m.DayClosed: _ignore,
-            m.AgentStarted: self._apply_agent_started, m.AgentStopped: self._apply_agent_stopped,
+            m.AgentStarted: self._apply_agent_started, m.AgentStopped: self._apply_stopped,
             m.TimerFired: self._apply_timer, m.Wake: _ignore,
             m.OrderRequested: self._apply_requested,
             m.RiskRefused: self._apply_refused, m.CancelRequested: self._apply_cancel_requested,
@@ -192,6 +201,10 @@ class Engine(AgentRunner, Commands, Recovery):
             m.Flatten: self._apply_command, m.CancelOrder: self._apply_command,
             m.CommandAck: _ignore,
             m.StateChanged: self._apply_state,
+            m.ConditionalPlaced: self._apply_cond_placed,
+            m.ConditionalTriggered: self._apply_cond_triggered,
+            m.ConditionalModified: self._apply_cond_modified,
+            m.ConditionalEnded: self._apply_cond_ended,
         }  # fmt: skip
 
     # -- set-up --------------------------------------------------------------------------------
@@ -242,7 +255,7 @@ class Engine(AgentRunner, Commands, Recovery):
     def on_tick(self, tick: Tick, seq: int) -> None:
         """A tick committed to the day's tick journal at ``seq``."""
         now = tick.local_time_ns
-        if self.adapter.due_ns < now or self.bars.due_ns < now:  # what fell due before it
+        if self.adapter.due_ns < now or self.bars.due_ns < now or self.cond_due < now:
             self._wake_until(now)
         self.ticks = seq + 1
         self.now = now
@@ -256,6 +269,9 @@ class Engine(AgentRunner, Commands, Recovery):
         held = self.ledger.mark(instrument, tick.last)
         self.adapter.on_tick(tick, now)
         self._pump()
+        if instrument in self.cond_by_instrument:  # conditional orders this tick triggers
+            self._cond_tick(tick)
+            self._pump()
         handles = self.by_instrument.get(instrument)
         if handles is None:
             return
@@ -277,7 +293,8 @@ class Engine(AgentRunner, Commands, Recovery):
         simulator's) or a bar's close. The shell wakes the engine then (:meth:`wake`)."""
         due = self.adapter.due_ns
         bars = self.bars.due_ns
-        return bars if bars < due else due
+        due = min(due, bars)
+        return self.cond_due if self.cond_due < due else due
 
     def on_timer(self, now_ns: int) -> None:
         self._wake_until(now_ns)  # what fell due before it, each at its time
@@ -296,7 +313,8 @@ class Engine(AgentRunner, Commands, Recovery):
         adapter = self.adapter
         events = adapter.events(now_ns) if adapter.due_ns <= now_ns else []
         closing = self.bars.due_ns <= now_ns
-        if not events and not closing:
+        slicing = self.cond_due <= now_ns
+        if not events and not closing and not slicing:
             return
         self._emit(m.Wake(self.ticks, now_ns))
         for event in events:
@@ -304,6 +322,9 @@ class Engine(AgentRunner, Commands, Recovery):
         if closing:
             self._pump()
             self._deliver(self.bars.close_due(now_ns))
+        if slicing:  # a TWAP's slices
+            self._pump()
+            self._cond_wake(now_ns)
         self._pump()
 
     def _wake_until(self, end_ns: int) -> None:
@@ -350,6 +371,7 @@ class Engine(AgentRunner, Commands, Recovery):
         self.now = now_ns
         self._deliver(self.bars.close_all())  # the day's open bars, before its orders expire
         self._pump()
+        self._end_all("expired at the end of the trading day")
         for order in list(self.orders.values()):
             if order.active:
                 self._emit(m.OrderCancelled(self.ticks, now_ns, order.order_id,
@@ -633,6 +655,10 @@ class Engine(AgentRunner, Commands, Recovery):
                 continue
             self.ledger.carry(h.agent, spec, h)
 
+    def _apply_stopped(self, msg: m.AgentStopped) -> None:
+        self._apply_agent_stopped(msg)  # its orders cancelled, then its conditional orders
+        self._end_all("cancelled: the agent stopped", msg.agent)
+
     def _apply_day_rolled(self, msg: m.DayRolled) -> None:
         self.ledger.roll(msg.settlements)
 
@@ -710,6 +736,8 @@ class Engine(AgentRunner, Commands, Recovery):
         spec = self.specs[order.instrument]
         line = self.ledger.line(order.agent, spec)
         self.ledger.fill(line, order.direction, order.offset, msg.price, msg.volume, fee=msg.fee)
+        if order.order_id in self.cond_of_order:  # released by a conditional order
+            self._cond_fill(order, msg.volume)
         handle = self.agents[order.agent]
         if not order.active:
             self._finish(order)
@@ -744,6 +772,8 @@ class Engine(AgentRunner, Commands, Recovery):
         handle.orders.pop(order.order_id, None)
         self._finished.append((self.now, order.order_id))
         self._notify(handle, order)
+        if order.order_id in self.cond_of_order:
+            self._cond_order_ended(order)
 
     def _forget(self, before_ns: int) -> None:
         """Finished orders leave memory once they finished before ``before_ns``."""

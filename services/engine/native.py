@@ -43,6 +43,7 @@ MODULES: Final = (
     "services.engine.indicators.book",
     "services.engine.indicators.flow",
     "services.engine.commands",
+    "services.engine.conditional",
     "services.engine.recovery",
     "services.engine.ledger",
     "services.engine.risk",

@@ -26,11 +26,13 @@ if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
 
 __all__ = [
-    "AccountView", "Bar", "OrderView", "PositionView", "Strategy", "StrategyContext",
-    "StrategyParams", "TradeView", "validate_params",
+    "AccountView", "Bar", "ConditionalView", "OrderView", "PositionView", "Strategy",
+    "StrategyContext", "StrategyParams", "TradeView", "validate_params",
 ]  # fmt: skip
 
 OrderType = Literal["limit", "market", "fak", "fok"]
+Trigger = Literal["last", "bid", "ask", "mid"]
+Offset = Literal["auto", "open", "close"]
 
 
 class OrderView(msgspec.Struct, frozen=True, gc=False):
@@ -122,6 +124,28 @@ class Bar(msgspec.Struct, frozen=True, gc=False):
     ticks: int
 
 
+class ConditionalView(msgspec.Struct, frozen=True, gc=False):
+    """A conditional order held by the engine, as its agent sees it (docs/toolkit.md).
+    ``state``: waiting (not triggered), working (its orders are out), done, cancelled, expired
+    or refused; ``orders``: the ids of its working orders."""
+
+    cond_id: str
+    kind: str
+    instrument: str
+    direction: str
+    volume: int
+    filled: int
+    state: str
+    trigger: float
+    price: float
+    text: str
+    orders: tuple[str, ...]
+
+    @property
+    def active(self) -> bool:
+        return self.state in ("waiting", "working")
+
+
 class StrategyContext(Protocol):
     """What an agent is given instead of the engine: its name and instruments, its log, and
     the calls below, bound to this agent (the engine gives a ``core.Context``)."""
@@ -140,6 +164,10 @@ class StrategyContext(Protocol):
     snapshot: Callable[[str], Tick | None]
     price_tick: Callable[[str], float]
     subscribe_bars: Callable[[str, str], None]
+    place: Callable[[str, str, str, int, dict[str, Any]], str]
+    cancel_conditional: Callable[[str], None]
+    modify_conditional: Callable[[str, float | None, float | None, int | None], None]
+    conditionals: Callable[[], list[ConditionalView]]
 
 
 class StrategyParams(BaseModel):
@@ -189,6 +217,9 @@ class Strategy:
     def on_timer(self, now_ns: int) -> None:
         """Called every ``engine.timer_ms``."""
 
+    def on_conditional(self, conditional: ConditionalView) -> None:
+        """One of this agent's conditional orders changed: placed, triggered, modified, ended."""
+
     def on_bar(self, bar: Bar) -> None:
         """A K-line closed, of a subscription (:meth:`subscribe_bars`); before the ``on_tick``
         of the tick that closed it, if a tick did."""
@@ -237,6 +268,94 @@ class Strategy:
 
     def cancel(self, order_id: str) -> None:
         self._h.cancel(order_id)
+
+    # -- conditional orders, held by the engine (docs/toolkit.md) --------------------------------
+
+    def stop(  # noqa: PLR0917
+        self, instrument: str, direction: Literal["buy", "sell"], volume: int, trigger: float,
+        price: float | None = None, trigger_on: Trigger = "last", offset: Offset = "auto",
+        slip_ticks: int = 5, oco: str = "",
+    ) -> str:  # fmt: skip
+        """A stop: when the ``trigger_on`` price reaches ``trigger`` (a buy stop at or above, a
+        sell stop at or below), the engine sends ``volume`` lots: a limit at ``price`` (a
+        stop-limit), or, without one, ``slip_ticks`` through the opposite best. Its id."""
+        kind = "stop" if price is None else "stop_limit"
+        return self._h.place(kind, instrument, direction, volume, {
+            "trigger": trigger, "price": price, "trigger_on": trigger_on, "offset": offset,
+            "slip_ticks": slip_ticks, "oco": oco})  # fmt: skip
+
+    def take_profit(  # noqa: PLR0917
+        self, instrument: str, direction: Literal["buy", "sell"], volume: int, trigger: float,
+        price: float | None = None, trigger_on: Trigger = "last", offset: Offset = "auto",
+        slip_ticks: int = 5, oco: str = "",
+    ) -> str:  # fmt: skip
+        """A take-profit (limit if touched): a sell when the price rises to ``trigger`` or above,
+        a buy when it falls to it or below; then as :meth:`stop`."""
+        return self._h.place("take_profit", instrument, direction, volume, {
+            "trigger": trigger, "price": price, "trigger_on": trigger_on, "offset": offset,
+            "slip_ticks": slip_ticks, "oco": oco})  # fmt: skip
+
+    def trailing_stop(  # noqa: PLR0917
+        self, instrument: str, direction: Literal["buy", "sell"], volume: int,
+        trail: float | None = None, trail_ticks: int | None = None, trigger_on: Trigger = "last",
+        offset: Offset = "auto", slip_ticks: int = 5, oco: str = "",
+    ) -> str:  # fmt: skip
+        """A trailing stop: a sell triggers when the price falls ``trail`` (or ``trail_ticks``
+        price steps) below its highest since it was placed, a buy when it rises that far above
+        its lowest; then ``slip_ticks`` through the opposite best."""
+        return self._h.place("trailing", instrument, direction, volume, {
+            "trail": trail, "trail_ticks": trail_ticks, "trigger_on": trigger_on,
+            "offset": offset, "slip_ticks": slip_ticks, "oco": oco})  # fmt: skip
+
+    def bracket(  # noqa: PLR0917
+        self, instrument: str, direction: Literal["buy", "sell"], volume: int, price: float,
+        take_profit: float, stop: float, trigger_on: Trigger = "last", slip_ticks: int = 5,
+    ) -> str:  # fmt: skip
+        """An entry limit order at ``price`` with two exits, an OCO pair that closes what the
+        entry filled (following its partial fills): a take-profit at ``take_profit`` and a stop
+        at ``stop``. When an exit triggers, the entry's unfilled rest is cancelled. Its id; the
+        exits' are in :meth:`conditionals`."""
+        return self._h.place("bracket", instrument, direction, volume, {
+            "price": price, "take_profit": take_profit, "stop": stop, "trigger_on": trigger_on,
+            "offset": "open", "slip_ticks": slip_ticks})  # fmt: skip
+
+    def iceberg(  # noqa: PLR0917
+        self, instrument: str, direction: Literal["buy", "sell"], volume: int, price: float,
+        show: int, offset: Offset = "auto",
+    ) -> str:  # fmt: skip
+        """``volume`` lots at ``price``, ``show`` lots at a time: the next slice is sent when one
+        fills."""
+        return self._h.place("iceberg", instrument, direction, volume, {
+            "price": price, "show": show, "offset": offset})  # fmt: skip
+
+    def twap(  # noqa: PLR0917
+        self, instrument: str, direction: Literal["buy", "sell"], volume: int, window_s: float,
+        slices: int = 10, price: float | None = None, offset: Offset = "auto",
+        slip_ticks: int = 0,
+    ) -> str:  # fmt: skip
+        """``volume`` lots over ``window_s`` seconds in ``slices`` equal slices, the first at
+        once: each a FAK ``slip_ticks`` through the opposite best (no worse than ``price`` if
+        given); what a slice leaves unfilled joins the next."""
+        return self._h.place("twap", instrument, direction, volume, {
+            "window_ns": round(window_s * 1e9), "slices": slices, "price": price,
+            "offset": offset, "slip_ticks": slip_ticks})  # fmt: skip
+
+    def cancel_conditional(self, cond_id: str) -> None:
+        """Cancel a conditional order and its working orders (a bracket: its entry and exits
+        not yet triggered)."""
+        self._h.cancel_conditional(cond_id)
+
+    def modify_conditional(
+        self, cond_id: str, trigger: float | None = None, price: float | None = None,
+        volume: int | None = None,
+    ) -> None:  # fmt: skip
+        """Change a waiting order's trigger, or its price or total volume (an iceberg's working
+        slice is sent again at the new price)."""
+        self._h.modify_conditional(cond_id, trigger, price, volume)
+
+    def conditionals(self) -> list[ConditionalView]:
+        """This agent's conditional orders that have not ended."""
+        return self._h.conditionals()
 
     def subscribe_bars(self, instrument: str, period: str) -> None:
         """Get ``instrument``'s bars of ``period`` in :meth:`on_bar` from now on: ``"30s"``,

@@ -41,10 +41,17 @@ EXAMPLES: dict[str, m.EngineMessage] = {
     "CancelOrder": m.CancelOrder(N, T, "account", "mm-20210104-1", "monitor.ops", "k-1"),
     "CommandAck": m.CommandAck(N, T, "c-1", False, "no agent named 'x'"),
     "StateChanged": m.StateChanged(N, T, "account", "", "halted", "command by ops"),
+    "ConditionalPlaced": m.ConditionalPlaced(N, T, "mm-20210104-C1", "mm", "IF2101", "trailing",
+                                             "sell", "close", 2, 0.0, 0.0, "bid", 1.2, 0, 0, 0, 5,
+                                             "mm:exit", ""),
+    "ConditionalTriggered": m.ConditionalTriggered(N, T, "mm-20210104-C1", 5229.8),
+    "ConditionalModified": m.ConditionalModified(N, T, "mm-20210104-C1", 5228.0, 0.0, 3),
+    "ConditionalEnded": m.ConditionalEnded(N, T, "mm-20210104-C1", "refused",
+                                           "MAX_POSITION: too many"),
 }  # fmt: skip
 # name=hex of its msgpack encoding, one per line (written once from the examples above, on the
-# encoding that 446c4dd's journals use, CancelOrder when 6bb564d added it; never regenerated to
-# make a failing test pass)
+# encoding that 446c4dd's journals use, CancelOrder when 6bb564d added it, the Conditional ones
+# when issue 18 added them; never regenerated to make a failing test pass)
 _GOLDEN_TEXT = """
 DayOpened=96a94461794f70656e65642acf1656e344934b5500ce013461b89197a26d6da64946323130310201cb40c46e3333333333cb40b46f3333333333cb40b46e000000000081a26d6dcb412e848000000000
 DayRolled=96a9446179526f6c6c65642acf1656e344934b5500ce013461b8ce013461b981a6494632313031cb40b46e3333333333
@@ -69,6 +76,10 @@ Flatten=97a7466c617474656e2acf1656e344934b5500a76163636f756e74a0a36f7073a3632d31
 CancelOrder=97ab43616e63656c4f726465722acf1656e344934b5500a76163636f756e74ad6d6d2d32303231303130342d31ab6d6f6e69746f722e6f7073a36b2d31
 CommandAck=96aa436f6d6d616e6441636b2acf1656e344934b5500a3632d31c2b26e6f206167656e74206e616d656420277827
 StateChanged=97ac53746174654368616e6765642acf1656e344934b5500a76163636f756e74a0a668616c746564ae636f6d6d616e64206279206f7073
+ConditionalPlaced=dc0014b1436f6e646974696f6e616c506c616365642acf1656e344934b5500ae6d6d2d32303231303130342d4331a26d6da6494632313031a8747261696c696e67a473656c6ca5636c6f736502cb0000000000000000cb0000000000000000a3626964cb3ff333333333333300000005a76d6d3a65786974a0
+ConditionalTriggered=95b4436f6e646974696f6e616c5472696767657265642acf1656e344934b5500ae6d6d2d32303231303130342d4331cb40b46dcccccccccd
+ConditionalModified=97b3436f6e646974696f6e616c4d6f6469666965642acf1656e344934b5500ae6d6d2d32303231303130342d4331cb40b46c0000000000cb000000000000000003
+ConditionalEnded=96b0436f6e646974696f6e616c456e6465642acf1656e344934b5500ae6d6d2d32303231303130342d4331a772656675736564b64d41585f504f534954494f4e3a20746f6f206d616e79
 """
 GOLDEN = {name: hexed for name, _, hexed in (x.partition("=") for x in _GOLDEN_TEXT.split())}
 

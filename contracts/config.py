@@ -17,7 +17,7 @@ import difflib
 import math
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
     AfterValidator,
@@ -42,6 +42,7 @@ __all__ = [
     "CtpTradeConfig",
     "DeploymentConfig",
     "EngineConfig",
+    "FactorConfig",
     "MdRecorderConfig",
     "MonitorConfig",
     "PaperConfig",
@@ -221,15 +222,33 @@ class AgentRiskConfig(_Section):
     max_daily_loss: float | None = Field(None, gt=0)
 
 
+PLUGIN_REF: Final = r"^([A-Za-z_][\w.]*:[A-Za-z_]\w*|[A-Za-z0-9][\w.-]*)$"
+"""``module:Class``, or the name of an installed package's entry point (docs/toolkit.md)."""
+
+
 class AgentConfig(_Section):
     name: Name
-    strategy: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
-    """``module:Class`` of a strategy importable by the engine."""
+    strategy: str = Field(pattern=PLUGIN_REF)
+    """``module:Class`` of a strategy importable by the engine, or the name of an entry point in
+    the ``hft.strategies`` group of an installed package."""
     instruments: Annotated[list[Instrument], Field(min_length=1)]
     capital: float = Field(gt=0)
     params: dict[str, Any] = Field(default_factory=dict)
     risk: AgentRiskConfig = Field(default_factory=AgentRiskConfig)
     """This agent's own limits where they differ from ``[engine.risk]``."""
+    factors: list[Name] = Field(default_factory=list)
+    """The ``[[engine.factors]]`` this agent reads (``Strategy.factor``)."""
+
+
+class FactorConfig(_Section):
+    """A factor computed once per tick of its instruments and shared by the agents that name it
+    (docs/toolkit.md, "Plugins")."""
+
+    name: Name
+    factor: str = Field(pattern=PLUGIN_REF)
+    """``module:Class`` of a ``Factor``, or an entry point in the ``hft.factors`` group."""
+    instruments: Annotated[list[Instrument], Field(min_length=1)]
+    params: dict[str, Any] = Field(default_factory=dict)
 
 
 class RiskConfig(_Section):
@@ -328,6 +347,8 @@ class EngineConfig(_Section):
     adapter: Literal["ctp", "paper"]
     command_endpoint: ZmqEndpoint = "tcp://127.0.0.1:5560"
     agents: list[AgentConfig] = Field(default_factory=list)
+    factors: list[FactorConfig] = Field(default_factory=list)
+    """Computed in the order listed, before the agents see the tick."""
     risk: RiskConfig = Field(default_factory=RiskConfig)
     products: dict[str, ProductRates] = Field(default_factory=dict)
     """Fees and margin per product code; "default" for the rest."""
@@ -377,6 +398,15 @@ class EngineConfig(_Section):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"agent names must be unique; repeated: {', '.join(dupes)}")
+        factors = [f.name for f in self.factors]
+        if len(set(factors)) != len(factors):
+            raise ValueError(f"factor names must be unique: {', '.join(factors)}")
+        for agent in self.agents:
+            unknown = [f for f in agent.factors if f not in factors]
+            if unknown:
+                raise ValueError(f"agent {agent.name} reads factor {unknown[0]!r}, which is not "
+                                 "under [[engine.factors]]; defined: "
+                                 f"{', '.join(factors) or 'none'}")  # fmt: skip
         endpoint = self.command_endpoint
         host = endpoint.removeprefix("tcp://")
         remote = endpoint.startswith("tcp://") and not host.startswith(LOOPBACK)

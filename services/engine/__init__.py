@@ -20,6 +20,7 @@ from services.engine.strategy import (
     AccountView,
     Bar,
     ConditionalView,
+    Factor,
     OrderView,
     PositionView,
     Strategy,
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from services.engine.sweeps import sweep
 
 __all__ = [
-    "AccountView", "Backtest", "BacktestResult", "Bar", "ConditionalView", "EngineError",
+    "AccountView", "Backtest", "BacktestResult", "Bar", "ConditionalView", "EngineError", "Factor",
     "InvalidTransition", "OrderView", "Overfill", "PositionView",
     "RecoveryDiverged", "Strategy", "StrategyContext", "StrategyParams", "TradeView", "sweep",
 ]  # fmt: skip

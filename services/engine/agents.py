@@ -94,6 +94,8 @@ class Host(Protocol):
 
     def conditional_views(self, handle: AgentHandle) -> list[ConditionalView]: ...
 
+    def factor_value(self, handle: AgentHandle, name: object, instrument: object) -> float: ...
+
 
 def _no_tick(tick: Tick) -> None:
     """An agent's ``tick_fn`` before its strategy exists."""
@@ -117,6 +119,7 @@ class AgentHandle:
     wants_trades: bool = True
     wants_timer: bool = True
     wants_conditionals: bool = False
+    factors: frozenset[str] = frozenset()  # the factors it reads
     orders: dict[str, Order] = field(default_factory=dict)  # working orders
     tick_fn: Callable[[Tick], object] = _no_tick  # the strategy's on_tick, bound once
 
@@ -150,6 +153,9 @@ class AgentHandle:
 
     def conditionals(self) -> list[ConditionalView]:
         return self.engine.conditional_views(self)
+
+    def factor(self, name: object, instrument: object) -> float:
+        return self.engine.factor_value(self, name, instrument)
 
     def cancel_all(self, instrument: object = None) -> None:
         instrument = text_or_none("instrument", instrument)
@@ -200,6 +206,7 @@ class Context:
         "cancel_all",
         "cancel_conditional",
         "conditionals",
+        "factor",
         "instruments",
         "log",
         "modify_conditional",
@@ -231,6 +238,7 @@ class Context:
         self.cancel_conditional: Callable[[str], None] = handle.cancel_conditional
         self.modify_conditional: Callable[..., None] = handle.modify_conditional
         self.conditionals: Callable[[], list[ConditionalView]] = handle.conditionals
+        self.factor: Callable[[str, str], float] = handle.factor
         self.now: Callable[[], int] = lambda: engine.now
         self.price_tick: Callable[[str], float] = lambda i: (
             engine.specs[text_arg("instrument", i)].price_tick

@@ -74,6 +74,8 @@ class Backtest:
                             '"paper" (its [engine.paper] section sets the fill model)')  # fmt: skip
         self.instruments = list(dict.fromkeys(i for a in ec.agents for i in a.instruments))
         """The deployment's instruments: an added strategy's if it names none."""
+        self.strategies: dict[str, Strategy] = {}
+        """After ``run``: each agent's strategy object on the last day, to look into."""
         if not keep_agents:
             config = config.model_copy(update={"engine": ec.model_copy(update={"agents": []})})
         self.config = config
@@ -200,6 +202,8 @@ class Backtest:
                             holdings = self._roll_contracts(self.days[i + 1], holdings, cash,
                                                             specs, result)  # fmt: skip
                     result.add_bars(engine)
+                    self.strategies = {name: h.strategy for name, h in engine.agents.items()
+                                       if h.strategy is not None}  # fmt: skip
                     engine.stop()
                 finally:
                     if writer is not None:

@@ -125,13 +125,7 @@ class Engine(AgentRunner, Commands, Recovery, Conditionals):
         self.phases = dict(phases or {})
         self.calendar = calendar
         self.bars = BarBook(0, self._sections)  # the day's K-lines (a new book each day)
-        # conditional orders (conditional.py): all of the day's, the open ones by instrument,
-        # the one each released order belongs to, the next TWAP slice's time, ids issued
-        self.conds: dict[str, Cond] = {}
-        self.cond_by_instrument: dict[str, list[Cond]] = {}
-        self.cond_of_order: dict[str, Cond] = {}
-        self.cond_due = NEVER
-        self.cond_count = 0
+        self._toolkit()
         self.adapter = adapter
         self.ledger = Ledger()
         self.gate = RiskGate(gate_config, self.ledger)
@@ -207,6 +201,20 @@ class Engine(AgentRunner, Commands, Recovery, Conditionals):
             m.ConditionalEnded: self._apply_cond_ended,
         }  # fmt: skip
 
+    def _toolkit(self) -> None:
+        """The strategy toolkit's state (docs/toolkit.md)."""
+        # conditional orders (conditional.py): all of the day's, the open ones by instrument,
+        # the one each released order belongs to, the next TWAP slice's time, ids issued
+        self.conds: dict[str, Cond] = {}
+        self.cond_by_instrument: dict[str, list[Cond]] = {}
+        self.cond_of_order: dict[str, Cond] = {}
+        self.cond_due = NEVER
+        self.cond_count = 0
+        # factors: per instrument, (name, update) in the order they were added; their latest
+        # values by (name, instrument)
+        self.factor_fns: dict[str, list[tuple[str, Callable[[Tick], float]]]] = {}
+        self.factor_values: dict[tuple[str, str], float] = {}
+
     # -- set-up --------------------------------------------------------------------------------
 
     def add_agent(  # noqa: PLR0917
@@ -272,6 +280,9 @@ class Engine(AgentRunner, Commands, Recovery, Conditionals):
         if instrument in self.cond_by_instrument:  # conditional orders this tick triggers
             self._cond_tick(tick)
             self._pump()
+        fns = self.factor_fns.get(instrument)
+        if fns is not None:  # factors: once a tick, before any agent reads them
+            self._factors(tick, fns)
         handles = self.by_instrument.get(instrument)
         if handles is None:
             return
@@ -332,6 +343,46 @@ class Engine(AgentRunner, Commands, Recovery, Conditionals):
         due: an order's acknowledgement after it reaches the exchange)."""
         while (due := self.due_ns) < end_ns:
             self.wake(due)
+
+    # -- factors -------------------------------------------------------------------------------
+
+    def add_factor(self, name: str, factory: Callable[[str, dict[str, Any]], Any],
+                   instruments: Iterable[str], params: dict[str, Any]) -> None:  # fmt: skip
+        """A factor computed on each tick of ``instruments``, after those added before it."""
+        for instrument in instruments:
+            if instrument not in self.specs:
+                raise ValueError(f"factor {name}: no product facts for {instrument}")
+            update = factory(instrument, dict(params)).update
+            self.factor_fns.setdefault(instrument, []).append((name, update))
+            self.factor_values[name, instrument] = math.nan
+
+    def subscribe_factors(self, agent: str, names: Iterable[str]) -> None:
+        self.agents[agent].factors = frozenset(names)
+
+    def factor_value(self, handle: AgentHandle, name: object, instrument: object) -> float:
+        if not isinstance(name, str) or name not in handle.factors:
+            raise ValueError(f"factor {name!r} is not among agent {handle.name}'s factors "
+                             f"({', '.join(sorted(handle.factors)) or 'none'}); add it to its "
+                             "factors in the deployment file")  # fmt: skip
+        value = self.factor_values.get((name, instrument))  # type: ignore[arg-type]
+        if value is None:
+            raise ValueError(f"factor {name} is not computed for {instrument!r}")
+        return value
+
+    def _factors(self, tick: Tick, fns: list[tuple[str, Callable[[Tick], float]]]) -> None:
+        """Each factor of the tick's instrument, in order. One that raises is logged and reads
+        NaN from then on (the same in a recovery)."""
+        values, instrument = self.factor_values, tick.instrument
+        for i, (name, update) in enumerate(fns):
+            try:
+                values[name, instrument] = float(update(tick))
+            except Exception:
+                if not self._expect:
+                    self.log.exception("factor_failed", factor=name, instrument=instrument,
+                                       text=f"factor {name} raised on a tick of {instrument}; "
+                                       "it reads NaN for the rest of the day")  # fmt: skip
+                values[name, instrument] = math.nan
+                fns[i] = (name, _nan)
 
     # -- K-lines -------------------------------------------------------------------------------
 
@@ -806,3 +857,7 @@ def _pending_opens(orders: Iterable[Order], instrument: str) -> tuple[int, int]:
 
 def _ignore(_: object) -> None:
     pass
+
+
+def _nan(_: Tick) -> float:
+    return math.nan

@@ -25,6 +25,7 @@ import contextlib
 import functools
 import gc
 import importlib
+import importlib.metadata
 import math
 import os
 import sys
@@ -74,9 +75,10 @@ from services.engine.ledger import Spec
 from services.engine.metrics import families
 from services.engine.products import specs_for
 from services.engine.risk import RiskLimits
-from services.engine.strategy import Strategy, validate_params
+from services.engine.strategy import Factor, Strategy, validate_params
 
-__all__ = ["DAY_END_NS", "assemble", "deliver", "end_of_day", "fire_timer", "load_strategy",
+__all__ = ["DAY_END_NS", "assemble", "deliver", "end_of_day", "fire_timer", "load_factor",
+           "load_plugin", "load_strategy",
            "prepare", "read_journal", "run_engine", "settlements_of"]  # fmt: skip
 
 SPIN_NS: Final = 2_000_000  # keep spinning this long after the last input, then nap
@@ -115,6 +117,17 @@ def prepare(config: DeploymentConfig, given: Mapping[str, type[Strategy]] | None
         except ValidationError as exc:
             where = f"engine.agents[{i}].params (agent {agent.name}, {agent.strategy})"
             raise UserError(format_validation_error(exc, where, root=cls.Params)) from None
+    for i, factor in enumerate(ec.factors):
+        outside = [x for x in factor.instruments if x not in specs]
+        if outside:
+            raise UserError(f"engine.factors[{i}] ({factor.name}): {outside[0]} is not traded by "
+                            "any agent; list only the agents' instruments")  # fmt: skip
+        factor_cls = load_factor(factor.factor, factor.name)
+        try:
+            validate_params(factor_cls, factor.params)
+        except ValidationError as exc:
+            where = f"engine.factors[{i}].params (factor {factor.name}, {factor.factor})"
+            raise UserError(format_validation_error(exc, where, root=factor_cls.Params)) from None
     return dict(specs), classes
 
 
@@ -153,6 +166,13 @@ def assemble(  # noqa: PLR0917 (what an engine is made of)
         limits = RiskLimits.from_config(ec.risk, agent.risk.model_dump())
         engine.add_agent(agent.name, classes[agent.name], agent.instruments, agent.capital,
                          limits, agent.params)  # fmt: skip
+        engine.subscribe_factors(agent.name, agent.factors)
+    read = {name for agent in ec.agents for name in agent.factors}
+    for factor in ec.factors:  # in the order listed; one no agent reads is not computed
+        if factor.name in read:
+            cls = load_factor(factor.factor, factor.name)
+            engine.add_factor(factor.name, cls, factor.instruments,
+                              validate_params(cls, factor.params))  # fmt: skip
     return engine
 
 
@@ -194,21 +214,50 @@ def settlements_of(engine: Engine) -> dict[str, float]:
 
 
 def load_strategy(ref: str, agent: str) -> type[Strategy]:
-    """``module:Class`` -> the class, or a ``UserError`` that says what is wrong."""
-    module_name, _, class_name = ref.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:
-        raise UserError(
-            f"agent {agent}: cannot import strategy module {module_name!r}: "
-            f"{type(exc).__name__}: {exc}; check engine.agents.strategy and PYTHONPATH"
-        ) from None
-    cls = getattr(module, class_name, None)
+    """``module:Class`` or an entry point of the ``hft.strategies`` group -> the class, or a
+    ``UserError`` that says what is wrong."""
+    cls = load_plugin(ref, "hft.strategies", f"agent {agent}: cannot import strategy",
+                      "engine.agents.strategy")  # fmt: skip
     if not (isinstance(cls, type) and issubclass(cls, Strategy)):
         raise UserError(
             f"agent {agent}: {ref!r} is not a Strategy subclass (services.engine.strategy.Strategy)"
         )
     return cls
+
+
+def load_factor(ref: str, name: str) -> type[Factor]:
+    """A factor class by ``module:Class`` or entry point (``hft.factors``)."""
+    cls = load_plugin(ref, "hft.factors", f"factor {name}: cannot import factor",
+                      "engine.factors.factor")  # fmt: skip
+    if not (isinstance(cls, type) and issubclass(cls, Factor)):
+        raise UserError(f"factor {name}: {ref!r} is not a Factor subclass "
+                        "(services.engine.strategy.Factor)")  # fmt: skip
+    return cls
+
+
+def load_plugin(ref: str, group: str, failing: str, key: str) -> object:
+    """What ``ref`` names: ``module:Class`` imported, or a bare name looked up among the entry
+    points of ``group`` that installed packages declare (``[project.entry-points."GROUP"]``).
+    ``failing``: the start of the line for a module that cannot be imported."""
+    if ":" not in ref:
+        found = [e for e in importlib.metadata.entry_points(group=group) if e.name == ref]
+        if not found:
+            known = sorted(e.name for e in importlib.metadata.entry_points(group=group))
+            raise UserError(
+                f"{failing} {ref!r}: no installed package declares it in entry point group "
+                f"{group!r} (installed: {', '.join(known) or 'none'}); install the package "
+                f"that provides it, or write module:Class in {key}"
+            )
+        ref = found[0].value
+    module_name, _, class_name = ref.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise UserError(
+            f"{failing} module {module_name!r}: {type(exc).__name__}: {exc}; "
+            f"check {key} and PYTHONPATH"
+        ) from None
+    return getattr(module, class_name, None)
 
 
 def _collector_off_the_tick_path() -> Callable[[], object]:

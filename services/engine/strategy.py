@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
 
 __all__ = [
-    "AccountView", "Bar", "ConditionalView", "OrderView", "PositionView", "Strategy",
+    "AccountView", "Bar", "ConditionalView", "Factor", "OrderView", "PositionView", "Strategy",
     "StrategyContext", "StrategyParams", "TradeView", "validate_params",
 ]  # fmt: skip
 
@@ -168,6 +168,7 @@ class StrategyContext(Protocol):
     cancel_conditional: Callable[[str], None]
     modify_conditional: Callable[[str, float | None, float | None, int | None], None]
     conditionals: Callable[[], list[ConditionalView]]
+    factor: Callable[[str, str], float]
 
 
 class StrategyParams(BaseModel):
@@ -177,12 +178,30 @@ class StrategyParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
-def validate_params(cls: type[Strategy], params: dict[str, Any]) -> dict[str, Any]:
+def validate_params(cls: type[Strategy] | type[Factor], params: dict[str, Any]) -> dict[str, Any]:
     """``params`` checked against ``cls.Params`` with its defaults filled in (as given when the
     class declares none); raises ``pydantic.ValidationError``."""
     if cls.Params is None:
         return dict(params)
     return cls.Params.model_validate(params).model_dump()
+
+
+class Factor:
+    """Base class of a factor: a number computed from each tick of an instrument, once, and
+    shared by every agent that names it in its ``factors`` (docs/toolkit.md, "Plugins"). One
+    instance per instrument; ``update`` is called with each of its ticks, in the order the
+    factors are listed, before any agent sees the tick, and returns the value agents read with
+    ``Strategy.factor``. It must be a deterministic function of the ticks (a recovery computes
+    it again). Declare ``Params`` as a strategy does."""
+
+    Params: ClassVar[type[StrategyParams] | None] = None
+
+    def __init__(self, instrument: str, params: dict[str, Any]) -> None:
+        self.instrument = instrument
+        self.params = params
+
+    def update(self, tick: Tick) -> float:
+        raise NotImplementedError
 
 
 class Strategy:
@@ -356,6 +375,11 @@ class Strategy:
     def conditionals(self) -> list[ConditionalView]:
         """This agent's conditional orders that have not ended."""
         return self._h.conditionals()
+
+    def factor(self, name: str, instrument: str) -> float:
+        """The value of factor ``name`` (one this agent lists in its ``factors``) at the latest
+        tick of ``instrument``; NaN before its first tick."""
+        return self._h.factor(name, instrument)
 
     def subscribe_bars(self, instrument: str, period: str) -> None:
         """Get ``instrument``'s bars of ``period`` in :meth:`on_bar` from now on: ``"30s"``,

@@ -651,7 +651,8 @@ def test_a_strategy_holds_a_context_not_the_engine(ticks: list[tuple[int, Tick]]
     assert not hasattr(context, "engine") and not hasattr(context, "__dict__")
     # its fields, and nothing else (slots in Python, a struct when compiled: native.py)
     assert sorted(a for a in dir(context) if not a.startswith("_")) == sorted(
-        ("account", "cancel", "cancel_all", "cancel_conditional", "conditionals", "instruments",
+        ("account", "cancel", "cancel_all", "cancel_conditional", "conditionals", "factor",
+         "instruments",
          "log", "modify_conditional", "name", "now", "open_orders", "place", "position",
          "price_tick", "send", "snapshot", "subscribe_bars"))  # fmt: skip
     engine.on_tick(ticks[5][1], 5)

@@ -46,6 +46,7 @@ __all__ = [
     "MdRecorderConfig",
     "MonitorConfig",
     "PaperConfig",
+    "PortfolioConfig",
     "ProductRates",
     "ReplayConfig",
     "RiskConfig",
@@ -240,6 +241,24 @@ class AgentConfig(_Section):
     """The ``[[engine.factors]]`` this agent reads (``Strategy.factor``)."""
 
 
+class PortfolioConfig(_Section):
+    """Agents under one capital allocation with limits on their sum, checked by the risk gate
+    above each agent's own (docs/toolkit.md, "Portfolios"). A limit left out is not checked."""
+
+    name: Name
+    agents: Annotated[list[Name], Field(min_length=1)]
+    capital: float = Field(gt=0)
+    """The allocation: its agents' capital must add up to no more."""
+    max_position: int | None = Field(None, ge=0)
+    """Lots per side (long, short) per instrument, its agents' together, pending opens too."""
+    max_net_position: int | None = Field(None, ge=0)
+    """|long - short| per instrument, its agents' together, pending opens too."""
+    max_margin_ratio: float | None = Field(None, gt=0, le=1)
+    """Its agents' margin together, new orders included, as a share of ``capital``."""
+    max_daily_loss: float | None = Field(None, gt=0)
+    """Its agents' day PnL together; below minus this, its agents may only reduce."""
+
+
 class FactorConfig(_Section):
     """A factor computed once per tick of its instruments and shared by the agents that name it
     (docs/toolkit.md, "Plugins")."""
@@ -349,6 +368,8 @@ class EngineConfig(_Section):
     agents: list[AgentConfig] = Field(default_factory=list)
     factors: list[FactorConfig] = Field(default_factory=list)
     """Computed in the order listed, before the agents see the tick."""
+    portfolios: list[PortfolioConfig] = Field(default_factory=list)
+    """Groups of agents with limits on their sum (each agent in one at most)."""
     risk: RiskConfig = Field(default_factory=RiskConfig)
     products: dict[str, ProductRates] = Field(default_factory=dict)
     """Fees and margin per product code; "default" for the rest."""
@@ -407,6 +428,7 @@ class EngineConfig(_Section):
                 raise ValueError(f"agent {agent.name} reads factor {unknown[0]!r}, which is not "
                                  "under [[engine.factors]]; defined: "
                                  f"{', '.join(factors) or 'none'}")  # fmt: skip
+        self._portfolios_fit()
         endpoint = self.command_endpoint
         host = endpoint.removeprefix("tcp://")
         remote = endpoint.startswith("tcp://") and not host.startswith(LOOPBACK)
@@ -417,6 +439,28 @@ class EngineConfig(_Section):
                 "command_remote = true on a trusted network"
             )
         return self
+
+    def _portfolios_fit(self) -> None:
+        capital = {a.name: a.capital for a in self.agents}
+        owner: dict[str, str] = {}
+        names = [p.name for p in self.portfolios]
+        if len(set(names)) != len(names):
+            raise ValueError(f"portfolio names must be unique: {', '.join(names)}")
+        for p in self.portfolios:
+            for agent in p.agents:
+                if agent not in capital:
+                    raise ValueError(f"portfolio {p.name} names agent {agent!r}, which is not "
+                                     f"under [[engine.agents]]; agents: "
+                                     f"{', '.join(capital) or 'none'}")  # fmt: skip
+                if agent in owner:
+                    raise ValueError(f"agent {agent} is in two portfolios ({owner[agent]} and "
+                                     f"{p.name}); an agent belongs to one at most")  # fmt: skip
+                owner[agent] = p.name
+            total = sum(capital[a] for a in p.agents)
+            if total > p.capital:
+                raise ValueError(f"portfolio {p.name}: its agents' capital adds up to "
+                                 f"{total:,.0f}, more than its capital "
+                                 f"{p.capital:,.0f}")  # fmt: skip
 
 
 class MonitorAccount(_Section):

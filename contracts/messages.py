@@ -46,6 +46,7 @@ __all__ = [
     "OrderCancelled",
     "OrderRejected",
     "OrderRequested",
+    "PortfolioSet",
     "Reduce",
     "Resume",
     "RiskRefused",
@@ -119,6 +120,20 @@ class AgentStarted(_Message, frozen=True):
 class AgentStopped(_Message, frozen=True):
     agent: str
     error: str  # empty for a clean stop; the traceback text when the agent raised
+
+
+class PortfolioSet(_Message, frozen=True):
+    """A portfolio of the day (after ``DayOpened``, before the agents start): agents under one
+    capital with limits on their sum, which the risk gate checks above each agent's own (a limit
+    not set: -1 for a lot count, 0.0 for the margin ratio or the loss)."""
+
+    name: str
+    agents: list[str]
+    capital: float
+    max_position: int
+    max_net_position: int
+    max_margin_ratio: float
+    max_daily_loss: float
 
 
 class TimerFired(_Message, frozen=True):
@@ -298,7 +313,7 @@ class CommandAck(_Message, frozen=True):
 
 
 class StateChanged(_Message, frozen=True):
-    scope: Scope
+    scope: Literal["agent", "instrument", "account", "global", "portfolio"]
     target: str
     state: Literal["active", "reducing", "halted"]
     reason: str
@@ -332,6 +347,7 @@ EngineMessage = (
     | ConditionalTriggered
     | ConditionalModified
     | ConditionalEnded
+    | PortfolioSet
 )
 
 ENCODER: Final = msgspec.msgpack.Encoder()  # encode(message) -> bytes, for hot paths

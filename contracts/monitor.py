@@ -35,6 +35,7 @@ __all__ = [
     "Marks",
     "OrderView",
     "PnlView",
+    "PortfolioView",
     "PositionView",
     "Refusal",
     "Reply",
@@ -53,9 +54,10 @@ __all__ = [
 MAX_TICK_INSTRUMENTS = 100
 """Instruments one client may ask ticks of."""
 
-Topic = Literal["day", "agents", "positions", "orders", "trades", "pnl", "risk", "refusals"]
+Topic = Literal["day", "agents", "positions", "orders", "trades", "pnl", "risk", "refusals",
+                "portfolios"]  # fmt: skip
 TOPICS: tuple[Topic, ...] = (
-    "day", "agents", "positions", "orders", "trades", "pnl", "risk", "refusals",
+    "day", "agents", "positions", "orders", "trades", "pnl", "risk", "refusals", "portfolios",
 )  # fmt: skip
 
 
@@ -149,7 +151,29 @@ class Refusal(_View, frozen=True):
     what: Literal["risk", "exchange", "cancel"]
 
 
-Value = Day | AgentView | PositionView | OrderView | TradeView | PnlView | RiskView | Refusal
+class PortfolioView(_View, frozen=True):
+    """A portfolio: agents under one capital with limits on their sum (-1 or 0.0: not set)."""
+
+    name: str
+    agents: list[str]
+    capital: float
+    max_position: int
+    max_net_position: int
+    max_margin_ratio: float
+    max_daily_loss: float
+
+
+Value = (
+    Day
+    | AgentView
+    | PositionView
+    | OrderView
+    | TradeView
+    | PnlView
+    | RiskView
+    | Refusal
+    | PortfolioView
+)
 
 
 class Delta(msgspec.Struct, frozen=True, tag_field="type", tag="delta"):

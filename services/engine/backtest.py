@@ -224,6 +224,8 @@ class Backtest:
         capital = {a.name: a.capital for a in self.config.engine.agents}
         result = BacktestResult(self.days, capital, multipliers, Collector(rows, multipliers),
                                 self.journal)  # fmt: skip
+        result.portfolios = {p.name: (p.capital, list(p.agents))
+                             for p in self.config.engine.portfolios}  # fmt: skip
         weakref.finalize(result, shutil.rmtree, rows, ignore_errors=True)
         return result
 

@@ -57,7 +57,7 @@ from services.engine.ledger import Ledger, Spec
 from services.engine.offsets import plan
 from services.engine.orders import Event, InvalidTransition, Order, OrderIds, Overfill, State
 from services.engine.recovery import Recovery
-from services.engine.risk import ACTIVE, REDUCING, RiskGate, RiskLimits
+from services.engine.risk import ACTIVE, REDUCING, Portfolio, RiskGate, RiskLimits
 from services.engine.strategy import (
     OrderView,
     Strategy,
@@ -199,6 +199,7 @@ class Engine(AgentRunner, Commands, Recovery, Conditionals):
             m.ConditionalTriggered: self._apply_cond_triggered,
             m.ConditionalModified: self._apply_cond_modified,
             m.ConditionalEnded: self._apply_cond_ended,
+            m.PortfolioSet: self._apply_portfolio,
         }  # fmt: skip
 
     def _toolkit(self) -> None:
@@ -214,6 +215,7 @@ class Engine(AgentRunner, Commands, Recovery, Conditionals):
         # values by (name, instrument)
         self.factor_fns: dict[str, list[tuple[str, Callable[[Tick], float]]]] = {}
         self.factor_values: dict[tuple[str, str], float] = {}
+        self.portfolios: list[Portfolio] = []  # journaled at the day's open
 
     # -- set-up --------------------------------------------------------------------------------
 
@@ -254,6 +256,20 @@ class Engine(AgentRunner, Commands, Recovery, Conditionals):
         for name, handle in self.agents.items():
             cash.setdefault(name, handle.capital)
         self._emit(m.DayOpened(self.ticks, now_ns, trading_day, list(holdings), cash))
+        for p in self.portfolios:
+            self._emit(
+                m.PortfolioSet(
+                    self.ticks,
+                    now_ns,
+                    p.name,
+                    list(p.agents),
+                    p.capital,
+                    _or(p.max_position, -1),
+                    _or(p.max_net_position, -1),
+                    p.max_margin_ratio or 0.0,
+                    p.max_daily_loss or 0.0,
+                )
+            )
         for name in self.agents:
             self._emit(m.AgentStarted(self.ticks, now_ns, name))
         self._pump()
@@ -706,6 +722,22 @@ class Engine(AgentRunner, Commands, Recovery, Conditionals):
                 continue
             self.ledger.carry(h.agent, spec, h)
 
+    def add_portfolio(self, portfolio: Portfolio) -> None:
+        """A portfolio of agents added before: journaled when the day opens (``PortfolioSet``),
+        which is when the risk gate takes it."""
+        unknown = [a for a in portfolio.agents if a not in self.agents]
+        if unknown:
+            raise ValueError(f"portfolio {portfolio.name}: no agent named {unknown[0]}")
+        self.portfolios.append(portfolio)
+
+    def _apply_portfolio(self, msg: m.PortfolioSet) -> None:
+        self.gate.add_portfolio(Portfolio(
+            msg.name, tuple(msg.agents), msg.capital,
+            None if msg.max_position < 0 else msg.max_position,
+            None if msg.max_net_position < 0 else msg.max_net_position,
+            msg.max_margin_ratio or None, msg.max_daily_loss or None,
+        ))  # fmt: skip
+
     def _apply_stopped(self, msg: m.AgentStopped) -> None:
         self._apply_agent_stopped(msg)  # its orders cancelled, then its conditional orders
         self._end_all("cancelled: the agent stopped", msg.agent)
@@ -834,6 +866,13 @@ class Engine(AgentRunner, Commands, Recovery, Conditionals):
 
     def _check_loss(self, handle: AgentHandle) -> None:
         gate = self.gate
+        portfolio = gate.portfolio_of.get(handle.name)
+        if (portfolio is not None and gate.state("portfolio", portfolio.name) == ACTIVE
+                and gate.portfolio_loss_breached(portfolio)):  # fmt: skip
+            self._emit(m.StateChanged(self.ticks, self.now, "portfolio", portfolio.name, REDUCING,
+                                      f"PORTFOLIO_LOSS: the day PnL of portfolio "
+                                      f"{portfolio.name} is below -"
+                                      f"{portfolio.max_daily_loss:,.0f}"))  # fmt: skip
         if gate.state("agent", handle.name) == ACTIVE and gate.loss_breached(handle.name):
             pnl = self.ledger.accounts[handle.name].day_pnl()
             self._emit(m.StateChanged(self.ticks, self.now, "agent", handle.name, REDUCING,
@@ -861,3 +900,7 @@ def _ignore(_: object) -> None:
 
 def _nan(_: Tick) -> float:
     return math.nan
+
+
+def _or(value: int | None, none: int) -> int:
+    return none if value is None else value

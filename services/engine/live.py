@@ -74,7 +74,7 @@ from services.engine.journals import check_engine_layout, read_journal
 from services.engine.ledger import Spec
 from services.engine.metrics import families
 from services.engine.products import specs_for
-from services.engine.risk import RiskLimits
+from services.engine.risk import Portfolio, RiskLimits
 from services.engine.strategy import Factor, Strategy, validate_params
 
 __all__ = ["DAY_END_NS", "assemble", "deliver", "end_of_day", "fire_timer", "load_factor",
@@ -167,6 +167,10 @@ def assemble(  # noqa: PLR0917 (what an engine is made of)
         engine.add_agent(agent.name, classes[agent.name], agent.instruments, agent.capital,
                          limits, agent.params)  # fmt: skip
         engine.subscribe_factors(agent.name, agent.factors)
+    for p in ec.portfolios:
+        engine.add_portfolio(Portfolio(p.name, tuple(p.agents), p.capital, p.max_position,
+                                       p.max_net_position, p.max_margin_ratio,
+                                       p.max_daily_loss))  # fmt: skip
     read = {name for agent in ec.agents for name in agent.factors}
     for factor in ec.factors:  # in the order listed; one no agent reads is not computed
         if factor.name in read:

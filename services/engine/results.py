@@ -156,6 +156,8 @@ class BacktestResult:
     """(trading day, agent, instrument, long, short, settlement) at each day's close"""
     roll_rows: list[tuple[Any, ...]] = field(default_factory=list)
     """A continuous instrument's position moved to the new main contract (``rolls``)."""
+    portfolios: dict[str, tuple[float, list[str]]] = field(default_factory=dict)
+    """The deployment's portfolios: name -> (capital, agents)."""
     bar_rows: list[Bar] = field(default_factory=list)
     """The K-lines the agents subscribed to, as they closed (``bars``)."""
 
@@ -194,6 +196,27 @@ class BacktestResult:
         self.bar_rows.extend(engine.bars.bars())
 
     # -- the frames ----------------------------------------------------------------------------
+
+    @cached_property
+    def tree(self) -> pd.DataFrame:
+        """The strategy tree at the last close: a row per portfolio (``agent`` empty: its agents
+        together), one per agent under it, and the agents in no portfolio (``portfolio``
+        empty): ``capital``, ``equity`` and ``pnl`` (equity less capital)."""
+        last = self.daily_equity.iloc[-1] if len(self.days) and self.closes else None
+        rows = []
+        placed = set()
+        for name, (capital, agents) in self.portfolios.items():
+            equity = sum(float(last[a]) for a in agents) if last is not None else math.nan
+            rows.append((name, "", capital, equity, equity - sum(self.capital[a] for a in agents)))
+            for agent in agents:
+                placed.add(agent)
+                value = float(last[agent]) if last is not None else math.nan
+                rows.append((name, agent, self.capital[agent], value, value - self.capital[agent]))
+        for agent, capital in self.capital.items():
+            if agent not in placed:
+                value = float(last[agent]) if last is not None else math.nan
+                rows.append(("", agent, capital, value, value - capital))
+        return pd.DataFrame(rows, columns=["portfolio", "agent", "capital", "equity", "pnl"])
 
     @cached_property
     def bars(self) -> pd.DataFrame:

@@ -23,7 +23,8 @@ from services.engine.orders import TERMINAL, Order
 
 _INF: Final = math.inf
 
-__all__ = ["ACTIVE", "HALTED", "REDUCING", "Quote", "Refusal", "RiskGate", "RiskLimits"]
+__all__ = ["ACTIVE", "HALTED", "REDUCING", "Portfolio", "Quote", "Refusal", "RiskGate",
+           "RiskLimits"]  # fmt: skip
 
 ACTIVE: Final = "active"
 REDUCING: Final = "reducing"
@@ -69,6 +70,19 @@ class RiskLimits:
         return cls(**values)
 
 
+@dataclass(frozen=True)
+class Portfolio:
+    """Agents under one capital with limits on their sum (None: not checked)."""
+
+    name: str
+    agents: tuple[str, ...]
+    capital: float
+    max_position: int | None = None
+    max_net_position: int | None = None
+    max_margin_ratio: float | None = None
+    max_daily_loss: float | None = None
+
+
 class _AgentCounters:
     """One agent's limits and counters: what every check reads, one lookup away."""
 
@@ -100,10 +114,17 @@ class RiskGate:
         self._account_rate = config.account_orders_per_second
         self._self_trade = config.self_trade
         self._account_margin = config.account_max_margin
+        self.portfolios: dict[str, Portfolio] = {}
+        self.portfolio_of: dict[str, Portfolio] = {}
 
     def add_agent(self, agent: str, limits: RiskLimits) -> None:
         self.limits[agent] = limits
         self._agents[agent] = _AgentCounters(limits)
+
+    def add_portfolio(self, portfolio: Portfolio) -> None:
+        self.portfolios[portfolio.name] = portfolio
+        for agent in portfolio.agents:
+            self.portfolio_of[agent] = portfolio
 
     # -- states --------------------------------------------------------------------------------
 
@@ -129,6 +150,11 @@ class RiskGate:
         worst = ACTIVE
         for key in (("global", ""), ("account", ""), ("agent", agent), ("instrument", instrument)):
             found = states.get(key)
+            if found is not None and _RANK[found] > _RANK[worst]:
+                worst = found
+        portfolio = self.portfolio_of.get(agent)
+        if portfolio is not None:
+            found = states.get(("portfolio", portfolio.name))
             if found is not None and _RANK[found] > _RANK[worst]:
                 worst = found
         return worst
@@ -264,6 +290,13 @@ class RiskGate:
                         return "MAX_MARGIN", (
                             f"the account's margin would reach {total:,.0f} (limit {limit:,.0f})"
                         )
+            else:
+                extra = 0.0
+            portfolio = self.portfolio_of.get(agent)
+            if portfolio is not None:
+                refusal = self._check_portfolio(portfolio, order, working, extra)
+                if refusal is not None:
+                    return refusal
 
         if working and self._self_trade:
             price = order.price
@@ -276,6 +309,59 @@ class RiskGate:
                         f"({other.direction} @ {other.price})"
                     )
         return None
+
+    def _check_portfolio(self, portfolio: Portfolio, order: Order, working: Iterable[Order],
+                         extra_margin: float) -> Refusal | None:  # fmt: skip
+        """An opening order against its agent's portfolio's limits: the members' positions and
+        pending opens in the instrument together, and their margin with the order's."""
+        instrument, buy, name = order.instrument, order.direction == "buy", portfolio.name
+        members = portfolio.agents
+        long = short = 0
+        for member in members:
+            line = self.ledger.accounts[member].lines.get(instrument)
+            if line is not None:
+                p = line.position
+                long += p.long_today + p.long_yesterday
+                short += p.short_today + p.short_yesterday
+        for other in working:
+            if other.agent in members and other.offset == "open" and other.state not in TERMINAL:
+                if other.direction == "buy":
+                    long += other.remaining
+                else:
+                    short += other.remaining
+        if buy:
+            long += order.volume
+        else:
+            short += order.volume
+        limit = portfolio.max_position
+        after = long if buy else short
+        if limit is not None and after > limit:
+            side = "long" if buy else "short"
+            return "PORTFOLIO_POSITION", (
+                f"portfolio {name}: {side} {instrument} would reach {after} lots across its "
+                f"agents (limit {limit})"
+            )
+        limit = portfolio.max_net_position
+        if limit is not None and abs(long - short) > limit:
+            return "PORTFOLIO_POSITION", (
+                f"portfolio {name}: net {instrument} would reach {long - short} lots across its "
+                f"agents (limit {limit})"
+            )
+        ratio = portfolio.max_margin_ratio
+        if ratio is not None:
+            used = extra_margin + sum(self.ledger.accounts[a].margin() for a in members)
+            if used > ratio * portfolio.capital:
+                return "PORTFOLIO_MARGIN", (
+                    f"portfolio {name}: margin would reach {used:,.0f} "
+                    f"({used / portfolio.capital:.0%} of its capital; limit {ratio:.0%})"
+                )
+        return None
+
+    def portfolio_loss_breached(self, portfolio: Portfolio) -> bool:
+        limit = portfolio.max_daily_loss
+        if limit is None:
+            return False
+        return sum(self.ledger.accounts[a].day_pnl() for a in portfolio.agents) < -limit
 
     def loss_breached(self, agent: str) -> bool:
         """The agent's day PnL is below its daily-loss limit (it must move to reducing)."""

@@ -30,6 +30,7 @@ from contracts.monitor import (
     Delta,
     OrderView,
     PnlView,
+    PortfolioView,
     PositionView,
     Refusal,
     RiskView,
@@ -248,6 +249,11 @@ class AccountState:
         if len(self._refusal_keys) > REFUSALS_KEPT:  # the oldest leaves: a delta too
             self._set("refusals", self._refusal_keys.popleft(), None)
 
+    def _portfolio(self, msg: m.PortfolioSet) -> None:
+        self._set("portfolios", msg.name, PortfolioView(
+            msg.name, list(msg.agents), msg.capital, msg.max_position, msg.max_net_position,
+            msg.max_margin_ratio, msg.max_daily_loss))  # fmt: skip
+
     def _state_changed(self, msg: m.StateChanged) -> None:
         key = f"{msg.scope}/{msg.target}"
         self._set("risk", key, RiskView(msg.scope, msg.target, msg.state, msg.reason, msg.time_ns))
@@ -394,6 +400,7 @@ _HANDLERS: dict[type, Callable[[AccountState, object], None]] = {
     m.OrderCancelled: AccountState._cancelled,  # type: ignore[dict-item]
     m.RiskRefused: AccountState._risk_refused,  # type: ignore[dict-item]
     m.StateChanged: AccountState._state_changed,  # type: ignore[dict-item]
+    m.PortfolioSet: AccountState._portfolio,  # type: ignore[dict-item]
     m.Trade: AccountState._trade,  # type: ignore[dict-item]
     m.DayRolled: AccountState._day_rolled,  # type: ignore[dict-item]
     m.DayClosed: AccountState._day_closed,  # type: ignore[dict-item]

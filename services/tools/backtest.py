@@ -44,7 +44,8 @@ def recordings_from_files(files: Iterable[str | Path], fmt: str, mapping: str | 
     return out
 
 
-FRAMES = ("trades", "orders", "positions", "equity", "daily_equity", "daily", "rolls", "bars")
+FRAMES = ("trades", "orders", "positions", "equity", "daily_equity", "daily", "rolls", "bars",
+          "tree")  # fmt: skip
 
 
 def _day(text: str) -> int:

@@ -216,6 +216,8 @@ function render() {
   // summary: one card per agent
   const agents = values("agents");
   const pnl = t.pnl || {};
+  const portfolioOf = {}; // the strategy tree: agent -> its portfolio
+  values("portfolios").forEach((p) => p.agents.forEach((a) => { portfolioOf[a] = p.name; }));
   $("summary").replaceChildren(...agents.map((a) => {
     const p = pnl[a.agent] || { realised: 0, fees: 0, cash: 0 };
     const unrealised = marks.unrealised[a.agent] || 0;
@@ -224,7 +226,8 @@ function render() {
     card.className = "card";
     card.dataset.agent = a.agent;
     const h = document.createElement("h3");
-    h.textContent = `${a.agent}${a.running ? "" : " · stopped"}${a.error ? " · " + a.error : ""}`;
+    const under = portfolioOf[a.agent] ? ` · ${portfolioOf[a.agent]}` : "";
+    h.textContent = `${a.agent}${under}${a.running ? "" : " · stopped"}${a.error ? " · " + a.error : ""}`;
     const big = document.createElement("div");
     big.className = "big";
     big.textContent = money.format(equity);

@@ -15,6 +15,7 @@ from contracts import messages as m
 from contracts.calendar import load_calendar
 from contracts.config import PaperConfig, RiskConfig, load_config
 from contracts.errors import UserError
+from contracts.monitor import PortfolioView
 from libshm import FLAG_SETTLEMENT, Tick
 from services.engine import Strategy
 from services.engine.adapters.paper.broker import PaperBroker
@@ -166,8 +167,8 @@ def test_the_portfolio_is_journaled_at_the_open_and_recovered(
     for msg in full:
         monitor.apply(msg)
     (view,) = monitor.snapshot().topics["portfolios"].values()
-    assert (view.name, view.agents, view.capital, view.max_position) == ("desk", ["a", "b"], 1e7,
-                                                                         6)  # fmt: skip
+    assert isinstance(view, PortfolioView)
+    assert (view.name, view.agents, view.capital, view.max_position) == ("desk", ["a", "b"], 1e7, 6)
 
 
 PORTFOLIO = """

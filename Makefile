@@ -30,7 +30,8 @@ install: $(STAMP) ## create .venv and install the project with its dev tools
 NATIVE := services/engine/native.stamp
 NATIVE_LOG := $(VENV)/native-build.log
 
-$(NATIVE): setup.py $(wildcard services/engine/*.py services/engine/adapters/paper/*.py) | $(STAMP)
+$(NATIVE): setup.py $(wildcard services/engine/*.py services/engine/indicators/*.py \
+	  services/engine/adapters/paper/*.py) | $(STAMP)
 	@echo "make: compiling the engine's core with mypyc (about 2 minutes; log in $(NATIVE_LOG))"
 	@rm -f $(NATIVE) $$(find services -name '*.so')  # none left of a module no longer compiled
 	@HFT_MYPYC=1 $(PY) setup.py build_ext --inplace >$(NATIVE_LOG) 2>&1 || \

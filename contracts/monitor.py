@@ -24,6 +24,7 @@ __all__ = [
     "BusRequest",
     "ClientMessage",
     "Command",
+    "ConditionalView",
     "Day",
     "DayCurves",
     "Delta",
@@ -55,9 +56,10 @@ MAX_TICK_INSTRUMENTS = 100
 """Instruments one client may ask ticks of."""
 
 Topic = Literal["day", "agents", "positions", "orders", "trades", "pnl", "risk", "refusals",
-                "portfolios"]  # fmt: skip
+                "portfolios", "conditionals"]  # fmt: skip
 TOPICS: tuple[Topic, ...] = (
     "day", "agents", "positions", "orders", "trades", "pnl", "risk", "refusals", "portfolios",
+    "conditionals",
 )  # fmt: skip
 
 
@@ -163,6 +165,23 @@ class PortfolioView(_View, frozen=True):
     max_daily_loss: float
 
 
+class ConditionalView(_View, frozen=True):
+    """A conditional order the engine holds (docs/toolkit.md), while it has not ended: ``state``
+    waiting (not triggered) or working (its orders are out)."""
+
+    cond_id: str
+    agent: str
+    instrument: str
+    kind: str
+    direction: str
+    volume: int
+    trigger: float  # 0: none
+    price: float  # 0: marketable
+    state: str
+    text: str
+    placed_ns: int
+
+
 Value = (
     Day
     | AgentView
@@ -173,6 +192,7 @@ Value = (
     | RiskView
     | Refusal
     | PortfolioView
+    | ConditionalView
 )
 
 

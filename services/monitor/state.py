@@ -26,6 +26,7 @@ from contracts import messages as m
 from contracts.monitor import (
     AccountSnapshot,
     AgentView,
+    ConditionalView,
     Day,
     Delta,
     OrderView,
@@ -254,6 +255,29 @@ class AccountState:
             msg.name, list(msg.agents), msg.capital, msg.max_position, msg.max_net_position,
             msg.max_margin_ratio, msg.max_daily_loss))  # fmt: skip
 
+    def _cond_placed(self, msg: m.ConditionalPlaced) -> None:
+        self._set("conditionals", msg.cond_id, ConditionalView(
+            msg.cond_id, msg.agent, msg.instrument, msg.kind, msg.direction, msg.volume,
+            msg.trigger, msg.price, "working" if msg.kind in ("iceberg", "twap", "bracket")
+            else "waiting", "", msg.time_ns))  # fmt: skip
+
+    def _cond_changed(self, msg: m.ConditionalTriggered | m.ConditionalModified) -> None:
+        view = self.value("conditionals", msg.cond_id)
+        if not isinstance(view, ConditionalView):
+            return
+        if isinstance(msg, m.ConditionalTriggered):
+            view = msgspec.structs.replace(view, state="working",
+                                           text=f"triggered at {msg.price:g}")  # fmt: skip
+        else:
+            view = msgspec.structs.replace(view, trigger=msg.trigger or view.trigger,
+                                           price=msg.price or view.price,
+                                           volume=msg.volume or view.volume)  # fmt: skip
+        self._set("conditionals", msg.cond_id, view)
+
+    def _cond_ended(self, msg: m.ConditionalEnded) -> None:
+        if self.value("conditionals", msg.cond_id) is not None:
+            self._set("conditionals", msg.cond_id, None)
+
     def _state_changed(self, msg: m.StateChanged) -> None:
         key = f"{msg.scope}/{msg.target}"
         self._set("risk", key, RiskView(msg.scope, msg.target, msg.state, msg.reason, msg.time_ns))
@@ -401,6 +425,10 @@ _HANDLERS: dict[type, Callable[[AccountState, object], None]] = {
     m.RiskRefused: AccountState._risk_refused,  # type: ignore[dict-item]
     m.StateChanged: AccountState._state_changed,  # type: ignore[dict-item]
     m.PortfolioSet: AccountState._portfolio,  # type: ignore[dict-item]
+    m.ConditionalPlaced: AccountState._cond_placed,  # type: ignore[dict-item]
+    m.ConditionalTriggered: AccountState._cond_changed,  # type: ignore[dict-item]
+    m.ConditionalModified: AccountState._cond_changed,  # type: ignore[dict-item]
+    m.ConditionalEnded: AccountState._cond_ended,  # type: ignore[dict-item]
     m.Trade: AccountState._trade,  # type: ignore[dict-item]
     m.DayRolled: AccountState._day_rolled,  # type: ignore[dict-item]
     m.DayClosed: AccountState._day_closed,  # type: ignore[dict-item]

@@ -269,6 +269,11 @@ function render() {
       o.state, cancel]);
   }));
 
+  fill("conditionals", values("conditionals").sort((a, b) => b.placed_ns - a.placed_ns).map((c) =>
+    row([c.cond_id, c.agent, `${c.kind} ${c.instrument}`, { text: c.direction, cls: c.direction },
+      { text: c.trigger ? price.format(c.trigger) : "", cls: "n" }, { text: c.volume, cls: "n" },
+      { text: c.text ? `${c.state} · ${c.text}` : c.state, cls: "wrap" }])));
+
   const trades = values("trades").sort((a, b) => b.time_ns - a.time_ns);
   $("trade-count").textContent = trades.length ? `${trades.length} today` : "";
   fill("trades", trades.slice(0, 300).map((x) => row([

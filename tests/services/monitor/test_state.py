@@ -5,6 +5,8 @@ journal gives the same deltas under the same numbers (a restarted monitor)."""
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -13,7 +15,7 @@ import pytest
 from contracts import messages as m
 from contracts.calendar import load_calendar
 from contracts.config import PaperConfig, ProductRates, RiskConfig
-from contracts.monitor import PnlView, TradeView
+from contracts.monitor import ConditionalView, PnlView, TradeView
 from libshm import JournalReader, Tick, decode_tick
 from services.engine.adapters.paper.broker import PaperBroker
 from services.engine.core import Engine
@@ -204,3 +206,33 @@ def test_a_plain_close_realises_against_yesterdays_settlement_first() -> None:
     assert state.instruments() == ["IF2101"]
     assert state.unrealised({"IF2101": 5030.0}) == {"a": (20 + 30) * 300.0}
     assert state.unrealised({}) == {"a": 0.0}  # no price, nothing counted
+
+
+def test_conditional_orders_show_while_they_are_open() -> None:
+    """A journal of conditional orders on the real day (test_conditional's): each shows from
+    its placing, waiting then working once triggered, and leaves when it ends."""
+    from tests.services.engine.test_conditional import every_kind, run
+
+    out = import_market(Path(tempfile.mkdtemp()), "IF2101_20210104.csv.gz")
+    reader = JournalReader(out / "20210104")
+    day = [(f.seq, decode_tick(f.payload)) for f in iter(reader.read, None)]
+    reader.close()
+    _, journal = run(every_kind, day[:3000])
+    state = AccountState("acct", multiplier)
+    seen: dict[str, list[str | None]] = {}
+    for msg in journal:
+        for delta in state.apply(msg):
+            if delta.topic == "conditionals":
+                value = delta.value
+                seen.setdefault(delta.key, []).append(
+                    value.state if isinstance(value, ConditionalView) else None)  # fmt: skip
+    placed = [x.cond_id for x in journal if isinstance(x, m.ConditionalPlaced)]
+    ended = {x.cond_id for x in journal if isinstance(x, m.ConditionalEnded)}
+    triggered = {x.cond_id for x in journal if isinstance(x, m.ConditionalTriggered)}
+    assert list(seen) == placed and ended and triggered
+    for cond_id, states in seen.items():
+        assert states[-1] is None if cond_id in ended else states[-1] in ("waiting", "working")
+        if cond_id in triggered:
+            assert "working" in states
+    left = state.snapshot().topics.get("conditionals", {})
+    assert set(left) == set(placed) - ended

@@ -42,3 +42,16 @@ class Blocks(Strategy):
                     self.cancel_all()
                 else:
                     time.sleep(0.01)
+
+
+class HoldsAStop(Strategy):
+    """Places a buy stop far above the market on its first tick: it waits all day (a conditional
+    order for the dashboard to show)."""
+
+    def on_start(self) -> None:
+        self.placed = False
+
+    def on_tick(self, tick: Tick) -> None:
+        if not self.placed:
+            self.stop(tick.instrument, "buy", 1, tick.last + 100.0)
+            self.placed = True

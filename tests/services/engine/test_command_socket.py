@@ -75,9 +75,11 @@ class Running:
 
 
 @contextmanager
-def running_engine(tmp_path: Path, recording: Path, first: int = 40) -> Iterator[Running]:
+def running_engine(tmp_path: Path, recording: Path, first: int = 40, more: str = ""
+                   ) -> Iterator[Running]:  # fmt: skip
+    """``more``: agents and portfolios added to the deployment file."""
     (tmp_path / "journal" / "recordings").mkdir(parents=True)
-    config = write_config(tmp_path, CONFIG)
+    config = write_config(tmp_path, CONFIG + more)
     live = tmp_path / "journal" / "recordings" / str(DAY)
     log = tmp_path / "engine.log"
     with live_tick_journal(live) as writer:

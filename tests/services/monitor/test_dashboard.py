@@ -135,6 +135,10 @@ def admin_session(page: Any, http: str, feeder: Feeder, root: Path) -> None:
     page.wait_for_selector("#positions tbody tr", timeout=90_000)
     page.wait_for_selector("#trades tbody tr", timeout=90_000)
     page.wait_for_selector("#summary .card")
+    # the strategy tree: the agent cards name their portfolio; the waiting stop is listed
+    page.wait_for_selector('#summary .card[data-agent="mm"] h3 >> text=mm · desk')
+    page.wait_for_selector("#conditionals tbody >> text=stop IF2101")
+    assert "waiting" in (page.text_content("#conditionals tbody tr") or "")
     feeder.pause()  # a still market: the working orders stay as they are
     caught_up(page, root)
     while page.query_selector("#orders button[data-order]") is None:
@@ -171,10 +175,25 @@ def viewer_on_a_phone(browser: Any, http: str) -> None:
     phone.close()
 
 
+TREE = """
+[[engine.agents]]
+name = "stopper"
+strategy = "tests.services.engine.agents:HoldsAStop"
+instruments = ["IF2101"]
+capital = 1000000.0
+
+[[engine.portfolios]]
+name = "desk"
+agents = ["mm", "trend"]
+capital = 2000000.0
+"""
+"""A portfolio over the deployment's two agents, and an agent holding a stop that waits."""
+
+
 def test_an_admin_sees_fills_cancels_an_order_and_halts_the_account_from_the_page(
     tmp_path: Path, recording: Path, browser: Any
 ) -> None:
-    with running_engine(tmp_path, recording) as run:
+    with running_engine(tmp_path, recording, more=TREE) as run:
         proc, url = start_monitor(tmp_path, tmp_path / "journal")
         table = SnapshotWriter(tmp_path / "mshm" / "snapshot")
         feeder = Feeder(run, table)

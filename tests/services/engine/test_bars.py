@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import random
-from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from services.engine.products import specs_for
 from services.engine.risk import RiskLimits
 from strategies.channel import Channel
 from tests.helpers import MARKET, run_hft
-from tests.services.engine.test_core import INSTANT, RATES, RISK, state
+from tests.services.engine.test_core import INSTANT, RATES, RISK, recover_and_run, state
 
 DAY = 20210104
 CHINA = dt.timezone(dt.timedelta(hours=8))
@@ -336,12 +335,7 @@ def test_recovery_from_any_point_closes_the_same_bars_and_sends_nothing_twice(
         cut = random.Random(seed).randrange(1, len(full))
         journal = full[:cut]
         again = engine_for("IF2101", agents, journal, latency)
-        source: Iterator[tuple[int, Tick]] = iter(day)
-        again.recover(list(journal), partial(next, source))
-        assert again.sent == sum(isinstance(x, m.OrderRequested) for x in journal[cut:])
-        for seq, tick in day:
-            if seq >= again.ticks:
-                again.on_tick(tick, seq)
+        recover_and_run(again, journal, day)
         assert journal == full
         assert state(again) == state(engine)
 

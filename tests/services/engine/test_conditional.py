@@ -6,8 +6,7 @@ placing and triggering."""
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator
-from functools import partial
+from collections.abc import Callable
 from itertools import pairwise
 from typing import Any
 
@@ -23,7 +22,7 @@ from services.engine.core import Engine
 from services.engine.products import specs_for
 from services.engine.risk import RiskLimits
 from services.engine.strategy import Trigger
-from tests.services.engine.test_core import INSTANT, RATES, state
+from tests.services.engine.test_core import INSTANT, RATES, recover_and_run, state
 
 DAY = 20210104
 TICK = 0.2  # IF's price step
@@ -287,12 +286,7 @@ def test_a_restart_anywhere_between_placing_and_the_end_recovers_exactly(
     cut = random.Random(seed).randrange(lo, hi)
     journal = full[:cut]
     again = engine_with(every_kind, journal, LATENCY)
-    source: Iterator[tuple[int, Tick]] = iter(part)
-    again.recover(list(journal), partial(next, source))
-    assert again.sent == sum(isinstance(x, m.OrderRequested) for x in journal[cut:])
-    for seq, tick in part:
-        if seq >= again.ticks:
-            again.on_tick(tick, seq)
+    recover_and_run(again, journal, part)
     assert journal == full  # nothing sent twice, nothing lost
     assert state(again) == state(engine)
     assert [c.view() for c in again.conds.values()] == [c.view() for c in engine.conds.values()]

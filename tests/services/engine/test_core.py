@@ -80,6 +80,19 @@ def run_on(engine: Engine, ticks: list[tuple[int, Tick]]) -> None:
             engine.on_timer(tick.local_time_ns + 1)
 
 
+def recover_and_run(again: Engine, journal: list[m.EngineMessage],
+                    day: list[tuple[int, Tick]]) -> None:  # fmt: skip
+    """Recover ``again`` from ``journal`` (a cut of a run over ``day``), check that it sends
+    nothing the journal holds, and carry it on over the rest of the day's ticks."""
+    cut = len(journal)
+    source: Iterator[tuple[int, Tick]] = iter(day)
+    again.recover(list(journal), partial(next, source))
+    assert again.sent == sum(isinstance(x, m.OrderRequested) for x in journal[cut:])
+    for seq, tick in day:
+        if seq >= again.ticks:
+            again.on_tick(tick, seq)
+
+
 def state(engine: Engine) -> dict[object, Any]:
     """Everything that must be the same after a recovery."""
     out: dict[object, Any] = {"ticks": engine.ticks, "sent_ids": engine.ids._next}

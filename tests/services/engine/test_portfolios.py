@@ -4,8 +4,6 @@ recovered; shown as a tree in the backtest results and the monitor's state."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +24,7 @@ from services.engine.risk import Portfolio, RiskLimits
 from services.monitor.state import AccountState
 from tests.helpers import write_config
 from tests.services.engine.test_backtest import DAYS, recordings
-from tests.services.engine.test_core import RATES, state
+from tests.services.engine.test_core import RATES, recover_and_run, state
 from tests.services.engine.test_live import CONFIG
 
 __all__ = ["recordings"]
@@ -156,11 +154,7 @@ def test_the_portfolio_is_journaled_at_the_open_and_recovered(
     cut = next(i for i, x in enumerate(full) if isinstance(x, m.RiskRefused)) - 1
     journal = full[:cut]
     again = engine_with(desk, journal, AGENTS)
-    source: Iterator[tuple[int, Tick]] = iter(day)
-    again.recover(list(journal), partial(next, source))
-    for seq, tick in day:
-        if seq >= again.ticks:
-            again.on_tick(tick, seq)
+    recover_and_run(again, journal, day)
     assert journal == full and state(again) == state(engine)
     # the monitor's state shows the tree
     monitor = AccountState("acct", lambda _: 300)

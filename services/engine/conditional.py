@@ -8,6 +8,9 @@ releases ordinary orders through the agent's own order path, so each passes the 
 journaled before it leaves. Fills and ends of those orders move the conditional on (an iceberg's
 next slice, a bracket's exits growing with its entry's fills); ``ConditionalEnded`` closes it. All
 of it is a function of the journaled messages and the ticks, so a recovery rebuilds it exactly.
+
+Size: over 500 lines, since the kinds share one life (placed, triggered, releasing orders,
+following their fills, ended) and a change to one is read against the others.
 """
 
 from __future__ import annotations
@@ -265,7 +268,8 @@ class Conditionals:
         if msg.price:
             cond.price = msg.price
         self._tell(cond)
-        if cond.state == _WORKING and cond.kind == "iceberg" and (msg.price or msg.volume):
+        if cond.state == _WORKING and cond.kind in ("iceberg", "bracket") and (
+                msg.price or msg.volume):  # fmt: skip
             for order_id in list(cond.children):  # sent again at the new price and volume
                 cond.replacing = True
                 self.cancel(None, order_id, protective=True)
@@ -343,6 +347,12 @@ class Conditionals:
         if cond.ended:
             return
         if cond.kind == "bracket":
+            triggered = any(self.conds[e].state == _WORKING for e in cond.exits)
+            if cond.replacing and not cond.children and not triggered:
+                cond.replacing = False  # a modify: the entry's rest again, at its new price
+                if cond.volume > cond.entry:
+                    self._release(cond, cond.volume - cond.entry)
+                    return
             self._bracket_check(cond, order.reason or "its entry ended unfilled")
             return
         if cond.kind == "iceberg":

@@ -336,6 +336,34 @@ def test_cancel_and_modify_act_on_the_children(day: list[tuple[int, Tick]]) -> N
     assert ends["a-20210104-C1"] == "cancelled" and not engine.agents["a"].orders
 
 
+def test_modifying_a_bracket_sends_its_entry_again_at_the_new_price(
+    day: list[tuple[int, Tick]],
+) -> None:
+    class Moves(Places):
+        def on_tick(self, tick: Tick) -> None:
+            super().on_tick(tick)
+            if self.seen == AT + 10:
+                self.modify_conditional(self.ids[0], price=tick.bid_price1 - 25.0)
+
+    journal: list[m.EngineMessage] = []
+    specs, phases = specs_for(["IF2101"], load_calendar(), RATES)
+    engine = Engine(specs=specs, gate_config=RISK, adapter=PaperBroker(specs, phases, LATENCY),
+                    phases=phases, journal=lambda d, _t: journal.append(m.decode(d)))  # fmt: skip
+    def place(s: Strategy, t: Tick) -> str:
+        return s.bracket("IF2101", "buy", 3, t.bid_price1 - 30.0, take_profit=t.last + 50.0,
+                         stop=t.last - 60.0)  # fmt: skip
+
+    engine.add_agent("a", Moves, ["IF2101"], 1e9, RiskLimits.from_config(RISK), {"place": place})
+    engine.open_day(DAY, day[0][1].local_time_ns)
+    for seq, tick in day[: AT + 100]:
+        engine.on_tick(tick, seq)
+    entries = of(journal, m.OrderRequested)
+    assert [x.volume for x in entries] == [3, 3]
+    assert entries[1].price == day[AT + 9][1].bid_price1 - 25.0
+    assert entries[0].order_id in {x.order_id for x in of(journal, m.OrderCancelled)}
+    assert not of(journal, m.ConditionalEnded)  # the bracket and its exits go on
+
+
 def test_the_day_s_roll_expires_what_is_still_waiting(day: list[tuple[int, Tick]]) -> None:
     engine, journal = run(lambda s, t: s.stop("IF2101", "buy", 1, 9999.0), day[:1000])
     engine.roll_day(day[999][1].local_time_ns, 20210105, {"IF2101": 5000.0})

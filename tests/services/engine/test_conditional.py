@@ -349,6 +349,7 @@ def test_modifying_a_bracket_sends_its_entry_again_at_the_new_price(
     specs, phases = specs_for(["IF2101"], load_calendar(), RATES)
     engine = Engine(specs=specs, gate_config=RISK, adapter=PaperBroker(specs, phases, LATENCY),
                     phases=phases, journal=lambda d, _t: journal.append(m.decode(d)))  # fmt: skip
+
     def place(s: Strategy, t: Tick) -> str:
         return s.bracket("IF2101", "buy", 3, t.bid_price1 - 30.0, take_profit=t.last + 50.0,
                          stop=t.last - 60.0)  # fmt: skip

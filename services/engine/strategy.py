@@ -369,7 +369,7 @@ class Strategy:
         volume: int | None = None,
     ) -> None:  # fmt: skip
         """Change a waiting order's trigger, or its price or total volume (an iceberg's working
-        slice is sent again at the new price)."""
+        slice, or a bracket's working entry, is sent again at the new price)."""
         self._h.modify_conditional(cond_id, trigger, price, volume)
 
     def conditionals(self) -> list[ConditionalView]:

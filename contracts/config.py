@@ -329,6 +329,15 @@ class ProductRates(_Section):
     close_today_rate: float = Field(0.0, ge=0)
     close_today_first: bool = False
     """Close today's lots before yesterday's (SHFE/INE, where the two are separate orders)."""
+    long_margin_rate: float | None = Field(None, ge=0, le=1)
+    """The long side's margin rate where it differs from ``margin_rate``."""
+    short_margin_rate: float | None = Field(None, ge=0, le=1)
+    long_margin_per_lot: float = Field(0.0, ge=0)
+    """Margin by volume: an amount per lot (added to the rate's)."""
+    short_margin_per_lot: float = Field(0.0, ge=0)
+    margin_price: Literal["last", "pre_settlement", "open"] = "last"
+    """The price margin is on: the last price, the previous settlement, or each lot's open
+    price (yesterday's lots at the settlement they were carried at)."""
 
 
 class PaperConfig(_Section):

@@ -287,6 +287,8 @@ class Engine(AgentRunner, Commands, Recovery, Conditionals):
         if finished and finished[0][0] < now - FINISHED_KEEP_NS:
             self._forget(now - FINISHED_KEEP_NS)
         instrument = tick.instrument
+        if instrument not in self.latest:  # its first tick: the previous settlement
+            self.ledger.pre_settle(instrument, tick.pre_settlement)
         self.latest[instrument] = tick  # also the risk gate's quote
         if tick.flags & FLAG_SETTLEMENT:  # the day's settlement price, for the roll's mark:
             return  # not market activity, so neither the adapter, the bars nor the agents see it

@@ -39,6 +39,11 @@ class Rates:
     close_rate: float = 0.0
     close_today_per_lot: float = 0.0
     close_today_rate: float = 0.0
+    long_margin_rate: float = -1.0  # the long side's rate where it differs (-1: margin_rate)
+    short_margin_rate: float = -1.0
+    long_margin_per_lot: float = 0.0  # margin by volume: an amount per lot, each side
+    short_margin_per_lot: float = 0.0
+    margin_price: str = "last"  # what margin is on: "last", "pre_settlement" or "open"
 
 
 @dataclass(frozen=True)
@@ -52,9 +57,29 @@ class Spec:
     rates: Rates = Rates()
     close_today_first: bool = False  # the offset preference: close today's lots before yesterday's
     margin_factor: float = field(init=False)  # margin per lot and point of price
+    long_factor: float = field(init=False)  # the same, of each side
+    short_factor: float = field(init=False)
+    has_margin: bool = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "margin_factor", self.multiplier * self.rates.margin_rate)
+        r = self.rates
+        long_rate = r.margin_rate if r.long_margin_rate < 0 else r.long_margin_rate
+        short_rate = r.margin_rate if r.short_margin_rate < 0 else r.short_margin_rate
+        object.__setattr__(self, "margin_factor", self.multiplier * r.margin_rate)
+        object.__setattr__(self, "long_factor", self.multiplier * long_rate)
+        object.__setattr__(self, "short_factor", self.multiplier * short_rate)
+        object.__setattr__(
+            self,
+            "has_margin",
+            bool(long_rate or short_rate or r.long_margin_per_lot or r.short_margin_per_lot),
+        )
+
+    def order_margin(self, buy: bool, price: float, volume: int) -> float:
+        """The margin ``volume`` lots opened at ``price`` take (the side's rate by money and its
+        amount per lot)."""
+        if buy:
+            return volume * (price * self.long_factor + self.rates.long_margin_per_lot)
+        return volume * (price * self.short_factor + self.rates.short_margin_per_lot)
 
     @property
     def splits_close_today(self) -> bool:
@@ -92,6 +117,7 @@ class Line:
     realised: float = 0.0  # today's, against the cost basis
     fees: float = 0.0  # today's
     mark: float = math.nan  # last price seen
+    pre_settlement: float = math.nan  # the instrument's previous settlement (margin's basis)
 
     @property
     def long_average(self) -> float:
@@ -114,16 +140,26 @@ class Line:
         return (value_long + value_short) * m
 
     def margin(self) -> float:
-        mark = self.mark
-        if math.isnan(mark):  # no price yet: margin on the cost basis
-            cost = (
-                self.long_today_cost + self.long_yesterday_cost
-                + self.short_today_cost + self.short_yesterday_cost
-            )  # fmt: skip
-            return cost * self.spec.margin_factor
+        """Margin of the position, each side at its rate by money and its amount per lot, on
+        the price ``rates.margin_price`` names: the last price, the previous settlement, or each
+        lot's open price (yesterday's at the settlement they were carried at); on the open
+        prices too while there is no other price."""
         p = self.position
-        lots = p.long_today + p.long_yesterday + p.short_today + p.short_yesterday
-        return lots * mark * self.spec.margin_factor if lots else 0.0
+        longs = p.long_today + p.long_yesterday
+        shorts = p.short_today + p.short_yesterday
+        if not longs and not shorts:
+            return 0.0
+        spec = self.spec
+        basis = spec.rates.margin_price
+        price = self.pre_settlement if basis == "pre_settlement" else self.mark
+        if basis == "open" or math.isnan(price):
+            long_value = self.long_today_cost + self.long_yesterday_cost
+            short_value = self.short_today_cost + self.short_yesterday_cost
+        else:
+            long_value, short_value = longs * price, shorts * price
+        r = spec.rates
+        return (long_value * spec.long_factor + longs * r.long_margin_per_lot
+                + short_value * spec.short_factor + shorts * r.short_margin_per_lot)  # fmt: skip
 
 
 @dataclass
@@ -173,6 +209,7 @@ class Ledger:
         self.accounts: dict[str, Account] = {}
         self.specs: dict[str, Spec] = {}
         self.marks: dict[str, float] = {}
+        self.pre_settlements: dict[str, float] = {}
         self._holders: dict[str, list[Line]] = {}  # every agent's line of an instrument
 
     def open_account(self, agent: str, capital: float, cash: float | None = None) -> Account:
@@ -189,8 +226,9 @@ class Ledger:
         found = lines.get(spec.instrument)
         if found is None:
             found = lines[spec.instrument] = Line(
-                spec, mark=self.marks.get(spec.instrument, math.nan)
-            )
+                spec, mark=self.marks.get(spec.instrument, math.nan),
+                pre_settlement=self.pre_settlements.get(spec.instrument, math.nan),
+            )  # fmt: skip
             self.specs[spec.instrument] = spec
             self._holders.setdefault(spec.instrument, []).append(found)
         return found
@@ -212,6 +250,14 @@ class Ledger:
     def position(self, agent: str, instrument: str) -> Position:
         line = self.accounts[agent].lines.get(instrument)
         return line.position if line is not None else Position()
+
+    def pre_settle(self, instrument: str, price: float) -> None:
+        """The instrument's previous settlement (its first tick of the day carries it)."""
+        if math.isnan(price) or price <= 0 or price >= 1e300:  # unset (0, NaN, DBL_MAX)
+            return
+        self.pre_settlements[instrument] = price
+        for line in self._holders.get(instrument, ()):
+            line.pre_settlement = price
 
     def mark(self, instrument: str, price: float) -> bool:
         """Mark ``instrument``'s lines to ``price``; True if one of them holds a position (its

@@ -39,8 +39,20 @@ def specs_for(
             product.exchange,
             product.multiplier,
             product.price_tick,
-            Rates(**found.model_dump(exclude={"close_today_first"})),
+            _rates(found),
             found.close_today_first,
         )
         phases[instrument] = calendar.phase_table(product)
     return specs, phases
+
+
+def _rates(found: ProductRates) -> Rates:
+    """The ledger's rates of a product's table (a side's rate not given: -1, the common one)."""
+    r = found
+    return Rates(
+        r.margin_rate, r.open_per_lot, r.open_rate, r.close_per_lot, r.close_rate,
+        r.close_today_per_lot, r.close_today_rate,
+        -1.0 if r.long_margin_rate is None else r.long_margin_rate,
+        -1.0 if r.short_margin_rate is None else r.short_margin_rate,
+        r.long_margin_per_lot, r.short_margin_per_lot, r.margin_price,
+    )  # fmt: skip

@@ -270,11 +270,10 @@ class RiskGate:
                     f"net {instrument} would reach {long - short} lots "
                     f"(limit {limits.max_net_position})"
                 )
-            factor = spec.margin_factor
-            if factor:
+            if spec.has_margin:
                 if market and quote is not None:
                     price = quote.upper_limit if buy else quote.lower_limit
-                extra = price * volume * factor
+                extra = spec.order_margin(buy, price, volume)
                 used = extra
                 for held in account.lines.values():
                     used += held.margin()

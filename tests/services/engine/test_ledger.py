@@ -164,3 +164,50 @@ def _check(ledger: Ledger, account: object, trades: list[tuple[Spec, str, str, f
             lo, hi = min(x for x, _ in opens), max(x for x, _ in opens)
             assert lo - 1e-6 <= line.long_average <= hi + 1e-6
     assert account.equity() == pytest.approx(expected_equity, rel=1e-12, abs=1e-6)  # type: ignore[attr-defined]
+
+
+def test_per_side_and_per_lot_margin_on_each_price_basis_give_the_statement_s_figures() -> None:
+    """The day of trades worked by hand in tests/services/engine/adapters/ctp/test_rates.py,
+    through the ledger: rb2105 (x10, long 10% and short 12% by money, fees by money with close
+    today at 0.0003) and ag2106 (x15, long 11% by money, short 1,000 a lot, fees 2 a lot)."""
+    from contracts import messages as m
+
+    def specs(basis: str) -> tuple[Spec, Spec]:
+        rb = Spec("rb2105", "SHFE", 10, 1.0, Rates(
+            margin_rate=0.10, short_margin_rate=0.12, open_rate=0.0001, close_rate=0.0001,
+            close_today_rate=0.0003, margin_price=basis))  # fmt: skip
+        ag = Spec("ag2106", "SHFE", 15, 1.0, Rates(
+            margin_rate=0.11, short_margin_rate=0.0, short_margin_per_lot=1000.0,
+            open_per_lot=2.0, close_per_lot=2.0, margin_price=basis))  # fmt: skip
+        return rb, ag
+
+    margins = {}
+    for basis in ("last", "pre_settlement", "open"):
+        rb, ag = specs(basis)
+        ledger = Ledger()
+        account = ledger.open_account("a", 1e7)
+        ledger.carry("a", rb, m.Holding("a", "rb2105", 2, 0, 8600.0, 0.0, 4300.0))
+        ledger.pre_settle("rb2105", 4300.0)
+        ledger.pre_settle("ag2106", 5480.0)
+        fees = 0.0
+        for spec, direction, offset, price, volume in (
+            (rb, "buy", "open", 4310.0, 3), (rb, "sell", "close_today", 4320.0, 1),
+            (rb, "sell", "open", 4330.0, 2), (ag, "buy", "open", 5500.0, 1),
+            (ag, "sell", "open", 5510.0, 3),
+        ):  # fmt: skip
+            line = ledger.line("a", spec)
+            fee = ledger.fee(line, direction, offset, price, volume)
+            fees += fee
+            ledger.fill(line, direction, offset, price, volume, fee=fee)
+        ledger.mark("rb2105", 4325.0)
+        ledger.mark("ag2106", 5505.0)
+        assert round(fees, 2) == 42.55
+        margins[basis] = round(account.margin(), 2)
+    # rb: long 4 and short 2; ag: long 1 and short 3 (by the lot whatever the price)
+    assert margins["last"] == 17_300.0 + 10_380.0 + 9_083.25 + 3_000.0
+    assert margins["pre_settlement"] == 17_200.0 + 10_320.0 + 1 * 5480 * 15 * 0.11 + 3_000.0
+    assert margins["open"] == 17_220.0 + 10_392.0 + 1 * 5500 * 15 * 0.11 + 3_000.0
+    # an order's margin, as the risk gate counts it: by side, by money and by the lot
+    rb, ag = specs("last")
+    assert rb.order_margin(False, 4330.0, 2) == pytest.approx(2 * 43_300 * 0.12)
+    assert ag.order_margin(False, 5510.0, 3) == 3_000.0 and ag.has_margin

@@ -136,4 +136,4 @@ class Front:
 def _per_lot(spec: Spec, order: Order, limit_price: float) -> float:
     """What one lot of an opening order needs: margin and fee at its limit price."""
     price = limit_price if not math.isnan(limit_price) else order.price
-    return price * spec.margin_factor + spec.fee(OPEN, price, 1)
+    return spec.order_margin(order.direction == "buy", price, 1) + spec.fee(OPEN, price, 1)

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
-from libshm import FLAG_SETTLEMENT, Tick
+from libshm import Tick
 from services.engine.port import NEVER
 from services.engine.strategy import Bar
 
@@ -273,7 +273,7 @@ class BarBook:
     def on_tick(self, tick: Tick) -> list[tuple[BarBuilder, Bar]]:
         """Add a tick to its instrument's builders; the bars it closed."""
         builders = self.by_instrument.get(tick.instrument)
-        if builders is None or tick.flags & FLAG_SETTLEMENT:
+        if builders is None:  # (the engine gives no settlement record: it is no trade)
             return []
         closed = []
         due = NEVER

@@ -287,11 +287,9 @@ class Conditionals:
             self.cancel(None, order_id, protective=True)
         for exit_id in cond.exits:
             leg = self.conds[exit_id]
-            if not leg.ended and (msg.state != "done" or leg.state == _WAITING):
-                # a bracket that ends takes its waiting exits with it; an exit that triggered
-                # stays until its lots are closed
-                if leg.volume and leg.state == _WORKING:
-                    continue
+            # a bracket that ends takes its waiting exits with it; an exit that triggered
+            # stays until its lots are closed
+            if not leg.ended and leg.state == _WAITING:
                 self._emit(
                     m.ConditionalEnded(
                         self.ticks,

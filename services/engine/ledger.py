@@ -56,8 +56,7 @@ class Spec:
     price_tick: float
     rates: Rates = Rates()
     close_today_first: bool = False  # the offset preference: close today's lots before yesterday's
-    margin_factor: float = field(init=False)  # margin per lot and point of price
-    long_factor: float = field(init=False)  # the same, of each side
+    long_factor: float = field(init=False)  # margin per lot and point of price, of each side
     short_factor: float = field(init=False)
     has_margin: bool = field(init=False)
 
@@ -65,7 +64,6 @@ class Spec:
         r = self.rates
         long_rate = r.margin_rate if r.long_margin_rate < 0 else r.long_margin_rate
         short_rate = r.margin_rate if r.short_margin_rate < 0 else r.short_margin_rate
-        object.__setattr__(self, "margin_factor", self.multiplier * r.margin_rate)
         object.__setattr__(self, "long_factor", self.multiplier * long_rate)
         object.__setattr__(self, "short_factor", self.multiplier * short_rate)
         object.__setattr__(

@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import random
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -184,7 +183,10 @@ def test_each_bar_is_delivered_at_its_due_time_and_the_lunch_and_the_close_need_
 
 def test_bars_across_the_lunch_break(ticks: list[tuple[int, Tick]], raw: pd.DataFrame) -> None:
     got = collected(["45m", "30m", "1h", "1d"], ticks)
-    hhmm = partial(lambda ns: dt.datetime.fromtimestamp(ns / NS, CHINA).strftime("%H:%M"))
+
+    def hhmm(ns: int) -> str:
+        return dt.datetime.fromtimestamp(ns / NS, CHINA).strftime("%H:%M")
+
     spans = {p: [(hhmm(b.start_ns), hhmm(b.end_ns)) for b, _ in got if b.period == p]
              for p in ("45m", "30m", "1h", "1d")}  # fmt: skip
     assert spans["45m"] == [

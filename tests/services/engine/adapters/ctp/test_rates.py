@@ -5,12 +5,11 @@ each of the three price bases (docs/ctp-trading.md, "Margin and fees")."""
 from __future__ import annotations
 
 import math
-import os
 
 import pytest
 
-from contracts.ctp_locale import has_locale
 from services.engine.adapters.ctp.rates import BrokerRates, fee, margin, rates_from_rows
+from tests.helpers import require_ctp_locale
 
 RB = BrokerRates(long_margin_by_money=0.10, short_margin_by_money=0.12, open_by_money=0.0001,
                  close_by_money=0.0001, close_today_by_money=0.0003)  # fmt: skip
@@ -50,9 +49,8 @@ def test_a_day_of_trades_gives_the_statement_s_fees_and_margin() -> None:
     assert round(fee(RB, 10, "close", 1, 4320.0), 2) == 4.32
 
 
-@pytest.mark.skipif(not has_locale() and not os.environ.get("CI"),
-                    reason="no zh_CN.GB18030 locale (.ci/run installs it)")  # fmt: skip
 def test_rates_from_openctp_ctp_s_query_structs() -> None:
+    require_ctp_locale()
     from openctp_ctp import tdapi
 
     m = tdapi.CThostFtdcInstrumentMarginRateField()

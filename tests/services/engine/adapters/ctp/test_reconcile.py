@@ -5,11 +5,8 @@ read from openctp-ctp's own ``CThostFtdcInvestorPositionField``."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-from contracts.ctp_locale import has_locale
 from services.engine.adapters.ctp.reconcile import (
     BrokerTrade,
     Lots,
@@ -17,6 +14,7 @@ from services.engine.adapters.ctp.reconcile import (
     positions_from_rows,
     reconcile,
 )
+from tests.helpers import require_ctp_locale
 
 EXCHANGES = {"rb2105": "SHFE", "IF2101": "CFFEX", "m2105": "DCE"}
 LEDGER = {("rb2105", "long"): Lots(2, 3), ("IF2101", "short"): Lots(1, 0)}
@@ -76,9 +74,8 @@ def test_on_cffex_the_split_is_the_broker_s_own_and_only_totals_count() -> None:
     assert verdict.action == "agree"
 
 
-@pytest.mark.skipif(not has_locale() and not os.environ.get("CI"),
-                    reason="no zh_CN.GB18030 locale (.ci/run installs it)")  # fmt: skip
 def test_position_rows_from_openctp_ctp_s_own_struct() -> None:
+    require_ctp_locale()
     from openctp_ctp import tdapi
 
     def row(**values: object) -> dict[str, object]:

@@ -365,10 +365,23 @@ class PaperConfig(_Section):
 
 class CtpTradeConfig(_Section):
     fronts: Annotated[list[CtpFront], Field(min_length=1)]
+    """Tried in turn; a round of them waits 1, 2, 4 ... 60 s before the next."""
     broker_id: str = Field(min_length=1)
     user_id: str = Field(min_length=1)
     app_id: str = Field(min_length=1)
+    """The AppID the broker registered for this client (authentication needs the AuthCode in the
+    credentials: ``ctp_auth_code``; without one the session logs in without authenticating)."""
     flow_dir: ConfigPath
+    """CTP's flow files: keep it across restarts (the private stream resumes from them)."""
+    connect_timeout_s: float = Field(10.0, gt=0)
+    """A front that has not logged the session in by then is left for the next."""
+    query_gap_s: float = Field(1.0, ge=0)
+    """Between two queries (CTP allows about one a second)."""
+    orders_per_s: float = Field(20.0, gt=0)
+    """Order inserts and cancels sent per second at most (the broker's flow limit); more wait."""
+    cancel_while_disconnected: Literal["queue", "refuse"] = "refuse"
+    """A cancel while no session trades: sent after the next login's reconciliation, or
+    refused at once."""
 
 
 class EngineConfig(_Section):

@@ -46,6 +46,7 @@ __all__ = [
     "OrderCancelled",
     "OrderRejected",
     "OrderRequested",
+    "OrderRouted",
     "PortfolioSet",
     "Reduce",
     "Resume",
@@ -193,6 +194,17 @@ class CancelRefused(_Message, frozen=True):
     text: str
 
 
+class OrderRouted(_Message, frozen=True):
+    """The CTP adapter gave the order its OrderRef in this session (FrontID, SessionID):
+    journaled before the order leaves, so a restart never reuses the ref and recognises the
+    order's returns (docs/ctp-trading.md, "Order identity"). It carries no engine state."""
+
+    order_id: str
+    front_id: int
+    session_id: int
+    order_ref: int
+
+
 class OrderAccepted(_Message, frozen=True):
     order_id: str
     exchange_order_id: str
@@ -328,6 +340,7 @@ EngineMessage = (
     | TimerFired
     | Wake
     | OrderRequested
+    | OrderRouted
     | RiskRefused
     | CancelRequested
     | CancelRefused

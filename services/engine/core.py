@@ -200,6 +200,7 @@ class Engine(AgentRunner, Commands, Recovery, Conditionals):
             m.ConditionalModified: self._apply_cond_modified,
             m.ConditionalEnded: self._apply_cond_ended,
             m.PortfolioSet: self._apply_portfolio,
+            m.OrderRouted: _ignore,  # the CTP adapter's; read back by it (Adapter.restore)
         }  # fmt: skip
 
     def _toolkit(self) -> None:
@@ -434,6 +435,12 @@ class Engine(AgentRunner, Commands, Recovery, Conditionals):
         self.now = now_ns
         self._event(event)
         self._pump()
+
+    def routed(self, msg: m.OrderRouted) -> None:
+        """The adapter's ref for an order, journaled before the order leaves (the shell's
+        hand-over, ``live.deliver``); no engine state changes."""
+        self.now = max(self.now, msg.time_ns)
+        self._emit(msg)
 
     def roll_day(self, now_ns: int, next_day: int, settlements: Mapping[str, float]) -> None:
         """End of the trading day: working orders expire, positions are marked to settlement."""

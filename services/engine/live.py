@@ -67,6 +67,7 @@ from libshm import (
 from services.engine.adapter import NEVER, Adapter
 from services.engine.adapters.paper.broker import PaperBroker
 from services.engine.core import Engine, RecoveryDiverged
+from services.engine.ctp_link import ctp_factory, pump
 from services.engine.health import STATUS_EVERY_NS, Health
 from services.engine.intake import MAX_REQUEST_BYTES, Intake, refusal
 from services.engine.interrupts import Interrupts, Watchdog
@@ -519,6 +520,7 @@ class EngineService(Health, Interrupts):
                     n = engine.recover(existing, next_tick)
                 except RecoveryDiverged as exc:
                     raise JournalProblem(f"{path}: recovery stopped: {exc}") from None
+                engine.adapter.restore(existing, engine.orders)
                 self.log.info("recovered", day=day, messages=n, ticks=engine.ticks,
                               seconds=round(time.perf_counter() - t0, 3))  # fmt: skip
             else:
@@ -533,6 +535,7 @@ class EngineService(Health, Interrupts):
             raise UserError(self._stopped_full(exc), exit_code=1) from None
         finally:
             if self.engine is not None:
+                self.engine.adapter.close()
                 self.engine.stop()
                 self._report(self.engine, self.clock())
                 self._log_refusals(self.clock(), flush=True)
@@ -670,6 +673,10 @@ class EngineService(Health, Interrupts):
         notify, status = self.notifier.tick, self._notify_status
         command_by = engine.now + COMMAND_EVERY_NS  # engine time
         due_by = min(command_by, self._timer_due)
+        adapter = engine.adapter
+        # an adapter on its own thread (CTP): what its session handed over, looked at whenever
+        # no tick waits (an empty() is a few tens of ns)
+        waiting = getattr(adapter, "waiting", None) if not adapter.deterministic else None
         day_over = False  # the day's end was handled at its ticks' time (_end_day)
         while not stop.requested:
             item = read()
@@ -695,6 +702,8 @@ class EngineService(Health, Interrupts):
                 if now < next_housekeeping:
                     continue  # a busy feed still leaves commands their turn
             else:
+                if waiting is not None and waiting():
+                    self._pump_adapter(engine)
                 now = clock()
                 if now < next_housekeeping:
                     if now >= next_warm:  # quiet: run the order path dry (Engine.warm)
@@ -720,6 +729,8 @@ class EngineService(Health, Interrupts):
                         return self._roll(engine, day, at=engine.now)
                 else:
                     self._quiet_duties(engine, young_gc)
+            if waiting is not None and waiting():  # a busy feed still lets returns in
+                self._pump_adapter(engine)
             if engine.activity:
                 self._report(engine, now)
             if poll(0):
@@ -765,6 +776,8 @@ class EngineService(Health, Interrupts):
         while any(o.active for o in working) and self.clock() < deadline:
             if engine.outbox:
                 deliver(engine)
+            if not adapter.deterministic:
+                self._pump_adapter(engine)
             now = self._engine_now(engine)
             while (due := adapter.due_ns) <= now:  # the answers, when they are due
                 engine.wake(due)
@@ -775,6 +788,12 @@ class EngineService(Health, Interrupts):
         left = [o.order_id for o in working if o.active]
         emit = self.log.warning if left else self.log.info
         emit("engine_stop_cancelled", orders=len(working), still_working=left, text=reply.text)
+
+    def _pump_adapter(self, engine: Engine) -> None:
+        """Give the engine what the CTP session handed over, at the engine's time for an
+        external input, and hand over the orders the agents sent in answer."""
+        if pump(engine, engine.adapter, self._engine_now(engine)) and engine.outbox:  # type: ignore[arg-type]
+            deliver(engine)
 
     def _fire_timer(self, engine: Engine, until_ns: int) -> None:
         self._timer_due = fire_timer(engine, self._timer_due, self._timer_ns, until_ns)
@@ -877,10 +896,15 @@ class EngineService(Health, Interrupts):
 
 def deliver(engine: Engine) -> None:
     """Hand the core's outbox to its adapter (one that is not deterministic: the core calls a
-    deterministic one at once), off the core's stack."""
+    deterministic one at once), off the core's stack. Where an order leaves from (CTP's
+    OrderRef) is journaled before it is handed over (``OrderRouted``), so a restart never
+    reuses the ref and knows the order's returns."""
     adapter = engine.adapter
     for out in engine.data_to_send():
         if out.action == "submit":
+            route = adapter.route(out.order)
+            if route is not None:
+                engine.routed(m.OrderRouted(engine.ticks, engine.now, out.order.order_id, *route))
             adapter.submit(out.order, out.time_ns)
         else:
             adapter.cancel(out.order, out.time_ns)
@@ -888,11 +912,9 @@ def deliver(engine: Engine) -> None:
 
 def run_engine(config: DeploymentConfig) -> int:
     """Run until SIGTERM or SIGINT."""
-    if config.engine.adapter == "ctp":
-        raise UserError(
-            "engine.adapter = 'ctp': the CTP trading adapter is not built yet; "
-            "use adapter = 'paper'"
-        )
     if not config.engine.agents:
         raise UserError("engine: no agents; add [[engine.agents]] tables to the deployment file")
-    return EngineService(config).run()
+    factory = None
+    if config.engine.adapter == "ctp":
+        factory = ctp_factory(config, get_logger(service="engine"))
+    return EngineService(config, adapter_factory=factory).run()

@@ -4,7 +4,7 @@ adapter (the paper simulator) directly; the port's contract and its events are i
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, ClassVar, Final
 
 from mypy_extensions import mypyc_attr
@@ -52,6 +52,19 @@ class Adapter:
     def open_day(self, trading_day: int, holdings: Iterable[m.Holding], cash: float) -> None:
         """The trading day starts with these holdings (every agent's) and the account's cash."""
         raise NotImplementedError(f"{type(self).__name__}.open_day")
+
+    def route(self, order: Order) -> tuple[int, int, int] | None:
+        """Where ``order`` leaves from, for the shell to journal (``OrderRouted``) before it
+        hands the order over: CTP's (FrontID, SessionID, OrderRef). None: nothing to journal
+        (the simulator, or an adapter that will reject the order)."""
+        return None
+
+    def restore(self, journal: Sequence[m.EngineMessage], orders: Mapping[str, Order]) -> None:
+        """After a recovery, the day's journal and the engine's orders: an adapter that is not
+        deterministic rebuilds what it must know of them (CTP: its order refs)."""
+
+    def close(self) -> None:
+        """The day's engine is done with it (CTP: its session logs out)."""
 
     def events(self, now_ns: int) -> list[AdapterEvent]:
         """Events that have reached the engine by ``now_ns`` and were not returned before (the

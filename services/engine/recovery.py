@@ -3,10 +3,11 @@
 The engine runs the same code again over the day's ticks with the journal as the expected
 output: each message it would journal is compared with the next journaled one instead
 (``Engine._record``); external inputs (timer calls, wakes, commands, the day's roll, and the
-events of an adapter that is not deterministic) are fed from the journal at the tick position
-they arrived at, through the same entry points as live. When the journal is used up the engine
-is exactly where it stopped, and carries on live. A journaled order is never sent again to a
-real exchange; a deterministic adapter (the paper simulator) is fed again, which rebuilds it.
+events and order refs of an adapter that is not deterministic) are fed from the journal at the
+tick position they arrived at, through the same entry points as live. When the journal is used
+up the engine is exactly where it stopped, and carries on live. A journaled order is never sent
+again to a real exchange; a deterministic adapter (the paper simulator) is fed again, which
+rebuilds it.
 """
 
 from __future__ import annotations
@@ -74,6 +75,9 @@ class Recovery:
     def roll_day(self, now_ns: int, next_day: int, settlements: Mapping[str, float]) -> None:
         raise NotImplementedError
 
+    def routed(self, msg: m.OrderRouted) -> None:
+        raise NotImplementedError
+
     def recover(self, journal: Iterable[m.EngineMessage], next_tick: Callable[[], tuple[int, Tick]]
                 ) -> int:  # fmt: skip
         """Rebuild the day from its journal (see the module doc); ``next_tick`` gives the day's
@@ -115,6 +119,8 @@ class Recovery:
             self.command(msg)
         elif isinstance(msg, m.DayRolled):
             self.roll_day(msg.time_ns, msg.next_day, msg.settlements)
+        elif isinstance(msg, m.OrderRouted):
+            self.routed(msg)
         elif not self.adapter.deterministic and from_adapter(msg):
             # an event of an adapter that runs on its own, as it arrived
             self.now = msg.time_ns

@@ -29,6 +29,7 @@ EXAMPLES: dict[str, m.EngineMessage] = {
                                  2, "fak", "MAX_POSITION", "too many"),
     "CancelRequested": m.CancelRequested(N, T, "mm-20210104-1", "mm", True),
     "CancelRefused": m.CancelRefused(N, T, "mm-20210104-1", "mm", "EXCHANGE", "already filled"),
+    "OrderRouted": m.OrderRouted(N, T, "mm-20210104-1", 1, 1938374, 17),
     "OrderAccepted": m.OrderAccepted(N, T, "mm-20210104-1", "X1"),
     "OrderRejected": m.OrderRejected(N, T, "mm-20210104-1", "EXCHANGE", "price out of band"),
     "OrderCancelled": m.OrderCancelled(N, T, "mm-20210104-1", "by request"),
@@ -52,7 +53,8 @@ EXAMPLES: dict[str, m.EngineMessage] = {
 }  # fmt: skip
 # name=hex of its msgpack encoding, one per line (written once from the examples above, on the
 # encoding that 446c4dd's journals use, CancelOrder when 6bb564d added it, the Conditional ones
-# and PortfolioSet when issue 18 added them; never regenerated to make a failing test pass)
+# and PortfolioSet when issue 18 added them, OrderRouted with issue 19; never regenerated to
+# make a failing test pass)
 _GOLDEN_TEXT = """
 DayOpened=96a94461794f70656e65642acf1656e344934b5500ce013461b89197a26d6da64946323130310201cb40c46e3333333333cb40b46f3333333333cb40b46e000000000081a26d6dcb412e848000000000
 DayRolled=96a9446179526f6c6c65642acf1656e344934b5500ce013461b8ce013461b981a6494632313031cb40b46e3333333333
@@ -65,6 +67,7 @@ OrderRequested=9cae4f726465725265717565737465642acf1656e344934b5500ad6d6d2d32303
 RiskRefused=9dab5269736b526566757365642acf1656e344934b5500ad6d6d2d32303231303130342d32a26d6da6494632313031a473656c6ca5636c6f7365cb40b46e666666666602a366616bac4d41585f504f534954494f4ea8746f6f206d616e79
 CancelRequested=96af43616e63656c5265717565737465642acf1656e344934b5500ad6d6d2d32303231303130342d31a26d6dc3
 CancelRefused=97ad43616e63656c526566757365642acf1656e344934b5500ad6d6d2d32303231303130342d31a26d6da845584348414e4745ae616c72656164792066696c6c6564
+OrderRouted=97ab4f72646572526f757465642acf1656e344934b5500ad6d6d2d32303231303130342d3101ce001d93c611
 OrderAccepted=95ad4f7264657241636365707465642acf1656e344934b5500ad6d6d2d32303231303130342d31a25831
 OrderRejected=96ad4f7264657252656a65637465642acf1656e344934b5500ad6d6d2d32303231303130342d31a845584348414e4745b17072696365206f7574206f662062616e64
 OrderCancelled=95ae4f7264657243616e63656c6c65642acf1656e344934b5500ad6d6d2d32303231303130342d31aa62792072657175657374

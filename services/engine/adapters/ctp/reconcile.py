@@ -2,9 +2,11 @@
 positions, working orders and the day's trades, at start and after every reconnect. A core with
 no I/O: the session queries, this decides.
 
-The verdict is one of: the two agree (trading starts); they differ by trades of the engine's own
-orders that the journal lacks, and booking exactly those makes them agree (``repair``: each is
-journaled as a trade repaired from the broker's list); or anything else (``halt``, with a report
+The verdict is one of: the two agree (trading starts); the broker's list holds trades of the
+engine's own orders that the journal lacks, and booking exactly those makes the positions agree
+(``repair``: each is journaled as a trade repaired from the broker's list; also when the
+positions agree already, since a missed round trip still has its fees and profit); or anything
+else (``halt``, with a report
 naming each instrument, side, expected and found). A synthetic fill is never made up to make the
 numbers agree.
 
@@ -18,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Final, Literal, NamedTuple
 
-__all__ = ["BrokerTrade", "Lots", "Verdict", "positions_from_rows", "reconcile"]
+__all__ = ["BrokerTrade", "Lots", "Side", "Verdict", "effect", "positions_from_rows", "reconcile"]
 
 SPLIT_EXCHANGES: Final = frozenset({"SHFE", "INE"})
 POSI_LONG: Final = "2"  # THOST_FTDC_PD_Long
@@ -77,7 +79,7 @@ def positions_from_rows(rows: Iterable[Mapping[str, object]]) -> dict[tuple[str,
     return {k: v for k, v in out.items() if v.total}
 
 
-def _effect(trade: BrokerTrade) -> tuple[Side, int, int]:
+def effect(trade: BrokerTrade) -> tuple[Side, int, int]:
     """(side, today's change, yesterday's change) a trade makes."""
     if trade.offset == "open":
         return ("long" if trade.direction == "buy" else "short"), trade.volume, 0
@@ -95,8 +97,6 @@ def reconcile(  # noqa: PLR0917 (the two sides and how to read them)
     external orders') against the ``broker``'s. ``known``: the trade ids the journal holds
     (``EXCHANGE:TRADEID``); ``order_of(exchange, order_sys_id)``: the engine's order of a
     trade, or None; ``exchange_of(instrument)``."""
-    if _differences(ledger, broker, exchange_of) == []:
-        return Verdict("agree", [], [])
     repairs = []
     repaired: dict[tuple[str, Side], Lots] = dict(ledger)
     for trade in trades:
@@ -106,13 +106,13 @@ def reconcile(  # noqa: PLR0917 (the two sides and how to read them)
         if order_id is None:
             continue  # another terminal's trade: not the engine's to book
         repairs.append((order_id, trade))
-        side, today, yesterday = _effect(trade)
+        side, today, yesterday = effect(trade)
         before = repaired.get((trade.instrument, side), Lots(0, 0))
         repaired[trade.instrument, side] = Lots(before.today + today, before.yesterday + yesterday)
     left = _differences(repaired, broker, exchange_of)
-    if repairs and not left:
-        return Verdict("repair", repairs, [])
-    return Verdict("halt", [], left or _differences(ledger, broker, exchange_of))
+    if not left:  # missed trades that net to nothing (a round trip) are booked too
+        return Verdict("repair", repairs, []) if repairs else Verdict("agree", [], [])
+    return Verdict("halt", [], left)
 
 
 def _differences(ledger: Positions, broker: Positions,

@@ -134,6 +134,11 @@ class OrderReturn(NamedTuple):
     StatusMsg: str
     InsertDate: str
     InsertTime: str
+    InstrumentID: str
+    Direction: str
+    CombOffsetFlag: str
+    LimitPrice: float
+    VolumeTotalOriginal: int
 
 
 class TradeReturn(NamedTuple):
@@ -147,6 +152,14 @@ class TradeReturn(NamedTuple):
     Volume: int
     TradeDate: str
     TradeTime: str
+    InstrumentID: str
+    Direction: str
+    OffsetFlag: str
+
+
+OFFSET_OF: Final = {code: name for name, code in OFFSET.items()}
+"""CTP's offset flag -> the engine's offset (``CombOffsetFlag``'s first character for an
+order)."""
 
 
 def order_return(field: Any) -> OrderReturn:

@@ -69,6 +69,13 @@ def test_any_other_difference_halts_with_a_report(
     assert verdict == ("halt", [], report)
 
 
+def test_a_missed_round_trip_is_booked_though_the_positions_agree() -> None:
+    opened = BrokerTrade("CFFEX", "2", "6001", "IF2101", "sell", "open", 5210.0, 1)
+    closed = BrokerTrade("CFFEX", "3", "6001", "IF2101", "buy", "close", 5200.0, 1)
+    verdict = check(dict(LEDGER), [opened, closed])
+    assert verdict == ("repair", [("mm-20210104-2", opened), ("mm-20210104-2", closed)], [])
+
+
 def test_on_cffex_the_split_is_the_broker_s_own_and_only_totals_count() -> None:
     verdict = check({("rb2105", "long"): Lots(2, 3), ("IF2101", "short"): Lots(0, 1)}, [])
     assert verdict.action == "agree"

@@ -19,6 +19,7 @@ from openctp_ctp import tdapi
 from services.engine.adapters.ctp import translate as t
 from services.engine.events import Accepted, Cancelled, Rejected, Traded
 from services.engine.orders import Order
+from tests.services.engine.adapters.ctp.front import put_gb18030
 
 CODES = {
     "D_BUY": "THOST_FTDC_D_Buy", "D_SELL": "THOST_FTDC_D_Sell",
@@ -93,17 +94,6 @@ def test_offsets_and_a_sell(offset: str) -> None:
 def test_what_ctp_cannot_take_is_one_clear_refusal(make: object, says: str) -> None:
     with pytest.raises(t.Untranslatable, match=says):
         make()  # type: ignore[operator]
-
-
-def put_gb18030(field: object, name: str, text: str) -> None:
-    """Write ``text`` into a struct's char field as CTP sends it, GB18030 bytes (openctp-ctp's
-    setter would write UTF-8): the field is found by a marker set through the setter."""
-    marker = "Q" * 20
-    setattr(field, name, marker)
-    memory = ctypes.string_at(int(field.this), 1024)  # type: ignore[attr-defined]
-    at = memory.index(marker.encode())
-    raw = text.encode("gb18030") + b"\0"
-    ctypes.memmove(int(field.this) + at, raw, len(raw))  # type: ignore[attr-defined]
 
 
 def rtn_order(**values: object) -> object:

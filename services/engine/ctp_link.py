@@ -1,0 +1,148 @@
+"""The live shell's side of the CTP adapter (docs/ctp-trading.md): building it from the
+deployment, handing what its session's thread sent to the engine (each event journaled before it
+is applied, ``Engine.adapter_event``), and reconciling the ledger with the broker's state at
+every login, failing closed.
+
+The adapter (``adapters/ctp/``) never touches the engine; this module does, on the engine's
+thread.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from contracts import messages as m
+from contracts.config import DeploymentConfig
+from contracts.credentials import load_credentials
+from contracts.ctp_locale import require_ctp_locale
+from services.engine.adapters.ctp.items import BrokerState
+from services.engine.adapters.ctp.reconcile import (
+    BrokerTrade,
+    Lots,
+    Side,
+    effect,
+    positions_from_rows,
+    reconcile,
+)
+from services.engine.adapters.ctp.translate import D_BUY, OFFSET_OF, china_time_ns
+from services.engine.events import Traded
+
+if TYPE_CHECKING:
+    from services.engine.adapters.ctp.adapter import CtpAdapter
+    from services.engine.core import Engine
+    from services.engine.ledger import Spec
+
+__all__ = ["ctp_factory", "ledger_positions", "pump", "reconcile_account"]
+
+
+def ctp_factory(config: DeploymentConfig, log: Any) -> Any:
+    """The live service's adapter factory for ``engine.adapter = "ctp"``: each trading day a
+    session of its own (a fresh login, and a reconciliation against that day's ledger). Checks
+    the locale and the credentials first, so a missing one stops the service in one line."""
+    require_ctp_locale()
+    credentials = load_credentials(config.suite.credentials_file)
+    password = credentials.require("ctp_password")
+    auth = credentials.ctp_auth_code
+    auth_code = auth.get_secret_value() if auth is not None else ""
+    # openctp-ctp aborts the process without the locale: imported only after the check
+    from services.engine.adapters.ctp.adapter import CtpAdapter  # noqa: PLC0415
+    from services.engine.adapters.ctp.session import CtpSession, SessionConfig  # noqa: PLC0415
+
+    c = config.engine.ctp
+    assert c is not None  # the config requires [engine.ctp] with adapter = "ctp"
+
+    def factory(specs: Mapping[str, Spec], phases: Mapping[str, bytes]) -> CtpAdapter:
+        session = CtpSession(SessionConfig(
+            [str(f) for f in c.fronts], c.broker_id, c.user_id, password, c.app_id, auth_code,
+            c.flow_dir, sorted(specs), c.connect_timeout_s, c.query_gap_s, c.orders_per_s,
+        ), log=log)  # fmt: skip
+        adapter = CtpAdapter(session.requests, session.outbox,
+                             {i: s.exchange for i, s in specs.items()}, log=log,
+                             cancel_while_disconnected=c.cancel_while_disconnected)  # fmt: skip
+        adapter.session = session
+        return adapter
+
+    return factory
+
+
+def pump(engine: Engine, adapter: CtpAdapter, now_ns: int) -> int:
+    """Give the engine what the session handed over; returns how many items there were."""
+    items = adapter.drain(now_ns)
+    for item in items:
+        if isinstance(item, BrokerState):
+            reconcile_account(engine, adapter, item, now_ns)
+        else:
+            engine.adapter_event(item, now_ns)
+    return len(items)
+
+
+def ledger_positions(engine: Engine) -> dict[tuple[str, Side], Lots]:
+    """The account's positions in the ledger: every agent's lines, per instrument and side."""
+    out: dict[tuple[str, Side], Lots] = {}
+    for account in engine.ledger.accounts.values():
+        for instrument, line in account.lines.items():
+            p = line.position
+            sides = (("long", p.long_today, p.long_yesterday),
+                     ("short", p.short_today, p.short_yesterday))  # fmt: skip
+            for side, today, yesterday in sides:
+                if today or yesterday:
+                    before = out.get((instrument, side), Lots(0, 0))  # type: ignore[arg-type]
+                    out[instrument, side] = Lots(before.today + today,  # type: ignore[index]
+                                                 before.yesterday + yesterday)  # fmt: skip
+    return out
+
+
+def _broker_trade(row: Any) -> BrokerTrade:
+    return BrokerTrade(row.ExchangeID, row.TradeID, row.OrderSysID, row.InstrumentID,
+                       "buy" if row.Direction == D_BUY else "sell",
+                       OFFSET_OF.get(row.OffsetFlag, "close"),  # type: ignore[arg-type]
+                       row.Price, row.Volume)  # fmt: skip
+
+
+def reconcile_account(engine: Engine, adapter: CtpAdapter, state: BrokerState,
+                      now_ns: int) -> str:  # fmt: skip
+    """Compare the ledger (with the day's trades of other terminals of the account) with the
+    broker's positions; book the engine's own trades the journal lacks (each a ``Trade``, logged
+    as repaired from the broker's list); halt the account with a report for anything else.
+    Trading starts either way (a halted account still cancels). Returns the verdict."""
+    trades = [_broker_trade(row) for row in state.trades]
+    order_of = adapter.identity.order_of_trade
+    ledger = ledger_positions(engine)
+    for trade in trades:  # another terminal's trades are the broker's, not the engine's: added
+        if order_of(trade.exchange, trade.order_sys_id) is None:
+            side, today, yesterday = effect(trade)
+            before = ledger.get((trade.instrument, side), Lots(0, 0))
+            ledger[trade.instrument, side] = Lots(before.today + today,
+                                                  before.yesterday + yesterday)  # fmt: skip
+    exchanges = adapter.exchanges
+    verdict = reconcile(ledger, positions_from_rows(state.rows.get("position", [])), trades,
+                        adapter.trade_ids, order_of,
+                        lambda i: exchanges.get(i, ""))  # fmt: skip
+    by_id = {f"{r.ExchangeID}:{r.TradeID.strip()}": r for r in state.trades}
+    for order_id, trade in verdict.repairs:
+        trade_id = f"{trade.exchange}:{trade.trade_id.strip()}"
+        row = by_id[trade_id]
+        adapter.trade_ids.add(trade_id)
+        engine.log.warning("ctp_trade_repaired", order_id=order_id, trade_id=trade_id,
+                           price=trade.price, volume=trade.volume,
+                           text="a trade of the engine's order the journal lacked, booked from "
+                                "the broker's trade list")  # fmt: skip
+        at = china_time_ns(row.TradeDate, row.TradeTime)
+        engine.adapter_event(Traded(order_id, trade_id, trade.price, trade.volume, now_ns, at),
+                             now_ns)  # fmt: skip
+    if verdict.action == "halt":
+        report = "; ".join(verdict.report)
+        engine.log.error(
+            "ctp_reconciliation_failed", differences=verdict.report,
+            hint="the account is halted and no order is sent; compare with the broker's "
+                 "statement, then `hft command resume` once they agree",
+        )  # fmt: skip
+        engine.now = max(engine.now, now_ns)
+        engine.command(m.Halt(0, 0, "account", "", f"ctp reconciliation: {report}",
+                              f"reconcile-{uuid.uuid4().hex[:8]}"))  # fmt: skip
+    else:
+        engine.log.info("ctp_reconciled", verdict=verdict.action, repaired=len(verdict.repairs))
+    adapter.reconciled(verdict.action != "halt", now_ns)
+    return verdict.action

@@ -1,0 +1,265 @@
+"""The engine with the CTP adapter on the real IF2101 day, the shell's hand-over played as
+``live`` plays it (``deliver`` then ``pump``), the front played with openctp-ctp's own structs
+(``adapters/ctp/front.py``): each order's ref journaled before it leaves; reconciliation at the
+login that lets trading start, repairs a missed trade from the broker's list, or halts the
+account with a report and sends nothing; and a recovery that sends no order twice."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from contracts import messages as m
+from contracts.calendar import load_calendar
+from contracts.config import ProductRates, RiskConfig
+from contracts.ctp_locale import has_locale
+from libshm import Tick
+from services.engine.core import Engine
+from services.engine.ctp_link import ledger_positions, pump
+from services.engine.live import deliver
+from services.engine.products import specs_for
+from services.engine.risk import RiskLimits
+from services.engine.strategy import Strategy
+from tests.helpers import require_ctp_locale
+
+if not has_locale():  # importing openctp-ctp without it aborts the process
+    require_ctp_locale()  # skips the module, or fails it under CI
+
+from openctp_ctp import tdapi
+
+from services.engine.adapters.ctp.reconcile import Lots
+from tests.services.engine.adapters.ctp.front import Rig, rtn_order, rtn_trade, struct
+
+DAY = 20210104
+RATES = {
+    "IF": ProductRates(
+        margin_rate=0.12, open_rate=0.000023, close_rate=0.000023, close_today_rate=0.000345
+    )
+}
+RISK = RiskConfig(max_position=5, max_net_position=5, max_daily_loss=1e9, duplicate_window_ms=0)
+
+
+class BuysOnce(Strategy):
+    """One lot at the bid on its ``at``-th tick."""
+
+    def on_start(self) -> None:
+        self.seen = 0
+
+    def on_tick(self, tick: Tick) -> None:
+        self.seen += 1
+        if self.seen == self.params["at"]:
+            self.buy("IF2101", tick.bid_price1, 1)
+
+
+def make(rig: Rig, journal: list[m.EngineMessage], at: int = 3) -> Engine:
+    specs, phases = specs_for(["IF2101"], load_calendar(), RATES)
+    engine = Engine(
+        specs=specs,
+        gate_config=RISK,
+        adapter=rig.adapter,
+        phases=phases,
+        journal=lambda data, _t: journal.append(m.decode(data)),
+    )
+    engine.add_agent(
+        "mm", BuysOnce, ["IF2101"], 1_000_000.0, RiskLimits.from_config(RISK), {"at": at}
+    )
+    return engine
+
+
+def shell(engine: Engine, rig: Rig) -> None:
+    """What the live loop does between ticks: hand orders over, let the session's thread turn,
+    and give the engine what it handed back."""
+    deliver(engine)
+    rig.poll()
+    pump(engine, rig.adapter, engine.now)
+    deliver(engine)
+    rig.poll()
+
+
+def position_row(side: str, position: int, today: int) -> Any:
+    return struct(
+        "CThostFtdcInvestorPositionField",
+        InstrumentID="IF2101",
+        PosiDirection="2" if side == "long" else "3",
+        Position=position,
+        TodayPosition=today,
+        YdPosition=position - today,
+    )
+
+
+@pytest.fixture
+def early(ticks: list[tuple[int, Tick]]) -> list[tuple[int, Tick]]:
+    """The day's first ticks (the engine's conftest gives the whole day)."""
+    return ticks[:50]
+
+
+HELD = m.Holding("mm", "IF2101", 2, 0, 2 * 5200.0, 0.0, 5200.0)
+
+
+def open_and_log_in(
+    rig: Rig, engine: Engine, ticks: list[tuple[int, Tick]], broker: dict[str, list[Any]]
+) -> None:
+    engine.open_day(DAY, ticks[0][1].local_time_ns, ticks[0][0], [HELD])
+    rig.log_in(broker=broker)
+    shell(engine, rig)
+
+
+def test_a_matching_broker_state_lets_trading_start_and_each_ref_is_journaled_first(
+    tmp_path: Path, early: list[tuple[int, Tick]]
+) -> None:
+    rig, journal = Rig(tmp_path), list[m.EngineMessage]()
+    engine = make(rig, journal)
+    open_and_log_in(rig, engine, early, {"position": [position_row("long", 2, 0)]})
+    assert rig.adapter.status == "trading"
+    assert not any(isinstance(x, m.Halt) for x in journal)
+    handed: list[bool] = []  # at each hand-over to the session's thread: was its ref journaled?
+    put = rig.session.requests.put
+
+    def hand_over(request: tuple[Any, ...]) -> None:
+        handed.append(
+            any(isinstance(x, m.OrderRouted) and x.order_id == request[2] for x in journal)
+        )
+        put(request)
+
+    rig.adapter._requests = type("Q", (), {"put": staticmethod(hand_over)})()
+    for seq, tick in early[:5]:
+        engine.on_tick(tick, seq)
+        shell(engine, rig)
+    (insert,) = rig.api.sent("ReqOrderInsert")
+    assert handed == [True]
+    kinds = [type(x).__name__ for x in journal]
+    at = kinds.index("OrderRequested")
+    assert kinds[at + 1] == "OrderRouted"  # journaled before it was handed over
+    routed = journal[at + 1]
+    requested = journal[at]
+    assert isinstance(routed, m.OrderRouted) and isinstance(requested, m.OrderRequested)
+    assert (routed.order_id, routed.front_id, routed.session_id, routed.order_ref) == (
+        requested.order_id,
+        1,
+        7001,
+        13,
+    )
+    assert insert["OrderRef"] == "13" and insert["InstrumentID"] == "IF2101"
+    assert insert["ExchangeID"] == "CFFEX"
+
+
+def test_a_position_difference_explained_by_a_missed_trade_is_repaired(
+    tmp_path: Path, early: list[tuple[int, Tick]]
+) -> None:
+    """The order filled while the line was down and the flow files were lost (so no replay):
+    the broker's trade list has the fill, which is booked, and the ledger agrees."""
+    rig, journal = Rig(tmp_path), list[m.EngineMessage]()
+    engine = make(rig, journal)
+    open_and_log_in(rig, engine, early, {"position": [position_row("long", 2, 0)]})
+    for seq, tick in early[:5]:
+        engine.on_tick(tick, seq)
+        shell(engine, rig)
+    rig.spi.OnRtnOrder(rtn_order(13, sys_id="700001", instrument="IF2101", exchange="CFFEX"))
+    shell(engine, rig)
+    rig.spi.OnFrontDisconnected(0x1001)
+    shell(engine, rig)
+    (requested,) = [x for x in journal if isinstance(x, m.OrderRequested)]
+    fill = rtn_trade(
+        "8001", "700001", price=requested.price, volume=1, instrument="IF2101", exchange="CFFEX"
+    )
+    rig.poll(2.0)  # the next session
+    rig.log_in(
+        session_id=7002,
+        max_order_ref="13",
+        broker={
+            "position": [position_row("long", 3, 1)],
+            "order": [
+                rtn_order(
+                    13,
+                    sys_id="700001",
+                    instrument="IF2101",
+                    exchange="CFFEX",
+                    traded=1,
+                    status=tdapi.THOST_FTDC_OST_AllTraded,
+                )
+            ],
+            "trade": [fill],
+        },
+    )
+    shell(engine, rig)
+    trades = [x for x in journal if isinstance(x, m.Trade)]
+    assert [(t.order_id, t.trade_id, t.volume) for t in trades] == [
+        (requested.order_id, "CFFEX:8001", 1)
+    ]
+    assert ledger_positions(engine) == {("IF2101", "long"): Lots(1, 2)}
+    assert rig.adapter.status == "trading"
+    assert not any(isinstance(x, m.Halt) for x in journal)
+
+
+def test_an_unexplained_difference_halts_the_account_and_no_order_is_sent(
+    tmp_path: Path, early: list[tuple[int, Tick]]
+) -> None:
+    rig, journal = Rig(tmp_path), list[m.EngineMessage]()
+    engine = make(rig, journal)
+    open_and_log_in(
+        rig, engine, early, {"position": [position_row("long", 2, 0), position_row("short", 3, 3)]}
+    )
+    (halt,) = [x for x in journal if isinstance(x, m.Halt)]
+    assert halt.scope == "account"
+    assert halt.requester == "ctp reconciliation: IF2101 short: expected 0 lots, found 3"
+    assert engine.gate.state("account", "") == "halted"
+    for seq, tick in early[:5]:
+        engine.on_tick(tick, seq)
+        shell(engine, rig)
+    (refused,) = [x for x in journal if isinstance(x, m.RiskRefused)]
+    assert refused.code == "HALTED"
+    assert rig.api.sent("ReqOrderInsert") == []
+
+
+def test_a_recovered_engine_sends_no_order_twice_and_knows_its_returns(
+    tmp_path: Path, early: list[tuple[int, Tick]]
+) -> None:
+    rig, journal = Rig(tmp_path), list[m.EngineMessage]()
+    engine = make(rig, journal)
+    open_and_log_in(rig, engine, early, {"position": [position_row("long", 2, 0)]})
+    for seq, tick in early[:5]:
+        engine.on_tick(tick, seq)
+        shell(engine, rig)
+    rig.spi.OnRtnOrder(rtn_order(13, sys_id="700001", instrument="IF2101", exchange="CFFEX"))
+    shell(engine, rig)
+    # the process dies here; a new one recovers the journal and logs in again
+    rig2, journal2 = Rig(tmp_path), list[m.EngineMessage]()
+    again = make(rig2, journal2)
+    source: Iterator[tuple[int, Tick]] = iter(early)
+    again.recover(list(journal), partial(next, source))
+    again.adapter.restore(journal, again.orders)
+    (requested,) = [x for x in journal if isinstance(x, m.OrderRequested)]
+    fill = rtn_trade(
+        "8001", "700001", price=requested.price, volume=1, instrument="IF2101", exchange="CFFEX"
+    )
+    rig2.log_in(
+        session_id=7300,
+        max_order_ref="1",
+        broker={
+            "position": [position_row("long", 3, 1)],
+            "order": [
+                rtn_order(
+                    13,
+                    sys_id="700001",
+                    instrument="IF2101",
+                    exchange="CFFEX",
+                    traded=1,
+                    status=tdapi.THOST_FTDC_OST_AllTraded,
+                )
+            ],
+            "trade": [fill],
+        },
+    )
+    rig2.spi.OnRtnTrade(fill)  # the private flow's replay: the same trade, once
+    shell(again, rig2)
+    for seq, tick in early[5:8]:
+        again.on_tick(tick, seq)
+        shell(again, rig2)
+    assert rig2.api.sent("ReqOrderInsert") == []  # the journaled order never left again
+    assert [x.trade_id for x in journal + journal2 if isinstance(x, m.Trade)] == ["CFFEX:8001"]
+    assert ledger_positions(again) == {("IF2101", "long"): Lots(1, 2)}
+    assert rig2.adapter.status == "trading"

@@ -44,7 +44,9 @@ def _config_argument(parser: argparse.ArgumentParser, required: bool = True) -> 
 def _run_doctor(args: argparse.Namespace) -> int:
     from services.tools.doctor import run_doctor
 
-    return run_doctor(args.config)
+    if args.ctp and args.config is None:
+        raise UserError("doctor --ctp needs --config: the deployment whose [engine.ctp] to check")
+    return run_doctor(args.config, ctp=args.ctp)
 
 
 def _add_journal(parser: argparse.ArgumentParser) -> None:
@@ -181,6 +183,11 @@ def _run_bench(args: argparse.Namespace) -> int:
 
 def _add_doctor(parser: argparse.ArgumentParser) -> None:
     _config_argument(parser, required=False)
+    parser.add_argument(
+        "--ctp", action="store_true",
+        help="also connect to each front of [engine.ctp], authenticate, log in and query the "
+             "account, one line per step with CTP's answer (the password is never printed)",
+    )  # fmt: skip
 
 
 def _add_service(parser: argparse.ArgumentParser) -> None:

@@ -686,7 +686,7 @@ class Engine(AgentRunner, Commands, Recovery, Conditionals):
         order_id = event.order_id
         order = self.orders.get(order_id)
         if order is None:
-            self.log.warning("adapter_event_for_unknown_order", event=type(event).__name__,
+            self.log.warning("adapter_event_for_unknown_order", kind=type(event).__name__,
                              order_id=order_id)  # fmt: skip
             return
         t, now = self.ticks, self.now

@@ -9,9 +9,10 @@ thread.
 
 from __future__ import annotations
 
+import sys
 import uuid
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Final
 
 from contracts import messages as m
 from contracts.config import DeploymentConfig
@@ -34,13 +35,18 @@ if TYPE_CHECKING:
     from services.engine.core import Engine
     from services.engine.ledger import Spec
 
-__all__ = ["ctp_factory", "ledger_positions", "pump", "reconcile_account"]
+__all__ = ["SWITCH_INTERVAL_S", "ctp_factory", "ledger_positions", "pump", "reconcile_account"]
+
+SWITCH_INTERVAL_S: Final = 0.0002
 
 
-def ctp_factory(config: DeploymentConfig, log: Any) -> Any:
+def ctp_factory(config: DeploymentConfig, log: Any,
+                api_factory: Callable[[str], Any] | None = None) -> Any:  # fmt: skip
     """The live service's adapter factory for ``engine.adapter = "ctp"``: each trading day a
-    session of its own (a fresh login, and a reconciliation against that day's ledger). Checks
-    the locale and the credentials first, so a missing one stops the service in one line."""
+    session of its own (a fresh login, and a reconciliation against that day's ledger), started
+    at once on its own thread. Checks the locale and the credentials first, so a missing one
+    stops the service in one line. ``api_factory``: the ``TraderApi`` (openctp-ctp's by
+    default; a test's stand-in for a front)."""
     require_ctp_locale()
     credentials = load_credentials(config.suite.credentials_file)
     password = credentials.require("ctp_password")
@@ -52,16 +58,22 @@ def ctp_factory(config: DeploymentConfig, log: Any) -> Any:
 
     c = config.engine.ctp
     assert c is not None  # the config requires [engine.ctp] with adapter = "ctp"
+    # The session's thread needs the GIL to send an order and to pass a return on, while the
+    # engine's loop holds it through a burst of ticks: a thread that waits for it gets it after
+    # the switch interval (5 ms by default), so it is shortened to 0.2 ms (docs/ctp-trading.md).
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
 
     def factory(specs: Mapping[str, Spec], phases: Mapping[str, bytes]) -> CtpAdapter:
         session = CtpSession(SessionConfig(
             [str(f) for f in c.fronts], c.broker_id, c.user_id, password, c.app_id, auth_code,
             c.flow_dir, sorted(specs), c.connect_timeout_s, c.query_gap_s, c.orders_per_s,
-        ), log=log)  # fmt: skip
+        ), log=log, api_factory=api_factory)  # fmt: skip
         adapter = CtpAdapter(session.requests, session.outbox,
                              {i: s.exchange for i, s in specs.items()}, log=log,
-                             cancel_while_disconnected=c.cancel_while_disconnected)  # fmt: skip
+                             cancel_while_disconnected=c.cancel_while_disconnected,
+                             wake=session.wake.set)  # fmt: skip
         adapter.session = session
+        session.start()
         return adapter
 
     return factory

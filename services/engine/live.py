@@ -693,6 +693,8 @@ class EngineService(Health, Interrupts):
                     due_by = min(command_by, self._timer_due)
                 sent, read_at = engine.order_count, clock()
                 on_tick(item[1], item[0])
+                if waiting is not None and waiting():  # CTP's returns, between ticks too
+                    self._pump_adapter(engine)
                 if engine.outbox:  # an adapter on its own thread (CTP): hand them over
                     deliver(engine)
                 self._last_tick_wall = idle_since = now = clock()

@@ -20,7 +20,8 @@ from contracts.errors import UserError
 from contracts.logs import get_logger
 from libshm import accel
 
-__all__ = ["Check", "check_calendar", "check_locale", "check_port", "check_space", "run_doctor"]
+__all__ = ["Check", "check_calendar", "check_locale", "check_port", "check_space", "ctp_checks",
+           "run_doctor"]  # fmt: skip
 
 MIB = 1 << 20
 
@@ -167,8 +168,48 @@ def _config_checks(config: DeploymentConfig) -> list[Check]:
             credentials.require(field)
             checks.append(Check(f"secret {field}", True, "set"))
         except UserError as err:
-            checks.append(Check(f"secret {field}", False, "not set", str(err).split("; ", 1)[1]))
+            optional = field == "ctp_auth_code"  # a front that does not authenticate needs none
+            detail = ("not set: the session logs in without authenticating, which most brokers "
+                      "refuse" if optional else "not set")  # fmt: skip
+            checks.append(Check(f"secret {field}", False, detail, str(err).split("; ", 1)[1],
+                                required=not optional))  # fmt: skip
     return checks
+
+
+def ctp_checks(config: DeploymentConfig) -> list[Check]:
+    """``--ctp``: each front of ``[engine.ctp]`` connected to and logged in at, and the account
+    queried, one check per step with CTP's answer (never the password or the AuthCode)."""
+    if config.engine.ctp is None:
+        fix = "add [engine.ctp] with fronts, broker_id, user_id, app_id and flow_dir"
+        return [Check("ctp account", False, "no [engine.ctp] section in the deployment file", fix)]
+    if not has_locale():
+        return [Check("ctp account", False, "cannot load openctp-ctp without the locale",
+                      LOCALE_FIX)]  # fmt: skip
+    credentials = load_credentials(config.suite.credentials_file)
+    try:
+        password = credentials.require("ctp_password")
+    except UserError as err:
+        return [Check("ctp account", False, "no password", str(err))]
+    auth = credentials.ctp_auth_code
+    from services.tools.ctp_check import probe_front, session_config  # noqa: PLC0415 (locale)
+
+    base = session_config(config, password, auth.get_secret_value() if auth else "")
+    checks = []
+    for front in base.fronts:
+        for step, ok, text in probe_front(base, front):
+            checks.append(Check(f"ctp {front} {step}", ok, text,
+                                "" if ok else _CTP_FIXES.get(step, "")))  # fmt: skip
+    return checks
+
+
+_CTP_FIXES = {
+    "connect": "check the front address and port, the network, and the broker's trading hours",
+    "authenticate": "check app_id and the AuthCode (HFT_CTP_AUTH_CODE) with the broker",
+    "login": "check broker_id, user_id and the password (HFT_CTP_PASSWORD)",
+    "settlement": "confirm the settlement statement in another terminal, or ask the broker",
+    "account": "ask the broker why the account query is refused",
+    "answer": "the front stopped answering: try again, or ask the broker",
+}
 
 
 def check_calendar(path: Path, today: dt.date) -> Check:
@@ -231,9 +272,10 @@ def check_native() -> Check:
     )
 
 
-def run_doctor(config_path: str | None, today: dt.date | None = None) -> int:
+def run_doctor(config_path: str | None, today: dt.date | None = None, ctp: bool = False) -> int:
     """Print every check; return 1 if a required one failed, else 0. ``today``: the date the
-    holidays must cover (the clock's, in China, by default)."""
+    holidays must cover (the clock's, in China, by default). ``ctp``: also log in to the CTP
+    account at each front (needs the config)."""
     log = get_logger()
     checks = [check_python(), check_fast_path(), check_import_scanner(), check_native()]
     config: DeploymentConfig | None = None
@@ -259,12 +301,15 @@ def run_doctor(config_path: str | None, today: dt.date | None = None) -> int:
     checks.append(check_calendar(Path(calendar or DEFAULT_CALENDAR), today))
     if config is not None:
         checks.extend(_config_checks(config))
+        if ctp:
+            checks.extend(ctp_checks(config))
     else:
         checks.append(check_space("shared memory", Path("/dev/shm"), 256, 2048))
     for check in checks:
         print(check.line())
     if config_path is None:
-        print("note  no --config given: journal, port and secret checks were skipped")
+        print("note  no --config given: journal, port and secret checks were skipped"
+              + ("; --ctp needs one" if ctp else ""))  # fmt: skip
     failed = [c.name for c in checks if not c.ok and c.required]
     print(
         f"doctor: {len(checks) - len(failed)} of {len(checks)} checks passed"

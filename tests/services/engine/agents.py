@@ -55,3 +55,23 @@ class HoldsAStop(Strategy):
         if not self.placed:
             self.stop(tick.instrument, "buy", 1, tick.last + 100.0)
             self.placed = True
+
+
+class Churns(Strategy):
+    """Every ``params["every"]`` ticks: cancels what it has working, or, with nothing working,
+    buys a lot at the bid when flat and sells its long at the ask: a steady stream of orders,
+    fills and cancels for a venue to answer (the CTP SIGKILL test)."""
+
+    def on_start(self) -> None:
+        self.seen = 0
+
+    def on_tick(self, tick: Tick) -> None:
+        self.seen += 1
+        if self.seen % self.params.get("every", 50):
+            return
+        if self.open_orders(tick.instrument):
+            self.cancel_all()
+        elif self.position(tick.instrument).long:
+            self.sell(tick.instrument, tick.ask_price1, 1)
+        else:
+            self.buy(tick.instrument, tick.bid_price1, 1)

@@ -927,3 +927,20 @@ def test_finished_orders_leave_memory_a_minute_after_they_finish(
     expected = {i for i in requested if i not in finished or finished[i] >= cutoff}
     assert set(engine.orders) == expected
     assert len(engine.orders) < len(requested) / 10
+
+
+def test_an_adapter_event_for_an_order_the_engine_does_not_know_is_only_logged(
+    ticks: list[tuple[int, Tick]],
+) -> None:
+    """A late return of an order that left memory (or was never the engine's): said in the log,
+    nothing journaled, nothing raised."""
+    journal: list[m.EngineMessage] = []
+    engine = make_engine(journal)
+    engine.open_day(DAY, ticks[0][1].local_time_ns, ticks[0][0])
+    before = len(journal)
+    with structlog.testing.capture_logs() as logs:
+        engine.adapter_event(Accepted("mm-20210104-999", "CFFEX:1"), ticks[0][1].local_time_ns)
+    assert len(journal) == before
+    assert [(x["event"], x["kind"], x["order_id"]) for x in logs] == [
+        ("adapter_event_for_unknown_order", "Accepted", "mm-20210104-999")
+    ]

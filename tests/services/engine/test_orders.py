@@ -94,6 +94,16 @@ def test_refused_cancel_returns_to_the_state_before() -> None:
     assert o.reason == "order already traded"
 
 
+def test_an_order_whose_cancel_is_pending_may_still_be_rejected() -> None:
+    """The agent cancelled before the answer came, and the answer is a refusal (CTP's front, or
+    no session trading): the order ends rejected, not stuck waiting for its cancel."""
+    o = order(5)
+    for event in (Event.SUBMIT, Event.CANCEL_REQUEST):
+        o.apply(event)
+    o.apply(Event.REJECT, reason="DISCONNECTED: the order did not leave")
+    assert o.state is State.REJECTED and not o.active
+
+
 def test_duplicate_trade_id_is_ignored_and_overfill_refused() -> None:
     o = order(3)
     o.apply(Event.SUBMIT)

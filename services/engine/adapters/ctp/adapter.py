@@ -17,7 +17,7 @@ for the next session (``engine.ctp.cancel_while_disconnected``).
 from __future__ import annotations
 
 import queue
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from contracts import messages as m
@@ -47,7 +47,14 @@ if TYPE_CHECKING:
 __all__ = ["CtpAdapter", "External"]
 
 Status = Literal["disconnected", "reconciling", "trading", "failed"]
+WORKING = frozenset({"1", "3", "a", "b", "c"})
+"""CTP's order statuses of an order still working at the exchange: part traded queueing (1), no
+trade queueing (3), unknown (a), not touched (b), touched (c)."""
 _CODES = {"disconnected": "DISCONNECTED", "reconciling": "RECONCILING", "failed": "LOGIN_REFUSED"}
+
+
+def _nothing() -> None:
+    pass
 
 
 class External(NamedTuple):
@@ -66,12 +73,15 @@ class CtpAdapter(Adapter):
         self, requests: queue.SimpleQueue[tuple[Any, ...]],
         outbox: queue.SimpleQueue[tuple[Any, ...]], exchanges: Mapping[str, str], *, log: Any,
         cancel_while_disconnected: Literal["queue", "refuse"] = "refuse",
+        wake: Callable[[], object] | None = None,
     ) -> None:  # fmt: skip
-        """``requests`` and ``outbox``: the session's queues (``CtpSession``);
-        ``exchanges``: each traded instrument's exchange."""
+        """``requests`` and ``outbox``: the session's queues (``CtpSession``), ``wake`` what
+        wakes its thread for a request (``CtpSession.wake.set``); ``exchanges``: each traded
+        instrument's exchange."""
         super().__init__()
         self.due_ns = NEVER
         self._requests = requests
+        self._wake = wake or _nothing
         self._outbox = outbox
         self.exchanges = dict(exchanges)
         self.log = log
@@ -90,6 +100,7 @@ class CtpAdapter(Adapter):
         self._events: list[AdapterEvent | BrokerState] = []
         self._queued_cancels: list[Order] = []
         self.trading_day = 0
+        self._last_down = ""
         self.session: Any = None  # the CtpSession whose queues these are (stopped by close)
 
     # -- the port --------------------------------------------------------------------------------
@@ -116,6 +127,7 @@ class CtpAdapter(Adapter):
             self._reject(order.order_id, "UNTRANSLATABLE", str(exc), now_ns)
             return
         self._requests.put(("insert", fields, order.order_id))
+        self._wake()
 
     def cancel(self, order: Order, now_ns: int) -> None:
         self.orders.setdefault(order.order_id, order)
@@ -141,6 +153,7 @@ class CtpAdapter(Adapter):
         front, session, ref = route if route is not None else (0, 0, 0)
         self._requests.put(("cancel", Cancel(order.instrument, exchange, sys_id, front, session,
                                              ref), order.order_id))  # fmt: skip
+        self._wake()
 
     def on_tick(self, tick: Tick, now_ns: int) -> None:
         if tick.upper_limit > 0.0 and tick.lower_limit > 0.0:  # NaN compares False
@@ -216,6 +229,10 @@ class CtpAdapter(Adapter):
             if state in ("disconnected", "connecting") and self.status != "failed":
                 if self.status == "trading":
                     self.log.warning("ctp_trading_stopped", reason=text)
+                if state == "disconnected":
+                    self._last_down = text
+                elif self._last_down:  # a new attempt: the reason stays the last failure's
+                    text = f"{self._last_down}; now {text}"
                 self.status, self.reason = "disconnected", text
                 self.identity.logged_in = False
             elif state == "failed":
@@ -293,8 +310,16 @@ class CtpAdapter(Adapter):
             self._order_return(ret, now_ns)
             order_id = self.identity.order_of(ret.FrontID, ret.SessionID, ret.OrderRef,
                                               ret.ExchangeID, ret.OrderSysID)  # fmt: skip
-            if order_id is not None:
-                seen.add(order_id)
+            if order_id is None:
+                continue
+            seen.add(order_id)
+            order = self.orders.get(order_id)
+            if (order is not None and order.state == "pending_cancel"
+                    and order_id not in self.finished and ret.OrderStatus in WORKING
+                    and order not in self._queued_cancels):  # fmt: skip
+                # its cancel was journaled, but the engine stopped or the line dropped before
+                # the broker had it: sent again once trading starts (a second cancel is harmless)
+                self._queued_cancels.append(order)
         for order_id in self.identity.routes:
             order = self.orders.get(order_id)
             if order_id in seen or order_id in self.finished or order is None or not order.active:

@@ -27,7 +27,6 @@ retrying cannot fix (:data:`PERMANENT_LOGIN_ERRORS`) is reported once and ends t
 
 from __future__ import annotations
 
-import contextlib
 import queue
 import random
 import threading
@@ -102,9 +101,16 @@ def _row(fields: Any, names: Iterable[str]) -> dict[str, object] | None:
 class TraderSpi(tdapi.CThostFtdcTraderSpi):  # type: ignore[misc]
     """Runs on CTP's thread: copies values and queues them, nothing else."""
 
-    def __init__(self, inbox: queue.SimpleQueue[tuple[Any, ...]]) -> None:
+    def __init__(self, inbox: queue.SimpleQueue[tuple[Any, ...]],
+                 wake: threading.Event | None = None) -> None:  # fmt: skip
         super().__init__()
-        self._put = inbox.put
+        put, wake_up = inbox.put, (wake or threading.Event()).set
+
+        def put_and_wake(item: tuple[Any, ...]) -> None:
+            put(item)
+            wake_up()
+
+        self._put = put_and_wake
 
     def OnFrontConnected(self) -> None:
         self._put((Kind.CONNECTED,))
@@ -210,6 +216,7 @@ class SessionConfig:
     connect_timeout_s: float = 10.0
     query_gap_s: float = 1.0
     orders_per_s: float = 20.0
+    account_only: bool = False  # the start-up queries are the account's alone (``hft doctor``)
 
 
 class CtpSession:
@@ -227,7 +234,10 @@ class CtpSession:
         self.inbox: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self.requests: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self.outbox: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
-        self.spi = TraderSpi(self.inbox)
+        self.wake = threading.Event()
+        """Set by CTP's callbacks and by the engine's requests: the session's thread sleeps on
+        it, so either is handled at once."""
+        self.spi = TraderSpi(self.inbox, self.wake)
         self._factory = api_factory or tdapi.CThostFtdcTraderApi.CreateFtdcTraderApi
         self._monotonic = monotonic
         self._rng = rng or random.Random()
@@ -266,10 +276,11 @@ class CtpSession:
 
     def run(self) -> None:
         while not self._stop.is_set():
-            self.poll(0.005)
+            self.poll(0.05)  # the timers' resolution; callbacks and requests wake it at once
 
     def stop(self) -> None:
         self._stop.set()
+        self.wake.set()
         if self._thread is not None:
             self._thread.join(timeout=5.0)
             self._thread = None
@@ -278,11 +289,11 @@ class CtpSession:
 
     def poll(self, timeout_s: float = 0.0) -> None:
         """One turn of the session's thread: CTP's callbacks, the engine's requests, the
-        timers. Waits up to ``timeout_s`` for a callback when there is nothing to do."""
-        with contextlib.suppress(queue.Empty):
-            self._handle(
-                self.inbox.get(timeout=timeout_s) if timeout_s else self.inbox.get_nowait()
-            )
+        timers. Waits up to ``timeout_s`` for a callback or a request when there is nothing to
+        do."""
+        if timeout_s:
+            self.wake.wait(timeout_s)
+            self.wake.clear()  # before draining: a later set is for a later item
         while True:
             try:
                 self._handle(self.inbox.get_nowait())
@@ -297,7 +308,7 @@ class CtpSession:
         fronts = self.config.fronts
         # a fresh queue and SPI each connect: what a released API queued is never read
         self.inbox = queue.SimpleQueue()
-        self.spi = TraderSpi(self.inbox)
+        self.spi = TraderSpi(self.inbox, self.wake)
         self.front = fronts[self.attempt % len(fronts)]
         self.attempt += 1
         api = self._factory(str(self.config.flow_dir) + "/")
@@ -345,7 +356,8 @@ class CtpSession:
         if self.state == "waiting" and now >= self._retry_at:
             self._connect()
         elif self.state in ("connecting", "connected", "logging_in") and now >= self._deadline:
-            self._give_up_front(f"no login within {self.config.connect_timeout_s:g} s")
+            self._give_up_front(f"no login at {self.front} within "
+                                f"{self.config.connect_timeout_s:g} s")  # fmt: skip
         elif self.state == "querying" and self._query_sent and now >= self._deadline:
             self._give_up_front(f"no answer to the {self._queries[0][0]} query within "
                                 f"{QUERY_TIMEOUT_S:g} s")  # fmt: skip
@@ -372,6 +384,7 @@ class CtpSession:
                 return
             self.state = "connected"
             self.log.info("ctp_trade_connected", front=self.front)
+            self._publish("connected", f"connected to {self.front}")
             self._authenticate()
         elif kind is Kind.DISCONNECTED:
             if self.state in ("failed", "idle"):
@@ -384,6 +397,7 @@ class CtpSession:
             if error:
                 self._refused("authentication", error, text)
             else:
+                self._publish("authenticated", f"AppID {self.config.app_id} accepted")
                 self._login()
         elif kind is Kind.LOGGED_IN:
             self._logged_in(*event[1:])
@@ -391,6 +405,7 @@ class CtpSession:
             _, error, text = event
             if error:
                 self.log.warning("ctp_settlement_not_confirmed", error_id=error, message=text)
+            self._publish("confirmed", f"CTP error {error}: {text}" if error else "confirmed")
             self._start_queries()
         elif kind is Kind.ROWS:
             self._rows(*event[1:])
@@ -445,6 +460,8 @@ class CtpSession:
                       session_id=session_id, max_order_ref=max_order_ref.strip(),
                       trading_day=trading_day)  # fmt: skip
         self.outbox.put((Kind.LOGGED_IN, front_id, session_id, max_order_ref, trading_day))
+        self._publish("logged_in", f"front {front_id}, session {session_id}, trading day "
+                      f"{trading_day}")  # fmt: skip
         req = tdapi.CThostFtdcSettlementInfoConfirmField()
         req.BrokerID, req.InvestorID = self.config.broker_id, self.config.user_id
         self.state = "querying"
@@ -458,7 +475,7 @@ class CtpSession:
         c = self.config
         q = self._queries
         q.clear()
-        for instrument in c.instruments:
+        for instrument in () if c.account_only else c.instruments:
             q.append(("instrument", "ReqQryInstrument",
                       self._field("CThostFtdcQryInstrumentField",
                                   InstrumentID=instrument)))  # fmt: skip
@@ -471,6 +488,9 @@ class CtpSession:
         q.append(
             ("account", "ReqQryTradingAccount", self._field("CThostFtdcQryTradingAccountField"))
         )
+        if c.account_only:
+            self._query_sent, self._next_query_at = False, self._monotonic()
+            return
         q.append(("position", "ReqQryInvestorPosition",
                   self._field("CThostFtdcQryInvestorPositionField")))  # fmt: skip
         q.append(("order", "ReqQryOrder", self._field("CThostFtdcQryOrderField")))

@@ -550,3 +550,43 @@ def test_an_order_routed_that_the_broker_never_saw_is_rejected_at_the_login(
     events = drained(rig)
     assert events[0].code == "NOT_AT_BROKER" and events[0].order_id == lost.order_id
     assert isinstance(events[1], BrokerState)
+
+
+def test_a_cancel_journaled_before_a_crash_is_sent_again_if_the_order_still_works(
+    tmp_path: Path,
+) -> None:
+    """The engine journaled the cancel and stopped before the broker had it: at the restart the
+    broker's order list shows the order working, so the cancel goes again once trading starts;
+    an order whose cancel the broker did take (cancelled there) is only booked."""
+    waiting, done = order(1), order(2)
+    for o in (waiting, done):
+        o.apply(Event.SUBMIT)
+        o.apply(Event.CANCEL_REQUEST)
+    journal: list[m.EngineMessage] = [
+        m.OrderRouted(5, NOW, waiting.order_id, 1, 7001, 13),
+        m.OrderRouted(5, NOW, done.order_id, 1, 7001, 14),
+    ]
+    rig = Rig(tmp_path)
+    rig.adapter.restore(journal, {o.order_id: o for o in (waiting, done)})
+    cancelled = tdapi.THOST_FTDC_OST_Canceled
+    rig.log_in(
+        session_id=7100,
+        broker={
+            "order": [
+                rtn_order(13, sys_id="880001"),
+                rtn_order(14, sys_id="880002", status=cancelled),
+            ]
+        },
+    )
+    events = drained(rig)
+    assert [(type(e).__name__, getattr(e, "order_id", "")) for e in events] == [
+        ("Accepted", waiting.order_id),
+        ("Accepted", done.order_id),
+        ("Cancelled", done.order_id),
+        ("BrokerState", ""),
+    ]
+    assert rig.api.sent("ReqOrderAction") == []
+    rig.adapter.reconciled(True, NOW)
+    rig.poll()
+    (again,) = rig.api.sent("ReqOrderAction")
+    assert again["OrderSysID"] == f"{'880001':>20}"

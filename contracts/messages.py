@@ -42,6 +42,7 @@ __all__ = [
     "Flatten",
     "Halt",
     "Holding",
+    "InstrumentSet",
     "OrderAccepted",
     "OrderCancelled",
     "OrderRejected",
@@ -135,6 +136,27 @@ class PortfolioSet(_Message, frozen=True):
     max_net_position: int
     max_margin_ratio: float
     max_daily_loss: float
+
+
+class InstrumentSet(_Message, frozen=True):
+    """The broker's facts of an instrument for the rest of the day, where they differ from the
+    configured product table (the CTP adapter's login: its instrument, margin-rate and
+    commission-rate queries). Margin by money is a share of price x multiplier, by volume an
+    amount per lot, each side; fees likewise per open, close and close today."""
+
+    instrument: str
+    multiplier: int
+    price_tick: float
+    long_margin_rate: float
+    short_margin_rate: float
+    long_margin_per_lot: float
+    short_margin_per_lot: float
+    open_rate: float
+    open_per_lot: float
+    close_rate: float
+    close_per_lot: float
+    close_today_rate: float
+    close_today_per_lot: float
 
 
 class TimerFired(_Message, frozen=True):
@@ -361,6 +383,7 @@ EngineMessage = (
     | ConditionalModified
     | ConditionalEnded
     | PortfolioSet
+    | InstrumentSet
 )
 
 ENCODER: Final = msgspec.msgpack.Encoder()  # encode(message) -> bytes, for hot paths

@@ -53,7 +53,7 @@ from services.engine.agents import (
 from services.engine.bars import Bar, BarBook, BarBuilder
 from services.engine.commands import RECENT_COMMANDS, Commands
 from services.engine.conditional import Cond, Conditionals
-from services.engine.ledger import Ledger, Spec
+from services.engine.ledger import Ledger, Rates, Spec
 from services.engine.offsets import plan
 from services.engine.orders import Event, InvalidTransition, Order, OrderIds, Overfill, State
 from services.engine.recovery import Recovery
@@ -201,6 +201,7 @@ class Engine(AgentRunner, Commands, Recovery, Conditionals):
             m.ConditionalEnded: self._apply_cond_ended,
             m.PortfolioSet: self._apply_portfolio,
             m.OrderRouted: _ignore,  # the CTP adapter's; read back by it (Adapter.restore)
+            m.InstrumentSet: self._apply_instrument,
         }  # fmt: skip
 
     def _toolkit(self) -> None:
@@ -441,6 +442,26 @@ class Engine(AgentRunner, Commands, Recovery, Conditionals):
         hand-over, ``live.deliver``); no engine state changes."""
         self.now = max(self.now, msg.time_ns)
         self._emit(msg)
+
+    def set_instrument(self, msg: m.InstrumentSet) -> None:
+        """The broker's facts of an instrument, from now on (the CTP adapter's login)."""
+        self.now = max(self.now, msg.time_ns)
+        self._emit(msg)
+
+    def _apply_instrument(self, msg: m.InstrumentSet) -> None:
+        old = self.specs.get(msg.instrument)
+        if old is None:
+            return
+        rates = Rates(
+            msg.long_margin_rate, msg.open_per_lot, msg.open_rate, msg.close_per_lot,
+            msg.close_rate, msg.close_today_per_lot, msg.close_today_rate, msg.long_margin_rate,
+            msg.short_margin_rate, msg.long_margin_per_lot, msg.short_margin_per_lot,
+            old.rates.margin_price,
+        )  # fmt: skip
+        spec = Spec(msg.instrument, old.exchange, msg.multiplier, msg.price_tick, rates,
+                    old.close_today_first)  # fmt: skip
+        self.specs[msg.instrument] = spec
+        self.ledger.respec(spec)
 
     def roll_day(self, now_ns: int, next_day: int, settlements: Mapping[str, float]) -> None:
         """End of the trading day: working orders expire, positions are marked to settlement."""

@@ -19,6 +19,7 @@ from contracts.config import DeploymentConfig
 from contracts.credentials import load_credentials
 from contracts.ctp_locale import require_ctp_locale
 from services.engine.adapters.ctp.items import BrokerState
+from services.engine.adapters.ctp.rates import ledger_rates, rates_from_rows
 from services.engine.adapters.ctp.reconcile import (
     BrokerTrade,
     Lots,
@@ -35,7 +36,8 @@ if TYPE_CHECKING:
     from services.engine.core import Engine
     from services.engine.ledger import Spec
 
-__all__ = ["SWITCH_INTERVAL_S", "ctp_factory", "ledger_positions", "pump", "reconcile_account"]
+__all__ = ["SWITCH_INTERVAL_S", "apply_broker_facts", "ctp_factory", "ledger_positions", "pump",
+           "reconcile_account"]  # fmt: skip
 
 SWITCH_INTERVAL_S: Final = 0.0002
 
@@ -113,6 +115,77 @@ def _broker_trade(row: Any) -> BrokerTrade:
                        row.Price, row.Volume)  # fmt: skip
 
 
+def _row_of(rows: list[dict[str, object]], *names: str) -> dict[str, object] | None:
+    """The first row whose InstrumentID is one of ``names`` (an instrument's own row first: a
+    broker gives commission rates per product too)."""
+    for name in names:
+        for row in rows:
+            if row.get("InstrumentID") == name:
+                return row
+    return None
+
+
+def apply_broker_facts(engine: Engine, state: BrokerState, now_ns: int) -> list[str]:
+    """The broker's instrument facts and rates for the day, over the configured product table:
+    each instrument whose facts differ gets an ``InstrumentSet`` (journaled, so a recovery takes
+    the same), and a tick size or multiplier that changed since the table was written is logged
+    as a warning. An instrument the broker did not answer for keeps the table's figures (said
+    in the log). Returns the instruments set."""
+    rows = state.rows
+    changed = []
+    for instrument, spec in sorted(engine.specs.items()):
+        facts = _row_of(rows.get("instrument", []), instrument)
+        product = str(facts["ProductID"]) if facts is not None else ""
+        margin_row = _row_of(rows.get("margin", []), instrument, product)
+        commission_row = _row_of(rows.get("commission", []), instrument, product)
+        if facts is None or margin_row is None or commission_row is None:
+            answers = (("instrument", facts), ("margin rate", margin_row),
+                       ("commission rate", commission_row))  # fmt: skip
+            missing = [name for name, row in answers if row is None]
+            engine.log.warning(
+                "ctp_broker_facts_missing", instrument=instrument, missing=missing,
+                hint="the configured product table's figures stay in force",
+            )  # fmt: skip
+            continue
+        try:
+            broker = ledger_rates(rates_from_rows(margin_row, commission_row))
+        except ValueError as exc:
+            engine.log.error(
+                "ctp_broker_rates_unreadable", instrument=instrument, error=str(exc),
+                hint="the configured product table's figures stay in force",
+            )  # fmt: skip
+            continue
+        multiplier = int(facts["VolumeMultiple"])  # type: ignore[call-overload]
+        tick = float(facts["PriceTick"])  # type: ignore[arg-type]
+        if (multiplier, tick) != (spec.multiplier, spec.price_tick):
+            engine.log.warning(
+                "ctp_instrument_differs", instrument=instrument,
+                configured={"multiplier": spec.multiplier, "price_tick": spec.price_tick},
+                broker={"multiplier": multiplier, "price_tick": tick},
+                hint="the broker's figures are used today; update the product table",
+            )  # fmt: skip
+        msg = m.InstrumentSet(engine.ticks, now_ns, instrument, multiplier, tick, **broker)
+        if _differs(spec, msg):
+            engine.set_instrument(msg)
+            changed.append(instrument)
+            engine.log.info("ctp_broker_rates", instrument=instrument, **broker)
+    return changed
+
+
+def _differs(spec: Spec, msg: m.InstrumentSet) -> bool:
+    r = spec.rates
+    long_rate = r.margin_rate if r.long_margin_rate < 0 else r.long_margin_rate
+    short_rate = r.margin_rate if r.short_margin_rate < 0 else r.short_margin_rate
+    mine = (spec.multiplier, spec.price_tick, long_rate, short_rate, r.long_margin_per_lot,
+            r.short_margin_per_lot, r.open_rate, r.open_per_lot, r.close_rate, r.close_per_lot,
+            r.close_today_rate, r.close_today_per_lot)  # fmt: skip
+    theirs = (msg.multiplier, msg.price_tick, msg.long_margin_rate, msg.short_margin_rate,
+              msg.long_margin_per_lot, msg.short_margin_per_lot, msg.open_rate,
+              msg.open_per_lot, msg.close_rate, msg.close_per_lot, msg.close_today_rate,
+              msg.close_today_per_lot)  # fmt: skip
+    return mine != theirs
+
+
 def reconcile_account(engine: Engine, adapter: CtpAdapter, state: BrokerState,
                       now_ns: int) -> str:  # fmt: skip
     """Compare the ledger (with the day's trades of other terminals of the account) with the
@@ -128,6 +201,7 @@ def reconcile_account(engine: Engine, adapter: CtpAdapter, state: BrokerState,
             before = ledger.get((trade.instrument, side), Lots(0, 0))
             ledger[trade.instrument, side] = Lots(before.today + today,
                                                   before.yesterday + yesterday)  # fmt: skip
+    apply_broker_facts(engine, state, now_ns)
     exchanges = adapter.exchanges
     verdict = reconcile(ledger, positions_from_rows(state.rows.get("position", [])), trades,
                         adapter.trade_ids, order_of,

@@ -231,6 +231,14 @@ class Ledger:
             self._holders.setdefault(spec.instrument, []).append(found)
         return found
 
+    def respec(self, spec: Spec) -> None:
+        """An instrument's facts changed (the broker's, for the day): every line of it takes
+        them, so its margin and the fees of its next fills follow."""
+        if spec.instrument in self.specs:
+            self.specs[spec.instrument] = spec
+        for line in self._holders.get(spec.instrument, []):
+            line.spec = spec
+
     def carry(self, agent: str, spec: Spec, holding: Holding) -> Line:
         """Add a position carried in from the previous day (all of it yesterday's, marked to the
         settlement it was rolled at) to ``agent``'s line."""

@@ -78,6 +78,9 @@ class Recovery:
     def routed(self, msg: m.OrderRouted) -> None:
         raise NotImplementedError
 
+    def set_instrument(self, msg: m.InstrumentSet) -> None:
+        raise NotImplementedError
+
     def recover(self, journal: Iterable[m.EngineMessage], next_tick: Callable[[], tuple[int, Tick]]
                 ) -> int:  # fmt: skip
         """Rebuild the day from its journal (see the module doc); ``next_tick`` gives the day's
@@ -121,6 +124,8 @@ class Recovery:
             self.roll_day(msg.time_ns, msg.next_day, msg.settlements)
         elif isinstance(msg, m.OrderRouted):
             self.routed(msg)
+        elif isinstance(msg, m.InstrumentSet):
+            self.set_instrument(msg)
         elif not self.adapter.deterministic and from_adapter(msg):
             # an event of an adapter that runs on its own, as it arrived
             self.now = msg.time_ns

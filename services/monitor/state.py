@@ -130,11 +130,21 @@ class AccountState:
 
     def __init__(self, account: str, multiplier: Callable[[str], int]) -> None:
         self.account = account
-        self._multiplier = multiplier
+        self._table_multiplier = multiplier
         self._reset(0)
+
+    def _multiplier(self, instrument: str) -> int:
+        """The broker's for the day where the engine journaled one (``InstrumentSet``), else
+        the calendar's."""
+        found = self._broker_multipliers.get(instrument)
+        return found if found is not None else self._table_multiplier(instrument)
+
+    def _instrument(self, msg: m.InstrumentSet) -> None:
+        self._broker_multipliers[msg.instrument] = msg.multiplier
 
     def _reset(self, trading_day: int) -> None:
         self.trading_day = trading_day
+        self._broker_multipliers: dict[str, int] = {}
         self.seq = 0
         self._values: dict[str, dict[str, Value]] = {}
         self._refusal_keys: deque[str] = deque()
@@ -425,6 +435,7 @@ _HANDLERS: dict[type, Callable[[AccountState, object], None]] = {
     m.RiskRefused: AccountState._risk_refused,  # type: ignore[dict-item]
     m.StateChanged: AccountState._state_changed,  # type: ignore[dict-item]
     m.PortfolioSet: AccountState._portfolio,  # type: ignore[dict-item]
+    m.InstrumentSet: AccountState._instrument,  # type: ignore[dict-item]
     m.ConditionalPlaced: AccountState._cond_placed,  # type: ignore[dict-item]
     m.ConditionalTriggered: AccountState._cond_changed,  # type: ignore[dict-item]
     m.ConditionalModified: AccountState._cond_changed,  # type: ignore[dict-item]

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
 from contracts import messages as m
 from contracts.calendar import load_calendar
@@ -111,7 +112,7 @@ def open_and_log_in(
 def test_a_matching_broker_state_lets_trading_start_and_each_ref_is_journaled_first(
     tmp_path: Path, early: list[tuple[int, Tick]]
 ) -> None:
-    rig, journal = Rig(tmp_path), list[m.EngineMessage]()
+    rig, journal = Rig(tmp_path, instruments=["IF2101"]), list[m.EngineMessage]()
     engine = make(rig, journal)
     open_and_log_in(rig, engine, early, {"position": [position_row("long", 2, 0)]})
     assert rig.adapter.status == "trading"
@@ -152,7 +153,7 @@ def test_a_position_difference_explained_by_a_missed_trade_is_repaired(
 ) -> None:
     """The order filled while the line was down and the flow files were lost (so no replay):
     the broker's trade list has the fill, which is booked, and the ledger agrees."""
-    rig, journal = Rig(tmp_path), list[m.EngineMessage]()
+    rig, journal = Rig(tmp_path, instruments=["IF2101"]), list[m.EngineMessage]()
     engine = make(rig, journal)
     open_and_log_in(rig, engine, early, {"position": [position_row("long", 2, 0)]})
     for seq, tick in early[:5]:
@@ -198,7 +199,7 @@ def test_a_position_difference_explained_by_a_missed_trade_is_repaired(
 def test_an_unexplained_difference_halts_the_account_and_no_order_is_sent(
     tmp_path: Path, early: list[tuple[int, Tick]]
 ) -> None:
-    rig, journal = Rig(tmp_path), list[m.EngineMessage]()
+    rig, journal = Rig(tmp_path, instruments=["IF2101"]), list[m.EngineMessage]()
     engine = make(rig, journal)
     open_and_log_in(
         rig, engine, early, {"position": [position_row("long", 2, 0), position_row("short", 3, 3)]}
@@ -218,7 +219,7 @@ def test_an_unexplained_difference_halts_the_account_and_no_order_is_sent(
 def test_a_recovered_engine_sends_no_order_twice_and_knows_its_returns(
     tmp_path: Path, early: list[tuple[int, Tick]]
 ) -> None:
-    rig, journal = Rig(tmp_path), list[m.EngineMessage]()
+    rig, journal = Rig(tmp_path, instruments=["IF2101"]), list[m.EngineMessage]()
     engine = make(rig, journal)
     open_and_log_in(rig, engine, early, {"position": [position_row("long", 2, 0)]})
     for seq, tick in early[:5]:
@@ -227,7 +228,7 @@ def test_a_recovered_engine_sends_no_order_twice_and_knows_its_returns(
     rig.spi.OnRtnOrder(rtn_order(13, sys_id="700001", instrument="IF2101", exchange="CFFEX"))
     shell(engine, rig)
     # the process dies here; a new one recovers the journal and logs in again
-    rig2, journal2 = Rig(tmp_path), list[m.EngineMessage]()
+    rig2, journal2 = Rig(tmp_path, instruments=["IF2101"]), list[m.EngineMessage]()
     again = make(rig2, journal2)
     source: Iterator[tuple[int, Tick]] = iter(early)
     again.recover(list(journal), partial(next, source))
@@ -263,3 +264,89 @@ def test_a_recovered_engine_sends_no_order_twice_and_knows_its_returns(
     assert [x.trade_id for x in journal + journal2 if isinstance(x, m.Trade)] == ["CFFEX:8001"]
     assert ledger_positions(again) == {("IF2101", "long"): Lots(1, 2)}
     assert rig2.adapter.status == "trading"
+
+
+def broker_facts(multiplier: int = 300) -> dict[str, list[Any]]:
+    """IF2101 as a broker's queries give it: its facts, margin by money per side plus an amount
+    per lot on the long side, and commission rates stated for the product (IF)."""
+    return {
+        "instrument": [struct("CThostFtdcInstrumentField", InstrumentID="IF2101",
+                              ExchangeID="CFFEX", ProductID="IF", PriceTick=0.2,
+                              VolumeMultiple=multiplier)],
+        "margin": [struct("CThostFtdcInstrumentMarginRateField", InstrumentID="IF2101",
+                          LongMarginRatioByMoney=0.15, LongMarginRatioByVolume=100.0,
+                          ShortMarginRatioByMoney=0.16, ShortMarginRatioByVolume=0.0)],
+        "commission": [struct("CThostFtdcInstrumentCommissionRateField", InstrumentID="IF",
+                              OpenRatioByMoney=0.000025, OpenRatioByVolume=0.0,
+                              CloseRatioByMoney=0.000025, CloseRatioByVolume=0.0,
+                              CloseTodayRatioByMoney=0.00023, CloseTodayRatioByVolume=1.0)],
+        "position": [position_row("long", 2, 0)],
+    }  # fmt: skip
+
+
+def test_the_broker_s_rates_replace_the_table_for_the_day_and_a_recovery_takes_them(
+    tmp_path: Path, early: list[tuple[int, Tick]]
+) -> None:
+    rig, journal = Rig(tmp_path, instruments=["IF2101"]), list[m.EngineMessage]()
+    engine = make(rig, journal)
+    open_and_log_in(rig, engine, early, broker_facts())
+    (facts,) = [x for x in journal if isinstance(x, m.InstrumentSet)]
+    assert (facts.long_margin_rate, facts.short_margin_rate, facts.long_margin_per_lot) == (
+        0.15,
+        0.16,
+        100.0,
+    )
+    assert (facts.open_rate, facts.close_today_rate, facts.close_today_per_lot) == (
+        0.000025,
+        0.00023,
+        1.0,
+    )
+    # by hand: 2 lots carried at 5,200 (the mark until a tick), 300 a point, 15 % + 100 a lot
+    assert engine.ledger.accounts["mm"].margin() == 2 * (5200 * 300 * 0.15 + 100)  # 468,200
+    for seq, tick in early[:5]:
+        engine.on_tick(tick, seq)
+        shell(engine, rig)
+    (requested,) = [x for x in journal if isinstance(x, m.OrderRequested)]
+    rig.spi.OnRtnOrder(rtn_order(13, sys_id="700001", instrument="IF2101", exchange="CFFEX"))
+    rig.spi.OnRtnTrade(rtn_trade("8001", "700001", price=requested.price, instrument="IF2101",
+                                 exchange="CFFEX"))  # fmt: skip
+    shell(engine, rig)
+    (trade,) = [x for x in journal if isinstance(x, m.Trade)]
+    assert trade.fee == pytest.approx(requested.price * 300 * 0.000025)  # open: by money
+    # a restart recovers the same facts from the journal
+    again = make(Rig(tmp_path, instruments=["IF2101"]), [])
+    source: Iterator[tuple[int, Tick]] = iter(early)
+    again.recover(list(journal), partial(next, source))
+    assert again.specs["IF2101"] == engine.specs["IF2101"]
+    assert again.ledger.accounts["mm"].margin() == engine.ledger.accounts["mm"].margin()
+
+
+def test_a_multiplier_that_changed_is_said_and_the_broker_s_is_used(
+    tmp_path: Path, early: list[tuple[int, Tick]]
+) -> None:
+    rig, journal = Rig(tmp_path, instruments=["IF2101"]), list[m.EngineMessage]()
+    engine = make(rig, journal)
+    with structlog.testing.capture_logs() as logs:
+        open_and_log_in(rig, engine, early, broker_facts(multiplier=200))
+    (said,) = [x for x in logs if x["event"] == "ctp_instrument_differs"]
+    assert (said["configured"], said["broker"]) == (
+        {"multiplier": 300, "price_tick": 0.2},
+        {"multiplier": 200, "price_tick": 0.2},
+    )
+    assert engine.specs["IF2101"].multiplier == 200
+    assert engine.ledger.accounts["mm"].margin() == 2 * (5200 * 200 * 0.15 + 100)
+
+
+def test_without_the_broker_s_rates_the_table_stays_and_it_is_said(
+    tmp_path: Path, early: list[tuple[int, Tick]]
+) -> None:
+    rig, journal = Rig(tmp_path, instruments=["IF2101"]), list[m.EngineMessage]()
+    engine = make(rig, journal)
+    facts = broker_facts()
+    del facts["commission"]
+    with structlog.testing.capture_logs() as logs:
+        open_and_log_in(rig, engine, early, facts)
+    assert not any(isinstance(x, m.InstrumentSet) for x in journal)
+    (said,) = [x for x in logs if x["event"] == "ctp_broker_facts_missing"]
+    assert said["missing"] == ["commission rate"]
+    assert engine.ledger.accounts["mm"].margin() == 2 * 5200 * 300 * 0.12

@@ -208,6 +208,26 @@ def test_a_plain_close_realises_against_yesterdays_settlement_first() -> None:
     assert state.unrealised({}) == {"a": 0.0}  # no price, nothing counted
 
 
+def test_the_broker_s_multiplier_journaled_for_the_day_is_the_one_pnl_uses() -> None:
+    """The CTP adapter journaled the broker's facts (``InstrumentSet``): a multiplier of 200
+    where the calendar says 300 makes a 20-point close realise 4,000, and a new day goes back to
+    the calendar's until the broker says again."""
+    state = AccountState("fund", multiplier)
+    t = 1_609_723_800 * 10**9
+    state.apply(m.DayOpened(0, t, 20210104, [m.Holding("a", "IF2101", 1, 0, 5_000.0, 0.0,
+                                                        5000.0)], {"a": 1e6}))  # fmt: skip
+    state.apply(m.InstrumentSet(0, t, "IF2101", 200, 0.2, 0.15, 0.15, 0.0, 0.0, 0.000023, 0.0,
+                                0.000023, 0.0, 0.000345, 0.0))  # fmt: skip
+    state.apply(m.OrderRequested(1, t, "o1", "a", "IF2101", "CFFEX", "sell", "close", 5020.0, 1,
+                                 "limit"))  # fmt: skip
+    state.apply(m.Trade(1, t, "o1", "P1", 5020.0, 1, 0.0))
+    trade = state.value("trades", "P1")
+    assert isinstance(trade, TradeView) and trade.realised == 20 * 200
+    state.apply(m.DayOpened(2, t, 20210105, [m.Holding("a", "IF2101", 1, 0, 5_000.0, 0.0,
+                                                        5000.0)], {"a": 1e6}))  # fmt: skip
+    assert state.unrealised({"IF2101": 5010.0}) == {"a": 10 * 300.0}
+
+
 def test_conditional_orders_show_while_they_are_open() -> None:
     """A journal of conditional orders on the real day (test_conditional's): each shows from
     its placing, waiting then working once triggered, and leaves when it ends."""

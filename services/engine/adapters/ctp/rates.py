@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final, Literal, NamedTuple
 
-__all__ = ["BrokerRates", "MarginPrice", "fee", "margin", "rates_from_rows"]
+__all__ = ["BrokerRates", "MarginPrice", "fee", "ledger_rates", "margin", "rates_from_rows"]
 
 MarginPrice = Literal["last", "pre_settlement", "open"]
 UNSET: Final = 1e300
@@ -81,3 +81,18 @@ def fee(rates: BrokerRates, multiplier: int,
     else:
         by_money, by_volume = rates.close_by_money, rates.close_by_volume
     return lots * (price * multiplier * by_money + by_volume)
+
+
+def ledger_rates(rates: BrokerRates) -> dict[str, float]:
+    """The broker's rates as the ledger's ``Rates`` fields (and ``InstrumentSet``'s): by money
+    is a rate, by volume an amount per lot."""
+    return {
+        "long_margin_rate": rates.long_margin_by_money,
+        "short_margin_rate": rates.short_margin_by_money,
+        "long_margin_per_lot": rates.long_margin_by_volume,
+        "short_margin_per_lot": rates.short_margin_by_volume,
+        "open_rate": rates.open_by_money, "open_per_lot": rates.open_by_volume,
+        "close_rate": rates.close_by_money, "close_per_lot": rates.close_by_volume,
+        "close_today_rate": rates.close_today_by_money,
+        "close_today_per_lot": rates.close_today_by_volume,
+    }  # fmt: skip

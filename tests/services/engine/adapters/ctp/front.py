@@ -236,8 +236,9 @@ class Rig:
             method, fields = new[-1]
             callback = callbacks[method]
             rows = broker.get(names[callback], [])
-            if fields.get("InstrumentID"):  # a query of one instrument: its rows
-                rows = [r for r in rows if r.InstrumentID == fields["InstrumentID"]]
+            asked = str(fields.get("InstrumentID", ""))
+            if asked:  # a query of one instrument: its rows, or its product's (rates by product)
+                rows = [r for r in rows if asked.startswith(r.InstrumentID)]
             fn = getattr(self.spi, callback)
             if not rows:
                 fn(None, None, 0, True)

@@ -39,6 +39,8 @@ __all__ = [
     "DayOpened",
     "DayRolled",
     "EngineMessage",
+    "ExternalOrder",
+    "ExternalTrade",
     "Flatten",
     "Halt",
     "Holding",
@@ -227,6 +229,35 @@ class OrderRouted(_Message, frozen=True):
     order_ref: int
 
 
+class ExternalOrder(_Message, frozen=True):
+    """An order of another terminal of the account, as the broker last told of it (the CTP
+    adapter's ``OnRtnOrder`` for an order the engine did not send): shown, never traded by an
+    agent, never in an agent's ledger. ``order_id`` is ``ext:EXCHANGE:ORDERSYSID``."""
+
+    order_id: str
+    instrument: str
+    exchange: str
+    direction: Literal["buy", "sell"]
+    offset: Literal["open", "close", "close_today", "close_yesterday"]
+    price: float
+    volume: int
+    traded: int
+    status: Literal["working", "filled", "cancelled", "rejected"]
+    text: str
+
+
+class ExternalTrade(_Message, frozen=True):
+    """A fill of an external order (``ExternalOrder``)."""
+
+    order_id: str
+    trade_id: str
+    instrument: str
+    direction: Literal["buy", "sell"]
+    offset: Literal["open", "close", "close_today", "close_yesterday"]
+    price: float
+    volume: int
+
+
 class OrderAccepted(_Message, frozen=True):
     order_id: str
     exchange_order_id: str
@@ -363,6 +394,8 @@ EngineMessage = (
     | Wake
     | OrderRequested
     | OrderRouted
+    | ExternalOrder
+    | ExternalTrade
     | RiskRefused
     | CancelRequested
     | CancelRefused

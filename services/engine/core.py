@@ -202,6 +202,8 @@ class Engine(AgentRunner, Commands, Recovery, Conditionals):
             m.PortfolioSet: self._apply_portfolio,
             m.OrderRouted: _ignore,  # the CTP adapter's; read back by it (Adapter.restore)
             m.InstrumentSet: self._apply_instrument,
+            m.ExternalOrder: _ignore,  # another terminal's: shown by the monitor, never booked
+            m.ExternalTrade: _ignore,
         }  # fmt: skip
 
     def _toolkit(self) -> None:
@@ -440,6 +442,12 @@ class Engine(AgentRunner, Commands, Recovery, Conditionals):
     def routed(self, msg: m.OrderRouted) -> None:
         """The adapter's ref for an order, journaled before the order leaves (the shell's
         hand-over, ``live.deliver``); no engine state changes."""
+        self.now = max(self.now, msg.time_ns)
+        self._emit(msg)
+
+    def external(self, msg: m.ExternalOrder | m.ExternalTrade) -> None:
+        """An order or fill of another terminal of the account (the CTP adapter's), journaled
+        for the monitor; no agent sees it, no ledger books it."""
         self.now = max(self.now, msg.time_ns)
         self._emit(msg)
 

@@ -14,6 +14,8 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
+import msgspec
+
 from contracts import messages as m
 from contracts.config import DeploymentConfig
 from contracts.credentials import load_credentials
@@ -87,6 +89,8 @@ def pump(engine: Engine, adapter: CtpAdapter, now_ns: int) -> int:
     for item in items:
         if isinstance(item, BrokerState):
             reconcile_account(engine, adapter, item, now_ns)
+        elif isinstance(item, m.ExternalOrder | m.ExternalTrade):
+            engine.external(msgspec.structs.replace(item, ticks=engine.ticks, time_ns=now_ns))
         else:
             engine.adapter_event(item, now_ns)
     return len(items)

@@ -81,6 +81,9 @@ class Recovery:
     def set_instrument(self, msg: m.InstrumentSet) -> None:
         raise NotImplementedError
 
+    def external(self, msg: m.ExternalOrder | m.ExternalTrade) -> None:
+        raise NotImplementedError
+
     def recover(self, journal: Iterable[m.EngineMessage], next_tick: Callable[[], tuple[int, Tick]]
                 ) -> int:  # fmt: skip
         """Rebuild the day from its journal (see the module doc); ``next_tick`` gives the day's
@@ -126,6 +129,8 @@ class Recovery:
             self.routed(msg)
         elif isinstance(msg, m.InstrumentSet):
             self.set_instrument(msg)
+        elif isinstance(msg, m.ExternalOrder | m.ExternalTrade):
+            self.external(msg)
         elif not self.adapter.deterministic and from_adapter(msg):
             # an event of an adapter that runs on its own, as it arrived
             self.now = msg.time_ns

@@ -18,7 +18,7 @@ import math
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Final, TypeVar
 
 import msgspec
 
@@ -117,6 +117,10 @@ class _Money:
     opening_cash: float = 0.0
     realised: float = 0.0
     fees: float = 0.0
+
+
+EXTERNAL: Final = "external"
+"""The agent the monitor shows another terminal's orders and fills under (docs/ctp-trading.md)."""
 
 
 def _take(basis: float, held: int, lots: int) -> float:
@@ -220,6 +224,32 @@ class AccountState:
         order = self._orders.get(order_id)
         if order is not None:
             self._order(msgspec_replace(order, **fields))
+
+    def _external_order(self, msg: m.ExternalOrder) -> None:
+        """Another terminal's order: shown under the agent ``external`` while it works."""
+        if msg.order_id not in self._requests:
+            self._requests[msg.order_id] = m.OrderRequested(
+                msg.ticks, msg.time_ns, msg.order_id, EXTERNAL, msg.instrument, msg.exchange,
+                msg.direction, msg.offset, msg.price, msg.volume, "limit")  # fmt: skip
+        if msg.status != "working":
+            self._ended(msg.order_id)
+            return
+        order = self._orders.get(msg.order_id)
+        self._order(OrderView(
+            msg.order_id, EXTERNAL, msg.instrument, msg.direction, msg.offset, msg.price,
+            msg.volume, "limit", "accepted", msg.traded,
+            order.requested_ns if order is not None else msg.time_ns,
+            msg.order_id.removeprefix("ext:"),
+        ))  # fmt: skip
+
+    def _external_trade(self, msg: m.ExternalTrade) -> None:
+        """Its fill: in the agent ``external``'s trades and positions (not any agent's)."""
+        if msg.order_id not in self._requests:
+            self._requests[msg.order_id] = m.OrderRequested(
+                msg.ticks, msg.time_ns, msg.order_id, EXTERNAL, msg.instrument, "",
+                msg.direction, msg.offset, msg.price, msg.volume, "limit")  # fmt: skip
+        self._trade(m.Trade(msg.ticks, msg.time_ns, msg.order_id, msg.trade_id, msg.price,
+                            msg.volume, 0.0))  # fmt: skip
 
     def _accepted(self, msg: m.OrderAccepted) -> None:
         order = self._orders.get(msg.order_id)
@@ -436,6 +466,8 @@ _HANDLERS: dict[type, Callable[[AccountState, object], None]] = {
     m.StateChanged: AccountState._state_changed,  # type: ignore[dict-item]
     m.PortfolioSet: AccountState._portfolio,  # type: ignore[dict-item]
     m.InstrumentSet: AccountState._instrument,  # type: ignore[dict-item]
+    m.ExternalOrder: AccountState._external_order,  # type: ignore[dict-item]
+    m.ExternalTrade: AccountState._external_trade,  # type: ignore[dict-item]
     m.ConditionalPlaced: AccountState._cond_placed,  # type: ignore[dict-item]
     m.ConditionalTriggered: AccountState._cond_changed,  # type: ignore[dict-item]
     m.ConditionalModified: AccountState._cond_changed,  # type: ignore[dict-item]

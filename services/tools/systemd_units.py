@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import grp
 import pwd
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -34,11 +35,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--environment-file", type=Path, default=Path("/etc/hft/hft.env"),
                         help="secrets as VAR=value lines, mode 0600")  # fmt: skip
     parser.add_argument("--hft", type=Path, help="the hft program (default: this one)")
+    parser.add_argument(
+        "--account", metavar="NAME",
+        help="a further trading account: write only its engine's unit, hft-engine-NAME.service "
+             "(one engine per account, each with its own deployment file; docs/OPERATIONS.md)",
+    )  # fmt: skip
 
 
-def render(config_path: Path, config: DeploymentConfig, *, user: str, group: str,
-           environment_file: Path, hft: Path) -> dict[str, str]:  # fmt: skip
-    """Each unit's text, by file name."""
+def render(
+    config_path: Path, config: DeploymentConfig, *, user: str, group: str,
+    environment_file: Path, hft: Path, account: str | None = None,
+) -> dict[str, str]:  # fmt: skip
+    """Each unit's text, by file name; with ``account``, the engine's alone, named for it."""
     writable = set(state_dirs(config))
     shm = config.suite.shm_dir
     if shm.is_relative_to("/dev/shm"):  # a tmpfs, emptied at boot: the mount is there
@@ -51,11 +59,14 @@ def render(config_path: Path, config: DeploymentConfig, *, user: str, group: str
     }  # fmt: skip
     hardening = _read("hardening.conf.in")
     out = {}
-    for unit in (*UNITS, *([RELAY_UNIT] if config.relay is not None else [])):
+    units = (*UNITS, *([RELAY_UNIT] if config.relay is not None else []))
+    for unit in ("hft-engine.service",) if account else units:
         text = _read(f"{unit}.in").replace("@HARDENING@", hardening)
         for key, value in values.items():
             text = text.replace(key, value)
-        out[unit] = text
+        if account:
+            text = text.replace("Description=hft engine:", f"Description=hft engine ({account}):")
+        out[f"hft-engine-{account}.service" if account else unit] = text
     return out
 
 
@@ -91,8 +102,12 @@ def run(args: argparse.Namespace) -> int:
     if not hft.is_absolute() or not hft.exists():
         raise UserError("hft systemd: cannot find the hft program; name it with --hft")
     hft = hft.absolute()  # the venv's own path, not what its python links to
+    instance = args.account
+    if instance is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,40}", instance):
+        raise UserError(f"hft systemd: --account {instance!r}: letters, digits, '_', '.' and "
+                        "'-' only (it names a unit)")  # fmt: skip
     units = render(config_path, config, user=args.user, group=group,
-                   environment_file=args.environment_file, hft=hft)  # fmt: skip
+                   environment_file=args.environment_file, hft=hft, account=instance)  # fmt: skip
     try:
         for directory in state_dirs(config):  # systemd mounts them writable: they must exist
             if not directory.is_relative_to("/dev/shm"):
@@ -109,5 +124,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"the services run {hft} as {args.user}:{group} with {config_path}")
     print(f"secrets: {args.environment_file} (VAR=value lines, mode 0600), for example "
           "HFT_MONITOR_ADMIN_TOKEN=...")  # fmt: skip
-    print("then: systemctl daemon-reload && systemctl enable --now hft.target")
+    if instance:
+        print(f"then: systemctl daemon-reload && systemctl enable --now hft-engine-{instance}"
+              ".service (list the account's journal in [[monitor.accounts]])")  # fmt: skip
+    else:
+        print("then: systemctl daemon-reload && systemctl enable --now hft.target")
     return 0

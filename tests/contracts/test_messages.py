@@ -50,13 +50,17 @@ EXAMPLES: dict[str, m.EngineMessage] = {
     "ConditionalEnded": m.ConditionalEnded(N, T, "mm-20210104-C1", "refused",
                                            "MAX_POSITION: too many"),
     "PortfolioSet": m.PortfolioSet(N, T, "desk", ["mm", "trend"], 2_000_000.0, 8, -1, 0.5, 0.0),
+    "ExternalOrder": m.ExternalOrder(N, T, "ext:DCE:990001", "m2105", "DCE", "buy", "open",
+                                     2800.0, 5, 2, "working", "部分成交"),
+    "ExternalTrade": m.ExternalTrade(N, T, "ext:DCE:990001", "DCE:77001", "m2105", "buy",
+                                     "open", 2800.0, 2),
     "InstrumentSet": m.InstrumentSet(N, T, "IF2101", 300, 0.2, 0.12, 0.14, 0.0, 0.0, 0.000023,
                                      0.0, 0.000023, 0.0, 0.000345, 0.0),
 }  # fmt: skip
 # name=hex of its msgpack encoding, one per line (written once from the examples above, on the
 # encoding that 446c4dd's journals use, CancelOrder when 6bb564d added it, the Conditional ones
-# and PortfolioSet when issue 18 added them, OrderRouted and InstrumentSet with issue 19; never
-# regenerated to make a failing test pass)
+# and PortfolioSet when issue 18 added them, OrderRouted, InstrumentSet and the External ones with
+# issue 19; never regenerated to make a failing test pass)
 _GOLDEN_TEXT = """
 DayOpened=96a94461794f70656e65642acf1656e344934b5500ce013461b89197a26d6da64946323130310201cb40c46e3333333333cb40b46f3333333333cb40b46e000000000081a26d6dcb412e848000000000
 DayRolled=96a9446179526f6c6c65642acf1656e344934b5500ce013461b8ce013461b981a6494632313031cb40b46e3333333333
@@ -86,6 +90,8 @@ ConditionalPlaced=dc0014b1436f6e646974696f6e616c506c616365642acf1656e344934b5500
 ConditionalTriggered=95b4436f6e646974696f6e616c5472696767657265642acf1656e344934b5500ae6d6d2d32303231303130342d4331cb40b46dcccccccccd
 ConditionalModified=97b3436f6e646974696f6e616c4d6f6469666965642acf1656e344934b5500ae6d6d2d32303231303130342d4331cb40b46c0000000000cb000000000000000003
 ConditionalEnded=96b0436f6e646974696f6e616c456e6465642acf1656e344934b5500ae6d6d2d32303231303130342d4331a772656675736564b64d41585f504f534954494f4e3a20746f6f206d616e79
+ExternalOrder=9dad45787465726e616c4f726465722acf1656e344934b5500ae6578743a4443453a393930303031a56d32313035a3444345a3627579a46f70656ecb40a5e000000000000502a7776f726b696e67ace983a8e58886e68890e4baa4
+ExternalTrade=9aad45787465726e616c54726164652acf1656e344934b5500ae6578743a4443453a393930303031a94443453a3737303031a56d32313035a3627579a46f70656ecb40a5e0000000000002
 InstrumentSet=dc0010ad496e737472756d656e745365742acf1656e344934b5500a6494632313031cd012ccb3fc999999999999acb3fbeb851eb851eb8cb3fc1eb851eb851eccb0000000000000000cb0000000000000000cb3ef81e03f705857bcb0000000000000000cb3ef81e03f705857bcb0000000000000000cb3f369c23b7952d23cb0000000000000000
 PortfolioSet=9aac506f7274666f6c696f5365742acf1656e344934b5500a46465736b92a26d6da57472656e64cb413e84800000000008ffcb3fe0000000000000cb0000000000000000
 """

@@ -226,7 +226,12 @@ def test_a_recovered_engine_sends_no_order_twice_and_knows_its_returns(
         engine.on_tick(tick, seq)
         shell(engine, rig)
     rig.spi.OnRtnOrder(rtn_order(13, sys_id="700001", instrument="IF2101", exchange="CFFEX"))
+    external = rtn_order(
+        13, session_id=5555, sys_id="990001", instrument="IF2101", exchange="CFFEX"
+    )  # another terminal's, with the same ref
+    rig.spi.OnRtnOrder(external)
     shell(engine, rig)
+    assert [x.order_id for x in journal if isinstance(x, m.ExternalOrder)] == ["ext:CFFEX:990001"]
     # the process dies here; a new one recovers the journal and logs in again
     rig2, journal2 = Rig(tmp_path, instruments=["IF2101"]), list[m.EngineMessage]()
     again = make(rig2, journal2)
@@ -256,7 +261,9 @@ def test_a_recovered_engine_sends_no_order_twice_and_knows_its_returns(
         },
     )
     rig2.spi.OnRtnTrade(fill)  # the private flow's replay: the same trade, once
+    rig2.spi.OnRtnOrder(external)  # and the other terminal's order: journaled already
     shell(again, rig2)
+    assert not any(isinstance(x, m.ExternalOrder) for x in journal2)
     for seq, tick in early[5:8]:
         again.on_tick(tick, seq)
         shell(again, rig2)

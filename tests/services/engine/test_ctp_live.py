@@ -35,7 +35,7 @@ from tests.helpers import (
     require_ctp_locale,
     write_config,
 )
-from tests.services.engine.test_live import DAY, frames, wait_day_done
+from tests.services.engine.test_live import DAY, frames
 
 if not has_locale():  # the engine process imports openctp-ctp: it aborts without the locale
     require_ctp_locale()
@@ -107,15 +107,12 @@ def closed_port() -> int:
     return port
 
 
-def deployment(tmp_path: Path, recording: Path, port: int) -> Path:
-    (tmp_path / "journal").mkdir()
-    (tmp_path / "journal" / "recordings").symlink_to(recording)
-    return write_config(tmp_path, CONFIG.replace("PORT", str(port)))
-
-
-def start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+def start(args: list[str], log: Path, keep_env: bool = True) -> subprocess.Popen[bytes]:
+    """``python -m ARGS``, with a CTP password in the environment unless ``keep_env`` is
+    False (then each deployment's credentials file gives it)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HFT_")}
-    env["HFT_CTP_PASSWORD"] = "not-a-real-password"
+    if keep_env:
+        env["HFT_CTP_PASSWORD"] = "not-a-real-password"
     with log.open("ab") as out:
         return subprocess.Popen([sys.executable, "-m", *args], cwd=ROOT, stdout=out, stderr=out,
                                 env=env)  # fmt: skip
@@ -124,29 +121,33 @@ def start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
 def test_at_a_closed_port_the_engine_trades_on_and_refuses_each_order_with_the_reason(
     tmp_path: Path, recording: Path
 ) -> None:
-    config = deployment(tmp_path, recording, closed_port())
+    (tmp_path / "journal" / "recordings").mkdir(parents=True)
+    config = write_config(tmp_path, CONFIG.replace("PORT", str(closed_port())))
     log = tmp_path / "engine.log"
-    proc = start(["services.cli", "engine", "--config", str(config), "--log-level", "info"], log)
-    try:
-        wait_day_done(config, proc)
-        deadline = time.monotonic() + 30  # the day is done; the engine runs on, and retries
-        while len([x for x in log_lines(log) if x.get("event") == "ctp_trade_not_connected"]) < 3:
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.05)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
+    args = ["services.cli", "engine", "--config", str(config), "--log-level", "info"]
+    with live_tick_journal(tmp_path / "journal" / "recordings" / str(DAY)) as writer:
+        proc = start(args, log)
+        try:
+            feed_some(recording, writer, 4_000)  # 1.6 s of a busy feed
+            wait_ticks(config, proc, 4_000, log)
+            deadline = time.monotonic() + 30  # the engine runs on, and retries
+            while len([x for x in log_lines(log)
+                       if x.get("event") == "ctp_trade_not_connected"]) < 3:  # fmt: skip
+                assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+                time.sleep(0.05)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) == 0
     journal = read_journal(tmp_path / "journal" / "engine" / str(DAY))
     requested = {x.order_id for x in journal if isinstance(x, m.OrderRequested)}
     rejected = [x for x in journal if isinstance(x, m.OrderRejected)]
-    assert requested and {x.order_id for x in rejected} == requested
+    assert len(requested) > 20 and {x.order_id for x in rejected} == requested
     assert {x.code for x in rejected} == {"DISCONNECTED"}
     assert all(x.text.startswith("the order did not leave: ") for x in rejected)
     assert all("CTP front" in x.text or "tcp://127.0.0.1:" in x.text for x in rejected)
     assert any("no login at tcp://127.0.0.1:" in x.text for x in rejected)
     assert not any(isinstance(x, m.OrderRouted | m.Trade) for x in journal)
-    lines = log_lines(log)
-    retries = [x for x in lines if x.get("event") == "ctp_trade_not_connected"]
+    retries = [x for x in log_lines(log) if x.get("event") == "ctp_trade_not_connected"]
     waits = [x["retry_in_s"] for x in retries[:3]]  # backoff: 1, 2, 4 s ... +-20 %
     assert 0.8 <= waits[0] <= 1.2 and 1.6 <= waits[1] <= 2.4 and 3.2 <= waits[2] <= 4.8
     assert "Traceback" not in log.read_text()
@@ -157,10 +158,15 @@ FED_PER_S = 2_500
 
 
 def feed(recording: Path, writer: JournalWriter) -> None:
-    """The day's first ``FED`` ticks into a live journal at the pace of a busy feed."""
+    """The day's ``FED`` ticks into a live journal at the pace of a busy feed."""
+    feed_some(recording, writer, FED)
+
+
+def feed_some(recording: Path, writer: JournalWriter, count: int) -> None:
+    """The day's first ``count`` ticks into a live journal at ``FED_PER_S`` a second."""
     source = JournalReader(recording / str(DAY))
     began = time.monotonic()
-    for i in range(FED):
+    for i in range(count):
         frame = source.read()
         assert frame is not None
         writer.append_tick(decode_tick(frame.payload), frame.time_ns)
@@ -243,3 +249,54 @@ def test_an_engine_killed_at_random_points_recovers_and_sends_no_order_twice(  #
     never_left = set(routed.values()) - set(sent)
     assert never_left <= finished  # a route without an insert: rejected, never reached it
     assert "Traceback" not in log.read_text()
+
+
+def test_two_accounts_at_once_each_with_its_own_session_credentials_and_reconciliation(
+    tmp_path: Path, recording: Path
+) -> None:
+    """One engine process per account (docs/ctp-trading.md, "Several accounts"): two at once on
+    the same live feed, each with its own credentials file, venue and journal. Account B's
+    broker holds a position its journal does not (another terminal's, from an earlier day): B
+    halts with the report and sends nothing; A, unaffected, trades."""
+    (tmp_path / "recordings").mkdir()
+    accounts = {}
+    for name, user in (("a", "000123"), ("b", "000456")):
+        root = tmp_path / name
+        (root / "journal").mkdir(parents=True)
+        (root / "journal" / "recordings").symlink_to(tmp_path / "recordings")
+        secrets = root / "credentials.toml"
+        secrets.write_text(f'ctp_password = "pw-of-{name}"\n', encoding="utf-8")
+        secrets.chmod(0o600)
+        text = CONFIG.replace("PORT", "1").replace('user_id = "000123"', f'user_id = "{user}"')
+        text = text.replace('name = "ctp-test"', f'name = "{name}"\ncredentials_file = '
+                            f'"{secrets}"')  # fmt: skip
+        accounts[name] = (write_config(root, text), root / "venue")
+    # B's broker: 3 lots short of IF2101 since an earlier day, which the engine never booked
+    (tmp_path / "b" / "venue").mkdir()
+    carried = {"InstrumentID": "IF2101", "PosiDirection": "3", "Position": 3}
+    (tmp_path / "b" / "venue" / "flow.jsonl").write_text(json.dumps([["carried", carried]]) + "\n")
+    procs = {}
+    with live_tick_journal(tmp_path / "recordings" / str(DAY)) as writer:
+        for name, (config, venue) in accounts.items():
+            env_log = tmp_path / name / "engine.log"
+            procs[name] = start(["tests.services.engine.ctp_engine", str(config), str(venue)],
+                                env_log, keep_env=False)  # fmt: skip
+        feed_some(recording, writer, 4_000)
+    try:
+        for name, (config, _) in accounts.items():
+            wait_ticks(config, procs[name], 4_000, tmp_path / name / "engine.log")
+    finally:
+        for proc in procs.values():
+            proc.send_signal(signal.SIGTERM)
+        assert [proc.wait(timeout=30) for proc in procs.values()] == [0, 0]
+    a = read_journal(tmp_path / "a" / "journal" / "engine" / str(DAY))
+    b = read_journal(tmp_path / "b" / "journal" / "engine" / str(DAY))
+    (halt,) = [x for x in b if isinstance(x, m.Halt) and x.requester.startswith("ctp")]
+    assert halt.requester == "ctp reconciliation: IF2101 short: expected 0 lots, found 3"
+    assert not (tmp_path / "b" / "venue" / "inserts.jsonl").exists()  # B sent nothing
+    assert not any(isinstance(x, m.Halt) and x.requester.startswith("ctp") for x in a)
+    assert any(isinstance(x, m.Trade) for x in a)  # A traded meanwhile
+    logins = {name: [json.loads(line) for line in (venue / "logins.jsonl").read_text().splitlines()]
+              for name, (_, venue) in accounts.items()}  # fmt: skip
+    assert logins == {"a": [{"user": "000123", "password": "pw-of-a"}],
+                      "b": [{"user": "000456", "password": "pw-of-b"}]}  # fmt: skip

@@ -15,7 +15,7 @@ import pytest
 from contracts import messages as m
 from contracts.calendar import load_calendar
 from contracts.config import PaperConfig, ProductRates, RiskConfig
-from contracts.monitor import ConditionalView, PnlView, TradeView
+from contracts.monitor import ConditionalView, OrderView, PnlView, PositionView, TradeView
 from libshm import JournalReader, Tick, decode_tick
 from services.engine.adapters.paper.broker import PaperBroker
 from services.engine.core import Engine
@@ -256,3 +256,35 @@ def test_conditional_orders_show_while_they_are_open() -> None:
             assert "working" in states
     left = state.snapshot().topics.get("conditionals", {})
     assert set(left) == set(placed) - ended
+
+
+def test_another_terminal_s_orders_and_fills_show_under_external() -> None:
+    """The CTP adapter journals an order of another terminal of the account (``ExternalOrder``)
+    and its fills (``ExternalTrade``): the monitor shows the order while it works and the fill
+    and position under the agent ``external``, apart from every agent's."""
+    state = AccountState("fund", multiplier)
+    t = 1_609_723_800 * 10**9
+    state.apply(m.DayOpened(0, t, 20210104, [], {"a": 1e6}))
+    state.apply(m.ExternalOrder(1, t, "ext:CFFEX:9", "IF2101", "CFFEX", "sell", "open", 5200.0,
+                                3, 0, "working", "未成交"))  # fmt: skip
+    order = state.value("orders", "ext:CFFEX:9")
+    assert isinstance(order, OrderView)
+    assert (order.agent, order.direction, order.volume, order.state, order.exchange_order_id) == (
+        "external",
+        "sell",
+        3,
+        "accepted",
+        "CFFEX:9",
+    )
+    state.apply(m.ExternalTrade(2, t, "ext:CFFEX:9", "CFFEX:71", "IF2101", "sell", "open",
+                                5200.0, 1))  # fmt: skip
+    order = state.value("orders", "ext:CFFEX:9")
+    assert isinstance(order, OrderView) and order.filled == 1
+    trade = state.value("trades", "CFFEX:71")
+    assert isinstance(trade, TradeView) and (trade.agent, trade.volume) == ("external", 1)
+    position = state.value("positions", "external/IF2101")
+    assert isinstance(position, PositionView) and position.short_today == 1
+    state.apply(m.ExternalOrder(3, t, "ext:CFFEX:9", "IF2101", "CFFEX", "sell", "open", 5200.0,
+                                3, 1, "cancelled", "已撤单"))  # fmt: skip
+    assert state.value("orders", "ext:CFFEX:9") is None
+    assert state.value("positions", "a/IF2101") is None  # no agent's

@@ -106,3 +106,25 @@ def test_an_unknown_user_is_one_line(tmp_path: Path) -> None:
         "no-such-user-here) or name another with --user"
     ]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_further_account_gets_its_own_engine_unit(tmp_path: Path, units: Path) -> None:
+    """One engine per trading account: ``--account b`` writes that deployment's engine unit
+    alone, named for it, beside the first deployment's units."""
+    config = tmp_path / "account-b.toml"
+    paper = (ROOT / "configs" / "paper.toml").read_text()
+    config.write_text(paper.replace('"../var/paper/journal"', f'"{tmp_path / "journal-b"}"'))
+    done = run_hft("systemd", "install", "--config", str(config), "--user", "root",
+                   "--prefix", str(units), "--account", "b", "--environment-file",
+                   str(tmp_path / "hft.env"))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    unit = (units / "hft-engine-b.service").read_text()
+    assert f"engine --config {config}" in unit and "Description=hft engine (b):" in unit
+    assert "PartOf=hft.target" in unit
+    assert (
+        f"engine --config {tmp_path / 'deploy.toml'}" in (units / "hft-engine.service").read_text()
+    )
+    assert "hft-engine-b.service" in done.stdout.splitlines()[-1]
+    bad = run_hft("systemd", "install", "--config", str(config), "--user", "root",
+                  "--prefix", str(units), "--account", "b/../x")  # fmt: skip
+    assert bad.returncode == 2 and "--account 'b/../x'" in bad.stderr

@@ -31,6 +31,9 @@ from services.engine.adapter import (
 from services.engine.adapters.ctp.identity import Identity, Route
 from services.engine.adapters.ctp.items import BrokerState, Cancel, Kind
 from services.engine.adapters.ctp.translate import (
+    D_BUY,
+    OFFSET_OF,
+    OSS_INSERT_REJECTED,
     OrderReturn,
     TradeReturn,
     Untranslatable,
@@ -48,6 +51,7 @@ __all__ = ["CtpAdapter", "External"]
 
 Status = Literal["disconnected", "reconciling", "trading", "failed"]
 WORKING = frozenset({"1", "3", "a", "b", "c"})
+EXTERNAL_STATUS = {"0": "filled", "5": "cancelled"}  # CTP's AllTraded, Canceled
 """CTP's order statuses of an order still working at the exchange: part traded queueing (1), no
 trade queueing (3), unknown (a), not touched (b), touched (c)."""
 _CODES = {"disconnected": "DISCONNECTED", "reconciling": "RECONCILING", "failed": "LOGIN_REFUSED"}
@@ -55,6 +59,18 @@ _CODES = {"disconnected": "DISCONNECTED", "reconciling": "RECONCILING", "failed"
 
 def _nothing() -> None:
     pass
+
+
+def _progress(seen: tuple[str, int]) -> tuple[int, int]:
+    """How far an order's life went: its fills, then whether it ended. Returns of it only move
+    forward; a replay shows an earlier point."""
+    status, traded = seen
+    return traded, 0 if status == "working" else 1
+
+
+Item = AdapterEvent | BrokerState | m.ExternalOrder | m.ExternalTrade
+"""What :meth:`CtpAdapter.drain` gives: events for the engine, the broker's state for the
+reconciliation, and another terminal's orders and fills for the journal."""
 
 
 class External(NamedTuple):
@@ -96,8 +112,10 @@ class CtpAdapter(Adapter):
         self.sys_ids: dict[str, tuple[str, str]] = {}  # order id -> (exchange, OrderSysID as sent)
         self.external: dict[str, External] = {}
         self.external_trades: dict[str, TradeReturn] = {}
+        self._external_seen: dict[str, tuple[str, int]] = {}  # key -> (status, traded) journaled
+        self._external_trade_ids: set[str] = set()
         self.limits: dict[str, tuple[float, float]] = {}  # instrument -> (upper, lower)
-        self._events: list[AdapterEvent | BrokerState] = []
+        self._events: list[Item] = []
         self._queued_cancels: list[Order] = []
         self.trading_day = 0
         self._last_down = ""
@@ -176,7 +194,7 @@ class CtpAdapter(Adapter):
         """Whether :meth:`drain` has something (cheap: the live loop asks while idle)."""
         return bool(self._events) or not self._outbox.empty()
 
-    def drain(self, now_ns: int) -> list[AdapterEvent | BrokerState]:
+    def drain(self, now_ns: int) -> list[Item]:
         """What the session's thread handed over since the last call, as adapter events (and
         the broker's state, for the shell to reconcile), oldest first. ``now_ns``: the engine
         time they reach the engine at."""
@@ -250,7 +268,7 @@ class CtpAdapter(Adapter):
         order_id = i.order_of(ret.FrontID, ret.SessionID, ret.OrderRef, ret.ExchangeID,
                               ret.OrderSysID)  # fmt: skip
         if order_id is None:
-            self._external(ret)
+            self._external(ret, now_ns)
             return
         if order_id in self.finished:
             return  # a replay of a finished order's return
@@ -268,8 +286,9 @@ class CtpAdapter(Adapter):
         key = f"{ret.ExchangeID}:{ret.TradeID.strip()}"
         order_id = self.identity.order_of_trade(ret.ExchangeID, ret.OrderSysID)
         if order_id is None:
-            if key not in self.external_trades:
-                self.external_trades[key] = ret
+            self.external_trades[key] = ret
+            if key not in self._external_trade_ids:
+                self._external_trade_ids.add(key)
                 self.log.warning(
                     "ctp_external_trade",
                     trade_id=key,
@@ -278,27 +297,45 @@ class CtpAdapter(Adapter):
                     volume=ret.Volume,
                     hint="another terminal traded this account: not booked to any agent",
                 )
+                self._events.append(m.ExternalTrade(
+                    0, now_ns, f"ext:{ret.ExchangeID}:{ret.OrderSysID.strip()}", key,
+                    ret.InstrumentID, "buy" if ret.Direction == D_BUY else "sell",
+                    OFFSET_OF.get(ret.OffsetFlag, "close"), ret.Price, ret.Volume))  # type: ignore[arg-type]  # fmt: skip
             return
         if key in self.trade_ids:
             return  # a replay
         self.trade_ids.add(key)
         self._events.append(traded(ret, order_id, now_ns))
 
-    def _external(self, ret: OrderReturn) -> None:
+    def _external(self, ret: OrderReturn, now_ns: int) -> None:
+        """An order of another terminal: kept, logged once, and journaled (``ExternalOrder``)
+        each time it fills more or ends, never for a replay of an earlier point."""
         sys_id = ret.OrderSysID.strip()
-        key = (
-            f"{ret.ExchangeID}:{sys_id}"
-            if sys_id
-            else f"ref:{ret.FrontID}:{ret.SessionID}:{ret.OrderRef.strip()}"
-        )
-        first = key not in self.external
-        self.external[key] = External(key, ret)
-        if first:
+        if not sys_id:
+            return  # not at the exchange yet: it is shown once the exchange numbers it
+        key = f"{ret.ExchangeID}:{sys_id}"
+        if key not in self.external:
             self.log.warning("ctp_external_order", key=key, instrument=ret.InstrumentID,
                              direction=ret.Direction, price=ret.LimitPrice,
                              volume=ret.VolumeTotalOriginal, status=ret.OrderStatus,
                              hint="an order of another terminal of this account: shown, never "
                                   "traded by an agent")  # fmt: skip
+        if ret.OrderSubmitStatus == OSS_INSERT_REJECTED:
+            status = "rejected"
+        else:
+            status = EXTERNAL_STATUS.get(ret.OrderStatus, "working")
+        seen = (status, ret.VolumeTraded)
+        last = self._external_seen.get(key)
+        if last is not None and _progress(seen) <= _progress(last):
+            return  # nothing new: the same state, or an earlier one replayed after a reconnect
+        self._external_seen[key] = seen
+        self.external[key] = External(key, ret)
+        self._events.append(m.ExternalOrder(
+            0, now_ns, f"ext:{key}", ret.InstrumentID, ret.ExchangeID,
+            "buy" if ret.Direction == D_BUY else "sell",
+            OFFSET_OF.get(ret.CombOffsetFlag[:1], "close"),  # type: ignore[arg-type]
+            ret.LimitPrice, ret.VolumeTotalOriginal, ret.VolumeTraded, status,  # type: ignore[arg-type]
+            ret.StatusMsg.strip()))  # fmt: skip
 
     def _broker_state(self, state: BrokerState, now_ns: int) -> None:
         """The start-up queries' answers: the broker's working and finished orders are returns
@@ -361,6 +398,10 @@ class CtpAdapter(Adapter):
                 self.finished.add(msg.order_id)
             elif isinstance(msg, m.Trade):
                 self.trade_ids.add(msg.trade_id)
+            elif isinstance(msg, m.ExternalOrder):
+                self._external_seen[msg.order_id.removeprefix("ext:")] = (msg.status, msg.traded)
+            elif isinstance(msg, m.ExternalTrade):
+                self._external_trade_ids.add(msg.trade_id)
         for order_id in requested:
             if order_id not in self.identity.routes and order_id not in self.finished:
                 self._reject(order_id, "NOT_SENT", "the engine stopped before the order left: "

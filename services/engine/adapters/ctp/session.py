@@ -23,6 +23,9 @@ hand the whole to the engine's thread as one :class:`BrokerState`. A front that 
 within ``connect_timeout_s`` (CTP retries silently, calling nothing) or drops the connection is
 left for the next; rounds of the fronts wait 1, 2, 4 ... 60 s (+-20 % jitter). A login error that
 retrying cannot fix (:data:`PERMANENT_LOGIN_ERRORS`) is reported once and ends the session.
+
+Size: over 550 lines, since the session is one state machine (connect, authenticate, log in,
+confirm, query, trade, fail over) over one API object, and the SPI's callbacks are one line each.
 """
 
 from __future__ import annotations

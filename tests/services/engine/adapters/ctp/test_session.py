@@ -459,31 +459,37 @@ def test_cancels_while_disconnected_can_wait_for_the_next_session(tmp_path: Path
     assert (cancel["FrontID"], cancel["SessionID"], cancel["OrderRef"]) == (1, 7001, "13")
 
 
-def test_an_external_order_is_shown_and_gives_the_engine_nothing(tmp_path: Path) -> None:
+def test_an_external_order_is_journaled_for_the_monitor_and_gives_the_engine_nothing(
+    tmp_path: Path,
+) -> None:
     rig = Rig(tmp_path)
     trading(rig)
     # another terminal of the account: another session, its own refs (even the same number)
-    rig.spi.OnRtnOrder(
-        rtn_order(
-            13,
-            session_id=5555,
-            sys_id="990001",
-            instrument="m2105",
-            exchange="DCE",
-            price=2800.0,
-            volume=5,
-        )
-    )
-    rig.spi.OnRtnTrade(rtn_trade("77001", "990001", instrument="m2105", exchange="DCE"))
-    assert drained(rig) == []
+    other: dict[str, Any] = {"session_id": 5555, "instrument": "m2105", "exchange": "DCE",
+                             "price": 2800.0, "volume": 5}  # fmt: skip
+    rig.spi.OnRtnOrder(rtn_order(13, **other))  # not numbered yet: nothing to show
+    rig.spi.OnRtnOrder(rtn_order(13, sys_id="990001", **other))
+    rig.spi.OnRtnTrade(rtn_trade("77001", "990001", volume=2, instrument="m2105",
+                                 exchange="DCE"))  # fmt: skip
+    part = tdapi.THOST_FTDC_OST_PartTradedQueueing
+    rig.spi.OnRtnOrder(rtn_order(13, sys_id="990001", traded=2, text="部分成交", status=part,
+                                 **other))  # fmt: skip
+    # a replay after a reconnect shows nothing twice
+    rig.spi.OnRtnOrder(rtn_order(13, sys_id="990001", **other))
+    rig.spi.OnRtnTrade(rtn_trade("77001", "990001", volume=2, instrument="m2105",
+                                 exchange="DCE"))  # fmt: skip
+    items = drained(rig)
+    assert items == [
+        m.ExternalOrder(0, NOW, "ext:DCE:990001", "m2105", "DCE", "buy", "open", 2800.0, 5, 0,
+                        "working", "未成交"),
+        m.ExternalTrade(0, NOW, "ext:DCE:990001", "DCE:77001", "m2105", "buy", "open", 4300.0,
+                        2),
+        m.ExternalOrder(0, NOW, "ext:DCE:990001", "m2105", "DCE", "buy", "open", 2800.0, 5, 2,
+                        "working", "部分成交"),
+    ]  # fmt: skip
+    assert not any(isinstance(x, Accepted | Traded) for x in items)  # no agent's order
     (ext,) = rig.adapter.external.values()
-    assert ext.key == "DCE:990001"
-    assert (ext.ret.InstrumentID, ext.ret.LimitPrice, ext.ret.VolumeTotalOriginal) == (
-        "m2105",
-        2800.0,
-        5,
-    )
-    assert list(rig.adapter.external_trades) == ["DCE:77001"]
+    assert ext.key == "DCE:990001" and ext.ret.VolumeTraded == 2
 
 
 def test_a_restart_recognises_the_earlier_session_s_returns(tmp_path: Path) -> None:

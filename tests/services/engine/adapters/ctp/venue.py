@@ -6,7 +6,9 @@ session (after a crash) resumes the flow by replaying that sequence whole, and t
 queries are answered from it. ``ROOT/inserts.jsonl`` keeps each order insert it took.
 
 The exchange fills an order whose ref is even at once and in full at its limit price; one whose
-ref is odd rests until cancelled. A cancel of a filled order is refused (CTP error 26)."""
+ref is odd rests until cancelled. A cancel of a filled order is refused (CTP error 26). Each login
+is written to ``ROOT/logins.jsonl`` (user and password: a test's venue). A ``carried`` record in
+the flow is a position held since an earlier day (not a return: never delivered)."""
 
 from __future__ import annotations
 
@@ -67,6 +69,8 @@ class Venue:
         return 0
 
     def ReqUserLogin(self, fields: Any, request_id: int) -> int:
+        with (self.root / "logins.jsonl").open("a") as out:  # a test's venue: who logged in
+            out.write(json.dumps({"user": fields.UserID, "password": fields.Password}) + "\n")
         login = struct("CThostFtdcRspUserLoginField", FrontID=FRONT_ID, SessionID=self.session_id,
                        MaxOrderRef="1", TradingDay="20210104")  # fmt: skip
         self._call("OnRspUserLogin", login, rsp_info(), request_id, True)
@@ -182,7 +186,11 @@ class Venue:
             return [("CThostFtdcTradeField", v) for kind, v in records if kind == "trade"]
         if method == "ReqQryInvestorPosition":
             net: dict[tuple[str, str], int] = {}
+            held: dict[tuple[str, str], int] = {}  # carried from an earlier day
             for kind, v in records:
+                if kind == "carried":
+                    key = (v["InstrumentID"], v["PosiDirection"])
+                    held[key] = held.get(key, 0) + v["Position"]
                 if kind != "trade":
                     continue
                 buy = v["Direction"] == tdapi.THOST_FTDC_D_Buy
@@ -191,9 +199,12 @@ class Venue:
                 key = (v["InstrumentID"], side)
                 net[key] = net.get(key, 0) + (v["Volume"] if opens else -v["Volume"])
             return [("CThostFtdcInvestorPositionField",
-                     {"InstrumentID": i, "PosiDirection": side, "Position": lots,
-                      "TodayPosition": lots, "YdPosition": 0})
-                    for (i, side), lots in net.items() if lots]  # fmt: skip
+                     {"InstrumentID": i, "PosiDirection": side,
+                      "Position": net.get((i, side), 0) + held.get((i, side), 0),
+                      "TodayPosition": net.get((i, side), 0),
+                      "YdPosition": held.get((i, side), 0)})
+                    for i, side in sorted(set(net) | set(held))
+                    if net.get((i, side), 0) + held.get((i, side), 0)]  # fmt: skip
         return []
 
     # -- CTP's thread ----------------------------------------------------------------------------
@@ -202,7 +213,7 @@ class Venue:
         kind, values = record
         if kind == "order":
             self._call("OnRtnOrder", struct("CThostFtdcOrderField", **values))
-        else:
+        elif kind == "trade":
             self._call("OnRtnTrade", struct("CThostFtdcTradeField", **values))
 
     def _call(self, callback: str, *args: Any) -> None:

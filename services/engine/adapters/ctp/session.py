@@ -73,6 +73,14 @@ PERMANENT_LOGIN_ERRORS: Final = {
 }
 """CTP's error ids (its ``error.xml``) for an authentication or login that retrying cannot fix:
 reported once, never retried. Any other error retries with backoff."""
+DISCONNECT_REASONS: Final = {
+    0x1001: "network read failed",
+    0x1002: "network write failed",
+    0x2001: "heartbeat timed out",
+    0x2002: "heartbeat could not be sent",
+    0x2003: "the front sent an error packet",
+}
+"""``OnFrontDisconnected``'s reasons (``ThostFtdcTraderApi.h``)."""
 BUSY: Final = (-2, -3)
 """What a ``Req*`` call returns when CTP's flow control holds it (requests in flight, requests
 per second): sent again later."""
@@ -394,7 +402,8 @@ class CtpSession:
                 return
             self._queries.clear()
             self._query_sent = False
-            self._give_up_front(f"front {self.front} disconnected (reason {event[1]:#x})")
+            why = DISCONNECT_REASONS.get(event[1], "unknown reason")
+            self._give_up_front(f"front {self.front} disconnected (reason {event[1]:#x}: {why})")
         elif kind is Kind.AUTHENTICATED:
             _, error, text = event
             if error:

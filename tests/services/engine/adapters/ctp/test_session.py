@@ -388,7 +388,7 @@ def test_a_disconnect_mid_order_and_a_reconnect_whose_replay_gives_nothing_twice
     assert rig.api.released
     drained(rig)
     assert rig.adapter.status == "disconnected"
-    assert "disconnected (reason 0x1001)" in rig.adapter.reason
+    assert "disconnected (reason 0x1001: network read failed)" in rig.adapter.reason
     late = order(2)
     assert rig.adapter.route(late) is None  # refused with the reason, never routed
     rig.adapter.submit(late, NOW)

@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -166,3 +167,43 @@ def run_hft_until(
                 proc.kill()
                 proc.wait()
         return proc.returncode, log.read_text()
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound, then closed again): a CTP front
+    there never answers, and the library retries silently."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+@contextlib.contextmanager
+def dropping_server() -> Iterator[tuple[int, list[int]]]:
+    """A TCP server on 127.0.0.1 that accepts every connection and closes it at once (a CTP
+    API then reports ``OnFrontDisconnected``); yields its port and the count of connections
+    taken so far."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    server.settimeout(0.2)
+    taken = [0]
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            taken[0] += 1
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1], taken
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        server.close()

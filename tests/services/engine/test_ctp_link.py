@@ -98,6 +98,17 @@ def early(ticks: list[tuple[int, Tick]]) -> list[tuple[int, Tick]]:
     return ticks[:50]
 
 
+def filled_while_away(requested: m.OrderRequested) -> tuple[Any, dict[str, list[Any]]]:
+    """The order (ref 13) filled at the exchange while the engine was away: the fill, and the
+    broker's state at the next login (the 2 lots carried and the new one, the order filled,
+    the trade in the day's list)."""
+    fill = rtn_trade("8001", "700001", price=requested.price, volume=1, instrument="IF2101",
+                     exchange="CFFEX")  # fmt: skip
+    done = rtn_order(13, sys_id="700001", instrument="IF2101", exchange="CFFEX", traded=1,
+                     status=tdapi.THOST_FTDC_OST_AllTraded)  # fmt: skip
+    return fill, {"position": [position_row("long", 3, 1)], "order": [done], "trade": [fill]}
+
+
 HELD = m.Holding("mm", "IF2101", 2, 0, 2 * 5200.0, 0.0, 5200.0)
 
 
@@ -164,28 +175,9 @@ def test_a_position_difference_explained_by_a_missed_trade_is_repaired(
     rig.spi.OnFrontDisconnected(0x1001)
     shell(engine, rig)
     (requested,) = [x for x in journal if isinstance(x, m.OrderRequested)]
-    fill = rtn_trade(
-        "8001", "700001", price=requested.price, volume=1, instrument="IF2101", exchange="CFFEX"
-    )
+    _, broker = filled_while_away(requested)
     rig.poll(2.0)  # the next session
-    rig.log_in(
-        session_id=7002,
-        max_order_ref="13",
-        broker={
-            "position": [position_row("long", 3, 1)],
-            "order": [
-                rtn_order(
-                    13,
-                    sys_id="700001",
-                    instrument="IF2101",
-                    exchange="CFFEX",
-                    traded=1,
-                    status=tdapi.THOST_FTDC_OST_AllTraded,
-                )
-            ],
-            "trade": [fill],
-        },
-    )
+    rig.log_in(session_id=7002, max_order_ref="13", broker=broker)
     shell(engine, rig)
     trades = [x for x in journal if isinstance(x, m.Trade)]
     assert [(t.order_id, t.trade_id, t.volume) for t in trades] == [
@@ -239,27 +231,8 @@ def test_a_recovered_engine_sends_no_order_twice_and_knows_its_returns(
     again.recover(list(journal), partial(next, source))
     again.adapter.restore(journal, again.orders)
     (requested,) = [x for x in journal if isinstance(x, m.OrderRequested)]
-    fill = rtn_trade(
-        "8001", "700001", price=requested.price, volume=1, instrument="IF2101", exchange="CFFEX"
-    )
-    rig2.log_in(
-        session_id=7300,
-        max_order_ref="1",
-        broker={
-            "position": [position_row("long", 3, 1)],
-            "order": [
-                rtn_order(
-                    13,
-                    sys_id="700001",
-                    instrument="IF2101",
-                    exchange="CFFEX",
-                    traded=1,
-                    status=tdapi.THOST_FTDC_OST_AllTraded,
-                )
-            ],
-            "trade": [fill],
-        },
-    )
+    fill, broker = filled_while_away(requested)
+    rig2.log_in(session_id=7300, max_order_ref="1", broker=broker)
     rig2.spi.OnRtnTrade(fill)  # the private flow's replay: the same trade, once
     rig2.spi.OnRtnOrder(external)  # and the other terminal's order: journaled already
     shell(again, rig2)

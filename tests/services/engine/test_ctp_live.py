@@ -10,7 +10,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -29,6 +28,7 @@ from services.engine.journals import read_journal
 from services.tools.command import send_command
 from tests.helpers import (
     ROOT,
+    closed_port,
     import_market,
     live_tick_journal,
     log_lines,
@@ -98,13 +98,6 @@ params = { every = 20 }
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return import_market(tmp_path_factory.mktemp("rec"), "IF2101_20210104.csv.gz")
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
 
 
 def start(args: list[str], log: Path, keep_env: bool = True) -> subprocess.Popen[bytes]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,7 +20,7 @@ from contracts.ticks import TickStore
 from libshm import FLAG_SETTLEMENT, JournalReader, Tick, decode_tick, encode_tick
 from services.md_recorder.normalise import CTP_FIELDS
 from services.md_recorder.recorder import Recorder
-from tests.helpers import import_market, run_hft_until
+from tests.helpers import closed_port, dropping_server, import_market, run_hft_until
 from tests.services.md_recorder.test_normalise import CAL, CU_ROWS, IF_ROWS
 
 if not has_locale():  # importing openctp-ctp without it aborts the process
@@ -116,13 +115,6 @@ def test_real_structs_through_the_spi_into_the_journal(tmp_path: Path) -> None:
     assert recorder.filters.summary() == {"kept": len(live), "outside_hours": 1}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port  # closed again: nothing listens there
-
-
 CTP_CONFIG = """\
 [suite]
 name = "ctp-test"
@@ -170,7 +162,7 @@ def _count(event: str, n: int) -> Callable[[list[dict[str, Any]]], bool]:
 
 
 def test_closed_port_is_reported_and_retried_with_backoff(tmp_path: Path) -> None:
-    code, lines = run_recorder(tmp_path, free_port(), timeout=0.5,
+    code, lines = run_recorder(tmp_path, closed_port(), timeout=0.5,
                                until=_count("ctp_md_not_connected", 3))  # fmt: skip
     assert code == 0
     events = [line["event"] for line in lines]
@@ -201,7 +193,7 @@ def test_a_successful_login_resets_the_reconnect_backoff(tmp_path: Path) -> None
     now = [1000.0]
     log = Log()
     source = CtpMdSource(
-        [f"tcp://127.0.0.1:{free_port()}"], "9999", "user", "secret", ["IF2101"],
+        [f"tcp://127.0.0.1:{closed_port()}"], "9999", "user", "secret", ["IF2101"],
         tmp_path / "flow", connect_timeout_s=5.0, log=log, monotonic=lambda: now[0],
     )  # fmt: skip
 
@@ -234,26 +226,8 @@ def test_a_successful_login_resets_the_reconnect_backoff(tmp_path: Path) -> None
 @pytest.fixture
 def accept_then_close() -> Iterator[int]:
     """A TCP server on 127.0.0.1 that accepts every connection and closes it at once."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen()
-    server.settimeout(0.2)
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                continue
-            conn.close()
-
-    thread = threading.Thread(target=serve)
-    thread.start()
-    yield server.getsockname()[1]
-    stop.set()
-    thread.join()
-    server.close()
+    with dropping_server() as (port, _):
+        yield port
 
 
 def test_front_that_drops_the_connection_is_reported(

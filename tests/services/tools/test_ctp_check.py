@@ -4,14 +4,13 @@ run here); the real ``TraderApi`` meets a closed port through the real command."
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from contracts.ctp_locale import has_locale
-from tests.helpers import CONFIGS, require_ctp_locale, run_hft, write_config
+from tests.helpers import CONFIGS, closed_port, require_ctp_locale, run_hft, write_config
 
 if not has_locale():  # importing openctp-ctp without it aborts the process
     require_ctp_locale()  # skips the module, or fails it under CI
@@ -96,9 +95,7 @@ def test_a_wrong_password_is_the_login_step_with_ctp_s_reason(tmp_path: Path) ->
 
 
 def test_the_real_api_at_a_closed_port_fails_the_connect_step(tmp_path: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = closed_port()
     text = (CONFIGS / "live-ctp.example.toml").read_text("utf-8")
     text = text.replace('credentials_file = "/etc/hft/credentials.toml"\n', "")
     text = text.replace("/var/lib/hft/journal", str(tmp_path / "journal"))

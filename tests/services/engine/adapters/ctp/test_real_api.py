@@ -7,8 +7,6 @@ adapter refuses new orders with the reason."""
 from __future__ import annotations
 
 import queue
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +16,7 @@ import pytest
 
 from contracts.ctp_locale import has_locale
 from contracts.logs import get_logger
-from tests.helpers import require_ctp_locale
+from tests.helpers import closed_port, dropping_server, require_ctp_locale
 
 if not has_locale():  # importing openctp-ctp without it aborts the process
     require_ctp_locale()  # skips the module, or fails it under CI
@@ -30,40 +28,10 @@ from services.engine.events import Rejected
 from services.engine.orders import Order
 
 
-def closed_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on (bound, then closed)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
-
-
 @pytest.fixture
-def dropping_server() -> Iterator[tuple[int, list[int]]]:
-    """A server that accepts each connection and closes it at once; yields its port and the
-    count of connections taken."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(8)
-    server.settimeout(0.2)
-    taken = [0]
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                continue
-            taken[0] += 1
-            conn.close()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield server.getsockname()[1], taken
-    stop.set()
-    thread.join(timeout=5)
-    server.close()
+def dropping() -> Iterator[tuple[int, list[int]]]:
+    with dropping_server() as server:
+        yield server
 
 
 def session_for(tmp_path: Path, port: int, timeout_s: float) -> CtpSession:
@@ -114,9 +82,9 @@ def test_a_closed_port_reports_disconnection_and_retries_with_backoff(tmp_path: 
 
 
 def test_a_server_that_drops_the_connection_gives_the_disconnect_path(
-    tmp_path: Path, dropping_server: tuple[int, list[int]]
+    tmp_path: Path, dropping: tuple[int, list[int]]
 ) -> None:
-    port, taken = dropping_server
+    port, taken = dropping
     session = session_for(tmp_path, port, 30.0)  # the timeout never decides here
     session.start()
     try:

@@ -287,22 +287,10 @@ def test_refused_by_the_exchange(tmp_path: Path) -> None:
     trading(rig)
     o = order()
     routed_and_sent(rig, o)
-    rig.spi.OnRtnOrder(
-        rtn_order(
-            13,
-            submit=tdapi.THOST_FTDC_OSS_InsertRejected,
-            status=tdapi.THOST_FTDC_OST_Canceled,
-            text="价格超出涨跌停板",
-        )
-    )
-    rig.spi.OnRtnOrder(
-        rtn_order(
-            13,
-            submit=tdapi.THOST_FTDC_OSS_InsertRejected,
-            status=tdapi.THOST_FTDC_OST_Canceled,
-            text="价格超出涨跌停板",
-        )
-    )
+    refused = rtn_order(13, submit=tdapi.THOST_FTDC_OSS_InsertRejected,
+                        status=tdapi.THOST_FTDC_OST_Canceled, text="价格超出涨跌停板")  # fmt: skip
+    rig.spi.OnRtnOrder(refused)
+    rig.spi.OnRtnOrder(refused)  # said twice (a replay): rejected once
     assert drained(rig) == [
         Rejected(o.order_id, "EXCHANGE", "价格超出涨跌停板", NOW, 1_609_765_201_000_000_000)
     ]

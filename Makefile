@@ -92,6 +92,8 @@ bench: $(STAMP) $(NATIVE) ## run the benchmarks and print their figures (see doc
 	$(HFT) bench indicators
 	$(HFT) bench monitor
 	$(HFT) bench relay
+	@locpath=$$($(PY) -m contracts.ctp_locale --provide $(LOCALE_DIR)) || locpath=; \
+	if [ -n "$$locpath" ]; then export LOCPATH="$$locpath"; fi; $(HFT) bench ctp
 	$(HFT) bench soak
 
 clean: ## remove the virtual environment and caches

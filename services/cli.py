@@ -164,6 +164,7 @@ BENCHMARKS = (
     "indicators",
     "monitor",
     "relay",
+    "ctp",
     "soak",
 )
 

@@ -133,8 +133,9 @@ def apply_broker_facts(engine: Engine, state: BrokerState, now_ns: int) -> list[
     """The broker's instrument facts and rates for the day, over the configured product table:
     each instrument whose facts differ gets an ``InstrumentSet`` (journaled, so a recovery takes
     the same), and a tick size or multiplier that changed since the table was written is logged
-    as a warning. An instrument the broker did not answer for keeps the table's figures (said
-    in the log). Returns the instruments set."""
+    as a warning, as is an instrument that does not trade or expires today. An instrument the
+    broker did not answer for keeps the table's figures (said in the log). Returns the
+    instruments set."""
     rows = state.rows
     changed = []
     for instrument, spec in sorted(engine.specs.items()):
@@ -159,6 +160,16 @@ def apply_broker_facts(engine: Engine, state: BrokerState, now_ns: int) -> list[
                 hint="the configured product table's figures stay in force",
             )  # fmt: skip
             continue
+        if not facts.get("IsTrading", 1):
+            engine.log.warning(
+                "ctp_instrument_not_trading", instrument=instrument,
+                hint="the broker says it does not trade: orders will be refused",
+            )  # fmt: skip
+        if facts.get("ExpireDate") and facts["ExpireDate"] == state.trading_day:
+            engine.log.warning(
+                "ctp_instrument_expires_today", instrument=instrument,
+                hint="its last trading day: roll the agents to the next contract",
+            )  # fmt: skip
         multiplier = int(facts["VolumeMultiple"])  # type: ignore[call-overload]
         tick = float(facts["PriceTick"])  # type: ignore[arg-type]
         if (multiplier, tick) != (spec.multiplier, spec.price_tick):

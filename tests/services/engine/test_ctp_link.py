@@ -252,7 +252,7 @@ def broker_facts(multiplier: int = 300) -> dict[str, list[Any]]:
     return {
         "instrument": [struct("CThostFtdcInstrumentField", InstrumentID="IF2101",
                               ExchangeID="CFFEX", ProductID="IF", PriceTick=0.2,
-                              VolumeMultiple=multiplier)],
+                              VolumeMultiple=multiplier, IsTrading=1)],
         "margin": [struct("CThostFtdcInstrumentMarginRateField", InstrumentID="IF2101",
                           LongMarginRatioByMoney=0.15, LongMarginRatioByVolume=100.0,
                           ShortMarginRatioByMoney=0.16, ShortMarginRatioByVolume=0.0)],
@@ -330,3 +330,20 @@ def test_without_the_broker_s_rates_the_table_stays_and_it_is_said(
     (said,) = [x for x in logs if x["event"] == "ctp_broker_facts_missing"]
     assert said["missing"] == ["commission rate"]
     assert engine.ledger.accounts["mm"].margin() == 2 * 5200 * 300 * 0.12
+
+
+def test_an_instrument_that_expires_today_or_does_not_trade_is_said(
+    tmp_path: Path, early: list[tuple[int, Tick]]
+) -> None:
+    rig, journal = Rig(tmp_path, instruments=["IF2101"]), list[m.EngineMessage]()
+    engine = make(rig, journal)
+    facts = broker_facts()
+    facts["instrument"] = [
+        struct("CThostFtdcInstrumentField", InstrumentID="IF2101", ExchangeID="CFFEX",
+               ProductID="IF", PriceTick=0.2, VolumeMultiple=300, ExpireDate="20210105",
+               IsTrading=0)
+    ]  # fmt: skip
+    with structlog.testing.capture_logs() as logs:
+        open_and_log_in(rig, engine, early, facts)  # the login's trading day: 20210105
+    said = {x["event"] for x in logs if x["event"].startswith("ctp_instrument_")}
+    assert said == {"ctp_instrument_not_trading", "ctp_instrument_expires_today"}

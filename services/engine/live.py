@@ -713,6 +713,8 @@ class EngineService(Health, Interrupts):
                         next_warm = now + warm_ns
                     elif now - idle_since > SPIN_NS:
                         sleep(IDLE_SLEEP_S)
+                    elif waiting is not None:  # CTP: the session's thread needs the GIL now
+                        sleep(0)
                     continue
             next_housekeeping = now + HOUSEKEEPING_NS
             notify(status)  # the watchdog's ping comes from this loop: a stuck loop stops it

@@ -52,6 +52,9 @@ __all__ = ["CtpAdapter", "External"]
 Status = Literal["disconnected", "reconciling", "trading", "failed"]
 WORKING = frozenset({"1", "3", "a", "b", "c"})
 EXTERNAL_STATUS = {"0": "filled", "5": "cancelled"}  # CTP's AllTraded, Canceled
+PRUNE_AT = 4096
+"""The submitted orders kept before the finished ones are dropped (amortised: the next prune
+waits for twice the working ones)."""
 """CTP's order statuses of an order still working at the exchange: part traded queueing (1), no
 trade queueing (3), unknown (a), not touched (b), touched (c)."""
 _CODES = {"disconnected": "DISCONNECTED", "reconciling": "RECONCILING", "failed": "LOGIN_REFUSED"}
@@ -108,7 +111,8 @@ class CtpAdapter(Adapter):
         self.accepted: set[str] = set()
         self.finished: set[str] = set()
         self.trade_ids: set[str] = set()
-        self.orders: dict[str, Order] = {}  # what was submitted (or restored), by id
+        self.orders: dict[str, Order] = {}  # what was submitted (or restored) and may work
+        self._prune_at = PRUNE_AT
         self.sys_ids: dict[str, tuple[str, str]] = {}  # order id -> (exchange, OrderSysID as sent)
         self.external: dict[str, External] = {}
         self.external_trades: dict[str, TradeReturn] = {}
@@ -132,6 +136,9 @@ class CtpAdapter(Adapter):
 
     def submit(self, order: Order, now_ns: int) -> None:
         self.orders[order.order_id] = order
+        if len(self.orders) >= self._prune_at:  # keep the working ones: memory follows them
+            self.orders = {k: o for k, o in self.orders.items() if o.active}
+            self._prune_at = max(PRUNE_AT, 2 * len(self.orders))
         route = self.identity.routes.get(order.order_id)
         if self.status != "trading" or route is None:
             self._reject(order.order_id, _CODES.get(self.status, "NOT_ROUTED"),

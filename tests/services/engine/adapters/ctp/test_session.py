@@ -584,3 +584,21 @@ def test_a_cancel_journaled_before_a_crash_is_sent_again_if_the_order_still_work
     rig.poll()
     (again,) = rig.api.sent("ReqOrderAction")
     assert again["OrderSysID"] == f"{'880001':>20}"
+
+
+def test_the_adapter_keeps_the_working_orders_not_the_day_s(tmp_path: Path) -> None:
+    """A quoter sends a million orders a day: the adapter forgets the finished ones as the
+    engine does, and keeps those still working."""
+    rig = Rig(tmp_path)
+    trading(rig)
+    working = order(0)
+    routed_and_sent(rig, working)
+    for n in range(1, 10_000):
+        o = order(n)
+        rig.adapter.route(o)
+        rig.adapter.submit(o, NOW)
+        o.apply(Event.SUBMIT)
+        o.apply(Event.REJECT)  # finished in the engine
+    working.apply(Event.SUBMIT)
+    assert working.order_id in rig.adapter.orders
+    assert len(rig.adapter.orders) < 5_000

@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
@@ -52,26 +53,21 @@ def ctp_factory(config: DeploymentConfig, log: Any,
     stops the service in one line. ``api_factory``: the ``TraderApi`` (openctp-ctp's by
     default; a test's stand-in for a front)."""
     require_ctp_locale()
-    credentials = load_credentials(config.suite.credentials_file)
-    password = credentials.require("ctp_password")
-    auth = credentials.ctp_auth_code
-    auth_code = auth.get_secret_value() if auth is not None else ""
     # openctp-ctp aborts the process without the locale: imported only after the check
     from services.engine.adapters.ctp.adapter import CtpAdapter  # noqa: PLC0415
     from services.engine.adapters.ctp.session import CtpSession, SessionConfig  # noqa: PLC0415
 
     c = config.engine.ctp
     assert c is not None  # the config requires [engine.ctp] with adapter = "ctp"
+    base = SessionConfig.of(c, load_credentials(config.suite.credentials_file))
     # The session's thread needs the GIL to send an order and to pass a return on, while the
     # engine's loop holds it through a burst of ticks: a thread that waits for it gets it after
     # the switch interval (5 ms by default), so it is shortened to 0.2 ms (docs/ctp-trading.md).
     sys.setswitchinterval(SWITCH_INTERVAL_S)
 
     def factory(specs: Mapping[str, Spec], phases: Mapping[str, bytes]) -> CtpAdapter:
-        session = CtpSession(SessionConfig(
-            [str(f) for f in c.fronts], c.broker_id, c.user_id, password, c.app_id, auth_code,
-            c.flow_dir, sorted(specs), c.connect_timeout_s, c.query_gap_s, c.orders_per_s,
-        ), log=log, api_factory=api_factory)  # fmt: skip
+        session = CtpSession(replace(base, instruments=sorted(specs)), log=log,
+                             api_factory=api_factory)  # fmt: skip
         adapter = CtpAdapter(session.requests, session.outbox,
                              {i: s.exchange for i, s in specs.items()}, log=log,
                              cancel_while_disconnected=c.cancel_while_disconnected,
@@ -207,7 +203,8 @@ def reconcile_account(engine: Engine, adapter: CtpAdapter, state: BrokerState,
     broker's positions; book the engine's own trades the journal lacks (each a ``Trade``, logged
     as repaired from the broker's list); halt the account with a report for anything else.
     Trading starts either way (a halted account still cancels). Returns the verdict."""
-    trades = [_broker_trade(row) for row in state.trades]
+    rows = state.trades  # the day's trades, read from their query rows once
+    trades = [_broker_trade(row) for row in rows]
     order_of = adapter.identity.order_of_trade
     ledger = ledger_positions(engine)
     for trade in trades:  # another terminal's trades are the broker's, not the engine's: added
@@ -221,7 +218,7 @@ def reconcile_account(engine: Engine, adapter: CtpAdapter, state: BrokerState,
     verdict = reconcile(ledger, positions_from_rows(state.rows.get("position", [])), trades,
                         adapter.trade_ids, order_of,
                         lambda i: exchanges.get(i, ""))  # fmt: skip
-    by_id = {f"{r.ExchangeID}:{r.TradeID.strip()}": r for r in state.trades}
+    by_id = {f"{r.ExchangeID}:{r.TradeID.strip()}": r for r in rows}
     for order_id, trade in verdict.repairs:
         trade_id = f"{trade.exchange}:{trade.trade_id.strip()}"
         row = by_id[trade_id]

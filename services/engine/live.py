@@ -733,8 +733,6 @@ class EngineService(Health, Interrupts):
                         return self._roll(engine, day, at=engine.now)
                 else:
                     self._quiet_duties(engine, young_gc)
-            if waiting is not None and waiting():  # a busy feed still lets returns in
-                self._pump_adapter(engine)
             if engine.activity:
                 self._report(engine, now)
             if poll(0):

@@ -16,6 +16,7 @@ from dataclasses import replace
 from typing import Any, Final
 
 from contracts.config import DeploymentConfig
+from contracts.credentials import Credentials
 from contracts.logs import get_logger
 from services.engine.adapters.ctp.items import BrokerState, Kind
 from services.engine.adapters.ctp.session import CtpSession, SessionConfig
@@ -27,12 +28,13 @@ LABELS: Final = {"connected": "connect", "authenticated": "authenticate", "logge
                  "confirmed": "settlement"}  # fmt: skip
 
 
-def session_config(config: DeploymentConfig, password: str, auth_code: str) -> SessionConfig:
+def session_config(config: DeploymentConfig, credentials: Credentials) -> SessionConfig:
+    """The engine's session for ``[engine.ctp]``, with the account query alone, in a flow
+    directory of its own."""
     c = config.engine.ctp
     assert c is not None
-    return SessionConfig([str(f) for f in c.fronts], c.broker_id, c.user_id, password, c.app_id,
-                         auth_code, c.flow_dir / "doctor", [], c.connect_timeout_s, 0.0,
-                         account_only=True)  # fmt: skip
+    return replace(SessionConfig.of(c, credentials), flow_dir=c.flow_dir / "doctor",
+                   query_gap_s=0.0, account_only=True)  # fmt: skip
 
 
 def probe_front(

@@ -185,15 +185,13 @@ def ctp_checks(config: DeploymentConfig) -> list[Check]:
     if not has_locale():
         return [Check("ctp account", False, "cannot load openctp-ctp without the locale",
                       LOCALE_FIX)]  # fmt: skip
-    credentials = load_credentials(config.suite.credentials_file)
-    try:
-        password = credentials.require("ctp_password")
-    except UserError as err:
-        return [Check("ctp account", False, "no password", str(err))]
-    auth = credentials.ctp_auth_code
     from services.tools.ctp_check import probe_front, session_config  # noqa: PLC0415 (locale)
 
-    base = session_config(config, password, auth.get_secret_value() if auth else "")
+    credentials = load_credentials(config.suite.credentials_file)
+    try:
+        base = session_config(config, credentials)
+    except UserError as err:
+        return [Check("ctp account", False, "no password", str(err))]
     checks = []
     for front in base.fronts:
         for step, ok, text in probe_front(base, front):

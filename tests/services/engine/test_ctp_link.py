@@ -112,6 +112,19 @@ def filled_while_away(requested: m.OrderRequested) -> tuple[Any, dict[str, list[
 HELD = m.Holding("mm", "IF2101", 2, 0, 2 * 5200.0, 0.0, 5200.0)
 
 
+def rigged(tmp_path: Path) -> tuple[Rig, list[m.EngineMessage], Engine]:
+    """A front's stand-in for IF2101, and the engine on its adapter with its journal."""
+    rig, journal = Rig(tmp_path, instruments=["IF2101"]), list[m.EngineMessage]()
+    return rig, journal, make(rig, journal)
+
+
+def run_ticks(engine: Engine, rig: Rig, ticks: list[tuple[int, Tick]]) -> None:
+    """Each tick, then the live loop's turn between ticks."""
+    for seq, tick in ticks:
+        engine.on_tick(tick, seq)
+        shell(engine, rig)
+
+
 def open_and_log_in(
     rig: Rig, engine: Engine, ticks: list[tuple[int, Tick]], broker: dict[str, list[Any]]
 ) -> None:
@@ -123,8 +136,7 @@ def open_and_log_in(
 def test_a_matching_broker_state_lets_trading_start_and_each_ref_is_journaled_first(
     tmp_path: Path, early: list[tuple[int, Tick]]
 ) -> None:
-    rig, journal = Rig(tmp_path, instruments=["IF2101"]), list[m.EngineMessage]()
-    engine = make(rig, journal)
+    rig, journal, engine = rigged(tmp_path)
     open_and_log_in(rig, engine, early, {"position": [position_row("long", 2, 0)]})
     assert rig.adapter.status == "trading"
     assert not any(isinstance(x, m.Halt) for x in journal)
@@ -138,9 +150,7 @@ def test_a_matching_broker_state_lets_trading_start_and_each_ref_is_journaled_fi
         put(request)
 
     rig.adapter._requests = type("Q", (), {"put": staticmethod(hand_over)})()
-    for seq, tick in early[:5]:
-        engine.on_tick(tick, seq)
-        shell(engine, rig)
+    run_ticks(engine, rig, early[:5])
     (insert,) = rig.api.sent("ReqOrderInsert")
     assert handed == [True]
     kinds = [type(x).__name__ for x in journal]
@@ -164,12 +174,9 @@ def test_a_position_difference_explained_by_a_missed_trade_is_repaired(
 ) -> None:
     """The order filled while the line was down and the flow files were lost (so no replay):
     the broker's trade list has the fill, which is booked, and the ledger agrees."""
-    rig, journal = Rig(tmp_path, instruments=["IF2101"]), list[m.EngineMessage]()
-    engine = make(rig, journal)
+    rig, journal, engine = rigged(tmp_path)
     open_and_log_in(rig, engine, early, {"position": [position_row("long", 2, 0)]})
-    for seq, tick in early[:5]:
-        engine.on_tick(tick, seq)
-        shell(engine, rig)
+    run_ticks(engine, rig, early[:5])
     rig.spi.OnRtnOrder(rtn_order(13, sys_id="700001", instrument="IF2101", exchange="CFFEX"))
     shell(engine, rig)
     rig.spi.OnFrontDisconnected(0x1001)
@@ -191,8 +198,7 @@ def test_a_position_difference_explained_by_a_missed_trade_is_repaired(
 def test_an_unexplained_difference_halts_the_account_and_no_order_is_sent(
     tmp_path: Path, early: list[tuple[int, Tick]]
 ) -> None:
-    rig, journal = Rig(tmp_path, instruments=["IF2101"]), list[m.EngineMessage]()
-    engine = make(rig, journal)
+    rig, journal, engine = rigged(tmp_path)
     open_and_log_in(
         rig, engine, early, {"position": [position_row("long", 2, 0), position_row("short", 3, 3)]}
     )
@@ -200,9 +206,7 @@ def test_an_unexplained_difference_halts_the_account_and_no_order_is_sent(
     assert halt.scope == "account"
     assert halt.requester == "ctp reconciliation: IF2101 short: expected 0 lots, found 3"
     assert engine.gate.state("account", "") == "halted"
-    for seq, tick in early[:5]:
-        engine.on_tick(tick, seq)
-        shell(engine, rig)
+    run_ticks(engine, rig, early[:5])
     (refused,) = [x for x in journal if isinstance(x, m.RiskRefused)]
     assert refused.code == "HALTED"
     assert rig.api.sent("ReqOrderInsert") == []
@@ -211,12 +215,9 @@ def test_an_unexplained_difference_halts_the_account_and_no_order_is_sent(
 def test_a_recovered_engine_sends_no_order_twice_and_knows_its_returns(
     tmp_path: Path, early: list[tuple[int, Tick]]
 ) -> None:
-    rig, journal = Rig(tmp_path, instruments=["IF2101"]), list[m.EngineMessage]()
-    engine = make(rig, journal)
+    rig, journal, engine = rigged(tmp_path)
     open_and_log_in(rig, engine, early, {"position": [position_row("long", 2, 0)]})
-    for seq, tick in early[:5]:
-        engine.on_tick(tick, seq)
-        shell(engine, rig)
+    run_ticks(engine, rig, early[:5])
     rig.spi.OnRtnOrder(rtn_order(13, sys_id="700001", instrument="IF2101", exchange="CFFEX"))
     external = rtn_order(
         13, session_id=5555, sys_id="990001", instrument="IF2101", exchange="CFFEX"
@@ -237,9 +238,7 @@ def test_a_recovered_engine_sends_no_order_twice_and_knows_its_returns(
     rig2.spi.OnRtnOrder(external)  # and the other terminal's order: journaled already
     shell(again, rig2)
     assert not any(isinstance(x, m.ExternalOrder) for x in journal2)
-    for seq, tick in early[5:8]:
-        again.on_tick(tick, seq)
-        shell(again, rig2)
+    run_ticks(again, rig2, early[5:8])
     assert rig2.api.sent("ReqOrderInsert") == []  # the journaled order never left again
     assert [x.trade_id for x in journal + journal2 if isinstance(x, m.Trade)] == ["CFFEX:8001"]
     assert ledger_positions(again) == {("IF2101", "long"): Lots(1, 2)}
@@ -267,8 +266,7 @@ def broker_facts(multiplier: int = 300) -> dict[str, list[Any]]:
 def test_the_broker_s_rates_replace_the_table_for_the_day_and_a_recovery_takes_them(
     tmp_path: Path, early: list[tuple[int, Tick]]
 ) -> None:
-    rig, journal = Rig(tmp_path, instruments=["IF2101"]), list[m.EngineMessage]()
-    engine = make(rig, journal)
+    rig, journal, engine = rigged(tmp_path)
     open_and_log_in(rig, engine, early, broker_facts())
     (facts,) = [x for x in journal if isinstance(x, m.InstrumentSet)]
     assert (facts.long_margin_rate, facts.short_margin_rate, facts.long_margin_per_lot) == (
@@ -283,9 +281,7 @@ def test_the_broker_s_rates_replace_the_table_for_the_day_and_a_recovery_takes_t
     )
     # by hand: 2 lots carried at 5,200 (the mark until a tick), 300 a point, 15 % + 100 a lot
     assert engine.ledger.accounts["mm"].margin() == 2 * (5200 * 300 * 0.15 + 100)  # 468,200
-    for seq, tick in early[:5]:
-        engine.on_tick(tick, seq)
-        shell(engine, rig)
+    run_ticks(engine, rig, early[:5])
     (requested,) = [x for x in journal if isinstance(x, m.OrderRequested)]
     rig.spi.OnRtnOrder(rtn_order(13, sys_id="700001", instrument="IF2101", exchange="CFFEX"))
     rig.spi.OnRtnTrade(rtn_trade("8001", "700001", price=requested.price, instrument="IF2101",
@@ -304,8 +300,7 @@ def test_the_broker_s_rates_replace_the_table_for_the_day_and_a_recovery_takes_t
 def test_a_multiplier_that_changed_is_said_and_the_broker_s_is_used(
     tmp_path: Path, early: list[tuple[int, Tick]]
 ) -> None:
-    rig, journal = Rig(tmp_path, instruments=["IF2101"]), list[m.EngineMessage]()
-    engine = make(rig, journal)
+    rig, _, engine = rigged(tmp_path)
     with structlog.testing.capture_logs() as logs:
         open_and_log_in(rig, engine, early, broker_facts(multiplier=200))
     (said,) = [x for x in logs if x["event"] == "ctp_instrument_differs"]
@@ -320,8 +315,7 @@ def test_a_multiplier_that_changed_is_said_and_the_broker_s_is_used(
 def test_without_the_broker_s_rates_the_table_stays_and_it_is_said(
     tmp_path: Path, early: list[tuple[int, Tick]]
 ) -> None:
-    rig, journal = Rig(tmp_path, instruments=["IF2101"]), list[m.EngineMessage]()
-    engine = make(rig, journal)
+    rig, journal, engine = rigged(tmp_path)
     facts = broker_facts()
     del facts["commission"]
     with structlog.testing.capture_logs() as logs:
@@ -335,8 +329,7 @@ def test_without_the_broker_s_rates_the_table_stays_and_it_is_said(
 def test_an_instrument_that_expires_today_or_does_not_trade_is_said(
     tmp_path: Path, early: list[tuple[int, Tick]]
 ) -> None:
-    rig, journal = Rig(tmp_path, instruments=["IF2101"]), list[m.EngineMessage]()
-    engine = make(rig, journal)
+    rig, _, engine = rigged(tmp_path)
     facts = broker_facts()
     facts["instrument"] = [
         struct("CThostFtdcInstrumentField", InstrumentID="IF2101", ExchangeID="CFFEX",

@@ -115,7 +115,6 @@ class CtpAdapter(Adapter):
         self._prune_at = PRUNE_AT
         self.sys_ids: dict[str, tuple[str, str]] = {}  # order id -> (exchange, OrderSysID as sent)
         self.external: dict[str, External] = {}
-        self.external_trades: dict[str, TradeReturn] = {}
         self._external_seen: dict[str, tuple[str, int]] = {}  # key -> (status, traded) journaled
         self._external_trade_ids: set[str] = set()
         self.limits: dict[str, tuple[float, float]] = {}  # instrument -> (upper, lower)
@@ -293,7 +292,6 @@ class CtpAdapter(Adapter):
         key = f"{ret.ExchangeID}:{ret.TradeID.strip()}"
         order_id = self.identity.order_of_trade(ret.ExchangeID, ret.OrderSysID)
         if order_id is None:
-            self.external_trades[key] = ret
             if key not in self._external_trade_ids:
                 self._external_trade_ids.add(key)
                 self.log.warning(

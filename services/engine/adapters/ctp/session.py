@@ -38,11 +38,15 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from openctp_ctp import tdapi
 
 from contracts.errors import UserError
+
+if TYPE_CHECKING:
+    from contracts.config import CtpTradeConfig
+    from contracts.credentials import Credentials
 from services.engine.adapters.ctp.items import BrokerState, Cancel, Kind
 from services.engine.adapters.ctp.translate import (
     InputOrder,
@@ -228,6 +232,19 @@ class SessionConfig:
     query_gap_s: float = 1.0
     orders_per_s: float = 20.0
     account_only: bool = False  # the start-up queries are the account's alone (``hft doctor``)
+
+    @classmethod
+    def of(cls, ctp: CtpTradeConfig, credentials: Credentials,
+           instruments: Iterable[str] = ()) -> SessionConfig:  # fmt: skip
+        """A deployment's ``[engine.ctp]`` with its password and AuthCode (none: the session
+        logs in without authenticating); a ``UserError`` that says where to put a missing
+        password."""
+        auth = credentials.ctp_auth_code
+        return cls([str(f) for f in ctp.fronts], ctp.broker_id, ctp.user_id,
+                   credentials.require("ctp_password"), ctp.app_id,
+                   auth.get_secret_value() if auth is not None else "", ctp.flow_dir,
+                   list(instruments), ctp.connect_timeout_s, ctp.query_gap_s,
+                   ctp.orders_per_s)  # fmt: skip
 
 
 class CtpSession:
